@@ -1,0 +1,19 @@
+.PHONY: setup run test bench clean-state
+
+export RAY_USAGE_STATS_ENABLED ?= 0
+export RAY_AUTH_MODE ?= disabled
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	.venv/bin/agentic run
+
+test: setup
+	.venv/bin/python -m pytest
+
+bench: setup
+	.venv/bin/python benchmarks/run_all.py
+
+clean-state:
+	rm -rf .agentic

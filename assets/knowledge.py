@@ -1,0 +1,428 @@
+"""The knowledge pipeline: stored documents -> parsed -> chunked -> embedded on Ray -> indexed.
+
+Every step is incremental. Each asset diffs against the state the previous run left
+(keyed by document key + content hash, chunker version, chunk id + model), does only
+the new work, and writes its table atomically. A second run with no change embeds
+nothing and leaves the index untouched.
+"""
+
+
+import json
+import time
+from collections import Counter
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.chunking import Chunker
+from core.embedding import vectors_to_numpy
+from core.documents import DEFAULT_MAX_BYTES, PARSER_VERSION, ParsedDocument, Quarantine, Section, parse_document
+from core.ids import chunk_id, content_hash, generation_id
+from resources.document_store import LocalDocumentStore
+from resources.embedder import EmbedderResource
+from resources.ray_cluster import RayResource, embed_on_ray
+from resources.state_store import PipelineStateStore
+from resources.vector_store import MAPPING_VERSION, LanceDBVectorStore
+
+GROUP = "knowledge"
+OWNERS = ["team:ml-platform"]
+
+INVENTORY = pa.schema([("key", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("content_hash", pa.string()), ("last_modified", pa.float64())])
+DOCUMENTS = pa.schema(
+    [
+        ("key", pa.string()), ("content_hash", pa.string()), ("parser_version", pa.string()), ("source_format", pa.string()),
+        ("doc_id", pa.string()), ("title", pa.string()), ("sections", pa.string()), ("journal", pa.string()),
+        ("year", pa.int32()), ("mesh_terms", pa.list_(pa.string())), ("mesh_ids", pa.list_(pa.string())), ("text_chars", pa.int64()),
+    ]
+)
+QUARANTINE = pa.schema([("key", pa.string()), ("content_hash", pa.string()), ("size", pa.int64()), ("reason", pa.string()), ("parser_version", pa.string()), ("quarantined_at", pa.float64())])
+CHUNKS = pa.schema(
+    [
+        ("chunk_id", pa.string()), ("doc_key", pa.string()), ("content_hash", pa.string()), ("chunker_version", pa.string()),
+        ("doc_id", pa.string()), ("seq", pa.int32()), ("title", pa.string()), ("text", pa.string()), ("section", pa.string()),
+        ("year", pa.int32()), ("journal", pa.string()), ("mesh_terms", pa.list_(pa.string())), ("source_format", pa.string()),
+        ("n_tokens", pa.int32()),
+    ]
+)
+
+
+def _md_table(rows: list[dict], columns: list[str], limit: int = 10) -> dg.MetadataValue:
+    if not rows:
+        return dg.MetadataValue.md("_none_")
+    def cell(v):
+        s = str(v).replace("|", "\\|").replace("\n", " ")
+        return s if len(s) <= 120 else s[:117] + "..."
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows[:limit]]
+    if len(rows) > limit:
+        lines.append(f"\n_{len(rows) - limit} more_")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def _keyed(table: pa.Table, *cols: str) -> dict:
+    if table.num_rows == 0:
+        return {}
+    rows = table.to_pylist()
+    return {tuple(r[c] for c in cols) if len(cols) > 1 else r[cols[0]]: r for r in rows}
+
+
+# ------------------------------------------------------------------ inventory
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "s3"},
+    owners=OWNERS,
+    description="Every object in the document store: key, size, ETag and sha256 content hash. "
+    "Hashes are reused for objects whose ETag did not change.",
+)
+def document_inventory(context: dg.AssetExecutionContext, document_store: LocalDocumentStore, pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
+    t0 = time.perf_counter()
+    previous = _keyed(pipeline_state.read("inventory", INVENTORY), "key")
+    objects = document_store.list_objects()
+    rows, hashed = [], 0
+    for i, obj in enumerate(objects):
+        prev = previous.get(obj.key)
+        if prev and prev["etag"] == obj.etag and prev["size"] == obj.size:
+            digest = prev["content_hash"]
+        else:
+            try:
+                digest = content_hash(document_store.get(obj.key))
+            except FileNotFoundError:  # deleted between list and get
+                continue
+            hashed += 1
+        rows.append({"key": obj.key, "size": obj.size, "etag": obj.etag, "content_hash": digest, "last_modified": obj.last_modified})
+        if (i + 1) % 5000 == 0:
+            context.log.info(f"inventory: {i + 1}/{len(objects)} objects")
+    table = pa.Table.from_pylist(rows, schema=INVENTORY)
+    pipeline_state.write("inventory", table)
+    keys = {r["key"] for r in rows}
+    new = sum(1 for r in rows if r["key"] not in previous)
+    changed = sum(1 for r in rows if r["key"] in previous and previous[r["key"]]["content_hash"] != r["content_hash"])
+    deleted = len(set(previous) - keys)
+    prefixes = Counter(r["key"].split("/", 1)[0] if "/" in r["key"] else "(root)" for r in rows)
+    return dg.MaterializeResult(
+        metadata={
+            "documents": len(rows),
+            "total_bytes": int(sum(r["size"] for r in rows)),
+            "new": new,
+            "changed": changed,
+            "deleted": deleted,
+            "hashed_this_run": hashed,
+            "by_prefix": dg.MetadataValue.json(dict(prefixes)),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+
+
+# ------------------------------------------------------------------ parsing
+
+
+class ParseConfig(dg.Config):
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+def _doc_row(doc: ParsedDocument, digest: str) -> dict:
+    return {
+        "key": doc.key, "content_hash": digest, "parser_version": PARSER_VERSION, "source_format": doc.source_format,
+        "doc_id": doc.doc_id, "title": doc.title, "sections": json.dumps([[s.label, s.text] for s in doc.sections]),
+        "journal": doc.journal, "year": doc.year, "mesh_terms": doc.mesh_terms, "mesh_ids": doc.mesh_ids, "text_chars": len(doc.text),
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python"},
+    owners=OWNERS,
+    deps=[document_inventory],
+    description="Text and metadata of every document, one parser per format (PubMed XML, JATS, text, Markdown, "
+    "HTML, PDF, JSON, CSV) chosen from the content. A document that fails is quarantined with its key and reason; "
+    "the run goes on. Only new or changed documents are parsed.",
+)
+def parsed_documents(
+    context: dg.AssetExecutionContext, config: ParseConfig, document_store: LocalDocumentStore, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
+    t0 = time.perf_counter()
+    inventory = pipeline_state.read("inventory", INVENTORY).to_pylist()
+    prev_docs = _keyed(pipeline_state.read("documents", DOCUMENTS), "key")
+    prev_q = _keyed(pipeline_state.read("quarantine", QUARANTINE), "key")
+    docs, quarantine, parsed_now = [], [], 0
+    for i, item in enumerate(inventory):
+        key, digest = item["key"], item["content_hash"]
+        old = prev_docs.get(key)
+        if old and old["content_hash"] == digest and old["parser_version"] == PARSER_VERSION:
+            docs.append(old)
+            continue
+        oldq = prev_q.get(key)
+        if oldq and oldq["content_hash"] == digest and oldq["parser_version"] == PARSER_VERSION:
+            quarantine.append(oldq)
+            continue
+        parsed_now += 1
+        try:
+            if item["size"] > config.max_bytes:  # do not even read it
+                raise Quarantine(f"oversized: {item['size']} bytes > limit {config.max_bytes}")
+            data = document_store.get(key)
+            if content_hash(data) != digest:
+                raise Quarantine("content changed while the run was reading it; it will be picked up next run")
+            docs.append(_doc_row(parse_document(key, data, config.max_bytes), digest))
+        except Quarantine as q:
+            quarantine.append({"key": key, "content_hash": digest, "size": item["size"], "reason": q.reason, "parser_version": PARSER_VERSION, "quarantined_at": time.time()})
+        except FileNotFoundError:
+            continue
+        except Exception as exc:  # a parser bug must not stop the run: quarantine it with the error
+            quarantine.append({"key": key, "content_hash": digest, "size": item["size"], "reason": f"parser error: {type(exc).__name__}: {exc}", "parser_version": PARSER_VERSION, "quarantined_at": time.time()})
+        if parsed_now % 2000 == 0:
+            context.log.info(f"parsing: {i + 1}/{len(inventory)} documents seen, {parsed_now} parsed")
+    pipeline_state.write("documents", pa.Table.from_pylist(docs, schema=DOCUMENTS))
+    pipeline_state.write("quarantine", pa.Table.from_pylist(quarantine, schema=QUARANTINE))
+    if quarantine:
+        context.log.warning(f"{len(quarantine)} document(s) quarantined, e.g. {quarantine[0]['key']}: {quarantine[0]['reason']}")
+    elapsed = time.perf_counter() - t0
+    formats = Counter(d["source_format"] for d in docs)
+    return dg.MaterializeResult(
+        metadata={
+            "documents": len(docs),
+            "quarantined": len(quarantine),
+            "parsed_this_run": parsed_now,
+            "formats": dg.MetadataValue.json(dict(formats)),
+            "quarantine": _md_table(quarantine, ["key", "reason", "size"], limit=25),
+            "preview": _md_table(docs, ["doc_id", "title", "journal", "year", "source_format"], limit=5),
+            "seconds": round(elapsed, 3),
+        }
+    )
+
+
+@dg.asset_check(asset=parsed_documents, description="Nothing is lost: every inventoried document is either parsed or quarantined with a reason.")
+def every_document_accounted_for(pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+    inv = set(pipeline_state.read("inventory", INVENTORY).column("key").to_pylist())
+    docs = set(pipeline_state.read("documents", DOCUMENTS).column("key").to_pylist())
+    q = pipeline_state.read("quarantine", QUARANTINE).to_pylist()
+    missing = sorted(inv - docs - {r["key"] for r in q})
+    no_reason = [r["key"] for r in q if not r["reason"]]
+    return dg.AssetCheckResult(
+        passed=not missing and not no_reason,
+        metadata={
+            "inventoried": len(inv),
+            "parsed": len(docs),
+            "quarantined": len(q),
+            "missing": dg.MetadataValue.json(missing[:50]),
+            "quarantine_list": _md_table(q, ["key", "reason"], limit=50),
+        },
+    )
+
+
+# ------------------------------------------------------------------ chunking
+
+
+class ChunkingConfig(dg.Config):
+    max_tokens: int = 200
+    overlap_tokens: int = 40
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python"},
+    owners=OWNERS,
+    deps=[parsed_documents],
+    description="Token-aware, section-aware chunks with overlap, counted in the embedding model's word pieces. "
+    "Chunk ids are hash(document key, content hash, chunker version, position), so unchanged documents keep their ids.",
+)
+def document_chunks(
+    context: dg.AssetExecutionContext, config: ChunkingConfig, embedder: EmbedderResource, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
+    t0 = time.perf_counter()
+    chunker = Chunker(embedder.count_tokens, max_tokens=config.max_tokens, overlap_tokens=config.overlap_tokens)
+    version = chunker.version
+    docs = pipeline_state.read("documents", DOCUMENTS).to_pylist()
+    prev = pipeline_state.read("chunks", CHUNKS)
+    prev_by_doc: dict[tuple, list[dict]] = {}
+    for r in prev.to_pylist():
+        prev_by_doc.setdefault((r["doc_key"], r["content_hash"], r["chunker_version"]), []).append(r)
+    rows, rechunked = [], 0
+    for i, d in enumerate(docs):
+        cached = prev_by_doc.get((d["key"], d["content_hash"], version))
+        if cached:
+            rows.extend(cached)
+            continue
+        rechunked += 1
+        sections = [Section(label, text) for label, text in json.loads(d["sections"])]
+        for c in chunker.chunk(sections):
+            rows.append({
+                "chunk_id": chunk_id(d["key"], d["content_hash"], version, c.seq), "doc_key": d["key"], "content_hash": d["content_hash"],
+                "chunker_version": version, "doc_id": d["doc_id"], "seq": c.seq, "title": d["title"], "text": c.text, "section": c.section,
+                "year": d["year"], "journal": d["journal"], "mesh_terms": d["mesh_terms"], "source_format": d["source_format"], "n_tokens": c.n_tokens,
+            })
+        if rechunked % 2000 == 0:
+            context.log.info(f"chunking: {i + 1}/{len(docs)} documents")
+    table = pa.Table.from_pylist(rows, schema=CHUNKS)
+    pipeline_state.write("chunks", table)
+    tokens = np.array([r["n_tokens"] for r in rows]) if rows else np.zeros(1)
+    return dg.MaterializeResult(
+        metadata={
+            "chunks": len(rows),
+            "documents": len(docs),
+            "rechunked_documents": rechunked,
+            "chunker_version": version,
+            "tokens_p50": int(np.percentile(tokens, 50)),
+            "tokens_max": int(tokens.max()),
+            "chunks_per_document": round(len(rows) / max(1, len(docs)), 2),
+            "preview": _md_table(rows, ["doc_id", "seq", "section", "n_tokens", "text"], limit=5),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+
+
+# ------------------------------------------------------------------ embeddings
+
+
+class EmbeddingConfig(dg.Config):
+    actors: int = 0  # 0 = one per Ray CPU
+    batch_size: int = 64
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"ray", "onnx"},
+    owners=OWNERS,
+    deps=[document_chunks],
+    description="Vectors for every live chunk, computed by a Ray Data job (map_batches over an actor pool that "
+    "holds the embedding model). Only chunks whose id+model are not yet in the embedding cache are embedded.",
+)
+def chunk_embeddings(
+    context: dg.AssetExecutionContext, config: EmbeddingConfig, embedder: EmbedderResource, ray_cluster: RayResource, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
+    t0 = time.perf_counter()
+    chunks = pipeline_state.read("chunks", CHUNKS)
+    live = set(chunks.column("chunk_id").to_pylist())
+    cached = set(pipeline_state.cached_vectors(embedder.model_id, embedder.dimension, ["chunk_id"]).column("chunk_id").to_pylist())
+    todo_mask = pc.invert(pc.is_in(chunks.column("chunk_id"), value_set=pa.array(sorted(cached), pa.string())))
+    todo = chunks.filter(todo_mask).select(["chunk_id", "text", "n_tokens"])
+    context.log.info(f"{todo.num_rows} of {chunks.num_rows} chunks need embedding with {embedder.model_id}")
+    embed_seconds = 0.0
+    if todo.num_rows:
+        t1 = time.perf_counter()
+        out = embed_on_ray(ray_cluster, todo, embedder.spec(), actors=config.actors, batch_size=config.batch_size)
+        embed_seconds = time.perf_counter() - t1
+        vectors = vectors_to_numpy(out.column("vector"), embedder.dimension)
+        norms = np.linalg.norm(vectors, axis=1)
+        bad = ~np.isfinite(vectors).all(axis=1) | (norms < 1e-6)
+        if out.num_rows != todo.num_rows or bad.any():
+            raise RuntimeError(f"embedder returned {out.num_rows} vectors for {todo.num_rows} chunks, {int(bad.sum())} zero/NaN; nothing was written")
+        pipeline_state.add_vectors(embedder.model_id, embedder.dimension, out)
+    pruned = pipeline_state.prune_vectors(embedder.model_id, embedder.dimension, live)
+    elapsed = time.perf_counter() - t0
+    return dg.MaterializeResult(
+        metadata={
+            "model": embedder.model_id,
+            "dimension": embedder.dimension,
+            "live_chunks": len(live),
+            "embedded_this_run": todo.num_rows,
+            "reused_from_cache": len(live) - todo.num_rows,
+            "pruned_from_cache": pruned,
+            "embed_seconds": round(embed_seconds, 3),
+            "chunks_per_second": round(todo.num_rows / embed_seconds, 1) if embed_seconds else 0.0,
+            "ray_cpus": ray_cluster.cluster_cpus() if todo.num_rows else 0,
+            "seconds": round(elapsed, 3),
+        }
+    )
+
+
+# ------------------------------------------------------------------ index
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"lancedb"},
+    owners=OWNERS,
+    deps=[chunk_embeddings],
+    description="The searchable index: vectors + text (BM25) + filter fields in one generation per model/mapping. "
+    "Applies only the delta (new chunks in, deleted chunks out); a new generation is built beside the serving one "
+    "and the serving pointer is switched atomically.",
+)
+def vector_index(
+    context: dg.AssetExecutionContext, embedder: EmbedderResource, vector_store: LanceDBVectorStore, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
+    t0 = time.perf_counter()
+    generation = generation_id(embedder.model_id, embedder.dimension, MAPPING_VERSION)
+    created = not vector_store.has_generation(generation)
+    if created:
+        vector_store.create_generation(generation, embedder.dimension)
+        context.log.info(f"created index generation {generation}")
+    chunks = pipeline_state.read("chunks", CHUNKS)
+    live = set(chunks.column("chunk_id").to_pylist())
+    existing = vector_store.ids(generation)
+    to_add = sorted(live - existing)
+    to_delete = sorted(existing - live)
+    if to_add:
+        add_ids = pa.array(to_add, pa.string())
+        rows = chunks.filter(pc.is_in(chunks.column("chunk_id"), value_set=add_ids))
+        vecs = pipeline_state.cached_vectors(embedder.model_id, embedder.dimension)
+        vecs = vecs.filter(pc.is_in(vecs.column("chunk_id"), value_set=add_ids))
+        idx = pc.index_in(rows.column("chunk_id"), value_set=vecs.column("chunk_id"))
+        if idx.null_count:
+            raise RuntimeError(f"{idx.null_count} chunks have no vector; materialize chunk_embeddings first")
+        rows = rows.append_column("vector", vecs.column("vector").take(idx))
+        vector_store.upsert(generation, rows)
+    vector_store.delete(generation, to_delete)
+    index_info = vector_store.refresh_indexes(generation) if (to_add or to_delete or created) else {"rows": len(existing), "ann": "unchanged"}
+    previous = vector_store.serving_generation()
+    promoted = previous != generation
+    if promoted:
+        vector_store.promote(generation)
+        context.log.info(f"serving generation switched {previous} -> {generation}")
+    return dg.MaterializeResult(
+        metadata={
+            "generation": generation,
+            "serving_generation": generation,
+            "previous_serving_generation": previous or "",
+            "promoted_this_run": promoted,
+            "rows": vector_store.count(generation),
+            "added": len(to_add),
+            "deleted": len(to_delete),
+            "table_version": vector_store.version(generation),
+            "index": dg.MetadataValue.json(index_info),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+
+
+def _index_vectors(vector_store: LanceDBVectorStore, embedder: EmbedderResource) -> tuple[str, pa.Table]:
+    generation = generation_id(embedder.model_id, embedder.dimension, MAPPING_VERSION)
+    return generation, vector_store.scan(generation, ["chunk_id", "vector"])
+
+
+@dg.asset_check(asset=vector_index, blocking=True, description="Index rows equal the live chunks, with no duplicate ids.")
+def index_matches_live_chunks(embedder: EmbedderResource, vector_store: LanceDBVectorStore, pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+    generation = generation_id(embedder.model_id, embedder.dimension, MAPPING_VERSION)
+    ids = vector_store.scan(generation, ["chunk_id"]).column("chunk_id").to_pylist()
+    live = set(pipeline_state.read("chunks", CHUNKS).column("chunk_id").to_pylist())
+    dupes = [k for k, n in Counter(ids).items() if n > 1]
+    missing, extra = live - set(ids), set(ids) - live
+    return dg.AssetCheckResult(
+        passed=not dupes and not missing and not extra,
+        metadata={"index_rows": len(ids), "live_chunks": len(live), "duplicate_ids": len(dupes), "missing": len(missing), "stale": len(extra)},
+    )
+
+
+@dg.asset_check(asset=vector_index, blocking=True, description="Every vector has the model's dimension, is finite and non-zero (unit length).")
+def index_vectors_valid(embedder: EmbedderResource, vector_store: LanceDBVectorStore) -> dg.AssetCheckResult:
+    _, table = _index_vectors(vector_store, embedder)
+    col = table.column("vector")
+    dim = col.type.list_size if table.num_rows else embedder.dimension
+    if table.num_rows == 0:
+        return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+    v = vectors_to_numpy(col, dim)
+    norms = np.linalg.norm(v, axis=1)
+    nan_rows = int((~np.isfinite(v).all(axis=1)).sum())
+    zero_rows = int((norms < 1e-6).sum())
+    off_unit = int((np.abs(norms - 1) > 1e-2).sum())
+    return dg.AssetCheckResult(
+        passed=dim == embedder.dimension and nan_rows == 0 and zero_rows == 0 and off_unit == 0,
+        metadata={"dimension": dim, "model_dimension": embedder.dimension, "nan_rows": nan_rows, "zero_rows": zero_rows, "non_unit_rows": off_unit},
+    )
+
+
+knowledge_assets = [document_inventory, parsed_documents, document_chunks, chunk_embeddings, vector_index]
+knowledge_checks = [every_document_accounted_for, index_matches_live_chunks, index_vectors_valid]

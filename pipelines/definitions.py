@@ -1,0 +1,24 @@
+"""The one entry point of the code location: ``pipelines.definitions:defs``."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.knowledge import knowledge_assets, knowledge_checks
+from pipelines.jobs import knowledge_job
+from pipelines.profiles import build_executor, build_resources
+from pipelines.settings import Settings, load_settings
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    return dg.Definitions(
+        assets=[*knowledge_assets],
+        asset_checks=[*knowledge_checks],
+        jobs=[knowledge_job],
+        resources=build_resources(settings),
+        executor=build_executor(settings),
+    )
+
+
+defs = build_definitions()

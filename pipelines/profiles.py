@@ -1,0 +1,63 @@
+"""The profile switch: ``local`` (embedded default, offline on 2 CPU cores) or ``eks``.
+
+A profile is a set of resources (and an executor) with the same interfaces; assets never
+know which profile they run under.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from pipelines.settings import Settings
+from resources.document_store import LocalDocumentStore, S3DocumentStore
+from resources.embedder import EmbedderResource
+from resources.ray_cluster import RayResource
+from resources.retrieval import RetrieverResource
+from resources.state_store import PipelineStateStore
+from resources.vector_store import LanceDBVectorStore
+
+# Production embedding model: snowflake-arctic-embed-s (384-d, BERT vocabulary) wants this query prefix.
+ARCTIC_QUERY_PREFIX = "Represent this sentence for searching relevant passages: "
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    if settings.profile == "local":
+        embedder = EmbedderResource(tokenizer_path=str(settings.model_dir / "tokenizer.json"))
+        vector_store = LanceDBVectorStore(uri=str(settings.index_root))
+        resources: dict[str, Any] = {
+            "document_store": LocalDocumentStore(root=str(settings.document_root)),
+            "ray_cluster": RayResource(address=settings.ray_address or ""),
+        }
+    else:
+        embedder = EmbedderResource(
+            model_id="snowflake-arctic-embed-s-onnx",
+            model_path=dg.EnvVar("AGENTIC_EMBED_MODEL_PATH"),
+            tokenizer_path=dg.EnvVar("AGENTIC_EMBED_TOKENIZER_PATH"),
+            query_prefix=ARCTIC_QUERY_PREFIX,
+        )
+        # LanceDB on the shared volume until the OpenSearch store lands (it keeps the same interface).
+        vector_store = LanceDBVectorStore(uri=str(settings.index_root))
+        resources = {
+            "document_store": S3DocumentStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/"),
+            "ray_cluster": RayResource(address=dg.EnvVar("AGENTIC_RAY_ADDRESS")),
+        }
+    resources.update(
+        {
+            "pipeline_state": PipelineStateStore(root=str(settings.state_root)),
+            "embedder": embedder,
+            "vector_store": vector_store,
+            "retriever": RetrieverResource(vector_store=vector_store, embedder=embedder),
+        }
+    )
+    return resources
+
+
+def build_executor(settings: Settings):
+    if settings.profile == "local":
+        # One process: Ray is joined once and the model loads once per run, which matters on 2 cores.
+        return dg.in_process_executor
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor

