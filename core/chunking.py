@@ -116,8 +116,9 @@ class Chunker:
             if not pieces:
                 continue
             section_total = sum(p.n_tokens for p in pieces) + (self.label_cost if section.label else 0)
-            # Prefer to cut at the section boundary rather than split a section that would fit whole.
-            if current and used + section_total > budget and section_total <= budget:
+            # Prefer to cut at a section boundary when the next section does not fit, unless the
+            # chunk so far is a tiny fragment (then it is better merged than left alone).
+            if current and used + section_total > budget and (section_total <= budget or used >= budget // 4):
                 emit()
             for p in pieces:
                 c = cost(p, current)

@@ -96,13 +96,14 @@ def _instance(settings: Settings):
     return dg.DagsterInstance.get()
 
 
-def run_job(settings: Settings, job_name: str | None = None):
+def run_job(settings: Settings, job_name: str | None = None, log_level: str = "INFO"):
     from pipelines.definitions import build_definitions
     from pipelines.jobs import MAIN_JOB
 
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name or MAIN_JOB)
-    return job.execute_in_process(instance=_instance(settings), raise_on_error=False)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return job.execute_in_process(instance=_instance(settings), raise_on_error=False, run_config=run_config)
 
 
 def _summarize(result) -> list[str]:

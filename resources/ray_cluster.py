@@ -84,6 +84,8 @@ def embed_on_ray(ray_resource: RayResource, rows, embedder_spec: dict, actors: i
     if "n_tokens" in rows.column_names:
         rows = rows.sort_by("n_tokens")
     rows = rows.select(["chunk_id", "text"])
+    actors = min(actors, rows.num_rows)
+    block_rows = max(1, min(block_rows, -(-rows.num_rows // actors)))  # at least one block per actor
     blocks = [rows.slice(i, block_rows) for i in range(0, rows.num_rows, block_rows)]
     ds = ray.data.from_arrow(blocks)
     ds = ds.map_batches(

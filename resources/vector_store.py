@@ -253,7 +253,7 @@ class LanceDBVectorStore(dg.ConfigurableResource):
 
     def search_dense(self, vector: np.ndarray, k: int = 10, filters: dict | None = None, generation: str | None = None, exact: bool = False) -> list[SearchHit]:
         tbl = self._open(self._resolve(generation))
-        q = tbl.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("cosine").select(self._COLUMNS).limit(k)
+        q = tbl.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("cosine").select([*self._COLUMNS, "_distance"]).limit(k)
         where = build_where(filters)
         if where:
             q = q.where(where, prefilter=True)
@@ -267,7 +267,7 @@ class LanceDBVectorStore(dg.ConfigurableResource):
 
     def search_bm25(self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None) -> list[SearchHit]:
         tbl = self._open(self._resolve(generation))
-        q = tbl.search(text, query_type="fts", fts_columns="text").select(self._COLUMNS).limit(k)
+        q = tbl.search(text, query_type="fts", fts_columns="text").select([*self._COLUMNS, "_score"]).limit(k)
         where = build_where(filters)
         if where:
             q = q.where(where, prefilter=True)

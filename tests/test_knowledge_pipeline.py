@@ -1,0 +1,148 @@
+"""The knowledge pipeline on real components: Ray Data, the ONNX embedder, LanceDB, Dagster."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from assets.knowledge import knowledge_assets, knowledge_checks, parsed_documents, ParseConfig
+from core.corpus import document_key
+from pipelines.profiles import build_resources
+from resources.embedder import EmbedderResource
+from tests.helpers import GOOD_FILES, bad_files
+
+
+def materialize(settings, selection=None, **resource_overrides):
+    resources = build_resources(settings)
+    resources.update(resource_overrides)
+    result = dg.materialize([*knowledge_assets, *knowledge_checks], resources=resources, selection=selection, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    meta = {}
+    for mat in result.get_asset_materialization_events():
+        m = mat.event_specific_data.materialization
+        meta[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    return meta, checks, resources
+
+
+def seed(resources, docs):
+    store = resources["document_store"]
+    for key, data in docs.items():
+        store.put(key, data)
+
+
+@pytest.fixture
+def pubmed_docs(pubmed_sample):
+    return {document_key(p): d for p, d in pubmed_sample[:12]}
+
+
+def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample):
+    settings = settings_factory(tmp_path / "home")
+    seed(build_resources(settings), pubmed_docs)
+
+    meta, checks, res = materialize(settings)
+    assert checks and all(checks.values()), checks
+    chunks = meta["document_chunks"]["chunks"]
+    assert meta["chunk_embeddings"]["embedded_this_run"] == chunks > len(pubmed_docs)
+    assert meta["vector_index"]["rows"] == chunks
+    store, gen = res["vector_store"], meta["vector_index"]["generation"]
+    version, ids = store.version(gen), store.ids(gen)
+
+    # 1. No change: nothing embedded, the index table is not even touched.
+    meta, checks, _ = materialize(settings)
+    assert all(checks.values())
+    assert meta["chunk_embeddings"]["embedded_this_run"] == 0
+    assert meta["parsed_documents"]["parsed_this_run"] == 0
+    assert meta["document_chunks"]["rechunked_documents"] == 0
+    assert (meta["vector_index"]["added"], meta["vector_index"]["deleted"]) == (0, 0)
+    assert store.version(gen) == version and store.ids(gen) == ids
+
+    # 2. Change one document: only its chunks are re-embedded, its old chunks leave the index.
+    changed_key = sorted(pubmed_docs)[0]
+    old_ids = {r["chunk_id"] for r in store.scan(gen, ["chunk_id", "doc_key"]).to_pylist() if r["doc_key"] == changed_key}
+    new_pmid, new_doc = pubmed_sample[100]
+    res["document_store"].put(changed_key, new_doc)
+    meta, checks, _ = materialize(settings)
+    assert all(checks.values())
+    new_rows = [r for r in store.scan(gen, ["chunk_id", "doc_key", "doc_id"]).to_pylist() if r["doc_key"] == changed_key]
+    assert {r["doc_id"] for r in new_rows} == {new_pmid}
+    assert meta["chunk_embeddings"]["embedded_this_run"] == len(new_rows)
+    assert meta["vector_index"]["added"] == len(new_rows) and meta["vector_index"]["deleted"] == len(old_ids)
+    assert not old_ids & store.ids(gen)
+
+    # 3. Delete one: its chunks are gone from search.
+    deleted_key = sorted(pubmed_docs)[1]
+    title = next(r["title"] for r in store.scan(gen, ["doc_key", "title"]).to_pylist() if r["doc_key"] == deleted_key)
+    before = {h.doc_key for h in res["retriever"].search(title, k=5, mode="hybrid")}
+    assert deleted_key in before
+    res["document_store"].delete(deleted_key)
+    meta, checks, _ = materialize(settings)
+    assert all(checks.values())
+    assert meta["document_inventory"]["deleted"] == 1
+    for mode in ("dense", "bm25", "hybrid"):
+        assert deleted_key not in {h.doc_key for h in res["retriever"].search(title, k=50, mode=mode)}
+    assert meta["chunk_embeddings"]["pruned_from_cache"] > 0
+
+
+def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp_path, pubmed_docs):
+    settings = settings_factory(tmp_path / "home")
+    res = build_resources(settings)
+    bad = bad_files()
+    seed(res, {**pubmed_docs, **GOOD_FILES, **{k: v[0] for k, v in bad.items()}})
+
+    meta, checks, _ = materialize(settings)
+    assert all(checks.values()), checks
+    quarantine = {r["key"]: r["reason"] for r in res["pipeline_state"].read("quarantine").to_pylist()}
+    assert set(quarantine) == set(bad)
+    for key, (_, reason) in bad.items():
+        assert reason.lower() in quarantine[key].lower(), (key, quarantine[key])
+    indexed = {r["doc_key"] for r in res["vector_store"].scan(meta["vector_index"]["generation"], ["doc_key"]).to_pylist()}
+    assert indexed == set(pubmed_docs) | set(GOOD_FILES)
+    assert meta["parsed_documents"]["quarantined"] == len(bad)
+
+    # Fixing a quarantined document takes it out of quarantine and into the index.
+    res["document_store"].put("uploads/truncated.xml", pubmed_docs[sorted(pubmed_docs)[0]])
+    meta, checks, _ = materialize(settings)
+    assert all(checks.values())
+    quarantine = {r["key"] for r in res["pipeline_state"].read("quarantine").to_pylist()}
+    assert "uploads/truncated.xml" not in quarantine and len(quarantine) == len(bad) - 1
+    hits = res["retriever"].search("Antimicrobial stewardship carbapenem audit", k=3, mode="hybrid")
+    assert hits[0].doc_key == "uploads/report.pdf"
+
+
+def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubmed_docs):
+    """Assets are plain functions too: call one with a built context and real resources."""
+    settings = settings_factory(tmp_path / "home")
+    res = build_resources(settings)
+    seed(res, {**dict(list(pubmed_docs.items())[:3]), "uploads/empty.txt": b""})
+    dg.materialize([knowledge_assets[0]], resources=res, instance=dg.DagsterInstance.ephemeral())
+    result = parsed_documents(
+        context=dg.build_asset_context(),
+        config=ParseConfig(),
+        document_store=res["document_store"],
+        pipeline_state=res["pipeline_state"],
+    )
+    assert result.metadata["documents"] == 3
+    assert result.metadata["quarantined"] == 1
+    assert "empty file" in result.metadata["quarantine"].value
+
+
+def test_model_change_builds_a_new_generation_and_switches_atomically(settings_factory, tmp_path, pubmed_docs):
+    settings = settings_factory(tmp_path / "home")
+    res = build_resources(settings)
+    seed(res, dict(list(pubmed_docs.items())[:4]))
+    meta, _, _ = materialize(settings)
+    first = meta["vector_index"]["generation"]
+    assert res["vector_store"].serving_generation() == first
+
+    other = EmbedderResource(model_id="all-MiniLM-L6-v2-int8-onnx-rev2", tokenizer_path=res["embedder"].tokenizer_path)
+    meta, checks, _ = materialize(settings, embedder=other)
+    assert all(checks.values())
+    second = meta["vector_index"]["generation"]
+    assert second != first
+    assert meta["chunk_embeddings"]["embedded_this_run"] == meta["document_chunks"]["chunks"]  # new model: all re-embedded
+    assert meta["vector_index"]["promoted_this_run"] and meta["vector_index"]["previous_serving_generation"] == first
+    store = res["vector_store"]
+    assert store.serving_generation() == second
+    assert set(store.generations()) == {first, second}  # the old generation stays for rollback
+    assert store.count(first) == store.count(second)

@@ -1,0 +1,84 @@
+"""Retrieval (dense, BM25, hybrid RRF) over a real index of PubMed abstracts."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from assets.knowledge import knowledge_assets
+from core.corpus import document_key
+from core.documents import parse_document
+from pipelines.profiles import build_resources
+from resources.vector_store import build_where
+from tests.conftest import make_settings
+
+N_DOCS = 150
+
+
+@pytest.fixture(scope="module")
+def index(base_settings, ray_address, pubmed_sample, tmp_path_factory):
+    settings = make_settings(base_settings, tmp_path_factory.mktemp("retrieval"), ray_address)
+    res = build_resources(settings)
+    docs = pubmed_sample[:N_DOCS]
+    for pmid, data in docs:
+        res["document_store"].put(document_key(pmid), data)
+    assert dg.materialize(knowledge_assets, resources=res, instance=dg.DagsterInstance.ephemeral()).success
+    titles = {document_key(p): parse_document(document_key(p), d).title for p, d in docs}
+    return res, titles
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid", "bm25"])
+def test_title_finds_its_abstract(index, mode):
+    res, titles = index
+    keys = sorted(titles)[:40]
+    top3 = sum(1 for key in keys if key in {h.doc_key for h in res["retriever"].search(titles[key], k=3, mode=mode)})
+    assert top3 / len(keys) >= 0.9, f"{mode}: {top3}/{len(keys)} titles found their article in the top 3"
+
+
+def test_hits_are_ranked_and_explained(index):
+    res, titles = index
+    key = sorted(titles)[0]
+    hits = res["retriever"].search(titles[key], k=10, mode="hybrid")
+    assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    assert all(hits[i].score >= hits[i + 1].score for i in range(len(hits) - 1))
+    assert any("dense" in h.scores and "bm25" in h.scores for h in hits)
+    assert hits == res["retriever"].search(titles[key], k=10, mode="hybrid")  # deterministic
+
+
+def test_filters(index):
+    res, titles = index
+    retriever = res["retriever"]
+    key = sorted(titles)[3]
+    hit = retriever.search(titles[key], k=1, mode="dense")[0]
+    year = hit.year
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = retriever.search("patients treatment outcome", k=20, mode=mode, filters={"year": {"gte": year, "lte": year}})
+        assert hits and all(h.year == year for h in hits), mode
+        only = retriever.search("patients treatment outcome", k=5, mode=mode, filters={"doc_key": key})
+        assert only and {h.doc_key for h in only} == {key}, mode
+
+
+def test_bad_queries_get_clear_errors(index):
+    retriever = index[0]["retriever"]
+    with pytest.raises(ValueError, match="empty query"):
+        retriever.search("   ")
+    with pytest.raises(ValueError, match="mode"):
+        retriever.search("x", mode="fuzzy")
+    with pytest.raises(ValueError, match="unknown filter"):
+        retriever.search("x", filters={"author; DROP TABLE": "x"})
+
+
+def test_filter_values_are_quoted():
+    assert build_where({"journal": "O'Brien's"}) == "journal = 'O''Brien''s'"
+    assert build_where({"year": {"gte": "1999"}, "doc_id": ["1", "2"]}) == "year >= 1999 AND doc_id IN ('1', '2')"
+    with pytest.raises(ValueError):
+        build_where({"year": "1999 OR 1=1"})
+
+
+def test_mesh_filter(index):
+    retriever = index[0]["retriever"]
+    hits = retriever.search("clinical study", k=10, mode="hybrid", filters={"mesh": "Humans"})
+    assert hits
+    store = index[0]["vector_store"]
+    rows = {r["chunk_id"]: r["mesh_terms"] for r in store.scan(store.serving_generation(), ["chunk_id", "mesh_terms"]).to_pylist()}
+    assert all("Humans" in rows[h.chunk_id] for h in hits)
