@@ -300,17 +300,34 @@ def chunk_embeddings(
     todo_mask = pc.invert(pc.is_in(chunks.column("chunk_id"), value_set=pa.array(sorted(cached), pa.string())))
     todo = chunks.filter(todo_mask).select(["chunk_id", "text", "n_tokens"])
     context.log.info(f"{todo.num_rows} of {chunks.num_rows} chunks need embedding with {embedder.model_id}")
-    embed_seconds = 0.0
+    embed_seconds, done = 0.0, 0
     if todo.num_rows:
         t1 = time.perf_counter()
-        out = embed_on_ray(ray_cluster, todo, embedder.spec(), actors=config.actors, batch_size=config.batch_size)
+        last_log, pending = t1, []
+
+        def flush() -> None:
+            # Persist as we go: the cache is keyed, so a failed run resumes where it stopped.
+            if pending:
+                pipeline_state.add_vectors(embedder.model_id, embedder.dimension, pa.concat_tables(pending))
+                pending.clear()
+
+        for batch in embed_on_ray(ray_cluster, todo, embedder.spec(), actors=config.actors, batch_size=config.batch_size):
+            vectors = vectors_to_numpy(batch.column("vector"), embedder.dimension)
+            bad = ~np.isfinite(vectors).all(axis=1) | (np.linalg.norm(vectors, axis=1) < 1e-6)
+            if bad.any():
+                ids = [batch.column("chunk_id")[i].as_py() for i in np.flatnonzero(bad)[:5]]
+                raise RuntimeError(f"embedder returned {int(bad.sum())} zero/NaN vectors (e.g. chunks {ids}); they were not stored")
+            pending.append(batch)
+            done += batch.num_rows
+            if sum(t.num_rows for t in pending) >= 5000:
+                flush()
+            if time.perf_counter() - last_log > 30:
+                last_log = time.perf_counter()
+                context.log.info(f"embedding: {done}/{todo.num_rows} chunks ({done / (last_log - t1):.1f}/s)")
+        flush()
         embed_seconds = time.perf_counter() - t1
-        vectors = vectors_to_numpy(out.column("vector"), embedder.dimension)
-        norms = np.linalg.norm(vectors, axis=1)
-        bad = ~np.isfinite(vectors).all(axis=1) | (norms < 1e-6)
-        if out.num_rows != todo.num_rows or bad.any():
-            raise RuntimeError(f"embedder returned {out.num_rows} vectors for {todo.num_rows} chunks, {int(bad.sum())} zero/NaN; nothing was written")
-        pipeline_state.add_vectors(embedder.model_id, embedder.dimension, out)
+        if done != todo.num_rows:
+            raise RuntimeError(f"embedder returned {done} vectors for {todo.num_rows} chunks")
     pruned = pipeline_state.prune_vectors(embedder.model_id, embedder.dimension, live)
     elapsed = time.perf_counter() - t0
     return dg.MaterializeResult(

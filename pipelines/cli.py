@@ -5,6 +5,7 @@ agentic seed            write the PubMed sample into the document store (one doc
 agentic run             seed, then materialize the knowledge job on the local profile
 agentic search QUERY    search the serving index (dense | bm25 | hybrid)
 agentic status          what is indexed and serving
+agentic ui              the Dagster UI for this code location and instance
 """
 
 from __future__ import annotations
@@ -210,6 +211,17 @@ def cmd_status(args, settings: Settings) -> int:
     return 0
 
 
+def cmd_ui(args, settings: Settings) -> int:
+    """`dagster dev` on this code location, sharing the instance that `agentic run` records runs in."""
+    _instance(settings)  # sets DAGSTER_HOME
+    repo = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).parent / "dagster"
+    cmd = [str(dagster), "dev", "-w", str(repo / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    _print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    os.execv(cmd[0], cmd)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentic", description="Agentic RAG platform: knowledge pipeline, search and more.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--filter", action="append", default=[], help="field=value | year>=2000 (repeatable)")
     p.add_argument("--json", action="store_true")
     sub.add_parser("status", help="what is indexed and serving")
+    p = sub.add_parser("ui", help="the Dagster UI (dagster dev) for this code location")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -242,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "seed":
         print(json.dumps(seed(settings, args.limit, args.prune)))
         return 0
-    return {"run": cmd_run, "search": cmd_search, "status": cmd_status}[args.command](args, settings)
+    return {"run": cmd_run, "search": cmd_search, "status": cmd_status, "ui": cmd_ui}[args.command](args, settings)
 
 
 if __name__ == "__main__":

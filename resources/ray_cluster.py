@@ -67,17 +67,17 @@ class EmbedBatch:
 
 
 def embed_on_ray(ray_resource: RayResource, rows, embedder_spec: dict, actors: int = 0, batch_size: int = 64, block_rows: int = 256):
-    """Ray Data job: ``rows`` (Arrow: chunk_id, text[, n_tokens]) -> Arrow (chunk_id, vector).
+    """Ray Data job: ``rows`` (Arrow: chunk_id, text[, n_tokens]) -> Arrow tables (chunk_id, vector), streamed.
 
     Rows are sorted by length so each batch pads little; an actor pool holds the model.
-    ``actors`` = 0 means one actor per cluster CPU, each with one ONNX thread.
+    ``actors`` = 0 means one actor per cluster CPU, each with one ONNX thread. Results are
+    yielded as actors finish blocks, so the caller can persist progress as it goes.
     """
-    import pyarrow as pa
     import ray
 
     ray_resource.ensure()
     if rows.num_rows == 0:
-        return None
+        return
     cpus = ray_resource.cluster_cpus()
     actors = actors or cpus
     threads = max(1, cpus // actors)
@@ -96,5 +96,4 @@ def embed_on_ray(ray_resource: RayResource, rows, embedder_spec: dict, actors: i
         concurrency=actors,
         num_cpus=1,
     )
-    tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
-    return pa.concat_tables(tables) if tables else None
+    yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")

@@ -191,30 +191,33 @@ class LanceDBVectorStore(dg.ConfigurableResource):
         return len(chunk_ids)
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
-        """(Re)build the BM25 index over ``text`` and, above ``ann_min_rows``, the ANN vector index."""
+        """Bring the BM25 (FTS) index and, from ``ann_min_rows`` on, the ANN index up to date.
+
+        Indexes are built once; after that a change is folded in incrementally by ``optimize()``
+        (rows not yet indexed are still searched, exhaustively, until then).
+        """
         from lancedb.index import FTS
 
         tbl = self._open(generation)
         n = tbl.count_rows()
         info: dict[str, Any] = {"rows": n}
+        indexed_cols = {tuple(ix.columns) for ix in tbl.list_indices()}
         t0 = time.perf_counter()
-        tbl.create_index("text", config=FTS(with_position=False), replace=True)
-        info["fts_seconds"] = round(time.perf_counter() - t0, 3)
-        if n >= self.ann_min_rows:
-            t0 = time.perf_counter()
-            has_vec = any(ix.columns == ["vector"] for ix in tbl.list_indices())
-            stats = tbl.index_stats("vector_idx") if has_vec else None
-            unindexed = getattr(stats, "num_unindexed_rows", n) if stats else n
-            if not has_vec or unindexed > 0.2 * n:
-                parts = self.ann_partitions or max(1, int(np.sqrt(n)))
-                tbl.create_index(metric="cosine", vector_column_name="vector", index_type=self.ann_index_type, num_partitions=parts, replace=True)
-                info["ann"] = f"built {self.ann_index_type} ({parts} partitions)"
-            else:
-                tbl.optimize()
-                info["ann"] = f"optimized (incremental; {unindexed} rows were unindexed)"
-            info["ann_seconds"] = round(time.perf_counter() - t0, 3)
-        else:
-            info["ann"] = f"exact search (rows < {self.ann_min_rows})"
+        want_ann = n >= self.ann_min_rows
+        built: list[str] = []
+        if ("text",) not in indexed_cols:
+            tbl.create_index("text", config=FTS(with_position=False), replace=True)
+            built.append("fts")
+        if want_ann and ("vector",) not in indexed_cols:
+            parts = self.ann_partitions or max(1, int(np.sqrt(n) / 2))
+            tbl.create_index(metric="cosine", vector_column_name="vector", index_type=self.ann_index_type, num_partitions=parts, replace=True)
+            built.append(f"{self.ann_index_type}({parts} partitions)")
+        if len(built) < 1 + want_ann:  # an index that already existed: fold the change in incrementally
+            tbl.optimize()
+            info["optimized"] = True
+        info["built"] = built
+        info["vector_search"] = self.ann_index_type if want_ann else f"exact (rows < {self.ann_min_rows})"
+        info["seconds"] = round(time.perf_counter() - t0, 3)
         return info
 
     # ------------------------------------------------------------ reads

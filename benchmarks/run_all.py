@@ -1,0 +1,25 @@
+"""`make bench`: every benchmark in sequence, then a markdown summary of benchmarks/results/*.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    for script, args in (("bench_embedder_runtime.py", []), ("bench_pipeline.py", []), ("bench_scale.py", [])):
+        print(f"== {script}", flush=True)
+        rc = subprocess.call([sys.executable, str(HERE / script), *args, *sys.argv[1:]] if script == "bench_scale.py" else [sys.executable, str(HERE / script), *args])
+        if rc:
+            return rc
+    for path in sorted((HERE / "results").glob("*.json")):
+        print(f"\n{path.name}:\n{json.dumps(json.loads(path.read_text()), indent=1)[:4000]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
