@@ -1,4 +1,4 @@
-.PHONY: setup run test bench ui clean-state
+.PHONY: setup run test bench ui opensearch clean-state
 
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= disabled
@@ -14,6 +14,9 @@ test: setup
 
 bench: setup
 	.venv/bin/python benchmarks/run_all.py
+
+opensearch: setup
+	.venv/bin/agentic opensearch run
 
 ui: setup
 	.venv/bin/agentic ui

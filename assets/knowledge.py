@@ -24,7 +24,7 @@ from resources.document_store import LocalDocumentStore
 from resources.embedder import EmbedderResource
 from resources.ray_cluster import RayResource, embed_on_ray
 from resources.state_store import PipelineStateStore
-from resources.vector_store import MAPPING_VERSION, LanceDBVectorStore
+from resources.vector_store import VectorStoreResource
 
 GROUP = "knowledge"
 OWNERS = ["team:ml-platform"]
@@ -359,10 +359,10 @@ def chunk_embeddings(
     "and the serving pointer is switched atomically.",
 )
 def vector_index(
-    context: dg.AssetExecutionContext, embedder: EmbedderResource, vector_store: LanceDBVectorStore, pipeline_state: PipelineStateStore
+    context: dg.AssetExecutionContext, embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore
 ) -> dg.MaterializeResult:
     t0 = time.perf_counter()
-    generation = generation_id(embedder.model_id, embedder.dimension, MAPPING_VERSION)
+    generation = _generation(embedder, vector_store)
     created = not vector_store.has_generation(generation)
     if created:
         vector_store.create_generation(generation, embedder.dimension)
@@ -405,14 +405,18 @@ def vector_index(
     )
 
 
-def _index_vectors(vector_store: LanceDBVectorStore, embedder: EmbedderResource) -> tuple[str, pa.Table]:
-    generation = generation_id(embedder.model_id, embedder.dimension, MAPPING_VERSION)
+def _generation(embedder: EmbedderResource, vector_store: VectorStoreResource) -> str:
+    return generation_id(embedder.model_id, embedder.dimension, vector_store.mapping_version())
+
+
+def _index_vectors(vector_store: VectorStoreResource, embedder: EmbedderResource) -> tuple[str, pa.Table]:
+    generation = _generation(embedder, vector_store)
     return generation, vector_store.scan(generation, ["chunk_id", "vector"])
 
 
 @dg.asset_check(asset=vector_index, blocking=True, description="Index rows equal the live chunks, with no duplicate ids.")
-def index_matches_live_chunks(embedder: EmbedderResource, vector_store: LanceDBVectorStore, pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
-    generation = generation_id(embedder.model_id, embedder.dimension, MAPPING_VERSION)
+def index_matches_live_chunks(embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+    generation = _generation(embedder, vector_store)
     ids = vector_store.scan(generation, ["chunk_id"]).column("chunk_id").to_pylist()
     live = set(pipeline_state.read("chunks", CHUNKS).column("chunk_id").to_pylist())
     dupes = [k for k, n in Counter(ids).items() if n > 1]
@@ -424,7 +428,7 @@ def index_matches_live_chunks(embedder: EmbedderResource, vector_store: LanceDBV
 
 
 @dg.asset_check(asset=vector_index, blocking=True, description="Every vector has the model's dimension, is finite and non-zero (unit length).")
-def index_vectors_valid(embedder: EmbedderResource, vector_store: LanceDBVectorStore) -> dg.AssetCheckResult:
+def index_vectors_valid(embedder: EmbedderResource, vector_store: VectorStoreResource) -> dg.AssetCheckResult:
     _, table = _index_vectors(vector_store, embedder)
     col = table.column("vector")
     dim = col.type.list_size if table.num_rows else embedder.dimension

@@ -6,6 +6,7 @@ agentic run             seed, then materialize the knowledge job on the local pr
 agentic search QUERY    search the serving index (dense | bm25 | hybrid)
 agentic status          what is indexed and serving
 agentic ui              the Dagster UI for this code location and instance
+agentic opensearch      the local OpenSearch node with k-NN (run | start | stop | status)
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def _summarize(result) -> list[str]:
 
 
 def cmd_run(args, settings: Settings) -> int:
+    if settings.profile == "local" and settings.vector_store == "opensearch":
+        ensure_opensearch(settings)
     if not args.no_seed:
         s = seed(settings, args.limit)
         _print(f"seed: {s['sample']} PubMed articles in {s['root']} ({s['written']} written, {s['unchanged']} unchanged)")
@@ -222,6 +225,47 @@ def cmd_ui(args, settings: Settings) -> int:
     return 0
 
 
+def ensure_opensearch(settings: Settings) -> str:
+    """Start the local OpenSearch node (detached) unless one already answers; returns its URL."""
+    from infra.local.opensearch_node import OpenSearchNode, _healthy
+
+    node = OpenSearchNode(settings.opensearch_data, settings.opensearch_port)
+    if _healthy(node.url):
+        return node.url
+    _print(f"starting OpenSearch with k-NN on {node.url} (data in {settings.opensearch_data}) ...")
+    node.start()
+    _print(f"OpenSearch ready in {node.startup_seconds:.1f}s; stop it with `agentic opensearch stop`")
+    return node.url
+
+
+def cmd_opensearch(args, settings: Settings) -> int:
+    from infra.local.opensearch_node import OpenSearchError, OpenSearchNode, _healthy
+
+    node = OpenSearchNode(settings.opensearch_data, settings.opensearch_port)
+    try:
+        if args.action == "start":
+            ensure_opensearch(settings)
+        elif args.action == "stop":
+            code = node.stop()
+            _print("stopped" if code is not None or not _healthy(node.url) else "no node to stop")
+        elif args.action == "status":
+            _print(json.dumps({"url": node.url, "healthy": _healthy(node.url), "data": str(settings.opensearch_data)}))
+        else:  # run: foreground until Ctrl+C
+            node.start()
+            _print(f"OpenSearch with k-NN on {node.url} (ready in {node.startup_seconds:.1f}s); Ctrl+C stops it")
+            try:
+                while node.proc and node.proc.poll() is None:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                node.stop()
+    except OpenSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentic", description="Agentic RAG platform: knowledge pipeline, search and more.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -242,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--filter", action="append", default=[], help="field=value | year>=2000 (repeatable)")
     p.add_argument("--json", action="store_true")
     sub.add_parser("status", help="what is indexed and serving")
+    p = sub.add_parser("opensearch", help="the local OpenSearch node with k-NN (run | start | stop | status)")
+    p.add_argument("action", choices=["run", "start", "stop", "status"], nargs="?", default="run")
     p = sub.add_parser("ui", help="the Dagster UI (dagster dev) for this code location")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
@@ -257,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "seed":
         print(json.dumps(seed(settings, args.limit, args.prune)))
         return 0
-    return {"run": cmd_run, "search": cmd_search, "status": cmd_status, "ui": cmd_ui}[args.command](args, settings)
+    return {"run": cmd_run, "search": cmd_search, "status": cmd_status, "ui": cmd_ui, "opensearch": cmd_opensearch}[args.command](args, settings)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from resources.embedder import EmbedderResource
 from resources.ray_cluster import RayResource
 from resources.retrieval import RetrieverResource
 from resources.state_store import PipelineStateStore
+from resources.opensearch_store import OpenSearchVectorStore
 from resources.vector_store import LanceDBVectorStore
 
 # Production embedding model: snowflake-arctic-embed-s (384-d, BERT vocabulary) wants this query prefix.
@@ -25,7 +26,10 @@ ARCTIC_QUERY_PREFIX = "Represent this sentence for searching relevant passages: 
 def build_resources(settings: Settings) -> dict[str, Any]:
     if settings.profile == "local":
         embedder = EmbedderResource(tokenizer_path=str(settings.model_dir / "tokenizer.json"))
-        vector_store = LanceDBVectorStore(uri=str(settings.index_root))
+        if settings.vector_store == "opensearch":
+            vector_store = OpenSearchVectorStore(hosts=settings.opensearch_url)
+        else:
+            vector_store = LanceDBVectorStore(uri=str(settings.index_root))
         resources: dict[str, Any] = {
             "document_store": LocalDocumentStore(root=str(settings.document_root)),
             "ray_cluster": RayResource(address=settings.ray_address or ""),
@@ -37,8 +41,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             tokenizer_path=dg.EnvVar("AGENTIC_EMBED_TOKENIZER_PATH"),
             query_prefix=ARCTIC_QUERY_PREFIX,
         )
-        # LanceDB on the shared volume until the OpenSearch store lands (it keeps the same interface).
-        vector_store = LanceDBVectorStore(uri=str(settings.index_root))
+        # Amazon OpenSearch, signed with SigV4 by the pod identity; HNSW on lucene (the engine the local node tests).
+        vector_store = OpenSearchVectorStore(hosts=dg.EnvVar("AGENTIC_OPENSEARCH_ENDPOINT"), use_sigv4=True, engine="lucene", aws_region=dg.EnvVar("AWS_REGION"))
         resources = {
             "document_store": S3DocumentStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/"),
             "ray_cluster": RayResource(address=dg.EnvVar("AGENTIC_RAY_ADDRESS")),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROFILES = ("local", "eks")
+VECTOR_STORES = ("lancedb", "opensearch")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,16 @@ class Settings:
     cache: Path  # downloads shared across checkouts: wheels, corpus, model files
     corpus_limit: int
     ray_address: str | None
+    vector_store: str = "lancedb"  # local profile: lancedb (default) or a local OpenSearch node
+    opensearch_port: int = 9200
+
+    @property
+    def opensearch_url(self) -> str:
+        return f"http://127.0.0.1:{self.opensearch_port}"
+
+    @property
+    def opensearch_data(self) -> Path:
+        return self.home / "opensearch"
 
     @property
     def document_root(self) -> Path:
@@ -64,7 +75,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         raise ValueError(f"AGENTIC_CORPUS_LIMIT must be an integer (0 = all), got {raw_limit!r}") from exc
     if limit < 0:
         raise ValueError("AGENTIC_CORPUS_LIMIT must be >= 0 (0 = all)")
+    store = env.get("AGENTIC_VECTOR_STORE", "lancedb").strip() or "lancedb"
+    if store not in VECTOR_STORES:
+        raise ValueError(f"AGENTIC_VECTOR_STORE must be one of {VECTOR_STORES}, got {store!r}")
+    try:
+        port = int(env.get("AGENTIC_OPENSEARCH_PORT", "9200"))
+    except ValueError as exc:
+        raise ValueError("AGENTIC_OPENSEARCH_PORT must be a port number") from exc
     return Settings(
+        vector_store=store,
+        opensearch_port=port,
         profile=profile,
         home=home,
         cache=cache,

@@ -12,14 +12,14 @@ import dagster as dg
 
 from core.fusion import reciprocal_rank_fusion
 from resources.embedder import EmbedderResource
-from resources.vector_store import LanceDBVectorStore, SearchHit
+from resources.vector_store import SearchHit, VectorStoreResource
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
 
 
 class RetrieverResource(dg.ConfigurableResource):
-    vector_store: LanceDBVectorStore
+    vector_store: VectorStoreResource
     embedder: EmbedderResource
     rrf_k: int = 60
     candidates: int = 50  # per retriever, before fusion

@@ -71,6 +71,6 @@ class PipelineStateStore(dg.ConfigurableResource):
         for i in range(0, len(drop), 1000):
             part = drop[i : i + 1000]
             tbl.delete("chunk_id IN (" + ", ".join("'" + c + "'" for c in part) + ")")
-        if drop:
-            tbl.optimize()
+        if len(drop) > 0.1 * max(1, len(ids)):
+            tbl.optimize()  # compact once deletions are a sizeable share
         return len(drop)

@@ -12,12 +12,14 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
+from pydantic import PrivateAttr
 
 MAPPING_VERSION = "lancedb-chunks-v1"
 FILTER_FIELDS = {"doc_key": "string", "doc_id": "string", "journal": "string", "section": "string", "source_format": "string", "year": "int"}
@@ -99,21 +101,93 @@ def build_where(filters: dict[str, Any] | None) -> str | None:
     return " AND ".join(clauses) if clauses else None
 
 
-class LanceDBVectorStore(dg.ConfigurableResource):
+class VectorStoreResource(dg.ConfigurableResource):
+    """The interface every vector store implements (LanceDB locally, OpenSearch in production).
+
+    Generations: ``generations``, ``has_generation``, ``create_generation``, ``drop_generation``.
+    Serving: ``serving_generation``, ``promote`` (atomic). Writes: ``upsert`` (by chunk id),
+    ``delete``, ``refresh_indexes``. Reads: ``ids``, ``count``, ``scan``, ``version``,
+    ``search_dense`` (ANN, or exact), ``search_bm25``. ``tests/test_vector_store_contract.py``
+    runs one suite against every implementation.
+    """
+
+    def mapping_version(self) -> str:
+        """Part of the generation id: a mapping/schema change means a new generation."""
+        raise NotImplementedError
+
+    def generations(self) -> list[str]:
+        raise NotImplementedError
+
+    def has_generation(self, generation: str) -> bool:
+        raise NotImplementedError
+
+    def serving_generation(self) -> str | None:
+        raise NotImplementedError
+
+    def promote(self, generation: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None) -> None:
+        raise NotImplementedError
+
+    def drop_generation(self, generation: str) -> None:
+        raise NotImplementedError
+
+    def ids(self, generation: str) -> set[str]:
+        raise NotImplementedError
+
+    def upsert(self, generation: str, rows: pa.Table) -> int:
+        raise NotImplementedError
+
+    def delete(self, generation: str, chunk_ids: list[str]) -> int:
+        raise NotImplementedError
+
+    def refresh_indexes(self, generation: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def count(self, generation: str | None = None) -> int:
+        raise NotImplementedError
+
+    def scan(self, generation: str, columns: list[str] | None = None) -> pa.Table:
+        raise NotImplementedError
+
+    def version(self, generation: str) -> int:
+        raise NotImplementedError
+
+    def search_dense(self, vector: np.ndarray, k: int = 10, filters: dict | None = None, generation: str | None = None, exact: bool = False) -> list[SearchHit]:
+        raise NotImplementedError
+
+    def search_bm25(self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None) -> list[SearchHit]:
+        raise NotImplementedError
+
+
+class LanceDBVectorStore(VectorStoreResource):
     uri: str
     table_prefix: str = "chunks"
     ann_min_rows: int = 50_000  # below this, exact (flat) search is fast enough and exact
     ann_index_type: str = "IVF_HNSW_SQ"
     ann_partitions: int = 0  # 0 = sqrt(rows)
-    nprobes: int = 16
-    refine_factor: int = 0
+    nprobes: int = 32  # IVF partitions probed (of ~sqrt(rows)/2)
+    refine_factor: int = 5  # re-rank 5*k candidates with full vectors (benchmarks/results/scale.json: recall and latency at 100k rows)
+    optimize_unindexed_fraction: float = 0.05  # fold new rows into the indexes once they pass this share of the table
+
+    def mapping_version(self) -> str:
+        return MAPPING_VERSION
+
+    read_consistency_s: float = 1.0  # how stale a cached table handle may be when another process writes
+
+    _conn: Any = PrivateAttr(default=None)
+    _tables: dict = PrivateAttr(default_factory=dict)
 
     # ------------------------------------------------------------ plumbing
     def _db(self):
-        import lancedb
+        """One connection per resource instance: opening it costs ~75 ms, a query ~7 ms."""
+        if self._conn is None:
+            import lancedb
 
-        Path(self.uri).mkdir(parents=True, exist_ok=True)
-        return lancedb.connect(self.uri)
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+            self._conn = lancedb.connect(self.uri, read_consistency_interval=timedelta(seconds=self.read_consistency_s))
+        return self._conn
 
     def table_name(self, generation: str) -> str:
         if not re.fullmatch(r"[a-z0-9_]+", generation):
@@ -128,7 +202,11 @@ class LanceDBVectorStore(dg.ConfigurableResource):
         return sorted(n[len(prefix) :] for n in names if n.startswith(prefix))
 
     def _open(self, generation: str):
-        return self._db().open_table(self.table_name(generation))
+        name = self.table_name(generation)
+        tbl = self._tables.get(name)
+        if tbl is None:
+            tbl = self._tables[name] = self._db().open_table(name)
+        return tbl
 
     def has_generation(self, generation: str) -> bool:
         return generation in self.generations()
@@ -159,11 +237,13 @@ class LanceDBVectorStore(dg.ConfigurableResource):
     def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None) -> None:
         schema = chunk_schema(dimension)
         data = rows.select(schema.names).cast(schema) if rows is not None else schema.empty_table()
-        self._db().create_table(self.table_name(generation), data=data, schema=schema, mode="overwrite")
+        name = self.table_name(generation)
+        self._tables[name] = self._db().create_table(name, data=data, schema=schema, mode="overwrite")
 
     def drop_generation(self, generation: str) -> None:
         if generation == self.serving_generation():
             raise ValueError("refusing to drop the serving generation")
+        self._tables.pop(self.table_name(generation), None)
         self._db().drop_table(self.table_name(generation))
 
     def ids(self, generation: str) -> set[str]:
@@ -212,9 +292,15 @@ class LanceDBVectorStore(dg.ConfigurableResource):
             parts = self.ann_partitions or max(1, int(np.sqrt(n) / 2))
             tbl.create_index(metric="cosine", vector_column_name="vector", index_type=self.ann_index_type, num_partitions=parts, replace=True)
             built.append(f"{self.ann_index_type}({parts} partitions)")
-        if len(built) < 1 + want_ann:  # an index that already existed: fold the change in incrementally
-            tbl.optimize()
-            info["optimized"] = True
+        if len(built) < 1 + want_ann:
+            # An index that already existed. Rows not yet indexed are still found (searched exhaustively),
+            # so small changes skip the costly optimize; it runs once they pass a share of the table.
+            stats = [tbl.index_stats(ix.name) for ix in tbl.list_indices()]
+            unindexed = max((st.num_unindexed_rows for st in stats if st is not None), default=0)
+            info["unindexed_rows"] = unindexed
+            if unindexed > self.optimize_unindexed_fraction * n:
+                tbl.optimize()
+                info["optimized"] = True
         info["built"] = built
         info["vector_search"] = self.ann_index_type if want_ann else f"exact (rows < {self.ann_min_rows})"
         info["seconds"] = round(time.perf_counter() - t0, 3)

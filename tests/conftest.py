@@ -64,3 +64,19 @@ def embedder_resource(base_settings):
     from resources.embedder import EmbedderResource
 
     return EmbedderResource(tokenizer_path=str(base_settings.model_dir / "tokenizer.json"))
+
+
+@pytest.fixture(scope="session")
+def opensearch_url(tmp_path_factory):
+    """A real OpenSearch node with the k-NN plugin, one per session, on a free loopback port."""
+    import socket
+
+    from infra.local.opensearch_node import OpenSearchNode
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    node = OpenSearchNode(tmp_path_factory.mktemp("opensearch"), port, heap="768m")
+    node.start(timeout_s=120)
+    yield node.url
+    node.stop()

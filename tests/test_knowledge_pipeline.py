@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 import pytest
 
@@ -79,6 +81,9 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
     meta, checks, _ = materialize(settings)
     assert all(checks.values())
     assert meta["document_inventory"]["deleted"] == 1
+    # `res` is a reader in another resource instance: it sees writes within read_consistency_s (1 s,
+    # like OpenSearch's refresh interval).
+    time.sleep(res["vector_store"].read_consistency_s + 0.1)
     for mode in ("dense", "bm25", "hybrid"):
         assert deleted_key not in {h.doc_key for h in res["retriever"].search(title, k=50, mode=mode)}
     assert meta["chunk_embeddings"]["pruned_from_cache"] > 0
@@ -146,3 +151,31 @@ def test_model_change_builds_a_new_generation_and_switches_atomically(settings_f
     assert store.serving_generation() == second
     assert set(store.generations()) == {first, second}  # the old generation stays for rollback
     assert store.count(first) == store.count(second)
+
+
+def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensearch_url):
+    """The same assets, unchanged, index into a real OpenSearch node with k-NN."""
+    import uuid
+
+    from resources.opensearch_store import OpenSearchVectorStore
+    from resources.retrieval import RetrieverResource
+
+    settings = settings_factory(tmp_path / "home")
+    res = build_resources(settings)
+    store = OpenSearchVectorStore(hosts=opensearch_url, index_prefix=f"kp{uuid.uuid4().hex[:8]}")
+    retriever = RetrieverResource(vector_store=store, embedder=res["embedder"])
+    docs = dict(list(pubmed_docs.items())[:6])
+    seed(res, docs)
+    try:
+        meta, checks, _ = materialize(settings, vector_store=store, retriever=retriever)
+        assert checks and all(checks.values()), checks
+        gen = meta["vector_index"]["generation"]
+        assert store.serving_generation() == gen and store.count() == meta["document_chunks"]["chunks"]
+        version = store.version(gen)
+        meta, checks, _ = materialize(settings, vector_store=store, retriever=retriever)
+        assert meta["chunk_embeddings"]["embedded_this_run"] == 0 and store.version(gen) == version
+        key = sorted(docs)[2]
+        title = next(r["title"] for r in store.scan(gen, ["doc_key", "title"]).to_pylist() if r["doc_key"] == key)
+        assert key in {h.doc_key for h in retriever.search(title, k=3, mode="hybrid")}
+    finally:
+        store.client().indices.delete(index=f"{store.index_prefix}__*", ignore_unavailable=True)

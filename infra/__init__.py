@@ -1,0 +1,1 @@
+"""Declarative infrastructure and the code that renders or runs it."""

@@ -1,0 +1,1 @@
+"""Local twins of production services that are not Python packages (OpenSearch)."""
