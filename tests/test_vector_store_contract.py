@@ -166,3 +166,29 @@ def test_same_results_on_every_store(rows, tmp_path, request):
             assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-3)
     finally:
         stores[1].client().indices.delete(index=f"{stores[1].index_prefix}__*", ignore_unavailable=True)
+
+
+def test_local_node_starts_fast_stops_cleanly_and_keeps_its_data(tmp_path, rows):
+    """The launcher itself: startup under 60 s, SIGTERM shuts down cleanly, data survives a restart."""
+    import socket
+
+    from infra.local.opensearch_node import OpenSearchNode, _healthy
+    from resources.opensearch_store import OpenSearchVectorStore
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    node = OpenSearchNode(tmp_path / "os", port, heap="512m").start(timeout_s=60)
+    assert node.startup_seconds < 60
+    store = OpenSearchVectorStore(hosts=node.url, index_prefix="persist")
+    store.create_generation("g", DIM)
+    store.upsert("g", rows.slice(0, 5))
+    store.promote("g")
+    node.stop()
+    assert not _healthy(node.url) and not node.pid_path.exists()
+    node2 = OpenSearchNode(tmp_path / "os", port, heap="512m").start(timeout_s=60)
+    try:
+        store = OpenSearchVectorStore(hosts=node2.url, index_prefix="persist")
+        assert store.serving_generation() == "g" and store.count() == 5
+    finally:
+        node2.stop()
