@@ -57,24 +57,32 @@ class Chunker:
 
     @property
     def version(self) -> str:
-        return f"section-aware-v1:max{self.max_tokens}:overlap{self.overlap_tokens}"
+        return f"section-aware-v2:max{self.max_tokens}:overlap{self.overlap_tokens}"
 
     def _pieces(self, section: Section) -> list[_Piece]:
         sentences = split_sentences(section.text)
         if not sentences:
             return []
         counts = self.count_tokens(sentences)
+        limit = self.max_tokens - (self.label_cost if section.label else 0)
         pieces: list[_Piece] = []
         for sent, n in zip(sentences, counts):
-            if n <= self.max_tokens:
+            if n <= limit:
                 pieces.append(_Piece(section.label, sent, n))
                 continue
-            # A sentence longer than a chunk (tables, lists): hard-split on words.
+            # A sentence longer than a chunk (tables, lists): pack whole words up to the limit.
+            # WordPiece tokenizes each whitespace-separated word on its own, so word counts add up.
             words = sent.split()
-            per = max(1, int(len(words) * self.max_tokens / n * 0.9))
-            windows = [" ".join(words[i : i + per]) for i in range(0, len(words), per)]
-            for w, wn in zip(windows, self.count_tokens(windows)):
-                pieces.append(_Piece(section.label, w, wn))
+            window: list[str] = []
+            used = 0
+            for word, wn in zip(words, self.count_tokens(words)):
+                if window and used + wn > limit:
+                    pieces.append(_Piece(section.label, " ".join(window), used))
+                    window, used = [], 0
+                window.append(word)
+                used += wn
+            if window:
+                pieces.append(_Piece(section.label, " ".join(window), used))
         return pieces
 
     @staticmethod
@@ -125,11 +133,13 @@ class Chunker:
                 if current and used + c > budget:
                     prev = current
                     emit()
-                    # Overlap: carry trailing sentences of the same section, up to overlap_tokens.
+                    # Overlap: carry trailing sentences of the same section, up to overlap_tokens and
+                    # never so many that the next sentence would no longer fit the budget.
+                    room = min(self.overlap_tokens, budget - p.n_tokens - (self.label_cost if p.label else 0))
                     carried: list[_Piece] = []
                     total = 0
                     for q in reversed(prev):
-                        if q.label != p.label or total + q.n_tokens > self.overlap_tokens:
+                        if q.label != p.label or total + q.n_tokens > room:
                             break
                         carried.insert(0, q)
                         total += q.n_tokens

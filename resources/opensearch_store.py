@@ -8,7 +8,6 @@ Readers go through an alias (``<prefix>``) that ``promote`` switches atomically 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -105,17 +104,15 @@ class OpenSearchVectorStore(VectorStoreResource):
                 from opensearchpy import AWSV4SignerAuth
 
                 kwargs.update(http_auth=AWSV4SignerAuth(boto3.Session().get_credentials(), self.aws_region, "es"), connection_class=RequestsHttpConnection)
-            if any(h.strip().startswith("https://") for h in self.hosts.split(",")):
-                kwargs.update(use_ssl=True, verify_certs=self.verify_certs)
             elif self.username:
                 kwargs.update(http_auth=(self.username, self.password))
+            if any(h.strip().startswith("https://") for h in self.hosts.split(",")):
+                kwargs.update(use_ssl=True, verify_certs=self.verify_certs)
             self._client = OpenSearch(**kwargs)
         return self._client
 
-    def table_name(self, generation: str) -> str:
-        if not re.fullmatch(r"[a-z0-9_]+", generation):
-            raise ValueError(f"invalid generation id {generation!r}")
-        return f"{self.index_prefix}__{generation}"
+    def _prefix(self) -> str:
+        return self.index_prefix
 
     def generations(self) -> list[str]:
         prefix = f"{self.index_prefix}__"
@@ -237,12 +234,6 @@ class OpenSearchVectorStore(VectorStoreResource):
     def _dimension(self, generation: str) -> int:
         m = self.client().indices.get_mapping(index=self.table_name(generation))
         return int(next(iter(m.values()))["mappings"]["properties"]["vector"]["dimension"])
-
-    def _resolve(self, generation: str | None) -> str:
-        gen = generation or self.serving_generation()
-        if gen is None:
-            raise LookupError("no index generation is serving yet; materialize the knowledge assets first (`agentic run`)")
-        return gen
 
     @staticmethod
     def _hits(raw: list[dict], score_of) -> list[SearchHit]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import dagster as dg
 
@@ -26,6 +27,9 @@ class RayResource(dg.ConfigurableResource):
     def ensure(self) -> None:
         for k, v in RAY_ENV_DEFAULTS.items():
             os.environ.setdefault(k, v)
+        # Ray starts its processes with fork+exec; lancedb's at-fork warning is about forks that keep running
+        # Python, which Ray does not do.
+        warnings.filterwarnings("ignore", message="lancedb fork support is experimental")
         import ray
 
         if ray.is_initialized():
@@ -93,7 +97,7 @@ def embed_on_ray(ray_resource: RayResource, rows, embedder_spec: dict, actors: i
         fn_constructor_kwargs={"spec": {**embedder_spec, "threads": threads}},
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=1,
     )
     yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")

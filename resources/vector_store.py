@@ -115,6 +115,21 @@ class VectorStoreResource(dg.ConfigurableResource):
         """Part of the generation id: a mapping/schema change means a new generation."""
         raise NotImplementedError
 
+    def _prefix(self) -> str:
+        raise NotImplementedError
+
+    def table_name(self, generation: str) -> str:
+        """The table (LanceDB) or index (OpenSearch) that holds ``generation``."""
+        if not re.fullmatch(r"[a-z0-9_]+", generation):
+            raise ValueError(f"invalid generation id {generation!r}")
+        return f"{self._prefix()}__{generation}"
+
+    def _resolve(self, generation: str | None) -> str:
+        gen = generation or self.serving_generation()
+        if gen is None:
+            raise LookupError("no index generation is serving yet; materialize the knowledge assets first (`agentic run`)")
+        return gen
+
     def generations(self) -> list[str]:
         raise NotImplementedError
 
@@ -189,10 +204,8 @@ class LanceDBVectorStore(VectorStoreResource):
             self._conn = lancedb.connect(self.uri, read_consistency_interval=timedelta(seconds=self.read_consistency_s))
         return self._conn
 
-    def table_name(self, generation: str) -> str:
-        if not re.fullmatch(r"[a-z0-9_]+", generation):
-            raise ValueError(f"invalid generation id {generation!r}")
-        return f"{self.table_prefix}__{generation}"
+    def _prefix(self) -> str:
+        return self.table_prefix
 
     def generations(self) -> list[str]:
         db = self._db()
@@ -321,12 +334,6 @@ class LanceDBVectorStore(VectorStoreResource):
 
     def version(self, generation: str) -> int:
         return self._open(generation).version
-
-    def _resolve(self, generation: str | None) -> str:
-        gen = generation or self.serving_generation()
-        if gen is None:
-            raise LookupError("no index generation is serving yet; materialize the knowledge assets first (`agentic run`)")
-        return gen
 
     @staticmethod
     def _hits(rows: list[dict[str, Any]], score_of) -> list[SearchHit]:
