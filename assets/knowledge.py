@@ -20,7 +20,7 @@ from core.chunking import Chunker
 from core.embedding import vectors_to_numpy
 from core.documents import DEFAULT_MAX_BYTES, PARSER_VERSION, ParsedDocument, Quarantine, Section, parse_document
 from core.ids import chunk_id, content_hash, generation_id
-from resources.document_store import LocalDocumentStore
+from resources.document_store import DocumentStoreResource
 from resources.embedder import EmbedderResource
 from resources.ray_cluster import RayResource, embed_on_ray
 from resources.state_store import PipelineStateStore
@@ -78,7 +78,7 @@ def _keyed(table: pa.Table, *cols: str) -> dict:
     description="Every object in the document store: key, size, ETag and sha256 content hash. "
     "Hashes are reused for objects whose ETag did not change.",
 )
-def document_inventory(context: dg.AssetExecutionContext, document_store: LocalDocumentStore, pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
+def document_inventory(context: dg.AssetExecutionContext, document_store: DocumentStoreResource, pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
     t0 = time.perf_counter()
     previous = _keyed(pipeline_state.read("inventory", INVENTORY), "key")
     objects = document_store.list_objects()
@@ -142,7 +142,7 @@ def _doc_row(doc: ParsedDocument, digest: str) -> dict:
     "the run goes on. Only new or changed documents are parsed.",
 )
 def parsed_documents(
-    context: dg.AssetExecutionContext, config: ParseConfig, document_store: LocalDocumentStore, pipeline_state: PipelineStateStore
+    context: dg.AssetExecutionContext, config: ParseConfig, document_store: DocumentStoreResource, pipeline_state: PipelineStateStore
 ) -> dg.MaterializeResult:
     t0 = time.perf_counter()
     inventory = pipeline_state.read("inventory", INVENTORY).to_pylist()

@@ -7,6 +7,7 @@ import dagster as dg
 from assets.knowledge import knowledge_assets, knowledge_checks
 from pipelines.jobs import knowledge_job
 from pipelines.profiles import build_executor, build_resources
+from pipelines.sensors import new_documents_sensor
 from pipelines.settings import Settings, load_settings
 
 
@@ -16,6 +17,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[*knowledge_assets],
         asset_checks=[*knowledge_checks],
         jobs=[knowledge_job],
+        sensors=[new_documents_sensor],
         resources=build_resources(settings),
         executor=build_executor(settings),
     )

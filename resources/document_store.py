@@ -25,7 +25,26 @@ def validate_key(key: str) -> str:
     return str(p)
 
 
-class LocalDocumentStore(dg.ConfigurableResource):
+class DocumentStoreResource(dg.ConfigurableResource):
+    """Objects by key, like a bucket: ``list_objects``, ``get``, ``exists``, ``put``, ``delete``."""
+
+    def list_objects(self, prefix: str | None = None) -> list[ObjectInfo]:
+        raise NotImplementedError
+
+    def get(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def put(self, key: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+
+class LocalDocumentStore(DocumentStoreResource):
     """A folder whose relative paths are object keys (``pubmed/123.xml``), like an S3 bucket."""
 
     root: str
@@ -71,7 +90,7 @@ class LocalDocumentStore(dg.ConfigurableResource):
         self._path(key).unlink(missing_ok=True)
 
 
-class S3DocumentStore(dg.ConfigurableResource):
+class S3DocumentStore(DocumentStoreResource):
     """The same interface over an S3 bucket/prefix (the eks profile; moto server in tests)."""
 
     bucket: str

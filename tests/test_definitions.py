@@ -29,6 +29,7 @@ def test_definitions_load(profile, tmp_path):
         assert node.description and node.kinds and node.owners, key
     assert len(list(graph.asset_check_keys)) >= 3
     assert repo.get_top_level_resources()["vector_store"]
+    assert defs.resolve_sensor_def("new_documents_sensor").job_name == "knowledge_job"
 
 
 def test_executor_follows_profile(tmp_path):
