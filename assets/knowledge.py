@@ -349,9 +349,13 @@ def chunk_embeddings(
 # ------------------------------------------------------------------ index
 
 
+class IndexConfig(dg.Config):
+    rebuild: bool = False  # build a new generation from scratch instead of applying the delta
+
+
 @dg.asset(
     group_name=GROUP,
-    kinds={"lancedb"},
+    kinds={"lancedb", "opensearch"},
     owners=OWNERS,
     deps=[chunk_embeddings],
     description="The searchable index: vectors + text (BM25) + filter fields in one generation per model/mapping. "
@@ -359,10 +363,14 @@ def chunk_embeddings(
     "and the serving pointer is switched atomically.",
 )
 def vector_index(
-    context: dg.AssetExecutionContext, embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore
+    context: dg.AssetExecutionContext, config: IndexConfig, embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore
 ) -> dg.MaterializeResult:
     t0 = time.perf_counter()
-    generation = _generation(embedder, vector_store)
+    if config.rebuild:
+        # A full rebuild: a fresh generation of the same lineage, filled from scratch beside the serving one.
+        generation = f"{_generation(embedder, vector_store)}_r{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    else:
+        generation = _target_generation(embedder, vector_store)
     created = not vector_store.has_generation(generation)
     if created:
         vector_store.create_generation(generation, embedder.dimension)
@@ -409,14 +417,22 @@ def _generation(embedder: EmbedderResource, vector_store: VectorStoreResource) -
     return generation_id(embedder.model_id, embedder.dimension, vector_store.mapping_version())
 
 
+def _target_generation(embedder: EmbedderResource, vector_store: VectorStoreResource) -> str:
+    """The generation incremental runs maintain: the serving one if it is of this model/mapping lineage
+    (it may be a rebuild), else the lineage's base generation."""
+    base = _generation(embedder, vector_store)
+    serving = vector_store.serving_generation()
+    return serving if serving and (serving == base or serving.startswith(f"{base}_r")) else base
+
+
 def _index_vectors(vector_store: VectorStoreResource, embedder: EmbedderResource) -> tuple[str, pa.Table]:
-    generation = _generation(embedder, vector_store)
+    generation = _target_generation(embedder, vector_store)
     return generation, vector_store.scan(generation, ["chunk_id", "vector"])
 
 
 @dg.asset_check(asset=vector_index, blocking=True, description="Index rows equal the live chunks, with no duplicate ids.")
 def index_matches_live_chunks(embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
-    generation = _generation(embedder, vector_store)
+    generation = _target_generation(embedder, vector_store)
     ids = vector_store.scan(generation, ["chunk_id"]).column("chunk_id").to_pylist()
     live = set(pipeline_state.read("chunks", CHUNKS).column("chunk_id").to_pylist())
     dupes = [k for k, n in Counter(ids).items() if n > 1]

@@ -11,9 +11,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    for script, args in (("bench_embedder_runtime.py", []), ("bench_pipeline.py", []), ("bench_scale.py", [])):
+    # bench_vector_stores reuses the chunks and vectors bench_scale leaves in its home, so it runs last.
+    for script in ("bench_embedder_runtime.py", "bench_pipeline.py", "bench_scale.py", "bench_vector_stores.py"):
         print(f"== {script}", flush=True)
-        rc = subprocess.call([sys.executable, str(HERE / script), *args, *sys.argv[1:]] if script == "bench_scale.py" else [sys.executable, str(HERE / script), *args])
+        rc = subprocess.call([sys.executable, str(HERE / script)])
         if rc:
             return rc
     for path in sorted((HERE / "results").glob("*.json")):

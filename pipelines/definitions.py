@@ -5,8 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.knowledge import knowledge_assets, knowledge_checks
-from pipelines.jobs import knowledge_job
+from pipelines.jobs import knowledge_job, rebuild_index_job
 from pipelines.profiles import build_executor, build_resources
+from pipelines.schedules import nightly_reembedding_schedule
 from pipelines.sensors import new_documents_sensor
 from pipelines.settings import Settings, load_settings
 
@@ -16,7 +17,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*knowledge_assets],
         asset_checks=[*knowledge_checks],
-        jobs=[knowledge_job],
+        jobs=[knowledge_job, rebuild_index_job],
+        schedules=[nightly_reembedding_schedule],
         sensors=[new_documents_sensor],
         resources=build_resources(settings),
         executor=build_executor(settings),

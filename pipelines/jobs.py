@@ -9,3 +9,10 @@ knowledge_job = dg.define_asset_job(
 )
 
 MAIN_JOB = "knowledge_job"
+
+rebuild_index_job = dg.define_asset_job(
+    "rebuild_index_job",
+    selection=dg.AssetSelection.groups("knowledge"),
+    config={"ops": {"vector_index": {"config": {"rebuild": True}}}},
+    description="The knowledge pipeline, then a full rebuild of the index into a new generation, switched atomically.",
+)

@@ -14,10 +14,10 @@ from resources.embedder import EmbedderResource
 from tests.helpers import GOOD_FILES, bad_files
 
 
-def materialize(settings, selection=None, **resource_overrides):
+def materialize(settings, selection=None, run_config=None, **resource_overrides):
     resources = build_resources(settings)
     resources.update(resource_overrides)
-    result = dg.materialize([*knowledge_assets, *knowledge_checks], resources=resources, selection=selection, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize([*knowledge_assets, *knowledge_checks], resources=resources, selection=selection, instance=dg.DagsterInstance.ephemeral(), run_config=run_config)
     assert result.success
     meta = {}
     for mat in result.get_asset_materialization_events():
@@ -179,3 +179,26 @@ def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensea
         assert key in {h.doc_key for h in retriever.search(title, k=3, mode="hybrid")}
     finally:
         store.client().indices.delete(index=f"{store.index_prefix}__*", ignore_unavailable=True)
+
+
+def test_full_rebuild_makes_a_new_generation_that_later_runs_maintain(settings_factory, tmp_path, pubmed_docs):
+    from pipelines.jobs import rebuild_index_job
+
+    settings = settings_factory(tmp_path / "home")
+    res = build_resources(settings)
+    seed(res, dict(list(pubmed_docs.items())[:3]))
+    meta, _, _ = materialize(settings)
+    base = meta["vector_index"]["generation"]
+    rebuild_config = rebuild_index_job.config  # the job's own run config: rebuild=True for vector_index
+    meta, checks, _ = materialize(settings, run_config=rebuild_config)
+    assert all(checks.values())
+    rebuilt = meta["vector_index"]["generation"]
+    assert rebuilt.startswith(f"{base}_r") and meta["vector_index"]["added"] == meta["document_chunks"]["chunks"]
+    assert meta["chunk_embeddings"]["embedded_this_run"] == 0  # vectors come from the cache
+    store = res["vector_store"]
+    assert store.serving_generation() == rebuilt and set(store.generations()) == {base, rebuilt}
+    # later incremental runs keep maintaining the rebuilt generation, they do not switch back
+    res["document_store"].put(sorted(pubmed_docs)[-1], pubmed_docs[sorted(pubmed_docs)[-1]])
+    meta, checks, _ = materialize(settings)
+    assert all(checks.values())
+    assert meta["vector_index"]["generation"] == rebuilt and not meta["vector_index"]["promoted_this_run"]

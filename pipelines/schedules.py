@@ -1,0 +1,15 @@
+"""Schedules of the code location."""
+
+import dagster as dg
+
+from pipelines.jobs import knowledge_job
+
+nightly_reembedding_schedule = dg.ScheduleDefinition(
+    name="nightly_reembedding",
+    job=knowledge_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Nightly: picks up embedding-model or chunker changes (new ids re-embed, a new model builds a new "
+    "generation); cheap when nothing changed, since every step diffs against the last run.",
+)
