@@ -33,14 +33,21 @@ def seed(resources, docs):
         store.put(key, data)
 
 
+def seeded_home(settings_factory, tmp_path, docs):
+    """A fresh AGENTIC_HOME with ``docs`` in its document store: (settings, resources)."""
+    settings = settings_factory(tmp_path / "home")
+    res = build_resources(settings)
+    seed(res, docs)
+    return settings, res
+
+
 @pytest.fixture
 def pubmed_docs(pubmed_sample):
     return {document_key(p): d for p, d in pubmed_sample[:12]}
 
 
 def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample):
-    settings = settings_factory(tmp_path / "home")
-    seed(build_resources(settings), pubmed_docs)
+    settings, _ = seeded_home(settings_factory, tmp_path, pubmed_docs)
 
     meta, checks, res = materialize(settings)
     assert checks and all(checks.values()), checks
@@ -90,10 +97,8 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
 
 
 def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp_path, pubmed_docs):
-    settings = settings_factory(tmp_path / "home")
-    res = build_resources(settings)
     bad = bad_files()
-    seed(res, {**pubmed_docs, **GOOD_FILES, **{k: v[0] for k, v in bad.items()}})
+    settings, res = seeded_home(settings_factory, tmp_path, {**pubmed_docs, **GOOD_FILES, **{k: v[0] for k, v in bad.items()}})
 
     meta, checks, _ = materialize(settings)
     assert all(checks.values()), checks
@@ -117,9 +122,7 @@ def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp
 
 def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubmed_docs):
     """Assets are plain functions too: call one with a built context and real resources."""
-    settings = settings_factory(tmp_path / "home")
-    res = build_resources(settings)
-    seed(res, {**dict(list(pubmed_docs.items())[:3]), "uploads/empty.txt": b""})
+    settings, res = seeded_home(settings_factory, tmp_path, {**dict(list(pubmed_docs.items())[:3]), "uploads/empty.txt": b""})
     dg.materialize([knowledge_assets[0]], resources=res, instance=dg.DagsterInstance.ephemeral())
     result = parsed_documents(
         context=dg.build_asset_context(),
@@ -133,9 +136,7 @@ def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubm
 
 
 def test_model_change_builds_a_new_generation_and_switches_atomically(settings_factory, tmp_path, pubmed_docs):
-    settings = settings_factory(tmp_path / "home")
-    res = build_resources(settings)
-    seed(res, dict(list(pubmed_docs.items())[:4]))
+    settings, res = seeded_home(settings_factory, tmp_path, dict(list(pubmed_docs.items())[:4]))
     meta, _, _ = materialize(settings)
     first = meta["vector_index"]["generation"]
     assert res["vector_store"].serving_generation() == first
@@ -160,12 +161,10 @@ def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensea
     from resources.opensearch_store import OpenSearchVectorStore
     from resources.retrieval import RetrieverResource
 
-    settings = settings_factory(tmp_path / "home")
-    res = build_resources(settings)
+    docs = dict(list(pubmed_docs.items())[:6])
+    settings, res = seeded_home(settings_factory, tmp_path, docs)
     store = OpenSearchVectorStore(hosts=opensearch_url, index_prefix=f"kp{uuid.uuid4().hex[:8]}")
     retriever = RetrieverResource(vector_store=store, embedder=res["embedder"])
-    docs = dict(list(pubmed_docs.items())[:6])
-    seed(res, docs)
     try:
         meta, checks, _ = materialize(settings, vector_store=store, retriever=retriever)
         assert checks and all(checks.values()), checks
@@ -184,9 +183,7 @@ def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensea
 def test_full_rebuild_makes_a_new_generation_that_later_runs_maintain(settings_factory, tmp_path, pubmed_docs):
     from pipelines.jobs import rebuild_index_job
 
-    settings = settings_factory(tmp_path / "home")
-    res = build_resources(settings)
-    seed(res, dict(list(pubmed_docs.items())[:3]))
+    settings, res = seeded_home(settings_factory, tmp_path, dict(list(pubmed_docs.items())[:3]))
     meta, _, _ = materialize(settings)
     base = meta["vector_index"]["generation"]
     rebuild_config = rebuild_index_job.config  # the job's own run config: rebuild=True for vector_index
