@@ -61,6 +61,13 @@ def _md_table(rows: list[dict], columns: list[str], limit: int = 10) -> dg.Metad
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def _quarantine_table(rows: list[dict], limit: int = 100) -> dg.MetadataValue:
+    """The quarantine as a real table in the Dagster UI (key, reason, size)."""
+    schema = dg.TableSchema(columns=[dg.TableColumn("key", "string"), dg.TableColumn("reason", "string"), dg.TableColumn("size", "int")])
+    records = [dg.TableRecord({"key": r["key"], "reason": r["reason"], "size": int(r["size"])}) for r in rows[:limit]]
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
 def _keyed(table: pa.Table, *cols: str) -> dict:
     if table.num_rows == 0:
         return {}
@@ -187,7 +194,7 @@ def parsed_documents(
             "quarantined": len(quarantine),
             "parsed_this_run": parsed_now,
             "formats": dg.MetadataValue.json(dict(formats)),
-            "quarantine": _md_table(quarantine, ["key", "reason", "size"], limit=25),
+            "quarantine": _quarantine_table(quarantine),
             "preview": _md_table(docs, ["doc_id", "title", "journal", "year", "source_format"], limit=5),
             "seconds": round(elapsed, 3),
         }
@@ -208,7 +215,7 @@ def every_document_accounted_for(pipeline_state: PipelineStateStore) -> dg.Asset
             "parsed": len(docs),
             "quarantined": len(q),
             "missing": dg.MetadataValue.json(missing[:50]),
-            "quarantine_list": _md_table(q, ["key", "reason"], limit=50),
+            "quarantine_list": _quarantine_table(q),
         },
     )
 

@@ -132,7 +132,7 @@ def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubm
     )
     assert result.metadata["documents"] == 3
     assert result.metadata["quarantined"] == 1
-    assert "empty file" in result.metadata["quarantine"].value
+    assert [(r.data["key"], r.data["reason"]) for r in result.metadata["quarantine"].records] == [("uploads/empty.txt", "empty file")]
 
 
 def test_model_change_builds_a_new_generation_and_switches_atomically(settings_factory, tmp_path, pubmed_docs):
