@@ -94,6 +94,9 @@ def _instance(settings: Settings):
     import dagster as dg
 
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():  # runs, events and schedules in SQLite under AGENTIC_HOME; no telemetry (offline)
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return dg.DagsterInstance.get()
 
