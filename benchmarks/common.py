@@ -9,8 +9,9 @@ import platform
 import time
 from pathlib import Path
 
-for _k, _v in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}.items():
-    os.environ.setdefault(_k, _v)
+from resources.ray_cluster import apply_ray_env_defaults  # noqa: E402
+
+apply_ray_env_defaults()
 
 import dagster as dg  # noqa: E402
 

@@ -144,9 +144,9 @@ def cmd_run(args, settings: Settings) -> int:
                 _print(ev.event_specific_data.error.to_string())
         return 1
     if args.sample_query:
-        from pipelines.definitions import build_definitions
+        from pipelines.profiles import build_resources
 
-        retriever = build_definitions(settings).resources["retriever"]
+        retriever = build_resources(settings)["retriever"]
         _print(f'sample search (hybrid): "{args.sample_query}"')
         for h in retriever.search(args.sample_query, k=3, mode="hybrid"):
             _print(f"  {h.rank}. [{h.doc_id}] {h.title[:100]}")

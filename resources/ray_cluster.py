@@ -16,6 +16,12 @@ RAY_ENV_DEFAULTS = {
 }
 
 
+def apply_ray_env_defaults() -> None:
+    """Set RAY_ENV_DEFAULTS where the environment does not say otherwise (before Ray is imported)."""
+    for k, v in RAY_ENV_DEFAULTS.items():
+        os.environ.setdefault(k, v)
+
+
 class RayResource(dg.ConfigurableResource):
     """Connects to ``address`` when given (a running head, ``ray start`` or KubeRay), else starts a local cluster."""
 
@@ -25,8 +31,7 @@ class RayResource(dg.ConfigurableResource):
     namespace: str = "agentic"
 
     def ensure(self) -> None:
-        for k, v in RAY_ENV_DEFAULTS.items():
-            os.environ.setdefault(k, v)
+        apply_ray_env_defaults()
         # Ray starts its processes with fork+exec; lancedb's at-fork warning is about forks that keep running
         # Python, which Ray does not do.
         warnings.filterwarnings("ignore", message="lancedb fork support is experimental")

@@ -65,12 +65,12 @@ class PipelineStateStore(dg.ConfigurableResource):
             tbl.merge_insert("chunk_id").when_not_matched_insert_all().execute(rows.cast(tbl.schema))
 
     def prune_vectors(self, model_id: str, dimension: int, keep: set[str]) -> int:
+        from resources.vector_store import delete_chunk_ids
+
         tbl = self._cache_table(model_id, dimension)
         ids = set(self.cached_vectors(model_id, dimension, ["chunk_id"]).column("chunk_id").to_pylist())
         drop = sorted(ids - keep)
-        for i in range(0, len(drop), 1000):
-            part = drop[i : i + 1000]
-            tbl.delete("chunk_id IN (" + ", ".join("'" + c + "'" for c in part) + ")")
+        delete_chunk_ids(tbl, drop)
         if len(drop) > 0.1 * max(1, len(ids)):
             tbl.optimize()  # compact once deletions are a sizeable share
         return len(drop)

@@ -69,6 +69,13 @@ def _sql_literal(value: Any, kind: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def delete_chunk_ids(table, chunk_ids: list[str], batch: int = 1000) -> None:
+    """Delete rows of a LanceDB table by chunk id, in batches of quoted IN lists."""
+    for i in range(0, len(chunk_ids), batch):
+        part = chunk_ids[i : i + batch]
+        table.delete("chunk_id IN (" + ", ".join(_sql_literal(c, "string") for c in part) + ")")
+
+
 def build_where(filters: dict[str, Any] | None) -> str | None:
     """Filters -> SQL: ``{"year": {"gte": 2000}, "journal": "Lancet", "doc_id": ["1", "2"], "mesh": "Humans"}``."""
     if not filters:
@@ -277,10 +284,7 @@ class LanceDBVectorStore(VectorStoreResource):
     def delete(self, generation: str, chunk_ids: list[str]) -> int:
         if not chunk_ids:
             return 0
-        tbl = self._open(generation)
-        for i in range(0, len(chunk_ids), 1000):
-            part = chunk_ids[i : i + 1000]
-            tbl.delete("chunk_id IN (" + ", ".join(_sql_literal(c, "string") for c in part) + ")")
+        delete_chunk_ids(self._open(generation), chunk_ids)
         return len(chunk_ids)
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:

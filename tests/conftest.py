@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-for _k, _v in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}.items():
-    os.environ.setdefault(_k, _v)
+from resources.ray_cluster import apply_ray_env_defaults  # noqa: E402
+
+apply_ray_env_defaults()
 
 from core.corpus import ARTICLE_TABLE, load_sample  # noqa: E402
 from pipelines.settings import Settings, load_settings  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,13 +71,9 @@ def embedder_resource(base_settings):
 @pytest.fixture(scope="session")
 def opensearch_url(tmp_path_factory):
     """A real OpenSearch node with the k-NN plugin, one per session, on a free loopback port."""
-    import socket
-
     from infra.local.opensearch_node import OpenSearchNode
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     node = OpenSearchNode(tmp_path_factory.mktemp("opensearch"), port, heap="768m")
     node.start(timeout_s=120)
     yield node.url

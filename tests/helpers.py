@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+import socket
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def make_pdf(lines: list[str], title: str = "") -> bytes:

@@ -66,3 +66,18 @@ def test_run_then_search(cli_env, base_settings):
 def test_bad_settings_are_reported(cli_env):
     proc = agentic("status", env={**cli_env, "AGENTIC_PROFILE": "staging"}, check=False)
     assert proc.returncode == 2 and "AGENTIC_PROFILE" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_run_and_search_on_opensearch(cli_env, opensearch_url, tmp_path, base_settings):
+    """`AGENTIC_VECTOR_STORE=opensearch make run`: the CLI finds the node already answering on its port and indexes into it."""
+    port = opensearch_url.rsplit(":", 1)[1]
+    env = {**cli_env, "AGENTIC_HOME": str(tmp_path / "home"), "AGENTIC_VECTOR_STORE": "opensearch", "AGENTIC_OPENSEARCH_PORT": port, "AGENTIC_CORPUS_LIMIT": "15"}
+    proc = agentic("run", env=env)
+    assert "succeeded" in proc.stdout and "FAILED" not in proc.stdout
+    assert "starting OpenSearch" not in proc.stdout  # reused the running node
+    pmid, data = load_sample(base_settings.pubmed_dir / ARTICLE_TABLE, 15)[4]
+    out = json.loads(agentic("search", parse_document(pmid, data).title, "--k", "3", "--json", env=env).stdout)
+    assert pmid in [h["doc_id"] for h in out["hits"]]
+    status = json.loads(agentic("opensearch", "status", env=env).stdout)
+    assert status["healthy"] and status["url"] == opensearch_url

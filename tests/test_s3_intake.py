@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from core.sensing import ChangeCursor, detect_changes
 from pipelines.profiles import build_resources
 from pipelines.sensors import new_documents_sensor
 from resources.document_store import S3DocumentStore
+from tests.helpers import free_port
 
 # moto accepts any credentials; these throwaway values only satisfy botocore's signer.
 TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -29,9 +29,7 @@ TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 def s3_endpoint():
     saved = {k: os.environ.get(k) for k in TEST_CREDENTIALS}
     os.environ.update(TEST_CREDENTIALS)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):

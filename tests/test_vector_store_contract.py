@@ -15,6 +15,7 @@ from core.chunking import Chunker
 from core.documents import parse_document
 from resources.retrieval import RetrieverResource
 from resources.vector_store import LanceDBVectorStore, chunk_schema
+from tests.helpers import free_port
 
 DIM = 384
 
@@ -170,14 +171,10 @@ def test_same_results_on_every_store(rows, tmp_path, request):
 
 def test_local_node_starts_fast_stops_cleanly_and_keeps_its_data(tmp_path, rows):
     """The launcher itself: startup under 60 s, SIGTERM shuts down cleanly, data survives a restart."""
-    import socket
-
     from infra.local.opensearch_node import OpenSearchNode, _healthy
     from resources.opensearch_store import OpenSearchVectorStore
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     node = OpenSearchNode(tmp_path / "os", port, heap="512m").start(timeout_s=60)
     assert node.startup_seconds < 60
     store = OpenSearchVectorStore(hosts=node.url, index_prefix="persist")
