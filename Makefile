@@ -1,4 +1,4 @@
-.PHONY: setup run test bench ui opensearch clean-state
+.PHONY: setup run test bench ui opensearch up down serve clean-state
 
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= disabled
@@ -6,10 +6,15 @@ export RAY_AUTH_MODE ?= disabled
 setup:
 	@bash scripts/setup.sh
 
-run: setup
+run:
+	@bash scripts/setup.sh 1.5b
 	.venv/bin/agentic run
+	.venv/bin/agentic up
+	.venv/bin/agentic ask "What are the risk factors for type 2 diabetes?"
+	.venv/bin/agentic ask "How is hypertension treated in older adults?"
 
-test: setup
+test:
+	@bash scripts/setup.sh 0.5b
 	.venv/bin/python -m pytest
 
 bench: setup
@@ -20,6 +25,15 @@ opensearch: setup
 
 ui: setup
 	.venv/bin/agentic ui
+
+up: setup
+	.venv/bin/agentic up
+
+down:
+	.venv/bin/agentic down
+
+serve: setup
+	.venv/bin/agentic serve
 
 clean-state:
 	rm -rf .agentic

