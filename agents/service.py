@@ -37,7 +37,7 @@ ASSESS_TASK = (
 )
 ANSWER_TASK = (
     "Task: answer the question in 2 to 4 sentences. After each claim put the number of the source it comes from "
-    "in square brackets, for example: Metformin lowers blood glucose [2]."
+    "in square brackets at the end of the sentence, like this: '... [1].'"
 )
 _CITE = re.compile(r"\[(\d{1,2})\]")
 
@@ -440,7 +440,7 @@ class AnswerService:
                 return {"assess_relevance"}, False
             low = not state.get("kb_last") or state["relevance"] < cfg.relevance_threshold
             if low and state["web_calls"] == 0:
-                return {"web_search"}, True
+                return {"web_search"}, False  # below the threshold the web is searched: code, not a suggestion
             return set(), True
 
         model = ActionModel(

@@ -54,6 +54,13 @@ class ModelArtifactsConfig(dg.Config):
 )
 def model_artifacts(context: dg.AssetExecutionContext, config: ModelArtifactsConfig, model_serving: ModelServingResource,
                     embedder: EmbedderResource) -> dg.MaterializeResult:
+    if model_serving.mode == "kuberay":
+        # Production weights are not assembled here: vLLM loads Qwen3-14B from its model source inside the cluster,
+        # and the embedding image carries arctic-embed-s. Recorded so the deployments and cost reports see them.
+        manifest = {"llm": {"key": "qwen3-14b", "served_name": "qwen3-14b", "source": "Qwen/Qwen3-14B"},
+                    "embedder": {"model_id": embedder.model_id, "path": embedder.model_path, "dimension": embedder.dimension}}
+        _write(model_serving, "model_artifacts", manifest)
+        return dg.MaterializeResult(metadata={"llm": "qwen3-14b (vLLM loads it in the cluster)", "embedder": embedder.model_id})
     model = get_model(config.llm or model_serving.llm)
     cache = Path(model_serving.cache_dir)
     llm = assemble(model, cache / "pkgs", cache / "models" / "llm")
@@ -96,7 +103,12 @@ def model_deployments(context: dg.AssetExecutionContext, model_serving: ModelSer
     if model_serving.mode == "kuberay":
         from infra.serving import render_rayservice
 
+        from infra.validate import validate_custom_resource
+
         manifest = render_rayservice(embedder_model_id=embedder.model_id)
+        errors = validate_custom_resource(manifest)
+        if errors:
+            raise dg.Failure("the rendered RayService does not match the KubeRay CRD schema:\n" + "\n".join(errors[:20]))
         out = Path(model_serving.state_dir) / "rayservice.yaml"
         import yaml
 

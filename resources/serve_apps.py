@@ -82,7 +82,8 @@ class LlamaServerDeployment:
     async def health(self):
         if not self.server.running():
             await self._recover()
-        return {"status": "ok", "model": self.alias, "restarts": self.server.restarts}
+        pid = self.server.proc.pid if self.server.proc else None
+        return {"status": "ok", "model": self.alias, "restarts": self.server.restarts, "server_pid": pid}
 
     @llm_api.get("/v1/models")
     async def models(self):

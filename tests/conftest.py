@@ -78,3 +78,146 @@ def opensearch_url(tmp_path_factory):
     node.start(timeout_s=120)
     yield node.url
     node.stop()
+
+
+# ---------------------------------------------------------------- serving and agents (one stack per session)
+
+@pytest.fixture(scope="session")
+def tavily():
+    from tests.fixtures_http import TavilyFixture
+
+    server = TavilyFixture()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver():
+    from agents.tracing import setup_tracing
+    from tests.fixtures_http import OTLPReceiver
+
+    receiver = OTLPReceiver()
+    setup_tracing(receiver.url)
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def web_search_mcp(tavily):
+    """The web search MCP server over streamable HTTP, backed by the Tavily fixture."""
+    import subprocess
+    import sys
+    import time as _time
+
+    import httpx
+
+    from tests.fixtures_http import TAVILY_KEY
+
+    port = free_port()
+    env = dict(os.environ, TAVILY_API_KEY=TAVILY_KEY, TAVILY_BASE_URL=tavily.url)
+    proc = subprocess.Popen([sys.executable, "-m", "agents.websearch_mcp", "--transport", "http", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    url = f"http://127.0.0.1:{port}/mcp"
+    deadline = _time.time() + 30
+    while _time.time() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            _time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, otlp_receiver, web_search_mcp):
+    """Knowledge index (80 real abstracts) + Ray Serve apps (0.5B LLM, embedder) + LiteLLM gateway, via the assets."""
+    import dataclasses
+    import secrets as _secrets
+    from types import SimpleNamespace
+
+    import dagster as dg
+
+    from assets.knowledge import knowledge_assets, knowledge_checks
+    from assets.serving import serving_assets, serving_checks
+    from core.corpus import document_key
+    from pipelines.profiles import build_resources
+    from pipelines.services import resolve_env
+
+    keys = {"AGENTIC_GATEWAY_KEY": _secrets.token_urlsafe(24), "AGENTIC_API_KEY": _secrets.token_urlsafe(24)}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    home = tmp_path_factory.mktemp("serving-home")
+    settings = dataclasses.replace(
+        make_settings(base_settings, home, ray_address), llm="0.5b", serve_port=free_port(), gateway_port=free_port(),
+        web_search="http", web_search_url=web_search_mcp,
+    )
+    res = build_resources(settings)
+    for pmid, data in pubmed_sample[:80]:
+        res["document_store"].put(document_key(pmid), data)
+    instance = dg.DagsterInstance.ephemeral()
+    knowledge = dg.materialize([*knowledge_assets, *knowledge_checks], resources=res, instance=instance)
+    assert knowledge.success
+    serving = dg.materialize([*serving_assets, *serving_checks], resources=res, instance=instance)
+    gateway = resolve_env(res["gateway"])
+    stack = SimpleNamespace(settings=settings, resources=res, result=serving, gateway=gateway, retriever=res["retriever"],
+                            keys=keys, instance=instance, serving=res["model_serving"])
+    try:
+        yield stack
+    finally:
+        gateway.stop()
+        try:
+            from ray import serve
+
+            serve.shutdown()
+        except Exception:
+            pass
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def small_agent_config(**kw):
+    from agents.service import AgentConfig
+
+    base = dict(k=3, max_passage_chars=500, answer_max_tokens=64, web_search="http")
+    base.update(kw)
+    return AgentConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def answer_service(serving_stack):
+    from agents.service import AnswerService, WebSearch
+
+    cfg = small_agent_config(web_search_url=serving_stack.settings.web_search_url)
+    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", cfg.web_search_url))
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="session")
+def api_server(serving_stack, answer_service):
+    """The agentic API (uvicorn, real HTTP) on a free port, over the session's answer service."""
+    import threading
+    import time as _time
+
+    import uvicorn
+
+    from agents.api import create_app
+
+    app = create_app(answer_service, serving_stack.keys["AGENTIC_API_KEY"])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = _time.time() + 30
+    while not server.started and _time.time() < deadline:
+        _time.sleep(0.1)
+    from types import SimpleNamespace
+
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", key=serving_stack.keys["AGENTIC_API_KEY"], app=app)
+    server.should_exit = True
+    thread.join(10)

@@ -200,6 +200,9 @@ class LlamaServer:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
+        import threading
+
+        self._lock = threading.Lock()  # the health check and a failed request may both try to restart
 
     @property
     def url(self) -> str:
@@ -236,11 +239,12 @@ class LlamaServer:
 
     def ensure(self) -> bool:
         """Restart the process if it died; True when a restart happened."""
-        if self.running():
-            return False
-        self.restarts += 1
-        self.start()
-        return True
+        with self._lock:
+            if self.running():
+                return False
+            self.restarts += 1
+            self.start()
+            return True
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -1,0 +1,118 @@
+"""Local HTTP peers for what cannot run here: Tavily's REST API and an OTLP/HTTP trace receiver.
+
+Both speak the real protocol at the boundary: the Tavily fixture takes ``POST /search`` with a
+Bearer key and answers in Tavily's response shape; the OTLP receiver decodes the protobuf
+``ExportTraceServiceRequest`` the OpenTelemetry exporter sends and answers with the protobuf response.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.helpers import free_port
+
+TAVILY_KEY = "tvly-test-0123456789"
+
+
+class _Server:
+    def __init__(self, handler):
+        self.port = free_port()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class TavilyFixture(_Server):
+    """Answers every query with two web results that mention the query."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
+                if self.path != "/search":
+                    return self._send(404, {"detail": "not found"})
+                if self.headers.get("authorization") != f"Bearer {TAVILY_KEY}":
+                    return self._send(401, {"detail": {"error": "Unauthorized: missing or invalid API key."}})
+                q = body.get("query", "")
+                n = int(body.get("max_results", 5))
+                results = [
+                    {"title": f"Web result {i + 1} about {q}", "url": f"https://example.org/{i + 1}",
+                     "content": f"Web page {i + 1} explains {q}: an overview written for this test fixture.", "score": 0.9 - i * 0.1,
+                     "raw_content": None}
+                    for i in range(min(n, 2))
+                ]
+                self._send(200, {"query": q, "answer": None, "images": [], "results": results, "response_time": 0.01})
+
+            def _send(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        super().__init__(Handler)
+
+
+class OTLPReceiver(_Server):
+    """OTLP/HTTP (protobuf) trace receiver: keeps every span it is sent."""
+
+    def __init__(self):
+        self.spans: list[dict] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+
+                data = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if self.path != "/v1/traces" or self.headers.get("content-type") != "application/x-protobuf":
+                    self.send_response(415)
+                    self.end_headers()
+                    return
+                req = ExportTraceServiceRequest()
+                req.ParseFromString(data)
+                with outer.lock:
+                    for rs in req.resource_spans:
+                        service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
+                        for ss in rs.scope_spans:
+                            for sp in ss.spans:
+                                attrs = {}
+                                for a in sp.attributes:
+                                    v = a.value
+                                    attrs[a.key] = v.string_value or v.int_value or v.double_value or v.bool_value
+                                outer.spans.append({"name": sp.name, "trace_id": sp.trace_id.hex(), "span_id": sp.span_id.hex(),
+                                                    "parent": sp.parent_span_id.hex(), "attributes": attrs, "service": service})
+                body = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        super().__init__(Handler)
+
+    def trace(self, trace_id: str) -> list[dict]:
+        with self.lock:
+            return [s for s in self.spans if s["trace_id"] == trace_id]
