@@ -12,7 +12,8 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     # bench_vector_stores reuses the chunks and vectors bench_scale leaves in its home, so it runs last.
-    for script in ("bench_embedder_runtime.py", "bench_pipeline.py", "bench_scale.py", "bench_vector_stores.py"):
+    for script in ("bench_embedder_runtime.py", "bench_pipeline.py", "bench_embed_served.py", "bench_answer.py",
+                   "bench_scale.py", "bench_vector_stores.py"):
         print(f"== {script}", flush=True)
         rc = subprocess.call([sys.executable, str(HERE / script)])
         if rc:
