@@ -353,6 +353,152 @@ def chunk_embeddings(
     )
 
 
+# ------------------------------------------------------------------ classification
+
+CLASSES_TABLE = pa.schema([("doc_key", pa.string()), ("specialty", pa.string()), ("confidence", pa.float32()),
+                           ("mesh_label", pa.string()), ("source", pa.string())])
+INDEX_CLASSES = pa.schema([("generation", pa.string()), ("doc_key", pa.string()), ("specialty", pa.string())])
+MIN_TEST_DOCS = 30  # below this many held-out labelled documents a macro-F1 says nothing
+
+
+def _document_vectors(pipeline_state: PipelineStateStore, embedder: EmbedderResource) -> tuple[list[str], np.ndarray]:
+    """Document embedding = normalized mean of its chunk vectors (all live documents with chunks)."""
+    chunks = pipeline_state.read("chunks", CHUNKS).select(["chunk_id", "doc_key"])
+    vecs = pipeline_state.cached_vectors(embedder.model_id, embedder.dimension)
+    if chunks.num_rows == 0 or vecs.num_rows == 0:
+        return [], np.zeros((0, embedder.dimension), np.float32)
+    idx = pc.index_in(chunks.column("chunk_id"), value_set=vecs.column("chunk_id"))
+    keep = pc.is_valid(idx)
+    chunks, idx = chunks.filter(keep), idx.filter(keep)
+    v = vectors_to_numpy(vecs.column("vector").take(idx), embedder.dimension)
+    keys = chunks.column("doc_key").to_pylist()
+    order = sorted(set(keys))
+    pos = {k: i for i, k in enumerate(order)}
+    sums = np.zeros((len(order), embedder.dimension), np.float64)
+    np.add.at(sums, np.array([pos[k] for k in keys]), v)
+    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return order, sums.astype(np.float32)
+
+
+def _classifier_paths(pipeline_state: PipelineStateStore):
+    from pathlib import Path
+
+    root = Path(pipeline_state.root)
+    return root / "specialty_classifier.npz", root / "specialty_classifier.json"
+
+
+class ClassifierConfig(dg.Config):
+    holdout_fraction: float = 0.2
+    l2: float = 1e-3
+    epochs: int = 400
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python", "numpy"},
+    owners=OWNERS,
+    deps=[chunk_embeddings, parsed_documents],
+    description="Medical specialty classifier (neoplasms, digestive, nervous system, cardiovascular, general pathological "
+    "conditions = MeSH branches C04/C06/C10/C14/C23). Labels from the documents' MeSH descriptors (core/specialty.py says how), "
+    "softmax regression on document embeddings, macro-F1 on a held-out split (hash of the document key).",
+)
+def specialty_classifier(context: dg.AssetExecutionContext, config: ClassifierConfig, embedder: EmbedderResource,
+                         pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
+    from core.specialty import BRANCHES, CLASSES, holdout, label_document, macro_f1, train_softmax
+
+    t0 = time.perf_counter()
+    docs = pipeline_state.read("documents", DOCUMENTS)
+    mesh = dict(zip(docs.column("key").to_pylist(), docs.column("mesh_terms").to_pylist()))
+    keys, x = _document_vectors(pipeline_state, embedder)
+    labels = [label_document(mesh.get(k) or [])[0] for k in keys]
+    train = [i for i, (k, y) in enumerate(zip(keys, labels)) if y and not holdout(k, config.holdout_fraction)]
+    test = [i for i, (k, y) in enumerate(zip(keys, labels)) if y and holdout(k, config.holdout_fraction)]
+    counts = Counter(labels[i] for i in train + test)
+    model_path, metrics_path = _classifier_paths(pipeline_state)
+    trained = len({labels[i] for i in train}) >= 2
+    metrics: dict = {"trained": trained, "labelled": len(train) + len(test), "train": len(train), "test": len(test),
+                     "documents": len(keys), "labels": dict(counts)}
+    if trained:
+        model = train_softmax(x[train], [labels[i] for i in train], CLASSES, l2=config.l2, epochs=config.epochs)
+        pred, _ = model.predict(x[test]) if test else ([], None)
+        f1, per_class = macro_f1([labels[i] for i in test], pred, CLASSES)
+        metrics.update({"macro_f1": round(f1, 4), "per_class": per_class})
+        np.savez(model_path, **model.to_npz())
+    else:
+        model_path.unlink(missing_ok=True)
+        context.log.warning(f"only {len(train)} labelled training documents in {len({labels[i] for i in train})} classes: no classifier")
+    metrics_path.write_text(json.dumps(metrics))
+    rows = [{"class": c, "MeSH branch": BRANCHES[c], "labelled": counts.get(c, 0),
+             **({k: metrics["per_class"][c][k] for k in ("precision", "recall", "f1", "support")} if trained else {})} for c in CLASSES]
+    md: dict = {
+        "trained": trained,
+        "documents": len(keys),
+        "labelled_documents": metrics["labelled"],
+        "train_documents": len(train),
+        "test_documents": len(test),
+        "per_class": _md_table(rows, list(rows[0].keys())),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if trained:
+        md["macro_f1"] = metrics["macro_f1"]
+    return dg.MaterializeResult(metadata=md)
+
+
+@dg.asset_check(asset=specialty_classifier, description=f"Macro-F1 on the held-out labelled documents >= 0.6 "
+                f"(evaluated from {MIN_TEST_DOCS} held-out documents on; below that the sample says nothing and the check says so).")
+def specialty_macro_f1(pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+    _, metrics_path = _classifier_paths(pipeline_state)
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if not metrics.get("trained") or metrics.get("test", 0) < MIN_TEST_DOCS:
+        return dg.AssetCheckResult(passed=True, metadata={"evaluated": False, "test_documents": metrics.get("test", 0),
+                                                          "reason": f"fewer than {MIN_TEST_DOCS} held-out labelled documents"})
+    return dg.AssetCheckResult(passed=metrics["macro_f1"] >= 0.6, metadata={"evaluated": True, "macro_f1": metrics["macro_f1"],
+                                                                           "threshold": 0.6, "test_documents": metrics["test"]})
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python"},
+    owners=OWNERS,
+    deps=[specialty_classifier],
+    description="The specialty of every document: the classifier's prediction and confidence (its MeSH-derived label beside "
+    "it where there is one). Stored with the chunks in the index, so search can filter by it.",
+)
+def document_classes(context: dg.AssetExecutionContext, embedder: EmbedderResource, pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
+    from core.specialty import CLASSES, SoftmaxClassifier, label_document
+
+    t0 = time.perf_counter()
+    keys, x = _document_vectors(pipeline_state, embedder)
+    docs = pipeline_state.read("documents", DOCUMENTS)
+    mesh = dict(zip(docs.column("key").to_pylist(), docs.column("mesh_terms").to_pylist()))
+    mesh_labels = [label_document(mesh.get(k) or [])[0] or "" for k in keys]
+    model_path, _ = _classifier_paths(pipeline_state)
+    if model_path.exists() and keys:
+        model = SoftmaxClassifier.from_npz(np.load(model_path))
+        pred, conf = model.predict(x)
+        source = ["classifier"] * len(keys)
+    else:  # no classifier (too few labels): the MeSH label where there is one, else unclassified
+        pred, conf = mesh_labels, np.array([1.0 if m else 0.0 for m in mesh_labels])
+        source = ["mesh" if m else "none" for m in mesh_labels]
+    previous = pipeline_state.read("document_classes", CLASSES_TABLE)
+    before = dict(zip(previous.column("doc_key").to_pylist(), previous.column("specialty").to_pylist()))
+    table = pa.table({"doc_key": keys, "specialty": list(pred), "confidence": np.asarray(conf, np.float32), "mesh_label": mesh_labels,
+                      "source": source}, schema=CLASSES_TABLE)
+    pipeline_state.write("document_classes", table)
+    per_class = Counter(pred)
+    agree = [p == m for p, m in zip(pred, mesh_labels) if m]
+    md = {
+        "documents": len(keys),
+        "changed_since_last_run": sum(1 for k, p in zip(keys, pred) if before.get(k) != p),
+        "documents_per_class": _md_table([{"class": c, "documents": per_class.get(c, 0)} for c in (*CLASSES, "")], ["class", "documents"]),
+        "agreement_with_mesh_labels": round(sum(agree) / len(agree), 4) if agree else 0.0,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    # one number per class: the UI plots these across materializations
+    md.update({f"docs_{c}": per_class.get(c, 0) for c in CLASSES})
+    return dg.MaterializeResult(metadata=md)
+
+
 # ------------------------------------------------------------------ index
 
 
@@ -364,8 +510,8 @@ class IndexConfig(dg.Config):
     group_name=GROUP,
     kinds={"lancedb", "opensearch"},
     owners=OWNERS,
-    deps=[chunk_embeddings],
-    description="The searchable index: vectors + text (BM25) + filter fields in one generation per model/mapping. "
+    deps=[chunk_embeddings, document_classes],
+    description="The searchable index: vectors + text (BM25) + filter fields (specialty and section labels among them) in one generation per model/mapping. "
     "Applies only the delta (new chunks in, deleted chunks out); a new generation is built beside the serving one "
     "and the serving pointer is switched atomically.",
 )
@@ -384,6 +530,8 @@ def vector_index(
         context.log.info(f"created index generation {generation}")
     chunks = pipeline_state.read("chunks", CHUNKS)
     live = set(chunks.column("chunk_id").to_pylist())
+    doc_classes = pipeline_state.read("document_classes", CLASSES_TABLE)
+    classes = dict(zip(doc_classes.column("doc_key").to_pylist(), doc_classes.column("specialty").to_pylist()))
     existing = vector_store.ids(generation)
     to_add = sorted(live - existing)
     to_delete = sorted(existing - live)
@@ -396,9 +544,23 @@ def vector_index(
         if idx.null_count:
             raise RuntimeError(f"{idx.null_count} chunks have no vector; materialize chunk_embeddings first")
         rows = rows.append_column("vector", vecs.column("vector").take(idx))
+        rows = rows.append_column("specialty", pa.array([classes.get(k, "") for k in rows.column("doc_key").to_pylist()], pa.string()))
         vector_store.upsert(generation, rows)
     vector_store.delete(generation, to_delete)
-    index_info = vector_store.refresh_indexes(generation) if (to_add or to_delete or created) else {"rows": len(existing), "ann": "unchanged"}
+    # Documents whose class changed (a retrained classifier) are updated in place: no re-embedding, no re-adding.
+    snapshot = pipeline_state.read("index_classes", INDEX_CLASSES)
+    indexed = {} if created else {k: c for g, k, c in zip(*(snapshot.column(n).to_pylist() for n in ("generation", "doc_key", "specialty")))
+                                  if g == generation}
+    added_docs = set(rows.column("doc_key").to_pylist()) if to_add else set()
+    live_docs = set(chunks.column("doc_key").to_pylist())
+    changed: dict[str, list[str]] = {}
+    for key in sorted(live_docs - added_docs):
+        if indexed.get(key, "") != classes.get(key, ""):
+            changed.setdefault(classes.get(key, ""), []).append(key)
+    reclassified = vector_store.set_specialty(generation, changed) if changed else 0
+    pipeline_state.write("index_classes", pa.table({"generation": [generation] * len(live_docs), "doc_key": sorted(live_docs),
+                                                   "specialty": [classes.get(k, "") for k in sorted(live_docs)]}, schema=INDEX_CLASSES))
+    index_info = vector_store.refresh_indexes(generation) if (to_add or to_delete or created or reclassified) else {"rows": len(existing), "ann": "unchanged"}
     previous = vector_store.serving_generation()
     promoted = previous != generation
     if promoted:
@@ -413,6 +575,7 @@ def vector_index(
             "rows": vector_store.count(generation),
             "added": len(to_add),
             "deleted": len(to_delete),
+            "reclassified_documents": reclassified,
             "table_version": vector_store.version(generation),
             "index": dg.MetadataValue.json(index_info),
             "seconds": round(time.perf_counter() - t0, 3),
@@ -468,5 +631,5 @@ def index_vectors_valid(embedder: EmbedderResource, vector_store: VectorStoreRes
     )
 
 
-knowledge_assets = [document_inventory, parsed_documents, document_chunks, chunk_embeddings, vector_index]
-knowledge_checks = [every_document_accounted_for, index_matches_live_chunks, index_vectors_valid]
+knowledge_assets = [document_inventory, parsed_documents, document_chunks, chunk_embeddings, specialty_classifier, document_classes, vector_index]
+knowledge_checks = [every_document_accounted_for, specialty_macro_f1, index_matches_live_chunks, index_vectors_valid]

@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
-from resources.vector_store import FILTER_FIELDS, SearchHit, VectorStoreResource, chunk_schema
+from resources.vector_store import FILTER_FIELDS, LIST_FIELDS, SearchHit, VectorStoreResource, chunk_schema, complete_rows
 
-OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v1"
-_SOURCE = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal"]
+OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v2"  # v2: sections (keyword list) and specialty
+_SOURCE = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal", "specialty"]
 
 
 def index_body(dimension: int, engine: str = "lucene", m: int = 16, ef_construction: int = 128, shards: int = 1, replicas: int = 0) -> dict:
@@ -38,6 +38,8 @@ def index_body(dimension: int, engine: str = "lucene", m: int = 16, ef_construct
                 "year": {"type": "integer"},
                 "journal": {"type": "keyword"},
                 "mesh_terms": {"type": "keyword"},
+                "sections": {"type": "keyword"},
+                "specialty": {"type": "keyword"},
                 "source_format": {"type": "keyword"},
                 "n_tokens": {"type": "integer"},
                 "vector": {
@@ -56,9 +58,9 @@ def build_filter(filters: dict[str, Any] | None) -> list[dict]:
     for name, value in (filters or {}).items():
         if value is None:
             continue
-        if name == "mesh":
+        if name in LIST_FIELDS:
             terms = list(value) if isinstance(value, list | tuple) else [value]
-            clauses.append({"terms": {"mesh_terms": [str(t) for t in terms]}})
+            clauses.append({"terms": {LIST_FIELDS[name]: [str(t) for t in terms]}})
             continue
         if name not in FILTER_FIELDS:
             raise ValueError(f"unknown filter field {name!r}; allowed: {sorted(FILTER_FIELDS) + ['mesh']}")
@@ -177,6 +179,7 @@ class OpenSearchVectorStore(VectorStoreResource):
         if rows.num_rows == 0:
             return 0
         name = self.table_name(generation)
+        rows = complete_rows(rows)
         fields = [f for f in chunk_schema(1).names if f in rows.column_names]
 
         def actions():
@@ -190,6 +193,19 @@ class OpenSearchVectorStore(VectorStoreResource):
             raise RuntimeError(f"{len(errors)} bulk errors, e.g. {errors[0]}")
         self.client().indices.refresh(index=name)
         return ok
+
+    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]], batch: int = 500) -> int:
+        name = self.table_name(generation)
+        n = 0
+        for value, keys in doc_keys_by_class.items():
+            for i in range(0, len(keys), batch):
+                part = keys[i : i + batch]
+                self.client().update_by_query(index=name, refresh=True, conflicts="proceed", body={
+                    "query": {"terms": {"doc_key": part}},
+                    "script": {"source": "ctx._source.specialty = params.v", "lang": "painless", "params": {"v": value}},
+                })
+                n += len(part)
+        return n
 
     def delete(self, generation: str, chunk_ids: list[str]) -> int:
         from opensearchpy.helpers import bulk
@@ -241,7 +257,8 @@ class OpenSearchVectorStore(VectorStoreResource):
         for i, h in enumerate(raw):
             s = h["_source"]
             out.append(SearchHit(chunk_id=s["chunk_id"], doc_key=s["doc_key"], doc_id=s["doc_id"], title=s["title"], text=s["text"],
-                                 section=s["section"], year=s.get("year"), journal=s["journal"], score=float(score_of(h)), rank=i + 1))
+                                 section=s["section"], year=s.get("year"), journal=s["journal"], score=float(score_of(h)), rank=i + 1,
+                                 specialty=s.get("specialty") or ""))
         return out
 
     def search_dense(self, vector: np.ndarray, k: int = 10, filters: dict | None = None, generation: str | None = None, exact: bool = False) -> list[SearchHit]:

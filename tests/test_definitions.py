@@ -23,7 +23,7 @@ def test_definitions_load(profile, tmp_path):
     assert {n.name for n in job.nodes_in_topological_order} >= {"document_inventory", "vector_index"}
     graph = defs.resolve_asset_graph()
     knowledge = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "knowledge"]
-    assert len(knowledge) == 5
+    assert len(knowledge) == 7
     for key in knowledge:
         node = graph.get(key)
         assert node.description and node.kinds and node.owners, key
