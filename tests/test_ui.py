@@ -100,6 +100,11 @@ def test_dagster_ui_shows_graph_materialization_and_sensor(tmp_path, ray_address
         browser.get(f"{base}/assets/document_classes")
         _wait_text(browser, ["documents_per_class", "docs_neoplasms", "docs_cardiovascular"], "ui-document-classes.png")
 
+        from selenium.webdriver.common.by import By
+
+        browser.find_element(By.XPATH, "//button[normalize-space()='Plots']").click()  # numeric metadata across runs
+        _wait_text(browser, ["docs_neoplasms", "docs_cardiovascular", "documents"], "ui-document-classes-plots.png")
+
         browser.get(f"{base}/locations/agentic/sensors/new_documents_sensor")
         _wait_text(browser, ["new_documents_sensor", "knowledge_job"], "ui-sensor.png")
     finally:
@@ -110,5 +115,5 @@ def test_dagster_ui_shows_graph_materialization_and_sensor(tmp_path, ray_address
             ui.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(ui.pid, 9)
-    for name in ("ui-knowledge-graph.png", "ui-vector-index.png", "ui-document-classes.png", "ui-sensor.png"):
+    for name in ("ui-knowledge-graph.png", "ui-vector-index.png", "ui-document-classes.png", "ui-document-classes-plots.png", "ui-sensor.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
