@@ -8,7 +8,6 @@ CLI), then starts the API (``agentic serve``) in the background. ``agentic down`
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -111,19 +110,9 @@ def start_api(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log
 
 
 def stop_pid(pidfile: Path) -> bool:
-    if not pidfile.exists():
-        return False
-    try:
-        pid = int(pidfile.read_text())
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(50):
-            os.killpg(pid, 0)
-            time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, ValueError, PermissionError):
-        pass
-    pidfile.unlink(missing_ok=True)
-    return True
+    from infra.local.processes import stop_pidfile
+
+    return stop_pidfile(pidfile)
 
 
 def down(settings: Settings, log=print) -> None:

@@ -10,7 +10,6 @@ runs from its own venv (``.venv-gateway``, locked in ``infra/gateway/requirement
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -134,16 +133,6 @@ class LLMGatewayResource(dg.ConfigurableResource):
         raise GatewayError(f"LiteLLM proxy not alive after {timeout_s:.0f} s (log: {logfile})")
 
     def stop(self) -> None:
-        _, pidfile, _ = self._paths()
-        if not pidfile.exists():
-            return
-        try:
-            pid = int(pidfile.read_text())
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(50):
-                os.killpg(pid, 0)
-                time.sleep(0.1)
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, ValueError, PermissionError):
-            pass
-        pidfile.unlink(missing_ok=True)
+        from infra.local.processes import stop_pidfile
+
+        stop_pidfile(self._paths()[1])

@@ -154,7 +154,9 @@ def test_llm_server_killed_mid_request_gives_clean_error_and_recovers(serving_st
             time.sleep(1)
     assert ok is not None and ok.choices[0].message.content
     after = httpx.get(f"{base}/llm/health", timeout=10).json()
-    assert after["server_pid"] != pid and after["restarts"] == restarts + 1
+    # a new llama-server answers: restarted by the replica (restarts + 1) or, if Serve's health check replaced
+    # the replica meanwhile, by a fresh one
+    assert after["server_pid"] != pid and (after["restarts"] == restarts + 1 or after["restarts"] == 0)
 
 
 # ---------------------------------------------------------------- answers
@@ -226,13 +228,14 @@ def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
     assert tavily.requests[-1]["body"]["query"] == "statins and stroke"
 
 
-def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_mcp, otlp_receiver):
+def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_mcp, otlp_receiver, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
     service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp))
     low = AnswerService(serving_stack.retriever, serving_stack.gateway, small_agent_config(relevance_threshold=1.01, web_search_url=web_search_mcp),
                         WebSearch("http", web_search_mcp))
     try:
         kb = service.answer("What are the effects of treatment in patients with heart failure?", mode="agent")
+        before = len(tavily.requests)
         web = low.answer("What are the effects of treatment in patients with heart failure?", mode="agent")
     finally:
         service.close()
@@ -241,7 +244,8 @@ def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_m
     assert kb.route in ("knowledge_base", "web_search")  # web only if the grade was below the threshold
     if kb.relevance >= cfg.relevance_threshold:
         assert kb.route == "knowledge_base"
-    assert web.route == "web_search" and any(c["origin"] == "web" for c in web.citations)
+    # below the threshold the rule forces the web search (which sources the model then cites is its own choice)
+    assert web.route == "web_search" and len(tavily.requests) == before + 1
     from agents.tracing import flush
 
     flush()
