@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -130,6 +129,3 @@ def down(settings: Settings, log=print) -> None:
         addr_file.unlink()
         log("stopped the Ray head (and its Serve applications)")
 
-
-def with_ray(settings: Settings, address: str) -> Settings:
-    return replace(settings, ray_address=address)

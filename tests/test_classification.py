@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from assets.knowledge import ClassifierConfig
 from core.corpus import document_key
 from core.specialty import CLASSES, branches_of, label_document, macro_f1, train_softmax
 from tests.test_knowledge_pipeline import materialize, seeded_home
