@@ -129,6 +129,15 @@ def assess_schema(n: int) -> dict:
     }
 
 
+def citations_for(answer: str, sources: list[Source], notes: list[str]) -> list[dict]:
+    """The sources the answer cites by ``[n]``; when it cites none, every source it was given (with a note)."""
+    found = cited(answer, sources)
+    if found or not sources:
+        return found
+    notes.append("The model cited no source by number; the sources it was given are listed.")
+    return [{"n": s.n, "id": s.id, "title": s.title, "origin": s.origin, "url": s.url} for s in sources]
+
+
 def cited(answer: str, sources: list[Source]) -> list[dict]:
     by_n = {s.n: s for s in sources}
     seen, out = set(), []
@@ -230,7 +239,7 @@ class AnswerService:
         with tracer().start_as_current_span(span_name) as span:
             span.set_attribute("gen_ai.system", "openai")
             span.set_attribute("gen_ai.request.model", self.gateway.chat_model)
-            kwargs = {"response_format": response_format, **extra} if response_format else dict(extra)
+            kwargs = dict(extra, response_format=response_format) if response_format else extra
             r = self.client.chat.completions.create(model=self.gateway.chat_model, messages=messages, max_tokens=max_tokens,
                                                     temperature=self.config.temperature, **kwargs)
             if r.usage:
@@ -303,10 +312,7 @@ class AnswerService:
 
     def _finish(self, plan: Plan, text: str, t0: float) -> Answer:
         plan.timings_ms["generate"] = (time.perf_counter() - t0) * 1000
-        citations = cited(text, plan.sources)
-        if not citations and plan.sources and plan.route != "no_context":
-            plan.notes.append("The model cited no source by number; the sources it was given are listed.")
-            citations = [{"n": s.n, "id": s.id, "title": s.title, "origin": s.origin, "url": s.url} for s in plan.sources]
+        citations = citations_for(text, plan.sources, plan.notes) if plan.route != "no_context" else []
         plan.span.set_attribute("agentic.citations", len(citations))
         plan.span.end()
         return Answer(plan.question, text.strip(), citations, plan.relevance, plan.route, plan.trace_id, plan.llm_calls,
@@ -317,7 +323,10 @@ class AnswerService:
             return self.agent_answer(question, filters)
         if mode != "auto":
             raise ValueError("mode must be 'auto' or 'agent'")
-        plan = self.plan(question, filters)
+        return self.complete(self.plan(question, filters))
+
+    def complete(self, plan: Plan) -> Answer:
+        """The final LLM call of the fast path, for a plan from :meth:`plan` (the non-streamed twin of stream_answer)."""
         from opentelemetry import trace
 
         token = trace.context_api.attach(trace.set_span_in_context(plan.span))
@@ -475,11 +484,8 @@ class AnswerService:
         route = "web_search" if state["web_calls"] else ("knowledge_base" if state["kb_searched"] else "model_only")
         span.set_attribute("agentic.route", route)
         sources = state["sources"]
-        citations = cited(text, sources)
-        notes = []
-        if not citations and sources:
-            notes.append("The model cited no source by number; the sources it was given are listed.")
-            citations = [{"n": s.n, "id": s.id, "title": s.title, "origin": s.origin, "url": s.url} for s in sources]
+        notes: list[str] = []
+        citations = citations_for(text, sources, notes)
         span.end()
         return Answer(question, text, citations, state["relevance"], route, trace_id_of(span), llm_calls[0] + cycles, tokens,
                       {"total": round((time.perf_counter() - t0) * 1000, 1)}, notes)

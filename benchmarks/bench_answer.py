@@ -76,17 +76,8 @@ def main() -> int:
     rows = []
     for q in questions:
         t0 = time.perf_counter()
-        plan = service.plan(q)  # retrieve + grade (call 1); then the answer (call 2) as AnswerService.answer does it
-        from opentelemetry import trace
-
-        token = trace.context_api.attach(trace.set_span_in_context(plan.span))
-        try:
-            t_final = time.perf_counter()
-            text = service._chat(plan.tokens, "generate_answer", plan.messages, cfg.answer_max_tokens, frequency_penalty=cfg.frequency_penalty)
-            plan.llm_calls += 1
-            answer = service._finish(plan, text, t_final)
-        finally:
-            trace.context_api.detach(token)
+        plan = service.plan(q)  # retrieve + grade (call 1)
+        answer = service.complete(plan)  # the answer (call 2), exactly as AnswerService.answer does it
         answer_s = time.perf_counter() - t0
         bare_messages = [dict(plan.messages[0], content=f"[run {secrets.token_hex(4)}]\n" + plan.messages[0]["content"]), plan.messages[1]]
         t1 = time.perf_counter()
