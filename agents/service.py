@@ -56,6 +56,7 @@ class AgentConfig:
     max_agent_tool_calls: int = 4
     web_search: str = "stdio"  # "stdio" (subprocess), "http" (web_search_url) or "off"
     web_search_url: str = ""
+    generation: str | None = None  # index generation to read; None = the serving one (evaluation sets a candidate)
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Source:
     origin: str  # "knowledge_base" | "web"
     url: str = ""
     score: float = 0.0
+    doc_key: str = ""
 
 
 @dataclass
@@ -213,12 +215,13 @@ class AnswerService:
     # -- building blocks (also the orchestrator's tools) ----------------------------------------
     def retrieve(self, question: str, filters: dict | None = None, k: int | None = None) -> list[Source]:
         with tracer().start_as_current_span("retrieve") as span:
-            hits = self.retriever.search(question, k=k or self.config.k, mode=self.config.retrieval_mode, filters=filters)
+            hits = self.retriever.search(question, k=k or self.config.k, mode=self.config.retrieval_mode, filters=filters,
+                                         generation=self.config.generation)
             span.set_attribute("retrieval.mode", self.config.retrieval_mode)
             span.set_attribute("retrieval.hits", len(hits))
         return [
             Source(n=i + 1, id=_source_id(h), title=h.title or "", text=(h.text or "")[: self.config.max_passage_chars],
-                   origin="knowledge_base", score=float(h.score))
+                   origin="knowledge_base", score=float(h.score), doc_key=h.doc_key or "")
             for i, h in enumerate(hits)
         ]
 

@@ -513,7 +513,7 @@ class IndexConfig(dg.Config):
     deps=[chunk_embeddings, document_classes],
     description="The searchable index: vectors + text (BM25) + filter fields (specialty and section labels among them) in one generation per model/mapping. "
     "Applies only the delta (new chunks in, deleted chunks out); a new generation is built beside the serving one "
-    "and the serving pointer is switched atomically.",
+    "and becomes a promotion candidate; the evaluation gate switches the serving pointer atomically (the very first generation serves at once).",
 )
 def vector_index(
     context: dg.AssetExecutionContext, config: IndexConfig, embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore
@@ -523,7 +523,7 @@ def vector_index(
         # A full rebuild: a fresh generation of the same lineage, filled from scratch beside the serving one.
         generation = f"{_generation(embedder, vector_store)}_r{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
     else:
-        generation = _target_generation(embedder, vector_store)
+        generation = _target_generation(embedder, vector_store, pipeline_state)
     created = not vector_store.has_generation(generation)
     if created:
         vector_store.create_generation(generation, embedder.dimension)
@@ -562,14 +562,20 @@ def vector_index(
                                                    "specialty": [classes.get(k, "") for k in sorted(live_docs)]}, schema=INDEX_CLASSES))
     index_info = vector_store.refresh_indexes(generation) if (to_add or to_delete or created or reclassified) else {"rows": len(existing), "ann": "unchanged"}
     previous = vector_store.serving_generation()
-    promoted = previous != generation
-    if promoted:
+    promoted = previous is None
+    if promoted:  # nothing serves yet: the first generation serves at once
         vector_store.promote(generation)
-        context.log.info(f"serving generation switched {previous} -> {generation}")
+        context.log.info(f"serving generation set to {generation}")
+    elif previous != generation:
+        # A new generation beside the serving one (rebuild, new model or mapping) is a candidate: the evaluation
+        # gate (`eval_history` -> `serving_index`) promotes it, or rejects it and the serving one stays.
+        write_candidate(pipeline_state, generation, "pending", f"built beside serving generation {previous}")
+        context.log.info(f"generation {generation} is a promotion candidate; {previous} keeps serving until the evaluation gate passes")
     return dg.MaterializeResult(
         metadata={
             "generation": generation,
-            "serving_generation": generation,
+            "serving_generation": vector_store.serving_generation() or "",
+            "candidate_generation": generation if (previous and previous != generation) else "",
             "previous_serving_generation": previous or "",
             "promoted_this_run": promoted,
             "rows": vector_store.count(generation),
@@ -587,22 +593,44 @@ def _generation(embedder: EmbedderResource, vector_store: VectorStoreResource) -
     return generation_id(embedder.model_id, embedder.dimension, vector_store.mapping_version())
 
 
-def _target_generation(embedder: EmbedderResource, vector_store: VectorStoreResource) -> str:
-    """The generation incremental runs maintain: the serving one if it is of this model/mapping lineage
-    (it may be a rebuild), else the lineage's base generation."""
+def _of_lineage(generation: str | None, base: str) -> bool:
+    return bool(generation) and (generation == base or generation.startswith(f"{base}_r"))
+
+
+def _target_generation(embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore | None = None) -> str:
+    """The generation incremental runs maintain: a pending promotion candidate of this model/mapping lineage (the one
+    about to serve), else the serving one if it is of this lineage (it may be a rebuild), else the lineage's base."""
     base = _generation(embedder, vector_store)
+    candidate = read_candidate(pipeline_state) if pipeline_state is not None else None
+    if candidate and candidate["status"] == "pending" and _of_lineage(candidate["generation"], base) and vector_store.has_generation(candidate["generation"]):
+        return candidate["generation"]
     serving = vector_store.serving_generation()
-    return serving if serving and (serving == base or serving.startswith(f"{base}_r")) else base
+    return serving if _of_lineage(serving, base) else base
 
 
-def _index_vectors(vector_store: VectorStoreResource, embedder: EmbedderResource) -> tuple[str, pa.Table]:
-    generation = _target_generation(embedder, vector_store)
+CANDIDATE = pa.schema([("generation", pa.string()), ("status", pa.string()), ("reason", pa.string()), ("updated_at", pa.float64())])
+
+
+def read_candidate(pipeline_state: PipelineStateStore) -> dict | None:
+    """The index generation waiting for (or last decided by) the evaluation gate: generation, status
+    (pending | promoted | rejected), reason."""
+    rows = pipeline_state.read("index_candidate", CANDIDATE).to_pylist()
+    return rows[-1] if rows else None
+
+
+def write_candidate(pipeline_state: PipelineStateStore, generation: str, status: str, reason: str) -> None:
+    pipeline_state.write("index_candidate", pa.Table.from_pylist(
+        [{"generation": generation, "status": status, "reason": reason, "updated_at": time.time()}], schema=CANDIDATE))
+
+
+def _index_vectors(vector_store: VectorStoreResource, embedder: EmbedderResource, pipeline_state: PipelineStateStore) -> tuple[str, pa.Table]:
+    generation = _target_generation(embedder, vector_store, pipeline_state)
     return generation, vector_store.scan(generation, ["chunk_id", "vector"])
 
 
 @dg.asset_check(asset=vector_index, blocking=True, description="Index rows equal the live chunks, with no duplicate ids.")
 def index_matches_live_chunks(embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
-    generation = _target_generation(embedder, vector_store)
+    generation = _target_generation(embedder, vector_store, pipeline_state)
     ids = vector_store.scan(generation, ["chunk_id"]).column("chunk_id").to_pylist()
     live = set(pipeline_state.read("chunks", CHUNKS).column("chunk_id").to_pylist())
     dupes = [k for k, n in Counter(ids).items() if n > 1]
@@ -614,8 +642,8 @@ def index_matches_live_chunks(embedder: EmbedderResource, vector_store: VectorSt
 
 
 @dg.asset_check(asset=vector_index, blocking=True, description="Every vector has the model's dimension, is finite and non-zero (unit length).")
-def index_vectors_valid(embedder: EmbedderResource, vector_store: VectorStoreResource) -> dg.AssetCheckResult:
-    _, table = _index_vectors(vector_store, embedder)
+def index_vectors_valid(embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+    _, table = _index_vectors(vector_store, embedder, pipeline_state)
     col = table.column("vector")
     dim = col.type.list_size if table.num_rows else embedder.dimension
     if table.num_rows == 0:

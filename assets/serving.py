@@ -185,7 +185,8 @@ def endpoints_answer(model_serving: ModelServingResource, embedder: EmbedderReso
 def model_gateway(context: dg.AssetExecutionContext, model_serving: ModelServingResource, gateway: LLMGatewayResource) -> dg.MaterializeResult:
     dep = _read(model_serving, "model_deployments")
     config = render_litellm_config(dep["llm"], dep["endpoints"]["llm"], dep["embedder"], dep["endpoints"]["embedder"],
-                                   timeout_s=gateway.request_timeout_s, retries=gateway.retries, llm_aliases=(gateway.chat_model,))
+                                   timeout_s=gateway.request_timeout_s, retries=gateway.retries, llm_aliases=(gateway.chat_model,),
+                                   judge_name=gateway.judge_model, judge_backend=gateway.judge_backend, aws_region=gateway.aws_region)
     if gateway.master_key and gateway.master_key in json.dumps(config):
         raise dg.Failure("refusing to write the gateway master key into its config")  # referenced, never written
     if dep["mode"] == "kuberay":

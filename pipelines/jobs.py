@@ -12,9 +12,17 @@ MAIN_JOB = "knowledge_job"
 
 rebuild_index_job = dg.define_asset_job(
     "rebuild_index_job",
-    selection=dg.AssetSelection.groups("knowledge"),
-    config={"ops": {"vector_index": {"config": {"rebuild": True}}}},
-    description="The knowledge pipeline, then a full rebuild of the index into a new generation, switched atomically.",
+    selection=dg.AssetSelection.groups("knowledge", "evaluation"),
+    config={"ops": {"vector_index": {"config": {"rebuild": True}}, "rag_eval_run": {"config": {"answers": 0}}}},
+    description="The knowledge pipeline, a full rebuild of the index into a new candidate generation, then the evaluation gate "
+    "(retrieval metrics over the whole golden set, candidate vs serving): promoted atomically only if not worse.",
+)
+
+evaluation_job = dg.define_asset_job(
+    "evaluation_job",
+    selection=dg.AssetSelection.groups("evaluation"),
+    description="Golden set -> RAG evaluation (retrieval metrics on the set; agent answers, ROUGE and the RAGAS judge on a sample) "
+    "-> history and trend -> promotion gate -> serving index.",
 )
 
 serving_job = dg.define_asset_job(

@@ -62,7 +62,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "model_serving": ModelServingResource(mode="kuberay", ray_cluster=ray, cache_dir=str(settings.cache),
                                                   state_dir=str(settings.serving_root)),
             "gateway": LLMGatewayResource(url="http://litellm.agentic:4000", master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
-                                          embedding_model=embedder.model_id, state_dir=str(settings.serving_root)),
+                                          embedding_model=embedder.model_id, state_dir=str(settings.serving_root),
+                                          judge_backend=settings.judge_backend, aws_region=settings.aws_region),
         }
     resources.update(
         {

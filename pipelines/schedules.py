@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.jobs import knowledge_job
+from pipelines.jobs import evaluation_job, knowledge_job
 
 nightly_reembedding_schedule = dg.ScheduleDefinition(
     name="nightly_reembedding",
@@ -12,4 +12,13 @@ nightly_reembedding_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Nightly: picks up embedding-model or chunker changes (new ids re-embed, a new model builds a new "
     "generation); cheap when nothing changed, since every step diffs against the last run.",
+)
+
+weekly_evaluation_schedule = dg.ScheduleDefinition(
+    name="weekly_evaluation",
+    job=evaluation_job,
+    cron_schedule="0 4 * * 1",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Weekly: the RAG evaluation on the golden set (judged sample included), appended to the trend.",
 )

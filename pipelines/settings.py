@@ -42,6 +42,8 @@ class Settings:
     otlp_headers: str = ""  # OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2), e.g. Langfuse's basic auth
     web_search: str = "stdio"  # AGENTIC_WEB_SEARCH: stdio | http | off
     web_search_url: str = ""  # AGENTIC_WEB_SEARCH_URL (http mode)
+    judge_backend: str = ""  # AGENTIC_JUDGE_MODEL: "" = the deployed LLM; eks: a Bedrock model id for LiteLLM
+    aws_region: str = "us-east-1"  # AWS_REGION (eks profile, platform and cost assets)
 
     @property
     def secrets_dir(self) -> Path:
@@ -123,6 +125,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         otlp_headers=env.get("OTEL_EXPORTER_OTLP_HEADERS", ""),
         web_search=web,
         web_search_url=env.get("AGENTIC_WEB_SEARCH_URL", ""),
+        judge_backend=env.get("AGENTIC_JUDGE_MODEL", "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0" if profile == "eks" else ""),
+        aws_region=env.get("AWS_REGION", "us-east-1").strip() or "us-east-1",
         vector_store=store,
         opensearch_port=port,
         profile=profile,

@@ -26,9 +26,16 @@ class GatewayError(RuntimeError):
 
 
 def render_litellm_config(llm_name: str, llm_api_base: str, embed_name: str, embed_api_base: str,
-                          timeout_s: int = 300, retries: int = 2, llm_aliases: tuple[str, ...] = ("chat",)) -> dict:
-    """LiteLLM proxy config: model names -> OpenAI-compatible endpoints, retries, timeouts, key by reference."""
+                          timeout_s: int = 300, retries: int = 2, llm_aliases: tuple[str, ...] = ("chat",),
+                          judge_name: str = "", judge_backend: str = "", aws_region: str = "us-east-1") -> dict:
+    """LiteLLM proxy config: model names -> OpenAI-compatible endpoints, retries, timeouts, key by reference.
+
+    The evaluation judge is ``judge_name``: with no ``judge_backend`` it is one more alias of the deployed LLM
+    (local); with one (e.g. ``bedrock/anthropic.claude-3-5-haiku-20241022-v1:0``) LiteLLM calls that provider,
+    authenticated by the pod's IAM role (no key in the config)."""
     models = []
+    if judge_name and not judge_backend:
+        llm_aliases = (*llm_aliases, judge_name)
     for name in (llm_name, *llm_aliases):
         models.append({
             "model_name": name,
@@ -42,6 +49,12 @@ def render_litellm_config(llm_name: str, llm_api_base: str, embed_name: str, emb
                            "timeout": 60, "max_retries": 0},
         "model_info": {"mode": "embedding"},
     })
+    if judge_name and judge_backend:
+        models.append({
+            "model_name": judge_name,
+            "litellm_params": {"model": judge_backend, "aws_region_name": aws_region, "timeout": timeout_s, "max_retries": 0},
+            "model_info": {"mode": "chat"},
+        })
     return {
         "model_list": models,
         "litellm_settings": {"num_retries": retries, "request_timeout": timeout_s, "drop_params": True, "telemetry": False},
@@ -56,6 +69,9 @@ class LLMGatewayResource(dg.ConfigurableResource):
     url: str = "http://127.0.0.1:4000"
     master_key: str  # dg.EnvVar("AGENTIC_GATEWAY_KEY")
     chat_model: str = "chat"  # the name agents ask for; the gateway maps it to the deployed LLM
+    judge_model: str = "judge"  # the name evaluation asks for
+    judge_backend: str = ""  # "" -> the deployed LLM; else a LiteLLM model id (eks: a Bedrock model)
+    aws_region: str = "us-east-1"
     embedding_model: str = "all-MiniLM-L6-v2"
     state_dir: str = ""  # local: config, pid file and log of the proxy
     litellm_bin: str = str(REPO / ".venv-gateway" / "bin" / "litellm")

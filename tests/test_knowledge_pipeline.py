@@ -180,22 +180,26 @@ def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensea
         store.client().indices.delete(index=f"{store.index_prefix}__*", ignore_unavailable=True)
 
 
-def test_full_rebuild_makes_a_new_generation_that_later_runs_maintain(settings_factory, tmp_path, pubmed_docs):
-    from pipelines.jobs import rebuild_index_job
+def test_full_rebuild_makes_a_candidate_generation_that_later_runs_maintain(settings_factory, tmp_path, pubmed_docs):
+    from assets.knowledge import read_candidate
 
     settings, res = seeded_home(settings_factory, tmp_path, dict(list(pubmed_docs.items())[:3]))
     meta, _, _ = materialize(settings)
     base = meta["vector_index"]["generation"]
-    rebuild_config = rebuild_index_job.config  # the job's own run config: rebuild=True for vector_index
-    meta, checks, _ = materialize(settings, run_config=rebuild_config)
+    assert meta["vector_index"]["promoted_this_run"]  # the very first generation serves at once
+    meta, checks, _ = materialize(settings, run_config={"ops": {"vector_index": {"config": {"rebuild": True}}}})
     assert all(checks.values())
     rebuilt = meta["vector_index"]["generation"]
     assert rebuilt.startswith(f"{base}_r") and meta["vector_index"]["added"] == meta["document_chunks"]["chunks"]
     assert meta["chunk_embeddings"]["embedded_this_run"] == 0  # vectors come from the cache
     store = res["vector_store"]
-    assert store.serving_generation() == rebuilt and set(store.generations()) == {base, rebuilt}
-    # later incremental runs keep maintaining the rebuilt generation, they do not switch back
+    # a rebuilt generation is a promotion candidate: the old one keeps serving until the evaluation gate passes
+    assert store.serving_generation() == base and set(store.generations()) == {base, rebuilt}
+    assert meta["vector_index"]["candidate_generation"] == rebuilt and not meta["vector_index"]["promoted_this_run"]
+    assert read_candidate(res["pipeline_state"])["status"] == "pending"
+    # later incremental runs maintain the pending candidate (the generation about to serve)
     res["document_store"].put(sorted(pubmed_docs)[-1], pubmed_docs[sorted(pubmed_docs)[-1]])
     meta, checks, _ = materialize(settings)
     assert all(checks.values())
-    assert meta["vector_index"]["generation"] == rebuilt and not meta["vector_index"]["promoted_this_run"]
+    assert meta["vector_index"]["generation"] == rebuilt and meta["vector_index"]["added"] > 0
+    assert store.serving_generation() == base
