@@ -21,6 +21,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.knowledge import CHUNKS, DOCUMENTS, read_candidate, vector_index, write_candidate
+from infra.platform.config import k8s_step
 from core.evaluation import ID_METRICS, JUDGE_METRICS, TEXT_METRICS, build_golden_set, id_metrics, promotion_gate, rouge_l, summarize
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
@@ -117,6 +118,7 @@ def _retrieval_summary(rows: list[dict]) -> dict:
 
 @dg.asset(
     group_name=GROUP,
+    op_tags=k8s_step("1", "4Gi", "6Gi"),
     kinds={"ragas", "python"},
     owners=OWNERS,
     deps=[eval_questions],

@@ -20,6 +20,7 @@ from core.chunking import Chunker
 from core.embedding import vectors_to_numpy
 from core.documents import DEFAULT_MAX_BYTES, PARSER_VERSION, ParsedDocument, Quarantine, Section, parse_document
 from core.ids import chunk_id, content_hash, generation_id
+from infra.platform.config import k8s_step
 from resources.document_store import DocumentStoreResource
 from resources.embedder import EmbedderResource
 from resources.ray_cluster import RayResource, embed_on_ray
@@ -291,6 +292,7 @@ class EmbeddingConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
+    op_tags=k8s_step("500m", "1Gi", "2Gi"),  # eks: the step pod's size (embedding itself runs on the Ray cluster)
     kinds={"ray", "onnx"},
     owners=OWNERS,
     deps=[document_chunks],
@@ -395,6 +397,7 @@ class ClassifierConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
+    op_tags=k8s_step("2", "8Gi", "12Gi"),  # eks: the step pod's size (embedding itself runs on the Ray cluster)
     kinds={"python", "numpy"},
     owners=OWNERS,
     deps=[chunk_embeddings, parsed_documents],

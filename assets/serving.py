@@ -101,22 +101,26 @@ def model_artifacts(context: dg.AssetExecutionContext, config: ModelArtifactsCon
 def model_deployments(context: dg.AssetExecutionContext, model_serving: ModelServingResource, embedder: EmbedderResource) -> dg.MaterializeResult:
     artifacts = _read(model_serving, "model_artifacts")
     if model_serving.mode == "kuberay":
-        from infra.serving import render_rayservice
-
-        from infra.validate import validate_custom_resource
-
-        manifest = render_rayservice(embedder_model_id=embedder.model_id)
-        errors = validate_custom_resource(manifest)
-        if errors:
-            raise dg.Failure("the rendered RayService does not match the KubeRay CRD schema:\n" + "\n".join(errors[:20]))
-        out = Path(model_serving.state_dir) / "rayservice.yaml"
         import yaml
 
-        out.write_text(yaml.safe_dump(manifest, sort_keys=False))
-        endpoints = {"llm": "http://agentic-serve-svc.agentic:8000/llm/v1", "embedder": "http://agentic-serve-svc.agentic:8000/embed/v1"}
-        _write(model_serving, "model_deployments", {"mode": "kuberay", "endpoints": endpoints, "llm": "qwen3-14b",
+        from infra.platform.config import load_platform_config
+        from infra.platform.manifests import render_model_deployments
+        from infra.validate import validate_manifest
+
+        cfg = load_platform_config()
+        manifests = render_model_deployments(cfg)
+        errors = [f"{m['kind']}/{m['metadata']['name']}: {e}" for m in manifests for e in validate_manifest(m)]
+        if errors:
+            raise dg.Failure("rendered model deployments do not match their schemas:\n" + "\n".join(errors[:20]))
+        out = Path(model_serving.state_dir) / "model_deployments.yaml"
+        out.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+        ns = cfg.namespace  # KubeRay names each RayService's Serve endpoint <name>-serve-svc
+        endpoints = {"llm": f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1", "embedder": f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1"}
+        _write(model_serving, "model_deployments", {"mode": "kuberay", "endpoints": endpoints, "llm": cfg.models.llm_model_id,
                                                      "embedder": embedder.model_id, "manifest": str(out)})
-        return dg.MaterializeResult(metadata={"mode": "kuberay (rendered)", "manifest": dg.MetadataValue.path(str(out))})
+        return dg.MaterializeResult(metadata={
+            "mode": "kuberay (rendered; the platform group applies it)", "manifest": dg.MetadataValue.path(str(out)),
+            "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests])})
     t0 = time.perf_counter()
     info = model_serving.deploy(
         model_path=artifacts["llm"]["path"],

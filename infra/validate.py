@@ -1,31 +1,49 @@
 """Schema validation of rendered Kubernetes manifests, offline.
 
-Custom resources are checked against ``spec.versions[].schema.openAPIV3Schema`` of the vendored
-upstream CRDs in ``infra/crds/`` (KubeRay, Karpenter, Prometheus Operator; see its README), with
-unknown fields reported the way ``kubectl apply --validate=strict`` reports them (the API server
-would silently prune them). There is no kube-apiserver here; this is the boundary we test at.
+- Kubernetes kinds: ``kubernetes-validate`` (the upstream OpenAPI schemas shipped in the package), strict, so an
+  unknown field is an error.
+- Custom resources (NodePool, EC2NodeClass, RayService, RayCluster, RayJob, ServiceMonitor): the upstream CRDs'
+  ``spec.versions[].schema.openAPIV3Schema``, with unknown fields reported the way ``kubectl apply --validate=strict``
+  reports them (the API server would silently prune them).
+
+The CRD files are not copied into this repository: they are read from ``AGENTIC_CRD_DIR`` or, by default, the project
+lead's shared folder ``../shared/crds`` beside the checkout (see its README for their upstream tags and blob SHAs).
+There is no kube-apiserver here; this is the boundary we test at.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-CRDS = Path(__file__).resolve().parent / "crds"
+REPO = Path(__file__).resolve().parents[1]
+KUBERNETES_VERSION = "1.33"
+
+
+def crd_dir() -> Path:
+    return Path(os.environ.get("AGENTIC_CRD_DIR") or REPO.parent / "shared" / "crds")
 
 
 @lru_cache(maxsize=None)
-def _crd_schemas() -> dict[tuple[str, str], dict]:
+def _crd_schemas(root: str) -> dict[tuple[str, str], dict]:
     out = {}
-    for path in CRDS.glob("*.yaml"):
+    for path in sorted(Path(root).glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
         group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
         for v in crd["spec"]["versions"]:
             out[(f"{group}/{v['name']}", kind)] = v["schema"]["openAPIV3Schema"]
     return out
+
+
+def crd_schemas() -> dict[tuple[str, str], dict]:
+    root = crd_dir()
+    if not root.is_dir():
+        raise FileNotFoundError(f"CRD schemas not found in {root}: set AGENTIC_CRD_DIR to a folder of upstream CRD YAML files")
+    return _crd_schemas(str(root))
 
 
 def _unknown_fields(obj, schema: dict, path: str) -> list[str]:
@@ -49,13 +67,39 @@ def _unknown_fields(obj, schema: dict, path: str) -> list[str]:
     return errors
 
 
+def is_custom(obj: dict) -> bool:
+    group = obj.get("apiVersion", "").rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
+
+
 def validate_custom_resource(obj: dict) -> list[str]:
     """Errors (empty when valid) of ``obj`` against its CRD's schema."""
     key = (obj.get("apiVersion", ""), obj.get("kind", ""))
-    schema = _crd_schemas().get(key)
+    schema = crd_schemas().get(key)
     if schema is None:
-        return [f"no vendored CRD for {key[0]} {key[1]}"]
+        return [f"no CRD for {key[0]} {key[1]} in {crd_dir()}"]
     validator = jsonschema.Draft7Validator(schema)
     errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
     errors += _unknown_fields(obj, schema, obj["kind"])
     return errors
+
+
+def validate_kubernetes_object(obj: dict, version: str = KUBERNETES_VERSION) -> list[str]:
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        return [f"{path or '<root>'}: {exc.message}"]
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        return [f"no schema for {obj.get('apiVersion')} {obj.get('kind')}: {exc}"]
+    return []
+
+
+def validate_manifest(obj: dict) -> list[str]:
+    """Errors of one manifest: CRD schema for custom resources, Kubernetes' OpenAPI schema for the rest."""
+    for field in ("apiVersion", "kind", "metadata"):
+        if field not in obj:
+            return [f"<root>: missing {field}"]
+    return validate_custom_resource(obj) if is_custom(obj) else validate_kubernetes_object(obj)

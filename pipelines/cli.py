@@ -101,13 +101,15 @@ def _instance(settings: Settings):
     return dg.DagsterInstance.get()
 
 
-def run_job(settings: Settings, job_name: str | None = None, log_level: str = "INFO"):
+def run_job(settings: Settings, job_name: str | None = None, log_level: str = "INFO", ops: dict | None = None):
     from pipelines.definitions import build_definitions
     from pipelines.jobs import MAIN_JOB
 
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name or MAIN_JOB)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if ops:
+        run_config["ops"] = ops
     return job.execute_in_process(instance=_instance(settings), raise_on_error=False, run_config=run_config)
 
 
@@ -150,6 +152,97 @@ def cmd_run(args, settings: Settings) -> int:
         _print(f'sample search (hybrid): "{args.sample_query}"')
         for h in retriever.search(args.sample_query, k=3, mode="hybrid"):
             _print(f"  {h.rank}. [{h.doc_id}] {h.title[:100]}")
+    return 0
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def cmd_eval(args, settings: Settings) -> int:
+    """The evaluation job: golden set, RAG evaluation (a sample with --limit), history, gate, promotion."""
+    cfg = {"limit": args.limit, "answers": args.answers, "judge": not args.no_judge}
+    t0 = time.perf_counter()
+    result = run_job(settings, "evaluation_job", ops={"rag_eval_run": {"config": cfg}, "eval_questions": {"config": {"size": args.size}}})
+    _print(f"evaluation_job run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s")
+    for line in _summarize(result):
+        _print(line)
+    if args.json:
+        from pipelines.profiles import build_resources
+
+        run_file = Path(build_resources(settings)["pipeline_state"].root) / "evaluation" / "last_run.json"
+        if run_file.exists():
+            print(run_file.read_text())
+    return 0 if result.success else 1
+
+
+# ---------------------------------------------------------------- platform
+
+
+def cmd_platform(args, settings: Settings) -> int:
+    """render: every manifest the platform declares, as YAML files. plan: what apply would change, from AWS (boto3's
+    credential chain; AWS_ENDPOINT_URL for an emulator) and the cluster (AGENTIC_KUBE_HOST or kubeconfig)."""
+    import yaml
+
+    from assets.platform import render_everything
+    from infra.platform import aws as awsplan
+    from infra.platform.config import load_platform_config
+    from infra.platform.manifests import HELM_CHARTS, grafana_dashboards, render_dagster_values
+    from infra.validate import validate_manifest
+
+    cfg = load_platform_config(settings.platform_config or None, {"region": settings.aws_region} if settings.profile == "eks" else None)
+    groups = render_everything(cfg, args.compute_mode)
+    errors = [f"{m['kind']}/{m['metadata']['name']}: {e}" for ms in groups.values() for m in ms for e in validate_manifest(m)]
+    if errors:
+        print("error: rendered manifests fail validation:\n" + "\n".join(errors), file=sys.stderr)
+        return 1
+    if args.action == "render":
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, manifests in groups.items():
+            (out / f"{name}.yaml").write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+        (out / "helm-charts.yaml").write_text(yaml.safe_dump(HELM_CHARTS, sort_keys=False))
+        (out / "dagster-values.yaml").write_text(yaml.safe_dump(render_dagster_values(cfg), sort_keys=False))
+        (out / "dashboards").mkdir(exist_ok=True)
+        for name, dash in grafana_dashboards().items():
+            (out / "dashboards" / f"{name}.json").write_text(json.dumps(dash, indent=1))
+        roles = awsplan.iam_roles(cfg, "<account>")
+        (out / "iam_roles.json").write_text(json.dumps(roles, indent=1))
+        n = sum(len(v) for v in groups.values())
+        _print(f"rendered {n} manifests ({', '.join(f'{k}: {len(v)}' for k, v in groups.items())}) into {out}, all schema-valid")
+        return 0
+    # plan
+    from resources.aws import AWSResource
+    from resources.kubernetes import KubernetesResource
+
+    aws = AWSResource(region=cfg.region)
+    if not aws.has_credentials():
+        print("error: no AWS credentials (boto3's chain: environment, profile, SSO); `agentic platform render` needs none", file=sys.stderr)
+        return 2
+    account = aws.account_id()
+    iam, ec2, eks, osc = aws.client("iam"), aws.client("ec2"), aws.client("eks"), aws.client("opensearch")
+    plan = [a.as_dict() for a in awsplan.plan_iam(iam, cfg, account)] + [a.as_dict() for a in awsplan.plan_vpc(ec2, cfg)]
+    req = awsplan.cluster_request(cfg, f"arn:aws:iam::{account}:role/{cfg.cluster_name}-cluster",
+                                  f"arn:aws:iam::{account}:role/{cfg.cluster_name}-node", [])
+    plan.append(awsplan.plan_cluster(eks, cfg, req).as_dict())
+    principals = [f"arn:aws:iam::{account}:role/{cfg.cluster_name}-{r}" for r in ("dagster", "api")]
+    plan.append(awsplan.plan_opensearch(osc, awsplan.domain_request(cfg, account, principals)).as_dict())
+    kube = []
+    if settings.kube_host or args.kube:
+        k8s = KubernetesResource(host=settings.kube_host, cluster=cfg.cluster_name)
+        kube = k8s.plan([m for ms in groups.values() for m in ms])
+    else:
+        _print("kubernetes: not planned (no cluster yet: set AGENTIC_KUBE_HOST or pass --kube to use your kubeconfig)")
+    for a in plan:
+        for k in ("request",):
+            a.pop(k, None)
+    if args.json:
+        print(json.dumps({"aws": plan, "kubernetes": kube}, indent=1, default=str))
+        return 0
+    for a in plan:
+        _print(f"  {a['action']:<9} {a['resource']:<18} {a['name']}" + (f"  changes: {', '.join(a['changes'])}" if a["changes"] else ""))
+    for k in kube:
+        _print(f"  {k['action']:<9} {k['kind']:<18} {(k['namespace'] + '/') if k['namespace'] else ''}{k['name']}"
+               + (f"  changes: {', '.join(k['changes'][:5])}" if k["changes"] else ""))
     return 0
 
 
@@ -397,6 +490,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--filter", action="append", default=[], help="field=value | year>=2000 (repeatable)")
     p.add_argument("--json", action="store_true")
     sub.add_parser("keys", help="where the local API and gateway keys are (never prints them)")
+    p = sub.add_parser("eval", help="evaluate the index and agent on the golden set (needs `agentic up` unless --answers 0)")
+    p.add_argument("--limit", type=int, default=0, help="questions of the golden set (0 = all)")
+    p.add_argument("--answers", type=int, default=24, help="questions answered by the agent and judged (-1 = all, 0 = retrieval only)")
+    p.add_argument("--size", type=int, default=300, help="golden set size")
+    p.add_argument("--no-judge", action="store_true", help="skip the RAGAS judge (ROUGE and retrieval metrics only)")
+    p.add_argument("--json", action="store_true", help="print the run record (summary, timings, models) as JSON")
+    p = sub.add_parser("platform", help="the EKS platform: render manifests, or plan what apply would change")
+    p.add_argument("action", choices=["render", "plan"])
+    p.add_argument("--out", default="platform-rendered", help="render: output folder")
+    p.add_argument("--compute-mode", choices=["auto", "karpenter"], default="auto")
+    p.add_argument("--kube", action="store_true", help="plan: also plan Kubernetes objects through your kubeconfig")
+    p.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -413,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(seed(settings, args.limit, args.prune)))
         return 0
     commands = {"run": cmd_run, "search": cmd_search, "status": cmd_status, "ui": cmd_ui, "opensearch": cmd_opensearch,
-                "up": cmd_up, "down": cmd_down, "serve": cmd_serve, "ask": cmd_ask, "keys": cmd_keys}
+                "up": cmd_up, "down": cmd_down, "serve": cmd_serve, "ask": cmd_ask, "keys": cmd_keys, "eval": cmd_eval,
+                "platform": cmd_platform}
     return commands[args.command](args, settings)
 
 

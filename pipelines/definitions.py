@@ -6,8 +6,9 @@ import dagster as dg
 
 from assets.evaluation import evaluation_assets, evaluation_checks
 from assets.knowledge import knowledge_assets, knowledge_checks
+from assets.platform import platform_assets, platform_checks
 from assets.serving import serving_assets, serving_checks
-from pipelines.jobs import evaluation_job, knowledge_job, rebuild_index_job, serving_job
+from pipelines.jobs import evaluation_job, knowledge_job, platform_job, rebuild_index_job, serving_job
 from pipelines.secrets import ensure_local_secrets
 from pipelines.profiles import build_executor, build_resources
 from pipelines.schedules import nightly_reembedding_schedule, weekly_evaluation_schedule
@@ -19,9 +20,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     ensure_local_secrets(settings)
     return dg.Definitions(
-        assets=[*knowledge_assets, *serving_assets, *evaluation_assets],
-        asset_checks=[*knowledge_checks, *serving_checks, *evaluation_checks],
-        jobs=[knowledge_job, rebuild_index_job, serving_job, evaluation_job],
+        assets=[*knowledge_assets, *serving_assets, *evaluation_assets, *platform_assets],
+        asset_checks=[*knowledge_checks, *serving_checks, *evaluation_checks, *platform_checks],
+        jobs=[knowledge_job, rebuild_index_job, serving_job, evaluation_job, platform_job],
         schedules=[nightly_reembedding_schedule, weekly_evaluation_schedule],
         sensors=[new_documents_sensor, evaluate_after_reembedding],
         resources=build_resources(settings),

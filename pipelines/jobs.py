@@ -30,3 +30,10 @@ serving_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("serving"),
     description="Model artifacts -> Ray Serve deployments (LLM + embedder) -> LiteLLM gateway, with endpoint checks.",
 )
+
+platform_job = dg.define_asset_job(
+    "platform_job",
+    selection=dg.AssetSelection.groups("platform"),
+    description="Plan the platform (EKS Auto Mode, IAM, VPC, node pools, add-ons, workloads, OpenSearch). local: render and "
+    "validate only. eks: plan against the account and cluster; apply only with `apply: true` in each asset's config.",
+)

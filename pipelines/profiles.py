@@ -65,8 +65,17 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                           embedding_model=embedder.model_id, state_dir=str(settings.serving_root),
                                           judge_backend=settings.judge_backend, aws_region=settings.aws_region),
         }
+    from assets.platform import PlatformResource
+    from resources.aws import AWSResource
+    from resources.kubernetes import KubernetesResource
+
     resources.update(
         {
+            # platform (and cost) assets: on local they render and validate only; on eks they plan, and apply when asked
+            "platform": PlatformResource(config_path=settings.platform_config, region=settings.aws_region if settings.profile == "eks" else "",
+                                         out_dir=str(settings.platform_root), live=settings.profile == "eks"),
+            "aws": AWSResource(region=settings.aws_region),
+            "kubernetes": KubernetesResource(host=settings.kube_host),
             "pipeline_state": PipelineStateStore(root=str(settings.state_root)),
             "embedder": embedder,
             "vector_store": vector_store,
@@ -82,4 +91,11 @@ def build_executor(settings: Settings):
         return dg.in_process_executor
     from dagster_k8s import k8s_job_executor
 
-    return k8s_job_executor
+    # One pod per step on the general pool; steps that need more say so with their own `dagster-k8s/config` tag
+    # (see STEP_K8S_CONFIG). Embedding itself runs on the KubeRay cluster, not in the step pod.
+    return k8s_job_executor.configured({
+        "max_concurrent": 8,
+        "step_k8s_config": {"pod_spec_config": {"node_selector": {"karpenter.sh/nodepool": "general"}},
+                            "container_config": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}}},
+    })
+

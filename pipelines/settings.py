@@ -44,6 +44,12 @@ class Settings:
     web_search_url: str = ""  # AGENTIC_WEB_SEARCH_URL (http mode)
     judge_backend: str = ""  # AGENTIC_JUDGE_MODEL: "" = the deployed LLM; eks: a Bedrock model id for LiteLLM
     aws_region: str = "us-east-1"  # AWS_REGION (eks profile, platform and cost assets)
+    kube_host: str = ""  # AGENTIC_KUBE_HOST: the cluster API (else kubeconfig / in-cluster)
+    platform_config: str = ""  # AGENTIC_PLATFORM_CONFIG: the platform YAML (default infra/platform.yaml)
+
+    @property
+    def platform_root(self) -> Path:
+        return self.home / "platform"
 
     @property
     def secrets_dir(self) -> Path:
@@ -127,6 +133,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         web_search_url=env.get("AGENTIC_WEB_SEARCH_URL", ""),
         judge_backend=env.get("AGENTIC_JUDGE_MODEL", "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0" if profile == "eks" else ""),
         aws_region=env.get("AWS_REGION", "us-east-1").strip() or "us-east-1",
+        kube_host=env.get("AGENTIC_KUBE_HOST", ""),
+        platform_config=env.get("AGENTIC_PLATFORM_CONFIG", ""),
         vector_store=store,
         opensearch_port=port,
         profile=profile,

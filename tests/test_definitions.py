@@ -70,34 +70,31 @@ def test_serving_group_is_documented_and_has_its_job(tmp_path):
     assert order == ["model_artifacts", "model_deployments", "model_gateway"]
 
 
-def test_eks_profile_renders_a_valid_rayservice_and_gateway_config(tmp_path, monkeypatch):
-    """On eks the serving assets render (no cluster here): the RayService validates against KubeRay's CRD."""
+def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path, monkeypatch):
+    """On eks the serving assets render (no cluster here): RayServices and the RayCluster validate against KubeRay's CRDs."""
     import yaml
 
     from assets.serving import serving_assets, serving_checks
-    from infra.serving import render_rayservice
-    from infra.validate import validate_custom_resource
+    from infra.validate import validate_manifest
     from pipelines.profiles import build_resources
 
     monkeypatch.setenv("AGENTIC_GATEWAY_KEY", "k" * 32)
-    monkeypatch.setenv("AGENTIC_RAY_ADDRESS", "ray://agentic-raycluster-head-svc.agentic:10001")  # never dialled: kuberay renders
+    monkeypatch.setenv("AGENTIC_RAY_ADDRESS", "ray://agentic-data-head-svc.agentic:10001")  # never dialled: kuberay renders
     monkeypatch.setenv("AGENTIC_EMBED_MODEL_PATH", "/models/arctic-embed-s/model.onnx")
     monkeypatch.setenv("AGENTIC_EMBED_TOKENIZER_PATH", "/models/arctic-embed-s/tokenizer.json")
     res = build_resources(load_settings({"AGENTIC_PROFILE": "eks", "AGENTIC_HOME": str(tmp_path)}))
     result = dg.materialize([*serving_assets, *serving_checks], resources={k: res[k] for k in ("model_serving", "gateway", "embedder")},
                             instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    manifest = yaml.safe_load((tmp_path / "serving" / "rayservice.yaml").read_text())
-    assert validate_custom_resource(manifest) == []
-    apps = {a["name"]: a for a in yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"]}
-    assert apps["llm"]["import_path"] == "ray.serve.llm:build_openai_app"
-    assert apps["embedder"]["import_path"] == "resources.serve_apps:embedding_app"
+    manifests = list(yaml.safe_load_all((tmp_path / "serving" / "model_deployments.yaml").read_text()))
+    assert {m["kind"] for m in manifests} == {"RayService", "RayCluster"}
+    assert all(validate_manifest(m) == [] for m in manifests)
+    apps = {m["metadata"]["name"]: yaml.safe_load(m["spec"]["serveConfigV2"])["applications"][0] for m in manifests if m["kind"] == "RayService"}
+    assert apps["agentic-llm"]["import_path"] == "ray.serve.llm:build_openai_app"
+    assert apps["agentic-embed"]["import_path"] == "resources.serve_apps:embedding_app"
     gateway = yaml.safe_load((tmp_path / "serving" / "gateway" / "litellm.yaml").read_text())
     assert gateway["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    assert {m["model_name"] for m in gateway["model_list"]} >= {"chat", "judge"}
+    judge = next(m for m in gateway["model_list"] if m["model_name"] == "judge")
+    assert judge["litellm_params"]["model"].startswith("bedrock/")  # eks: the judge is a Bedrock model through LiteLLM
     assert "k" * 32 not in (tmp_path / "serving" / "gateway" / "litellm.yaml").read_text()
-    # the validator catches what the API server would prune or reject
-    broken = render_rayservice()
-    broken["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParmas"] = {}
-    broken["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["replicas"] = "two"
-    errors = validate_custom_resource(broken)
-    assert any("rayStartParmas: unknown field" in e for e in errors) and any("replicas" in e for e in errors)

@@ -1,0 +1,151 @@
+"""The platform's declared shape: one typed config, loaded from ``infra/platform.yaml``.
+
+Everything the platform assets render, plan and apply (cluster, VPC, node pools, model deployments, OpenSearch,
+gateway, observability) and everything the cost assets price comes from here, so the bill of materials and the
+manifests cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_FILE = Path(__file__).resolve().parents[1] / "platform.yaml"
+MANAGED_BY = "agentic-platform"  # value of app.kubernetes.io/managed-by on everything the platform owns
+
+
+@dataclass
+class VpcConfig:
+    existing_subnet_ids: list[str] = field(default_factory=list)  # use these instead of creating a VPC
+    cidr: str = "10.42.0.0/16"
+    azs: int = 3
+    nat_gateways: int = 3  # 1 (cheap, one AZ's NAT is a single point of failure) or one per AZ
+
+
+@dataclass
+class NodePoolConfig:
+    name: str
+    purpose: str
+    arch: str  # amd64 | arm64
+    instance_families: list[str]
+    min_generation: int = 0
+    capacity_types: list[str] = field(default_factory=lambda: ["on-demand"])
+    taints: list[dict] = field(default_factory=list)
+    cpu_limit: int = 64
+    memory_limit_gi: int = 256
+    gpu_limit: int = 0
+    neuron_limit: int = 0
+    disruption_budget: str = "10%"
+    consolidate_after: str = "5m"
+    expire_after: str = "720h"
+    volume_gi: int = 100
+    # for the bill of materials: the instance type Karpenter is expected to pick, how many, hours per day
+    expected_instance: str = ""
+    expected_count: float = 1.0
+    hours_per_day: float = 24.0
+
+
+@dataclass
+class ModelDeploymentConfig:
+    llm_model_id: str = "qwen3-14b"
+    llm_source: str = "Qwen/Qwen3-14B"
+    llm_tensor_parallel: int = 4  # Qwen3-14B bf16 (~28 GB weights) over 4 x L4 (24 GB each) on g6.12xlarge
+    llm_gpus_per_replica: int = 4
+    llm_max_replicas: int = 2
+    llm_max_model_len: int = 16384
+    hf_token_secret: str = "hf-token"  # K8s Secret (synced from Secrets Manager); never a literal token
+    embedder_model_id: str = "snowflake-arctic-embed-s-onnx"
+    embedder_max_replicas: int = 8
+    inferentia: bool = True  # render the Neuron (inf2) variant of the LLM app
+    inferentia_model_id: str = "qwen3-8b-neuron"
+    inferentia_source: str = "Qwen/Qwen3-8B"
+
+
+@dataclass
+class OpenSearchConfig:
+    domain_name: str = "agentic-rag"
+    engine_version: str = "OpenSearch_2.19"
+    instance_type: str = "r7g.large.search"
+    instance_count: int = 3
+    zone_awareness: bool = True
+    volume_gi: int = 100
+    knn_engine: str = "lucene"  # lucene or faiss; never nmslib (deprecated)
+
+
+@dataclass
+class ObservabilityConfig:
+    prometheus: str = "amp"  # Amazon Managed Prometheus workspace (remote write) scraped by ServiceMonitors
+    grafana: str = "amg"
+    langfuse_host: str = "https://cloud.langfuse.com"
+    langfuse_secret: str = "langfuse-keys"  # K8s Secret with LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY
+
+
+@dataclass
+class PlatformConfig:
+    cluster_name: str = "agentic-rag"
+    region: str = "us-east-1"
+    kubernetes_version: str = "1.33"
+    namespace: str = "agentic"
+    image: str = "ghcr.io/agentic-rag/platform:0.1.0"
+    document_bucket: str = "agentic-rag-documents"
+    bedrock_model_ids: list[str] = field(default_factory=lambda: ["anthropic.claude-3-5-haiku-20241022-v1:0"])
+    endpoint_public_access_cidrs: list[str] = field(default_factory=lambda: ["203.0.113.0/24"])  # the operators' range
+    vpc: VpcConfig = field(default_factory=VpcConfig)
+    node_pools: list[NodePoolConfig] = field(default_factory=list)
+    models: ModelDeploymentConfig = field(default_factory=ModelDeploymentConfig)
+    opensearch: OpenSearchConfig = field(default_factory=OpenSearchConfig)
+    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    load_balancers: int = 2  # ALBs: the API and the Dagster UI (internal)
+
+    def pool(self, name: str) -> NodePoolConfig:
+        for p in self.node_pools:
+            if p.name == name:
+                return p
+        raise KeyError(f"no node pool named {name!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls, data: dict):
+    kwargs = {}
+    names = {f.name: f for f in fields(cls)}
+    for key, value in (data or {}).items():
+        if key not in names:
+            raise ValueError(f"unknown platform setting {cls.__name__}.{key}")
+        f = names[key]
+        sub = {"vpc": VpcConfig, "models": ModelDeploymentConfig, "opensearch": OpenSearchConfig, "observability": ObservabilityConfig}.get(key)
+        if sub is not None:
+            value = _build(sub, value)
+        elif key == "node_pools":
+            value = [_build(NodePoolConfig, p) for p in value]
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def load_platform_config(path: str | Path | None = None, overrides: dict | None = None) -> PlatformConfig:
+    data = yaml.safe_load(Path(path or DEFAULT_FILE).read_text()) or {}
+    for k, v in (overrides or {}).items():
+        data[k] = v
+    cfg = _build(PlatformConfig, data)
+    if not cfg.node_pools:
+        raise ValueError("the platform declares no node pools")
+    if cfg.opensearch.knn_engine not in ("lucene", "faiss"):
+        raise ValueError("opensearch.knn_engine must be lucene or faiss (nmslib is deprecated)")
+    if cfg.vpc.nat_gateways not in (0, 1, cfg.vpc.azs):
+        raise ValueError(f"vpc.nat_gateways must be 1 or one per AZ ({cfg.vpc.azs})")
+    return cfg
+
+
+def to_plain(obj):
+    return asdict(obj) if is_dataclass(obj) else obj
+
+
+def k8s_step(cpu: str, memory: str, limit: str) -> dict:
+    """An asset's ``dagster-k8s/config`` op tag: the pod size of its step under the eks profile's k8s_job_executor
+    (ignored by the local in-process executor)."""
+    return {"dagster-k8s/config": {"container_config": {"resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": limit}}},
+                                   "pod_spec_config": {"node_selector": {"karpenter.sh/nodepool": "general"}}}}

@@ -1,0 +1,287 @@
+"""The EKS platform: every manifest validated offline, IAM least privilege, AWS plan/apply against moto (botocore checks
+every request's shape), Kubernetes plan/apply/prune/wait through the real kubernetes client against a local HTTP
+server speaking the API (there is no kube-apiserver here), and the CLI end to end."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from infra.platform import aws as awsplan
+from infra.platform.config import MANAGED_BY, load_platform_config
+from infra.platform.manifests import render_all
+from infra.validate import crd_dir, validate_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+LITELLM = {"model_list": [], "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"}}
+
+pytestmark = pytest.mark.skipif(not crd_dir().is_dir(), reason=f"CRD schemas not found at {crd_dir()} (set AGENTIC_CRD_DIR)")
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_platform_config()
+
+
+@pytest.fixture
+def moto_server():
+    from moto.server import ThreadedMotoServer
+
+    from tests.helpers import free_port
+
+    # moto knows AWS's managed policies (the EKS Auto Mode ones included) only when asked to load them
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    import httpx
+
+    httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10).raise_for_status()  # moto's state is per process
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    for k, v in saved.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture
+def kube_api():
+    from tests.fixtures_k8s import FakeKubeAPI
+
+    api = FakeKubeAPI()
+    yield api
+    api.close()
+
+
+# ------------------------------------------------------------------ rendering and validation
+
+
+@pytest.mark.parametrize("mode", ["auto", "karpenter"])
+def test_every_rendered_manifest_validates_against_its_schema(cfg, mode):
+    groups = render_all(cfg, LITELLM, mode)
+    manifests = [m for ms in groups.values() for m in ms]
+    kinds = {m["kind"] for m in manifests}
+    assert {"NodePool", "RayService", "RayCluster", "ServiceMonitor", "Deployment", "Service", "Ingress", "ConfigMap", "Namespace"} <= kinds
+    if mode == "karpenter":
+        assert {"EC2NodeClass", "DaemonSet"} <= kinds  # node classes and the NVIDIA / Neuron device plugins
+    for m in manifests:
+        assert validate_manifest(m) == [], (m["kind"], m["metadata"]["name"], validate_manifest(m))
+        assert m["metadata"]["labels"]["app.kubernetes.io/managed-by"] == MANAGED_BY  # apply prunes by this label
+
+
+def test_validation_rejects_what_the_api_server_would_reject_or_prune(cfg):
+    groups = render_all(cfg, LITELLM, "karpenter")
+    pool = copy.deepcopy(groups["node_pools"][0])
+    pool["spec"]["template"]["spec"]["nodeClasRef"] = {}
+    pool["spec"]["disruption"]["consolidationPolicy"] = "Sometimes"
+    errors = validate_manifest(pool)
+    assert any("nodeClasRef: unknown field" in e for e in errors) and any("Sometimes" in e for e in errors)
+    deploy = copy.deepcopy(next(m for m in groups["gateway_and_observability"] if m["kind"] == "Deployment"))
+    deploy["spec"]["replicas"] = "two"
+    assert any("replicas" in e for e in validate_manifest(deploy))
+    monitor = copy.deepcopy(groups["cluster_addons"][-1])
+    monitor["spec"]["endpoints"][0]["intervall"] = "30s"
+    assert any("intervall: unknown field" in e for e in validate_manifest(monitor))
+
+
+def test_node_pools_and_deployments_match(cfg):
+    groups = render_all(cfg, LITELLM, "auto")
+    pools = {p["metadata"]["name"]: p for p in groups["node_pools"]}
+    reqs = lambda p: {r["key"]: r for r in p["spec"]["template"]["spec"]["requirements"]}  # noqa: E731
+    grav = reqs(pools["graviton"])
+    assert grav["kubernetes.io/arch"]["values"] == ["arm64"] and set(grav["eks.amazonaws.com/instance-family"]["values"]) <= {"c7g", "m7g", "r7g", "c8g", "m8g", "r8g"}
+    assert grav["eks.amazonaws.com/instance-generation"] == {"key": "eks.amazonaws.com/instance-generation", "operator": "Gt", "values": ["6"]}
+    assert pools["gpu"]["spec"]["template"]["spec"]["taints"][0]["key"] == "nvidia.com/gpu" and pools["gpu"]["spec"]["limits"]["nvidia.com/gpu"] == "8"
+    assert set(reqs(pools["gpu"])["eks.amazonaws.com/instance-family"]["values"]) == {"g5", "g6"}
+    assert pools["inferentia"]["spec"]["limits"]["aws.amazon.com/neuron"] == "12"
+    for p in pools.values():  # standard labels, no custom node labels; budgets and expiry from the config
+        assert "metadata" not in p["spec"]["template"] and p["spec"]["disruption"]["budgets"] and p["spec"]["template"]["spec"]["expireAfter"] == "720h"
+    services = {m["metadata"]["name"]: m for m in groups["model_deployments"] if m["kind"] == "RayService"}
+    llm = services["agentic-llm"]
+    worker = llm["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert worker["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"} and worker["tolerations"][0]["key"] == "nvidia.com/gpu"
+    container = worker["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == cfg.models.hf_token_secret  # HF token by reference
+    engine = yaml.safe_load(llm["spec"]["serveConfigV2"])["applications"][0]["args"]["llm_configs"][0]["engine_kwargs"]
+    assert engine["tensor_parallel_size"] == 4 and engine["enable_auto_tool_choice"] and engine["tool_call_parser"] == "hermes"
+    embed = services["agentic-embed"]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert embed["nodeSelector"] == {"karpenter.sh/nodepool": "graviton"}
+    neuron = services["agentic-llm-neuron"]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert neuron["nodeSelector"] == {"karpenter.sh/nodepool": "inferentia"} and neuron["containers"][0]["resources"]["limits"]["aws.amazon.com/neuron"] == "1"
+    # no literal secret anywhere: every secret-looking env var comes from a Secret
+    for m in [x for ms in groups.values() for x in ms]:
+        for c in json.loads(json.dumps(m)).get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            for e in c.get("env", []):
+                if any(s in e["name"] for s in ("KEY", "TOKEN", "SECRET", "HEADERS")):
+                    assert "valueFrom" in e, (m["metadata"]["name"], e)
+
+
+# ------------------------------------------------------------------ IAM
+
+
+def test_iam_is_least_privilege_and_the_rule_bites(cfg):
+    roles = awsplan.iam_roles(cfg, "123456789012")
+    assert awsplan.policy_violations(roles) == []
+    litellm = roles["agentic-rag-litellm"]["inline"]["Statement"][0]
+    assert litellm["Resource"] == [f"arn:aws:bedrock:us-east-1::foundation-model/{m}" for m in cfg.bedrock_model_ids]
+    dagster = {s["Sid"]: s for s in roles["agentic-rag-dagster"]["inline"]["Statement"]}
+    assert dagster["DocumentObjects"]["Resource"] == [f"arn:aws:s3:::{cfg.document_bucket}/*"]
+    assert dagster["Index"]["Resource"] == ["arn:aws:es:us-east-1:123456789012:domain/agentic-rag/*"]
+    bad = copy.deepcopy(roles)
+    bad["agentic-rag-ray"]["inline"]["Statement"][0]["Action"] = ["s3:*"]
+    bad["agentic-rag-node"]["managed"] = ["AmazonS3FullAccess"]
+    assert len(awsplan.policy_violations(bad)) == 2
+
+
+# ------------------------------------------------------------------ AWS against moto
+
+
+def test_aws_plan_then_apply_then_nothing_to_do(cfg, moto_server):
+    clients = {s: boto3.client(s, region_name="us-east-1", endpoint_url=moto_server) for s in ("iam", "ec2", "eks", "opensearch", "sts")}
+    account = clients["sts"].get_caller_identity()["Account"]
+    iam_plan = awsplan.plan_iam(clients["iam"], cfg, account)
+    assert {a.action for a in iam_plan} == {"create"} and len(iam_plan) == 7
+    vpc_plan = awsplan.plan_vpc(clients["ec2"], cfg)
+    assert vpc_plan[0].action == "create" and len(vpc_plan[0].request["subnets"]) == 6
+
+    awsplan.apply_iam(clients["iam"], iam_plan)
+    subnets = awsplan.apply_vpc(clients["ec2"], cfg, vpc_plan[0])
+    assert len(subnets["private"]) == 3 and len(subnets["public"]) == 3
+    nats = clients["ec2"].describe_nat_gateways()["NatGateways"]
+    assert len(nats) == cfg.vpc.nat_gateways
+    request = awsplan.cluster_request(cfg, f"arn:aws:iam::{account}:role/agentic-rag-cluster", f"arn:aws:iam::{account}:role/agentic-rag-node", subnets["private"])
+    assert awsplan.plan_cluster(clients["eks"], cfg, request).action == "create"
+    cluster = awsplan.apply_cluster(clients["eks"], awsplan.plan_cluster(clients["eks"], cfg, request), request)  # botocore validated computeConfig & co
+    assert cluster["name"] == "agentic-rag" and cluster["version"] == cfg.kubernetes_version
+    principals = [f"arn:aws:iam::{account}:role/agentic-rag-dagster", f"arn:aws:iam::{account}:role/agentic-rag-api"]
+    dreq = awsplan.domain_request(cfg, account, principals)
+    assert awsplan.plan_opensearch(clients["opensearch"], dreq).action == "create"
+    awsplan.apply_opensearch(clients["opensearch"], awsplan.plan_opensearch(clients["opensearch"], dreq), dreq)
+
+    # idempotent: planning again finds nothing to do
+    assert {a.action for a in awsplan.plan_iam(clients["iam"], cfg, account)} == {"none"}
+    assert awsplan.plan_vpc(clients["ec2"], cfg)[0].action == "none"
+    assert awsplan.plan_cluster(clients["eks"], cfg, request).action == "none"
+    assert awsplan.plan_opensearch(clients["opensearch"], dreq).action == "none"
+    # drift is planned, not applied: a role's inline policy widened by hand and a version bump in the config
+    clients["iam"].put_role_policy(RoleName="agentic-rag-ray", PolicyName="agentic", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]}))
+    drift = {a.name: a for a in awsplan.plan_iam(clients["iam"], cfg, account)}
+    assert drift["agentic-rag-ray"].action == "update" and "inline" in drift["agentic-rag-ray"].changes
+    newer = copy.deepcopy(request)
+    newer["version"] = "1.34"
+    assert awsplan.plan_cluster(clients["eks"], cfg, newer).changes["version"] == {"have": cfg.kubernetes_version, "want": "1.34"}
+    with pytest.raises(ValueError):
+        awsplan.domain_request(cfg, account, ["*"])
+
+
+def test_pod_identity_requests_have_the_shapes_eks_accepts(cfg):
+    """moto has no Pod Identity API: botocore's Stubber checks the requests against the EKS service model."""
+    from botocore.stub import Stubber
+
+    eks = boto3.client("eks", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(eks) as stub:
+        stub.add_response("list_pod_identity_associations", {"associations": [
+            {"clusterName": "agentic-rag", "namespace": "dagster", "serviceAccount": "dagster", "associationId": "a-1", "associationArn": "arn:x"}]},
+            {"clusterName": "agentic-rag"})
+        plan = awsplan.plan_pod_identities(eks, cfg, "123456789012")
+        todo = [p for p in plan if p.action == "create"]
+        assert {p.name for p in plan if p.action == "none"} == {"dagster/dagster"} and len(todo) == 4
+        for p in todo:
+            stub.add_response("create_pod_identity_association", {"association": {"clusterName": "agentic-rag"}}, p.request)
+            eks.create_pod_identity_association(**p.request)
+
+
+# ------------------------------------------------------------------ Kubernetes plan / apply / prune / wait
+
+
+def test_kubernetes_plan_apply_prune_and_wait(cfg, kube_api):
+    from resources.kubernetes import KubernetesResource
+
+    k8s = KubernetesResource(host=kube_api.url, cluster=cfg.cluster_name, ready_timeout_s=1.5, poll_s=0.1)
+    manifests = [m for ms in render_all(cfg, LITELLM, "karpenter").values() for m in ms]
+    plan = k8s.plan(manifests)
+    assert {s["action"] for s in plan} == {"create"} and len(plan) == len(manifests)
+    assert not any(method == "PATCH" for method, _, _ in kube_api.requests)  # planning changes nothing
+    k8s.apply(manifests)
+    applies = [(p, q) for m, p, q in kube_api.requests if m == "PATCH"]
+    assert len(applies) == len(manifests) and all(q["fieldManager"] == "agentic-platform" and q["force"].lower() == "true" for _, q in applies)
+    assert {s["action"] for s in k8s.plan(manifests)} == {"unchanged"}
+
+    # a config change shows as an update with the field path; a pool no longer declared is pruned
+    changed = copy.deepcopy(manifests)
+    gpu = next(m for m in changed if m["kind"] == "NodePool" and m["metadata"]["name"] == "gpu")
+    gpu["spec"]["limits"]["cpu"] = "256"
+    changed = [m for m in changed if not (m["kind"] in ("NodePool", "EC2NodeClass") and m["metadata"]["name"] == "inferentia")]
+    # an object the platform does not own is never touched
+    kube_api.objects[("karpenter.sh/v1", "NodePool", "", "someone-elses")] = {"apiVersion": "karpenter.sh/v1", "kind": "NodePool",
+                                                                             "metadata": {"name": "someone-elses", "labels": {"team": "other"}}, "spec": {}}
+    plan = {(s["kind"], s["name"]): s for s in k8s.plan(changed)}
+    assert plan[("NodePool", "gpu")]["action"] == "update" and plan[("NodePool", "gpu")]["changes"] == ["spec.limits.cpu"]
+    assert plan[("NodePool", "inferentia")]["action"] == "delete" and plan[("EC2NodeClass", "inferentia")]["action"] == "delete"
+    assert ("NodePool", "someone-elses") not in plan
+    k8s.apply(changed)
+    names = {(k, n) for (_, k, _, n) in kube_api.objects}
+    assert ("NodePool", "inferentia") not in names and ("NodePool", "someone-elses") in names
+
+    # readiness has a timeout that names what is not ready
+    kube_api.never_ready.add("RayService")
+    with pytest.raises(TimeoutError, match="RayService/agentic-llm"):
+        k8s.apply(changed)
+    # manifests without the ownership labels are refused
+    stray = copy.deepcopy(changed[0])
+    stray["metadata"]["labels"] = {}
+    with pytest.raises(ValueError, match="ownership labels"):
+        k8s.apply([stray], wait=False)
+
+
+# ------------------------------------------------------------------ CLI and Dagster on EKS
+
+
+def test_cli_platform_render_and_plan(tmp_path, moto_server, kube_api):
+    env = {**os.environ, "AGENTIC_HOME": str(tmp_path / "home"), "AWS_ENDPOINT_URL": moto_server, "AGENTIC_KUBE_HOST": kube_api.url}
+    out = tmp_path / "rendered"
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "platform", "render", "--out", str(out), "--compute-mode", "karpenter"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    docs = [d for f in ("node_pools", "cluster_addons", "platform_workloads") for d in yaml.safe_load_all((out / f"{f}.yaml").read_text())]
+    assert docs and all(validate_manifest(d) == [] for d in docs)
+    assert (out / "dagster-values.yaml").exists() and len(list((out / "dashboards").glob("*.json"))) == 2
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "platform", "plan", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout[r.stdout.index("{"):])
+    assert {(a["resource"], a["action"]) for a in plan["aws"]} >= {("iam_role", "create"), ("vpc", "create"), ("eks_cluster", "create"), ("opensearch_domain", "create")}
+    assert plan["kubernetes"] and {k["action"] for k in plan["kubernetes"]} == {"create"}
+    assert not [o for o in kube_api.objects]  # plan applied nothing
+
+
+def test_eks_profile_uses_the_k8s_executor_and_per_step_pod_sizes():
+    from assets.evaluation import rag_eval_run
+    from assets.knowledge import chunk_embeddings, specialty_classifier
+    from pipelines.profiles import build_executor
+    from pipelines.settings import load_settings
+
+    executor = build_executor(load_settings({"AGENTIC_PROFILE": "eks"}))
+    assert executor.name == "k8s"
+    for asset in (chunk_embeddings, specialty_classifier, rag_eval_run):
+        tags = asset.op.tags["dagster-k8s/config"]
+        tags = json.loads(tags) if isinstance(tags, str) else tags
+        assert tags["container_config"]["resources"]["requests"]["memory"]
+    from infra.platform.manifests import render_dagster_values
+
+    values = yaml.safe_load((REPO / "infra" / "helm" / "dagster-values.yaml").read_text())
+    assert values == render_dagster_values(load_platform_config())  # the committed values file is the rendered one
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "pipelines.definitions"] and values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert (REPO / "infra" / "Dockerfile").exists() and "pipelines.definitions" in (REPO / "infra" / "Dockerfile").read_text()
