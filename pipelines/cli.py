@@ -246,6 +246,57 @@ def cmd_platform(args, settings: Settings) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- cost
+
+
+def cmd_cost(args, settings: Settings) -> int:
+    """The monthly cost report in the terminal; --reference: the reference design's table (+ what it omits)."""
+    from core.cost import UnknownRegion, UsageAssumptions, omitted_lines, platform_lines, reference_lines, total
+    from infra.platform.config import load_platform_config
+    from resources.pricing import PriceBookResource
+
+    prices = PriceBookResource(refreshed_path=str(settings.home / "cost" / "aws-prices.refreshed.json"))
+    cfg = load_platform_config(settings.platform_config or None, {"region": args.region} if args.region else None)
+    if args.refresh_prices:
+        from resources.aws import AWSResource
+
+        aws = AWSResource(region=cfg.region)
+        if not aws.has_credentials():
+            print("error: --refresh-prices needs AWS credentials (boto3's chain)", file=sys.stderr)
+            return 2
+        _print(json.dumps(prices.refresh(aws.client("pricing", region="us-east-1"), cfg.region)))
+    try:
+        book = prices.load("us-east-1" if args.reference else cfg.region)
+    except UnknownRegion as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    usage = UsageAssumptions()
+    if args.reference:
+        lines, extra = reference_lines(book), omitted_lines(cfg, usage, book)
+        title = f"Reference design, us-east-1 (price book {book.as_of})"
+    else:
+        lines, extra = platform_lines(cfg, usage, book), []
+        title = f"This platform, {cfg.region} (price book {book.as_of})"
+    slim = lambda ls: [{"service": x["service"], "dimension": x["dimension"], "monthly_usd": x["monthly_usd"]} for x in ls]  # noqa: E731
+    if args.json:
+        out = {"lines": slim(lines), "total_usd": total(lines)}
+        if extra:
+            out.update({"omitted": slim(extra), "omitted_total_usd": total(extra), "total_with_omitted_usd": round(total(lines) + total(extra), 2)})
+        print(json.dumps(out, indent=1))
+        return 0
+    def table(name: str, ls: list[dict]) -> None:
+        _print(name)
+        for x in ls:
+            _print(f"  {x['service']:<40} {x['dimension']:<42} {x['monthly_usd']:>10,.2f}")
+        _print(f"  {'total':<83} {total(ls):>10,.2f}")
+
+    table(title, lines)
+    if extra:
+        table("What the reference leaves out (priced from this platform's bill of materials)", extra)
+        _print(f"  {'reference + omitted':<83} {total(lines) + total(extra):>10,.2f}")
+    return 0
+
+
 # ---------------------------------------------------------------- search
 
 
@@ -502,6 +553,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compute-mode", choices=["auto", "karpenter"], default="auto")
     p.add_argument("--kube", action="store_true", help="plan: also plan Kubernetes objects through your kubeconfig")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("cost", help="the monthly cost report (--reference: the reference design's table and what it omits)")
+    p.add_argument("--reference", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--region", default="", help="price the platform in this region (default: the platform config's)")
+    p.add_argument("--refresh-prices", action="store_true", help="fetch instance prices from the AWS Price List API first")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -519,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     commands = {"run": cmd_run, "search": cmd_search, "status": cmd_status, "ui": cmd_ui, "opensearch": cmd_opensearch,
                 "up": cmd_up, "down": cmd_down, "serve": cmd_serve, "ask": cmd_ask, "keys": cmd_keys, "eval": cmd_eval,
-                "platform": cmd_platform}
+                "platform": cmd_platform, "cost": cmd_cost}
     return commands[args.command](args, settings)
 
 

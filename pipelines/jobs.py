@@ -37,3 +37,10 @@ platform_job = dg.define_asset_job(
     description="Plan the platform (EKS Auto Mode, IAM, VPC, node pools, add-ons, workloads, OpenSearch). local: render and "
     "validate only. eks: plan against the account and cluster; apply only with `apply: true` in each asset's config.",
 )
+
+cost_job = dg.define_asset_job(
+    "cost_job",
+    selection=dg.AssetSelection.groups("cost"),
+    description="Bill of materials -> priced monthly report (reference table reproduced, omitted components, this platform), "
+    "unit economics from measured throughput, and on eks the actual spend from Cost Explorer.",
+)

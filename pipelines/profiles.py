@@ -68,6 +68,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     from assets.platform import PlatformResource
     from resources.aws import AWSResource
     from resources.kubernetes import KubernetesResource
+    from resources.pricing import PriceBookResource
 
     resources.update(
         {
@@ -76,6 +77,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                          out_dir=str(settings.platform_root), live=settings.profile == "eks"),
             "aws": AWSResource(region=settings.aws_region),
             "kubernetes": KubernetesResource(host=settings.kube_host),
+            "prices": PriceBookResource(refreshed_path=str(settings.home / "cost" / "aws-prices.refreshed.json")),
             "pipeline_state": PipelineStateStore(root=str(settings.state_root)),
             "embedder": embedder,
             "vector_store": vector_store,

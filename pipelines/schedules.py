@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.jobs import evaluation_job, knowledge_job
+from pipelines.jobs import cost_job, evaluation_job, knowledge_job
 
 nightly_reembedding_schedule = dg.ScheduleDefinition(
     name="nightly_reembedding",
@@ -21,4 +21,13 @@ weekly_evaluation_schedule = dg.ScheduleDefinition(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Weekly: the RAG evaluation on the golden set (judged sample included), appended to the trend.",
+)
+
+monthly_cost_schedule = dg.ScheduleDefinition(
+    name="monthly_cost_report",
+    job=cost_job,
+    cron_schedule="0 6 2 * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Monthly, on the 2nd (Cost Explorer has the last month by then): the cost report and actual spend.",
 )
