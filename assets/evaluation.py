@@ -151,6 +151,9 @@ def rag_eval_run(
     n_answers = len(items) if config.answers < 0 else min(config.answers, len(items))
     answered: list[dict] = []
     t1 = time.perf_counter()
+    if n_answers and not gateway.alive():
+        raise dg.Failure(f"the LLM gateway at {gateway.url} is not answering: start the services (`agentic up`), or evaluate "
+                         "retrieval only with answers=0 (`agentic eval --answers 0`)")
     if n_answers:
         from agents.service import AgentConfig, AnswerService, WebSearch
 
@@ -221,6 +224,19 @@ def _eval_dir(pipeline_state: PipelineStateStore):
     d = Path(pipeline_state.root) / "evaluation"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+FLOORS = {"hybrid_hit_at_k": 0.8, "dense_hit_at_k": 0.7, "faithfulness": 0.5, "context_recall": 0.5}
+
+
+@dg.asset_check(asset=rag_eval_run, description="Absolute quality floors (a warning, not a gate): hybrid hit@k >= 0.8, dense hit@k >= 0.7, "
+                "and where judged, faithfulness >= 0.5 and context recall >= 0.5.")
+def eval_quality_floors(pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+    path = _eval_dir(pipeline_state) / "last_run.json"
+    summary = json.loads(path.read_text())["summary"] if path.exists() else {}
+    below = {m: summary[m] for m, floor in FLOORS.items() if summary.get(m) is not None and summary[m] < floor}
+    return dg.AssetCheckResult(passed=not below, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"below_floor": dg.MetadataValue.json(below), "floors": dg.MetadataValue.json(FLOORS)})
 
 
 # ------------------------------------------------------------------ history, gate, promotion
@@ -358,4 +374,4 @@ def serving_index(context: dg.AssetExecutionContext, pipeline_state: PipelineSta
 
 
 evaluation_assets = [eval_questions, rag_eval_run, eval_history, serving_index]
-evaluation_checks = [index_promotion_gate]
+evaluation_checks = [eval_quality_floors, index_promotion_gate]

@@ -11,7 +11,6 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 HOURS_PER_MONTH = 730.0
 PRICE_FILE = Path(__file__).resolve().parents[1] / "infra" / "prices" / "aws-prices.json"

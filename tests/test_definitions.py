@@ -98,3 +98,23 @@ def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path
     judge = next(m for m in gateway["model_list"] if m["model_name"] == "judge")
     assert judge["litellm_params"]["model"].startswith("bedrock/")  # eks: the judge is a Bedrock model through LiteLLM
     assert "k" * 32 not in (tmp_path / "serving" / "gateway" / "litellm.yaml").read_text()
+
+
+def test_every_group_is_documented_and_wired(tmp_path):
+    defs = build_definitions(load_settings({"AGENTIC_HOME": str(tmp_path)}))
+    graph = defs.resolve_asset_graph()
+    groups: dict[str, set[str]] = {}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        groups.setdefault(node.group_name, set()).add(key.to_user_string())
+        assert node.description and node.kinds and node.owners, key
+    assert groups["evaluation"] == {"eval_questions", "rag_eval_run", "eval_history", "serving_index"}
+    assert groups["platform"] == {"eks_cluster", "node_pools", "cluster_addons", "platform_workloads", "opensearch_domain"}
+    assert groups["cost"] == {"price_book", "bill_of_materials", "monthly_cost_report", "unit_economics", "actual_spend"}
+    checks = {k.name: k for k in graph.asset_check_keys}
+    assert {"index_promotion_gate", "eval_quality_floors", "iam_least_privilege", "opensearch_domain_secure"} <= set(checks)
+    assert defs.resolve_schedule_def("weekly_evaluation").job_name == "evaluation_job"
+    assert defs.resolve_schedule_def("monthly_cost_report").job_name == "cost_job"
+    assert defs.resolve_sensor_def("evaluate_after_reembedding").job_name == "evaluation_job"
+    rebuild = {n.name for n in defs.resolve_job_def("rebuild_index_job").nodes_in_topological_order}
+    assert {"vector_index", "rag_eval_run", "serving_index"} <= rebuild
