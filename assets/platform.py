@@ -170,11 +170,7 @@ def cluster_addons(context: dg.AssetExecutionContext, config: ApplyConfig, platf
           "latency, tokens, routes, ingestion throughput). Secrets only by reference.")
 def platform_workloads(context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource) -> dg.MaterializeResult:
     cfg = platform.load()
-    ns = cfg.namespace
-    litellm = render_litellm_config(cfg.models.llm_model_id, f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1", cfg.models.embedder_model_id,
-                                    f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1", judge_name="judge",
-                                    judge_backend=f"bedrock/{cfg.bedrock_model_ids[0]}", aws_region=cfg.region)
-    manifests = [*render_gateway_and_observability(cfg, litellm), *render_model_deployments(cfg)]
+    manifests = render_everything(cfg, config.compute_mode)["platform_workloads"]
     meta = _kube_step(context, "platform_workloads", manifests, platform, kubernetes, config)
     dash_dir = Path(platform.out_dir) / "dashboards"
     dash_dir.mkdir(parents=True, exist_ok=True)
@@ -234,12 +230,17 @@ platform_assets = [eks_cluster, node_pools, cluster_addons, platform_workloads, 
 platform_checks = [iam_least_privilege, opensearch_domain_secure]
 
 
-def render_everything(cfg: PlatformConfig, compute_mode: str = "auto") -> dict[str, list[dict]]:
-    """Every manifest the platform declares, by file name (for ``agentic platform render``)."""
+def litellm_config(cfg: PlatformConfig) -> dict:
+    """The gateway config for the cluster: the RayServices' Serve endpoints, the judge on Bedrock, the key by reference."""
     ns = cfg.namespace
-    litellm = render_litellm_config(cfg.models.llm_model_id, f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1", cfg.models.embedder_model_id,
-                                    f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1", judge_name="judge",
-                                    judge_backend=f"bedrock/{cfg.bedrock_model_ids[0]}", aws_region=cfg.region)
+    return render_litellm_config(cfg.models.llm_model_id, f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1", cfg.models.embedder_model_id,
+                                 f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1", judge_name="judge",
+                                 judge_backend=f"bedrock/{cfg.bedrock_model_ids[0]}", aws_region=cfg.region)
+
+
+def render_everything(cfg: PlatformConfig, compute_mode: str = "auto") -> dict[str, list[dict]]:
+    """Every manifest the platform declares, by file name (for ``agentic platform render`` and the assets)."""
+    litellm = litellm_config(cfg)
     return {"node_pools": render_node_pools(cfg, compute_mode), "cluster_addons": render_cluster_addons(cfg, compute_mode),
             "platform_workloads": [*render_gateway_and_observability(cfg, litellm), *render_model_deployments(cfg)]}
 
