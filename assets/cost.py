@@ -26,7 +26,7 @@ from core.cost import (
     total,
     unit_costs,
 )
-from assets.platform import PlatformResource
+from resources.platform import PlatformResource
 from resources.aws import AWSResource
 from resources.pricing import PriceBookResource
 

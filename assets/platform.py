@@ -15,7 +15,7 @@ import dagster as dg
 import yaml
 
 from infra.platform import aws as awsplan
-from infra.platform.config import PlatformConfig, load_platform_config
+from infra.platform.config import PlatformConfig
 from infra.platform.manifests import (
     HELM_CHARTS,
     grafana_dashboards,
@@ -29,28 +29,10 @@ from infra.validate import validate_manifest
 from resources.aws import AWSResource
 from resources.gateway import render_litellm_config
 from resources.kubernetes import KubernetesResource
+from resources.platform import PlatformResource
 
 GROUP = "platform"
 OWNERS = ["team:platform"]
-
-
-class PlatformResource(dg.ConfigurableResource):
-    """The declared platform (``infra/platform.yaml``) and where rendered files go; ``live`` = talk to AWS/Kubernetes."""
-
-    config_path: str = ""
-    region: str = ""
-    out_dir: str
-    live: bool = False  # eks profile: plan against the account and cluster
-
-    def load(self) -> PlatformConfig:
-        return load_platform_config(self.config_path or None, {"region": self.region} if self.region else None)
-
-    def write(self, name: str, manifests: list[dict]) -> Path:
-        d = Path(self.out_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"{name}.yaml"
-        path.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
-        return path
 
 
 class ApplyConfig(dg.Config):

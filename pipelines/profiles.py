@@ -65,7 +65,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                           embedding_model=embedder.model_id, state_dir=str(settings.serving_root),
                                           judge_backend=settings.judge_backend, aws_region=settings.aws_region),
         }
-    from assets.platform import PlatformResource
+    from resources.platform import PlatformResource
     from resources.aws import AWSResource
     from resources.kubernetes import KubernetesResource
     from resources.pricing import PriceBookResource

@@ -153,7 +153,7 @@ def test_evaluation_sensor_requests_a_run_only_after_a_reembedding(settings_fact
         out = evaluate_after_reembedding(ctx)
         assert isinstance(out, dg.RunRequest) == expect, out
         if expect:
-            assert out.run_key == f"eval-after-{run.run_id}"
+            assert out.run_key == f"eval-after-{run.run_id}" and out.run_config["ops"]["rag_eval_run"]["config"]["answers"] == 0
 
 
 # ------------------------------------------------------------------ RAGAS with the real local judge
