@@ -78,8 +78,6 @@ class FakeKubeAPI:
             ns, rest = rest[1], rest[2:]
         plural = rest[0] if rest else None
         name = rest[1] if len(rest) > 1 else None
-        if plural == "namespaces" and ns is None and len(rest) == 1 and False:
-            pass
         return group, version, ns, plural, name
 
     def _with_status(self, obj: dict) -> dict:
@@ -120,8 +118,6 @@ class FakeKubeAPI:
             return h._send(200, {"kind": "APIResourceList", "groupVersion": gv, "resources": [
                 {"name": p, "singularName": k.lower(), "namespaced": n, "kind": k, "verbs": verbs} for p, k, n in items]})
         # a namespace object itself: /api/v1/namespaces/<name>
-        if (group, version) == ("", "v1") and plural is None and ns:
-            plural, name, ns = "namespaces", ns, None
         if url.path.startswith("/api/v1/namespaces/") and url.path.count("/") == 4:
             plural, name, ns = "namespaces", url.path.rsplit("/", 1)[1], None
         kind, namespaced = PLURAL.get((group, version, plural), (None, None))

@@ -188,13 +188,8 @@ def plan_vpc(ec2, cfg: PlatformConfig) -> list[Action]:
 def apply_vpc(ec2, cfg: PlatformConfig, action: Action) -> dict[str, list[str]]:
     """Creates the VPC (public subnets with an internet gateway, private subnets behind NAT) and returns subnet ids
     by tier. Updates to an existing VPC's layout are reported by the plan and left to an operator."""
-    tags = lambda name: [{"ResourceType": "x", "Tags": [{"Key": "agentic/cluster", "Value": cfg.cluster_name},  # noqa: E731
-                                                         {"Key": "Name", "Value": name}]}]
-
     def spec(kind: str, name: str) -> list[dict]:
-        t = tags(name)
-        t[0]["ResourceType"] = kind
-        return t
+        return [{"ResourceType": kind, "Tags": [{"Key": "agentic/cluster", "Value": cfg.cluster_name}, {"Key": "Name", "Value": name}]}]
 
     if action.action == "none" and action.name == "existing":
         return {"private": action.request["subnets"], "public": []}
