@@ -516,7 +516,8 @@ class IndexConfig(dg.Config):
     deps=[chunk_embeddings, document_classes],
     description="The searchable index: vectors + text (BM25) + filter fields (specialty and section labels among them) in one generation per model/mapping. "
     "Applies only the delta (new chunks in, deleted chunks out); a new generation is built beside the serving one "
-    "and becomes a promotion candidate; the evaluation gate switches the serving pointer atomically (the very first generation serves at once).",
+    "and, for a rebuild of the same model/mapping, becomes a promotion candidate that the evaluation gate switches to atomically "
+    "(the first generation, or a new model's, serves at once).",
 )
 def vector_index(
     context: dg.AssetExecutionContext, config: IndexConfig, embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore
@@ -565,10 +566,16 @@ def vector_index(
                                                    "specialty": [classes.get(k, "") for k in sorted(live_docs)]}, schema=INDEX_CLASSES))
     index_info = vector_store.refresh_indexes(generation) if (to_add or to_delete or created or reclassified) else {"rows": len(existing), "ann": "unchanged"}
     previous = vector_store.serving_generation()
-    promoted = previous is None
-    if promoted:  # nothing serves yet: the first generation serves at once
+    # Nothing serving yet, or a new model/mapping lineage: switch at once (queries are embedded with the configured
+    # model, so the serving generation must follow it). A new generation of the *same* lineage (a rebuild) is a
+    # candidate that only the evaluation gate promotes.
+    promoted = previous is None or (previous != generation and not _of_lineage(previous, _generation(embedder, vector_store)))
+    if promoted:
         vector_store.promote(generation)
-        context.log.info(f"serving generation set to {generation}")
+        context.log.info(f"serving generation switched {previous} -> {generation}")
+        pending = read_candidate(pipeline_state)
+        if pending and pending["status"] == "pending" and pending["generation"] != generation:
+            write_candidate(pipeline_state, pending["generation"], "superseded", f"a new model/mapping generation {generation} serves")
     elif previous != generation:
         # A new generation beside the serving one (rebuild, new model or mapping) is a candidate: the evaluation
         # gate (`eval_history` -> `serving_index`) promotes it, or rejects it and the serving one stays.
@@ -578,7 +585,7 @@ def vector_index(
         metadata={
             "generation": generation,
             "serving_generation": vector_store.serving_generation() or "",
-            "candidate_generation": generation if (previous and previous != generation) else "",
+            "candidate_generation": generation if (previous and previous != generation and not promoted) else "",
             "previous_serving_generation": previous or "",
             "promoted_this_run": promoted,
             "rows": vector_store.count(generation),

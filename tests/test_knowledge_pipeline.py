@@ -198,7 +198,8 @@ def test_full_rebuild_makes_a_candidate_generation_that_later_runs_maintain(sett
     assert meta["vector_index"]["candidate_generation"] == rebuilt and not meta["vector_index"]["promoted_this_run"]
     assert read_candidate(res["pipeline_state"])["status"] == "pending"
     # later incremental runs maintain the pending candidate (the generation about to serve)
-    res["document_store"].put(sorted(pubmed_docs)[-1], pubmed_docs[sorted(pubmed_docs)[-1]])
+    extra = next(k for k in pubmed_docs if k not in dict(list(pubmed_docs.items())[:3]))
+    res["document_store"].put(extra, pubmed_docs[extra])
     meta, checks, _ = materialize(settings)
     assert all(checks.values())
     assert meta["vector_index"]["generation"] == rebuilt and meta["vector_index"]["added"] > 0
