@@ -282,6 +282,7 @@ def _trend_png(history: list[dict]) -> bytes:
     for x, h in zip(xs, history):
         if h["is_candidate"] and not json.loads(h["gate"]).get("passed", True):
             ax.axvline(x, color="red", alpha=0.3)
+    ax.set_xticks(xs)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("evaluation run")
     ax.set_title("RAG evaluation trend (red: candidate rejected)")
