@@ -20,7 +20,7 @@ import time
 import dagster as dg
 import pyarrow as pa
 
-from assets.knowledge import CHUNKS, DOCUMENTS, read_candidate, vector_index, write_candidate
+from assets.knowledge import CHUNKS, DOCUMENTS, _md_table as _md, read_candidate, vector_index, write_candidate
 from infra.platform.config import k8s_step
 from core.evaluation import ID_METRICS, JUDGE_METRICS, TEXT_METRICS, build_golden_set, id_metrics, promotion_gate, rouge_l, summarize
 from resources.embedder import EmbedderResource
@@ -38,17 +38,6 @@ GOLDEN = pa.schema([("id", pa.string()), ("question", pa.string()), ("reference"
 HISTORY = pa.schema([("run_id", pa.string()), ("at", pa.float64()), ("golden_version", pa.string()), ("generation", pa.string()),
                      ("serving_generation", pa.string()), ("is_candidate", pa.bool_()), ("models", pa.string()), ("config", pa.string()),
                      ("summary", pa.string()), ("baseline", pa.string()), ("gate", pa.string())])
-
-
-def _md(rows: list[dict], cols: list[str], limit: int = 20) -> dg.MetadataValue:
-    def cell(v):
-        if isinstance(v, float):
-            return f"{v:.3f}"
-        return str(v if v is not None else "").replace("|", "/").replace("\n", " ")[:90]
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows[:limit]]
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 # ------------------------------------------------------------------ golden set

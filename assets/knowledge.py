@@ -53,7 +53,7 @@ def _md_table(rows: list[dict], columns: list[str], limit: int = 10) -> dg.Metad
     if not rows:
         return dg.MetadataValue.md("_none_")
     def cell(v):
-        s = str(v).replace("|", "\\|").replace("\n", " ")
+        s = f"{v:.3f}" if isinstance(v, float) else str(v if v is not None else "").replace("|", "\\|").replace("\n", " ")
         return s if len(s) <= 120 else s[:117] + "..."
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows[:limit]]
