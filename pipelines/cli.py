@@ -120,12 +120,14 @@ def _summarize(result) -> list[str]:
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization
-            md = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, int | float | str) and not isinstance(v.value, bool)}
+            md = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, int | float | str) and not isinstance(v.value, bool)
+                  and not (isinstance(v.value, str) and v.value.startswith("!["))}  # plots are for the UI
             keep = {k: md[k] for k in list(md)[:8] if k not in ("preview",)}
             lines.append(f"  {mat.asset_key.to_user_string():<20} {json.dumps(keep)}")
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             ev = event.event_specific_data
-            lines.append(f"  check {ev.check_name:<32} {'passed' if ev.passed else 'FAILED'}")
+            verdict = "passed" if ev.passed else ("warning" if ev.severity == dg.AssetCheckSeverity.WARN else "FAILED")
+            lines.append(f"  check {ev.check_name:<32} {verdict}")
     return lines
 
 
