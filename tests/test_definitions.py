@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from infra.validate import crd_dir
 from pipelines.definitions import build_definitions
 from pipelines.settings import load_settings
 from tests.conftest import REPO
@@ -70,6 +71,7 @@ def test_serving_group_is_documented_and_has_its_job(tmp_path):
     assert order == ["model_artifacts", "model_deployments", "model_gateway"]
 
 
+@pytest.mark.skipif(not crd_dir().is_dir(), reason="CRD schemas not found at ../shared/crds (set AGENTIC_CRD_DIR)")
 def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path, monkeypatch):
     """On eks the serving assets render (no cluster here): RayServices and the RayCluster validate against KubeRay's CRDs."""
     import yaml
