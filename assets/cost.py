@@ -184,8 +184,8 @@ def monthly_cost_report(context: dg.AssetExecutionContext, config: ReportConfig,
     scenarios = []
     for t in options:
         if not t.measured:
-            scenarios.append({"option": t.option, "monthly_usd": round(monthly_cost_for_traffic(0, Throughput(**{**t.__dict__, "tokens_per_s": 1}), book), 2),
-                              "nodes": 1, "note": t.where})
+            scenarios.append({"option": t.option, "monthly_usd": round(t.nodes * book.price(f"ec2_{t.instance}_hour") * HOURS_PER_MONTH, 2),
+                              "nodes": t.nodes, "note": t.where})
             continue
         nodes = max(1, -(-needed // t.tokens_per_s))
         scenarios.append({"option": t.option, "model": t.model, "monthly_usd": round(monthly_cost_for_traffic(needed, t, book), 2),

@@ -397,7 +397,7 @@ class ClassifierConfig(dg.Config):
 
 @dg.asset(
     group_name=GROUP,
-    op_tags=k8s_step("2", "8Gi", "12Gi"),  # eks: the step pod's size (embedding itself runs on the Ray cluster)
+    op_tags=k8s_step("2", "8Gi", "12Gi"),  # eks: trains in the step pod on all document vectors, so a larger pod
     kinds={"python", "numpy"},
     owners=OWNERS,
     deps=[chunk_embeddings, parsed_documents],

@@ -65,20 +65,14 @@ def price_items(items: list[Item], book: PriceBook) -> list[dict]:
 
 
 def merge_lines(lines: list[dict]) -> list[dict]:
-    """One line per (service, dimension), summing the priced parts (e.g. NAT hours + NAT data)."""
+    """One line per (service, dimension): its priced parts summed unrounded, then rounded to cents, the way a pricing
+    calculator's row adds up (e.g. NAT hours + NAT data)."""
     out: dict[tuple[str, str], dict] = {}
     for line in lines:
-        key = (line["service"], line["dimension"])
-        if key in out:
-            out[key]["monthly_usd"] = round(out[key]["monthly_usd"] + line["monthly_usd"], 2)
-            out[key]["parts"].append(line)
-        else:
-            out[key] = {**line, "parts": [line]}
+        out.setdefault((line["service"], line["dimension"]), {**line, "parts": []})["parts"].append(line)
+    for line in out.values():
+        line["monthly_usd"] = round(sum(p["quantity"] * p["unit_price_usd"] for p in line["parts"]) + 1e-9, 2)
     return list(out.values())
-
-
-def _unrounded(parts: list[dict]) -> float:
-    return sum(p["quantity"] * p["unit_price_usd"] for p in parts)
 
 
 def total(lines: list[dict]) -> float:
@@ -118,11 +112,7 @@ def reference_items(hours: float = HOURS_PER_MONTH) -> list[Item]:
 
 
 def reference_lines(book: PriceBook) -> list[dict]:
-    lines = merge_lines(price_items(reference_items(), book))
-    # the table's lines are per service row: the NAT row holds both its parts, IPv4 is its own row
-    for line in lines:
-        line["monthly_usd"] = round(_unrounded(line["parts"]) + 1e-9, 2)
-    return lines
+    return merge_lines(price_items(reference_items(), book))
 
 
 # ------------------------------------------------------------------ the platform's bill of materials

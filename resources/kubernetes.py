@@ -112,16 +112,18 @@ class KubernetesResource(dg.ConfigurableResource):
             try:
                 live = res.get(name=name, namespace=ns or None).to_dict()
             except NotFoundError:
-                out.append({"action": "create", "kind": kind, "namespace": ns, "name": name, "changes": []})
+                out.append({"action": "create", "apiVersion": api_version, "kind": kind, "namespace": ns, "name": name, "changes": []})
                 continue
             body = {k: v for k, v in m.items() if k not in ("apiVersion", "kind", "status")}
             changes = _diff(body, live)
-            out.append({"action": "update" if changes else "unchanged", "kind": kind, "namespace": ns, "name": name, "changes": changes})
+            out.append({"action": "update" if changes else "unchanged", "apiVersion": api_version, "kind": kind, "namespace": ns, "name": name,
+                        "changes": changes})
         kinds = (prune_kinds or set()) | {(m["apiVersion"], m["kind"]) for m in manifests}
         for obj in self._owned(dyn, kinds):
             if _ident(obj) not in declared:
                 md = obj["metadata"]
-                out.append({"action": "delete", "kind": obj["kind"], "namespace": md.get("namespace", ""), "name": md["name"], "changes": []})
+                out.append({"action": "delete", "apiVersion": obj["apiVersion"], "kind": obj["kind"], "namespace": md.get("namespace", ""),
+                            "name": md["name"], "changes": []})
         return out
 
     def apply(self, manifests: list[dict], prune: bool = True, wait: bool = True, prune_kinds: set[tuple[str, str]] | None = None,
@@ -139,8 +141,7 @@ class KubernetesResource(dg.ConfigurableResource):
         if prune:
             for step in plan:
                 if step["action"] == "delete":
-                    api_version = next(a for a, k in ((prune_kinds or set()) | {(m["apiVersion"], m["kind"]) for m in manifests}) if k == step["kind"])
-                    dyn.resources.get(api_version=api_version, kind=step["kind"]).delete(name=step["name"], namespace=step["namespace"] or None)
+                    dyn.resources.get(api_version=step["apiVersion"], kind=step["kind"]).delete(name=step["name"], namespace=step["namespace"] or None)
                     log(f"pruned {step['kind']}/{step['name']}")
         if wait:
             self.wait_ready(manifests, dyn)
