@@ -4,10 +4,38 @@ One index per generation (``<prefix>__<generation>``) with a ``knn_vector`` fiel
 lucene or faiss engine, never nmslib), a BM25 ``text`` field and keyword/integer filter fields.
 Readers go through an alias (``<prefix>``) that ``promote`` switches atomically in one
 ``_aliases`` request. Amazon OpenSearch is reached with SigV4 (``use_sigv4``) on the eks profile.
+
+At production size:
+
+* **Shards.** ``create_generation(..., expected_rows=N)`` picks the primary shard count with
+  ``shard_count``: the estimated index size (``estimate_row_bytes`` per row: the vector twice, as
+  ``knn_vector`` doc values at 4 B/float plus the HNSW links and again in ``_source`` as JSON, plus the
+  text, its inverted index and the filter fields) over ``target_shard_gb`` (20 GB: inside the usual
+  10-30 GB per shard), at least 1, at most ``max_shards``. The shard count cannot change later without a
+  reindex, which is what a new generation is.
+* **Replicas.** ``replicas`` (default 1) is the configured count; the applied count is capped at
+  (data nodes - 1), since a replica is never placed on its primary's node, so a single local node stays
+  green with the default and a production cluster gets its replica.
+* **Bulk builds.** ``bulk_load(generation)`` sets ``refresh_interval: -1`` and ``number_of_replicas: 0``
+  while a generation is filled and restores ``refresh_interval`` and the replicas on exit (in a
+  ``finally``: also when the load fails), then refreshes.
+* **Writes.** ``upsert`` and ``delete`` send bulk requests of ``bulk_chunk_size`` actions (at most
+  ``bulk_max_bytes``) on ``thread_count`` threads; a request answered 429 (rejected execution: the write
+  queue is full) is resent, and items answered 429 inside a bulk response are resent alone, with
+  exponential backoff (``initial_backoff_s`` doubling to ``max_backoff_s``, jittered) up to ``max_retries``
+  times; any other item error raises with the first error. ``last_bulk_stats()`` counts the retries.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -18,6 +46,30 @@ from resources.vector_store import FILTER_FIELDS, LIST_FIELDS, SearchHit, Vector
 
 OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v2"  # v2: sections (keyword list) and specialty
 _SOURCE = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal", "specialty"]
+log = logging.getLogger(__name__)
+
+GB = 1024**3
+TEXT_BYTES_PER_ROW = 3_000  # a ~200-word-piece chunk (~1 KB) with its title, inverted-index postings and filter fields
+SOURCE_BYTES_PER_FLOAT = 10  # a float in _source JSON (~18 characters) after the stored fields' LZ4 compression
+
+
+def estimate_row_bytes(dimension: int, text_bytes: int = TEXT_BYTES_PER_ROW, m: int = 16) -> int:
+    """On-disk bytes of one chunk row: knn_vector doc values (4 B/float) + HNSW links (~2*m 4-byte ids on the base
+    layer) + the vector in ``_source`` + text and filter fields."""
+    return dimension * (4 + SOURCE_BYTES_PER_FLOAT) + 2 * m * 4 + text_bytes
+
+
+def shard_count(expected_rows: int, dimension: int, target_shard_gb: float = 20.0, max_shards: int = 32,
+                text_bytes: int = TEXT_BYTES_PER_ROW, m: int = 16) -> int:
+    """Primary shards for ``expected_rows``: estimated size / ``target_shard_gb`` rounded up, in [1, max_shards]."""
+    if expected_rows <= 0:
+        return 1
+    size = expected_rows * estimate_row_bytes(dimension, text_bytes, m)
+    return max(1, min(max(1, max_shards), math.ceil(size / (target_shard_gb * GB))))
+
+
+class BulkRejected(RuntimeError):
+    """Bulk writes still rejected with 429 after every retry."""
 
 
 def index_body(dimension: int, engine: str = "lucene", m: int = 16, ef_construction: int = 128, shards: int = 1, replicas: int = 0) -> dict:
@@ -89,8 +141,22 @@ class OpenSearchVectorStore(VectorStoreResource):
     verify_certs: bool = True
     timeout_s: int = 60
     ef_search: int = 100
+    # sizing (see the module docstring)
+    target_shard_gb: float = 20.0
+    max_shards: int = 32
+    replicas: int = 1  # applied as min(replicas, data nodes - 1): a single local node stays green
+    refresh_interval: str = "1s"
+    # bulk writes
+    thread_count: int = 2
+    bulk_chunk_size: int = 500
+    bulk_max_bytes: int = 8 * 1024 * 1024  # under the 10 MiB request limit of the smallest Amazon OpenSearch instances
+    max_retries: int = 8
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
 
     _client: Any = PrivateAttr(default=None)
+    _bulk_depth: dict = PrivateAttr(default_factory=dict)
+    _bulk_stats: dict = PrivateAttr(default_factory=dict)
 
     def mapping_version(self) -> str:
         return f"{OPENSEARCH_MAPPING_VERSION}:{self.engine}"
@@ -147,19 +213,56 @@ class OpenSearchVectorStore(VectorStoreResource):
         return {"generation": generation, "previous": previous}
 
     # ------------------------------------------------------------ writes
-    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None) -> None:
+    def effective_replicas(self) -> int:
+        """The configured ``replicas``, capped at (data nodes - 1): a replica never shares its primary's node."""
+        nodes = int(self.client().cluster.health()["number_of_data_nodes"])
+        return max(0, min(self.replicas, nodes - 1))
+
+    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0) -> None:
+        """A new index; ``shard_count(expected_rows or len(rows), dimension)`` primary shards, ``effective_replicas()``."""
         c = self.client()
         name = self.table_name(generation)
         if c.indices.exists(index=name):
             c.indices.delete(index=name)
-        c.indices.create(index=name, body=index_body(dimension, self.engine))
+        n = expected_rows or (rows.num_rows if rows is not None else 0)
+        shards = shard_count(n, dimension, self.target_shard_gb, self.max_shards)
+        body = index_body(dimension, self.engine, shards=shards, replicas=self.effective_replicas())
+        body["settings"]["index"]["refresh_interval"] = self.refresh_interval
+        c.indices.create(index=name, body=body)
         if rows is not None and rows.num_rows:
-            self.upsert(generation, rows)
+            with self.bulk_load(generation):
+                self.upsert(generation, rows)
 
     def drop_generation(self, generation: str) -> None:
         if generation == self.serving_generation():
             raise ValueError("refusing to drop the serving generation")
         self.client().indices.delete(index=self.table_name(generation), ignore_unavailable=True)
+
+    def generation_created(self) -> dict[str, float]:
+        """From each index's ``index.creation_date`` (ms)."""
+        prefix = f"{self.index_prefix}__"
+        got = self.client().indices.get_settings(index=f"{prefix}*", name="index.creation_date", expand_wildcards="open", ignore_unavailable=True)
+        return {n[len(prefix):]: int(v["settings"]["index"]["creation_date"]) / 1000.0 for n, v in got.items()}
+
+    @contextlib.contextmanager
+    def bulk_load(self, generation: str) -> Iterator[None]:
+        """Refresh off and no replicas while ``generation`` is filled; on exit (``finally``) ``refresh_interval`` and
+        ``effective_replicas()`` are restored and the index refreshed. Nested uses act once (the outermost)."""
+        name = self.table_name(generation)
+        c = self.client()
+        depth = self._bulk_depth.get(name, 0)
+        if depth == 0:
+            c.indices.put_settings(index=name, body={"index": {"refresh_interval": "-1", "number_of_replicas": 0}})
+        self._bulk_depth[name] = depth + 1
+        try:
+            yield
+        finally:
+            self._bulk_depth[name] -= 1
+            if self._bulk_depth[name] == 0:
+                del self._bulk_depth[name]
+                c.indices.put_settings(index=name, body={"index": {"refresh_interval": self.refresh_interval,
+                                                                     "number_of_replicas": self.effective_replicas()}})
+                c.indices.refresh(index=name)
 
     def ids(self, generation: str) -> set[str]:
         out: set[str] = set()
@@ -172,10 +275,111 @@ class OpenSearchVectorStore(VectorStoreResource):
             out.update(h["_id"] for h in hits)
             body["search_after"] = hits[-1]["sort"]
 
-    def upsert(self, generation: str, rows: pa.Table, batch: int = 500) -> int:
-        """Bulk index with explicit ``_id`` = chunk id; one refresh at the end."""
-        from opensearchpy.helpers import bulk
+    # ------------------------------------------------------------ bulk writes
+    def last_bulk_stats(self) -> dict[str, int]:
+        """Counters of the last ``upsert``/``delete``: requests, ok, retried_requests (whole requests answered 429),
+        retried_items (items answered 429), retries (= the two), max_attempt."""
+        return dict(self._bulk_stats)
 
+    def _bulk(self, name: str, actions: Iterable[tuple[dict, dict | None]], ok_status: tuple[int, ...] = ()) -> dict[str, int]:
+        """Send (action, source) pairs as bulk requests on ``thread_count`` threads, at most 2 x thread_count requests
+        in flight (memory stays bounded); 429s are retried with backoff; another item error raises (the first one)."""
+        from opensearchpy.exceptions import TransportError
+
+        client = self.client()
+        dumps = client.transport.serializer.dumps
+        stats = {"requests": 0, "ok": 0, "retried_requests": 0, "retried_items": 0, "retries": 0, "max_attempt": 0}
+        lock = threading.Lock()
+
+        def send(items: list[tuple[str, str | None]]) -> None:
+            attempt = 0
+            while items:
+                if attempt:
+                    delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                    time.sleep(delay)
+                body = "".join(a + "\n" + (f"{d}\n" if d is not None else "") for a, d in items)
+                with lock:
+                    stats["requests"] += 1
+                    stats["max_attempt"] = max(stats["max_attempt"], attempt)
+                try:
+                    resp = client.bulk(body=body, request_timeout=self.timeout_s)
+                except TransportError as e:
+                    if e.status_code != 429:
+                        raise
+                    if attempt >= self.max_retries:
+                        raise BulkRejected(f"bulk request to {name} rejected (429) after {attempt} retries: {e}") from e
+                    log.warning("bulk request to %s rejected (429), retry %d of %d", name, attempt + 1, self.max_retries)
+                    with lock:
+                        stats["retried_requests"] += 1
+                        stats["retries"] += 1
+                    attempt += 1
+                    continue
+                retry: list[tuple[str, str | None]] = []
+                ok = 0
+                for item, result in zip(items, resp["items"]):
+                    (op, info), = result.items()
+                    status = int(info.get("status", 500))
+                    if 200 <= status < 300 or status in ok_status:
+                        ok += 1
+                    elif status == 429:
+                        retry.append(item)
+                    else:
+                        raise RuntimeError(f"bulk {op} into {name} failed for _id {info.get('_id')!r} (status {status}): {info.get('error')}")
+                with lock:
+                    stats["ok"] += ok
+                if retry:
+                    if attempt >= self.max_retries:
+                        raise BulkRejected(f"{len(retry)} bulk items into {name} still rejected (429) after {attempt} retries")
+                    log.warning("%d bulk items into %s rejected (429), retry %d of %d", len(retry), name, attempt + 1, self.max_retries)
+                    with lock:
+                        stats["retried_items"] += len(retry)
+                        stats["retries"] += 1
+                    attempt += 1
+                items = retry
+
+        def chunks() -> Iterator[list[tuple[str, str | None]]]:
+            part: list[tuple[str, str | None]] = []
+            size = 0
+            for action, source in actions:
+                item = (dumps(action), dumps(source) if source is not None else None)
+                n = len(item[0]) + (len(item[1]) if item[1] is not None else 0) + 2
+                if part and (len(part) >= self.bulk_chunk_size or size + n > self.bulk_max_bytes):
+                    yield part
+                    part, size = [], 0
+                part.append(item)
+                size += n
+            if part:
+                yield part
+
+        self._bulk_stats = stats
+        pending: set[Future] = set()
+        with ThreadPoolExecutor(max_workers=max(1, self.thread_count), thread_name_prefix="os-bulk") as pool:
+            try:
+                for part in chunks():
+                    pending.add(pool.submit(send, part))
+                    if len(pending) >= 2 * max(1, self.thread_count):
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            f.result()
+                done, pending = wait(pending)
+                for f in done:
+                    f.result()
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+        if stats["retries"]:
+            log.info("bulk into %s: %d requests, %d retries (%d whole requests, %d items answered 429)", name,
+                     stats["requests"], stats["retries"], stats["retried_requests"], stats["retried_items"])
+        return stats
+
+    def _refresh_unless_bulk(self, name: str) -> None:
+        if not self._bulk_depth.get(name):
+            self.client().indices.refresh(index=name)
+
+    def upsert(self, generation: str, rows: pa.Table, batch: int = 500) -> int:
+        """Bulk index with explicit ``_id`` = chunk id (an upsert: no duplicates), in parallel with 429 retries; one
+        refresh at the end (none inside ``bulk_load``: its exit refreshes). Returns the rows written."""
         if rows.num_rows == 0:
             return 0
         name = self.table_name(generation)
@@ -184,15 +388,12 @@ class OpenSearchVectorStore(VectorStoreResource):
 
         def actions():
             for start in range(0, rows.num_rows, batch):
-                part = rows.slice(start, batch).select(fields).to_pylist()
-                for doc in part:
-                    yield {"_op_type": "index", "_index": name, "_id": doc["chunk_id"], "_source": doc}
+                for doc in rows.slice(start, batch).select(fields).to_pylist():
+                    yield {"index": {"_index": name, "_id": doc["chunk_id"]}}, doc
 
-        ok, errors = bulk(self.client(), actions(), chunk_size=batch, refresh=False, raise_on_error=False, request_timeout=self.timeout_s)
-        if errors:
-            raise RuntimeError(f"{len(errors)} bulk errors, e.g. {errors[0]}")
-        self.client().indices.refresh(index=name)
-        return ok
+        stats = self._bulk(name, actions())
+        self._refresh_unless_bulk(name)
+        return stats["ok"]
 
     def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]], batch: int = 500) -> int:
         name = self.table_name(generation)
@@ -208,13 +409,12 @@ class OpenSearchVectorStore(VectorStoreResource):
         return n
 
     def delete(self, generation: str, chunk_ids: list[str]) -> int:
-        from opensearchpy.helpers import bulk
-
+        """Bulk delete by id (parallel, 429 retries like ``upsert``); an id not there (404) is not an error."""
         if not chunk_ids:
             return 0
         name = self.table_name(generation)
-        bulk(self.client(), ({"_op_type": "delete", "_index": name, "_id": cid} for cid in chunk_ids), raise_on_error=False, refresh=False)
-        self.client().indices.refresh(index=name)
+        self._bulk(name, (({"delete": {"_index": name, "_id": cid}}, None) for cid in chunk_ids), ok_status=(404,))
+        self._refresh_unless_bulk(name)
         return len(chunk_ids)
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
@@ -246,6 +446,41 @@ class OpenSearchVectorStore(VectorStoreResource):
             rows.extend({k: h["_source"].get(k) for k in cols} for h in hits)
             body["search_after"] = hits[-1]["sort"]
         return pa.Table.from_pylist(rows, schema=pa.schema([schema.field(cname) for cname in cols]))
+
+    def fetch(self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000) -> pa.Table:
+        """``mget`` by ``_id`` (= chunk id), ``batch`` ids a request (realtime: sees writes not yet refreshed)."""
+        schema = chunk_schema(self._dimension(generation))
+        cols = columns or schema.names
+        out_schema = pa.schema([schema.field(cname) for cname in cols])
+        wanted = list(dict.fromkeys(chunk_ids))
+        found: list[dict] = []
+        c = self.client()
+        for i in range(0, len(wanted), batch):
+            docs = c.mget(index=self.table_name(generation), body={"ids": wanted[i : i + batch]}, params={"_source_includes": ",".join(cols)})["docs"]
+            found.extend({k: d["_source"].get(k) for k in cols} for d in docs if d.get("found"))
+        return pa.Table.from_pylist(found, schema=out_schema)
+
+    def sample(self, generation: str, n: int, columns: list[str] | None = None, seed: int = 0) -> pa.Table:
+        """``function_score`` with a seeded ``random_score`` on ``chunk_id`` (same seed, same rows, whatever the shard
+        layout): the top ``n`` scores, paged with ``search_after``; only the sampled documents are fetched."""
+        schema = chunk_schema(self._dimension(generation))
+        cols = columns or schema.names
+        out_schema = pa.schema([schema.field(cname) for cname in cols])
+        rows: list[dict] = []
+        c = self.client()
+        page = 2000
+        body: dict[str, Any] = {
+            "_source": cols, "track_total_hits": False, "sort": [{"_score": "desc"}, {"chunk_id": "asc"}],
+            "query": {"function_score": {"query": {"match_all": {}}, "random_score": {"seed": int(seed), "field": "chunk_id"}, "boost_mode": "replace"}},
+        }
+        while len(rows) < n:
+            body["size"] = min(page, n - len(rows))
+            hits = c.search(index=self.table_name(generation), body=body)["hits"]["hits"]
+            if not hits:
+                break
+            rows.extend({k: h["_source"].get(k) for k in cols} for h in hits)
+            body["search_after"] = hits[-1]["sort"]
+        return pa.Table.from_pylist(rows, schema=out_schema)
 
     def _dimension(self, generation: str) -> int:
         m = self.client().indices.get_mapping(index=self.table_name(generation))

@@ -7,10 +7,12 @@ generation; readers follow the *serving* pointer, which is switched atomically
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -124,13 +126,22 @@ def build_where(filters: dict[str, Any] | None) -> str | None:
     return " AND ".join(clauses) if clauses else None
 
 
+def ordered_by_ids(table: pa.Table, chunk_ids: list[str], columns: list[str]) -> pa.Table:
+    """Rows of ``table`` (which has ``chunk_id``) in the order of ``chunk_ids`` (missing ids skipped), only ``columns``."""
+    pos = {cid: i for i, cid in enumerate(table.column("chunk_id").to_pylist())}
+    take = [pos[c] for c in chunk_ids if c in pos]
+    return table.take(pa.array(take, pa.int64())).select(columns)
+
+
 class VectorStoreResource(dg.ConfigurableResource):
     """The interface every vector store implements (LanceDB locally, OpenSearch in production).
 
-    Generations: ``generations``, ``has_generation``, ``create_generation``, ``drop_generation``.
+    Generations: ``generations``, ``has_generation``, ``create_generation`` (sized by ``expected_rows``),
+    ``drop_generation``, ``generation_created``, ``prune_generations``.
     Serving: ``serving_generation``, ``promote`` (atomic). Writes: ``upsert`` (by chunk id),
-    ``delete``, ``refresh_indexes``. Reads: ``ids``, ``count``, ``scan``, ``version``,
-    ``search_dense`` (ANN, or exact), ``search_bm25``. ``tests/test_vector_store_contract.py``
+    ``delete``, ``bulk_load`` (a context for building a generation), ``refresh_indexes``.
+    Reads: ``ids``, ``count``, ``scan`` (everything), ``fetch`` (by chunk id), ``sample`` (random rows),
+    ``version``, ``search_dense`` (ANN, or exact), ``search_bm25``. ``tests/test_vector_store_contract.py``
     runs one suite against every implementation.
     """
 
@@ -165,10 +176,38 @@ class VectorStoreResource(dg.ConfigurableResource):
     def promote(self, generation: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None) -> None:
+    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0) -> None:
+        """A new (empty, or filled with ``rows``) generation; ``expected_rows`` (0 = unknown: ``rows``' size) sizes it
+        where the store has a layout to choose (OpenSearch: the primary shard count)."""
         raise NotImplementedError
 
     def drop_generation(self, generation: str) -> None:
+        raise NotImplementedError
+
+    def generation_created(self) -> dict[str, float]:
+        """Creation time (epoch seconds) of every generation."""
+        raise NotImplementedError
+
+    def prune_generations(self, keep: int, protect: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Drop the oldest generations beyond the ``keep`` newest (by creation time), never the serving one nor any in
+        ``protect`` (those stay, whatever their age, and count among the ``keep`` only if they are among the newest).
+        Returns the dropped generations, oldest first."""
+        if keep < 0:
+            raise ValueError("keep must be >= 0")
+        created = self.generation_created()
+        newest_first = sorted(created, key=lambda g: (created[g], g), reverse=True)
+        spared = set(protect) | {self.serving_generation()}
+        dropped = [g for g in reversed(newest_first[keep:]) if g not in spared]
+        for g in dropped:
+            self.drop_generation(g)
+        return dropped
+
+    def bulk_load(self, generation: str) -> contextlib.AbstractContextManager[None]:
+        """A context for loading a generation in bulk (``with store.bulk_load(gen): store.upsert(gen, ...)``).
+
+        OpenSearch turns refresh and replicas off while inside and restores them on exit (also when the load
+        fails), then refreshes; rows written inside may not be visible to searches/counts until exit. LanceDB: no-op.
+        """
         raise NotImplementedError
 
     def ids(self, generation: str) -> set[str]:
@@ -191,6 +230,16 @@ class VectorStoreResource(dg.ConfigurableResource):
         raise NotImplementedError
 
     def scan(self, generation: str, columns: list[str] | None = None) -> pa.Table:
+        raise NotImplementedError
+
+    def fetch(self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000) -> pa.Table:
+        """The rows with these chunk ids (keyed lookups, ``batch`` ids per request), in the order asked; ids not in
+        the generation are skipped (so ``num_rows`` <= the number of distinct ids)."""
+        raise NotImplementedError
+
+    def sample(self, generation: str, n: int, columns: list[str] | None = None, seed: int = 0) -> pa.Table:
+        """Up to ``n`` distinct rows drawn at random (the same ``seed`` on the same data gives the same rows), without
+        reading the whole generation."""
         raise NotImplementedError
 
     def version(self, generation: str) -> int:
@@ -274,17 +323,50 @@ class LanceDBVectorStore(VectorStoreResource):
         return record
 
     # ------------------------------------------------------------ writes
-    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None) -> None:
+    @property
+    def _created_dir(self) -> Path:
+        return Path(self.uri) / "_generations"
+
+    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0) -> None:
+        """``expected_rows`` changes nothing here (one table; ``refresh_indexes`` sizes the ANN index from the rows)."""
         schema = chunk_schema(dimension)
         data = complete_rows(rows).select(schema.names).cast(schema) if rows is not None else schema.empty_table()
         name = self.table_name(generation)
         self._tables[name] = self._db().create_table(name, data=data, schema=schema, mode="overwrite")
+        # The creation time, recorded beside the table (a table directory's mtime moves with its writes).
+        self._created_dir.mkdir(parents=True, exist_ok=True)
+        record = self._created_dir / f"{generation}.json"
+        tmp = record.with_name(f".{generation}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"created_at": time.time(), "dimension": dimension, "expected_rows": expected_rows}))
+        os.replace(tmp, record)
 
     def drop_generation(self, generation: str) -> None:
         if generation == self.serving_generation():
             raise ValueError("refusing to drop the serving generation")
         self._tables.pop(self.table_name(generation), None)
         self._db().drop_table(self.table_name(generation))
+        (self._created_dir / f"{generation}.json").unlink(missing_ok=True)
+
+    def generation_created(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for gen in self.generations():
+            try:
+                out[gen] = float(json.loads((self._created_dir / f"{gen}.json").read_text())["created_at"])
+                continue
+            except (FileNotFoundError, KeyError, ValueError):
+                pass
+            # A generation made before creation times were recorded: its oldest surviving version, else its directory.
+            try:
+                out[gen] = min(v["timestamp"].timestamp() for v in self._open(gen).list_versions())
+            except Exception:  # noqa: BLE001 - any failure: fall back to the directory's mtime
+                out[gen] = (Path(self.uri) / f"{self.table_name(gen)}.lance").stat().st_mtime
+        return out
+
+    @contextlib.contextmanager
+    def bulk_load(self, generation: str) -> Iterator[None]:
+        """No-op: LanceDB has no refresh or replicas to turn off; every write is a new version at once."""
+        self._open(generation)  # fail early (like OpenSearch) when the generation does not exist
+        yield
 
     def ids(self, generation: str) -> set[str]:
         tbl = self._open(generation)
@@ -366,6 +448,33 @@ class LanceDBVectorStore(VectorStoreResource):
         if columns:
             q = q.select(columns)
         return q.limit(max(n, 1)).to_arrow()
+
+    def fetch(self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000) -> pa.Table:
+        tbl = self._open(generation)
+        cols = columns or tbl.schema.names
+        read = cols if "chunk_id" in cols else [*cols, "chunk_id"]
+        wanted = list(dict.fromkeys(chunk_ids))
+        parts = []
+        for i in range(0, len(wanted), batch):
+            part = wanted[i : i + batch]
+            where = "chunk_id IN (" + ", ".join(_sql_literal(c, "string") for c in part) + ")"
+            parts.append(tbl.search().where(where).select(read).limit(None).to_arrow())
+        if not parts:
+            return tbl.schema.empty_table().select(cols)
+        got = pa.concat_tables(parts)
+        return ordered_by_ids(got, wanted, cols)
+
+    def sample(self, generation: str, n: int, columns: list[str] | None = None, seed: int = 0) -> pa.Table:
+        """Random row offsets (no replacement), read with ``take_offsets``: only the sampled rows are read."""
+        tbl = self._open(generation)
+        cols = columns or tbl.schema.names
+        total = tbl.count_rows()
+        k = max(0, min(int(n), total))
+        if k == 0:
+            return tbl.schema.empty_table().select(cols)
+        offsets = np.sort(np.random.default_rng(seed).choice(total, size=k, replace=False))
+        out = tbl.take_offsets([int(o) for o in offsets]).select(cols).to_arrow()
+        return out.select(cols)
 
     def version(self, generation: str) -> int:
         return self._open(generation).version

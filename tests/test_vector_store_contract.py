@@ -5,7 +5,13 @@ Same fixtures, same expected results. Vectors are real embeddings of real PubMed
 
 from __future__ import annotations
 
+import http.client
+import json
+import threading
+import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -148,6 +154,291 @@ def test_hybrid_through_the_retriever(served, rows, embedder_resource):
     hits = retriever.search(title, k=3, mode="hybrid")
     assert rows.column("doc_key")[0].as_py() in {h.doc_key for h in hits}
     assert [h.rank for h in hits] == [1, 2, 3]
+
+
+def test_fetch_by_chunk_id(served, rows):
+    ids = rows.column("chunk_id").to_pylist()
+    want = [ids[5], ids[0], "no-such-chunk", ids[-1], ids[5], *ids[10:30]]
+    got = served.fetch("g1", want, ["chunk_id", "doc_key", "vector"], batch=7)  # 4 batches
+    assert got.column_names == ["chunk_id", "doc_key", "vector"]
+    assert got.column("chunk_id").to_pylist() == list(dict.fromkeys(c for c in want if c != "no-such-chunk"))
+    assert got.schema.field("vector").type == pa.list_(pa.float32(), DIM)
+    by_id = {r["chunk_id"]: r for r in rows.to_pylist()}
+    for r in got.to_pylist():
+        assert r["doc_key"] == by_id[r["chunk_id"]]["doc_key"]
+        np.testing.assert_allclose(r["vector"], by_id[r["chunk_id"]]["vector"], rtol=1e-6)
+    only = served.fetch("g1", ids[:3], ["doc_key"])
+    assert only.column_names == ["doc_key"] and only.column("doc_key").to_pylist() == [by_id[c]["doc_key"] for c in ids[:3]]
+    assert served.fetch("g1", ids[:2]).column_names == chunk_schema(DIM).names
+    assert served.fetch("g1", [], ["chunk_id"]).num_rows == 0
+
+
+def test_sample(served, rows):
+    all_ids = set(rows.column("chunk_id").to_pylist())
+    a = served.sample("g1", 10, ["chunk_id", "vector"], seed=1)
+    assert a.column_names == ["chunk_id", "vector"] and a.schema.field("vector").type == pa.list_(pa.float32(), DIM)
+    ids = a.column("chunk_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 10 and set(ids) <= all_ids
+    by_id = {r["chunk_id"]: r["vector"] for r in rows.select(["chunk_id", "vector"]).to_pylist()}
+    for r in a.to_pylist():
+        np.testing.assert_allclose(r["vector"], by_id[r["chunk_id"]], rtol=1e-6)
+    assert set(served.sample("g1", 10, ["chunk_id"], seed=1).column("chunk_id").to_pylist()) == set(ids)  # same seed, same rows
+    samples = {frozenset(served.sample("g1", 10, ["chunk_id"], seed=s).column("chunk_id").to_pylist()) for s in range(2, 6)}
+    assert len(samples) > 1  # other seeds, other rows
+    whole = served.sample("g1", rows.num_rows + 50, ["chunk_id"]).column("chunk_id").to_pylist()
+    assert sorted(whole) == sorted(all_ids)  # n beyond the rows: every row once
+    assert served.sample("g1", 0, ["chunk_id"]).num_rows == 0
+    assert served.sample("g1", 3).column_names == chunk_schema(DIM).names
+
+
+def test_prune_generations(store, rows):
+    for g in ("g1", "g2", "g3", "g4"):
+        store.create_generation(g, DIM)
+        time.sleep(0.02)
+    store.upsert("g1", rows.slice(0, 3))
+    store.promote("g1")  # the oldest serves
+    created = store.generation_created()
+    assert sorted(created, key=created.get) == ["g1", "g2", "g3", "g4"]
+    assert store.prune_generations(keep=1, protect={"g2"}) == ["g3"]
+    assert store.generations() == ["g1", "g2", "g4"]
+    assert store.prune_generations(keep=1, protect=set()) == ["g2"]
+    assert store.prune_generations(keep=0, protect={"g4"}) == []
+    assert store.prune_generations(keep=0, protect=set()) == ["g4"]
+    assert store.generations() == ["g1"] and store.serving_generation() == "g1" and store.count() == 3
+    assert store.prune_generations(keep=0, protect=set()) == []  # never the serving one
+    with pytest.raises(ValueError):
+        store.prune_generations(keep=-1, protect=set())
+
+
+def _index_settings(store, generation: str) -> dict:
+    return next(iter(store.client().indices.get_settings(index=store.table_name(generation)).values()))["settings"]["index"]
+
+
+def test_bulk_load_restores_settings_even_after_a_failure(store, rows, monkeypatch):
+    opensearch = not isinstance(store, LanceDBVectorStore)
+    if opensearch:
+        # as on a cluster of 2+ data nodes (the local node alone caps replicas at 0), so "restored" is visible
+        monkeypatch.setattr(type(store), "effective_replicas", lambda self: 1)
+
+    def settings():
+        idx = _index_settings(store, "g1")
+        return idx["refresh_interval"], idx["number_of_replicas"]
+
+    store.create_generation("g1", DIM)
+    if opensearch:
+        assert settings() == ("1s", "1")
+    with store.bulk_load("g1"):
+        assert store.upsert("g1", rows.slice(0, 10)) == 10
+        if opensearch:
+            assert settings() == ("-1", "0")
+            with store.bulk_load("g1"):  # nested: the outer one restores
+                pass
+            assert settings() == ("-1", "0")
+    assert store.count("g1") == 10  # refreshed on exit
+    if opensearch:
+        assert settings() == ("1s", "1")
+    with pytest.raises(RuntimeError, match="load failed"):
+        with store.bulk_load("g1"):
+            store.upsert("g1", rows.slice(10, 10))
+            if opensearch:
+                assert settings() == ("-1", "0")
+            raise RuntimeError("load failed")
+    if opensearch:
+        assert settings() == ("1s", "1")
+    assert store.count("g1") == 20  # what was written before the failure is there, and visible
+
+
+def test_shard_count_from_expected_rows():
+    from resources.opensearch_store import GB, estimate_row_bytes, shard_count
+
+    row = estimate_row_bytes(DIM)
+    assert row > DIM * 4 * 2 + 1000  # the vector (doc values + _source) and the text
+    assert shard_count(0, DIM) == shard_count(1, DIM) == shard_count(100_000, DIM) == 1
+    assert shard_count(10_000_000, DIM) == 4  # ~85 GB / 20 GB
+    assert shard_count(10**10, DIM) == 32 and shard_count(10**10, DIM, max_shards=8) == 8  # capped
+    assert shard_count(10**10, DIM, max_shards=0) == 1
+    for n in (3_000_000, 40_000_000, 300_000_000):
+        shards = shard_count(n, DIM, max_shards=10_000)
+        assert 10 * GB <= n * row / shards <= 20 * GB or shards == 1  # every shard within the 10-30 GB band
+    assert shard_count(10_000_000, 1536) > shard_count(10_000_000, DIM)  # bigger vectors, more shards
+
+
+def test_expected_rows_sizes_the_generation(store, rows):
+    from resources.opensearch_store import shard_count
+
+    store.create_generation("big", DIM, expected_rows=10_000_000)
+    store.create_generation("small", DIM)
+    if not isinstance(store, LanceDBVectorStore):
+        big, small = _index_settings(store, "big"), _index_settings(store, "small")
+        assert int(big["number_of_shards"]) == shard_count(10_000_000, DIM) > 1
+        assert int(small["number_of_shards"]) == 1
+        # replicas = min(configured 1, data nodes - 1): 0 on the single local node, which stays green
+        nodes = int(store.client().cluster.health()["number_of_data_nodes"])
+        assert big["number_of_replicas"] == small["number_of_replicas"] == str(min(1, nodes - 1))
+        health = store.client().cluster.health(index=store.table_name("big"), wait_for_status="green")
+        assert health["status"] == "green"
+    assert store.upsert("big", rows) == rows.num_rows
+    assert store.count("big") == rows.num_rows and store.ids("big") == set(rows.column("chunk_id").to_pylist())
+    ids = rows.column("chunk_id").to_pylist()
+    assert store.fetch("big", ids[::-1], ["chunk_id"]).column("chunk_id").to_pylist() == ids[::-1]  # across shards
+    assert sorted(store.sample("big", 1000, ["chunk_id"]).column("chunk_id").to_pylist()) == sorted(ids)
+
+
+# ---------------------------------------------------------------- 429s from a real node, through a loopback proxy
+
+class RejectingProxy:
+    """A loopback HTTP proxy in front of an OpenSearch node that rejects bulk writes like a saturated cluster.
+
+    The first ``reject_requests`` ``_bulk`` requests are answered 429 whole; in the next ``reject_item_requests``
+    every ``every``-th item (from the first) is not forwarded and is answered 429 in the bulk response, the rest
+    pass through. Everything else passes through. At most ``max_threads`` requests are handled at once."""
+
+    def __init__(self, upstream: str, max_threads: int = 8):
+        self.upstream = urlsplit(upstream)
+        self.lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(max_threads)
+        self.reset()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = 60
+
+            def log_message(self, *args):
+                pass
+
+            def handle_one(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else b""
+                with proxy.slots:
+                    status, ctype, data = proxy.answer(self.command, self.path, dict(self.headers), body)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = handle_one
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reset(self, reject_requests: int = 0, reject_item_requests: int = 0, every: int = 5) -> None:
+        with self.lock:
+            self.reject_requests, self.reject_item_requests, self.every = reject_requests, reject_item_requests, every
+            self.bulk_requests = self.rejected_requests = self.rejected_items = 0
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+    def forward(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, str, bytes]:
+        conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
+        try:
+            keep = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection", "content-length", "accept-encoding", "transfer-encoding")}
+            conn.request(method, path, body=body or None, headers=keep)
+            resp = conn.getresponse()
+            return resp.status, resp.getheader("Content-Type", "application/json"), resp.read()
+        finally:
+            conn.close()
+
+    def answer(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, str, bytes]:
+        if method in ("POST", "PUT") and urlsplit(path).path.endswith("/_bulk"):
+            with self.lock:
+                self.bulk_requests += 1
+                k = self.bulk_requests
+                whole = k <= self.reject_requests
+                items = not whole and k <= self.reject_requests + self.reject_item_requests
+                self.rejected_requests += whole
+            if whole:
+                err = {"error": {"type": "rejected_execution_exception", "reason": "rejected execution (test proxy)"}, "status": 429}
+                return 429, "application/json", json.dumps(err).encode()
+            if items:
+                return self.reject_some_items(path, headers, body)
+        return self.forward(method, path, headers, body)
+
+    def reject_some_items(self, path: str, headers: dict, body: bytes) -> tuple[int, str, bytes]:
+        lines = [ln for ln in body.split(b"\n") if ln.strip()]
+        items, i = [], 0
+        while i < len(lines):
+            action = json.loads(lines[i])
+            has_source = next(iter(action)) != "delete"
+            items.append((action, lines[i : i + 1 + has_source]))
+            i += 1 + has_source
+        rejected = [j % self.every == 0 for j in range(len(items))]
+        kept = [ln for (_, item_lines), r in zip(items, rejected) if not r for ln in item_lines]
+        upstream_items = []
+        if kept:
+            status, ctype, data = self.forward("POST", path, headers, b"\n".join(kept) + b"\n")
+            assert status == 200, data[:500]
+            upstream_items = json.loads(data)["items"]
+        merged, it = [], iter(upstream_items)
+        for (action, _), r in zip(items, rejected):
+            if r:
+                (op, meta), = action.items()
+                merged.append({op: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": 429,
+                                    "error": {"type": "rejected_execution_exception", "reason": "rejected execution (test proxy)"}}})
+            else:
+                merged.append(next(it))
+        with self.lock:
+            self.rejected_items += sum(rejected)
+        return 200, "application/json", json.dumps({"took": 1, "errors": True, "items": merged}).encode()
+
+
+def _many(rows: pa.Table, n: int) -> pa.Table:
+    """``n`` rows: the real rows repeated under new chunk ids."""
+    t = pa.concat_tables([rows] * (-(-n // rows.num_rows))).slice(0, n)
+    ids = [f"{c}-x{i}" for i, c in enumerate(t.column("chunk_id").to_pylist())]
+    return t.set_column(0, "chunk_id", pa.array(ids, pa.string()))
+
+
+def test_bulk_retries_429_from_a_real_node(opensearch_url, rows):
+    from resources.opensearch_store import BulkRejected, OpenSearchVectorStore
+
+    proxy = RejectingProxy(opensearch_url)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    fast = dict(index_prefix=prefix, bulk_chunk_size=40, thread_count=2, initial_backoff_s=0.01, max_backoff_s=0.05)
+    store = OpenSearchVectorStore(hosts=proxy.url, **fast)
+    try:
+        many = _many(rows, 300)
+        ids = many.column("chunk_id").to_pylist()
+        store.create_generation("g", DIM, expected_rows=many.num_rows)
+        proxy.reset(reject_requests=2, reject_item_requests=3, every=7)
+        with store.bulk_load("g"):
+            assert store.upsert("g", many) == 300
+        stats = store.last_bulk_stats()
+        assert proxy.rejected_requests == stats["retried_requests"] == 2
+        assert proxy.rejected_items == stats["retried_items"] > 0
+        assert stats["retries"] >= 3 and stats["ok"] == 300
+        assert store.count("g") == 300 and store.ids("g") == set(ids)  # exact count, no duplicates
+
+        proxy.reset(reject_requests=1, reject_item_requests=2, every=3)
+        assert store.delete("g", ids[:100]) == 100
+        stats = store.last_bulk_stats()
+        assert proxy.rejected_requests == stats["retried_requests"] == 1 and proxy.rejected_items == stats["retried_items"] > 0
+        assert store.count("g") == 200 and store.ids("g") == set(ids[100:])
+
+        proxy.reset()  # other item errors are not retried: they raise with the first error
+        bad = pa.Table.from_pylist([{**many.slice(0, 1).to_pylist()[0], "chunk_id": "bad", "vector": [0.1, 0.2, 0.3]}],
+                                   schema=chunk_schema(3))
+        with pytest.raises(RuntimeError, match="_id 'bad' \\(status 400\\)"):
+            store.upsert("g", bad)
+        assert proxy.bulk_requests == 1
+
+        proxy.reset(reject_requests=10**6)  # a cluster that never recovers: give up after max_retries
+        stubborn = OpenSearchVectorStore(hosts=proxy.url, **{**fast, "max_retries": 2})
+        with pytest.raises(BulkRejected):
+            stubborn.upsert("g", many.slice(0, 5))
+        assert proxy.rejected_requests == 3
+        assert store.count("g") == 200
+    finally:
+        store.client().indices.delete(index=f"{prefix}__*", ignore_unavailable=True)
+        proxy.close()
 
 
 def test_same_results_on_every_store(rows, tmp_path, request):
