@@ -33,6 +33,9 @@ public final class OpenSearchNode {
         }));
         runner.onBuild((number, settings) -> {
             settings.put("network.host", "127.0.0.1");
+            // Another node on this machine (a second home, a test session) must not bind our transport port or
+            // join our cluster: any free port of the range, and a cluster name of our own.
+            settings.put("transport.port", "19300-19999");
             settings.put("http.cors.enabled", false);
             settings.put("action.auto_create_index", false);
             settings.put("knn.memory.circuit_breaker.limit", "30%");
@@ -40,7 +43,7 @@ public final class OpenSearchNode {
                 .basePath(basePath)
                 .numOfNode(1)
                 .baseHttpPort(httpPort - 1)
-                .clusterName("agentic-local")
+                .clusterName("agentic-local-" + httpPort)
                 .disableESLogger()
                 .printOnFailure()
                 .pluginTypes("org.opensearch.knn.plugin.KNNPlugin"));
