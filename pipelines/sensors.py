@@ -12,7 +12,6 @@ import json
 
 import dagster as dg
 
-from core.sensing import ChangeCursor, detect_changes
 from pipelines.jobs import evaluation_job, knowledge_job
 from resources.document_store import DocumentStoreResource
 
@@ -21,27 +20,33 @@ from resources.document_store import DocumentStoreResource
     job=knowledge_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Lists the document store; new, modified (ETag) or deleted objects request one knowledge_job run. "
-    "The cursor keeps a watermark with an overlap window, so objects sharing a timestamp are not skipped; "
-    "the run key is a hash of the changed keys and ETags, so a re-seen object is not processed twice.",
+    description="Polls the document store for changes: S3 event notifications from SQS when the store has a queue "
+    "(a tick reads only the new events, whatever the bucket's size), otherwise a listing with a watermark cursor and "
+    "an overlap window. New, modified (ETag) or deleted objects request one knowledge_job run; the run key is a hash "
+    "of the change set, so a re-seen change is not processed twice. Queue messages are deleted only once the run "
+    "request is built.",
 )
 def new_documents_sensor(context: dg.SensorEvaluationContext, document_store: DocumentStoreResource) -> dg.SensorResult:
-    cursor = ChangeCursor.from_json(context.cursor)
-    objects = document_store.list_objects()
-    changes, new_cursor = detect_changes(objects, cursor)
-    if not changes.any:
-        return dg.SensorResult(skip_reason=f"no change among {len(objects)} objects", cursor=new_cursor.to_json())
-    digest = hashlib.sha256(json.dumps(changes.signature(), sort_keys=True).encode()).hexdigest()[:24]
-    context.log.info(f"{len(changes.changed)} new/modified, {changes.deleted} deleted of {len(objects)} objects")
-    return dg.SensorResult(
+    batch, cursor = document_store.poll_changes(context.cursor)
+    seen = f"{batch.seen} objects" if batch.source == "listing" else f"{batch.seen} messages"
+    if not batch.any:
+        batch.ack()  # test events, other prefixes: nothing to run, nothing to keep
+        return dg.SensorResult(skip_reason=f"no change among {seen}", cursor=cursor)
+    digest = hashlib.sha256(json.dumps(batch.signature(), sort_keys=True).encode()).hexdigest()[:24]
+    context.log.info(f"{len(batch.changed)} new/modified, {batch.deleted_count} deleted ({seen})")
+    result = dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=f"docs-{digest}",
-                tags={"agentic/trigger": "new_documents_sensor", "agentic/changed": str(len(changes.changed)), "agentic/deleted": str(changes.deleted)},
+                tags={"agentic/trigger": "new_documents_sensor", "agentic/changed": str(len(batch.changed)), "agentic/deleted": str(batch.deleted_count)},
             )
         ],
-        cursor=new_cursor.to_json(),
+        cursor=cursor,
     )
+    # Only now are the messages deleted: had anything above raised, they would come back after the visibility timeout.
+    if left := batch.ack():
+        context.log.warning(f"{left} messages not deleted; they come back and request a (redundant) run")
+    return result
 
 
 def _reembedded(instance: dg.DagsterInstance, run_id: str) -> dict | None:

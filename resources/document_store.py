@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import dagster as dg
+
+from core.sensing import ChangeBatch, changes_from_s3_events, listing_changes
 
 
 @dataclass(frozen=True)
@@ -28,8 +32,12 @@ def validate_key(key: str) -> str:
 class DocumentStoreResource(dg.ConfigurableResource):
     """Objects by key, like a bucket: ``list_objects``, ``get``, ``exists``, ``put``, ``delete``."""
 
-    def list_objects(self, prefix: str | None = None) -> list[ObjectInfo]:
+    def iter_objects(self, prefix: str | None = None) -> Iterator[ObjectInfo]:
+        """Objects one at a time, in no promised order: memory stays flat however large the store."""
         raise NotImplementedError
+
+    def list_objects(self, prefix: str | None = None) -> list[ObjectInfo]:
+        return sorted(self.iter_objects(prefix), key=lambda o: o.key)
 
     def get(self, key: str) -> bytes:
         raise NotImplementedError
@@ -43,6 +51,13 @@ class DocumentStoreResource(dg.ConfigurableResource):
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
+    def poll_changes(self, cursor: str | None, max_messages: int = 1000) -> tuple[ChangeBatch, str]:
+        """What changed since ``cursor`` (a string from the previous call, None at first) and the next cursor.
+        This default lists the store (``core.sensing.detect_changes``, bounded cursor); a store fed by events
+        (``S3DocumentStore`` with ``queue_url``) reads at most ``max_messages`` of them instead. Call
+        ``ChangeBatch.ack()`` once the changes are safely handed on (the run request is built)."""
+        return listing_changes(self.iter_objects(), cursor)
+
 
 class LocalDocumentStore(DocumentStoreResource):
     """A folder whose relative paths are object keys (``pubmed/123.xml``), like an S3 bucket."""
@@ -53,12 +68,11 @@ class LocalDocumentStore(DocumentStoreResource):
     def _path(self, key: str) -> Path:
         return Path(self.root) / validate_key(key)
 
-    def list_objects(self, prefix: str | None = None) -> list[ObjectInfo]:
+    def iter_objects(self, prefix: str | None = None) -> Iterator[ObjectInfo]:
         prefix = self.prefix if prefix is None else prefix
         root = Path(self.root)
         if not root.exists():
-            return []
-        out: list[ObjectInfo] = []
+            return
         for dirpath, _dirs, files in os.walk(root):
             for name in files:
                 if name.startswith(".tmp-"):
@@ -68,9 +82,7 @@ class LocalDocumentStore(DocumentStoreResource):
                 if not key.startswith(prefix):
                     continue
                 st = full.stat()
-                out.append(ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime))
-        out.sort(key=lambda o: o.key)
-        return out
+                yield ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime)
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -90,6 +102,9 @@ class LocalDocumentStore(DocumentStoreResource):
         self._path(key).unlink(missing_ok=True)
 
 
+NOTIFICATION_ID = "agentic-documents"
+
+
 class S3DocumentStore(DocumentStoreResource):
     """The same interface over an S3 bucket/prefix (the eks profile; moto server in tests)."""
 
@@ -97,20 +112,26 @@ class S3DocumentStore(DocumentStoreResource):
     prefix: str = ""
     region_name: str = "us-east-1"
     endpoint_url: str = ""  # moto or a VPC endpoint; empty = AWS
+    # SQS queue receiving the bucket's event notifications (``ensure_notifications``); empty = list the bucket
+    queue_url: str = ""
+    queue_wait_s: int = 1  # long poll of a tick's first receive (0 = short poll, as in tests)
+    queue_visibility_s: int = 300  # received, unacked messages come back after this long
 
     def _client(self):
         import boto3
 
         return boto3.client("s3", region_name=self.region_name, endpoint_url=self.endpoint_url or None)
 
-    def list_objects(self, prefix: str | None = None) -> list[ObjectInfo]:
+    def _sqs(self):
+        import boto3
+
+        return boto3.client("sqs", region_name=self.region_name, endpoint_url=self.endpoint_url or None)
+
+    def iter_objects(self, prefix: str | None = None) -> Iterator[ObjectInfo]:
         prefix = self.prefix if prefix is None else prefix
-        out: list[ObjectInfo] = []
         for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for o in page.get("Contents", []):
-                out.append(ObjectInfo(o["Key"], int(o["Size"]), o["ETag"].strip('"'), o["LastModified"].timestamp()))
-        out.sort(key=lambda o: o.key)
-        return out
+                yield ObjectInfo(o["Key"], int(o["Size"]), o["ETag"].strip('"'), o["LastModified"].timestamp())
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import ClientError
@@ -136,3 +157,62 @@ class S3DocumentStore(DocumentStoreResource):
 
     def delete(self, key: str) -> None:
         self._client().delete_object(Bucket=self.bucket, Key=validate_key(key))
+
+    def poll_changes(self, cursor: str | None, max_messages: int = 1000) -> tuple[ChangeBatch, str]:
+        """Without ``queue_url``: the listing (every tick lists the whole prefix). With it: up to ``max_messages``
+        S3 event notifications from SQS (receives of 10), folded into one batch; the cursor stays a constant few
+        bytes because the queue holds the state. The messages are deleted by ``ack()``, never here."""
+        if not self.queue_url:
+            return super().poll_changes(cursor, max_messages)
+        sqs = self._sqs()
+        bodies: list[str] = []
+        receipts: list[str] = []
+        while len(bodies) < max_messages:
+            got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, max_messages - len(bodies)),
+                                      WaitTimeSeconds=self.queue_wait_s if not bodies else 0,
+                                      VisibilityTimeout=self.queue_visibility_s).get("Messages", [])
+            if not got:
+                break
+            bodies += [m["Body"] for m in got]
+            receipts += [m["ReceiptHandle"] for m in got]
+        batch = changes_from_s3_events(bodies, self.bucket, self.prefix)
+        batch.receipts, batch.acker = receipts, lambda handles: self._delete_messages(handles, sqs)
+        return batch, json.dumps({"source": "sqs"})
+
+    def _delete_messages(self, receipts: list[str], sqs=None) -> int:
+        """Deletes messages by receipt handle, 10 per call; returns how many could not be deleted (they come back)."""
+        sqs, failed = sqs or self._sqs(), 0
+        for i in range(0, len(receipts), 10):
+            entries = [{"Id": str(j), "ReceiptHandle": r} for j, r in enumerate(receipts[i : i + 10])]
+            try:
+                failed += len(sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", []))
+            except Exception:  # noqa: BLE001 - best effort: undeleted messages are redelivered, never lost
+                failed += len(entries)
+        return failed
+
+    def ensure_notifications(self, queue_name: str = "") -> str:
+        """Idempotently wires the bucket to an SQS queue and returns the queue URL (for ``queue_url``): creates the
+        queue if needed (``queue_url``, else ``queue_name``, else ``<bucket>-documents``), lets only this bucket send
+        to it (queue policy: s3.amazonaws.com, aws:SourceArn = the bucket, aws:SourceAccount = the queue's
+        account), and sets the bucket notification ``agentic-documents`` (s3:ObjectCreated:* and
+        s3:ObjectRemoved:*, filtered to ``prefix``), keeping the bucket's other notifications. S3 then sends one
+        ``s3:TestEvent`` message, which ``poll_changes`` ignores."""
+        sqs, s3 = self._sqs(), self._client()
+        url = self.queue_url or sqs.create_queue(QueueName=queue_name or f"{self.bucket}-documents", Attributes={
+            "VisibilityTimeout": str(self.queue_visibility_s), "MessageRetentionPeriod": str(14 * 24 * 3600),
+            "SqsManagedSseEnabled": "true"})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        partition, account = arn.split(":")[1], arn.split(":")[4]
+        bucket_arn = f"arn:{partition}:s3:::{self.bucket}"
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Sid": "BucketNotifications", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Resource": arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": bucket_arn}, "StringEquals": {"aws:SourceAccount": account}}}]}
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+        config = {k: v for k, v in s3.get_bucket_notification_configuration(Bucket=self.bucket).items() if k != "ResponseMetadata"}
+        queues = [q for q in config.get("QueueConfigurations", []) if q.get("Id") != NOTIFICATION_ID]
+        ours: dict = {"Id": NOTIFICATION_ID, "QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+        if self.prefix:
+            ours["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": self.prefix}]}}
+        s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration={**config, "QueueConfigurations": [*queues, ours]})
+        return url
