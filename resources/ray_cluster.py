@@ -1,9 +1,14 @@
-"""Ray: a local Ray cluster on the local profile, the KubeRay cluster (Ray Client/GCS address) on EKS."""
+"""Ray: a local Ray cluster per AGENTIC_HOME on the local profile, the KubeRay cluster (GCS address) on EKS.
+
+Bulk data work goes through ``resources.ray_jobs`` (Ray Jobs API on EKS, in-process driver locally).
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 import warnings
+from pathlib import Path
 
 import dagster as dg
 
@@ -23,12 +28,37 @@ def apply_ray_env_defaults() -> None:
 
 
 class RayResource(dg.ConfigurableResource):
-    """Connects to ``address`` when given (a running head, ``ray start`` or KubeRay), else starts a local cluster."""
+    """One Ray cluster per AGENTIC_HOME: ``address`` when given, else this home's ``agentic up`` head, else a new one.
+
+    * ``address`` set (``AGENTIC_RAY_ADDRESS``; KubeRay on eks): connect to exactly that cluster.
+    * else ``address_file`` (the file ``agentic up`` writes with its head's GCS address, under this home) names a
+      head that answers: connect to it, so the same home's commands share the head ``agentic up`` left running.
+    * else start a new local cluster owned by this process (``ray.init(address="local")``). Never a bare
+      ``ray.init()``: that joins whatever cluster ``RAY_ADDRESS`` or ``<tmp>/ray/ray_current_cluster`` points at,
+      i.e. another home's ``agentic up`` head, and then fails on ``num_cpus`` ("When connecting to an existing
+      cluster, num_cpus and num_gpus must not be provided").
+
+    If this process already has Ray initialized (a test session, a Ray job driver), that connection is used as is.
+    """
 
     address: str = ""
+    address_file: str = ""  # local profile: AGENTIC_HOME/serving/run/ray.address, written by `agentic up`
     num_cpus: int = 0  # local cluster only; 0 = all cores
     object_store_mb: int = 1024  # local cluster only
     namespace: str = "agentic"
+
+    def resolved_address(self) -> str:
+        """The GCS address to connect to, or "" when this process should start its own local cluster."""
+        if self.address:
+            return self.address
+        if self.address_file:
+            try:
+                recorded = Path(self.address_file).read_text().strip()
+            except OSError:
+                return ""
+            if recorded and _gcs_answers(recorded):
+                return recorded
+        return ""
 
     def ensure(self) -> None:
         apply_ray_env_defaults()
@@ -39,10 +69,12 @@ class RayResource(dg.ConfigurableResource):
 
         if ray.is_initialized():
             return
-        if self.address:
-            ray.init(address=self.address, namespace=self.namespace, log_to_driver=False)
+        address = self.resolved_address()
+        if address:
+            ray.init(address=address, namespace=self.namespace, log_to_driver=False)
         else:
             ray.init(
+                address="local",  # a new cluster of our own, whatever RAY_ADDRESS or ray_current_cluster say
                 num_cpus=self.num_cpus or os.cpu_count(),
                 object_store_memory=self.object_store_mb * 1024 * 1024,
                 include_dashboard=False,
@@ -55,6 +87,16 @@ class RayResource(dg.ConfigurableResource):
 
         self.ensure()
         return int(ray.cluster_resources().get("CPU", 1))
+
+
+def _gcs_answers(address: str, timeout_s: float = 1.0) -> bool:
+    """Whether something listens on ``host:port`` (a stale address file after a crash or reboot does not)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 class EmbedBatch:

@@ -1,0 +1,301 @@
+"""Ray job runners (resources.ray_jobs) and one Ray cluster per AGENTIC_HOME (resources.ray_cluster).
+
+A real Ray head with the dashboard (the Jobs API) is started here with ``ray start`` on loopback ports, its
+temp dir under a private /tmp directory, and stopped by killing exactly the processes of that temp dir (never
+``ray stop``, which stops every Ray on the machine). It also plays "another home's ``agentic up`` head".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from resources.ray_cluster import RayResource
+from resources.ray_jobs import (
+    RESULT_MARKER,
+    LocalRayJobRunner,
+    RayJobError,
+    RayJobsApiRunner,
+    decode_payload,
+    encode_payload,
+    parse_result,
+)
+from tests.helpers import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+TARGETS = "tests.ray_job_targets"
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def _proc_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line), from /proc (psutil is not installed)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        table[int(entry)] = (ppid, cmdline)
+    return table
+
+
+def _our_pids(marker: str) -> set[int]:
+    """Processes whose command line names ``marker`` (our private temp dir), and all their descendants."""
+    table = _proc_table()
+    ours = {pid for pid, (_, cmd) in table.items() if marker in cmd}
+    grew = True
+    while grew:
+        children = {pid for pid, (ppid, _) in table.items() if ppid in ours} - ours
+        ours |= children
+        grew = bool(children)
+    ours.discard(os.getpid())
+    return ours
+
+
+def _kill_ours(marker: str) -> None:
+    """SIGTERM, three seconds' grace, then SIGKILL: only the processes of our own temp dir."""
+    import signal
+
+    pids = _our_pids(marker)
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + grace
+        while pids and time.time() < deadline:
+            pids = {pid for pid in pids if _alive(pid)}
+            time.sleep(0.1)
+        if not pids:
+            return
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """``ray start --head`` with the dashboard, every port a free loopback one; also 'another home's head'."""
+    root = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths live under it
+    temp_dir = f"{root}/ray"
+    gcs_port, dash_port = free_port(), free_port()
+    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
+           "--num-cpus=1", "--object-store-memory=100000000", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+           f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+           f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+           f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+           f"--metrics-export-port={free_port()}"]
+    # The job entrypoint runs `python` from the head's PATH: this venv's.
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
+    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            pytest.fail(f"ray start failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        dashboard = f"http://127.0.0.1:{dash_port}"
+        dashboard_error = _wait_for_dashboard(dashboard, temp_dir)
+        yield {"gcs": f"127.0.0.1:{gcs_port}", "dashboard": dashboard, "dashboard_error": dashboard_error,
+               "root": root, "temp_dir": temp_dir}
+    finally:
+        _kill_ours(root + "/")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_dashboard(url: str, temp_dir: str, timeout_s: float = 60) -> str:
+    """"" once the Jobs API answers, else why not (with the dashboard's log tail)."""
+    import httpx
+
+    deadline = time.time() + timeout_s
+    last = ""
+    while time.time() < deadline:
+        try:
+            r = httpx.get(f"{url}/api/jobs/", timeout=2)
+            if r.status_code == 200:
+                return ""
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    logs = sorted(Path(temp_dir).glob("session_*/logs/dashboard.*"))
+    tail = logs[-1].read_text(errors="replace")[-1500:] if logs else "(no dashboard log)"
+    return f"Ray dashboard did not answer on {url} in {timeout_s}s ({last}); dashboard log tail:\n{tail}"
+
+
+# ---------------------------------------------------------------- pure parts (no Ray)
+
+
+def test_payload_and_result_protocol():
+    payload = {"uris": ["s3://b/k1"], "n": 3, "nested": {"ü": 1.5}}
+    assert decode_payload(encode_payload(payload)) == payload
+    assert all(c.isalnum() or c in "-_=" for c in encode_payload(payload))  # shell-safe as it is
+    with pytest.raises(ValueError, match="pass URIs"):
+        encode_payload({"blob": "x" * 100_000})
+    logs = (f"noise\n{RESULT_MARKER} {{\"a\": 1}}\n(pid=1) worker line\n"
+            f"{RESULT_MARKER} {{\"a\": 2, \"b\": [1]}}trailing\nbye\n")
+    assert parse_result(logs) == {"a": 2, "b": [1]}
+    assert parse_result("no result here") is None
+
+    params = RayJobsApiRunner(address="http://127.0.0.1:1").submit_params(f"{TARGETS}:square_sum", {"n": 2}, {"K": "v"})
+    assert params["entrypoint"].startswith(f"python -m resources.ray_jobs {TARGETS}:square_sum ")
+    assert params["runtime_env"] == {"env_vars": {"K": "v"}}  # no working_dir unless configured
+    assert params["metadata"]["target"] == f"{TARGETS}:square_sum"
+    again = RayJobsApiRunner(address="http://127.0.0.1:1").submit_params(f"{TARGETS}:square_sum", {"n": 2})
+    assert params["submission_id"] != again["submission_id"] and again["runtime_env"] is None
+    wd = RayJobsApiRunner(address="http://x", working_dir="/app").submit_params(f"{TARGETS}:fail", {})
+    assert wd["runtime_env"] == {"working_dir": "/app"}
+    with pytest.raises(ValueError, match="package.module:function"):
+        RayJobsApiRunner(address="http://x").submit_params("rm -rf /; x:y", {})
+
+
+def test_profiles_register_ray_jobs(tmp_path):
+    from pipelines.profiles import build_resources
+    from pipelines.settings import load_settings
+
+    local = build_resources(load_settings({"AGENTIC_HOME": str(tmp_path)}))
+    assert isinstance(local["ray_jobs"], LocalRayJobRunner)
+    assert local["ray_jobs"].ray_cluster.address_file == str(tmp_path / "serving" / "run" / "ray.address")
+    eks = build_resources(load_settings({"AGENTIC_PROFILE": "eks", "AGENTIC_HOME": str(tmp_path)}))
+    assert isinstance(eks["ray_jobs"], RayJobsApiRunner)
+    assert eks["ray_jobs"].address.env_var_name == "AGENTIC_RAY_JOBS_ADDRESS"
+
+
+def test_stale_address_file_means_a_cluster_of_our_own(tmp_path):
+    addr = tmp_path / "ray.address"
+    assert RayResource(address_file=str(addr)).resolved_address() == ""  # no `agentic up` in this home
+    addr.write_text(f"127.0.0.1:{free_port()}")  # a head that crashed: nothing listens there
+    assert RayResource(address_file=str(addr)).resolved_address() == ""
+    assert RayResource(address="10.0.0.1:6379", address_file=str(addr)).resolved_address() == "10.0.0.1:6379"
+
+
+# ---------------------------------------------------------------- LocalRayJobRunner on the session's Ray
+
+
+@pytest.mark.timeout(120)
+def test_local_runner_runs_target_on_the_session_cluster(ray_address):
+    import ray
+
+    runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address))
+    os.environ.pop("AGENTIC_TEST_JOB_ENV", None)
+    result = runner.run(f"{TARGETS}:square_sum", {"n": 4, "env_name": "AGENTIC_TEST_JOB_ENV"},
+                        env={"AGENTIC_TEST_JOB_ENV": "local-value"}, timeout_s=60)
+    assert result["sum"] == 0 + 1 + 4 + 9
+    assert result["env_in_driver"] == "local-value" and result["env_in_tasks"] == ["local-value"]
+    assert result["gcs_address"] == ray.get_runtime_context().gcs_address == ray_address
+    assert "AGENTIC_TEST_JOB_ENV" not in os.environ  # set for the call only
+    with pytest.raises(ValueError, match="failed on purpose: local"):
+        runner.run(f"{TARGETS}:fail", {"why": "local"})
+    with pytest.raises(TypeError, match="must return a dict"):
+        runner.run(f"{TARGETS}:not_a_dict", {})
+    with pytest.raises(TimeoutError, match="did not finish within 0.3s"):
+        runner.run(f"{TARGETS}:sleep", {"s": 1}, timeout_s=0.3)
+
+
+# ---------------------------------------------------------------- RayJobsApiRunner on a real head (Jobs API)
+
+
+@pytest.mark.timeout(240)
+def test_jobs_api_runner_result_and_failure(ray_head):
+    if ray_head["dashboard_error"]:
+        pytest.skip(ray_head["dashboard_error"])
+    runner = RayJobsApiRunner(address=ray_head["dashboard"], poll_interval_s=0.5)
+    env = {"PYTHONPATH": str(REPO), "AGENTIC_TEST_JOB_ENV": "api-value"}
+    result = runner.run(f"{TARGETS}:square_sum", {"n": 4, "env_name": "AGENTIC_TEST_JOB_ENV"}, env=env, timeout_s=120)
+    assert result["sum"] == 0 + 1 + 4 + 9
+    # job-level runtime_env: the driver and every task see the variables without the target passing them on
+    assert result["env_in_driver"] == "api-value" and result["env_in_tasks"] == ["api-value"]
+    assert _port(result["gcs_address"]) == _port(ray_head["gcs"])  # Ray reports 127.0.0.1 as the node's IP
+
+    with pytest.raises(RayJobError, match="failed on purpose: remote") as err:
+        runner.run(f"{TARGETS}:fail", {"why": "remote"}, env=env, timeout_s=120)
+    assert err.value.status == "FAILED" and "Traceback" in err.value.logs_tail
+    assert err.value.submission_id.startswith("agentic-tests-ray-job-targets-fail-")
+
+    with pytest.raises(TimeoutError, match="was stopped") as slow:
+        runner.run(f"{TARGETS}:sleep", {"s": 120}, env=env, timeout_s=1)
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    job_id = str(slow.value).split()[2]
+    client, deadline = JobSubmissionClient(ray_head["dashboard"]), time.time() + 30
+    while client.get_job_status(job_id) != JobStatus.STOPPED and time.time() < deadline:
+        time.sleep(0.5)
+    assert client.get_job_status(job_id) == JobStatus.STOPPED
+
+
+# ---------------------------------------------------------------- one Ray per AGENTIC_HOME
+
+_OTHER_HOME_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    from ray._private.services import canonicalize_bootstrap_address
+
+    # What a bare ray.init() would join here: the other home's head (through <RAY_TMPDIR>/ray/ray_current_cluster).
+    would_join = canonicalize_bootstrap_address(None)
+    os.environ["RAY_ADDRESS"] = would_join  # the other way a bare ray.init() picks up a running cluster
+    import ray
+    from pipelines.profiles import build_resources
+    from pipelines.settings import load_settings
+
+    settings = load_settings()
+    res = build_resources(settings)
+    ray_res = res["ray_cluster"].model_copy(update={"num_cpus": 1, "object_store_mb": 100})
+    ray_res.ensure()
+
+    @ray.remote(num_cpus=1)
+    def where():
+        return ray.get_runtime_context().get_node_id()
+
+    out = {"would_join": would_join, "home_address": ray_res.resolved_address(),
+           "gcs": ray.get_runtime_context().gcs_address, "task_node": ray.get(where.remote())}
+    ray.shutdown()
+    # The same home after `agentic up`: its address file names its head, and its commands join that head.
+    settings.ray_address_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.ray_address_file.write_text(sys.argv[1])
+    ray_res = build_resources(settings)["ray_cluster"]
+    ray_res.ensure()
+    out["same_home_gcs"] = ray.get_runtime_context().gcs_address
+    ray.shutdown()
+    print("RESULT " + json.dumps(out))
+""")
+
+
+@pytest.mark.timeout(180)
+def test_run_under_another_home_gets_its_own_ray(ray_head, tmp_path):
+    from ray.util.state import list_nodes
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
+    env.update(AGENTIC_HOME=str(tmp_path / "home"), RAY_TMPDIR=ray_head["root"], PYTHONPATH=str(REPO),
+               RAY_USAGE_STATS_ENABLED="0")
+    proc = subprocess.run([sys.executable, "-c", _OTHER_HOME_SCRIPT, ray_head["gcs"]], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=150)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, f"{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}"
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert _port(out["would_join"]) == _port(ray_head["gcs"])  # the trap is set: a bare ray.init() would have joined it
+    assert out["home_address"] == ""  # no AGENTIC_RAY_ADDRESS, no `agentic up` in this home: a cluster of its own
+    assert _port(out["gcs"]) != _port(ray_head["gcs"])
+    if not ray_head["dashboard_error"]:
+        other_nodes = {n.node_id for n in list_nodes(address=ray_head["dashboard"])}
+        assert other_nodes and out["task_node"] not in other_nodes
+    assert _port(out["same_home_gcs"]) == _port(ray_head["gcs"])  # this home's own head, found through its address file
