@@ -1,6 +1,6 @@
 """Evaluation logic as plain functions: the golden set, metrics that need no LLM, summaries and the promotion gate.
 
-The assets in ``assets/evaluation.py`` call these; nothing here talks to a model, a store or Dagster.
+The assets in ``assets/evaluation/`` call these; nothing here talks to a model, a store or Dagster.
 """
 
 from __future__ import annotations
@@ -74,8 +74,15 @@ def build_golden_set(documents: Iterable[dict], size: int = 300, min_reference_c
                    retrieval_query=title, title=title)
         for order, key, title, reference in candidates[:size]
     ]
-    digest = hashlib.sha256(json.dumps([i.as_row() for i in items], sort_keys=True).encode()).hexdigest()[:12]
-    return items, f"{GOLDEN_SET_VERSION}-{len(items)}-{digest}"
+    return merge_golden(items, size)
+
+
+def merge_golden(items: Iterable[GoldenItem], size: int = 300) -> tuple[list[GoldenItem], str]:
+    """The golden set from per-shard selections (each ``build_golden_set`` of one shard): the ``size`` items first in
+    the stable hash order, the same set a single pass over the whole corpus selects. Returns (items, version)."""
+    chosen = sorted(items, key=lambda i: i.id)[:size]
+    digest = hashlib.sha256(json.dumps([i.as_row() for i in chosen], sort_keys=True).encode()).hexdigest()[:12]
+    return chosen, f"{GOLDEN_SET_VERSION}-{len(chosen)}-{digest}"
 
 
 def unique_in_order(values: Iterable[str]) -> list[str]:

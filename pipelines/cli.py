@@ -169,11 +169,12 @@ def cmd_eval(args, settings: Settings) -> int:
     for line in _summarize(result):
         _print(line)
     if args.json:
+        from assets.evaluation.state import read_last_run
         from pipelines.profiles import build_resources
 
-        run_file = Path(build_resources(settings)["pipeline_state"].root) / "evaluation" / "last_run.json"
-        if run_file.exists():
-            print(run_file.read_text())
+        run = read_last_run(build_resources(settings)["pipeline_state"])
+        if run is not None:
+            print(json.dumps(run, indent=1))
     return 0 if result.success else 1
 
 

@@ -16,8 +16,9 @@ from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
 from resources.model_serving import ModelServingResource
 from resources.ray_cluster import RayResource
+from resources.ray_jobs import LocalRayJobRunner, RayJobsApiRunner
 from resources.retrieval import RetrieverResource
-from resources.state_store import PipelineStateStore
+from resources.state_store import LocalStateStore, S3StateStore
 from resources.opensearch_store import OpenSearchVectorStore
 from resources.vector_store import LanceDBVectorStore
 
@@ -32,10 +33,12 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             vector_store = OpenSearchVectorStore(hosts=settings.opensearch_url)
         else:
             vector_store = LanceDBVectorStore(uri=str(settings.index_root))
-        ray = RayResource(address=settings.ray_address or "")
+        # This home's Ray: AGENTIC_RAY_ADDRESS, else the head `agentic up` started for this home, else a new local one.
+        ray = RayResource(address=settings.ray_address or "", address_file=str(settings.ray_address_file))
         resources: dict[str, Any] = {
             "document_store": LocalDocumentStore(root=str(settings.document_root)),
             "ray_cluster": ray,
+            "ray_jobs": LocalRayJobRunner(ray_cluster=ray),
             "model_serving": ModelServingResource(
                 ray_cluster=ray, cache_dir=str(settings.cache), state_dir=str(settings.serving_root), llm=settings.llm,
                 http_port=settings.serve_port,
@@ -58,6 +61,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         resources = {
             "document_store": S3DocumentStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/"),
             "ray_cluster": ray,
+            # bulk data work: Ray jobs submitted to the KubeRay cluster's dashboard (Ray Jobs API)
+            "ray_jobs": RayJobsApiRunner(address=dg.EnvVar("AGENTIC_RAY_JOBS_ADDRESS")),
             # KubeRay runs the apps (rendered here, applied by the platform assets); LiteLLM runs as a Deployment.
             "model_serving": ModelServingResource(mode="kuberay", ray_cluster=ray, cache_dir=str(settings.cache),
                                                   state_dir=str(settings.serving_root)),
@@ -65,6 +70,12 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                                           embedding_model=embedder.model_id, state_dir=str(settings.serving_root),
                                           judge_backend=settings.judge_backend, aws_region=settings.aws_region),
         }
+    # Pipeline state: a folder on local; on eks a bucket, since every step runs in its own pod with an empty disk.
+    if settings.profile == "local":
+        state_store = LocalStateStore(root=str(settings.state_root), shards=settings.state_shards)
+    else:
+        state_store = S3StateStore(bucket=dg.EnvVar("AGENTIC_STATE_BUCKET"), prefix="state/", region_name=settings.aws_region,
+                                   shards=settings.state_shards)
     from resources.platform import PlatformResource
     from resources.aws import AWSResource
     from resources.kubernetes import KubernetesResource
@@ -78,7 +89,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "aws": AWSResource(region=settings.aws_region),
             "kubernetes": KubernetesResource(host=settings.kube_host),
             "prices": PriceBookResource(refreshed_path=str(settings.home / "cost" / "aws-prices.refreshed.json")),
-            "pipeline_state": PipelineStateStore(root=str(settings.state_root)),
+            "pipeline_state": state_store,
             "embedder": embedder,
             "vector_store": vector_store,
             "retriever": RetrieverResource(vector_store=vector_store, embedder=embedder),

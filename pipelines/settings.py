@@ -26,6 +26,17 @@ def _port(env, name: str, default: int) -> int:
     return port
 
 
+def _positive(env, name: str, default: int) -> int:
+    raw = env.get(name, str(default)).strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a positive integer, got {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     profile: str
@@ -46,6 +57,7 @@ class Settings:
     aws_region: str = "us-east-1"  # AWS_REGION (eks profile, platform and cost assets)
     kube_host: str = ""  # AGENTIC_KUBE_HOST: the cluster API (else kubeconfig / in-cluster)
     platform_config: str = ""  # AGENTIC_PLATFORM_CONFIG: the platform YAML (default infra/platform.yaml)
+    state_shards: int = 32  # AGENTIC_STATE_SHARDS: shards of the pipeline state, fixed when a store is created
 
     @property
     def platform_root(self) -> Path:
@@ -86,6 +98,11 @@ class Settings:
     @property
     def ray_root(self) -> Path:
         return self.home / "ray"
+
+    @property
+    def ray_address_file(self) -> Path:
+        """The GCS address of this home's persistent Ray head (written by ``agentic up``, services.ensure_ray_head)."""
+        return self.serving_root / "run" / "ray.address"
 
     @property
     def pubmed_dir(self) -> Path:
@@ -135,6 +152,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         aws_region=env.get("AWS_REGION", "us-east-1").strip() or "us-east-1",
         kube_host=env.get("AGENTIC_KUBE_HOST", ""),
         platform_config=env.get("AGENTIC_PLATFORM_CONFIG", ""),
+        state_shards=_positive(env, "AGENTIC_STATE_SHARDS", 32),
         vector_store=store,
         opensearch_port=port,
         profile=profile,

@@ -26,10 +26,48 @@ def base_settings() -> Settings:
     return s
 
 
+# moto accepts any credentials; these throwaway values only satisfy botocore's signer. Set before the session's Ray
+# cluster starts, so its workers (which read pipeline state from the moto S3 server in some tests) inherit them.
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _start_moto() -> tuple[object, str]:
+    import subprocess
+    import sys
+    import time as _time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except Exception:  # noqa: BLE001 - not up yet
+            _time.sleep(0.1)
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A real moto server (S3, SQS) on a free loopback port for the session."""
+    for k, v in MOTO_CREDENTIALS.items():
+        os.environ.setdefault(k, v)
+    proc, url = _start_moto()
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
 @pytest.fixture(scope="session")
 def ray_address() -> str:
     """One local Ray cluster for the session; CLI subprocesses join it through AGENTIC_RAY_ADDRESS."""
     import ray
+
+    for k, v in MOTO_CREDENTIALS.items():
+        os.environ.setdefault(k, v)
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, object_store_memory=512 * 1024 * 1024, include_dashboard=False, namespace="agentic", log_to_driver=False)

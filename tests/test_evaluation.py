@@ -12,7 +12,9 @@ import pyarrow as pa
 import pytest
 
 from assets.evaluation import evaluation_assets, evaluation_checks
-from assets.knowledge import knowledge_assets, knowledge_checks, read_candidate, write_candidate
+from assets.knowledge import knowledge_assets, knowledge_checks
+from assets.knowledge.state import read_candidate, save_candidate
+from core.generations import Candidate
 from core.corpus import document_key
 from core.evaluation import build_golden_set, id_metrics, promotion_gate, summarize, title_as_question
 from pipelines.jobs import rebuild_index_job
@@ -111,14 +113,14 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(setti
     store.create_generation(bad, res["embedder"].dimension)
     store.upsert(bad, shuffled)
     store.refresh_indexes(bad)
-    write_candidate(state, bad, "pending", "test: shuffled vectors")
+    save_candidate(state, Candidate(bad, "pending", "test: shuffled vectors", 0.0))
     result, meta, checks = _run(res, RETRIEVAL_ONLY, EVAL_ONLY)
     assert not result.success  # the blocking gate stopped the run before serving_index
     gate = checks["index_promotion_gate"]
     assert not gate.passed and "dense_id_context_recall" in gate.description, gate.description
     assert meta["rag_eval_run"]["evaluated"] == "candidate" and meta["rag_eval_run"]["dense_hit_at_k"] < 0.5
     assert "serving_index" not in meta and store.serving_generation() == base
-    assert read_candidate(state)["status"] == "rejected" and "dense" in read_candidate(state)["reason"]
+    assert read_candidate(state).status == "rejected" and "dense" in read_candidate(state).reason
 
     # 3. a good candidate: the rebuild job (knowledge + evaluation) builds, evaluates and promotes it
     result, meta, checks = _run(res, rebuild_index_job.config)
@@ -126,7 +128,7 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(setti
     rebuilt = meta["vector_index"]["generation"]
     assert rebuilt not in (base, bad) and meta["rag_eval_run"]["evaluated"] == "candidate"
     assert checks["index_promotion_gate"].passed and meta["serving_index"]["promoted_this_run"]
-    assert store.serving_generation() == rebuilt and read_candidate(state)["status"] == "promoted"
+    assert store.serving_generation() == rebuilt and read_candidate(state).status == "promoted"
     assert base in store.generations()  # the previous generation is kept for rollback
 
     # history: three runs, the rejected one recorded with its verdict; a trend plot as PNG

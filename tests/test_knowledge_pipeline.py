@@ -7,7 +7,8 @@ import time
 import dagster as dg
 import pytest
 
-from assets.knowledge import knowledge_assets, knowledge_checks, parsed_documents, ParseConfig
+from assets.knowledge import ParseConfig, knowledge_assets, knowledge_checks, parsed_documents
+from assets.knowledge.state import PARSE_QUARANTINE_TABLE, QUARANTINE, read_candidate, read_table
 from core.corpus import document_key
 from pipelines.profiles import build_resources
 from resources.embedder import EmbedderResource
@@ -102,7 +103,7 @@ def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp
 
     meta, checks, _ = materialize(settings)
     assert all(checks.values()), checks
-    quarantine = {r["key"]: r["reason"] for r in res["pipeline_state"].read("quarantine").to_pylist()}
+    quarantine = {r["key"]: r["reason"] for r in read_table(res["pipeline_state"], PARSE_QUARANTINE_TABLE, QUARANTINE).to_pylist()}
     assert set(quarantine) == set(bad)
     for key, (_, reason) in bad.items():
         assert reason.lower() in quarantine[key].lower(), (key, quarantine[key])
@@ -114,7 +115,7 @@ def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp
     res["document_store"].put("uploads/truncated.xml", pubmed_docs[sorted(pubmed_docs)[0]])
     meta, checks, _ = materialize(settings)
     assert all(checks.values())
-    quarantine = {r["key"] for r in res["pipeline_state"].read("quarantine").to_pylist()}
+    quarantine = {r["key"] for r in read_table(res["pipeline_state"], PARSE_QUARANTINE_TABLE, QUARANTINE).to_pylist()}
     assert "uploads/truncated.xml" not in quarantine and len(quarantine) == len(bad) - 1
     hits = res["retriever"].search("Antimicrobial stewardship carbapenem audit", k=3, mode="hybrid")
     assert hits[0].doc_key == "uploads/report.pdf"
@@ -129,6 +130,7 @@ def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubm
         config=ParseConfig(),
         document_store=res["document_store"],
         pipeline_state=res["pipeline_state"],
+        ray_jobs=res["ray_jobs"],
     )
     assert result.metadata["documents"] == 3
     assert result.metadata["quarantined"] == 1
@@ -181,8 +183,6 @@ def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensea
 
 
 def test_full_rebuild_makes_a_candidate_generation_that_later_runs_maintain(settings_factory, tmp_path, pubmed_docs):
-    from assets.knowledge import read_candidate
-
     settings, res = seeded_home(settings_factory, tmp_path, dict(list(pubmed_docs.items())[:3]))
     meta, _, _ = materialize(settings)
     base = meta["vector_index"]["generation"]
@@ -196,7 +196,7 @@ def test_full_rebuild_makes_a_candidate_generation_that_later_runs_maintain(sett
     # a rebuilt generation is a promotion candidate: the old one keeps serving until the evaluation gate passes
     assert store.serving_generation() == base and set(store.generations()) == {base, rebuilt}
     assert meta["vector_index"]["candidate_generation"] == rebuilt and not meta["vector_index"]["promoted_this_run"]
-    assert read_candidate(res["pipeline_state"])["status"] == "pending"
+    assert read_candidate(res["pipeline_state"]).status == "pending"
     # later incremental runs maintain the pending candidate (the generation about to serve)
     extra = next(k for k in pubmed_docs if k not in dict(list(pubmed_docs.items())[:3]))
     res["document_store"].put(extra, pubmed_docs[extra])

@@ -1,0 +1,35 @@
+"""What every knowledge step shares: its group, owners, and how a step runs a Ray stage and commits its output."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from resources.ray_jobs import RayJobRunner
+from resources.state_store import PipelineStateStore
+
+GROUP = "knowledge"
+OWNERS = ["team:ml-platform"]
+# A batch (shard) is the unit of work and of retry: a failed step is retried, and the retry skips every shard whose
+# output an earlier attempt already wrote.
+RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+
+
+def run_stage(context: dg.AssetExecutionContext, ray_jobs: RayJobRunner, store: PipelineStateStore, target: str, payload: dict,
+              outputs: tuple[str, ...]) -> tuple[dict[str, dict[int, dict]], dict]:
+    """Submit one Ray stage over the dirty shards in ``payload['items']``, then commit its output tables."""
+    items = payload["items"]
+    if not items:
+        return {name: {} for name in outputs}, {"shards": 0, "resumed": 0, "seconds": 0.0}
+    t0 = time.perf_counter()
+    context.log.info(f"{target}: {len(items)} dirty shard(s) of {store.layout()} on Ray")
+    result = ray_jobs.run(target, {**payload, "store": store.spec()})
+    entries = {name: {int(s): e for s, e in result["entries"].get(name, {}).items()} for name in outputs}
+    for name in outputs:
+        store.commit(name, entries[name])
+    info = {k: v for k, v in result.items() if k != "entries"}
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    if info.get("resumed"):
+        context.log.info(f"{target}: {info['resumed']} shard(s) resumed from an earlier attempt")
+    return entries, info

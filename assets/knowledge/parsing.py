@@ -1,0 +1,97 @@
+"""parsed_documents: text and metadata of every document, parsed on Ray shard by shard; failures quarantined."""
+
+
+import time
+
+import dagster as dg
+
+from assets.knowledge.common import GROUP, OWNERS, RETRY, run_stage
+from assets.knowledge.inventory import document_inventory
+from assets.knowledge.state import (
+    DOCUMENTS, DOCUMENTS_TABLE, INVENTORY_TABLE, PARSE_QUARANTINE_TABLE, QUARANTINE, plan, sum_stats,
+)
+from assets.metadata import md_table, quarantine_table
+from core.documents import DEFAULT_MAX_BYTES, PARSER_VERSION
+from resources.data_path import resource_spec
+from resources.document_store import DocumentStoreResource
+from resources.ray_jobs import RayJobRunner
+from resources.state_store import PipelineStateStore
+
+
+class ParseConfig(dg.Config):
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+def quarantine_rows(store: PipelineStateStore, limit: int = 100) -> list[dict]:
+    rows: list[dict] = []
+    for _, table in store.iter_shards(PARSE_QUARANTINE_TABLE, QUARANTINE):
+        rows.extend(table.to_pylist()[: limit - len(rows)])
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"ray", "python"},
+    owners=OWNERS,
+    retry_policy=RETRY,
+    deps=[document_inventory],
+    description="Text and metadata of every document, one parser per format (PubMed XML, JATS, text, Markdown, HTML, PDF, "
+    "JSON, CSV) chosen from the content, as Ray tasks over the dirty shards. A document is read only when its ETag changed "
+    "and parsed only when its content did; one that fails is quarantined with its key and reason, and the run goes on.",
+)
+def parsed_documents(context: dg.AssetExecutionContext, config: ParseConfig, document_store: DocumentStoreResource,
+                     pipeline_state: PipelineStateStore, ray_jobs: RayJobRunner) -> dg.MaterializeResult:
+    t0 = time.perf_counter()
+    items = plan(pipeline_state, DOCUMENTS_TABLE, (INVENTORY_TABLE,), f"{PARSER_VERSION}:{config.max_bytes}",
+                 prev=(DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE))
+    entries, info = run_stage(context, ray_jobs, pipeline_state, "resources.data_path:parse_stage",
+                              {"items": items, "documents": resource_spec(document_store), "max_bytes": config.max_bytes},
+                              (DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE))
+    stats = sum_stats(entries[DOCUMENTS_TABLE], "parsed", "read", "new", "changed", "deleted")
+    quarantine = quarantine_rows(pipeline_state)
+    quarantined = pipeline_state.table_rows(PARSE_QUARANTINE_TABLE)
+    if quarantined:
+        context.log.warning(f"{quarantined} document(s) quarantined, e.g. {quarantine[0]['key']}: {quarantine[0]['reason']}")
+    preview = next((t for _, t in pipeline_state.iter_shards(DOCUMENTS_TABLE, DOCUMENTS) if t.num_rows), None)
+    return dg.MaterializeResult(
+        metadata={
+            "documents": pipeline_state.table_rows(DOCUMENTS_TABLE),
+            "quarantined": quarantined,
+            "parsed_this_run": stats["parsed"],
+            "read_this_run": stats["read"],
+            "dirty_shards": len(items),
+            "resumed_shards": info.get("resumed", 0),
+            "quarantine": quarantine_table(quarantine),
+            "preview": md_table(preview.slice(0, 5).to_pylist() if preview is not None else [],
+                                ["doc_id", "title", "journal", "year", "source_format"], limit=5),
+            "ray_seconds": info["seconds"],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    )
+
+
+@dg.asset_check(asset=parsed_documents, description="Nothing is lost: every inventoried document is either parsed or "
+                "quarantined with a reason (checked shard by shard).")
+def every_document_accounted_for(pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+    from assets.knowledge.state import INVENTORY
+
+    missing: list[str] = []
+    no_reason: list[str] = []
+    counts = {"inventoried": 0, "parsed": 0, "quarantined": 0}
+    docs_m, q_m = pipeline_state.manifest(DOCUMENTS_TABLE), pipeline_state.manifest(PARSE_QUARANTINE_TABLE)
+    for shard, inv in pipeline_state.iter_shards(INVENTORY_TABLE, INVENTORY, columns=["key"]):
+        name = pipeline_state.shard_name(shard)
+        docs = pipeline_state.read_shard(DOCUMENTS_TABLE, shard, DOCUMENTS, entry=docs_m.get(name) or {}, columns=["key"])
+        q = pipeline_state.read_shard(PARSE_QUARANTINE_TABLE, shard, QUARANTINE, entry=q_m.get(name) or {}, columns=["key", "reason"])
+        seen = set(docs.column("key").to_pylist()) | set(q.column("key").to_pylist())
+        missing += [k for k in inv.column("key").to_pylist() if k not in seen][: 50 - len(missing)]
+        no_reason += [k for k, r in zip(q.column("key").to_pylist(), q.column("reason").to_pylist()) if not r]
+        counts["inventoried"] += inv.num_rows
+        counts["parsed"] += docs.num_rows
+        counts["quarantined"] += q.num_rows
+    return dg.AssetCheckResult(
+        passed=not missing and not no_reason,
+        metadata={**counts, "missing": dg.MetadataValue.json(missing), "quarantine_list": quarantine_table(quarantine_rows(pipeline_state))},
+    )

@@ -1,0 +1,217 @@
+"""The knowledge pipeline's data path as Ray work: parse -> chunk -> embed, shard by shard, store to store.
+
+Each stage is a Ray job entrypoint (``target`` of ``RayJobRunner.run``): its payload names the state store, the
+dirty shards and the objects they read; Ray workers read their input from the store and write their output to the
+store; the job returns only the new shard entries and counts, so the Dagster step that submitted it handles
+metadata only. A shard whose output object for the same input already exists (an earlier attempt that was killed
+after writing it) is not computed again: a retry resumes where the last attempt stopped.
+
+Embedding runs as Ray Data ``map_batches`` over an autoscaling actor pool (each actor loads the model once and
+embeds whole shards). A row that cannot be embedded, or whose vector is not finite and non-zero, goes to the
+``chunk_quarantine`` table with its reason; the rest of its shard is indexed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from typing import Any
+
+import pyarrow as pa
+
+from core.knowledge import (
+    CHUNK_QUARANTINE, CHUNKS, DOCUMENTS, INVENTORY, QUARANTINE, chunk_shard, invalid_vectors, parse_shard, vectors_schema,
+    vectors_to_reuse,
+)
+from resources.state_store import PipelineStateStore, state_store_from_spec
+
+
+def resource_spec(resource: Any) -> dict[str, Any]:
+    """A flat resource (a store) as class path + field values, to reopen it in a Ray worker. Never used for
+    resources that hold secrets: credentials stay in the environment."""
+    cls = type(resource)
+    return {"cls": f"{cls.__module__}:{cls.__name__}", "fields": resource.model_dump()}
+
+
+def open_resource(spec: dict[str, Any]) -> Any:
+    module, name = spec["cls"].split(":")
+    return getattr(importlib.import_module(module), name)(**spec["fields"])
+
+
+def _remote_options(payload: dict) -> dict:
+    env = (payload.get("_runtime_env") or {}).get("env_vars")
+    return {"runtime_env": {"env_vars": env}} if env else {}
+
+
+def _done(store: PipelineStateStore, outputs: tuple[str, ...], item: dict) -> dict | None:
+    """Entries of an earlier attempt that already wrote every output of this shard for this input."""
+    found = {name: store.find_shard(name, item["shard"], item["input"]) for name in outputs}
+    return found if all(found.values()) else None
+
+
+def _collect(results: list[dict]) -> dict:
+    entries: dict[str, dict[int, dict]] = {}
+    resumed = 0
+    for r in results:
+        resumed += int(r.get("resumed", False))
+        for name, entry in r["entries"].items():
+            entries.setdefault(name, {})[int(r["shard"])] = entry
+    return {"entries": {n: {str(s): e for s, e in es.items()} for n, es in entries.items()}, "shards": len(results), "resumed": resumed}
+
+
+# ------------------------------------------------------------------ parse
+
+
+def _parse_one(store_spec: dict, docs_spec: dict, item: dict, max_bytes: int) -> dict:
+    store = state_store_from_spec(store_spec)
+    done = _done(store, ("documents", "parse_quarantine"), item)
+    if done:
+        return {"shard": item["shard"], "entries": done, "resumed": True}
+    documents = open_resource(docs_spec)
+    inventory = store.read_shard("inventory", item["shard"], INVENTORY, entry=item["reads"]["inventory"])
+    prev_docs = store.read_shard("documents", item["shard"], DOCUMENTS, entry=item["prev"].get("documents") or {})
+    prev_q = store.read_shard("parse_quarantine", item["shard"], QUARANTINE, entry=item["prev"].get("parse_quarantine") or {})
+    docs, quarantine, stats = parse_shard(inventory, prev_docs, prev_q, documents.get, max_bytes)
+    return {"shard": item["shard"], "entries": {
+        "documents": store.write_shard("documents", item["shard"], item["input"], docs, stats),
+        "parse_quarantine": store.write_shard("parse_quarantine", item["shard"], item["input"], quarantine, {"rows": quarantine.num_rows}),
+    }}
+
+
+def parse_stage(payload: dict) -> dict:
+    """Ray job: parse the dirty shards (one Ray task per shard)."""
+    import ray
+
+    task = ray.remote(num_cpus=1, max_retries=2)(_parse_one).options(**_remote_options(payload))
+    refs = [task.remote(payload["store"], payload["documents"], item, payload["max_bytes"]) for item in payload["items"]]
+    return _collect(ray.get(refs))
+
+
+# ------------------------------------------------------------------ chunk
+
+
+def _chunk_one(store_spec: dict, item: dict, tokenizer_path: str, max_tokens: int, chunk_tokens: int, overlap: int) -> dict:
+    from core.chunking import Chunker
+    from core.embedding import count_tokens, load_tokenizer
+
+    store = state_store_from_spec(store_spec)
+    done = _done(store, ("chunks",), item)
+    if done:
+        return {"shard": item["shard"], "entries": done, "resumed": True}
+    tokenizer = load_tokenizer(tokenizer_path, max_tokens)
+    chunker = Chunker(lambda texts: count_tokens(tokenizer, texts), max_tokens=chunk_tokens, overlap_tokens=overlap)
+    docs = store.read_shard("documents", item["shard"], DOCUMENTS, entry=item["reads"]["documents"])
+    prev = store.read_shard("chunks", item["shard"], CHUNKS, entry=item["prev"].get("chunks") or {})
+    chunks, stats = chunk_shard(docs, prev, chunker)
+    return {"shard": item["shard"], "entries": {"chunks": store.write_shard("chunks", item["shard"], item["input"], chunks, stats)}}
+
+
+def chunk_stage(payload: dict) -> dict:
+    """Ray job: chunk the dirty shards (one Ray task per shard)."""
+    import ray
+
+    task = ray.remote(num_cpus=1, max_retries=2)(_chunk_one).options(**_remote_options(payload))
+    c = payload["chunker"]
+    refs = [task.remote(payload["store"], item, c["tokenizer_path"], c["max_tokens"], c["chunk_tokens"], c["overlap"]) for item in payload["items"]]
+    return _collect(ray.get(refs))
+
+
+# ------------------------------------------------------------------ embed
+
+
+class EmbedShards:
+    """Ray Data actor: holds the embedding model, embeds whole shards (only their chunks without a vector)."""
+
+    def __init__(self, store_spec: dict, embedder_spec: dict, vectors_table: str, quarantine_table: str):
+        from core.embedding import OnnxEmbedder
+
+        self.store = state_store_from_spec(store_spec)
+        self.embedder = OnnxEmbedder(**embedder_spec)
+        self.dimension = embedder_spec["dimension"]
+        self.vectors_table, self.quarantine_table = vectors_table, quarantine_table
+
+    def _embed(self, texts: list[str]) -> tuple[Any, list[str | None]]:
+        """Vectors and, per row, why it failed (None = fine). A batch that fails is retried row by row, so one
+        poison chunk fails alone."""
+        import numpy as np
+
+        try:
+            vectors = self.embedder.embed(texts)
+            return vectors, invalid_vectors(vectors, self.dimension)
+        except Exception:
+            out = np.zeros((len(texts), self.dimension), np.float32)
+            reasons: list[str | None] = []
+            for i, t in enumerate(texts):
+                try:
+                    out[i] = self.embedder.embed([t])[0]
+                    reasons.append(invalid_vectors(out[i : i + 1], self.dimension)[0])
+                except Exception as exc:
+                    reasons.append(f"embedding failed: {type(exc).__name__}: {exc}")
+            return out, reasons
+
+    def one(self, item: dict) -> dict:
+        import numpy as np
+
+        outputs = (self.vectors_table, self.quarantine_table)
+        done = _done(self.store, outputs, item)
+        if done:
+            return {"shard": item["shard"], "entries": done, "resumed": True}
+        t0 = time.perf_counter()
+        schema = vectors_schema(self.dimension)
+        chunks = self.store.read_shard("chunks", item["shard"], CHUNKS, entry=item["reads"]["chunks"], columns=["chunk_id", "doc_key", "text"])
+        prev = self.store.read_shard(self.vectors_table, item["shard"], schema, entry=item["prev"].get(self.vectors_table) or {})
+        kept, todo = vectors_to_reuse(chunks, prev)
+        quarantine: list[dict] = []
+        new = schema.empty_table()
+        if todo.num_rows:
+            vectors, reasons = self._embed(todo.column("text").to_pylist())
+            ok = np.array([r is None for r in reasons], bool)
+            for i in np.flatnonzero(~ok):
+                quarantine.append({"chunk_id": todo.column("chunk_id")[i].as_py(), "doc_key": todo.column("doc_key")[i].as_py(),
+                                   "reason": reasons[i], "at": time.time()})
+            good = todo.filter(pa.array(ok))
+            flat = pa.array(vectors[ok].reshape(-1), type=pa.float32())
+            new = pa.table({"chunk_id": good.column("chunk_id"), "doc_key": good.column("doc_key"),
+                            "vector": pa.FixedSizeListArray.from_arrays(flat, self.dimension)}, schema=schema)
+        table = pa.concat_tables([kept.cast(schema), new]) if kept.num_rows else new
+        seconds = time.perf_counter() - t0
+        stats = {"embedded": todo.num_rows - len(quarantine), "reused": kept.num_rows, "quarantined": len(quarantine),
+                 "removed": prev.num_rows - kept.num_rows, "seconds": round(seconds, 3)}
+        qtable = pa.Table.from_pylist(quarantine, schema=CHUNK_QUARANTINE)
+        return {"shard": item["shard"], "entries": {
+            self.vectors_table: self.store.write_shard(self.vectors_table, item["shard"], item["input"], table, stats),
+            self.quarantine_table: self.store.write_shard(self.quarantine_table, item["shard"], item["input"], qtable, {"rows": len(quarantine)}),
+        }}
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        return {"result": np.array([json.dumps(self.one(json.loads(x))) for x in batch["item"]], dtype=object)}
+
+
+def embed_stage(payload: dict) -> dict:
+    """Ray job: embed the dirty shards on an autoscaling actor pool (1..``actors`` actors, one CPU each)."""
+    import ray
+
+    items = payload["items"]
+    if not items:
+        return _collect([])
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = max(1, min(payload.get("actors") or cpus, len(items)))
+    spec = {**payload["embedder"], "threads": max(1, cpus // actors) if not payload.get("actors") else 1}
+    ds = ray.data.from_items([{"item": json.dumps(it)} for it in items], override_num_blocks=len(items))
+    ds = ds.map_batches(
+        EmbedShards,
+        fn_constructor_kwargs={"store_spec": payload["store"], "embedder_spec": spec, "vectors_table": payload["vectors_table"],
+                               "quarantine_table": payload["quarantine_table"]},
+        batch_size=1,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+        num_cpus=1,
+        **_remote_options(payload),
+    )
+    results = [json.loads(r["result"]) for r in ds.take_all()]
+    out = _collect(results)
+    out["actors"] = actors
+    return out
