@@ -1,4 +1,4 @@
-.PHONY: setup run test bench ui opensearch up down serve clean-state
+.PHONY: setup run test lint bench ui opensearch up down serve clean-state
 
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= disabled
@@ -15,7 +15,13 @@ run:
 
 test:
 	@bash scripts/setup.sh 0.5b
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 	.venv/bin/python -m pytest
+
+lint:
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
 
 bench: setup
 	.venv/bin/python benchmarks/run_all.py

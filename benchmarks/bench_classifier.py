@@ -25,15 +25,21 @@ def main() -> int:
     ap.add_argument("--home", default=str(Path.home() / ".cache" / "agentic" / "bench-scale"))
     args = ap.parse_args()
 
-    from assets.knowledge import DOCUMENTS, _document_vectors
+    from assets.knowledge.state import (
+        DOCUMENTS, DOCUMENTS_TABLE, read_table, vectors_schema, vectors_table,
+    )
+    from core.embedding import vectors_to_numpy
+    from core.knowledge import document_vectors
     from core.specialty import CLASSES, holdout, label_document, macro_f1, train_softmax
     from pipelines.profiles import build_resources
 
     res = build_resources(bench_settings(Path(args.home)))
     state, embedder = res["pipeline_state"], res["embedder"]
     t0 = time.perf_counter()
-    keys, x = _document_vectors(state, embedder)
-    docs = state.read("documents", DOCUMENTS)
+    # the whole corpus in memory on purpose: this measures the classifier on every labelled document
+    vecs = read_table(state, vectors_table(embedder.model_id), vectors_schema(embedder.dimension), columns=["doc_key", "vector"])
+    keys, x = document_vectors(vecs.column("doc_key").to_pylist(), vectors_to_numpy(vecs.column("vector"), embedder.dimension))
+    docs = read_table(state, DOCUMENTS_TABLE, DOCUMENTS, columns=["key", "mesh_terms"])
     mesh = dict(zip(docs.column("key").to_pylist(), docs.column("mesh_terms").to_pylist()))
     labels = [label_document(mesh.get(k) or [])[0] for k in keys]
     with_mesh = sum(1 for k in keys if mesh.get(k))

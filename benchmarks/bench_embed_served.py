@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, read_table  # noqa: E402
 from benchmarks.common import bench_settings, materialize, save  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def main() -> int:
     for pmid, data in load_sample(settings.pubmed_dir / ARTICLE_TABLE, args.docs):
         res["document_store"].put(document_key(pmid), data)
     wall, meta = materialize(res)
-    texts = res["pipeline_state"].read("chunks").column("text").to_pylist()
+    texts = read_table(res["pipeline_state"], CHUNKS_TABLE, CHUNKS, columns=["text"]).column("text").to_pylist()
     pipeline_cps = len(texts) / wall
 
     serve.start(http_options={"host": "127.0.0.1", "port": settings.serve_port})

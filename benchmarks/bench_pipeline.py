@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, read_table  # noqa: E402
 from benchmarks.common import bench_settings, materialize, resources_for, retrieval_metrics, save  # noqa: E402
 from core.corpus import ARTICLE_TABLE, document_key, load_sample  # noqa: E402
 from core.documents import parse_document  # noqa: E402
@@ -40,8 +41,7 @@ def main() -> None:
         res["document_store"].put(document_key(pmid), data)
 
     wall, meta = materialize(res)
-    chunks = res["pipeline_state"].read("chunks")
-    texts = chunks.column("text").to_pylist()
+    texts = read_table(res["pipeline_state"], CHUNKS_TABLE, CHUNKS, columns=["text"]).column("text").to_pylist()
     n = len(texts)
     pipeline_cps = n / wall
 

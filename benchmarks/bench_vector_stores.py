@@ -28,9 +28,11 @@ from resources.vector_store import LanceDBVectorStore, chunk_schema  # noqa: E40
 
 def load_rows(home: Path) -> pa.Table:
     res = resources_for(home)
-    chunks = res["pipeline_state"].read("chunks")
+    from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, read_table, vectors_schema, vectors_table
+
     emb = res["embedder"]
-    vecs = res["pipeline_state"].cached_vectors(emb.model_id, emb.dimension)
+    chunks = read_table(res["pipeline_state"], CHUNKS_TABLE, CHUNKS)
+    vecs = read_table(res["pipeline_state"], vectors_table(emb.model_id), vectors_schema(emb.dimension), columns=["chunk_id", "vector"])
     idx = pc.index_in(chunks.column("chunk_id"), value_set=vecs.column("chunk_id"))
     if idx.null_count:
         raise SystemExit(f"{idx.null_count} chunks have no cached vector: run benchmarks/bench_scale.py first")

@@ -62,6 +62,11 @@ def doc_row(doc: ParsedDocument, item: dict, digest: str) -> dict:
     }
 
 
+def _unchanged(row: dict | None, item: dict) -> bool:
+    """The object is the one this row was made from (same ETag and size) by this parser version."""
+    return bool(row) and row["etag"] == item["etag"] and row["size"] == item["size"] and row["parser_version"] == PARSER_VERSION
+
+
 def parse_shard(inventory: pa.Table, prev_docs: pa.Table, prev_quarantine: pa.Table, fetch: Callable[[str], bytes],
                 max_bytes: int) -> tuple[pa.Table, pa.Table, dict]:
     """Parsed documents and quarantine of one shard. A document is read only when its ETag or size changed, and
@@ -73,11 +78,10 @@ def parse_shard(inventory: pa.Table, prev_docs: pa.Table, prev_quarantine: pa.Ta
     for item in inventory.to_pylist():
         key = item["key"]
         old, oldq = docs_by_key.get(key), q_by_key.get(key)
-        same = lambda r: r and r["etag"] == item["etag"] and r["size"] == item["size"] and r["parser_version"] == PARSER_VERSION  # noqa: E731
-        if same(old):
+        if _unchanged(old, item):
             docs.append(old)
             continue
-        if same(oldq):
+        if _unchanged(oldq, item):
             quarantine.append(oldq)
             continue
         stats["new" if not (old or oldq) else "changed"] += 1
@@ -103,7 +107,7 @@ def parse_shard(inventory: pa.Table, prev_docs: pa.Table, prev_quarantine: pa.Ta
 
     stats["documents"], stats["quarantined"] = len(docs), len(quarantine)
     stats["labelled"] = sum(1 for d in docs if label_document(d["mesh_terms"] or [])[0])
-    stats["deleted"] = len(set(docs_by_key) | set(q_by_key)) - len({i for i in inventory.column("key").to_pylist()} & (set(docs_by_key) | set(q_by_key)))
+    stats["deleted"] = len((set(docs_by_key) | set(q_by_key)) - set(inventory.column("key").to_pylist()))
     return pa.Table.from_pylist(docs, schema=DOCUMENTS), pa.Table.from_pylist(quarantine, schema=QUARANTINE), stats
 
 

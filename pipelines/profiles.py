@@ -59,7 +59,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         vector_store = OpenSearchVectorStore(hosts=dg.EnvVar("AGENTIC_OPENSEARCH_ENDPOINT"), use_sigv4=True, engine="lucene", aws_region=dg.EnvVar("AWS_REGION"))
         ray = RayResource(address=dg.EnvVar("AGENTIC_RAY_ADDRESS"))
         resources = {
-            "document_store": S3DocumentStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/"),
+            # new documents arrive as S3 event notifications through SQS (AGENTIC_DOCUMENT_QUEUE_URL); without a queue, listings
+            "document_store": S3DocumentStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/",
+                                              queue_url=settings.document_queue_url),
             "ray_cluster": ray,
             # bulk data work: Ray jobs submitted to the KubeRay cluster's dashboard (Ray Jobs API)
             "ray_jobs": RayJobsApiRunner(address=dg.EnvVar("AGENTIC_RAY_JOBS_ADDRESS")),
@@ -74,7 +76,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     if settings.profile == "local":
         state_store = LocalStateStore(root=str(settings.state_root), shards=settings.state_shards)
     else:
-        state_store = S3StateStore(bucket=dg.EnvVar("AGENTIC_STATE_BUCKET"), prefix="state/", region_name=settings.aws_region,
+        # the document bucket's state/ prefix: the platform's IAM scopes the pipeline's roles to it
+        state_store = S3StateStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="state/", region_name=settings.aws_region,
                                    shards=settings.state_shards)
     from resources.platform import PlatformResource
     from resources.aws import AWSResource

@@ -68,8 +68,10 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
 
     apply_ray_env_defaults()
     port = _free_port()
+    # The head's temp dir is this home's: `agentic down` stops exactly the processes that name it, never another home's Ray.
+    settings.ray_root.mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}", f"--num-cpus={os.cpu_count()}",
-           "--include-dashboard=false", "--disable-usage-stats"]
+           "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={settings.ray_root}"]
     log(f"starting a persistent Ray head on 127.0.0.1:{port}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -125,7 +127,9 @@ def down(settings: Settings, log=print) -> None:
     log("stopped the gateway")
     addr_file = run / "ray.address"
     if addr_file.exists() and not settings.ray_address:
-        subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+        from infra.local.processes import stop_processes_naming
+
+        stop_processes_naming(str(settings.ray_root))  # `ray stop` would stop every Ray on the machine
         addr_file.unlink()
         log("stopped the Ray head (and its Serve applications)")
 

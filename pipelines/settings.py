@@ -58,6 +58,7 @@ class Settings:
     kube_host: str = ""  # AGENTIC_KUBE_HOST: the cluster API (else kubeconfig / in-cluster)
     platform_config: str = ""  # AGENTIC_PLATFORM_CONFIG: the platform YAML (default infra/platform.yaml)
     state_shards: int = 32  # AGENTIC_STATE_SHARDS: shards of the pipeline state, fixed when a store is created
+    document_queue_url: str = ""  # AGENTIC_DOCUMENT_QUEUE_URL (eks): the SQS queue of the bucket's event notifications
 
     @property
     def platform_root(self) -> Path:
@@ -153,6 +154,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         kube_host=env.get("AGENTIC_KUBE_HOST", ""),
         platform_config=env.get("AGENTIC_PLATFORM_CONFIG", ""),
         state_shards=_positive(env, "AGENTIC_STATE_SHARDS", 32),
+        document_queue_url=env.get("AGENTIC_DOCUMENT_QUEUE_URL", "").strip(),
         vector_store=store,
         opensearch_port=port,
         profile=profile,

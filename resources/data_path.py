@@ -39,6 +39,16 @@ def open_resource(spec: dict[str, Any]) -> Any:
     return getattr(importlib.import_module(module), name)(**spec["fields"])
 
 
+def _load(payload: dict) -> dict:
+    """The stage's payload: the work list the step wrote to the store (``payload_key``), or the payload itself."""
+    if "payload_key" not in payload:
+        return payload
+    stored = state_store_from_spec(payload["store"]).read_json(payload["payload_key"])
+    if stored is None:
+        raise FileNotFoundError(f"stage payload {payload['payload_key']} is not in the state store")
+    return {**stored, "store": payload["store"], **({"_runtime_env": payload["_runtime_env"]} if "_runtime_env" in payload else {})}
+
+
 def _remote_options(payload: dict) -> dict:
     env = (payload.get("_runtime_env") or {}).get("env_vars")
     return {"runtime_env": {"env_vars": env}} if env else {}
@@ -52,12 +62,14 @@ def _done(store: PipelineStateStore, outputs: tuple[str, ...], item: dict) -> di
 
 def _collect(results: list[dict]) -> dict:
     entries: dict[str, dict[int, dict]] = {}
-    resumed = 0
+    resumed: list[int] = []
     for r in results:
-        resumed += int(r.get("resumed", False))
+        if r.get("resumed"):
+            resumed.append(int(r["shard"]))
         for name, entry in r["entries"].items():
             entries.setdefault(name, {})[int(r["shard"])] = entry
-    return {"entries": {n: {str(s): e for s, e in es.items()} for n, es in entries.items()}, "shards": len(results), "resumed": resumed}
+    return {"entries": {n: {str(s): e for s, e in es.items()} for n, es in entries.items()}, "shards": len(results),
+            "resumed": len(resumed), "resumed_shards": sorted(resumed)}
 
 
 # ------------------------------------------------------------------ parse
@@ -83,6 +95,7 @@ def parse_stage(payload: dict) -> dict:
     """Ray job: parse the dirty shards (one Ray task per shard)."""
     import ray
 
+    payload = _load(payload)
     task = ray.remote(num_cpus=1, max_retries=2)(_parse_one).options(**_remote_options(payload))
     refs = [task.remote(payload["store"], payload["documents"], item, payload["max_bytes"]) for item in payload["items"]]
     return _collect(ray.get(refs))
@@ -111,6 +124,7 @@ def chunk_stage(payload: dict) -> dict:
     """Ray job: chunk the dirty shards (one Ray task per shard)."""
     import ray
 
+    payload = _load(payload)
     task = ray.remote(num_cpus=1, max_retries=2)(_chunk_one).options(**_remote_options(payload))
     c = payload["chunker"]
     refs = [task.remote(payload["store"], item, c["tokenizer_path"], c["max_tokens"], c["chunk_tokens"], c["overlap"]) for item in payload["items"]]
@@ -124,10 +138,10 @@ class EmbedShards:
     """Ray Data actor: holds the embedding model, embeds whole shards (only their chunks without a vector)."""
 
     def __init__(self, store_spec: dict, embedder_spec: dict, vectors_table: str, quarantine_table: str):
-        from core.embedding import OnnxEmbedder
+        from core.embedding import build_embedder
 
         self.store = state_store_from_spec(store_spec)
-        self.embedder = OnnxEmbedder(**embedder_spec)
+        self.embedder = build_embedder(embedder_spec)  # OnnxEmbedder, or HashedEmbedder when spec["kind"] == "hashed"
         self.dimension = embedder_spec["dimension"]
         self.vectors_table, self.quarantine_table = vectors_table, quarantine_table
 
@@ -194,6 +208,7 @@ def embed_stage(payload: dict) -> dict:
     """Ray job: embed the dirty shards on an autoscaling actor pool (1..``actors`` actors, one CPU each)."""
     import ray
 
+    payload = _load(payload)
     items = payload["items"]
     if not items:
         return _collect([])

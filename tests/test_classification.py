@@ -6,7 +6,8 @@ import numpy as np
 
 from core.corpus import document_key
 from core.specialty import CLASSES, branches_of, label_document, macro_f1, train_softmax
-from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, CLASSES, CLASSES_TABLE, read_table
+from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, CLASSES_TABLE, read_table
+from assets.knowledge.state import CLASSES as CLASSES_SCHEMA
 from tests.test_knowledge_pipeline import materialize, seeded_home
 
 
@@ -42,7 +43,7 @@ def test_classes_in_the_index_filters_and_reclassification(settings_factory, tmp
     meta, checks, res = materialize(settings)
     assert all(checks.values()), checks
     assert meta["specialty_classifier"]["trained"] and meta["specialty_classifier"]["labelled_documents"] >= 30
-    classes = read_table(res["pipeline_state"], CLASSES_TABLE, CLASSES)
+    classes = read_table(res["pipeline_state"], CLASSES_TABLE, CLASSES_SCHEMA)
     live = set(read_table(res["pipeline_state"], CHUNKS_TABLE, CHUNKS).column("doc_key").to_pylist())
     assert set(classes.column("doc_key").to_pylist()) == live  # every document has a class
     assert sum(meta["document_classes"][f"docs_{c}"] for c in CLASSES) == len(live)
@@ -65,6 +66,6 @@ def test_classes_in_the_index_filters_and_reclassification(settings_factory, tmp
     changed = meta2["document_classes"]["changed_since_last_run"]
     assert changed > 0
     assert meta2["vector_index"]["added"] == 0 and meta2["vector_index"]["reclassified_documents"] == changed
-    new = dict(zip(*(read_table(res["pipeline_state"], CLASSES_TABLE, CLASSES).column(n).to_pylist() for n in ("doc_key", "specialty"))))
+    new = dict(zip(*(read_table(res["pipeline_state"], CLASSES_TABLE, CLASSES_SCHEMA).column(n).to_pylist() for n in ("doc_key", "specialty"))))
     rows = store.scan(gen, ["doc_key", "specialty"]).to_pylist()
     assert all(r["specialty"] == new[r["doc_key"]] for r in rows)

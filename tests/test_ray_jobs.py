@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from infra.local.processes import stop_processes_naming
 from resources.ray_cluster import RayResource
 from resources.ray_jobs import (
     RESULT_MARKER,
@@ -40,59 +41,10 @@ def _port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line), from /proc (psutil is not installed)."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        table[int(entry)] = (ppid, cmdline)
-    return table
-
-
-def _our_pids(marker: str) -> set[int]:
-    """Processes whose command line names ``marker`` (our private temp dir), and all their descendants."""
-    table = _proc_table()
-    ours = {pid for pid, (_, cmd) in table.items() if marker in cmd}
-    grew = True
-    while grew:
-        children = {pid for pid, (ppid, _) in table.items() if ppid in ours} - ours
-        ours |= children
-        grew = bool(children)
-    ours.discard(os.getpid())
-    return ours
-
-
 def _kill_ours(marker: str) -> None:
-    """SIGTERM, three seconds' grace, then SIGKILL: only the processes of our own temp dir."""
-    import signal
+    """Only the processes of our own temp dir."""
+    stop_processes_naming(marker)
 
-    pids = _our_pids(marker)
-    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.time() + grace
-        while pids and time.time() < deadline:
-            pids = {pid for pid in pids if _alive(pid)}
-            time.sleep(0.1)
-        if not pids:
-            return
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ def document_chunks(context: dg.AssetExecutionContext, config: ChunkingConfig, e
                "overlap": config.overlap_tokens}
     entries, info = run_stage(context, ray_jobs, pipeline_state, "resources.data_path:chunk_stage",
                               {"items": items, "chunker": chunker}, (CHUNKS_TABLE,))
-    stats = sum_stats(entries[CHUNKS_TABLE], "rechunked")
+    stats = sum_stats(info["computed"][CHUNKS_TABLE], "rechunked")
     manifest = pipeline_state.manifest(CHUNKS_TABLE)
     chunks = sum(int(e["rows"]) for e in manifest.values())
     docs = sum(int(e["stats"].get("documents", 0)) for e in manifest.values())

@@ -7,7 +7,7 @@ import time
 import dagster as dg
 
 from resources.ray_jobs import RayJobRunner
-from resources.state_store import PipelineStateStore
+from resources.state_store import PipelineStateStore, digest_of
 
 GROUP = "knowledge"
 OWNERS = ["team:ml-platform"]
@@ -21,14 +21,21 @@ def run_stage(context: dg.AssetExecutionContext, ray_jobs: RayJobRunner, store: 
     """Submit one Ray stage over the dirty shards in ``payload['items']``, then commit its output tables."""
     items = payload["items"]
     if not items:
-        return {name: {} for name in outputs}, {"shards": 0, "resumed": 0, "seconds": 0.0}
+        return {name: {} for name in outputs}, {"shards": 0, "resumed": 0, "seconds": 0.0, "computed": {name: {} for name in outputs}}
     t0 = time.perf_counter()
     context.log.info(f"{target}: {len(items)} dirty shard(s) of {store.layout()} on Ray")
-    result = ray_jobs.run(target, {**payload, "store": store.spec()})
+    # The work list goes through the store, not the job's command line (a Ray Jobs entrypoint must stay small).
+    key = f"jobs/{target.rsplit(':', 1)[-1]}/{digest_of(context.run_id, [i['input'] for i in items])}"
+    store.write_json(key, payload)
+    result = ray_jobs.run(target, {"payload_key": key, "store": store.spec()})
     entries = {name: {int(s): e for s, e in result["entries"].get(name, {}).items()} for name in outputs}
     for name in outputs:
         store.commit(name, entries[name])
+    store.delete_keys([f"{key}.json"])
     info = {k: v for k, v in result.items() if k != "entries"}
+    # shards an earlier attempt already computed: committed now, but their work does not count as this run's
+    resumed = set(info.get("resumed_shards", []))
+    info["computed"] = {name: {s: e for s, e in es.items() if s not in resumed} for name, es in entries.items()}
     info["seconds"] = round(time.perf_counter() - t0, 3)
     if info.get("resumed"):
         context.log.info(f"{target}: {info['resumed']} shard(s) resumed from an earlier attempt")

@@ -38,8 +38,8 @@ def chunk_embeddings(context: dg.AssetExecutionContext, config: EmbeddingConfig,
     items = plan(pipeline_state, vtable, (CHUNKS_TABLE,), f"{embedder.model_id}:{embedder.dimension}", prev=(vtable,))
     payload = {"items": items, "embedder": embedder.spec(), "actors": config.actors, "vectors_table": vtable, "quarantine_table": qtable}
     entries, info = run_stage(context, ray_jobs, pipeline_state, "resources.data_path:embed_stage", payload, (vtable, qtable))
-    stats = sum_stats(entries[vtable], "embedded", "reused", "quarantined", "removed")
-    embed_seconds = sum(float(e["stats"].get("seconds", 0)) for e in entries[vtable].values())
+    stats = sum_stats(info["computed"][vtable], "embedded", "reused", "quarantined", "removed")
+    embed_seconds = sum(float(e["stats"].get("seconds", 0)) for e in info["computed"][vtable].values())
     quarantined_rows = []
     for _, t in pipeline_state.iter_shards(qtable, CHUNK_QUARANTINE):
         quarantined_rows.extend(t.to_pylist()[: 100 - len(quarantined_rows)])

@@ -49,7 +49,7 @@ def parsed_documents(context: dg.AssetExecutionContext, config: ParseConfig, doc
     entries, info = run_stage(context, ray_jobs, pipeline_state, "resources.data_path:parse_stage",
                               {"items": items, "documents": resource_spec(document_store), "max_bytes": config.max_bytes},
                               (DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE))
-    stats = sum_stats(entries[DOCUMENTS_TABLE], "parsed", "read", "new", "changed", "deleted")
+    stats = sum_stats(info["computed"][DOCUMENTS_TABLE], "parsed", "read", "new", "changed", "deleted")
     quarantine = quarantine_rows(pipeline_state)
     quarantined = pipeline_state.table_rows(PARSE_QUARANTINE_TABLE)
     if quarantined:

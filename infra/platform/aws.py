@@ -53,6 +53,7 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
     bucket = f"arn:{partition}:s3:::{cfg.document_bucket}"
     domain = _arn(partition, "es", region, account, f"domain/{cfg.opensearch.domain_name}")
     models = [_arn(partition, "bedrock", region, "", f"foundation-model/{m}") for m in cfg.bedrock_model_ids]
+    queue = _arn(partition, "sqs", region, account, f"{n}-documents")  # S3 event notifications of the document bucket
     amp = _arn(partition, "aps", region, account, f"workspace/{n}-*")
     pods = "pods.eks.amazonaws.com"
     es_rw = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"]
@@ -66,11 +67,18 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
         f"{n}-dagster": {"trust": _trust(pods), "managed": [], "service_account": ("dagster", "dagster"), "inline": policy(
             {"Sid": "Documents", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
             {"Sid": "DocumentObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [f"{bucket}/*"]},
+            # pipeline state (state/): a step replaces a shard object and deletes the one it superseded
+            {"Sid": "PipelineState", "Effect": "Allow", "Action": ["s3:DeleteObject"], "Resource": [f"{bucket}/state/*"]},
+            {"Sid": "DocumentEvents", "Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+             "Resource": [queue]},
             {"Sid": "Index", "Effect": "Allow", "Action": es_rw, "Resource": [f"{domain}/*"]},
             {"Sid": "Domain", "Effect": "Allow", "Action": ["es:DescribeDomain"], "Resource": [domain]},
         )},
         f"{n}-ray": {"trust": _trust(pods), "managed": [], "service_account": (cfg.namespace, "ray"), "inline": policy(
             {"Sid": "ReadDocuments", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{bucket}/*"]},
+            # the knowledge data path runs here: it reads and writes pipeline state shards
+            {"Sid": "PipelineState", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"], "Resource": [f"{bucket}/state/*"]},
+            {"Sid": "ListState", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
         )},
         f"{n}-litellm": {"trust": _trust(pods), "managed": [], "service_account": (cfg.namespace, "litellm"), "inline": policy(
             {"Sid": "JudgeModels", "Effect": "Allow", "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"], "Resource": models},

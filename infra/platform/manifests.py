@@ -374,7 +374,10 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
     repo, tag = cfg.image.rsplit(":", 1)
     env = [{"name": "AGENTIC_PROFILE", "value": "eks"}, {"name": "AWS_REGION", "value": cfg.region},
            {"name": "AGENTIC_DOCUMENT_BUCKET", "value": cfg.document_bucket},
-           {"name": "AGENTIC_RAY_ADDRESS", "value": f"ray://agentic-data-head-svc.{cfg.namespace}:10001"}]
+           {"name": "AGENTIC_RAY_ADDRESS", "value": f"ray://agentic-data-head-svc.{cfg.namespace}:10001"},
+           # bulk data work goes to the data RayCluster as Ray jobs (its dashboard's Jobs API), state to S3 (state/)
+           {"name": "AGENTIC_RAY_JOBS_ADDRESS", "value": f"http://agentic-data-head-svc.{cfg.namespace}:8265"},
+           {"name": "AGENTIC_DOCUMENT_QUEUE_URL", "value": f"https://sqs.{cfg.region}.amazonaws.com/${{AWS_ACCOUNT_ID}}/{cfg.cluster_name}-documents"}]
     return {
         "global": {"serviceAccountName": "dagster", "postgresqlSecretName": "dagster-postgresql-secret"},
         "dagster-user-deployments": {"enabled": True, "deployments": [{
