@@ -25,17 +25,21 @@ def action_schema(tool_specs: list[dict], allow_final: bool = True) -> dict:
         params = dict(spec["inputSchema"]["json"])
         params.setdefault("type", "object")
         params.setdefault("properties", {})
-        options.append({
-            "type": "object",
-            "properties": {"action": {"const": spec["name"]}, "arguments": params},
-            "required": ["action", "arguments"],
-        })
+        options.append(
+            {
+                "type": "object",
+                "properties": {"action": {"const": spec["name"]}, "arguments": params},
+                "required": ["action", "arguments"],
+            }
+        )
     if allow_final:
-        options.append({
-            "type": "object",
-            "properties": {"action": {"const": FINAL}, "answer": {"type": "string", "minLength": 1}},
-            "required": ["action", "answer"],
-        })
+        options.append(
+            {
+                "type": "object",
+                "properties": {"action": {"const": FINAL}, "answer": {"type": "string", "minLength": 1}},
+                "required": ["action", "answer"],
+            }
+        )
     return {"anyOf": options}
 
 
@@ -49,7 +53,9 @@ def tools_prompt(tool_specs: list[dict]) -> str:
     for spec in tool_specs:
         props = spec["inputSchema"]["json"].get("properties", {})
         args = ", ".join(f"{k}: {v.get('type', 'any')}" for k, v in props.items())
-        lines.append(f"- {spec['name']}({args}): {spec.get('description', '').strip().splitlines()[0] if spec.get('description') else ''}")
+        lines.append(
+            f"- {spec['name']}({args}): {spec.get('description', '').strip().splitlines()[0] if spec.get('description') else ''}"
+        )
     return "\n".join(lines)
 
 
@@ -98,7 +104,11 @@ def render_history(messages: list[dict]) -> list[dict]:
                 status = tr.get("status", "success")
                 parts.append(f"Tool result ({status}) for call {tr.get('toolUseId', '')}:\n" + "\n".join(texts))
         if parts:
-            role = "assistant" if msg["role"] == "assistant" and not any("toolResult" in b for b in msg["content"]) else "user"
+            role = (
+                "assistant"
+                if msg["role"] == "assistant" and not any("toolResult" in b for b in msg["content"])
+                else "user"
+            )
             if out and out[-1]["role"] == role:
                 out[-1]["content"] += "\n\n" + "\n\n".join(parts)
             else:

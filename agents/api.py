@@ -64,10 +64,17 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         self.requests = Counter("agentic_requests_total", "HTTP requests", ["path", "status"], registry=self.registry)
-        self.latency = Histogram("agentic_request_seconds", "Request latency", ["path"], registry=self.registry,
-                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160))
+        self.latency = Histogram(
+            "agentic_request_seconds",
+            "Request latency",
+            ["path"],
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160),
+        )
         self.tokens = Counter("agentic_llm_tokens_total", "LLM tokens used to answer", ["kind"], registry=self.registry)
-        self.routes = Counter("agentic_answer_routes_total", "Answers by route taken", ["route"], registry=self.registry)
+        self.routes = Counter(
+            "agentic_answer_routes_total", "Answers by route taken", ["route"], registry=self.registry
+        )
         self.llm_calls = Counter("agentic_llm_calls_total", "LLM calls made to answer", registry=self.registry)
 
     def answered(self, answer) -> None:
@@ -92,7 +99,9 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise HTTPException(status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -106,8 +115,11 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
         kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
-        return JSONResponse(status_code=exc.status_code, content={"error": {"message": exc.detail, "type": kind, "code": exc.status_code}},
-                            headers=exc.headers)
+        return JSONResponse(
+            status_code=exc.status_code,
+            content={"error": {"message": exc.detail, "type": kind, "code": exc.status_code}},
+            headers=exc.headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -166,10 +178,22 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
                 if req.stream:  # the orchestrator is not token-streamed: one chunk, then done
                     return StreamingResponse(_one_chunk_stream(cid, created, answer), media_type="text/event-stream")
                 return {
-                    "id": cid, "object": "chat.completion", "created": created, "model": MODEL_NAME,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": answer.tokens.get("prompt", 0), "completion_tokens": answer.tokens.get("completion", 0),
-                              "total_tokens": answer.tokens.get("prompt", 0) + answer.tokens.get("completion", 0)},
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": MODEL_NAME,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": answer.answer},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": answer.tokens.get("prompt", 0),
+                        "completion_tokens": answer.tokens.get("completion", 0),
+                        "total_tokens": answer.tokens.get("prompt", 0) + answer.tokens.get("completion", 0),
+                    },
                     "agentic": _extra(answer),
                 }
             plan = service.plan(question, filters)
@@ -180,17 +204,32 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
 
         def events():
             head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL_NAME}
-            yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+            yield _sse(
+                {
+                    **head,
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+                }
+            )
             try:
                 for text in service.stream_answer(plan):
                     yield _sse({**head, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
             except Exception as exc:
-                yield _sse({"error": {"message": f"answer interrupted: {type(exc).__name__}", "type": "upstream_error", "code": 502}})
+                yield _sse(
+                    {
+                        "error": {
+                            "message": f"answer interrupted: {type(exc).__name__}",
+                            "type": "upstream_error",
+                            "code": 502,
+                        }
+                    }
+                )
                 yield "data: [DONE]\n\n"
                 return
             answer = plan.result
             metrics.answered(answer)
-            yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "agentic": _extra(answer)})
+            yield _sse(
+                {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "agentic": _extra(answer)}
+            )
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -199,8 +238,14 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
 
 
 def _extra(answer) -> dict:
-    return {"citations": answer.citations, "relevance": answer.relevance, "route": answer.route, "trace_id": answer.trace_id,
-            "llm_calls": answer.llm_calls, "notes": answer.notes}
+    return {
+        "citations": answer.citations,
+        "relevance": answer.relevance,
+        "route": answer.route,
+        "trace_id": answer.trace_id,
+        "llm_calls": answer.llm_calls,
+        "notes": answer.notes,
+    }
 
 
 def _sse(obj: dict) -> str:
@@ -209,6 +254,11 @@ def _sse(obj: dict) -> str:
 
 def _one_chunk_stream(cid: str, created: int, answer):
     head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL_NAME}
-    yield _sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer.answer}, "finish_reason": None}]})
+    yield _sse(
+        {
+            **head,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer.answer}, "finish_reason": None}],
+        }
+    )
     yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "agentic": _extra(answer)})
     yield "data: [DONE]\n\n"

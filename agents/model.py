@@ -52,14 +52,18 @@ class ActionModel(OpenAIModel):
         chat = [{"role": "system", "content": ((system_prompt or "") + "\n\n" + tools_prompt(tool_specs)).strip()}]
         chat += render_history(messages)
         if not tool_specs and chat and chat[-1]["role"] == "user":
-            chat[-1]["content"] += ("\n\nNow give the final answer to the original question: 2 to 4 sentences, "
-                                    "citing the sources by their numbers, like [2].")
+            chat[-1]["content"] += (
+                "\n\nNow give the final answer to the original question: 2 to 4 sentences, "
+                "citing the sources by their numbers, like [2]."
+            )
         params = dict(self.config.get("params") or {})
         request = {
             "model": self.config["model_id"],
             "messages": chat,
-            "response_format": {"type": "json_schema", "json_schema": {
-                "name": "action", "schema": action_schema(tool_specs, allow_final=allow_final)}},
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "action", "schema": action_schema(tool_specs, allow_final=allow_final)},
+            },
             **params,
         }
         async with self._get_client() as client:
@@ -67,7 +71,9 @@ class ActionModel(OpenAIModel):
         text = response.choices[0].message.content or ""
         action = parse_action(text, {s["name"] for s in tool_specs})
         if action["action"] == FINAL and not allow_final and tool_specs:
-            raise RuntimeError("the model gave a final answer where a tool call was required (schema not enforced upstream?)")
+            raise RuntimeError(
+                "the model gave a final answer where a tool call was required (schema not enforced upstream?)"
+            )
         yield {"messageStart": {"role": "assistant"}}
         if action["action"] == FINAL:
             yield {"contentBlockStart": {"start": {}}}
@@ -81,5 +87,13 @@ class ActionModel(OpenAIModel):
             yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "tool_use"}}
         if usage := getattr(response, "usage", None):
-            yield {"metadata": {"usage": {"inputTokens": usage.prompt_tokens, "outputTokens": usage.completion_tokens,
-                                          "totalTokens": usage.total_tokens}, "metrics": {"latencyMs": 0}}}
+            yield {
+                "metadata": {
+                    "usage": {
+                        "inputTokens": usage.prompt_tokens,
+                        "outputTokens": usage.completion_tokens,
+                        "totalTokens": usage.total_tokens,
+                    },
+                    "metrics": {"latencyMs": 0},
+                }
+            }

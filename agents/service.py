@@ -108,7 +108,7 @@ class Plan:
 def _source_id(hit) -> str:
     key = hit.doc_key or ""
     if key.startswith("pubmed/") and key.endswith(".xml"):
-        return "PMID:" + key[len("pubmed/"):-4]
+        return "PMID:" + key[len("pubmed/") : -4]
     return key or hit.doc_id
 
 
@@ -124,7 +124,11 @@ def assess_schema(n: int) -> dict:
     return {
         "type": "object",
         "properties": {
-            "relevant_sources": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": max(n, 1)}, "maxItems": max(n, 1)},
+            "relevant_sources": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1, "maximum": max(n, 1)},
+                "maxItems": max(n, 1),
+            },
             "score": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]},
         },
         "required": ["relevant_sources", "score"],
@@ -183,7 +187,9 @@ class WebSearch:
             return {"available": False, "results": [], "error": "web search is turned off in this deployment"}
         with self._lock:
             client = self._ensure()
-        result = client.call_tool_sync(f"ws-{uuid.uuid4().hex[:8]}", "web_search", {"query": query, "max_results": max_results})
+        result = client.call_tool_sync(
+            f"ws-{uuid.uuid4().hex[:8]}", "web_search", {"query": query, "max_results": max_results}
+        )
         structured = result.get("structuredContent")
         if isinstance(structured, dict):
             return structured.get("result", structured) if "results" not in structured else structured
@@ -205,8 +211,13 @@ class WebSearch:
 
 
 class AnswerService:
-    def __init__(self, retriever: RetrieverResource, gateway: LLMGatewayResource, config: AgentConfig | None = None,
-                 web_search: WebSearch | None = None):
+    def __init__(
+        self,
+        retriever: RetrieverResource,
+        gateway: LLMGatewayResource,
+        config: AgentConfig | None = None,
+        web_search: WebSearch | None = None,
+    ):
         self.retriever, self.gateway = retriever, gateway
         self.config = config or AgentConfig()
         self.web = web_search or WebSearch(self.config.web_search, self.config.web_search_url)
@@ -215,13 +226,25 @@ class AnswerService:
     # -- building blocks (also the orchestrator's tools) ----------------------------------------
     def retrieve(self, question: str, filters: dict | None = None, k: int | None = None) -> list[Source]:
         with tracer().start_as_current_span("retrieve") as span:
-            hits = self.retriever.search(question, k=k or self.config.k, mode=self.config.retrieval_mode, filters=filters,
-                                         generation=self.config.generation)
+            hits = self.retriever.search(
+                question,
+                k=k or self.config.k,
+                mode=self.config.retrieval_mode,
+                filters=filters,
+                generation=self.config.generation,
+            )
             span.set_attribute("retrieval.mode", self.config.retrieval_mode)
             span.set_attribute("retrieval.hits", len(hits))
         return [
-            Source(n=i + 1, id=_source_id(h), title=h.title or "", text=(h.text or "")[: self.config.max_passage_chars],
-                   origin="knowledge_base", score=float(h.score), doc_key=h.doc_key or "")
+            Source(
+                n=i + 1,
+                id=_source_id(h),
+                title=h.title or "",
+                text=(h.text or "")[: self.config.max_passage_chars],
+                origin="knowledge_base",
+                score=float(h.score),
+                doc_key=h.doc_key or "",
+            )
             for i, h in enumerate(hits)
         ]
 
@@ -231,20 +254,39 @@ class AnswerService:
             span.set_attribute("web_search.available", bool(result.get("available")))
             span.set_attribute("web_search.results", len(result.get("results", [])))
         sources = [
-            Source(n=start + i, id=r.get("url", ""), title=r.get("title", ""), text=(r.get("content") or "")[: self.config.max_passage_chars],
-                   origin="web", url=r.get("url", ""), score=float(r.get("score") or 0))
+            Source(
+                n=start + i,
+                id=r.get("url", ""),
+                title=r.get("title", ""),
+                text=(r.get("content") or "")[: self.config.max_passage_chars],
+                origin="web",
+                url=r.get("url", ""),
+                score=float(r.get("score") or 0),
+            )
             for i, r in enumerate(result.get("results", []))
         ]
         return sources, result
 
-    def _chat(self, plan_tokens: dict, span_name: str, messages: list[dict], max_tokens: int, response_format: dict | None = None,
-              **extra) -> str:
+    def _chat(
+        self,
+        plan_tokens: dict,
+        span_name: str,
+        messages: list[dict],
+        max_tokens: int,
+        response_format: dict | None = None,
+        **extra,
+    ) -> str:
         with tracer().start_as_current_span(span_name) as span:
             span.set_attribute("gen_ai.system", "openai")
             span.set_attribute("gen_ai.request.model", self.gateway.chat_model)
             kwargs = dict(extra, response_format=response_format) if response_format else extra
-            r = self.client.chat.completions.create(model=self.gateway.chat_model, messages=messages, max_tokens=max_tokens,
-                                                    temperature=self.config.temperature, **kwargs)
+            r = self.client.chat.completions.create(
+                model=self.gateway.chat_model,
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=self.config.temperature,
+                **kwargs,
+            )
             if r.usage:
                 plan_tokens["prompt"] += r.usage.prompt_tokens
                 plan_tokens["completion"] += r.usage.completion_tokens
@@ -254,7 +296,10 @@ class AnswerService:
 
     def assess(self, question: str, sources: list[Source], tokens: dict) -> tuple[float, list[int]]:
         """The evaluation agent: grade the passages for the question -> (score in [0, 1], relevant source numbers)."""
-        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_prompt(question, sources, ASSESS_TASK)}]
+        messages = [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": user_prompt(question, sources, ASSESS_TASK)},
+        ]
         fmt = {"type": "json_schema", "json_schema": {"name": "relevance", "schema": assess_schema(len(sources))}}
         text = self._chat(tokens, "assess_relevance", messages, self.config.assess_max_tokens, fmt)
         try:
@@ -288,7 +333,11 @@ class AnswerService:
                 relevance, _relevant = self.assess(question, sources, tokens)
                 calls += 1
                 timings["assess"] = (time.perf_counter() - t) * 1000
-            route = "knowledge_base" if sources and relevance is not None and relevance >= self.config.relevance_threshold else "web_search"
+            route = (
+                "knowledge_base"
+                if sources and relevance is not None and relevance >= self.config.relevance_threshold
+                else "web_search"
+            )
             if route == "web_search":
                 t = time.perf_counter()
                 web, result = self.web_sources(question)
@@ -296,7 +345,9 @@ class AnswerService:
                 if web:
                     sources = web
                 elif not result.get("available"):
-                    notes.append(f"Web search unavailable ({result.get('error', 'not configured')}); answered from the knowledge base.")
+                    notes.append(
+                        f"Web search unavailable ({result.get('error', 'not configured')}); answered from the knowledge base."
+                    )
                     route = "knowledge_base_fallback" if sources else "no_context"
                 else:
                     notes.append(f"Web search found nothing ({result.get('error') or 'no results'}).")
@@ -304,8 +355,13 @@ class AnswerService:
             span.set_attribute("agentic.route", route)
             if relevance is not None:
                 span.set_attribute("agentic.relevance", relevance)
-            messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_prompt(question, sources, ANSWER_TASK)}]
-            return Plan(question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings, notes)
+            messages = [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": user_prompt(question, sources, ANSWER_TASK)},
+            ]
+            return Plan(
+                question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings, notes
+            )
         except Exception as exc:
             span.record_exception(exc)
             span.end()
@@ -318,8 +374,18 @@ class AnswerService:
         citations = citations_for(text, plan.sources, plan.notes) if plan.route != "no_context" else []
         plan.span.set_attribute("agentic.citations", len(citations))
         plan.span.end()
-        return Answer(plan.question, text.strip(), citations, plan.relevance, plan.route, plan.trace_id, plan.llm_calls,
-                      plan.tokens, {k: round(v, 1) for k, v in plan.timings_ms.items()}, plan.notes)
+        return Answer(
+            plan.question,
+            text.strip(),
+            citations,
+            plan.relevance,
+            plan.route,
+            plan.trace_id,
+            plan.llm_calls,
+            plan.tokens,
+            {k: round(v, 1) for k, v in plan.timings_ms.items()},
+            plan.notes,
+        )
 
     def answer(self, question: str, filters: dict | None = None, mode: str = "auto") -> Answer:
         if mode == "agent":
@@ -338,8 +404,13 @@ class AnswerService:
             if plan.route == "no_context":
                 text = "I found nothing in the knowledge base or on the web to answer this question."
             else:
-                text = self._chat(plan.tokens, "generate_answer", plan.messages, self.config.answer_max_tokens,
-                                  frequency_penalty=self.config.frequency_penalty)
+                text = self._chat(
+                    plan.tokens,
+                    "generate_answer",
+                    plan.messages,
+                    self.config.answer_max_tokens,
+                    frequency_penalty=self.config.frequency_penalty,
+                )
                 plan.llm_calls += 1
             return self._finish(plan, text, t)
         except Exception as exc:
@@ -362,8 +433,12 @@ class AnswerService:
             ctx = trace.set_span_in_context(plan.span)
             with tracer().start_as_current_span("generate_answer", context=ctx) as span:
                 stream = self.client.chat.completions.create(
-                    model=self.gateway.chat_model, messages=plan.messages, max_tokens=self.config.answer_max_tokens,
-                    temperature=self.config.temperature, stream=True, stream_options={"include_usage": True},
+                    model=self.gateway.chat_model,
+                    messages=plan.messages,
+                    max_tokens=self.config.answer_max_tokens,
+                    temperature=self.config.temperature,
+                    stream=True,
+                    stream_options={"include_usage": True},
                     frequency_penalty=self.config.frequency_penalty,
                 )
                 for chunk in stream:
@@ -439,8 +514,10 @@ class AnswerService:
                 elif state["kb_last"] and (state["relevance"] is None):
                     event.cancel_tool = "Assess the relevance of the knowledge-base sources first."
                 elif state["kb_last"] and state["relevance"] >= cfg.relevance_threshold:
-                    event.cancel_tool = (f"Not needed: knowledge-base relevance {state['relevance']:.2f} >= "
-                                         f"{cfg.relevance_threshold}. Answer from those sources.")
+                    event.cancel_tool = (
+                        f"Not needed: knowledge-base relevance {state['relevance']:.2f} >= "
+                        f"{cfg.relevance_threshold}. Answer from those sources."
+                    )
 
         def next_actions() -> tuple[set[str], bool]:
             # The routing rule as a state machine: knowledge base -> relevance -> (web search if low) -> answer.
@@ -466,8 +543,10 @@ class AnswerService:
         agent = Agent(
             model=model,
             tools=[search_knowledge_base, assess_relevance, web_search],
-            system_prompt=(SYSTEM + " Work in steps: search_knowledge_base, then assess_relevance, then answer; "
-                           "use web_search only if the relevance is low. Finish with the final answer citing [n]."),
+            system_prompt=(
+                SYSTEM + " Work in steps: search_knowledge_base, then assess_relevance, then answer; "
+                "use web_search only if the relevance is low. Finish with the final answer citing [n]."
+            ),
             callback_handler=None,
             trace_attributes={"agentic.mode": "agent"},
         )
@@ -490,8 +569,18 @@ class AnswerService:
         notes: list[str] = []
         citations = citations_for(text, sources, notes)
         span.end()
-        return Answer(question, text, citations, state["relevance"], route, trace_id_of(span), llm_calls[0] + cycles, tokens,
-                      {"total": round((time.perf_counter() - t0) * 1000, 1)}, notes)
+        return Answer(
+            question,
+            text,
+            citations,
+            state["relevance"],
+            route,
+            trace_id_of(span),
+            llm_calls[0] + cycles,
+            tokens,
+            {"total": round((time.perf_counter() - t0) * 1000, 1)},
+            notes,
+        )
 
     def close(self) -> None:
         self.web.close()

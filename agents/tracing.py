@@ -21,7 +21,9 @@ _provider: TracerProvider | None = None
 _exporting_to: set[str] = set()
 
 
-def setup_tracing(endpoint: str | None = None, headers: dict[str, str] | None = None, service_name: str = "agentic-rag") -> TracerProvider:
+def setup_tracing(
+    endpoint: str | None = None, headers: dict[str, str] | None = None, service_name: str = "agentic-rag"
+) -> TracerProvider:
     """Install the global provider once; add an OTLP exporter per distinct endpoint."""
     global _provider
     with _lock:
@@ -38,7 +40,9 @@ def setup_tracing(endpoint: str | None = None, headers: dict[str, str] | None = 
             url = endpoint.rstrip("/")
             if not url.endswith("/v1/traces"):
                 url += "/v1/traces"
-            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, headers=headers or {}), schedule_delay_millis=500))
+            _provider.add_span_processor(
+                BatchSpanProcessor(OTLPSpanExporter(endpoint=url, headers=headers or {}), schedule_delay_millis=500)
+            )
             _exporting_to.add(endpoint)
         return _provider
 

@@ -22,32 +22,53 @@ TAVILY_URL = "https://api.tavily.com"
 server = MCPServer("agentic-web-search")
 
 
-def tavily_search(query: str, max_results: int = 5, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 20) -> dict:
+def tavily_search(
+    query: str, max_results: int = 5, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 20
+) -> dict:
     api_key = api_key if api_key is not None else os.environ.get("TAVILY_API_KEY", "")
     if not api_key:
-        return {"available": False, "query": query, "results": [],
-                "error": "web search is not configured: TAVILY_API_KEY is not set"}
+        return {
+            "available": False,
+            "query": query,
+            "results": [],
+            "error": "web search is not configured: TAVILY_API_KEY is not set",
+        }
     if not query.strip():
         return {"available": True, "query": query, "results": [], "error": "empty query"}
     url = (base_url or os.environ.get("TAVILY_BASE_URL") or TAVILY_URL).rstrip("/") + "/search"
     try:
         r = httpx.post(
             url,
-            json={"query": query, "max_results": max(1, min(int(max_results), 10)), "search_depth": "basic", "include_answer": False},
+            json={
+                "query": query,
+                "max_results": max(1, min(int(max_results), 10)),
+                "search_depth": "basic",
+                "include_answer": False,
+            },
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout_s,
         )
     except httpx.HTTPError as exc:
         return {"available": True, "query": query, "results": [], "error": f"web search failed: {type(exc).__name__}"}
     if r.status_code in (401, 403):
-        return {"available": False, "query": query, "results": [], "error": "web search rejected the API key (HTTP %d)" % r.status_code}
+        return {
+            "available": False,
+            "query": query,
+            "results": [],
+            "error": "web search rejected the API key (HTTP %d)" % r.status_code,
+        }
     if r.status_code == 429:
         return {"available": True, "query": query, "results": [], "error": "web search rate limit reached (HTTP 429)"}
     if r.status_code != 200:
         return {"available": True, "query": query, "results": [], "error": f"web search failed (HTTP {r.status_code})"}
     body = r.json()
     results = [
-        {"title": x.get("title", ""), "url": x.get("url", ""), "content": (x.get("content") or "")[:1500], "score": x.get("score")}
+        {
+            "title": x.get("title", ""),
+            "url": x.get("url", ""),
+            "content": (x.get("content") or "")[:1500],
+            "score": x.get("score"),
+        }
         for x in body.get("results", [])
     ]
     return {"available": True, "query": query, "results": results}

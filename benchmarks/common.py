@@ -24,19 +24,28 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def bench_settings(home: Path) -> Settings:
     base = load_settings({k: v for k, v in os.environ.items() if k != "AGENTIC_HOME"})
-    return Settings(profile="local", home=home, cache=base.cache, corpus_limit=base.corpus_limit, ray_address=base.ray_address)
+    return Settings(
+        profile="local", home=home, cache=base.cache, corpus_limit=base.corpus_limit, ray_address=base.ray_address
+    )
 
 
 def materialize(resources: dict, run_config: dict | None = None) -> tuple[float, dict]:
     t0 = time.perf_counter()
-    result = dg.materialize([*knowledge_assets, *knowledge_checks], resources=resources, instance=dg.DagsterInstance.ephemeral(), run_config=run_config)
+    result = dg.materialize(
+        [*knowledge_assets, *knowledge_checks],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config=run_config,
+    )
     wall = time.perf_counter() - t0
     if not result.success:
         raise RuntimeError("materialization failed")
     meta = {}
     for ev in result.get_asset_materialization_events():
         m = ev.event_specific_data.materialization
-        meta[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items() if isinstance(v.value, int | float | str)}
+        meta[m.asset_key.to_user_string()] = {
+            k: v.value for k, v in m.metadata.items() if isinstance(v.value, int | float | str)
+        }
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     if not all(checks.values()):
         raise RuntimeError(f"asset checks failed: {checks}")
@@ -48,7 +57,12 @@ def chunk_run_config(max_tokens: int, overlap: int) -> dict:
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor() or "unknown"}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+    }
 
 
 def retrieval_metrics(ranked_doc_keys: list[list[str]], relevant: list[str], k: int = 10) -> dict:
@@ -66,7 +80,12 @@ def retrieval_metrics(ranked_doc_keys: list[list[str]], relevant: list[str], k: 
             ndcg += 1 / math.log2(r + 1)
             mrr += 1 / r
     n = max(1, len(relevant))
-    return {f"recall@{k}": round(recall / n, 4), f"ndcg@{k}": round(ndcg / n, 4), f"mrr@{k}": round(mrr / n, 4), "queries": len(relevant)}
+    return {
+        f"recall@{k}": round(recall / n, 4),
+        f"ndcg@{k}": round(ndcg / n, 4),
+        f"mrr@{k}": round(mrr / n, 4),
+        "queries": len(relevant),
+    }
 
 
 def percentile(xs: list[float], p: float) -> float:
@@ -80,7 +99,12 @@ def percentile(xs: list[float], p: float) -> float:
 def save(name: str, data: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    data = {"benchmark": name, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **data}
+    data = {
+        "benchmark": name,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        **data,
+    }
     path.write_text(json.dumps(data, indent=2))
     return path
 

@@ -47,7 +47,9 @@ class _Piece:
 
 
 class Chunker:
-    def __init__(self, count_tokens: TokenCounter, max_tokens: int = 200, overlap_tokens: int = 40, label_cost: int = 3):
+    def __init__(
+        self, count_tokens: TokenCounter, max_tokens: int = 200, overlap_tokens: int = 40, label_cost: int = 3
+    ):
         if max_tokens <= 0 or overlap_tokens < 0 or overlap_tokens >= max_tokens:
             raise ValueError("need max_tokens > overlap_tokens >= 0")
         self.count_tokens = count_tokens
@@ -153,5 +155,9 @@ class Chunker:
         out = []
         for seq, pieces in enumerate(chunks):
             text, labels = self._render(pieces)
-            out.append(Chunk(seq=seq, text=text, section=labels, n_tokens=sum(cost(p, pieces[:i]) for i, p in enumerate(pieces))))
+            out.append(
+                Chunk(
+                    seq=seq, text=text, section=labels, n_tokens=sum(cost(p, pieces[:i]) for i, p in enumerate(pieces))
+                )
+            )
         return out

@@ -49,9 +49,7 @@ class ParsedDocument:
 
     @property
     def text(self) -> str:
-        return "\n\n".join(
-            f"{s.label}: {s.text}" if s.label else s.text for s in self.sections if s.text
-        )
+        return "\n\n".join(f"{s.label}: {s.text}" if s.label else s.text for s in self.sections if s.text)
 
 
 _WS = re.compile(r"\s+")
@@ -205,9 +203,13 @@ def parse_jats_xml(key: str, data: bytes) -> ParsedDocument:
         secs = abstract.findall("sec")
         if secs:
             for s in secs:
-                sections.append(Section(_itertext(s.find("title")).upper(), " ".join(_itertext(p) for p in s.findall(".//p"))))
+                sections.append(
+                    Section(_itertext(s.find("title")).upper(), " ".join(_itertext(p) for p in s.findall(".//p")))
+                )
         else:
-            sections.append(Section("ABSTRACT", " ".join(_itertext(p) for p in abstract.findall(".//p")) or _itertext(abstract)))
+            sections.append(
+                Section("ABSTRACT", " ".join(_itertext(p) for p in abstract.findall(".//p")) or _itertext(abstract))
+            )
     body = root.find("body")
     if body is not None:
         for s in body.findall("sec"):
@@ -242,7 +244,25 @@ def parse_generic_xml(key: str, data: bytes) -> ParsedDocument:
 
 class _HTMLText(HTMLParser):
     SKIP = {"script", "style", "noscript", "template", "svg", "head"}
-    BLOCK = {"p", "div", "li", "br", "tr", "section", "article", "h1", "h2", "h3", "h4", "h5", "h6", "td", "th", "pre", "blockquote"}
+    BLOCK = {
+        "p",
+        "div",
+        "li",
+        "br",
+        "tr",
+        "section",
+        "article",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "td",
+        "th",
+        "pre",
+        "blockquote",
+    }
     HEAD = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
     def __init__(self):
@@ -473,4 +493,3 @@ def parse_document(key: str, data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) ->
     if len(body) < MIN_TEXT_CHARS:
         raise Quarantine(f"no extractable text ({len(body)} characters after parsing {fmt})")
     return doc
-

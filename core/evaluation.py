@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 GOLDEN_SET_VERSION = "golden-v1"  # bump when the selection or templating rules change
-_CONCLUSION_LABEL = re.compile(r"^\s*(conclusions?|interpretation|conclusions? and relevance|implications?)\s*:?\s*$", re.I)
+_CONCLUSION_LABEL = re.compile(
+    r"^\s*(conclusions?|interpretation|conclusions? and relevance|implications?)\s*:?\s*$", re.I
+)
 _WS = re.compile(r"\s+")
 
 # Metrics: higher is better for all of them. Judge metrics come from RAGAS, the rest need no LLM.
@@ -32,8 +34,14 @@ class GoldenItem:
     title: str
 
     def as_row(self) -> dict[str, Any]:
-        return {"id": self.id, "question": self.question, "reference": self.reference,
-                "gold_doc_keys": list(self.gold_doc_keys), "retrieval_query": self.retrieval_query, "title": self.title}
+        return {
+            "id": self.id,
+            "question": self.question,
+            "reference": self.reference,
+            "gold_doc_keys": list(self.gold_doc_keys),
+            "retrieval_query": self.retrieval_query,
+            "title": self.title,
+        }
 
 
 def title_as_question(title: str) -> str:
@@ -48,12 +56,19 @@ def title_as_question(title: str) -> str:
 
 def conclusions_of(sections: Iterable[tuple[str, str]]) -> str:
     """The text of the conclusions section(s), or '' when the abstract has none."""
-    parts = [text.strip() for label, text in sections if label and _CONCLUSION_LABEL.match(label) and text and text.strip()]
+    parts = [
+        text.strip() for label, text in sections if label and _CONCLUSION_LABEL.match(label) and text and text.strip()
+    ]
     return " ".join(parts)
 
 
-def build_golden_set(documents: Iterable[dict], size: int = 300, min_reference_chars: int = 60,
-                     max_reference_chars: int = 800, min_title_words: int = 4) -> tuple[list[GoldenItem], str]:
+def build_golden_set(
+    documents: Iterable[dict],
+    size: int = 300,
+    min_reference_chars: int = 60,
+    max_reference_chars: int = 800,
+    min_title_words: int = 4,
+) -> tuple[list[GoldenItem], str]:
     """Pick up to ``size`` documents with a conclusions section, in a stable pseudo-random order (hash of key),
     so adding documents changes the set only where a new document sorts in. Returns (items, version)."""
     candidates = []
@@ -70,8 +85,14 @@ def build_golden_set(documents: Iterable[dict], size: int = 300, min_reference_c
         candidates.append((order, d["key"], title, reference))
     candidates.sort()
     items = [
-        GoldenItem(id=order[:16], question=title_as_question(title), reference=reference, gold_doc_keys=(key,),
-                   retrieval_query=title, title=title)
+        GoldenItem(
+            id=order[:16],
+            question=title_as_question(title),
+            reference=reference,
+            gold_doc_keys=(key,),
+            retrieval_query=title,
+            title=title,
+        )
         for order, key, title, reference in candidates[:size]
     ]
     return merge_golden(items, size)
@@ -144,8 +165,13 @@ class GateResult:
         return {"passed": self.passed, "reasons": self.reasons, "compared": self.compared}
 
 
-def promotion_gate(candidate: dict[str, Any], baseline: dict[str, Any] | None, tolerance: float = 0.02,
-                   gate_metrics: Iterable[str] = (), max_failure_rate: float = 0.2) -> GateResult:
+def promotion_gate(
+    candidate: dict[str, Any],
+    baseline: dict[str, Any] | None,
+    tolerance: float = 0.02,
+    gate_metrics: Iterable[str] = (),
+    max_failure_rate: float = 0.2,
+) -> GateResult:
     """A candidate passes when, for every gate metric present in both summaries, it is not worse than the
     baseline by more than ``tolerance`` (absolute), and judge failures stay under ``max_failure_rate``.
     No baseline (nothing serving yet, or no comparable run) -> passes, and says so."""
@@ -171,5 +197,7 @@ def promotion_gate(candidate: dict[str, Any], baseline: dict[str, Any] | None, t
     if baseline is None:
         reasons.append("no baseline to compare with (nothing serving, or no evaluation of it on this golden set)")
     elif ok:
-        reasons.append(f"not worse than serving beyond {tolerance} on {', '.join(k for k, v in compared.items() if 'delta' in v) or 'no shared metric'}")
+        reasons.append(
+            f"not worse than serving beyond {tolerance} on {', '.join(k for k, v in compared.items() if 'delta' in v) or 'no shared metric'}"
+        )
     return GateResult(ok, reasons, compared)

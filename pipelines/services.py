@@ -28,8 +28,11 @@ def build_answer_service(settings: Settings):
     res = build_resources(settings)
     gateway = resolve_env(res["gateway"])
     retriever = resolve_env(res["retriever"])
-    config = AgentConfig(web_search=settings.web_search, web_search_url=settings.web_search_url,
-                         tool_mode="json_action" if settings.profile == "local" else "native")
+    config = AgentConfig(
+        web_search=settings.web_search,
+        web_search_url=settings.web_search_url,
+        tool_mode="json_action" if settings.profile == "local" else "native",
+    )
     return AnswerService(retriever, gateway, config, WebSearch(config.web_search, config.web_search_url))
 
 
@@ -43,7 +46,9 @@ def resolve_env(resource):
         if isinstance(value, dg.EnvVar):
             update[name] = value.get_value()
             if update[name] is None:
-                raise RuntimeError(f"environment variable {value.env_var_name} is not set ({type(resource).__name__}.{name})")
+                raise RuntimeError(
+                    f"environment variable {value.env_var_name} is not set ({type(resource).__name__}.{name})"
+                )
         elif isinstance(value, dg.ConfigurableResource):
             update[name] = resolve_env(value)
     return resource.model_copy(update=update) if update else resource
@@ -61,7 +66,11 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
     addr_file = _run_dir(settings) / "ray.address"
     if addr_file.exists():
         address = addr_file.read_text().strip()
-        probe = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "status", f"--address={address}"], capture_output=True, text=True)
+        probe = subprocess.run(
+            [sys.executable, "-m", "ray.scripts.scripts", "status", f"--address={address}"],
+            capture_output=True,
+            text=True,
+        )
         if probe.returncode == 0:
             return address
     from resources.ray_cluster import apply_ray_env_defaults
@@ -70,8 +79,16 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
     port = _free_port()
     # The head's temp dir is this home's: `agentic down` stops exactly the processes that name it, never another home's Ray.
     settings.ray_root.mkdir(parents=True, exist_ok=True)
-    cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}", f"--num-cpus={os.cpu_count()}",
-           "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={settings.ray_root}"]
+    cmd = [
+        str(Path(sys.executable).with_name("ray")),
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--num-cpus={os.cpu_count()}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={settings.ray_root}",
+    ]
     log(f"starting a persistent Ray head on 127.0.0.1:{port}")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -132,4 +149,3 @@ def down(settings: Settings, log=print) -> None:
         stop_processes_naming(str(settings.ray_root))  # `ray stop` would stop every Ray on the machine
         addr_file.unlink()
         log("stopped the Ray head (and its Serve applications)")
-

@@ -149,7 +149,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         otlp_headers=env.get("OTEL_EXPORTER_OTLP_HEADERS", ""),
         web_search=web,
         web_search_url=env.get("AGENTIC_WEB_SEARCH_URL", ""),
-        judge_backend=env.get("AGENTIC_JUDGE_MODEL", "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0" if profile == "eks" else ""),
+        judge_backend=env.get(
+            "AGENTIC_JUDGE_MODEL", "bedrock/anthropic.claude-3-5-haiku-20241022-v1:0" if profile == "eks" else ""
+        ),
         aws_region=env.get("AWS_REGION", "us-east-1").strip() or "us-east-1",
         kube_host=env.get("AGENTIC_KUBE_HOST", ""),
         platform_config=env.get("AGENTIC_PLATFORM_CONFIG", ""),

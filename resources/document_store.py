@@ -168,9 +168,12 @@ class S3DocumentStore(DocumentStoreResource):
         bodies: list[str] = []
         receipts: list[str] = []
         while len(bodies) < max_messages:
-            got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, max_messages - len(bodies)),
-                                      WaitTimeSeconds=self.queue_wait_s if not bodies else 0,
-                                      VisibilityTimeout=self.queue_visibility_s).get("Messages", [])
+            got = sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, max_messages - len(bodies)),
+                WaitTimeSeconds=self.queue_wait_s if not bodies else 0,
+                VisibilityTimeout=self.queue_visibility_s,
+            ).get("Messages", [])
             if not got:
                 break
             bodies += [m["Body"] for m in got]
@@ -198,21 +201,47 @@ class S3DocumentStore(DocumentStoreResource):
         s3:ObjectRemoved:*, filtered to ``prefix``), keeping the bucket's other notifications. S3 then sends one
         ``s3:TestEvent`` message, which ``poll_changes`` ignores."""
         sqs, s3 = self._sqs(), self._client()
-        url = self.queue_url or sqs.create_queue(QueueName=queue_name or f"{self.bucket}-documents", Attributes={
-            "VisibilityTimeout": str(self.queue_visibility_s), "MessageRetentionPeriod": str(14 * 24 * 3600),
-            "SqsManagedSseEnabled": "true"})["QueueUrl"]
+        url = (
+            self.queue_url
+            or sqs.create_queue(
+                QueueName=queue_name or f"{self.bucket}-documents",
+                Attributes={
+                    "VisibilityTimeout": str(self.queue_visibility_s),
+                    "MessageRetentionPeriod": str(14 * 24 * 3600),
+                    "SqsManagedSseEnabled": "true",
+                },
+            )["QueueUrl"]
+        )
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         partition, account = arn.split(":")[1], arn.split(":")[4]
         bucket_arn = f"arn:{partition}:s3:::{self.bucket}"
-        policy = {"Version": "2012-10-17", "Statement": [{
-            "Sid": "BucketNotifications", "Effect": "Allow", "Principal": {"Service": "s3.amazonaws.com"},
-            "Action": "sqs:SendMessage", "Resource": arn,
-            "Condition": {"ArnEquals": {"aws:SourceArn": bucket_arn}, "StringEquals": {"aws:SourceAccount": account}}}]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "BucketNotifications",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "s3.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": arn,
+                    "Condition": {
+                        "ArnEquals": {"aws:SourceArn": bucket_arn},
+                        "StringEquals": {"aws:SourceAccount": account},
+                    },
+                }
+            ],
+        }
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
-        config = {k: v for k, v in s3.get_bucket_notification_configuration(Bucket=self.bucket).items() if k != "ResponseMetadata"}
+        config = {
+            k: v
+            for k, v in s3.get_bucket_notification_configuration(Bucket=self.bucket).items()
+            if k != "ResponseMetadata"
+        }
         queues = [q for q in config.get("QueueConfigurations", []) if q.get("Id") != NOTIFICATION_ID]
         ours: dict = {"Id": NOTIFICATION_ID, "QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
         if self.prefix:
             ours["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": self.prefix}]}}
-        s3.put_bucket_notification_configuration(Bucket=self.bucket, NotificationConfiguration={**config, "QueueConfigurations": [*queues, ours]})
+        s3.put_bucket_notification_configuration(
+            Bucket=self.bucket, NotificationConfiguration={**config, "QueueConfigurations": [*queues, ours]}
+        )
         return url

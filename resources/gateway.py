@@ -25,9 +25,18 @@ class GatewayError(RuntimeError):
     pass
 
 
-def render_litellm_config(llm_name: str, llm_api_base: str, embed_name: str, embed_api_base: str,
-                          timeout_s: int = 300, retries: int = 2, llm_aliases: tuple[str, ...] = ("chat",),
-                          judge_name: str = "", judge_backend: str = "", aws_region: str = "us-east-1") -> dict:
+def render_litellm_config(
+    llm_name: str,
+    llm_api_base: str,
+    embed_name: str,
+    embed_api_base: str,
+    timeout_s: int = 300,
+    retries: int = 2,
+    llm_aliases: tuple[str, ...] = ("chat",),
+    judge_name: str = "",
+    judge_backend: str = "",
+    aws_region: str = "us-east-1",
+) -> dict:
     """LiteLLM proxy config: model names -> OpenAI-compatible endpoints, retries, timeouts, key by reference.
 
     The evaluation judge is ``judge_name``: with no ``judge_backend`` it is one more alias of the deployed LLM
@@ -37,27 +46,53 @@ def render_litellm_config(llm_name: str, llm_api_base: str, embed_name: str, emb
     if judge_name and not judge_backend:
         llm_aliases = (*llm_aliases, judge_name)
     for name in (llm_name, *llm_aliases):
-        models.append({
-            "model_name": name,
-            "litellm_params": {"model": f"openai/{llm_name}", "api_base": llm_api_base, "api_key": "os.environ/AGENTIC_UPSTREAM_KEY",
-                               "timeout": timeout_s, "max_retries": 0},
-            "model_info": {"mode": "chat"},
-        })
-    models.append({
-        "model_name": embed_name,
-        "litellm_params": {"model": f"openai/{embed_name}", "api_base": embed_api_base, "api_key": "os.environ/AGENTIC_UPSTREAM_KEY",
-                           "timeout": 60, "max_retries": 0},
-        "model_info": {"mode": "embedding"},
-    })
+        models.append(
+            {
+                "model_name": name,
+                "litellm_params": {
+                    "model": f"openai/{llm_name}",
+                    "api_base": llm_api_base,
+                    "api_key": "os.environ/AGENTIC_UPSTREAM_KEY",
+                    "timeout": timeout_s,
+                    "max_retries": 0,
+                },
+                "model_info": {"mode": "chat"},
+            }
+        )
+    models.append(
+        {
+            "model_name": embed_name,
+            "litellm_params": {
+                "model": f"openai/{embed_name}",
+                "api_base": embed_api_base,
+                "api_key": "os.environ/AGENTIC_UPSTREAM_KEY",
+                "timeout": 60,
+                "max_retries": 0,
+            },
+            "model_info": {"mode": "embedding"},
+        }
+    )
     if judge_name and judge_backend:
-        models.append({
-            "model_name": judge_name,
-            "litellm_params": {"model": judge_backend, "aws_region_name": aws_region, "timeout": timeout_s, "max_retries": 0},
-            "model_info": {"mode": "chat"},
-        })
+        models.append(
+            {
+                "model_name": judge_name,
+                "litellm_params": {
+                    "model": judge_backend,
+                    "aws_region_name": aws_region,
+                    "timeout": timeout_s,
+                    "max_retries": 0,
+                },
+                "model_info": {"mode": "chat"},
+            }
+        )
     return {
         "model_list": models,
-        "litellm_settings": {"num_retries": retries, "request_timeout": timeout_s, "drop_params": True, "telemetry": False},
+        "litellm_settings": {
+            "num_retries": retries,
+            "request_timeout": timeout_s,
+            "drop_params": True,
+            "telemetry": False,
+        },
         "router_settings": {"num_retries": retries, "retry_after": 1, "timeout": timeout_s},
         "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
     }
@@ -82,12 +117,16 @@ class LLMGatewayResource(dg.ConfigurableResource):
     def openai_client(self, **kw):
         import openai
 
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.master_key, timeout=self.request_timeout_s, max_retries=0, **kw)
+        return openai.OpenAI(
+            base_url=f"{self.url}/v1", api_key=self.master_key, timeout=self.request_timeout_s, max_retries=0, **kw
+        )
 
     def async_openai_client(self, **kw):
         import openai
 
-        return openai.AsyncOpenAI(base_url=f"{self.url}/v1", api_key=self.master_key, timeout=self.request_timeout_s, max_retries=0, **kw)
+        return openai.AsyncOpenAI(
+            base_url=f"{self.url}/v1", api_key=self.master_key, timeout=self.request_timeout_s, max_retries=0, **kw
+        )
 
     def alive(self) -> bool:
         try:
@@ -122,19 +161,36 @@ class LLMGatewayResource(dg.ConfigurableResource):
         self.stop()
         self.write_config(config)
         env = dict(os.environ)
-        env.update({
-            "LITELLM_MASTER_KEY": self.master_key,
-            "AGENTIC_UPSTREAM_KEY": env.get("AGENTIC_UPSTREAM_KEY", "none"),  # llama-server/vLLM inside the cluster need none
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "LITELLM_TELEMETRY": "False",
-            "LITELLM_LOG": env.get("LITELLM_LOG", "WARNING"),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "LITELLM_MASTER_KEY": self.master_key,
+                "AGENTIC_UPSTREAM_KEY": env.get(
+                    "AGENTIC_UPSTREAM_KEY", "none"
+                ),  # llama-server/vLLM inside the cluster need none
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "LITELLM_TELEMETRY": "False",
+                "LITELLM_LOG": env.get("LITELLM_LOG", "WARNING"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         t0 = time.perf_counter()
         with open(logfile, "ab") as log:
             proc = subprocess.Popen(
-                [self.litellm_bin, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(self._port()), "--num_workers", "1"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    self.litellm_bin,
+                    "--config",
+                    str(cfg),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self._port()),
+                    "--num_workers",
+                    "1",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         pidfile.write_text(str(proc.pid))
         deadline = time.time() + timeout_s

@@ -39,16 +39,31 @@ class RagasJudge:
         self.model = model or gateway.judge_model
         client = gateway.async_openai_client()
         patched = instructor.from_openai(client, mode=instructor.Mode.JSON_SCHEMA)
-        llm = InstructorLLM(client=patched, model=self.model, provider="openai",
-                            model_args=InstructorModelArgs(temperature=0.0, top_p=1.0, max_tokens=self.settings.max_tokens),
-                            max_retries=1)
+        llm = InstructorLLM(
+            client=patched,
+            model=self.model,
+            provider="openai",
+            model_args=InstructorModelArgs(temperature=0.0, top_p=1.0, max_tokens=self.settings.max_tokens),
+            max_retries=1,
+        )
         embeddings = embedding_factory("openai", model=gateway.embedding_model, client=client)
         self.metrics = {
-            "faithfulness": (Faithfulness(llm=llm), lambda s: dict(user_input=s["question"], response=s["response"], retrieved_contexts=s["contexts"])),
-            "answer_relevancy": (AnswerRelevancy(llm=llm, embeddings=embeddings, strictness=2),
-                                 lambda s: dict(user_input=s["question"], response=s["response"])),
-            "context_precision": (ContextPrecision(llm=llm), lambda s: dict(user_input=s["question"], reference=s["reference"], retrieved_contexts=s["contexts"])),
-            "context_recall": (ContextRecall(llm=llm), lambda s: dict(user_input=s["question"], retrieved_contexts=s["contexts"], reference=s["reference"])),
+            "faithfulness": (
+                Faithfulness(llm=llm),
+                lambda s: dict(user_input=s["question"], response=s["response"], retrieved_contexts=s["contexts"]),
+            ),
+            "answer_relevancy": (
+                AnswerRelevancy(llm=llm, embeddings=embeddings, strictness=2),
+                lambda s: dict(user_input=s["question"], response=s["response"]),
+            ),
+            "context_precision": (
+                ContextPrecision(llm=llm),
+                lambda s: dict(user_input=s["question"], reference=s["reference"], retrieved_contexts=s["contexts"]),
+            ),
+            "context_recall": (
+                ContextRecall(llm=llm),
+                lambda s: dict(user_input=s["question"], retrieved_contexts=s["contexts"], reference=s["reference"]),
+            ),
         }
 
     async def _one(self, name: str, sample: dict) -> tuple[str, float | None, str | None]:

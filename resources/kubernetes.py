@@ -51,8 +51,10 @@ def is_ready(obj: dict) -> tuple[bool, str]:
         want = spec.get("replicas", 1)
         return status.get("availableReplicas", 0) >= want, f"{status.get('availableReplicas', 0)}/{want} available"
     if kind == "DaemonSet":
-        return (status.get("numberReady", 0) >= status.get("desiredNumberScheduled", 0),
-                f"{status.get('numberReady', 0)}/{status.get('desiredNumberScheduled', 0)} ready")
+        return (
+            status.get("numberReady", 0) >= status.get("desiredNumberScheduled", 0),
+            f"{status.get('numberReady', 0)}/{status.get('desiredNumberScheduled', 0)} ready",
+        )
     if kind == "RayService":
         return status.get("serviceStatus") == "Running", f"serviceStatus={status.get('serviceStatus')}"
     if kind == "RayCluster":
@@ -112,36 +114,76 @@ class KubernetesResource(dg.ConfigurableResource):
             try:
                 live = res.get(name=name, namespace=ns or None).to_dict()
             except NotFoundError:
-                out.append({"action": "create", "apiVersion": api_version, "kind": kind, "namespace": ns, "name": name, "changes": []})
+                out.append(
+                    {
+                        "action": "create",
+                        "apiVersion": api_version,
+                        "kind": kind,
+                        "namespace": ns,
+                        "name": name,
+                        "changes": [],
+                    }
+                )
                 continue
             body = {k: v for k, v in m.items() if k not in ("apiVersion", "kind", "status")}
             changes = _diff(body, live)
-            out.append({"action": "update" if changes else "unchanged", "apiVersion": api_version, "kind": kind, "namespace": ns, "name": name,
-                        "changes": changes})
+            out.append(
+                {
+                    "action": "update" if changes else "unchanged",
+                    "apiVersion": api_version,
+                    "kind": kind,
+                    "namespace": ns,
+                    "name": name,
+                    "changes": changes,
+                }
+            )
         kinds = (prune_kinds or set()) | {(m["apiVersion"], m["kind"]) for m in manifests}
         for obj in self._owned(dyn, kinds):
             if _ident(obj) not in declared:
                 md = obj["metadata"]
-                out.append({"action": "delete", "apiVersion": obj["apiVersion"], "kind": obj["kind"], "namespace": md.get("namespace", ""),
-                            "name": md["name"], "changes": []})
+                out.append(
+                    {
+                        "action": "delete",
+                        "apiVersion": obj["apiVersion"],
+                        "kind": obj["kind"],
+                        "namespace": md.get("namespace", ""),
+                        "name": md["name"],
+                        "changes": [],
+                    }
+                )
         return out
 
-    def apply(self, manifests: list[dict], prune: bool = True, wait: bool = True, prune_kinds: set[tuple[str, str]] | None = None,
-              log=print) -> list[dict]:
+    def apply(
+        self,
+        manifests: list[dict],
+        prune: bool = True,
+        wait: bool = True,
+        prune_kinds: set[tuple[str, str]] | None = None,
+        log=print,
+    ) -> list[dict]:
         dyn = self._client()
         plan = self.plan(manifests, prune_kinds)
         for m in manifests:
             labels = m["metadata"].get("labels", {})
-            if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY or labels.get("app.kubernetes.io/part-of") != self.cluster:
-                raise ValueError(f"{m['kind']}/{m['metadata']['name']} lacks the platform's ownership labels; refusing to apply it")
+            if (
+                labels.get("app.kubernetes.io/managed-by") != MANAGED_BY
+                or labels.get("app.kubernetes.io/part-of") != self.cluster
+            ):
+                raise ValueError(
+                    f"{m['kind']}/{m['metadata']['name']} lacks the platform's ownership labels; refusing to apply it"
+                )
         for m in manifests:
             api_version, kind, ns, name = _ident(m)
             res = dyn.resources.get(api_version=api_version, kind=kind)
-            res.server_side_apply(body=m, name=name, namespace=ns or None, field_manager=FIELD_MANAGER, force_conflicts=True)
+            res.server_side_apply(
+                body=m, name=name, namespace=ns or None, field_manager=FIELD_MANAGER, force_conflicts=True
+            )
         if prune:
             for step in plan:
                 if step["action"] == "delete":
-                    dyn.resources.get(api_version=step["apiVersion"], kind=step["kind"]).delete(name=step["name"], namespace=step["namespace"] or None)
+                    dyn.resources.get(api_version=step["apiVersion"], kind=step["kind"]).delete(
+                        name=step["name"], namespace=step["namespace"] or None
+                    )
                     log(f"pruned {step['kind']}/{step['name']}")
         if wait:
             self.wait_ready(manifests, dyn)
@@ -155,7 +197,9 @@ class KubernetesResource(dg.ConfigurableResource):
             waiting = []
             for m in pending:
                 api_version, kind, ns, name = _ident(m)
-                live = dyn.resources.get(api_version=api_version, kind=kind).get(name=name, namespace=ns or None).to_dict()
+                live = (
+                    dyn.resources.get(api_version=api_version, kind=kind).get(name=name, namespace=ns or None).to_dict()
+                )
                 ok, why = is_ready(live)
                 if not ok:
                     waiting.append((m, why))

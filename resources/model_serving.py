@@ -52,7 +52,14 @@ class ModelServingResource(dg.ConfigurableResource):
         t0 = time.perf_counter()
         serve.start(http_options={"host": self.http_host, "port": self.http_port})
         llm_app = LlamaServerDeployment.bind(
-            str(binary), env, model_path, served_name, self.ctx_size, self.parallel, self.threads, str(logs / "llama-server.log")
+            str(binary),
+            env,
+            model_path,
+            served_name,
+            self.ctx_size,
+            self.parallel,
+            self.threads,
+            str(logs / "llama-server.log"),
         )
         serve.run(llm_app, name="llm", route_prefix="/llm", blocking=False)
         embed_app = EmbeddingDeployment.bind(embedder_spec, embed_model_id)
@@ -80,4 +87,7 @@ class ModelServingResource(dg.ConfigurableResource):
 
         self.ray_cluster.ensure()
         st = serve.status()
-        return {name: app.status.value if hasattr(app.status, "value") else str(app.status) for name, app in st.applications.items()}
+        return {
+            name: app.status.value if hasattr(app.status, "value") else str(app.status)
+            for name, app in st.applications.items()
+        }

@@ -42,7 +42,14 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
-from resources.vector_store import FILTER_FIELDS, LIST_FIELDS, SearchHit, VectorStoreResource, chunk_schema, complete_rows
+from resources.vector_store import (
+    FILTER_FIELDS,
+    LIST_FIELDS,
+    SearchHit,
+    VectorStoreResource,
+    chunk_schema,
+    complete_rows,
+)
 
 OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v2"  # v2: sections (keyword list) and specialty
 _SOURCE = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal", "specialty"]
@@ -59,8 +66,14 @@ def estimate_row_bytes(dimension: int, text_bytes: int = TEXT_BYTES_PER_ROW, m: 
     return dimension * (4 + SOURCE_BYTES_PER_FLOAT) + 2 * m * 4 + text_bytes
 
 
-def shard_count(expected_rows: int, dimension: int, target_shard_gb: float = 20.0, max_shards: int = 32,
-                text_bytes: int = TEXT_BYTES_PER_ROW, m: int = 16) -> int:
+def shard_count(
+    expected_rows: int,
+    dimension: int,
+    target_shard_gb: float = 20.0,
+    max_shards: int = 32,
+    text_bytes: int = TEXT_BYTES_PER_ROW,
+    m: int = 16,
+) -> int:
     """Primary shards for ``expected_rows``: estimated size / ``target_shard_gb`` rounded up, in [1, max_shards]."""
     if expected_rows <= 0:
         return 1
@@ -72,11 +85,15 @@ class BulkRejected(RuntimeError):
     """Bulk writes still rejected with 429 after every retry."""
 
 
-def index_body(dimension: int, engine: str = "lucene", m: int = 16, ef_construction: int = 128, shards: int = 1, replicas: int = 0) -> dict:
+def index_body(
+    dimension: int, engine: str = "lucene", m: int = 16, ef_construction: int = 128, shards: int = 1, replicas: int = 0
+) -> dict:
     if engine not in ("lucene", "faiss"):
         raise ValueError("engine must be lucene or faiss (nmslib is deprecated)")
     return {
-        "settings": {"index": {"knn": True, "number_of_shards": shards, "number_of_replicas": replicas, "refresh_interval": "1s"}},
+        "settings": {
+            "index": {"knn": True, "number_of_shards": shards, "number_of_replicas": replicas, "refresh_interval": "1s"}
+        },
         "mappings": {
             "dynamic": "strict",
             "properties": {
@@ -97,7 +114,12 @@ def index_body(dimension: int, engine: str = "lucene", m: int = 16, ef_construct
                 "vector": {
                     "type": "knn_vector",
                     "dimension": dimension,
-                    "method": {"name": "hnsw", "engine": engine, "space_type": "cosinesimil", "parameters": {"m": m, "ef_construction": ef_construction}},
+                    "method": {
+                        "name": "hnsw",
+                        "engine": engine,
+                        "space_type": "cosinesimil",
+                        "parameters": {"m": m, "ef_construction": ef_construction},
+                    },
                 },
             },
         },
@@ -166,12 +188,18 @@ class OpenSearchVectorStore(VectorStoreResource):
         if self._client is None:
             from opensearchpy import OpenSearch, RequestsHttpConnection
 
-            kwargs: dict[str, Any] = {"hosts": [h.strip() for h in self.hosts.split(",") if h.strip()], "timeout": self.timeout_s}
+            kwargs: dict[str, Any] = {
+                "hosts": [h.strip() for h in self.hosts.split(",") if h.strip()],
+                "timeout": self.timeout_s,
+            }
             if self.use_sigv4:
                 import boto3
                 from opensearchpy import AWSV4SignerAuth
 
-                kwargs.update(http_auth=AWSV4SignerAuth(boto3.Session().get_credentials(), self.aws_region, "es"), connection_class=RequestsHttpConnection)
+                kwargs.update(
+                    http_auth=AWSV4SignerAuth(boto3.Session().get_credentials(), self.aws_region, "es"),
+                    connection_class=RequestsHttpConnection,
+                )
             elif self.username:
                 kwargs.update(http_auth=(self.username, self.password))
             if any(h.strip().startswith("https://") for h in self.hosts.split(",")):
@@ -185,7 +213,7 @@ class OpenSearchVectorStore(VectorStoreResource):
     def generations(self) -> list[str]:
         prefix = f"{self.index_prefix}__"
         names = self.client().indices.get(index=f"{prefix}*", expand_wildcards="open", ignore_unavailable=True)
-        return sorted(n[len(prefix):] for n in names)
+        return sorted(n[len(prefix) :] for n in names)
 
     def has_generation(self, generation: str) -> bool:
         return bool(self.client().indices.exists(index=self.table_name(generation)))
@@ -198,7 +226,7 @@ class OpenSearchVectorStore(VectorStoreResource):
         indices = list(c.indices.get_alias(name=self.index_prefix))
         if len(indices) != 1:
             raise RuntimeError(f"alias {self.index_prefix} points at {indices}; expected exactly one index")
-        return indices[0][len(self.index_prefix) + 2:]
+        return indices[0][len(self.index_prefix) + 2 :]
 
     def promote(self, generation: str) -> dict[str, Any]:
         """Switch the read alias to ``generation`` in one atomic ``_aliases`` request."""
@@ -218,7 +246,9 @@ class OpenSearchVectorStore(VectorStoreResource):
         nodes = int(self.client().cluster.health()["number_of_data_nodes"])
         return max(0, min(self.replicas, nodes - 1))
 
-    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0) -> None:
+    def create_generation(
+        self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0
+    ) -> None:
         """A new index; ``shard_count(expected_rows or len(rows), dimension)`` primary shards, ``effective_replicas()``."""
         c = self.client()
         name = self.table_name(generation)
@@ -241,8 +271,10 @@ class OpenSearchVectorStore(VectorStoreResource):
     def generation_created(self) -> dict[str, float]:
         """From each index's ``index.creation_date`` (ms)."""
         prefix = f"{self.index_prefix}__"
-        got = self.client().indices.get_settings(index=f"{prefix}*", name="index.creation_date", expand_wildcards="open", ignore_unavailable=True)
-        return {n[len(prefix):]: int(v["settings"]["index"]["creation_date"]) / 1000.0 for n, v in got.items()}
+        got = self.client().indices.get_settings(
+            index=f"{prefix}*", name="index.creation_date", expand_wildcards="open", ignore_unavailable=True
+        )
+        return {n[len(prefix) :]: int(v["settings"]["index"]["creation_date"]) / 1000.0 for n, v in got.items()}
 
     @contextlib.contextmanager
     def bulk_load(self, generation: str) -> Iterator[None]:
@@ -260,14 +292,26 @@ class OpenSearchVectorStore(VectorStoreResource):
             self._bulk_depth[name] -= 1
             if self._bulk_depth[name] == 0:
                 del self._bulk_depth[name]
-                c.indices.put_settings(index=name, body={"index": {"refresh_interval": self.refresh_interval,
-                                                                     "number_of_replicas": self.effective_replicas()}})
+                c.indices.put_settings(
+                    index=name,
+                    body={
+                        "index": {
+                            "refresh_interval": self.refresh_interval,
+                            "number_of_replicas": self.effective_replicas(),
+                        }
+                    },
+                )
                 c.indices.refresh(index=name)
 
     def ids(self, generation: str) -> set[str]:
         out: set[str] = set()
         c = self.client()
-        body: dict[str, Any] = {"size": 5000, "_source": False, "sort": [{"chunk_id": "asc"}], "query": {"match_all": {}}}
+        body: dict[str, Any] = {
+            "size": 5000,
+            "_source": False,
+            "sort": [{"chunk_id": "asc"}],
+            "query": {"match_all": {}},
+        }
         while True:
             hits = c.search(index=self.table_name(generation), body=body)["hits"]["hits"]
             if not hits:
@@ -281,7 +325,9 @@ class OpenSearchVectorStore(VectorStoreResource):
         retried_items (items answered 429), retries (= the two), max_attempt."""
         return dict(self._bulk_stats)
 
-    def _bulk(self, name: str, actions: Iterable[tuple[dict, dict | None]], ok_status: tuple[int, ...] = ()) -> dict[str, int]:
+    def _bulk(
+        self, name: str, actions: Iterable[tuple[dict, dict | None]], ok_status: tuple[int, ...] = ()
+    ) -> dict[str, int]:
         """Send (action, source) pairs as bulk requests on ``thread_count`` threads, at most 2 x thread_count requests
         in flight (memory stays bounded); 429s are retried with backoff; another item error raises (the first one)."""
         from opensearchpy.exceptions import TransportError
@@ -295,7 +341,9 @@ class OpenSearchVectorStore(VectorStoreResource):
             attempt = 0
             while items:
                 if attempt:
-                    delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                    delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1)) * random.uniform(
+                        0.5, 1.0
+                    )
                     time.sleep(delay)
                 body = "".join(a + "\n" + (f"{d}\n" if d is not None else "") for a, d in items)
                 with lock:
@@ -308,7 +356,9 @@ class OpenSearchVectorStore(VectorStoreResource):
                         raise
                     if attempt >= self.max_retries:
                         raise BulkRejected(f"bulk request to {name} rejected (429) after {attempt} retries: {e}") from e
-                    log.warning("bulk request to %s rejected (429), retry %d of %d", name, attempt + 1, self.max_retries)
+                    log.warning(
+                        "bulk request to %s rejected (429), retry %d of %d", name, attempt + 1, self.max_retries
+                    )
                     with lock:
                         stats["retried_requests"] += 1
                         stats["retries"] += 1
@@ -317,20 +367,30 @@ class OpenSearchVectorStore(VectorStoreResource):
                 retry: list[tuple[str, str | None]] = []
                 ok = 0
                 for item, result in zip(items, resp["items"]):
-                    (op, info), = result.items()
+                    ((op, info),) = result.items()
                     status = int(info.get("status", 500))
                     if 200 <= status < 300 or status in ok_status:
                         ok += 1
                     elif status == 429:
                         retry.append(item)
                     else:
-                        raise RuntimeError(f"bulk {op} into {name} failed for _id {info.get('_id')!r} (status {status}): {info.get('error')}")
+                        raise RuntimeError(
+                            f"bulk {op} into {name} failed for _id {info.get('_id')!r} (status {status}): {info.get('error')}"
+                        )
                 with lock:
                     stats["ok"] += ok
                 if retry:
                     if attempt >= self.max_retries:
-                        raise BulkRejected(f"{len(retry)} bulk items into {name} still rejected (429) after {attempt} retries")
-                    log.warning("%d bulk items into %s rejected (429), retry %d of %d", len(retry), name, attempt + 1, self.max_retries)
+                        raise BulkRejected(
+                            f"{len(retry)} bulk items into {name} still rejected (429) after {attempt} retries"
+                        )
+                    log.warning(
+                        "%d bulk items into %s rejected (429), retry %d of %d",
+                        len(retry),
+                        name,
+                        attempt + 1,
+                        self.max_retries,
+                    )
                     with lock:
                         stats["retried_items"] += len(retry)
                         stats["retries"] += 1
@@ -369,8 +429,14 @@ class OpenSearchVectorStore(VectorStoreResource):
                     f.cancel()
                 raise
         if stats["retries"]:
-            log.info("bulk into %s: %d requests, %d retries (%d whole requests, %d items answered 429)", name,
-                     stats["requests"], stats["retries"], stats["retried_requests"], stats["retried_items"])
+            log.info(
+                "bulk into %s: %d requests, %d retries (%d whole requests, %d items answered 429)",
+                name,
+                stats["requests"],
+                stats["retries"],
+                stats["retried_requests"],
+                stats["retried_items"],
+            )
         return stats
 
     def _refresh_unless_bulk(self, name: str) -> None:
@@ -401,10 +467,19 @@ class OpenSearchVectorStore(VectorStoreResource):
         for value, keys in doc_keys_by_class.items():
             for i in range(0, len(keys), batch):
                 part = keys[i : i + batch]
-                self.client().update_by_query(index=name, refresh=True, conflicts="proceed", body={
-                    "query": {"terms": {"doc_key": part}},
-                    "script": {"source": "ctx._source.specialty = params.v", "lang": "painless", "params": {"v": value}},
-                })
+                self.client().update_by_query(
+                    index=name,
+                    refresh=True,
+                    conflicts="proceed",
+                    body={
+                        "query": {"terms": {"doc_key": part}},
+                        "script": {
+                            "source": "ctx._source.specialty = params.v",
+                            "lang": "painless",
+                            "params": {"v": value},
+                        },
+                    },
+                )
                 n += len(part)
         return n
 
@@ -438,7 +513,12 @@ class OpenSearchVectorStore(VectorStoreResource):
         cols = columns or schema.names
         rows: list[dict] = []
         c = self.client()
-        body: dict[str, Any] = {"size": 2000, "_source": cols, "sort": [{"chunk_id": "asc"}], "query": {"match_all": {}}}
+        body: dict[str, Any] = {
+            "size": 2000,
+            "_source": cols,
+            "sort": [{"chunk_id": "asc"}],
+            "query": {"match_all": {}},
+        }
         while True:
             hits = c.search(index=self.table_name(generation), body=body)["hits"]["hits"]
             if not hits:
@@ -447,7 +527,9 @@ class OpenSearchVectorStore(VectorStoreResource):
             body["search_after"] = hits[-1]["sort"]
         return pa.Table.from_pylist(rows, schema=pa.schema([schema.field(cname) for cname in cols]))
 
-    def fetch(self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000) -> pa.Table:
+    def fetch(
+        self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000
+    ) -> pa.Table:
         """``mget`` by ``_id`` (= chunk id), ``batch`` ids a request (realtime: sees writes not yet refreshed)."""
         schema = chunk_schema(self._dimension(generation))
         cols = columns or schema.names
@@ -456,7 +538,11 @@ class OpenSearchVectorStore(VectorStoreResource):
         found: list[dict] = []
         c = self.client()
         for i in range(0, len(wanted), batch):
-            docs = c.mget(index=self.table_name(generation), body={"ids": wanted[i : i + batch]}, params={"_source_includes": ",".join(cols)})["docs"]
+            docs = c.mget(
+                index=self.table_name(generation),
+                body={"ids": wanted[i : i + batch]},
+                params={"_source_includes": ",".join(cols)},
+            )["docs"]
             found.extend({k: d["_source"].get(k) for k in cols} for d in docs if d.get("found"))
         return pa.Table.from_pylist(found, schema=out_schema)
 
@@ -470,8 +556,16 @@ class OpenSearchVectorStore(VectorStoreResource):
         c = self.client()
         page = 2000
         body: dict[str, Any] = {
-            "_source": cols, "track_total_hits": False, "sort": [{"_score": "desc"}, {"chunk_id": "asc"}],
-            "query": {"function_score": {"query": {"match_all": {}}, "random_score": {"seed": int(seed), "field": "chunk_id"}, "boost_mode": "replace"}},
+            "_source": cols,
+            "track_total_hits": False,
+            "sort": [{"_score": "desc"}, {"chunk_id": "asc"}],
+            "query": {
+                "function_score": {
+                    "query": {"match_all": {}},
+                    "random_score": {"seed": int(seed), "field": "chunk_id"},
+                    "boost_mode": "replace",
+                }
+            },
         }
         while len(rows) < n:
             body["size"] = min(page, n - len(rows))
@@ -491,23 +585,49 @@ class OpenSearchVectorStore(VectorStoreResource):
         out = []
         for i, h in enumerate(raw):
             s = h["_source"]
-            out.append(SearchHit(chunk_id=s["chunk_id"], doc_key=s["doc_key"], doc_id=s["doc_id"], title=s["title"], text=s["text"],
-                                 section=s["section"], year=s.get("year"), journal=s["journal"], score=float(score_of(h)), rank=i + 1,
-                                 specialty=s.get("specialty") or ""))
+            out.append(
+                SearchHit(
+                    chunk_id=s["chunk_id"],
+                    doc_key=s["doc_key"],
+                    doc_id=s["doc_id"],
+                    title=s["title"],
+                    text=s["text"],
+                    section=s["section"],
+                    year=s.get("year"),
+                    journal=s["journal"],
+                    score=float(score_of(h)),
+                    rank=i + 1,
+                    specialty=s.get("specialty") or "",
+                )
+            )
         return out
 
-    def search_dense(self, vector: np.ndarray, k: int = 10, filters: dict | None = None, generation: str | None = None, exact: bool = False) -> list[SearchHit]:
+    def search_dense(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        filters: dict | None = None,
+        generation: str | None = None,
+        exact: bool = False,
+    ) -> list[SearchHit]:
         index = self.table_name(self._resolve(generation))
         vec = [float(x) for x in np.asarray(vector, dtype=np.float32)]
         flt = build_filter(filters)
         if exact:
             # Exact k-NN: the k-NN plugin's scoring script over the (filtered) documents.
             body = {
-                "size": k, "_source": _SOURCE,
-                "query": {"script_score": {
-                    "query": {"bool": {"filter": flt}} if flt else {"match_all": {}},
-                    "script": {"source": "knn_score", "lang": "knn", "params": {"field": "vector", "query_value": vec, "space_type": "cosinesimil"}},
-                }},
+                "size": k,
+                "_source": _SOURCE,
+                "query": {
+                    "script_score": {
+                        "query": {"bool": {"filter": flt}} if flt else {"match_all": {}},
+                        "script": {
+                            "source": "knn_score",
+                            "lang": "knn",
+                            "params": {"field": "vector", "query_value": vec, "space_type": "cosinesimil"},
+                        },
+                    }
+                },
             }
             raw = self.client().search(index=index, body=body)["hits"]["hits"]
             return self._hits(raw, lambda h: 2.0 * h["_score"] - 1.0)  # knn_score cosinesimil = (1 + cos) / 2
@@ -520,8 +640,14 @@ class OpenSearchVectorStore(VectorStoreResource):
         raw = self.client().search(index=index, body=body, params=params)["hits"]["hits"]
         return self._hits(raw, lambda h: 2.0 * h["_score"] - 1.0)  # lucene cosinesimil score = (1 + cos) / 2
 
-    def search_bm25(self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None) -> list[SearchHit]:
+    def search_bm25(
+        self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None
+    ) -> list[SearchHit]:
         index = self.table_name(self._resolve(generation))
-        body = {"size": k, "_source": _SOURCE, "query": {"bool": {"must": [{"match": {"text": text}}], "filter": build_filter(filters)}}}
+        body = {
+            "size": k,
+            "_source": _SOURCE,
+            "query": {"bool": {"must": [{"match": {"text": text}}], "filter": build_filter(filters)}},
+        }
         raw = self.client().search(index=index, body=body)["hits"]["hits"]
         return self._hits(raw, lambda h: h["_score"])

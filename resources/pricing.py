@@ -15,8 +15,13 @@ import dagster as dg
 
 from core.cost import PRICE_FILE, PriceBook, load_price_book
 
-REGION_NAMES = {"us-east-1": "US East (N. Virginia)", "us-west-2": "US West (Oregon)", "eu-west-1": "EU (Ireland)",
-                "eu-central-1": "EU (Frankfurt)", "ap-northeast-1": "Asia Pacific (Tokyo)"}
+REGION_NAMES = {
+    "us-east-1": "US East (N. Virginia)",
+    "us-west-2": "US West (Oregon)",
+    "eu-west-1": "EU (Ireland)",
+    "eu-central-1": "EU (Frankfurt)",
+    "ap-northeast-1": "Asia Pacific (Tokyo)",
+}
 
 
 def _on_demand_usd(price_list_item: str) -> float:
@@ -50,20 +55,35 @@ class PriceBookResource(dg.ConfigurableResource):
         changed = {}
         for key, entry in prices.items():
             if key.startswith("ec2_") and key.endswith("_hour"):
-                service, filters = "AmazonEC2", [("instanceType", key[4:-5]), ("operatingSystem", "Linux"), ("tenancy", "Shared"),
-                                                 ("preInstalledSw", "NA"), ("capacitystatus", "Used"), ("regionCode", region)]
+                service, filters = (
+                    "AmazonEC2",
+                    [
+                        ("instanceType", key[4:-5]),
+                        ("operatingSystem", "Linux"),
+                        ("tenancy", "Shared"),
+                        ("preInstalledSw", "NA"),
+                        ("capacitystatus", "Used"),
+                        ("regionCode", region),
+                    ],
+                )
             elif key.startswith("opensearch_") and key.endswith("_hour"):
                 service, filters = "AmazonES", [("instanceType", key[11:-5]), ("regionCode", region)]
             else:
                 continue
-            resp = client.get_products(ServiceCode=service, Filters=[{"Type": "TERM_MATCH", "Field": f, "Value": v} for f, v in filters],
-                                       FormatVersion="aws_v1", MaxResults=10)
+            resp = client.get_products(
+                ServiceCode=service,
+                Filters=[{"Type": "TERM_MATCH", "Field": f, "Value": v} for f, v in filters],
+                FormatVersion="aws_v1",
+                MaxResults=10,
+            )
             if not resp.get("PriceList"):
                 continue
             usd = _on_demand_usd(resp["PriceList"][0])
             if abs(usd - entry["usd"]) > 1e-9:
                 changed[key] = {"was": entry["usd"], "now": usd}
-            entry.update(usd=usd, source=f"AWS Price List API ({service}, {region}) {time.strftime('%Y-%m-%d', time.gmtime())}")
+            entry.update(
+                usd=usd, source=f"AWS Price List API ({service}, {region}) {time.strftime('%Y-%m-%d', time.gmtime())}"
+            )
         base["as_of"] = time.strftime("%Y-%m", time.gmtime())
         out = Path(self.refreshed_path or PRICE_FILE)
         out.parent.mkdir(parents=True, exist_ok=True)

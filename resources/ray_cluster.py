@@ -117,7 +117,9 @@ class EmbedBatch:
         return pa.table({"chunk_id": batch.column("chunk_id"), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
 
 
-def embed_on_ray(ray_resource: RayResource, rows, embedder_spec: dict, actors: int = 0, batch_size: int = 64, block_rows: int = 256):
+def embed_on_ray(
+    ray_resource: RayResource, rows, embedder_spec: dict, actors: int = 0, batch_size: int = 64, block_rows: int = 256
+):
     """Ray Data job: ``rows`` (Arrow: chunk_id, text[, n_tokens]) -> Arrow tables (chunk_id, vector), streamed.
 
     Rows are sorted by length so each batch pads little; an actor pool holds the model.

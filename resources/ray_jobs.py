@@ -84,8 +84,9 @@ def encode_payload(payload: dict) -> str:
     raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     encoded = base64.urlsafe_b64encode(raw).decode()
     if len(encoded) > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"payload is {len(encoded)} bytes encoded (limit {MAX_PAYLOAD_BYTES}): "
-                         "pass URIs or keys, not data")
+        raise ValueError(
+            f"payload is {len(encoded)} bytes encoded (limit {MAX_PAYLOAD_BYTES}): pass URIs or keys, not data"
+        )
     return encoded
 
 
@@ -99,7 +100,7 @@ def parse_result(logs: str) -> dict | None:
     for line in logs.splitlines():
         if line.startswith(RESULT_MARKER + " "):
             try:
-                found, _ = json.JSONDecoder().raw_decode(line[len(RESULT_MARKER) + 1:])
+                found, _ = json.JSONDecoder().raw_decode(line[len(RESULT_MARKER) + 1 :])
             except json.JSONDecodeError:
                 continue
     return found
@@ -192,8 +193,9 @@ class LocalRayJobRunner(RayJobRunner):
         try:
             return pool.submit(call).result(timeout=timeout_s)
         except concurrent.futures.TimeoutError as exc:
-            raise TimeoutError(f"{target} did not finish within {timeout_s}s "
-                               "(it keeps running in this process)") from exc
+            raise TimeoutError(
+                f"{target} did not finish within {timeout_s}s (it keeps running in this process)"
+            ) from exc
         finally:
             pool.shutdown(wait=False)
 
@@ -246,20 +248,30 @@ class RayJobsApiRunner(RayJobRunner):
                 break
             if time.monotonic() > deadline:
                 client.stop_job(job_id)
-                raise TimeoutError(f"Ray job {job_id} ({target}) did not finish within {timeout_s}s and was stopped\n"
-                                   f"--- log tail ---\n{self._logs_tail(client, job_id)}")
+                raise TimeoutError(
+                    f"Ray job {job_id} ({target}) did not finish within {timeout_s}s and was stopped\n"
+                    f"--- log tail ---\n{self._logs_tail(client, job_id)}"
+                )
             time.sleep(self.poll_interval_s)
         logs = client.get_job_logs(job_id)
         if status != JobStatus.SUCCEEDED:
             message = client.get_job_info(job_id).message or ""
             tail = _tail(logs, self.log_tail_chars)
-            raise RayJobError(f"Ray job {job_id} ({target}) {status.value}: {message}\n--- log tail ---\n{tail}",
-                              submission_id=job_id, status=status.value, logs_tail=tail)
+            raise RayJobError(
+                f"Ray job {job_id} ({target}) {status.value}: {message}\n--- log tail ---\n{tail}",
+                submission_id=job_id,
+                status=status.value,
+                logs_tail=tail,
+            )
         result = parse_result(logs)
         if result is None:
             tail = _tail(logs, self.log_tail_chars)
-            raise RayJobError(f"Ray job {job_id} ({target}) succeeded but printed no {RESULT_MARKER} line\n"
-                              f"--- log tail ---\n{tail}", submission_id=job_id, status=status.value, logs_tail=tail)
+            raise RayJobError(
+                f"Ray job {job_id} ({target}) succeeded but printed no {RESULT_MARKER} line\n--- log tail ---\n{tail}",
+                submission_id=job_id,
+                status=status.value,
+                logs_tail=tail,
+            )
         return result
 
     def _logs_tail(self, client, job_id: str) -> str:

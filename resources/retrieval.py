@@ -24,7 +24,9 @@ class RetrieverResource(dg.ConfigurableResource):
     rrf_k: int = 60
     candidates: int = 50  # per retriever, before fusion
 
-    def search(self, query: str, k: int = 10, mode: Mode = "hybrid", filters: dict | None = None, generation: str | None = None) -> list[SearchHit]:
+    def search(
+        self, query: str, k: int = 10, mode: Mode = "hybrid", filters: dict | None = None, generation: str | None = None
+    ) -> list[SearchHit]:
         query = (query or "").strip()
         if not query:
             raise ValueError("empty query")

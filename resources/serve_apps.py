@@ -16,7 +16,6 @@ one ONNX forward pass.
 real ``Request`` annotation, or it takes ``request`` for a query parameter.)
 """
 
-
 import asyncio
 import json
 import logging
@@ -53,11 +52,29 @@ def _json_or_error(content: bytes, status: int) -> dict:
 )
 @serve.ingress(llm_api)
 class LlamaServerDeployment:
-    def __init__(self, binary: str, env: dict, model_path: str, alias: str, ctx_size: int, parallel: int, threads: int, log_path: str = ""):
+    def __init__(
+        self,
+        binary: str,
+        env: dict,
+        model_path: str,
+        alias: str,
+        ctx_size: int,
+        parallel: int,
+        threads: int,
+        log_path: str = "",
+    ):
         from infra.local.llama_server import LlamaServer
 
-        self.server = LlamaServer(Path(binary), env, Path(model_path), alias, ctx_size=ctx_size, parallel=parallel,
-                                  threads=threads, log_path=Path(log_path) if log_path else None)
+        self.server = LlamaServer(
+            Path(binary),
+            env,
+            Path(model_path),
+            alias,
+            ctx_size=ctx_size,
+            parallel=parallel,
+            threads=threads,
+            log_path=Path(log_path) if log_path else None,
+        )
         self.server.start()
         self.alias = alias
         self.client = httpx.AsyncClient(base_url=self.server.url, timeout=httpx.Timeout(600, connect=5))
@@ -106,7 +123,9 @@ class LlamaServerDeployment:
                 if upstream.status_code != 200:
                     content = await upstream.aread()
                     await upstream.aclose()
-                    return JSONResponse(status_code=upstream.status_code, content=_json_or_error(content, upstream.status_code))
+                    return JSONResponse(
+                        status_code=upstream.status_code, content=_json_or_error(content, upstream.status_code)
+                    )
 
                 async def relay():
                     try:
@@ -159,7 +178,9 @@ class EmbeddingDeployment:
         if isinstance(inputs, str):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t.strip() for t in inputs):
-            return _error(400, "input must be a non-empty string or a list of non-empty strings", "invalid_request_error")
+            return _error(
+                400, "input must be a non-empty string or a list of non-empty strings", "invalid_request_error"
+            )
         vectors = await asyncio.gather(*(self._embed(t) for t in inputs))
         tokens = sum(self.embedder.count_tokens(inputs))
         return {

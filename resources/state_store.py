@@ -108,8 +108,10 @@ class PipelineStateStore(dg.ConfigurableResource):
             self.write_json("layout", {"shards": self.shards, "version": 1})
             return self.shards
         if int(layout["shards"]) != self.shards:
-            raise ValueError(f"the state store at {self.describe()} was created with {layout['shards']} shards, not {self.shards}; "
-                             "use the recorded count (or a new store: the next run rebuilds from the documents)")
+            raise ValueError(
+                f"the state store at {self.describe()} was created with {layout['shards']} shards, not {self.shards}; "
+                "use the recorded count (or a new store: the next run rebuilds from the documents)"
+            )
         return self.shards
 
     def manifest(self, name: str) -> dict[str, dict]:
@@ -136,8 +138,14 @@ class PipelineStateStore(dg.ConfigurableResource):
         self.write_json(obj[: -len(".parquet")], entry)
         return entry
 
-    def read_shard(self, name: str, shard: int, schema: pa.Schema | None = None, entry: dict | None = None,
-                   columns: list[str] | None = None) -> pa.Table:
+    def read_shard(
+        self,
+        name: str,
+        shard: int,
+        schema: pa.Schema | None = None,
+        entry: dict | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
         entry = entry if entry is not None else self.manifest(name).get(self.shard_name(shard))
         if not entry:
             return schema.empty_table() if schema is not None else pa.table({})
@@ -151,7 +159,9 @@ class PipelineStateStore(dg.ConfigurableResource):
                 table = table.cast(target)
         return table
 
-    def iter_shards(self, name: str, schema: pa.Schema | None = None, columns: list[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
+    def iter_shards(
+        self, name: str, schema: pa.Schema | None = None, columns: list[str] | None = None
+    ) -> Iterator[tuple[int, pa.Table]]:
         """(shard, table) for every committed shard, one at a time: memory is one shard, whatever the corpus."""
         for shard_name, entry in sorted(self.manifest(name).items()):
             yield int(shard_name), self.read_shard(name, int(shard_name), schema, entry=entry, columns=columns)
@@ -236,8 +246,12 @@ class S3StateStore(PipelineStateStore):
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", region_name=self.region_name, endpoint_url=self.endpoint_url or None,
-                            config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
+        return boto3.client(
+            "s3",
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url or None,
+            config=Config(retries={"max_attempts": 8, "mode": "adaptive"}),
+        )
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}{self._check(key)}"
@@ -256,20 +270,33 @@ class S3StateStore(PipelineStateStore):
         self._client().put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def list_keys(self, prefix: str) -> Iterator[str]:
-        for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{prefix}"):
+        for page in (
+            self._client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{prefix}")
+        ):
             for o in page.get("Contents", []):
-                yield o["Key"][len(self.prefix):]
+                yield o["Key"][len(self.prefix) :]
 
     def delete_keys(self, keys: Iterable[str]) -> int:
         keys = list(keys)
         client = self._client()
         for i in range(0, len(keys), 1000):
-            client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": self._key(k)} for k in keys[i : i + 1000]], "Quiet": True})
+            client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": self._key(k)} for k in keys[i : i + 1000]], "Quiet": True},
+            )
         return len(keys)
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "s3", "bucket": self.bucket, "prefix": self.prefix, "region_name": self.region_name,
-                "endpoint_url": self.endpoint_url, "shards": self.shards}
+        return {
+            "kind": "s3",
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "region_name": self.region_name,
+            "endpoint_url": self.endpoint_url,
+            "shards": self.shards,
+        }
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

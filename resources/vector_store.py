@@ -24,8 +24,15 @@ import pyarrow as pa
 from pydantic import PrivateAttr
 
 MAPPING_VERSION = "lancedb-chunks-v2"  # v2: sections (list) and specialty columns
-FILTER_FIELDS = {"doc_key": "string", "doc_id": "string", "journal": "string", "section": "list", "source_format": "string", "year": "int",
-                 "specialty": "string"}
+FILTER_FIELDS = {
+    "doc_key": "string",
+    "doc_id": "string",
+    "journal": "string",
+    "section": "list",
+    "source_format": "string",
+    "year": "int",
+    "specialty": "string",
+}
 # list-valued fields: filter value(s) match when any of the row's values is among them
 LIST_FIELDS = {"section": "sections", "mesh": "mesh_terms"}
 
@@ -161,7 +168,9 @@ class VectorStoreResource(dg.ConfigurableResource):
     def _resolve(self, generation: str | None) -> str:
         gen = generation or self.serving_generation()
         if gen is None:
-            raise LookupError("no index generation is serving yet; materialize the knowledge assets first (`agentic run`)")
+            raise LookupError(
+                "no index generation is serving yet; materialize the knowledge assets first (`agentic run`)"
+            )
         return gen
 
     def generations(self) -> list[str]:
@@ -176,7 +185,9 @@ class VectorStoreResource(dg.ConfigurableResource):
     def promote(self, generation: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0) -> None:
+    def create_generation(
+        self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0
+    ) -> None:
         """A new (empty, or filled with ``rows``) generation; ``expected_rows`` (0 = unknown: ``rows``' size) sizes it
         where the store has a layout to choose (OpenSearch: the primary shard count)."""
         raise NotImplementedError
@@ -232,7 +243,9 @@ class VectorStoreResource(dg.ConfigurableResource):
     def scan(self, generation: str, columns: list[str] | None = None) -> pa.Table:
         raise NotImplementedError
 
-    def fetch(self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000) -> pa.Table:
+    def fetch(
+        self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000
+    ) -> pa.Table:
         """The rows with these chunk ids (keyed lookups, ``batch`` ids per request), in the order asked; ids not in
         the generation are skipped (so ``num_rows`` <= the number of distinct ids)."""
         raise NotImplementedError
@@ -245,10 +258,19 @@ class VectorStoreResource(dg.ConfigurableResource):
     def version(self, generation: str) -> int:
         raise NotImplementedError
 
-    def search_dense(self, vector: np.ndarray, k: int = 10, filters: dict | None = None, generation: str | None = None, exact: bool = False) -> list[SearchHit]:
+    def search_dense(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        filters: dict | None = None,
+        generation: str | None = None,
+        exact: bool = False,
+    ) -> list[SearchHit]:
         raise NotImplementedError
 
-    def search_bm25(self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None) -> list[SearchHit]:
+    def search_bm25(
+        self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None
+    ) -> list[SearchHit]:
         raise NotImplementedError
 
 
@@ -259,7 +281,9 @@ class LanceDBVectorStore(VectorStoreResource):
     ann_index_type: str = "IVF_HNSW_SQ"
     ann_partitions: int = 0  # 0 = sqrt(rows)
     nprobes: int = 32  # IVF partitions probed (of ~sqrt(rows)/2)
-    refine_factor: int = 5  # re-rank 5*k candidates with full vectors (benchmarks/results/scale.json: recall and latency at 100k rows)
+    refine_factor: int = (
+        5  # re-rank 5*k candidates with full vectors (benchmarks/results/scale.json: recall and latency at 100k rows)
+    )
     optimize_unindexed_fraction: float = 0.05  # fold new rows into the indexes once they pass this share of the table
 
     def mapping_version(self) -> str:
@@ -327,7 +351,9 @@ class LanceDBVectorStore(VectorStoreResource):
     def _created_dir(self) -> Path:
         return Path(self.uri) / "_generations"
 
-    def create_generation(self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0) -> None:
+    def create_generation(
+        self, generation: str, dimension: int, rows: pa.Table | None = None, expected_rows: int = 0
+    ) -> None:
         """``expected_rows`` changes nothing here (one table; ``refresh_indexes`` sizes the ANN index from the rows)."""
         schema = chunk_schema(dimension)
         data = complete_rows(rows).select(schema.names).cast(schema) if rows is not None else schema.empty_table()
@@ -420,7 +446,13 @@ class LanceDBVectorStore(VectorStoreResource):
             built.append("fts")
         if want_ann and ("vector",) not in indexed_cols:
             parts = self.ann_partitions or max(1, int(np.sqrt(n) / 2))
-            tbl.create_index(metric="cosine", vector_column_name="vector", index_type=self.ann_index_type, num_partitions=parts, replace=True)
+            tbl.create_index(
+                metric="cosine",
+                vector_column_name="vector",
+                index_type=self.ann_index_type,
+                num_partitions=parts,
+                replace=True,
+            )
             built.append(f"{self.ann_index_type}({parts} partitions)")
         if len(built) < 1 + want_ann:
             # An index that already existed. Rows not yet indexed are still found (searched exhaustively),
@@ -449,7 +481,9 @@ class LanceDBVectorStore(VectorStoreResource):
             q = q.select(columns)
         return q.limit(max(n, 1)).to_arrow()
 
-    def fetch(self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000) -> pa.Table:
+    def fetch(
+        self, generation: str, chunk_ids: list[str], columns: list[str] | None = None, batch: int = 1000
+    ) -> pa.Table:
         tbl = self._open(generation)
         cols = columns or tbl.schema.names
         read = cols if "chunk_id" in cols else [*cols, "chunk_id"]
@@ -483,8 +517,16 @@ class LanceDBVectorStore(VectorStoreResource):
     def _hits(rows: list[dict[str, Any]], score_of) -> list[SearchHit]:
         return [
             SearchHit(
-                chunk_id=r["chunk_id"], doc_key=r["doc_key"], doc_id=r["doc_id"], title=r["title"], text=r["text"],
-                section=r["section"], year=r["year"], journal=r["journal"], score=float(score_of(r)), rank=i + 1,
+                chunk_id=r["chunk_id"],
+                doc_key=r["doc_key"],
+                doc_id=r["doc_id"],
+                title=r["title"],
+                text=r["text"],
+                section=r["section"],
+                year=r["year"],
+                journal=r["journal"],
+                score=float(score_of(r)),
+                rank=i + 1,
                 specialty=r.get("specialty") or "",
             )
             for i, r in enumerate(rows)
@@ -492,9 +534,21 @@ class LanceDBVectorStore(VectorStoreResource):
 
     _COLUMNS = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal", "specialty"]
 
-    def search_dense(self, vector: np.ndarray, k: int = 10, filters: dict | None = None, generation: str | None = None, exact: bool = False) -> list[SearchHit]:
+    def search_dense(
+        self,
+        vector: np.ndarray,
+        k: int = 10,
+        filters: dict | None = None,
+        generation: str | None = None,
+        exact: bool = False,
+    ) -> list[SearchHit]:
         tbl = self._open(self._resolve(generation))
-        q = tbl.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("cosine").select([*self._COLUMNS, "_distance"]).limit(k)
+        q = (
+            tbl.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+            .metric("cosine")
+            .select([*self._COLUMNS, "_distance"])
+            .limit(k)
+        )
         where = build_where(filters)
         if where:
             q = q.where(where, prefilter=True)
@@ -506,7 +560,9 @@ class LanceDBVectorStore(VectorStoreResource):
                 q = q.refine_factor(self.refine_factor)
         return self._hits(q.to_list(), lambda r: 1.0 - r["_distance"])
 
-    def search_bm25(self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None) -> list[SearchHit]:
+    def search_bm25(
+        self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None
+    ) -> list[SearchHit]:
         tbl = self._open(self._resolve(generation))
         q = tbl.search(text, query_type="fts", fts_columns="text").select([*self._COLUMNS, "_score"]).limit(k)
         where = build_where(filters)

@@ -28,7 +28,11 @@ def base_settings() -> Settings:
 
 # moto accepts any credentials; these throwaway values only satisfy botocore's signer. Set before the session's Ray
 # cluster starts, so its workers (which read pipeline state from the moto S3 server in some tests) inherit them.
-MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+MOTO_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def _start_moto() -> tuple[object, str]:
@@ -38,8 +42,11 @@ def _start_moto() -> tuple[object, str]:
     import urllib.request
 
     port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(150):
         try:
@@ -71,8 +78,14 @@ def ray_address() -> str:
 
     if not ray.is_initialized():
         # address="local": a cluster of the session's own, never one an `agentic up` elsewhere on the machine left running
-        ray.init(address="local", num_cpus=2, object_store_memory=512 * 1024 * 1024, include_dashboard=False, namespace="agentic",
-                 log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=2,
+            object_store_memory=512 * 1024 * 1024,
+            include_dashboard=False,
+            namespace="agentic",
+            log_to_driver=False,
+        )
     address = ray.get_runtime_context().gcs_address
     yield address
     ray.shutdown()
@@ -90,7 +103,9 @@ def jats_files(base_settings) -> list[Path]:
 
 
 def make_settings(base: Settings, home: Path, ray_address: str | None = None) -> Settings:
-    return Settings(profile="local", home=home, cache=base.cache, corpus_limit=base.corpus_limit, ray_address=ray_address)
+    return Settings(
+        profile="local", home=home, cache=base.cache, corpus_limit=base.corpus_limit, ray_address=ray_address
+    )
 
 
 @pytest.fixture
@@ -121,6 +136,7 @@ def opensearch_url(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- serving and agents (one stack per session)
+
 
 @pytest.fixture(scope="session")
 def tavily():
@@ -155,8 +171,13 @@ def web_search_mcp(tavily):
 
     port = free_port()
     env = dict(os.environ, TAVILY_API_KEY=TAVILY_KEY, TAVILY_BASE_URL=tavily.url)
-    proc = subprocess.Popen([sys.executable, "-m", "agents.websearch_mcp", "--transport", "http", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agents.websearch_mcp", "--transport", "http", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
     url = f"http://127.0.0.1:{port}/mcp"
     deadline = _time.time() + 30
     while _time.time() < deadline:
@@ -190,8 +211,12 @@ def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, o
     os.environ.update(keys)
     home = tmp_path_factory.mktemp("serving-home")
     settings = dataclasses.replace(
-        make_settings(base_settings, home, ray_address), llm="0.5b", serve_port=free_port(), gateway_port=free_port(),
-        web_search="http", web_search_url=web_search_mcp,
+        make_settings(base_settings, home, ray_address),
+        llm="0.5b",
+        serve_port=free_port(),
+        gateway_port=free_port(),
+        web_search="http",
+        web_search_url=web_search_mcp,
     )
     res = build_resources(settings)
     for pmid, data in pubmed_sample[:80]:
@@ -201,8 +226,16 @@ def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, o
     assert knowledge.success
     serving = dg.materialize([*serving_assets, *serving_checks], resources=res, instance=instance)
     gateway = resolve_env(res["gateway"])
-    stack = SimpleNamespace(settings=settings, resources=res, result=serving, gateway=gateway, retriever=res["retriever"],
-                            keys=keys, instance=instance, serving=res["model_serving"])
+    stack = SimpleNamespace(
+        settings=settings,
+        resources=res,
+        result=serving,
+        gateway=gateway,
+        retriever=res["retriever"],
+        keys=keys,
+        instance=instance,
+        serving=res["model_serving"],
+    )
     try:
         yield stack
     finally:

@@ -53,9 +53,13 @@ class TavilyFixture(_Server):
                 q = body.get("query", "")
                 n = int(body.get("max_results", 5))
                 results = [
-                    {"title": f"Web result {i + 1} about {q}", "url": f"https://example.org/{i + 1}",
-                     "content": f"Web page {i + 1} explains {q}: an overview written for this test fixture.", "score": 0.9 - i * 0.1,
-                     "raw_content": None}
+                    {
+                        "title": f"Web result {i + 1} about {q}",
+                        "url": f"https://example.org/{i + 1}",
+                        "content": f"Web page {i + 1} explains {q}: an overview written for this test fixture.",
+                        "score": 0.9 - i * 0.1,
+                        "raw_content": None,
+                    }
                     for i in range(min(n, 2))
                 ]
                 self._send(200, {"query": q, "answer": None, "images": [], "results": results, "response_time": 0.01})
@@ -84,7 +88,10 @@ class OTLPReceiver(_Server):
                 pass
 
             def do_POST(self):
-                from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
+                from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+                    ExportTraceServiceRequest,
+                    ExportTraceServiceResponse,
+                )
 
                 data = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if self.path != "/v1/traces" or self.headers.get("content-type") != "application/x-protobuf":
@@ -95,15 +102,25 @@ class OTLPReceiver(_Server):
                 req.ParseFromString(data)
                 with outer.lock:
                     for rs in req.resource_spans:
-                        service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
+                        service = next(
+                            (a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), ""
+                        )
                         for ss in rs.scope_spans:
                             for sp in ss.spans:
                                 attrs = {}
                                 for a in sp.attributes:
                                     v = a.value
                                     attrs[a.key] = v.string_value or v.int_value or v.double_value or v.bool_value
-                                outer.spans.append({"name": sp.name, "trace_id": sp.trace_id.hex(), "span_id": sp.span_id.hex(),
-                                                    "parent": sp.parent_span_id.hex(), "attributes": attrs, "service": service})
+                                outer.spans.append(
+                                    {
+                                        "name": sp.name,
+                                        "trace_id": sp.trace_id.hex(),
+                                        "span_id": sp.span_id.hex(),
+                                        "parent": sp.parent_span_id.hex(),
+                                        "attributes": attrs,
+                                        "service": service,
+                                    }
+                                )
                 body = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")

@@ -16,13 +16,22 @@ from urllib.parse import parse_qs, urlparse
 import yaml
 
 KINDS = {  # (group, version) -> [(plural, kind, namespaced)]
-    ("", "v1"): [("namespaces", "Namespace", False), ("serviceaccounts", "ServiceAccount", True), ("configmaps", "ConfigMap", True),
-                 ("services", "Service", True), ("secrets", "Secret", True)],
+    ("", "v1"): [
+        ("namespaces", "Namespace", False),
+        ("serviceaccounts", "ServiceAccount", True),
+        ("configmaps", "ConfigMap", True),
+        ("services", "Service", True),
+        ("secrets", "Secret", True),
+    ],
     ("apps", "v1"): [("deployments", "Deployment", True), ("daemonsets", "DaemonSet", True)],
     ("networking.k8s.io", "v1"): [("ingresses", "Ingress", True)],
     ("karpenter.sh", "v1"): [("nodepools", "NodePool", False)],
     ("karpenter.k8s.aws", "v1"): [("ec2nodeclasses", "EC2NodeClass", False)],
-    ("ray.io", "v1"): [("rayservices", "RayService", True), ("rayclusters", "RayCluster", True), ("rayjobs", "RayJob", True)],
+    ("ray.io", "v1"): [
+        ("rayservices", "RayService", True),
+        ("rayclusters", "RayCluster", True),
+        ("rayjobs", "RayJob", True),
+    ],
     ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True)],
 }
 PLURAL = {(g, v, p): (k, ns) for (g, v), items in KINDS.items() for p, k, ns in items}
@@ -105,9 +114,21 @@ class FakeKubeAPI:
             return h._send(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
         if url.path == "/apis":
             groups = sorted({g for g, _ in KINDS if g})
-            return h._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": g, "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}], "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"}}
-                for g in groups]})
+            return h._send(
+                200,
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [
+                        {
+                            "name": g,
+                            "versions": [{"groupVersion": f"{g}/v1", "version": "v1"}],
+                            "preferredVersion": {"groupVersion": f"{g}/v1", "version": "v1"},
+                        }
+                        for g in groups
+                    ],
+                },
+            )
         group, version, ns, plural, name = self._parse(url.path)
         if plural is None:
             items = KINDS.get((group, version))
@@ -115,8 +136,17 @@ class FakeKubeAPI:
                 return h._send(404, {"kind": "Status", "status": "Failure", "code": 404, "reason": "NotFound"})
             gv = f"{group}/{version}" if group else version
             verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
-            return h._send(200, {"kind": "APIResourceList", "groupVersion": gv, "resources": [
-                {"name": p, "singularName": k.lower(), "namespaced": n, "kind": k, "verbs": verbs} for p, k, n in items]})
+            return h._send(
+                200,
+                {
+                    "kind": "APIResourceList",
+                    "groupVersion": gv,
+                    "resources": [
+                        {"name": p, "singularName": k.lower(), "namespaced": n, "kind": k, "verbs": verbs}
+                        for p, k, n in items
+                    ],
+                },
+            )
         # a namespace object itself: /api/v1/namespaces/<name>
         if url.path.startswith("/api/v1/namespaces/") and url.path.count("/") == 4:
             plural, name, ns = "namespaces", url.path.rsplit("/", 1)[1], None
@@ -128,23 +158,51 @@ class FakeKubeAPI:
         if method == "GET" and name:
             obj = self.objects.get(key)
             if obj is None:
-                return h._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound",
-                                     "message": f'{plural} "{name}" not found'})
+                return h._send(
+                    404,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "code": 404,
+                        "reason": "NotFound",
+                        "message": f'{plural} "{name}" not found',
+                    },
+                )
             return h._send(200, self._with_status(obj))
         if method == "GET":
             selector = dict(s.split("=", 1) for s in query.get("labelSelector", "").split(",") if "=" in s)
-            items = [self._with_status(o) for (av, k, n, _), o in sorted(self.objects.items())
-                     if av == api_version and k == kind and (ns is None or n == ns)
-                     and all(o["metadata"].get("labels", {}).get(a) == b for a, b in selector.items())]
+            items = [
+                self._with_status(o)
+                for (av, k, n, _), o in sorted(self.objects.items())
+                if av == api_version
+                and k == kind
+                and (ns is None or n == ns)
+                and all(o["metadata"].get("labels", {}).get(a) == b for a, b in selector.items())
+            ]
             return h._send(200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": {}, "items": items})
         if method == "PATCH":
             ctype = h.headers.get("Content-Type", "")
             body = yaml.safe_load(h.rfile.read(int(h.headers.get("Content-Length", 0))))
             if ctype != "application/apply-patch+yaml" or not query.get("fieldManager"):
-                return h._send(415, {"kind": "Status", "status": "Failure", "code": 415, "message": f"want server-side apply, got {ctype}"})
+                return h._send(
+                    415,
+                    {
+                        "kind": "Status",
+                        "status": "Failure",
+                        "code": 415,
+                        "message": f"want server-side apply, got {ctype}",
+                    },
+                )
             existing = self.objects.get(key, {})
-            obj = {**body, "metadata": {**body["metadata"], "uid": existing.get("metadata", {}).get("uid", f"uid-{len(self.objects)}"),
-                                        "managedFields": [{"manager": query["fieldManager"], "operation": "Apply"}]}}
+            obj = {
+                **body,
+                "metadata": {
+                    **body["metadata"],
+                    "uid": existing.get("metadata", {}).get("uid", f"uid-{len(self.objects)}"),
+                    "managedFields": [{"manager": query["fieldManager"], "operation": "Apply"}],
+                },
+            }
             if namespaced:
                 obj["metadata"]["namespace"] = ns
             self.objects[key] = obj

@@ -16,6 +16,7 @@ def free_port() -> int:
 
 def make_pdf(lines: list[str], title: str = "") -> bytes:
     """A minimal but valid PDF 1.4 with a real text layer (Helvetica), xref offsets computed."""
+
     def esc(s: str) -> str:
         return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
@@ -67,16 +68,24 @@ GOOD_FILES = {
         "criterion for neurofibromatosis type 1 in prepubertal children."
     ).encode("cp1252"),
     "uploads/record.json": json.dumps(
-        {"pmid": "J1", "title": "Metformin and lactic acidosis", "year": 2019, "journal": "Test Journal",
-         "abstract": "Metformin-associated lactic acidosis is rare and mostly occurs with severe renal impairment."}
+        {
+            "pmid": "J1",
+            "title": "Metformin and lactic acidosis",
+            "year": 2019,
+            "journal": "Test Journal",
+            "abstract": "Metformin-associated lactic acidosis is rare and mostly occurs with severe renal impairment.",
+        }
     ).encode(),
     "uploads/trials.csv": (
         b"trial,condition,outcome\nRECOVERY,COVID-19,dexamethasone reduced 28-day mortality in ventilated patients\n"
         b"SPRINT,hypertension,intensive blood pressure control lowered cardiovascular events\n"
     ),
     "uploads/report.pdf": make_pdf(
-        ["Antimicrobial stewardship report.", "Carbapenem use fell by a third after prospective audit and feedback.",
-         "Clostridioides difficile infections also declined during the intervention period."],
+        [
+            "Antimicrobial stewardship report.",
+            "Carbapenem use fell by a third after prospective audit and feedback.",
+            "Clostridioides difficile infections also declined during the intervention period.",
+        ],
         title="Antimicrobial stewardship report",
     ),
 }

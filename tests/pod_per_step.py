@@ -32,7 +32,13 @@ def pod_definitions() -> dg.Definitions:
     env = os.environ
     home = Path(tempfile.mkdtemp(prefix="pod-step-"))  # this process's own empty disk
     atexit.register(shutil.rmtree, home, True)
-    settings = Settings(profile="local", home=home, cache=Path(env["AGENTIC_CACHE"]), corpus_limit=0, ray_address=env["AGENTIC_RAY_ADDRESS"])
+    settings = Settings(
+        profile="local",
+        home=home,
+        cache=Path(env["AGENTIC_CACHE"]),
+        corpus_limit=0,
+        ray_address=env["AGENTIC_RAY_ADDRESS"],
+    )
     res = build_resources(settings)
     endpoint, bucket = env["POD_TEST_S3_ENDPOINT"], env["POD_TEST_BUCKET"]
     res["document_store"] = S3DocumentStore(bucket=bucket, prefix="incoming/", endpoint_url=endpoint)

@@ -35,7 +35,9 @@ def test_chunks_fit_the_token_budget_and_cover_the_text(chunker, embedder_resour
 def test_section_boundaries_are_preferred_and_overlap_stays_in_section(chunker):
     sections = [
         Section("BACKGROUND", "Sepsis is common. It kills many patients every year in intensive care units worldwide."),
-        Section("METHODS", " ".join(f"Sentence number {i} describes a step of the protocol in detail." for i in range(12))),
+        Section(
+            "METHODS", " ".join(f"Sentence number {i} describes a step of the protocol in detail." for i in range(12))
+        ),
         Section("CONCLUSIONS", "Early antibiotics save lives."),
     ]
     chunks = chunker.chunk(sections)
@@ -45,7 +47,9 @@ def test_section_boundaries_are_preferred_and_overlap_stays_in_section(chunker):
     # overlap: a sentence ending one METHODS chunk starts the next
     first_last = methods[0].text.split(". ")[-1].rstrip(".")
     assert first_last in methods[1].text
-    assert not any("BACKGROUND" in c.section and "METHODS" in c.section for c in chunks if c.section.startswith("METHODS"))
+    assert not any(
+        "BACKGROUND" in c.section and "METHODS" in c.section for c in chunks if c.section.startswith("METHODS")
+    )
     assert chunks[-1].text.endswith("Early antibiotics save lives.")
 
 
@@ -59,7 +63,18 @@ def test_an_overlong_sentence_is_split(chunker, embedder_resource):
 def test_ids_are_deterministic_and_sensitive():
     a = chunk_id("pubmed/1.xml", "h1", "v1", 0)
     assert a == chunk_id("pubmed/1.xml", "h1", "v1", 0)
-    assert len({a, chunk_id("pubmed/1.xml", "h2", "v1", 0), chunk_id("pubmed/1.xml", "h1", "v2", 0), chunk_id("pubmed/1.xml", "h1", "v1", 1), chunk_id("pubmed/2.xml", "h1", "v1", 0)}) == 5
+    assert (
+        len(
+            {
+                a,
+                chunk_id("pubmed/1.xml", "h2", "v1", 0),
+                chunk_id("pubmed/1.xml", "h1", "v2", 0),
+                chunk_id("pubmed/1.xml", "h1", "v1", 1),
+                chunk_id("pubmed/2.xml", "h1", "v1", 0),
+            }
+        )
+        == 5
+    )
     assert generation_id("m", 384, "map1") == generation_id("m", 384, "map1") != generation_id("m", 384, "map2")
 
 

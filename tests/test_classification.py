@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.corpus import document_key
-from core.specialty import CLASSES, branches_of, label_document, macro_f1, train_softmax
 from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, CLASSES_TABLE, read_table
 from assets.knowledge.state import CLASSES as CLASSES_SCHEMA
+from core.corpus import document_key
+from core.specialty import CLASSES, branches_of, label_document, macro_f1, train_softmax
 from tests.test_knowledge_pipeline import materialize, seeded_home
 
 
@@ -34,7 +34,10 @@ def test_softmax_classifier_and_macro_f1():
     f1, per = macro_f1(y, pred)
     assert f1 == 1.0 and per["neoplasms"]["support"] == 40 and (conf > 0.5).all()
     f1, per = macro_f1(["a", "a", "b", "b"], ["a", "b", "b", "b"], ("a", "b", "c"))
-    assert per["a"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2} and abs(f1 - (0.6667 + 0.8) / 2) < 1e-3
+    assert (
+        per["a"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+        and abs(f1 - (0.6667 + 0.8) / 2) < 1e-3
+    )
 
 
 def test_classes_in_the_index_filters_and_reclassification(settings_factory, tmp_path, pubmed_sample):
@@ -66,6 +69,13 @@ def test_classes_in_the_index_filters_and_reclassification(settings_factory, tmp
     changed = meta2["document_classes"]["changed_since_last_run"]
     assert changed > 0
     assert meta2["vector_index"]["added"] == 0 and meta2["vector_index"]["reclassified_documents"] == changed
-    new = dict(zip(*(read_table(res["pipeline_state"], CLASSES_TABLE, CLASSES_SCHEMA).column(n).to_pylist() for n in ("doc_key", "specialty"))))
+    new = dict(
+        zip(
+            *(
+                read_table(res["pipeline_state"], CLASSES_TABLE, CLASSES_SCHEMA).column(n).to_pylist()
+                for n in ("doc_key", "specialty")
+            )
+        )
+    )
     rows = store.scan(gen, ["doc_key", "specialty"]).to_pylist()
     assert all(r["specialty"] == new[r["doc_key"]] for r in rows)

@@ -20,13 +20,20 @@ AGENTIC = str(Path(sys.executable).parent / "agentic")
 def agentic(*args, env, check=True):
     proc = subprocess.run([AGENTIC, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
-        raise AssertionError(f"agentic {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"agentic {' '.join(args)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory, ray_address, base_settings):
-    env = {**os.environ, "AGENTIC_HOME": str(tmp_path_factory.mktemp("cli-home")), "AGENTIC_CORPUS_LIMIT": "40", "AGENTIC_RAY_ADDRESS": ray_address}
+    env = {
+        **os.environ,
+        "AGENTIC_HOME": str(tmp_path_factory.mktemp("cli-home")),
+        "AGENTIC_CORPUS_LIMIT": "40",
+        "AGENTIC_RAY_ADDRESS": ray_address,
+    }
     env["AGENTIC_CACHE"] = str(base_settings.cache)
     return env
 
@@ -72,7 +79,13 @@ def test_bad_settings_are_reported(cli_env):
 def test_run_and_search_on_opensearch(cli_env, opensearch_url, tmp_path, base_settings):
     """`AGENTIC_VECTOR_STORE=opensearch make run`: the CLI finds the node already answering on its port and indexes into it."""
     port = opensearch_url.rsplit(":", 1)[1]
-    env = {**cli_env, "AGENTIC_HOME": str(tmp_path / "home"), "AGENTIC_VECTOR_STORE": "opensearch", "AGENTIC_OPENSEARCH_PORT": port, "AGENTIC_CORPUS_LIMIT": "15"}
+    env = {
+        **cli_env,
+        "AGENTIC_HOME": str(tmp_path / "home"),
+        "AGENTIC_VECTOR_STORE": "opensearch",
+        "AGENTIC_OPENSEARCH_PORT": port,
+        "AGENTIC_CORPUS_LIMIT": "15",
+    }
     proc = agentic("run", env=env)
     assert "succeeded" in proc.stdout and "FAILED" not in proc.stdout
     assert "starting OpenSearch" not in proc.stdout  # reused the running node

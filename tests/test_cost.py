@@ -31,10 +31,16 @@ from infra.platform.config import load_platform_config
 REPO = Path(__file__).resolve().parents[1]
 
 REFERENCE = [  # the reference design's README table, us-east-1, November 2025
-    ("Amazon EKS", "1 cluster", 73.00), ("Amazon VPC", "3 NAT gateways", 98.67), ("Amazon EC2", "2 m6g.large", 112.42),
-    ("Amazon Managed Service for Prometheus", "metrics ingestion and queries", 100.60), ("Amazon Managed Grafana", "1 editor + 1 viewer", 14.00),
-    ("Amazon EBS", "gp2 volumes and snapshots", 17.97), ("Elastic Load Balancing", "1 ALB", 16.66),
-    ("Amazon VPC", "public IPv4 addresses", 3.65), ("AWS KMS", "customer managed keys", 7.00), ("Amazon CloudWatch", "logs", 3.00),
+    ("Amazon EKS", "1 cluster", 73.00),
+    ("Amazon VPC", "3 NAT gateways", 98.67),
+    ("Amazon EC2", "2 m6g.large", 112.42),
+    ("Amazon Managed Service for Prometheus", "metrics ingestion and queries", 100.60),
+    ("Amazon Managed Grafana", "1 editor + 1 viewer", 14.00),
+    ("Amazon EBS", "gp2 volumes and snapshots", 17.97),
+    ("Elastic Load Balancing", "1 ALB", 16.66),
+    ("Amazon VPC", "public IPv4 addresses", 3.65),
+    ("AWS KMS", "customer managed keys", 7.00),
+    ("Amazon CloudWatch", "logs", 3.00),
     ("Amazon ECR", "image storage", 0.50),
 ]
 
@@ -50,14 +56,28 @@ def test_reference_table_is_reproduced_line_by_line():
 
 
 def test_cli_prints_the_reference_scenario_as_json():
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "cost", "--reference", "--json"], cwd=REPO, capture_output=True, text=True,
-                       timeout=120, env={**__import__("os").environ, "AGENTIC_HOME": str(REPO / ".agentic")})
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "cost", "--reference", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "AGENTIC_HOME": str(REPO / ".agentic")},
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert [(x["service"], x["dimension"], x["monthly_usd"]) for x in out["lines"]] == REFERENCE and out["total_usd"] == 447.47
+    assert [(x["service"], x["dimension"], x["monthly_usd"]) for x in out["lines"]] == REFERENCE and out[
+        "total_usd"
+    ] == 447.47
     omitted = {x["service"] + ": " + x["dimension"]: x["monthly_usd"] for x in out["omitted"]}
-    assert any(k.startswith("Amazon EC2: gpu pool") for k in omitted) and any(k.startswith("Amazon OpenSearch Service") for k in omitted)
-    assert any("judge tokens" in k for k in omitted) and any("extra ALB" in k for k in omitted) and any("graviton pool" in k for k in omitted)
+    assert any(k.startswith("Amazon EC2: gpu pool") for k in omitted) and any(
+        k.startswith("Amazon OpenSearch Service") for k in omitted
+    )
+    assert (
+        any("judge tokens" in k for k in omitted)
+        and any("extra ALB" in k for k in omitted)
+        and any("graviton pool" in k for k in omitted)
+    )
     assert out["total_with_omitted_usd"] == pytest.approx(447.47 + out["omitted_total_usd"], abs=0.01)
 
 
@@ -66,15 +86,27 @@ def test_bill_of_materials_follows_the_platform_config():
     cfg = load_platform_config()
     base = total(platform_lines(cfg, UsageAssumptions(), book))
     one_nat = load_platform_config(overrides={"vpc": {"nat_gateways": 1, "azs": 3}})
-    nat = lambda c: next(x for x in platform_lines(c, UsageAssumptions(), book) if x["dimension"].endswith("NAT gateways"))  # noqa: E731
+
+    def nat(c):
+        return next(x for x in platform_lines(c, UsageAssumptions(), book) if x["dimension"].endswith("NAT gateways"))
+
     assert nat(cfg)["monthly_usd"] > nat(one_nat)["monthly_usd"] and nat(one_nat)["dimension"] == "1 NAT gateways"
-    no_gpu = load_platform_config(overrides={"node_pools": [dict(p.__dict__, expected_count=0 if p.name == "gpu" else p.expected_count)
-                                                            for p in cfg.node_pools]})
+    no_gpu = load_platform_config(
+        overrides={
+            "node_pools": [
+                dict(p.__dict__, expected_count=0 if p.name == "gpu" else p.expected_count) for p in cfg.node_pools
+            ]
+        }
+    )
     gpu_line = next(x for x in platform_lines(cfg, UsageAssumptions(), book) if x["dimension"].startswith("gpu pool:"))
     assert gpu_line["monthly_usd"] == round(730 * book.price("ec2_g6.12xlarge_hour"), 2)
     # dropping the GPU pool removes its EC2 and EBS lines and their Auto Mode fee
     assert total(platform_lines(no_gpu, UsageAssumptions(), book)) < base - gpu_line["monthly_usd"]
-    assert {x["service"] for x in omitted_lines(cfg, UsageAssumptions(), book)} >= {"Amazon EC2", "Amazon OpenSearch Service", "Amazon Bedrock"}
+    assert {x["service"] for x in omitted_lines(cfg, UsageAssumptions(), book)} >= {
+        "Amazon EC2",
+        "Amazon OpenSearch Service",
+        "Amazon Bedrock",
+    }
     with pytest.raises(UnknownRegion, match="eu-west-1"):
         load_price_book("eu-west-1")
 
@@ -99,10 +131,16 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
     from pipelines.settings import load_settings
 
     res = build_resources(load_settings({"AGENTIC_HOME": str(tmp_path)}))
-    result = dg.materialize(cost_assets, resources={k: res[k] for k in ("platform", "aws", "prices")}, instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        cost_assets,
+        resources={k: res[k] for k in ("platform", "aws", "prices")},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
-    meta = {e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
+    meta = {
+        e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
     assert meta["monthly_cost_report"]["reference_total_usd"] == 447.47
     assert meta["monthly_cost_report"]["plot"].startswith("![monthly cost](data:image/png;base64,")
     report = json.loads((tmp_path / "cost" / "monthly_cost_report.json").read_text())
@@ -112,7 +150,9 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
     cpu = next(o for o in ue["options"] if o["option"] == "cpu-graviton")
     bench = json.loads((REPO / "benchmarks" / "results" / "answer_latency_1.5b.json").read_text())
     toks = sum(r["answer_tokens"]["prompt"] + r["answer_tokens"]["completion"] for r in bench["rows"])
-    assert cpu["measured_tokens_per_s_2vcpu"] == round(toks / sum(r["answer_s"] for r in bench["rows"]), 1)  # from the measurement
+    assert cpu["measured_tokens_per_s_2vcpu"] == round(
+        toks / sum(r["answer_s"] for r in bench["rows"]), 1
+    )  # from the measurement
     assert "measured" in cpu["where"] and cpu["usd_per_million_tokens"] > 0
     assert meta["actual_spend"]["mode"].startswith("skipped")
 
@@ -123,11 +163,18 @@ def test_price_list_refresh_and_cost_explorer_requests_are_valid_at_the_boundary
 
     prices = PriceBookResource(refreshed_path=str(tmp_path / "refreshed.json"))
     pricing = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-    keys = [k for k in load_price_book("us-east-1").prices if (k.startswith("ec2_") or k.startswith("opensearch_")) and k.endswith("_hour")]
+    keys = [
+        k
+        for k in load_price_book("us-east-1").prices
+        if (k.startswith("ec2_") or k.startswith("opensearch_")) and k.endswith("_hour")
+    ]
     with Stubber(pricing) as stub:
         for key in keys:
             usd = "0.0800000000" if key == "ec2_m6g.large_hour" else str(load_price_book("us-east-1").price(key))
-            item = {"product": {"sku": key}, "terms": {"OnDemand": {"t": {"priceDimensions": {"d": {"unit": "Hrs", "pricePerUnit": {"USD": usd}}}}}}}
+            item = {
+                "product": {"sku": key},
+                "terms": {"OnDemand": {"t": {"priceDimensions": {"d": {"unit": "Hrs", "pricePerUnit": {"USD": usd}}}}}},
+            }
             stub.add_response("get_products", {"PriceList": [json.dumps(item)], "FormatVersion": "aws_v1"})
         changed = prices.refresh(pricing, "us-east-1")
     assert changed == {"ec2_m6g.large_hour": {"was": 0.077, "now": 0.08}}
@@ -137,9 +184,27 @@ def test_price_list_refresh_and_cost_explorer_requests_are_valid_at_the_boundary
 
     ce = boto3.client("ce", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(ce) as stub:
-        stub.add_response("get_cost_and_usage", {"ResultsByTime": [{"Groups": [
-            {"Keys": ["Amazon EC2"], "Metrics": {"UnblendedCost": {"Amount": "3500.25", "Unit": "USD"}}},
-            {"Keys": ["Amazon Elastic Kubernetes Service"], "Metrics": {"UnblendedCost": {"Amount": "73.0", "Unit": "USD"}}}]}]})
-        out = compare_with_cost_explorer(ce, [{"service": "Amazon EC2", "monthly_usd": 3928.28}], "agentic-rag", today=1796000000)
+        stub.add_response(
+            "get_cost_and_usage",
+            {
+                "ResultsByTime": [
+                    {
+                        "Groups": [
+                            {
+                                "Keys": ["Amazon EC2"],
+                                "Metrics": {"UnblendedCost": {"Amount": "3500.25", "Unit": "USD"}},
+                            },
+                            {
+                                "Keys": ["Amazon Elastic Kubernetes Service"],
+                                "Metrics": {"UnblendedCost": {"Amount": "73.0", "Unit": "USD"}},
+                            },
+                        ]
+                    }
+                ]
+            },
+        )
+        out = compare_with_cost_explorer(
+            ce, [{"service": "Amazon EC2", "monthly_usd": 3928.28}], "agentic-rag", today=1796000000
+        )
     assert out["period"] == ["2026-10-01", "2026-11-01"] and out["actual_total_usd"] == 3573.25
     assert {s["service"] for s in out["services"]} == {"Amazon EC2", "Amazon Elastic Kubernetes Service"}

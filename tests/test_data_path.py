@@ -12,7 +12,15 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from assets.knowledge.state import CHUNK_QUARANTINE, CHUNKS, CHUNKS_TABLE, chunk_quarantine_table, plan, vectors_schema, vectors_table
+from assets.knowledge.state import (
+    CHUNK_QUARANTINE,
+    CHUNKS,
+    CHUNKS_TABLE,
+    chunk_quarantine_table,
+    plan,
+    vectors_schema,
+    vectors_table,
+)
 from core.corpus import document_key
 from core.knowledge import invalid_vectors
 from resources.ray_cluster import RayResource
@@ -22,9 +30,22 @@ from tests.test_knowledge_pipeline import REPO_ROOT, materialize, seeded_home
 
 
 def _chunk(i: int, text: str) -> dict:
-    return {"chunk_id": f"c{i}", "doc_key": f"doc/{i}", "content_hash": "h", "chunker_version": "v", "doc_id": str(i), "seq": 0,
-            "title": f"title {i}", "text": text, "section": "", "year": 2020, "journal": "j", "mesh_terms": [], "source_format": "text",
-            "n_tokens": 5}
+    return {
+        "chunk_id": f"c{i}",
+        "doc_key": f"doc/{i}",
+        "content_hash": "h",
+        "chunker_version": "v",
+        "doc_id": str(i),
+        "seq": 0,
+        "title": f"title {i}",
+        "text": text,
+        "section": "",
+        "year": 2020,
+        "journal": "j",
+        "mesh_terms": [],
+        "source_format": "text",
+        "n_tokens": 5,
+    }
 
 
 def test_invalid_vectors_are_named():
@@ -38,18 +59,30 @@ def test_invalid_vectors_are_named():
 def test_a_poison_chunk_is_quarantined_and_the_rest_of_its_shard_is_embedded(tmp_path, embedder_resource, ray_address):
     store = LocalStateStore(root=str(tmp_path / "state"), shards=2)
     store.layout()
-    rows = [_chunk(0, "Aspirin reduced the risk of stroke in adults."), _chunk(1, "   \n "), _chunk(2, "Statins lowered LDL cholesterol.")]
+    rows = [
+        _chunk(0, "Aspirin reduced the risk of stroke in adults."),
+        _chunk(1, "   \n "),
+        _chunk(2, "Statins lowered LDL cholesterol."),
+    ]
     store.commit(CHUNKS_TABLE, {0: store.write_shard(CHUNKS_TABLE, 0, "x", pa.Table.from_pylist(rows, schema=CHUNKS))})
     vtable, qtable = vectors_table(embedder_resource.model_id), chunk_quarantine_table(embedder_resource.model_id)
     items = plan(store, vtable, (CHUNKS_TABLE,), "test", prev=(vtable,))
     runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address))
-    payload = {"items": items, "embedder": embedder_resource.spec(), "actors": 1, "vectors_table": vtable, "quarantine_table": qtable,
-               "store": store.spec()}
+    payload = {
+        "items": items,
+        "embedder": embedder_resource.spec(),
+        "actors": 1,
+        "vectors_table": vtable,
+        "quarantine_table": qtable,
+        "store": store.spec(),
+    }
     result = runner.run("resources.data_path:embed_stage", payload)
     vectors = store.read_shard(vtable, 0, vectors_schema(384), entry=result["entries"][vtable]["0"])
     quarantine = store.read_shard(qtable, 0, CHUNK_QUARANTINE, entry=result["entries"][qtable]["0"]).to_pylist()
     assert sorted(vectors.column("chunk_id").to_pylist()) == ["c0", "c2"]
-    assert [(q["chunk_id"], q["doc_key"]) for q in quarantine] == [("c1", "doc/1")] and "empty text" in quarantine[0]["reason"]
+    assert [(q["chunk_id"], q["doc_key"]) for q in quarantine] == [("c1", "doc/1")] and "empty text" in quarantine[0][
+        "reason"
+    ]
     norms = np.linalg.norm(np.stack(vectors.column("vector").to_numpy(zero_copy_only=False)), axis=1)
     assert np.allclose(norms, 1, atol=1e-3)
 
@@ -66,13 +99,20 @@ KILLED_RUN = textwrap.dedent("""
 """)
 
 
-def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(settings_factory, tmp_path, pubmed_sample, ray_address):
+def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(
+    settings_factory, tmp_path, pubmed_sample, ray_address
+):
     docs = {document_key(p): d for p, d in pubmed_sample[:240]}
     settings, res = seeded_home(settings_factory, tmp_path, docs)
     state = res["pipeline_state"]
     vtable = vectors_table(res["embedder"].model_id)
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(settings.home), str(settings.cache), ray_address], cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(settings.home), str(settings.cache), ray_address],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     written = []
     try:
         deadline = time.time() + 300
@@ -81,8 +121,12 @@ def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(settings_fa
             if written:
                 break
             time.sleep(0.05)
-        assert written and proc.poll() is None, "the embedding stage never started (or the run ended before it could be killed)"
-        os.killpg(proc.pid, signal.SIGKILL)  # the step process dies mid-batch; the Ray cluster lives on, as KubeRay's would
+        assert written and proc.poll() is None, (
+            "the embedding stage never started (or the run ended before it could be killed)"
+        )
+        os.killpg(
+            proc.pid, signal.SIGKILL
+        )  # the step process dies mid-batch; the Ray cluster lives on, as KubeRay's would
         proc.wait(30)
     finally:
         if proc.poll() is None:

@@ -53,7 +53,11 @@ def test_workspace_loads_with_dagster_cli(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "AGENTIC_HOME": str(tmp_path / "home")}
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -81,17 +85,26 @@ def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path
     from pipelines.profiles import build_resources
 
     monkeypatch.setenv("AGENTIC_GATEWAY_KEY", "k" * 32)
-    monkeypatch.setenv("AGENTIC_RAY_ADDRESS", "ray://agentic-data-head-svc.agentic:10001")  # never dialled: kuberay renders
+    monkeypatch.setenv(
+        "AGENTIC_RAY_ADDRESS", "ray://agentic-data-head-svc.agentic:10001"
+    )  # never dialled: kuberay renders
     monkeypatch.setenv("AGENTIC_EMBED_MODEL_PATH", "/models/arctic-embed-s/model.onnx")
     monkeypatch.setenv("AGENTIC_EMBED_TOKENIZER_PATH", "/models/arctic-embed-s/tokenizer.json")
     res = build_resources(load_settings({"AGENTIC_PROFILE": "eks", "AGENTIC_HOME": str(tmp_path)}))
-    result = dg.materialize([*serving_assets, *serving_checks], resources={k: res[k] for k in ("model_serving", "gateway", "embedder")},
-                            instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [*serving_assets, *serving_checks],
+        resources={k: res[k] for k in ("model_serving", "gateway", "embedder")},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
     manifests = list(yaml.safe_load_all((tmp_path / "serving" / "model_deployments.yaml").read_text()))
     assert {m["kind"] for m in manifests} == {"RayService", "RayCluster"}
     assert all(validate_manifest(m) == [] for m in manifests)
-    apps = {m["metadata"]["name"]: yaml.safe_load(m["spec"]["serveConfigV2"])["applications"][0] for m in manifests if m["kind"] == "RayService"}
+    apps = {
+        m["metadata"]["name"]: yaml.safe_load(m["spec"]["serveConfigV2"])["applications"][0]
+        for m in manifests
+        if m["kind"] == "RayService"
+    }
     assert apps["agentic-llm"]["import_path"] == "ray.serve.llm:build_openai_app"
     assert apps["agentic-embed"]["import_path"] == "resources.serve_apps:embedding_app"
     gateway = yaml.safe_load((tmp_path / "serving" / "gateway" / "litellm.yaml").read_text())
@@ -111,10 +124,24 @@ def test_every_group_is_documented_and_wired(tmp_path):
         groups.setdefault(node.group_name, set()).add(key.to_user_string())
         assert node.description and node.kinds and node.owners, key
     assert groups["evaluation"] == {"eval_questions", "rag_eval_run", "eval_history", "serving_index"}
-    assert groups["platform"] == {"eks_cluster", "node_pools", "cluster_addons", "platform_workloads", "opensearch_domain"}
-    assert groups["cost"] == {"price_book", "bill_of_materials", "monthly_cost_report", "unit_economics", "actual_spend"}
+    assert groups["platform"] == {
+        "eks_cluster",
+        "node_pools",
+        "cluster_addons",
+        "platform_workloads",
+        "opensearch_domain",
+    }
+    assert groups["cost"] == {
+        "price_book",
+        "bill_of_materials",
+        "monthly_cost_report",
+        "unit_economics",
+        "actual_spend",
+    }
     checks = {k.name: k for k in graph.asset_check_keys}
-    assert {"index_promotion_gate", "eval_quality_floors", "iam_least_privilege", "opensearch_domain_secure"} <= set(checks)
+    assert {"index_promotion_gate", "eval_quality_floors", "iam_least_privilege", "opensearch_domain_secure"} <= set(
+        checks
+    )
     assert defs.resolve_schedule_def("weekly_evaluation").job_name == "evaluation_job"
     assert defs.resolve_schedule_def("monthly_cost_report").job_name == "cost_job"
     assert defs.resolve_sensor_def("evaluate_after_reembedding").job_name == "evaluation_job"

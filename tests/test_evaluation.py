@@ -14,12 +14,11 @@ import pytest
 from assets.evaluation import evaluation_assets, evaluation_checks
 from assets.knowledge import knowledge_assets, knowledge_checks
 from assets.knowledge.state import read_candidate, save_candidate
-from core.generations import Candidate
 from core.corpus import document_key
 from core.evaluation import build_golden_set, id_metrics, promotion_gate, summarize, title_as_question
+from core.generations import Candidate
 from pipelines.jobs import rebuild_index_job
 from pipelines.profiles import build_resources
-
 
 # ------------------------------------------------------------------ pure logic
 
@@ -30,21 +29,46 @@ def _doc(key, title, sections):
 
 def test_golden_set_is_deterministic_and_takes_conclusions_as_reference():
     docs = [
-        _doc(f"pubmed/{i}.xml", f"Effect of drug {i} on blood pressure in adults.",
-             [["BACKGROUND", "Background text."], ["CONCLUSIONS", f"Drug {i} lowered systolic pressure by {i} mmHg in this trial of adults."]])
+        _doc(
+            f"pubmed/{i}.xml",
+            f"Effect of drug {i} on blood pressure in adults.",
+            [
+                ["BACKGROUND", "Background text."],
+                ["CONCLUSIONS", f"Drug {i} lowered systolic pressure by {i} mmHg in this trial of adults."],
+            ],
+        )
         for i in range(20)
-    ] + [_doc("pubmed/x.xml", "No conclusions here at all", [["", "Unstructured abstract only."]]),
-         _doc("pubmed/y.xml", "Short", [["CONCLUSIONS", "Too short a title for a fair question, but a long enough conclusion."]])]
+    ] + [
+        _doc("pubmed/x.xml", "No conclusions here at all", [["", "Unstructured abstract only."]]),
+        _doc(
+            "pubmed/y.xml",
+            "Short",
+            [["CONCLUSIONS", "Too short a title for a fair question, but a long enough conclusion."]],
+        ),
+    ]
     a, va = build_golden_set(docs, size=10)
     b, vb = build_golden_set(list(reversed(docs)), size=10)
     assert [i.id for i in a] == [i.id for i in b] and va == vb and len(a) == 10
     assert {k for i in a for k in i.gold_doc_keys} <= {d["key"] for d in docs[:20]}
     item = a[0]
     n = item.gold_doc_keys[0].split("/")[1].split(".")[0]
-    assert item.reference.startswith(f"Drug {n} lowered") and item.question == f'What did the study "Effect of drug {n} on blood pressure in adults" find?'
+    assert (
+        item.reference.startswith(f"Drug {n} lowered")
+        and item.question == f'What did the study "Effect of drug {n} on blood pressure in adults" find?'
+    )
     assert title_as_question("Does aspirin prevent stroke?") == "Does aspirin prevent stroke?"
     # adding a document changes the version; the order of the rest is stable
-    c, vc = build_golden_set(docs + [_doc("pubmed/new.xml", "A brand new trial of something", [["CONCLUSION", "It worked well enough in most of the patients."]])], size=30)
+    c, vc = build_golden_set(
+        docs
+        + [
+            _doc(
+                "pubmed/new.xml",
+                "A brand new trial of something",
+                [["CONCLUSION", "It worked well enough in most of the patients."]],
+            )
+        ],
+        size=30,
+    )
     assert vc != va and [i.id for i in c if i.id in {x.id for x in a}] == [i.id for i in a]
 
 
@@ -73,11 +97,18 @@ def test_promotion_gate_tolerance_and_failure_rate():
 
 
 def _run(resources, run_config=None, selection=None, instance=None):
-    result = dg.materialize([*knowledge_assets, *knowledge_checks, *evaluation_assets, *evaluation_checks], resources=resources,
-                            selection=selection, run_config=run_config, instance=instance or dg.DagsterInstance.ephemeral(),
-                            raise_on_error=False)
-    meta = {e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
-            for e in result.get_asset_materialization_events()}
+    result = dg.materialize(
+        [*knowledge_assets, *knowledge_checks, *evaluation_assets, *evaluation_checks],
+        resources=resources,
+        selection=selection,
+        run_config=run_config,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    meta = {
+        e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     return result, meta, checks
 
@@ -86,7 +117,9 @@ EVAL_ONLY = dg.AssetSelection.groups("evaluation")
 RETRIEVAL_ONLY = {"ops": {"rag_eval_run": {"config": {"answers": 0}}}}
 
 
-def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(settings_factory, tmp_path, pubmed_sample, monkeypatch):
+def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(
+    settings_factory, tmp_path, pubmed_sample, monkeypatch
+):
     monkeypatch.setenv("AGENTIC_GATEWAY_KEY", "unused-no-llm-in-this-test")
     settings = settings_factory(tmp_path / "home")
     res = build_resources(settings)
@@ -108,7 +141,9 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(setti
     # 2. a deliberately degraded candidate: the same rows with their vectors shuffled between chunks
     rows = store.scan(base)
     perm = np.random.default_rng(0).permutation(rows.num_rows)
-    shuffled = rows.set_column(rows.schema.get_field_index("vector"), "vector", rows.column("vector").take(pa.array(perm)))
+    shuffled = rows.set_column(
+        rows.schema.get_field_index("vector"), "vector", rows.column("vector").take(pa.array(perm))
+    )
     bad = f"{base}_r19990101000000"
     store.create_generation(bad, res["embedder"].dimension)
     store.upsert(bad, shuffled)
@@ -135,7 +170,9 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(setti
     history = state.read("eval_history").to_pylist()
     assert [json.loads(h["gate"])["passed"] for h in history] == [True, False, True]
     assert [h["generation"] for h in history] == [base, bad, rebuilt]
-    assert meta["eval_history"]["runs"] == 3 and meta["eval_history"]["trend"].startswith("![trend](data:image/png;base64,")
+    assert meta["eval_history"]["runs"] == 3 and meta["eval_history"]["trend"].startswith(
+        "![trend](data:image/png;base64,"
+    )
 
 
 def test_evaluation_sensor_requests_a_run_only_after_a_reembedding(settings_factory, tmp_path, pubmed_sample):
@@ -149,13 +186,19 @@ def test_evaluation_sensor_requests_a_run_only_after_a_reembedding(settings_fact
     first, _, _ = _run(res, selection=dg.AssetSelection.groups("knowledge"), instance=instance)
     second, _, _ = _run(res, selection=dg.AssetSelection.groups("knowledge"), instance=instance)  # nothing changed
     for run, expect in ((first, True), (second, False)):
-        ctx = dg.build_run_status_sensor_context(sensor_name="evaluate_after_reembedding", dagster_instance=instance,
-                                                 dagster_run=instance.get_run_by_id(run.run_id),
-                                                 dagster_event=run.get_run_success_event())
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name="evaluate_after_reembedding",
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(run.run_id),
+            dagster_event=run.get_run_success_event(),
+        )
         out = evaluate_after_reembedding(ctx)
         assert isinstance(out, dg.RunRequest) == expect, out
         if expect:
-            assert out.run_key == f"eval-after-{run.run_id}" and out.run_config["ops"]["rag_eval_run"]["config"]["answers"] == 0
+            assert (
+                out.run_key == f"eval-after-{run.run_id}"
+                and out.run_config["ops"]["rag_eval_run"]["config"]["answers"] == 0
+            )
 
 
 # ------------------------------------------------------------------ RAGAS with the real local judge
@@ -163,8 +206,14 @@ def test_evaluation_sensor_requests_a_run_only_after_a_reembedding(settings_fact
 
 def _eval_on_stack(stack, **config):
     run_config = {"ops": {"rag_eval_run": {"config": config}}}
-    result = dg.materialize([*evaluation_assets, *evaluation_checks], resources=stack.resources, instance=stack.instance,
-                            selection=["eval_questions", "rag_eval_run"], run_config=run_config, raise_on_error=False)
+    result = dg.materialize(
+        [*evaluation_assets, *evaluation_checks],
+        resources=stack.resources,
+        instance=stack.instance,
+        selection=["eval_questions", "rag_eval_run"],
+        run_config=run_config,
+        raise_on_error=False,
+    )
     assert result.success
     return stack.resources["pipeline_state"].read("eval_results").to_pylist()
 

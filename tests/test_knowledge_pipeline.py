@@ -20,7 +20,13 @@ REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 def materialize(settings, selection=None, run_config=None, **resource_overrides):
     resources = build_resources(settings)
     resources.update(resource_overrides)
-    result = dg.materialize([*knowledge_assets, *knowledge_checks], resources=resources, selection=selection, instance=dg.DagsterInstance.ephemeral(), run_config=run_config)
+    result = dg.materialize(
+        [*knowledge_assets, *knowledge_checks],
+        resources=resources,
+        selection=selection,
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config=run_config,
+    )
     assert result.success
     meta = {}
     for mat in result.get_asset_materialization_events():
@@ -71,12 +77,16 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
 
     # 2. Change one document: only its chunks are re-embedded, its old chunks leave the index.
     changed_key = sorted(pubmed_docs)[0]
-    old_ids = {r["chunk_id"] for r in store.scan(gen, ["chunk_id", "doc_key"]).to_pylist() if r["doc_key"] == changed_key}
+    old_ids = {
+        r["chunk_id"] for r in store.scan(gen, ["chunk_id", "doc_key"]).to_pylist() if r["doc_key"] == changed_key
+    }
     new_pmid, new_doc = pubmed_sample[100]
     res["document_store"].put(changed_key, new_doc)
     meta, checks, _ = materialize(settings)
     assert all(checks.values())
-    new_rows = [r for r in store.scan(gen, ["chunk_id", "doc_key", "doc_id"]).to_pylist() if r["doc_key"] == changed_key]
+    new_rows = [
+        r for r in store.scan(gen, ["chunk_id", "doc_key", "doc_id"]).to_pylist() if r["doc_key"] == changed_key
+    ]
     assert {r["doc_id"] for r in new_rows} == {new_pmid}
     assert meta["chunk_embeddings"]["embedded_this_run"] == len(new_rows)
     assert meta["vector_index"]["added"] == len(new_rows) and meta["vector_index"]["deleted"] == len(old_ids)
@@ -101,15 +111,21 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
 
 def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp_path, pubmed_docs):
     bad = bad_files()
-    settings, res = seeded_home(settings_factory, tmp_path, {**pubmed_docs, **GOOD_FILES, **{k: v[0] for k, v in bad.items()}})
+    settings, res = seeded_home(
+        settings_factory, tmp_path, {**pubmed_docs, **GOOD_FILES, **{k: v[0] for k, v in bad.items()}}
+    )
 
     meta, checks, _ = materialize(settings)
     assert all(checks.values()), checks
-    quarantine = {r["key"]: r["reason"] for r in read_table(res["pipeline_state"], PARSE_QUARANTINE_TABLE, QUARANTINE).to_pylist()}
+    quarantine = {
+        r["key"]: r["reason"] for r in read_table(res["pipeline_state"], PARSE_QUARANTINE_TABLE, QUARANTINE).to_pylist()
+    }
     assert set(quarantine) == set(bad)
     for key, (_, reason) in bad.items():
         assert reason.lower() in quarantine[key].lower(), (key, quarantine[key])
-    indexed = {r["doc_key"] for r in res["vector_store"].scan(meta["vector_index"]["generation"], ["doc_key"]).to_pylist()}
+    indexed = {
+        r["doc_key"] for r in res["vector_store"].scan(meta["vector_index"]["generation"], ["doc_key"]).to_pylist()
+    }
     assert indexed == set(pubmed_docs) | set(GOOD_FILES)
     assert meta["parsed_documents"]["quarantined"] == len(bad)
 
@@ -125,7 +141,9 @@ def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp
 
 def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubmed_docs):
     """Assets are plain functions too: call one with a built context and real resources."""
-    settings, res = seeded_home(settings_factory, tmp_path, {**dict(list(pubmed_docs.items())[:3]), "uploads/empty.txt": b""})
+    settings, res = seeded_home(
+        settings_factory, tmp_path, {**dict(list(pubmed_docs.items())[:3]), "uploads/empty.txt": b""}
+    )
     dg.materialize([knowledge_assets[0]], resources=res, instance=dg.DagsterInstance.ephemeral())
     result = parsed_documents(
         context=dg.build_asset_context(),
@@ -136,7 +154,9 @@ def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubm
     )
     assert result.metadata["documents"] == 3
     assert result.metadata["quarantined"] == 1
-    assert [(r.data["key"], r.data["reason"]) for r in result.metadata["quarantine"].records] == [("uploads/empty.txt", "empty file")]
+    assert [(r.data["key"], r.data["reason"]) for r in result.metadata["quarantine"].records] == [
+        ("uploads/empty.txt", "empty file")
+    ]
 
 
 def test_model_change_builds_a_new_generation_and_switches_atomically(settings_factory, tmp_path, pubmed_docs):
@@ -150,7 +170,9 @@ def test_model_change_builds_a_new_generation_and_switches_atomically(settings_f
     assert all(checks.values())
     second = meta["vector_index"]["generation"]
     assert second != first
-    assert meta["chunk_embeddings"]["embedded_this_run"] == meta["document_chunks"]["chunks"]  # new model: all re-embedded
+    assert (
+        meta["chunk_embeddings"]["embedded_this_run"] == meta["document_chunks"]["chunks"]
+    )  # new model: all re-embedded
     assert meta["vector_index"]["promoted_this_run"] and meta["vector_index"]["previous_serving_generation"] == first
     store = res["vector_store"]
     assert store.serving_generation() == second

@@ -37,7 +37,9 @@ def test_requests_are_signed_with_sigv4_for_es(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-not-real")
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     try:
-        store = OpenSearchVectorStore(hosts=f"http://127.0.0.1:{server.server_port}", use_sigv4=True, aws_region="eu-west-1")
+        store = OpenSearchVectorStore(
+            hosts=f"http://127.0.0.1:{server.server_port}", use_sigv4=True, aws_region="eu-west-1"
+        )
         assert store.client().info()["version"]["number"] == "2.19.1"
     finally:
         server.shutdown()

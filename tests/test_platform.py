@@ -23,7 +23,9 @@ from infra.validate import crd_dir, validate_manifest
 REPO = Path(__file__).resolve().parents[1]
 LITELLM = {"model_list": [], "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"}}
 
-pytestmark = pytest.mark.skipif(not crd_dir().is_dir(), reason=f"CRD schemas not found at {crd_dir()} (set AGENTIC_CRD_DIR)")
+pytestmark = pytest.mark.skipif(
+    not crd_dir().is_dir(), reason=f"CRD schemas not found at {crd_dir()} (set AGENTIC_CRD_DIR)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,12 @@ def moto_server():
     from tests.helpers import free_port
 
     # moto knows AWS's managed policies (the EKS Auto Mode ones included) only when asked to load them
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     port = free_port()
@@ -71,7 +77,17 @@ def test_every_rendered_manifest_validates_against_its_schema(cfg, mode):
     groups = render_all(cfg, LITELLM, mode)
     manifests = [m for ms in groups.values() for m in ms]
     kinds = {m["kind"] for m in manifests}
-    assert {"NodePool", "RayService", "RayCluster", "ServiceMonitor", "Deployment", "Service", "Ingress", "ConfigMap", "Namespace"} <= kinds
+    assert {
+        "NodePool",
+        "RayService",
+        "RayCluster",
+        "ServiceMonitor",
+        "Deployment",
+        "Service",
+        "Ingress",
+        "ConfigMap",
+        "Namespace",
+    } <= kinds
     if mode == "karpenter":
         assert {"EC2NodeClass", "DaemonSet"} <= kinds  # node classes and the NVIDIA / Neuron device plugins
     for m in manifests:
@@ -99,26 +115,51 @@ def test_node_pools_and_deployments_match(cfg):
     pools = {p["metadata"]["name"]: p for p in groups["node_pools"]}
     reqs = lambda p: {r["key"]: r for r in p["spec"]["template"]["spec"]["requirements"]}  # noqa: E731
     grav = reqs(pools["graviton"])
-    assert grav["kubernetes.io/arch"]["values"] == ["arm64"] and set(grav["eks.amazonaws.com/instance-family"]["values"]) <= {"c7g", "m7g", "r7g", "c8g", "m8g", "r8g"}
-    assert grav["eks.amazonaws.com/instance-generation"] == {"key": "eks.amazonaws.com/instance-generation", "operator": "Gt", "values": ["6"]}
-    assert pools["gpu"]["spec"]["template"]["spec"]["taints"][0]["key"] == "nvidia.com/gpu" and pools["gpu"]["spec"]["limits"]["nvidia.com/gpu"] == "8"
+    assert grav["kubernetes.io/arch"]["values"] == ["arm64"] and set(
+        grav["eks.amazonaws.com/instance-family"]["values"]
+    ) <= {"c7g", "m7g", "r7g", "c8g", "m8g", "r8g"}
+    assert grav["eks.amazonaws.com/instance-generation"] == {
+        "key": "eks.amazonaws.com/instance-generation",
+        "operator": "Gt",
+        "values": ["6"],
+    }
+    assert (
+        pools["gpu"]["spec"]["template"]["spec"]["taints"][0]["key"] == "nvidia.com/gpu"
+        and pools["gpu"]["spec"]["limits"]["nvidia.com/gpu"] == "8"
+    )
     assert set(reqs(pools["gpu"])["eks.amazonaws.com/instance-family"]["values"]) == {"g5", "g6"}
     assert pools["inferentia"]["spec"]["limits"]["aws.amazon.com/neuron"] == "12"
     for p in pools.values():  # standard labels, no custom node labels; budgets and expiry from the config
-        assert "metadata" not in p["spec"]["template"] and p["spec"]["disruption"]["budgets"] and p["spec"]["template"]["spec"]["expireAfter"] == "720h"
+        assert (
+            "metadata" not in p["spec"]["template"]
+            and p["spec"]["disruption"]["budgets"]
+            and p["spec"]["template"]["spec"]["expireAfter"] == "720h"
+        )
     services = {m["metadata"]["name"]: m for m in groups["model_deployments"] if m["kind"] == "RayService"}
     llm = services["agentic-llm"]
     worker = llm["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
-    assert worker["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"} and worker["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert (
+        worker["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"}
+        and worker["tolerations"][0]["key"] == "nvidia.com/gpu"
+    )
     container = worker["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
-    assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == cfg.models.hf_token_secret  # HF token by reference
+    assert (
+        container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == cfg.models.hf_token_secret
+    )  # HF token by reference
     engine = yaml.safe_load(llm["spec"]["serveConfigV2"])["applications"][0]["args"]["llm_configs"][0]["engine_kwargs"]
-    assert engine["tensor_parallel_size"] == 4 and engine["enable_auto_tool_choice"] and engine["tool_call_parser"] == "hermes"
+    assert (
+        engine["tensor_parallel_size"] == 4
+        and engine["enable_auto_tool_choice"]
+        and engine["tool_call_parser"] == "hermes"
+    )
     embed = services["agentic-embed"]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     assert embed["nodeSelector"] == {"karpenter.sh/nodepool": "graviton"}
     neuron = services["agentic-llm-neuron"]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
-    assert neuron["nodeSelector"] == {"karpenter.sh/nodepool": "inferentia"} and neuron["containers"][0]["resources"]["limits"]["aws.amazon.com/neuron"] == "1"
+    assert (
+        neuron["nodeSelector"] == {"karpenter.sh/nodepool": "inferentia"}
+        and neuron["containers"][0]["resources"]["limits"]["aws.amazon.com/neuron"] == "1"
+    )
     # no literal secret anywhere: every secret-looking env var comes from a Secret
     for m in [x for ms in groups.values() for x in ms]:
         for c in json.loads(json.dumps(m)).get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
@@ -148,7 +189,10 @@ def test_iam_is_least_privilege_and_the_rule_bites(cfg):
 
 
 def test_aws_plan_then_apply_then_nothing_to_do(cfg, moto_server):
-    clients = {s: boto3.client(s, region_name="us-east-1", endpoint_url=moto_server) for s in ("iam", "ec2", "eks", "opensearch", "sts")}
+    clients = {
+        s: boto3.client(s, region_name="us-east-1", endpoint_url=moto_server)
+        for s in ("iam", "ec2", "eks", "opensearch", "sts")
+    }
     account = clients["sts"].get_caller_identity()["Account"]
     iam_plan = awsplan.plan_iam(clients["iam"], cfg, account)
     assert {a.action for a in iam_plan} == {"create"} and len(iam_plan) == 7
@@ -160,9 +204,16 @@ def test_aws_plan_then_apply_then_nothing_to_do(cfg, moto_server):
     assert len(subnets["private"]) == 3 and len(subnets["public"]) == 3
     nats = clients["ec2"].describe_nat_gateways()["NatGateways"]
     assert len(nats) == cfg.vpc.nat_gateways
-    request = awsplan.cluster_request(cfg, f"arn:aws:iam::{account}:role/agentic-rag-cluster", f"arn:aws:iam::{account}:role/agentic-rag-node", subnets["private"])
+    request = awsplan.cluster_request(
+        cfg,
+        f"arn:aws:iam::{account}:role/agentic-rag-cluster",
+        f"arn:aws:iam::{account}:role/agentic-rag-node",
+        subnets["private"],
+    )
     assert awsplan.plan_cluster(clients["eks"], cfg, request).action == "create"
-    cluster = awsplan.apply_cluster(clients["eks"], awsplan.plan_cluster(clients["eks"], cfg, request), request)  # botocore validated computeConfig & co
+    cluster = awsplan.apply_cluster(
+        clients["eks"], awsplan.plan_cluster(clients["eks"], cfg, request), request
+    )  # botocore validated computeConfig & co
     assert cluster["name"] == "agentic-rag" and cluster["version"] == cfg.kubernetes_version
     principals = [f"arn:aws:iam::{account}:role/agentic-rag-dagster", f"arn:aws:iam::{account}:role/agentic-rag-api"]
     dreq = awsplan.domain_request(cfg, account, principals)
@@ -175,13 +226,21 @@ def test_aws_plan_then_apply_then_nothing_to_do(cfg, moto_server):
     assert awsplan.plan_cluster(clients["eks"], cfg, request).action == "none"
     assert awsplan.plan_opensearch(clients["opensearch"], dreq).action == "none"
     # drift is planned, not applied: a role's inline policy widened by hand and a version bump in the config
-    clients["iam"].put_role_policy(RoleName="agentic-rag-ray", PolicyName="agentic", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]}))
+    clients["iam"].put_role_policy(
+        RoleName="agentic-rag-ray",
+        PolicyName="agentic",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": ["*"]}]}
+        ),
+    )
     drift = {a.name: a for a in awsplan.plan_iam(clients["iam"], cfg, account)}
     assert drift["agentic-rag-ray"].action == "update" and "inline" in drift["agentic-rag-ray"].changes
     newer = copy.deepcopy(request)
     newer["version"] = "1.34"
-    assert awsplan.plan_cluster(clients["eks"], cfg, newer).changes["version"] == {"have": cfg.kubernetes_version, "want": "1.34"}
+    assert awsplan.plan_cluster(clients["eks"], cfg, newer).changes["version"] == {
+        "have": cfg.kubernetes_version,
+        "want": "1.34",
+    }
     with pytest.raises(ValueError):
         awsplan.domain_request(cfg, account, ["*"])
 
@@ -192,14 +251,28 @@ def test_pod_identity_requests_have_the_shapes_eks_accepts(cfg):
 
     eks = boto3.client("eks", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(eks) as stub:
-        stub.add_response("list_pod_identity_associations", {"associations": [
-            {"clusterName": "agentic-rag", "namespace": "dagster", "serviceAccount": "dagster", "associationId": "a-1", "associationArn": "arn:x"}]},
-            {"clusterName": "agentic-rag"})
+        stub.add_response(
+            "list_pod_identity_associations",
+            {
+                "associations": [
+                    {
+                        "clusterName": "agentic-rag",
+                        "namespace": "dagster",
+                        "serviceAccount": "dagster",
+                        "associationId": "a-1",
+                        "associationArn": "arn:x",
+                    }
+                ]
+            },
+            {"clusterName": "agentic-rag"},
+        )
         plan = awsplan.plan_pod_identities(eks, cfg, "123456789012")
         todo = [p for p in plan if p.action == "create"]
         assert {p.name for p in plan if p.action == "none"} == {"dagster/dagster"} and len(todo) == 4
         for p in todo:
-            stub.add_response("create_pod_identity_association", {"association": {"clusterName": "agentic-rag"}}, p.request)
+            stub.add_response(
+                "create_pod_identity_association", {"association": {"clusterName": "agentic-rag"}}, p.request
+            )
             eks.create_pod_identity_association(**p.request)
 
 
@@ -216,20 +289,33 @@ def test_kubernetes_plan_apply_prune_and_wait(cfg, kube_api):
     assert not any(method == "PATCH" for method, _, _ in kube_api.requests)  # planning changes nothing
     k8s.apply(manifests)
     applies = [(p, q) for m, p, q in kube_api.requests if m == "PATCH"]
-    assert len(applies) == len(manifests) and all(q["fieldManager"] == "agentic-platform" and q["force"].lower() == "true" for _, q in applies)
+    assert len(applies) == len(manifests) and all(
+        q["fieldManager"] == "agentic-platform" and q["force"].lower() == "true" for _, q in applies
+    )
     assert {s["action"] for s in k8s.plan(manifests)} == {"unchanged"}
 
     # a config change shows as an update with the field path; a pool no longer declared is pruned
     changed = copy.deepcopy(manifests)
     gpu = next(m for m in changed if m["kind"] == "NodePool" and m["metadata"]["name"] == "gpu")
     gpu["spec"]["limits"]["cpu"] = "256"
-    changed = [m for m in changed if not (m["kind"] in ("NodePool", "EC2NodeClass") and m["metadata"]["name"] == "inferentia")]
+    changed = [
+        m for m in changed if not (m["kind"] in ("NodePool", "EC2NodeClass") and m["metadata"]["name"] == "inferentia")
+    ]
     # an object the platform does not own is never touched
-    kube_api.objects[("karpenter.sh/v1", "NodePool", "", "someone-elses")] = {"apiVersion": "karpenter.sh/v1", "kind": "NodePool",
-                                                                             "metadata": {"name": "someone-elses", "labels": {"team": "other"}}, "spec": {}}
+    kube_api.objects[("karpenter.sh/v1", "NodePool", "", "someone-elses")] = {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": "someone-elses", "labels": {"team": "other"}},
+        "spec": {},
+    }
     plan = {(s["kind"], s["name"]): s for s in k8s.plan(changed)}
-    assert plan[("NodePool", "gpu")]["action"] == "update" and plan[("NodePool", "gpu")]["changes"] == ["spec.limits.cpu"]
-    assert plan[("NodePool", "inferentia")]["action"] == "delete" and plan[("EC2NodeClass", "inferentia")]["action"] == "delete"
+    assert plan[("NodePool", "gpu")]["action"] == "update" and plan[("NodePool", "gpu")]["changes"] == [
+        "spec.limits.cpu"
+    ]
+    assert (
+        plan[("NodePool", "inferentia")]["action"] == "delete"
+        and plan[("EC2NodeClass", "inferentia")]["action"] == "delete"
+    )
     assert ("NodePool", "someone-elses") not in plan
     k8s.apply(changed)
     names = {(k, n) for (_, k, _, n) in kube_api.objects}
@@ -250,18 +336,45 @@ def test_kubernetes_plan_apply_prune_and_wait(cfg, kube_api):
 
 
 def test_cli_platform_render_and_plan(tmp_path, moto_server, kube_api):
-    env = {**os.environ, "AGENTIC_HOME": str(tmp_path / "home"), "AWS_ENDPOINT_URL": moto_server, "AGENTIC_KUBE_HOST": kube_api.url}
+    env = {
+        **os.environ,
+        "AGENTIC_HOME": str(tmp_path / "home"),
+        "AWS_ENDPOINT_URL": moto_server,
+        "AGENTIC_KUBE_HOST": kube_api.url,
+    }
     out = tmp_path / "rendered"
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "platform", "render", "--out", str(out), "--compute-mode", "karpenter"],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "platform", "render", "--out", str(out), "--compute-mode", "karpenter"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
-    docs = [d for f in ("node_pools", "cluster_addons", "platform_workloads") for d in yaml.safe_load_all((out / f"{f}.yaml").read_text())]
+    docs = [
+        d
+        for f in ("node_pools", "cluster_addons", "platform_workloads")
+        for d in yaml.safe_load_all((out / f"{f}.yaml").read_text())
+    ]
     assert docs and all(validate_manifest(d) == [] for d in docs)
     assert (out / "dagster-values.yaml").exists() and len(list((out / "dashboards").glob("*.json"))) == 2
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "platform", "plan", "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "platform", "plan", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
-    plan = json.loads(r.stdout[r.stdout.index("{"):])
-    assert {(a["resource"], a["action"]) for a in plan["aws"]} >= {("iam_role", "create"), ("vpc", "create"), ("eks_cluster", "create"), ("opensearch_domain", "create")}
+    plan = json.loads(r.stdout[r.stdout.index("{") :])
+    assert {(a["resource"], a["action"]) for a in plan["aws"]} >= {
+        ("iam_role", "create"),
+        ("vpc", "create"),
+        ("eks_cluster", "create"),
+        ("opensearch_domain", "create"),
+    }
     assert plan["kubernetes"] and {k["action"] for k in plan["kubernetes"]} == {"create"}
     assert not [o for o in kube_api.objects]  # plan applied nothing
 
@@ -283,5 +396,10 @@ def test_eks_profile_uses_the_k8s_executor_and_per_step_pod_sizes():
     values = yaml.safe_load((REPO / "infra" / "helm" / "dagster-values.yaml").read_text())
     assert values == render_dagster_values(load_platform_config())  # the committed values file is the rendered one
     deployment = values["dagster-user-deployments"]["deployments"][0]
-    assert deployment["dagsterApiGrpcArgs"] == ["-m", "pipelines.definitions"] and values["runLauncher"]["type"] == "K8sRunLauncher"
-    assert (REPO / "infra" / "Dockerfile").exists() and "pipelines.definitions" in (REPO / "infra" / "Dockerfile").read_text()
+    assert (
+        deployment["dagsterApiGrpcArgs"] == ["-m", "pipelines.definitions"]
+        and values["runLauncher"]["type"] == "K8sRunLauncher"
+    )
+    assert (REPO / "infra" / "Dockerfile").exists() and "pipelines.definitions" in (
+        REPO / "infra" / "Dockerfile"
+    ).read_text()

@@ -33,17 +33,24 @@ def _execute(fn, instance, run_config=None):
 
 
 @pytest.mark.e2e
-def test_jobs_with_a_process_and_an_empty_disk_per_step(monkeypatch, tmp_path, moto_endpoint, opensearch_url, ray_address,
-                                                        base_settings, settings_factory, pubmed_sample):
+def test_jobs_with_a_process_and_an_empty_disk_per_step(
+    monkeypatch, tmp_path, moto_endpoint, opensearch_url, ray_address, base_settings, settings_factory, pubmed_sample
+):
     bucket, prefix = f"pods-{uuid.uuid4().hex[:8]}", f"pod{uuid.uuid4().hex[:8]}"
     docs = S3DocumentStore(bucket=bucket, prefix="incoming/", endpoint_url=moto_endpoint)
     docs._client().create_bucket(Bucket=bucket)
     sample = {f"incoming/{document_key(p)}": d for p, d in pubmed_sample[:40]}
     for key, data in sample.items():
         docs.put(key, data)
-    for k, v in {"POD_TEST_S3_ENDPOINT": moto_endpoint, "POD_TEST_BUCKET": bucket, "POD_TEST_OPENSEARCH": opensearch_url,
-                 "POD_TEST_INDEX_PREFIX": prefix, "AGENTIC_RAY_ADDRESS": ray_address, "AGENTIC_CACHE": str(base_settings.cache),
-                 "AGENTIC_GATEWAY_KEY": "unused-retrieval-only"}.items():
+    for k, v in {
+        "POD_TEST_S3_ENDPOINT": moto_endpoint,
+        "POD_TEST_BUCKET": bucket,
+        "POD_TEST_OPENSEARCH": opensearch_url,
+        "POD_TEST_INDEX_PREFIX": prefix,
+        "AGENTIC_RAY_ADDRESS": ray_address,
+        "AGENTIC_CACHE": str(base_settings.cache),
+        "AGENTIC_GATEWAY_KEY": "unused-retrieval-only",
+    }.items():
         monkeypatch.setenv(k, v)
     (tmp_path / "dagster").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
@@ -52,32 +59,49 @@ def test_jobs_with_a_process_and_an_empty_disk_per_step(monkeypatch, tmp_path, m
         meta, checks = _execute(pod_per_step.knowledge_job_def, instance)
         assert checks and all(checks.values()), checks
         gen = meta["vector_index"]["generation"]
-        assert meta["chunk_embeddings"]["embedded_this_run"] == meta["document_chunks"]["chunks"] == store.count(gen) > 40
+        assert (
+            meta["chunk_embeddings"]["embedded_this_run"] == meta["document_chunks"]["chunks"] == store.count(gen) > 40
+        )
 
         # The same documents on the local profile (one process, a folder, LanceDB) build the same index.
         settings = settings_factory(tmp_path / "local-home")
         local = build_resources(settings)
         for key, data in sample.items():
             local["document_store"].put(key, data)
-        result = dg.materialize(__import__("assets.knowledge", fromlist=["knowledge_assets"]).knowledge_assets, resources=local,
-                                instance=dg.DagsterInstance.ephemeral())
+        result = dg.materialize(
+            __import__("assets.knowledge", fromlist=["knowledge_assets"]).knowledge_assets,
+            resources=local,
+            instance=dg.DagsterInstance.ephemeral(),
+        )
         assert result.success
         lgen = local["vector_store"].serving_generation()
         mine = store.scan(gen, ["chunk_id", "doc_key", "text", "specialty", "vector"]).sort_by("chunk_id")
-        theirs = local["vector_store"].scan(lgen, ["chunk_id", "doc_key", "text", "specialty", "vector"]).sort_by("chunk_id")
-        assert mine.select(["chunk_id", "doc_key", "text", "specialty"]).equals(theirs.select(["chunk_id", "doc_key", "text", "specialty"]))
-        np.testing.assert_allclose(vectors_to_numpy(mine.column("vector"), 384), vectors_to_numpy(theirs.column("vector"), 384), atol=1e-5)
+        theirs = (
+            local["vector_store"].scan(lgen, ["chunk_id", "doc_key", "text", "specialty", "vector"]).sort_by("chunk_id")
+        )
+        assert mine.select(["chunk_id", "doc_key", "text", "specialty"]).equals(
+            theirs.select(["chunk_id", "doc_key", "text", "specialty"])
+        )
+        np.testing.assert_allclose(
+            vectors_to_numpy(mine.column("vector"), 384), vectors_to_numpy(theirs.column("vector"), 384), atol=1e-5
+        )
 
         # Evaluation in its own processes too: it reads the golden set's sources from S3 state.
-        emeta, echecks = _execute(pod_per_step.evaluation_job_def, instance, {"ops": {"rag_eval_run": {"config": {"answers": 0}}}})
-        assert emeta["eval_questions"]["questions"] >= 5 and emeta["rag_eval_run"]["hybrid_hit_at_k"] >= 0.8, emeta["rag_eval_run"]
+        emeta, echecks = _execute(
+            pod_per_step.evaluation_job_def, instance, {"ops": {"rag_eval_run": {"config": {"answers": 0}}}}
+        )
+        assert emeta["eval_questions"]["questions"] >= 5 and emeta["rag_eval_run"]["hybrid_hit_at_k"] >= 0.8, emeta[
+            "rag_eval_run"
+        ]
 
         # No change: nothing parsed, chunked or embedded; the index is not touched.
         version = store.version(gen)
         meta, checks = _execute(pod_per_step.knowledge_job_def, instance)
         assert all(checks.values()), checks
         assert meta["chunk_embeddings"]["embedded_this_run"] == 0 and meta["parsed_documents"]["parsed_this_run"] == 0
-        assert (meta["vector_index"]["added"], meta["vector_index"]["deleted"]) == (0, 0) and store.version(gen) == version
+        assert (meta["vector_index"]["added"], meta["vector_index"]["deleted"]) == (0, 0) and store.version(
+            gen
+        ) == version
 
         # One document changed, one deleted: both propagate, and only the changed one is embedded.
         changed, deleted = sorted(sample)[0], sorted(sample)[1]

@@ -46,20 +46,33 @@ def _kill_ours(marker: str) -> None:
     stop_processes_naming(marker)
 
 
-
 @pytest.fixture(scope="module")
 def ray_head():
     """``ray start --head`` with the dashboard, every port a free loopback one; also 'another home's head'."""
     root = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths live under it
     temp_dir = f"{root}/ray"
     gcs_port, dash_port = free_port(), free_port()
-    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}",
-           "--num-cpus=1", "--object-store-memory=100000000", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-           f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}", "--disable-usage-stats",
-           f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-           f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
-           f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
-           f"--metrics-export-port={free_port()}"]
+    cmd = [
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}",
+        "--num-cpus=1",
+        "--object-store-memory=100000000",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash_port}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+        f"--ray-client-server-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--node-manager-port={free_port()}",
+        f"--object-manager-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+    ]
     # The job entrypoint runs `python` from the head's PATH: this venv's.
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
     env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
@@ -69,15 +82,20 @@ def ray_head():
             pytest.fail(f"ray start failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         dashboard = f"http://127.0.0.1:{dash_port}"
         dashboard_error = _wait_for_dashboard(dashboard, temp_dir)
-        yield {"gcs": f"127.0.0.1:{gcs_port}", "dashboard": dashboard, "dashboard_error": dashboard_error,
-               "root": root, "temp_dir": temp_dir}
+        yield {
+            "gcs": f"127.0.0.1:{gcs_port}",
+            "dashboard": dashboard,
+            "dashboard_error": dashboard_error,
+            "root": root,
+            "temp_dir": temp_dir,
+        }
     finally:
         _kill_ours(root + "/")
         shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_for_dashboard(url: str, temp_dir: str, timeout_s: float = 60) -> str:
-    """"" once the Jobs API answers, else why not (with the dashboard's log tail)."""
+    """ "" once the Jobs API answers, else why not (with the dashboard's log tail)."""
     import httpx
 
     deadline = time.time() + timeout_s
@@ -105,8 +123,9 @@ def test_payload_and_result_protocol():
     assert all(c.isalnum() or c in "-_=" for c in encode_payload(payload))  # shell-safe as it is
     with pytest.raises(ValueError, match="pass URIs"):
         encode_payload({"blob": "x" * 100_000})
-    logs = (f"noise\n{RESULT_MARKER} {{\"a\": 1}}\n(pid=1) worker line\n"
-            f"{RESULT_MARKER} {{\"a\": 2, \"b\": [1]}}trailing\nbye\n")
+    logs = (
+        f'noise\n{RESULT_MARKER} {{"a": 1}}\n(pid=1) worker line\n{RESULT_MARKER} {{"a": 2, "b": [1]}}trailing\nbye\n'
+    )
     assert parse_result(logs) == {"a": 2, "b": [1]}
     assert parse_result("no result here") is None
 
@@ -151,8 +170,12 @@ def test_local_runner_runs_target_on_the_session_cluster(ray_address):
 
     runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address))
     os.environ.pop("AGENTIC_TEST_JOB_ENV", None)
-    result = runner.run(f"{TARGETS}:square_sum", {"n": 4, "env_name": "AGENTIC_TEST_JOB_ENV"},
-                        env={"AGENTIC_TEST_JOB_ENV": "local-value"}, timeout_s=60)
+    result = runner.run(
+        f"{TARGETS}:square_sum",
+        {"n": 4, "env_name": "AGENTIC_TEST_JOB_ENV"},
+        env={"AGENTIC_TEST_JOB_ENV": "local-value"},
+        timeout_s=60,
+    )
     assert result["sum"] == 0 + 1 + 4 + 9
     assert result["env_in_driver"] == "local-value" and result["env_in_tasks"] == ["local-value"]
     assert result["gcs_address"] == ray.get_runtime_context().gcs_address == ray_address
@@ -237,13 +260,23 @@ def test_run_under_another_home_gets_its_own_ray(ray_head, tmp_path):
     from ray.util.state import list_nodes
 
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
-    env.update(AGENTIC_HOME=str(tmp_path / "home"), RAY_TMPDIR=ray_head["root"], PYTHONPATH=str(REPO),
-               RAY_USAGE_STATS_ENABLED="0")
-    proc = subprocess.run([sys.executable, "-c", _OTHER_HOME_SCRIPT, ray_head["gcs"]], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=150)
+    env.update(
+        AGENTIC_HOME=str(tmp_path / "home"),
+        RAY_TMPDIR=ray_head["root"],
+        PYTHONPATH=str(REPO),
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _OTHER_HOME_SCRIPT, ray_head["gcs"]],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}"
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = json.loads(lines[-1][len("RESULT ") :])
     assert _port(out["would_join"]) == _port(ray_head["gcs"])  # the trap is set: a bare ray.init() would have joined it
     assert out["home_address"] == ""  # no AGENTIC_RAY_ADDRESS, no `agentic up` in this home: a cluster of its own
     assert _port(out["gcs"]) != _port(ray_head["gcs"])

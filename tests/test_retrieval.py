@@ -52,7 +52,9 @@ def test_filters(index):
     hit = retriever.search(titles[key], k=1, mode="dense")[0]
     year = hit.year
     for mode in ("dense", "bm25", "hybrid"):
-        hits = retriever.search("patients treatment outcome", k=20, mode=mode, filters={"year": {"gte": year, "lte": year}})
+        hits = retriever.search(
+            "patients treatment outcome", k=20, mode=mode, filters={"year": {"gte": year, "lte": year}}
+        )
         assert hits and all(h.year == year for h in hits), mode
         only = retriever.search("patients treatment outcome", k=5, mode=mode, filters={"doc_key": key})
         assert only and {h.doc_key for h in only} == {key}, mode
@@ -80,5 +82,8 @@ def test_mesh_filter(index):
     hits = retriever.search("clinical study", k=10, mode="hybrid", filters={"mesh": "Humans"})
     assert hits
     store = index[0]["vector_store"]
-    rows = {r["chunk_id"]: r["mesh_terms"] for r in store.scan(store.serving_generation(), ["chunk_id", "mesh_terms"]).to_pylist()}
+    rows = {
+        r["chunk_id"]: r["mesh_terms"]
+        for r in store.scan(store.serving_generation(), ["chunk_id", "mesh_terms"]).to_pylist()
+    }
     assert all("Humans" in rows[h.chunk_id] for h in hits)

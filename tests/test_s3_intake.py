@@ -26,7 +26,11 @@ from resources.document_store import S3DocumentStore
 from tests.helpers import free_port
 
 # moto accepts any credentials; these throwaway values only satisfy botocore's signer.
-TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,11 @@ def s3_endpoint():
     saved = {k: os.environ.get(k) for k in TEST_CREDENTIALS}
     os.environ.update(TEST_CREDENTIALS)
     port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -126,7 +134,12 @@ def test_sensor_over_500_objects_processes_each_once(s3_endpoint, settings_facto
             return None
         assert len(result.run_requests) == 1  # one run handles the whole batch
         run_keys.append(result.run_requests[0].run_key)
-        out = dg.materialize([*knowledge_assets, *knowledge_checks], resources=resources, instance=instance, tags={"dagster/run_key": run_keys[-1]})
+        out = dg.materialize(
+            [*knowledge_assets, *knowledge_checks],
+            resources=resources,
+            instance=instance,
+            tags={"dagster/run_key": run_keys[-1]},
+        )
         assert out.success and all(c.passed for c in out.get_asset_check_evaluations())
         parsed_total += out.asset_materializations_for_node("parsed_documents")[0].metadata["parsed_this_run"].value
         return result.run_requests[0]
@@ -150,7 +163,9 @@ def test_sensor_over_500_objects_processes_each_once(s3_endpoint, settings_facto
     request = tick()
     assert request is not None and request.tags["agentic/deleted"] == "30"
     # the same listing evaluated again from the earlier cursor yields the same run key (Dagster dedupes it)
-    again = new_documents_sensor(dg.build_sensor_context(cursor=before_reseen, instance=instance, resources={"document_store": store}))
+    again = new_documents_sensor(
+        dg.build_sensor_context(cursor=before_reseen, instance=instance, resources={"document_store": store})
+    )
     assert again.run_requests[0].run_key == run_keys[-1]
     assert tick() is None
 
@@ -180,38 +195,72 @@ def queue_store(endpoint: str, bucket: str, prefix: str = "incoming/", cls=S3Doc
     """A bucket wired to its own queue by ``ensure_notifications``; short polls, as tests want."""
     make_bucket(endpoint, bucket)
     plain = S3DocumentStore(bucket=bucket, prefix=prefix, endpoint_url=endpoint, queue_wait_s=0, **kw)
-    return cls(bucket=bucket, prefix=prefix, endpoint_url=endpoint, queue_wait_s=0, queue_url=plain.ensure_notifications(), **kw)
+    return cls(
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=endpoint,
+        queue_wait_s=0,
+        queue_url=plain.ensure_notifications(),
+        **kw,
+    )
 
 
 def queued(store: S3DocumentStore) -> int:
-    attrs = store._sqs().get_queue_attributes(QueueUrl=store.queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    attrs = store._sqs().get_queue_attributes(
+        QueueUrl=store.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-def s3_event(bucket: str, key: str, name: str = "ObjectCreated:Put", etag: str = "e", sequencer: str | None = None) -> str:
+def s3_event(
+    bucket: str, key: str, name: str = "ObjectCreated:Put", etag: str = "e", sequencer: str | None = None
+) -> str:
     obj = {"key": key, "eTag": etag, **({"sequencer": sequencer} if sequencer else {})}
-    return json.dumps({"Records": [{"eventSource": "aws:s3", "eventName": name, "eventTime": "2026-01-01T00:00:00.000Z",
-                                    "s3": {"bucket": {"name": bucket}, "object": obj}}]})
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": name,
+                    "eventTime": "2026-01-01T00:00:00.000Z",
+                    "s3": {"bucket": {"name": bucket}, "object": obj},
+                }
+            ]
+        }
+    )
 
 
 def test_s3_events_fold_into_one_batch():
     test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"})
     bodies = [
-        test_event, "not json",
+        test_event,
+        "not json",
         s3_event("b", "in/a+b%C3%A9.txt", etag="1", sequencer="0A"),  # URL-encoded: "in/a bé.txt"
         s3_event("b", "in/x.txt", "ObjectRemoved:Delete", sequencer="00B1"),  # arrives first, happened last
         s3_event("b", "in/x.txt", etag="2", sequencer="A0"),
         s3_event("b", "in/y.txt", etag="3", sequencer="01"),
-        json.dumps({"Type": "Notification", "Message": s3_event("b", "in/y.txt", etag="4", sequencer="0002")}),  # via SNS, later
-        s3_event("b", "out/z.txt"), s3_event("other", "in/q.txt"), s3_event("b", "in/t.txt", "ObjectTagging:Put"),
+        json.dumps(
+            {"Type": "Notification", "Message": s3_event("b", "in/y.txt", etag="4", sequencer="0002")}
+        ),  # via SNS, later
+        s3_event("b", "out/z.txt"),
+        s3_event("other", "in/q.txt"),
+        s3_event("b", "in/t.txt", "ObjectTagging:Put"),
     ]
     batch = changes_from_s3_events(bodies, "b", "in/")
-    assert batch.changed == [("in/a bé.txt", "1"), ("in/y.txt", "4")] and batch.deleted == ["in/x.txt"] and batch.seen == len(bodies)
+    assert (
+        batch.changed == [("in/a bé.txt", "1"), ("in/y.txt", "4")]
+        and batch.deleted == ["in/x.txt"]
+        and batch.seen == len(bodies)
+    )
     assert batch.deleted_count == 1 and batch.versions["in/x.txt"] == "b1"
     assert not changes_from_s3_events([test_event], "b", "in/").any
     # the same messages received again hash alike; a later event on the same key does not
     assert changes_from_s3_events(bodies, "b", "in/").signature() == batch.signature()
-    assert changes_from_s3_events([*bodies, s3_event("b", "in/y.txt", etag="4", sequencer="03")], "b", "in/").signature() != batch.signature()
+    assert (
+        changes_from_s3_events([*bodies, s3_event("b", "in/y.txt", etag="4", sequencer="03")], "b", "in/").signature()
+        != batch.signature()
+    )
 
 
 def test_sqs_sensor_reports_each_change_once(s3_endpoint):
@@ -219,9 +268,13 @@ def test_sqs_sensor_reports_each_change_once(s3_endpoint):
     store = queue_store(s3_endpoint, "events", cls=RecordingStore)
     s3 = store._client()
     config = s3.get_bucket_notification_configuration(Bucket="events")["QueueConfigurations"]
-    assert [(q["Id"], sorted(q["Events"]), [(r["Name"].lower(), r["Value"]) for r in q["Filter"]["Key"]["FilterRules"]]) for q in config] == [
-        ("agentic-documents", ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], [("prefix", "incoming/")])]
-    policy = json.loads(store._sqs().get_queue_attributes(QueueUrl=store.queue_url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    assert [
+        (q["Id"], sorted(q["Events"]), [(r["Name"].lower(), r["Value"]) for r in q["Filter"]["Key"]["FilterRules"]])
+        for q in config
+    ] == [("agentic-documents", ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], [("prefix", "incoming/")])]
+    policy = json.loads(
+        store._sqs().get_queue_attributes(QueueUrl=store.queue_url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
     assert policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] == "arn:aws:s3:::events"
     assert store.ensure_notifications() == store.queue_url  # idempotent (S3 sends one more TestEvent)
     assert len(s3.get_bucket_notification_configuration(Bucket="events")["QueueConfigurations"]) == 1
@@ -262,7 +315,10 @@ def test_sqs_sensor_reports_each_change_once(s3_endpoint):
     store.put("incoming/ephemeral.txt", b"gone before the tick")
     store.delete("incoming/ephemeral.txt")
     etags = {o.key: o.etag for o in store.list_objects()}
-    assert tick() == {**{("changed", k): etags[k] for k in keys[:10] + new}, **{("deleted", k): "" for k in [*keys[10:15], "incoming/ephemeral.txt"]}}
+    assert tick() == {
+        **{("changed", k): etags[k] for k in keys[:10] + new},
+        **{("deleted", k): "" for k in [*keys[10:15], "incoming/ephemeral.txt"]},
+    }
     assert tick() is None
     assert len(run_keys) == len(set(run_keys)) == 2
     # every upload, modification and deletion reported exactly once
@@ -301,7 +357,9 @@ def _bulk_put(store: S3DocumentStore, keys: list[str]) -> None:
     import boto3
     from botocore.config import Config
 
-    client = boto3.client("s3", region_name=store.region_name, endpoint_url=store.endpoint_url, config=Config(max_pool_connections=8))
+    client = boto3.client(
+        "s3", region_name=store.region_name, endpoint_url=store.endpoint_url, config=Config(max_pool_connections=8)
+    )
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: client.put_object(Bucket=store.bucket, Key=k, Body=b"."), keys))
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from agents.actions import FINAL, action_schema, parse_action, render_history
-from agents.service import AnswerService, WebSearch, cited, Source
+from agents.service import AnswerService, Source, WebSearch, cited
 from core.gguf import ModelArtifactError, assemble, get_model
 from tests.conftest import small_agent_config
 from tests.fixtures_http import TAVILY_KEY
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.timeout(1200)
 
 
 # ---------------------------------------------------------------- pure parts
+
 
 def test_gguf_assembly_verifies_hash_and_refuses_corrupt_parts(base_settings, tmp_path):
     model = get_model("0.5b")
@@ -58,23 +59,40 @@ def test_gguf_assembly_verifies_hash_and_refuses_corrupt_parts(base_settings, tm
 
 
 def test_action_schema_and_parsing():
-    specs = [{"name": "search_knowledge_base", "description": "Search.", "inputSchema": {"json": {
-        "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
+    specs = [
+        {
+            "name": "search_knowledge_base",
+            "description": "Search.",
+            "inputSchema": {
+                "json": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
+            },
+        }
+    ]
     schema = action_schema(specs)
     assert [o["properties"]["action"]["const"] for o in schema["anyOf"]] == ["search_knowledge_base", FINAL]
     assert len(action_schema(specs, allow_final=False)["anyOf"]) == 1
     names = {"search_knowledge_base"}
     assert parse_action('{"action": "search_knowledge_base", "arguments": {"query": "x"}}', names) == {
-        "action": "search_knowledge_base", "arguments": {"query": "x"}}
+        "action": "search_knowledge_base",
+        "arguments": {"query": "x"},
+    }
     fenced = 'I will search.\n```json\n{"name": "search_knowledge_base", "arguments": {"query": "y"}}\n```'
     assert parse_action(fenced, names)["arguments"] == {"query": "y"}
     assert parse_action('{"action": "rm_rf", "arguments": {}}', names)["action"] == FINAL  # unknown tool: not executed
     assert parse_action("plain words", names) == {"action": FINAL, "answer": "plain words"}
-    history = render_history([
-        {"role": "user", "content": [{"text": "q"}]},
-        {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t1", "name": "search_knowledge_base", "input": {"query": "q"}}}]},
-        {"role": "user", "content": [{"toolResult": {"toolUseId": "t1", "status": "success", "content": [{"text": "[1] A"}]}}]},
-    ])
+    history = render_history(
+        [
+            {"role": "user", "content": [{"text": "q"}]},
+            {
+                "role": "assistant",
+                "content": [{"toolUse": {"toolUseId": "t1", "name": "search_knowledge_base", "input": {"query": "q"}}}],
+            },
+            {
+                "role": "user",
+                "content": [{"toolResult": {"toolUseId": "t1", "status": "success", "content": [{"text": "[1] A"}]}}],
+            },
+        ]
+    )
     assert [m["role"] for m in history] == ["user", "assistant", "user"]
     assert json.loads(history[1]["content"])["action"] == "search_knowledge_base" and "[1] A" in history[2]["content"]
 
@@ -87,14 +105,17 @@ def test_citations_only_name_given_sources():
 
 # ---------------------------------------------------------------- deployments and gateway
 
+
 def test_serving_assets_materialize_with_passing_checks(serving_stack):
     result = serving_stack.result
     assert result.success
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert set(checks) == {"endpoints_answer", "gateway_routes_models"}
     assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
-    meta = {m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()} for m in
-            (e.event_specific_data.materialization for e in result.get_asset_materialization_events())}
+    meta = {
+        m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+        for m in (e.event_specific_data.materialization for e in result.get_asset_materialization_events())
+    }
     assert meta["model_artifacts"]["llm_sha256"] == get_model("0.5b").sha256
     assert meta["model_deployments"]["mode"] == "ray-serve-local"
     assert set(meta["model_deployments"]["apps"]) >= {"llm", "embedder"}
@@ -106,17 +127,33 @@ def test_serving_assets_materialize_with_passing_checks(serving_stack):
 
 def test_gateway_enforces_json_schema_and_serves_embeddings(serving_stack, embedder_resource):
     client = serving_stack.gateway.openai_client()
-    schema = {"type": "object", "properties": {"organ": {"type": "string", "enum": ["heart", "lung", "liver"]},
-                                               "confidence": {"type": "integer", "minimum": 0, "maximum": 5}},
-              "required": ["organ", "confidence"]}
-    r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Which organ pumps blood?"}],
-                                       max_tokens=40, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    schema = {
+        "type": "object",
+        "properties": {
+            "organ": {"type": "string", "enum": ["heart", "lung", "liver"]},
+            "confidence": {"type": "integer", "minimum": 0, "maximum": 5},
+        },
+        "required": ["organ", "confidence"],
+    }
+    r = client.chat.completions.create(
+        model="chat",
+        messages=[{"role": "user", "content": "Which organ pumps blood?"}],
+        max_tokens=40,
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+    )
     obj = json.loads(r.choices[0].message.content)
     assert obj["organ"] in {"heart", "lung", "liver"} and 0 <= obj["confidence"] <= 5
 
     texts = [f"patients with condition number {i} were treated" for i in range(16)]
     with ThreadPoolExecutor(8) as pool:  # concurrent requests are batched by @serve.batch
-        vecs = list(pool.map(lambda t: client.embeddings.create(model=serving_stack.gateway.embedding_model, input=t).data[0].embedding, texts))
+        vecs = list(
+            pool.map(
+                lambda t: (
+                    client.embeddings.create(model=serving_stack.gateway.embedding_model, input=t).data[0].embedding
+                ),
+                texts,
+            )
+        )
     local = embedder_resource.runtime().embed(texts)
     got = np.array(vecs, dtype=np.float32)
     assert got.shape == (16, 384)
@@ -130,9 +167,16 @@ def test_llm_server_killed_mid_request_gives_clean_error_and_recovers(serving_st
     box = {}
 
     def long_request():
-        box["r"] = httpx.post(f"{base}/llm/v1/chat/completions", timeout=120, json={
-            "model": "x", "messages": [{"role": "user", "content": "Write a long essay about the history of medicine."}],
-            "max_tokens": 600, "temperature": 0.7})
+        box["r"] = httpx.post(
+            f"{base}/llm/v1/chat/completions",
+            timeout=120,
+            json={
+                "model": "x",
+                "messages": [{"role": "user", "content": "Write a long essay about the history of medicine."}],
+                "max_tokens": 600,
+                "temperature": 0.7,
+            },
+        )
 
     t = threading.Thread(target=long_request)
     t.start()
@@ -148,7 +192,8 @@ def test_llm_server_killed_mid_request_gives_clean_error_and_recovers(serving_st
     while time.time() < deadline:
         try:
             ok = serving_stack.gateway.openai_client().chat.completions.create(
-                model="chat", messages=[{"role": "user", "content": "Say OK."}], max_tokens=4)
+                model="chat", messages=[{"role": "user", "content": "Say OK."}], max_tokens=4
+            )
             break
         except Exception:
             time.sleep(1)
@@ -160,6 +205,7 @@ def test_llm_server_killed_mid_request_gives_clean_error_and_recovers(serving_st
 
 
 # ---------------------------------------------------------------- answers
+
 
 def test_fast_path_answers_from_the_index_in_two_llm_calls(answer_service, otlp_receiver):
     answer = answer_service.answer("What are the effects of treatment in patients with heart failure?")
@@ -175,7 +221,9 @@ def test_fast_path_answers_from_the_index_in_two_llm_calls(answer_service, otlp_
 
     flush()
     deadline = time.time() + 10
-    while time.time() < deadline and not {"agentic.answer", "retrieve", "assess_relevance", "generate_answer"} <= {s["name"] for s in otlp_receiver.trace(answer.trace_id)}:
+    while time.time() < deadline and not {"agentic.answer", "retrieve", "assess_relevance", "generate_answer"} <= {
+        s["name"] for s in otlp_receiver.trace(answer.trace_id)
+    }:
         time.sleep(0.2)
     spans = otlp_receiver.trace(answer.trace_id)
     names = {s["name"] for s in spans}
@@ -187,7 +235,9 @@ def test_fast_path_answers_from_the_index_in_two_llm_calls(answer_service, otlp_
 
 
 def test_routing_low_relevance_goes_to_web_search(serving_stack, web_search_mcp, tavily):
-    cfg = small_agent_config(relevance_threshold=1.01, web_search_url=web_search_mcp)  # nothing can pass: code routes to the web
+    cfg = small_agent_config(
+        relevance_threshold=1.01, web_search_url=web_search_mcp
+    )  # nothing can pass: code routes to the web
     service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp))
     try:
         n = len(tavily.requests)
@@ -200,7 +250,9 @@ def test_routing_low_relevance_goes_to_web_search(serving_stack, web_search_mcp,
 
 
 def test_empty_knowledge_base_result_skips_assessment_and_searches_the_web(answer_service):
-    answer = answer_service.answer("What is the incidence of sepsis?", filters={"journal": "No Such Journal Of Anything"})
+    answer = answer_service.answer(
+        "What is the incidence of sepsis?", filters={"journal": "No Such Journal Of Anything"}
+    )
     assert answer.route == "web_search" and answer.relevance is None
     assert answer.llm_calls == 1  # no passages to grade: one call, the answer
 
@@ -208,7 +260,9 @@ def test_empty_knowledge_base_result_skips_assessment_and_searches_the_web(answe
 def test_without_tavily_key_the_agent_says_so_and_answers_from_the_index(serving_stack):
     env = {k: v for k, v in os.environ.items() if k not in ("TAVILY_API_KEY", "TAVILY_BASE_URL")}
     cfg = small_agent_config(relevance_threshold=1.01, web_search="stdio")
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("stdio", env=env))  # MCP over stdio
+    service = AnswerService(
+        serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("stdio", env=env)
+    )  # MCP over stdio
     try:
         answer = service.answer("What are the effects of treatment in patients with heart failure?")
     finally:
@@ -224,15 +278,22 @@ def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
         result = ws.search("statins and stroke", max_results=2)
     finally:
         ws.close()
-    assert result["available"] and [r["url"] for r in result["results"]] == ["https://example.org/1", "https://example.org/2"]
+    assert result["available"] and [r["url"] for r in result["results"]] == [
+        "https://example.org/1",
+        "https://example.org/2",
+    ]
     assert tavily.requests[-1]["body"]["query"] == "statins and stroke"
 
 
 def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_mcp, otlp_receiver, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
     service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp))
-    low = AnswerService(serving_stack.retriever, serving_stack.gateway, small_agent_config(relevance_threshold=1.01, web_search_url=web_search_mcp),
-                        WebSearch("http", web_search_mcp))
+    low = AnswerService(
+        serving_stack.retriever,
+        serving_stack.gateway,
+        small_agent_config(relevance_threshold=1.01, web_search_url=web_search_mcp),
+        WebSearch("http", web_search_mcp),
+    )
     try:
         kb = service.answer("What are the effects of treatment in patients with heart failure?", mode="agent")
         before = len(tavily.requests)
@@ -251,21 +312,30 @@ def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_m
     flush()
     time.sleep(1)
     names = {s["name"] for s in otlp_receiver.trace(web.trace_id)}
-    assert "agentic.answer" in names and any("search_knowledge_base" in n for n in names) and any("web_search" in n for n in names), names
+    assert (
+        "agentic.answer" in names
+        and any("search_knowledge_base" in n for n in names)
+        and any("web_search" in n for n in names)
+    ), names
 
 
 # ---------------------------------------------------------------- the API
+
 
 def test_api_openai_client_chat_stream_and_models(api_server):
     import openai
 
     client = openai.OpenAI(base_url=f"{api_server.url}/v1", api_key=api_server.key)
     assert [m.id for m in client.models.list()] == ["agentic-rag"]
-    r = client.chat.completions.create(model="agentic-rag", messages=[{"role": "user", "content": "How is heart failure treated?"}])
+    r = client.chat.completions.create(
+        model="agentic-rag", messages=[{"role": "user", "content": "How is heart failure treated?"}]
+    )
     assert r.choices[0].message.content and r.model_extra["agentic"]["route"]
     assert r.usage.completion_tokens > 0
     chunks, final = [], None
-    for ch in client.chat.completions.create(model="agentic-rag", messages=[{"role": "user", "content": "What is sepsis?"}], stream=True):
+    for ch in client.chat.completions.create(
+        model="agentic-rag", messages=[{"role": "user", "content": "What is sepsis?"}], stream=True
+    ):
         if ch.choices and ch.choices[0].delta.content:
             chunks.append(ch.choices[0].delta.content)
         if ch.model_extra.get("agentic"):
@@ -285,15 +355,24 @@ def test_api_auth_validation_and_metrics(api_server):
         httpx.post(f"{api_server.url}/query", json={"question": "   "}, headers=h),
         httpx.post(f"{api_server.url}/query", json={"question": "x", "mode": "telepathy"}, headers=h),
         httpx.post(f"{api_server.url}/v1/chat/completions", json={"model": "agentic-rag", "messages": []}, headers=h),
-        httpx.post(f"{api_server.url}/v1/chat/completions", json={"model": "agentic-rag", "messages": [{"role": "system", "content": "x"}]}, headers=h),
+        httpx.post(
+            f"{api_server.url}/v1/chat/completions",
+            json={"model": "agentic-rag", "messages": [{"role": "system", "content": "x"}]},
+            headers=h,
+        ),
     ]
     assert [r.status_code for r in bad] == [422, 422, 422, 422, 400]
     assert all(r.json()["error"]["message"] for r in bad)
-    wrong_model = httpx.post(f"{api_server.url}/v1/chat/completions", headers=h,
-                             json={"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]})
+    wrong_model = httpx.post(
+        f"{api_server.url}/v1/chat/completions",
+        headers=h,
+        json={"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert wrong_model.status_code == 404
 
-    q = httpx.post(f"{api_server.url}/query", json={"question": "What is the treatment of sepsis?"}, headers=h, timeout=300)
+    q = httpx.post(
+        f"{api_server.url}/query", json={"question": "What is the treatment of sepsis?"}, headers=h, timeout=300
+    )
     assert q.status_code == 200
     body = q.json()
     assert {"answer", "citations", "relevance", "route", "trace_id"} <= set(body)
@@ -305,11 +384,37 @@ def test_api_auth_validation_and_metrics(api_server):
 
 def test_api_twenty_concurrent_questions_no_5xx(api_server):
     h = {"Authorization": f"Bearer {api_server.key}"}
-    questions = [f"What is known about {t}?" for t in (
-        "heart failure", "sepsis", "diabetes", "stroke", "asthma", "cancer", "hypertension", "obesity", "depression", "COVID-19",
-        "kidney disease", "malaria", "tuberculosis", "anemia", "arthritis", "migraine", "pneumonia", "epilepsy", "psoriasis", "glaucoma")]
+    questions = [
+        f"What is known about {t}?"
+        for t in (
+            "heart failure",
+            "sepsis",
+            "diabetes",
+            "stroke",
+            "asthma",
+            "cancer",
+            "hypertension",
+            "obesity",
+            "depression",
+            "COVID-19",
+            "kidney disease",
+            "malaria",
+            "tuberculosis",
+            "anemia",
+            "arthritis",
+            "migraine",
+            "pneumonia",
+            "epilepsy",
+            "psoriasis",
+            "glaucoma",
+        )
+    ]
     with ThreadPoolExecutor(20) as pool:
-        rs = list(pool.map(lambda q: httpx.post(f"{api_server.url}/query", json={"question": q}, headers=h, timeout=600), questions))
+        rs = list(
+            pool.map(
+                lambda q: httpx.post(f"{api_server.url}/query", json={"question": q}, headers=h, timeout=600), questions
+            )
+        )
     assert [r.status_code for r in rs] == [200] * 20, [r.text[:200] for r in rs if r.status_code != 200]
     assert all(r.json()["answer"] for r in rs)
 
@@ -327,10 +432,22 @@ def test_cli_ask_and_keys(serving_stack, tmp_path):
     import sys
 
     s = serving_stack.settings
-    env = dict(os.environ, AGENTIC_HOME=str(s.home), AGENTIC_LLM="0.5b", AGENTIC_GATEWAY_PORT=str(s.gateway_port),
-               AGENTIC_WEB_SEARCH="http", AGENTIC_WEB_SEARCH_URL=s.web_search_url)
+    env = dict(
+        os.environ,
+        AGENTIC_HOME=str(s.home),
+        AGENTIC_LLM="0.5b",
+        AGENTIC_GATEWAY_PORT=str(s.gateway_port),
+        AGENTIC_WEB_SEARCH="http",
+        AGENTIC_WEB_SEARCH_URL=s.web_search_url,
+    )
     agentic = os.path.join(os.path.dirname(sys.executable), "agentic")
-    out = subprocess.run([agentic, "ask", "--json", "How is heart failure treated?"], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [agentic, "ask", "--json", "How is heart failure treated?"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     answer = json.loads(out.stdout)
     assert answer["answer"] and answer["llm_calls"] <= 2 and answer["citations"]

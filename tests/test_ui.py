@@ -32,8 +32,16 @@ def _browser():
     assert chromium and driver, "chromium/chromium-driver missing: `make setup` installs them (Debian packages)"
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-extensions", "--no-first-run", "--window-size=1600,1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--no-first-run",
+        "--window-size=1600,1000",
+    ):
         opts.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=opts)
 
@@ -43,7 +51,9 @@ def _wait_text(browser, texts: list[str], shot: str, timeout: float = 90) -> Non
     from selenium.webdriver.common.by import By
 
     def dismiss_dialog():
-        for button in browser.find_elements(By.XPATH, "//button[normalize-space()='Skip']"):  # first-visit newsletter dialog
+        for button in browser.find_elements(
+            By.XPATH, "//button[normalize-space()='Skip']"
+        ):  # first-visit newsletter dialog
             try:
                 button.click()
             except Exception:
@@ -67,14 +77,22 @@ def _wait_text(browser, texts: list[str], shot: str, timeout: float = 90) -> Non
 
 @pytest.mark.e2e
 def test_dagster_ui_shows_graph_materialization_and_sensor(tmp_path, ray_address):
-    env = dict(os.environ, AGENTIC_HOME=str(tmp_path / "home"), AGENTIC_CORPUS_LIMIT="40", AGENTIC_RAY_ADDRESS=ray_address)
+    env = dict(
+        os.environ, AGENTIC_HOME=str(tmp_path / "home"), AGENTIC_CORPUS_LIMIT="40", AGENTIC_RAY_ADDRESS=ray_address
+    )
     agentic = os.path.join(os.path.dirname(sys.executable), "agentic")
     run = subprocess.run([agentic, "run"], env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
 
     port = free_port()
-    ui = subprocess.Popen([agentic, "ui", "--host", "127.0.0.1", "--port", str(port)], env=env, cwd=REPO,
-                          stdout=open(tmp_path / "ui.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    ui = subprocess.Popen(
+        [agentic, "ui", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=open(tmp_path / "ui.log", "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser = None
@@ -91,8 +109,19 @@ def test_dagster_ui_shows_graph_materialization_and_sensor(tmp_path, ray_address
         browser = _browser()
 
         browser.get(f"{base}/locations/agentic/asset-groups/knowledge")
-        _wait_text(browser, ["document_inventory", "parsed_documents", "document_chunks", "chunk_embeddings",
-                             "_classifier", "document_classes", "vector_index"], "ui-knowledge-graph.png")  # long names are cut: "specia…_classifier"
+        _wait_text(
+            browser,
+            [
+                "document_inventory",
+                "parsed_documents",
+                "document_chunks",
+                "chunk_embeddings",
+                "_classifier",
+                "document_classes",
+                "vector_index",
+            ],
+            "ui-knowledge-graph.png",
+        )  # long names are cut: "specia…_classifier"
 
         browser.get(f"{base}/assets/vector_index")
         _wait_text(browser, ["vector_index", "generation", "rows", "reclassified_documents"], "ui-vector-index.png")
@@ -115,5 +144,11 @@ def test_dagster_ui_shows_graph_materialization_and_sensor(tmp_path, ray_address
             ui.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(ui.pid, 9)
-    for name in ("ui-knowledge-graph.png", "ui-vector-index.png", "ui-document-classes.png", "ui-document-classes-plots.png", "ui-sensor.png"):
+    for name in (
+        "ui-knowledge-graph.png",
+        "ui-vector-index.png",
+        "ui-document-classes.png",
+        "ui-document-classes-plots.png",
+        "ui-sensor.png",
+    ):
         assert (ARTIFACTS / name).stat().st_size > 10_000

@@ -33,9 +33,22 @@ def rows(pubmed_sample, embedder_resource) -> pa.Table:
     for pmid, data in pubmed_sample[200:230]:
         doc = parse_document(f"pubmed/{pmid}.xml", data)
         for c in chunker.chunk(doc.sections):
-            out.append({"chunk_id": f"{pmid}-{c.seq}", "doc_key": f"pubmed/{pmid}.xml", "doc_id": pmid, "seq": c.seq, "title": doc.title,
-                        "text": c.text, "section": c.section, "year": doc.year, "journal": doc.journal, "mesh_terms": doc.mesh_terms,
-                        "source_format": doc.source_format, "n_tokens": c.n_tokens})
+            out.append(
+                {
+                    "chunk_id": f"{pmid}-{c.seq}",
+                    "doc_key": f"pubmed/{pmid}.xml",
+                    "doc_id": pmid,
+                    "seq": c.seq,
+                    "title": doc.title,
+                    "text": c.text,
+                    "section": c.section,
+                    "year": doc.year,
+                    "journal": doc.journal,
+                    "mesh_terms": doc.mesh_terms,
+                    "source_format": doc.source_format,
+                    "n_tokens": c.n_tokens,
+                }
+            )
     vecs = embedder_resource.runtime().embed([r["text"] for r in out])
     for r, v in zip(out, vecs):
         r["vector"] = v.tolist()
@@ -126,7 +139,10 @@ def test_filters(served, rows):
     years = sorted({y for y in rows.column("year").to_pylist() if y})
     y = years[len(years) // 2]
     q = _vec(rows, 0)
-    for hits in (served.search_dense(q, 50, {"year": {"gte": y}}), served.search_bm25("patients", 50, {"year": {"gte": y}})):
+    for hits in (
+        served.search_dense(q, 50, {"year": {"gte": y}}),
+        served.search_bm25("patients", 50, {"year": {"gte": y}}),
+    ):
         assert hits and all(h.year >= y for h in hits)
     key = rows.column("doc_key")[3].as_py()
     assert {h.doc_key for h in served.search_dense(q, 10, {"doc_key": key})} == {key}
@@ -168,7 +184,9 @@ def test_fetch_by_chunk_id(served, rows):
         assert r["doc_key"] == by_id[r["chunk_id"]]["doc_key"]
         np.testing.assert_allclose(r["vector"], by_id[r["chunk_id"]]["vector"], rtol=1e-6)
     only = served.fetch("g1", ids[:3], ["doc_key"])
-    assert only.column_names == ["doc_key"] and only.column("doc_key").to_pylist() == [by_id[c]["doc_key"] for c in ids[:3]]
+    assert only.column_names == ["doc_key"] and only.column("doc_key").to_pylist() == [
+        by_id[c]["doc_key"] for c in ids[:3]
+    ]
     assert served.fetch("g1", ids[:2]).column_names == chunk_schema(DIM).names
     assert served.fetch("g1", [], ["chunk_id"]).num_rows == 0
 
@@ -182,8 +200,12 @@ def test_sample(served, rows):
     by_id = {r["chunk_id"]: r["vector"] for r in rows.select(["chunk_id", "vector"]).to_pylist()}
     for r in a.to_pylist():
         np.testing.assert_allclose(r["vector"], by_id[r["chunk_id"]], rtol=1e-6)
-    assert set(served.sample("g1", 10, ["chunk_id"], seed=1).column("chunk_id").to_pylist()) == set(ids)  # same seed, same rows
-    samples = {frozenset(served.sample("g1", 10, ["chunk_id"], seed=s).column("chunk_id").to_pylist()) for s in range(2, 6)}
+    assert set(served.sample("g1", 10, ["chunk_id"], seed=1).column("chunk_id").to_pylist()) == set(
+        ids
+    )  # same seed, same rows
+    samples = {
+        frozenset(served.sample("g1", 10, ["chunk_id"], seed=s).column("chunk_id").to_pylist()) for s in range(2, 6)
+    }
     assert len(samples) > 1  # other seeds, other rows
     whole = served.sample("g1", rows.num_rows + 50, ["chunk_id"]).column("chunk_id").to_pylist()
     assert sorted(whole) == sorted(all_ids)  # n beyond the rows: every row once
@@ -211,7 +233,9 @@ def test_prune_generations(store, rows):
 
 
 def _index_settings(store, generation: str) -> dict:
-    return next(iter(store.client().indices.get_settings(index=store.table_name(generation)).values()))["settings"]["index"]
+    return next(iter(store.client().indices.get_settings(index=store.table_name(generation)).values()))["settings"][
+        "index"
+    ]
 
 
 def test_bulk_load_restores_settings_even_after_a_failure(store, rows, monkeypatch):
@@ -286,6 +310,7 @@ def test_expected_rows_sizes_the_generation(store, rows):
 
 # ---------------------------------------------------------------- 429s from a real node, through a loopback proxy
 
+
 class RejectingProxy:
     """A loopback HTTP proxy in front of an OpenSearch node that rejects bulk writes like a saturated cluster.
 
@@ -340,7 +365,11 @@ class RejectingProxy:
     def forward(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, str, bytes]:
         conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)
         try:
-            keep = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection", "content-length", "accept-encoding", "transfer-encoding")}
+            keep = {
+                k: v
+                for k, v in headers.items()
+                if k.lower() not in ("host", "connection", "content-length", "accept-encoding", "transfer-encoding")
+            }
             conn.request(method, path, body=body or None, headers=keep)
             resp = conn.getresponse()
             return resp.status, resp.getheader("Content-Type", "application/json"), resp.read()
@@ -356,7 +385,10 @@ class RejectingProxy:
                 items = not whole and k <= self.reject_requests + self.reject_item_requests
                 self.rejected_requests += whole
             if whole:
-                err = {"error": {"type": "rejected_execution_exception", "reason": "rejected execution (test proxy)"}, "status": 429}
+                err = {
+                    "error": {"type": "rejected_execution_exception", "reason": "rejected execution (test proxy)"},
+                    "status": 429,
+                }
                 return 429, "application/json", json.dumps(err).encode()
             if items:
                 return self.reject_some_items(path, headers, body)
@@ -380,9 +412,20 @@ class RejectingProxy:
         merged, it = [], iter(upstream_items)
         for (action, _), r in zip(items, rejected):
             if r:
-                (op, meta), = action.items()
-                merged.append({op: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": 429,
-                                    "error": {"type": "rejected_execution_exception", "reason": "rejected execution (test proxy)"}}})
+                ((op, meta),) = action.items()
+                merged.append(
+                    {
+                        op: {
+                            "_index": meta.get("_index"),
+                            "_id": meta.get("_id"),
+                            "status": 429,
+                            "error": {
+                                "type": "rejected_execution_exception",
+                                "reason": "rejected execution (test proxy)",
+                            },
+                        }
+                    }
+                )
             else:
                 merged.append(next(it))
         with self.lock:
@@ -420,12 +463,16 @@ def test_bulk_retries_429_from_a_real_node(opensearch_url, rows):
         proxy.reset(reject_requests=1, reject_item_requests=2, every=3)
         assert store.delete("g", ids[:100]) == 100
         stats = store.last_bulk_stats()
-        assert proxy.rejected_requests == stats["retried_requests"] == 1 and proxy.rejected_items == stats["retried_items"] > 0
+        assert (
+            proxy.rejected_requests == stats["retried_requests"] == 1
+            and proxy.rejected_items == stats["retried_items"] > 0
+        )
         assert store.count("g") == 200 and store.ids("g") == set(ids[100:])
 
         proxy.reset()  # other item errors are not retried: they raise with the first error
-        bad = pa.Table.from_pylist([{**many.slice(0, 1).to_pylist()[0], "chunk_id": "bad", "vector": [0.1, 0.2, 0.3]}],
-                                   schema=chunk_schema(3))
+        bad = pa.Table.from_pylist(
+            [{**many.slice(0, 1).to_pylist()[0], "chunk_id": "bad", "vector": [0.1, 0.2, 0.3]}], schema=chunk_schema(3)
+        )
         with pytest.raises(RuntimeError, match="_id 'bad' \\(status 400\\)"):
             store.upsert("g", bad)
         assert proxy.bulk_requests == 1
@@ -445,7 +492,10 @@ def test_same_results_on_every_store(rows, tmp_path, request):
     """Dense results agree exactly between LanceDB and OpenSearch (same vectors, same cosine)."""
     from resources.opensearch_store import OpenSearchVectorStore
 
-    stores = [LanceDBVectorStore(uri=str(tmp_path / "l")), OpenSearchVectorStore(hosts=request.getfixturevalue("opensearch_url"), index_prefix=f"t{uuid.uuid4().hex[:8]}")]
+    stores = [
+        LanceDBVectorStore(uri=str(tmp_path / "l")),
+        OpenSearchVectorStore(hosts=request.getfixturevalue("opensearch_url"), index_prefix=f"t{uuid.uuid4().hex[:8]}"),
+    ]
     try:
         for s in stores:
             s.create_generation("g", DIM)
@@ -453,7 +503,10 @@ def test_same_results_on_every_store(rows, tmp_path, request):
             s.refresh_indexes("g")
             s.promote("g")
         for i in range(0, rows.num_rows, 9):
-            a, b = (s.search_dense(_vec(rows, i) * 0.9 + _vec(rows, (i + 1) % rows.num_rows) * 0.1, 5, exact=True) for s in stores)
+            a, b = (
+                s.search_dense(_vec(rows, i) * 0.9 + _vec(rows, (i + 1) % rows.num_rows) * 0.1, 5, exact=True)
+                for s in stores
+            )
             assert [h.chunk_id for h in a] == [h.chunk_id for h in b]
             assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-3)
     finally:

@@ -12,5 +12,16 @@ from assets.evaluation.run import EvalConfig, eval_quality_floors, rag_eval_run
 evaluation_assets = [eval_questions, rag_eval_run, eval_history, serving_index]
 evaluation_checks = [eval_quality_floors, index_promotion_gate]
 
-__all__ = ["EvalConfig", "GateConfig", "GoldenSetConfig", "decide", "eval_history", "eval_questions", "evaluation_assets",
-           "evaluation_checks", "index_promotion_gate", "rag_eval_run", "serving_index"]
+__all__ = [
+    "EvalConfig",
+    "GateConfig",
+    "GoldenSetConfig",
+    "decide",
+    "eval_history",
+    "eval_questions",
+    "evaluation_assets",
+    "evaluation_checks",
+    "index_promotion_gate",
+    "rag_eval_run",
+    "serving_index",
+]

@@ -1,6 +1,5 @@
 """eval_questions: the golden set, built deterministically from the indexed corpus, one shard at a time."""
 
-
 import dagster as dg
 import pyarrow as pa
 
@@ -26,7 +25,9 @@ class GoldenSetConfig(dg.Config):
     "document as a retrieval pair). Stable order by hash of the key; the version names the rules, the size and a digest. "
     "Reads the corpus shard by shard, keeping at most `size` items per shard.",
 )
-def eval_questions(context: dg.AssetExecutionContext, config: GoldenSetConfig, pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
+def eval_questions(
+    context: dg.AssetExecutionContext, config: GoldenSetConfig, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
     chosen, eligible = [], 0
     for docs in iter_live_documents(pipeline_state):
         shard_items, _ = build_golden_set(docs.to_pylist(), size=config.size)

@@ -1,6 +1,5 @@
 """eval_history, the promotion gate, and serving_index: every run recorded, the candidate promoted only past the gate."""
 
-
 import base64
 import io
 import json
@@ -33,14 +32,24 @@ def decide(run: dict, history: list[dict], cfg: GateConfig) -> dict:
     if not run["is_candidate"]:
         return {"passed": True, "reasons": ["evaluated the serving generation: nothing to promote"], "compared": {}}
     retrieval = promotion_gate(run["summary"], run["baseline_retrieval"], cfg.retrieval_tolerance, RETRIEVAL_GATE)
-    prior = [h for h in history if h["generation"] == run["serving_generation"] and h["golden_version"] == run["golden_version"]]
+    prior = [
+        h
+        for h in history
+        if h["generation"] == run["serving_generation"] and h["golden_version"] == run["golden_version"]
+    ]
     judged_baseline = json.loads(prior[-1]["summary"]) if prior else None
     judged_metrics = [m for m in JUDGE_METRICS if run["summary"].get(f"{m}_n") or run["summary"].get(f"{m}_failures")]
-    judged = promotion_gate(run["summary"], judged_baseline, cfg.judge_tolerance, judged_metrics, cfg.max_judge_failure_rate)
+    judged = promotion_gate(
+        run["summary"], judged_baseline, cfg.judge_tolerance, judged_metrics, cfg.max_judge_failure_rate
+    )
     reasons = [f"retrieval: {r}" for r in retrieval.reasons]
     if judged_metrics:
         reasons += [f"judge: {r}" for r in judged.reasons]
-    return {"passed": retrieval.passed and judged.passed, "reasons": reasons, "compared": {**retrieval.compared, **judged.compared}}
+    return {
+        "passed": retrieval.passed and judged.passed,
+        "reasons": reasons,
+        "compared": {**retrieval.compared, **judged.compared},
+    }
 
 
 def _trend_png(history: list[dict]) -> bytes:
@@ -79,16 +88,27 @@ def _trend_png(history: list[dict]) -> bytes:
     description="Every evaluation run appended with its index generation, models, config, summary and gate verdict; a trend "
     "plot (PNG) of the main metrics. A candidate that fails the gate is marked rejected here (kept for inspection).",
 )
-def eval_history(context: dg.AssetExecutionContext, config: GateConfig, pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
+def eval_history(
+    context: dg.AssetExecutionContext, config: GateConfig, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
     run = read_last_run(pipeline_state)
     if run is None:
         raise dg.Failure("no evaluation run recorded: materialize rag_eval_run first")
     history = read_history(pipeline_state)
     gate = decide(run, history, config)
-    record = {"run_id": run["run_id"], "at": time.time(), "golden_version": run["golden_version"], "generation": run["generation"],
-              "serving_generation": run["serving_generation"], "is_candidate": run["is_candidate"], "models": json.dumps(run["models"]),
-              "config": json.dumps(run["config"]), "summary": json.dumps(run["summary"]),
-              "baseline": json.dumps(run["baseline_retrieval"]), "gate": json.dumps(gate)}
+    record = {
+        "run_id": run["run_id"],
+        "at": time.time(),
+        "golden_version": run["golden_version"],
+        "generation": run["generation"],
+        "serving_generation": run["serving_generation"],
+        "is_candidate": run["is_candidate"],
+        "models": json.dumps(run["models"]),
+        "config": json.dumps(run["config"]),
+        "summary": json.dumps(run["summary"]),
+        "baseline": json.dumps(run["baseline_retrieval"]),
+        "gate": json.dumps(gate),
+    }
     history = [h for h in history if h["run_id"] != record["run_id"]] + [record]
     pipeline_state.write(HISTORY_TABLE, pa.Table.from_pylist(history, schema=HISTORY))
     if run["is_candidate"] and not gate["passed"]:
@@ -98,10 +118,19 @@ def eval_history(context: dg.AssetExecutionContext, config: GateConfig, pipeline
         context.log.warning(f"candidate {run['generation']} rejected: {gate['reasons']}")
     png = _trend_png(history)
     pipeline_state.put_bytes(TREND_PNG, png)
-    rows = [{"at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(h["at"])), "generation": h["generation"],
-             "candidate": h["is_candidate"], "gate": "pass" if json.loads(h["gate"])["passed"] else "FAIL",
-             **{k: json.loads(h["summary"]).get(k) for k in ("hybrid_id_context_recall", "dense_id_context_recall", "rouge_l", "faithfulness")}}
-            for h in history[-10:]]
+    rows = [
+        {
+            "at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(h["at"])),
+            "generation": h["generation"],
+            "candidate": h["is_candidate"],
+            "gate": "pass" if json.loads(h["gate"])["passed"] else "FAIL",
+            **{
+                k: json.loads(h["summary"]).get(k)
+                for k in ("hybrid_id_context_recall", "dense_id_context_recall", "rouge_l", "faithfulness")
+            },
+        }
+        for h in history[-10:]
+    ]
     return dg.MaterializeResult(
         metadata={
             "runs": len(history),
@@ -114,9 +143,13 @@ def eval_history(context: dg.AssetExecutionContext, config: GateConfig, pipeline
     )
 
 
-@dg.asset_check(asset=eval_history, blocking=True, description="Promotion gate: the candidate generation is not worse than the serving "
-                "one beyond the tolerance (retrieval measured side by side; judged metrics against the serving generation's last "
-                "evaluation) and judge failures stay rare. Failing blocks serving_index: the old generation keeps serving.")
+@dg.asset_check(
+    asset=eval_history,
+    blocking=True,
+    description="Promotion gate: the candidate generation is not worse than the serving "
+    "one beyond the tolerance (retrieval measured side by side; judged metrics against the serving generation's last "
+    "evaluation) and judge failures stay rare. Failing blocks serving_index: the old generation keeps serving.",
+)
 def index_promotion_gate(pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
     history = read_history(pipeline_state)
     if not history:
@@ -127,7 +160,11 @@ def index_promotion_gate(pipeline_state: PipelineStateStore) -> dg.AssetCheckRes
         passed=gate["passed"],
         severity=dg.AssetCheckSeverity.ERROR,
         description="; ".join(gate["reasons"]),
-        metadata={"generation": last["generation"], "candidate": last["is_candidate"], "compared": dg.MetadataValue.json(gate["compared"])},
+        metadata={
+            "generation": last["generation"],
+            "candidate": last["is_candidate"],
+            "compared": dg.MetadataValue.json(gate["compared"]),
+        },
     )
 
 
@@ -139,7 +176,9 @@ def index_promotion_gate(pipeline_state: PipelineStateStore) -> dg.AssetCheckRes
     description="Switches the serving pointer to the candidate generation once the promotion gate passed (atomic); the previous "
     "generation is kept for rollback. Nothing to do when no candidate is pending.",
 )
-def serving_index(context: dg.AssetExecutionContext, pipeline_state: PipelineStateStore, vector_store: VectorStoreResource) -> dg.MaterializeResult:
+def serving_index(
+    context: dg.AssetExecutionContext, pipeline_state: PipelineStateStore, vector_store: VectorStoreResource
+) -> dg.MaterializeResult:
     candidate = read_candidate(pipeline_state)
     before = vector_store.serving_generation()
     history = read_history(pipeline_state)
@@ -151,6 +190,6 @@ def serving_index(context: dg.AssetExecutionContext, pipeline_state: PipelineSta
         save_candidate(pipeline_state, transition(candidate, "promoted", f"gate passed in run {last['run_id']}"))
         context.log.info(f"serving generation switched {before} -> {candidate.generation}")
     after = vector_store.serving_generation()
-    return dg.MaterializeResult(metadata={"serving_generation": after or "", "previous": before or "", "promoted_this_run": after != before})
-
-
+    return dg.MaterializeResult(
+        metadata={"serving_generation": after or "", "previous": before or "", "promoted_this_run": after != before}
+    )

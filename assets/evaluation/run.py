@@ -4,7 +4,6 @@ ID-based retrieval metrics for every question (dense and hybrid, side by side wi
 candidate is evaluated); for a sample, the RAG agent's answers with ROUGE-L and the RAGAS judge.
 """
 
-
 import json
 import time
 
@@ -12,7 +11,15 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.evaluation.golden import eval_questions
-from assets.evaluation.state import GROUP, LAST_RUN_RECORD, OWNERS, RESULTS_TABLE, RETRIEVAL_MODES, read_golden, read_last_run
+from assets.evaluation.state import (
+    GROUP,
+    LAST_RUN_RECORD,
+    OWNERS,
+    RESULTS_TABLE,
+    RETRIEVAL_MODES,
+    read_golden,
+    read_last_run,
+)
 from assets.knowledge.state import read_candidate
 from assets.metadata import md_table
 from core.evaluation import ID_METRICS, JUDGE_METRICS, TEXT_METRICS, id_metrics, rouge_l, summarize
@@ -22,6 +29,7 @@ from resources.gateway import LLMGatewayResource
 from resources.retrieval import RetrieverResource
 from resources.state_store import PipelineStateStore
 from resources.vector_store import VectorStoreResource
+
 
 class EvalConfig(dg.Config):
     limit: int = 0  # questions of the set to evaluate (0 = all); a sample for CI
@@ -60,8 +68,13 @@ def _retrieval_summary(rows: list[dict]) -> dict:
     "gateway's judge model. Judge failures are retried, then recorded as failures, never as scores.",
 )
 def rag_eval_run(
-    context: dg.AssetExecutionContext, config: EvalConfig, pipeline_state: PipelineStateStore, retriever: RetrieverResource,
-    vector_store: VectorStoreResource, gateway: LLMGatewayResource, embedder: EmbedderResource,
+    context: dg.AssetExecutionContext,
+    config: EvalConfig,
+    pipeline_state: PipelineStateStore,
+    retriever: RetrieverResource,
+    vector_store: VectorStoreResource,
+    gateway: LLMGatewayResource,
+    embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     t0 = time.perf_counter()
     golden = read_golden(pipeline_state)
@@ -70,11 +83,17 @@ def rag_eval_run(
     items = golden[: config.limit] if config.limit > 0 else golden
     serving = vector_store.serving_generation()
     candidate = read_candidate(pipeline_state)
-    pending = candidate.generation if candidate and candidate.status == "pending" and vector_store.has_generation(candidate.generation) else None
+    pending = (
+        candidate.generation
+        if candidate and candidate.status == "pending" and vector_store.has_generation(candidate.generation)
+        else None
+    )
     generation = pending or serving
     if not generation:
         raise dg.Failure("no index generation to evaluate")
-    context.log.info(f"evaluating generation {generation} ({'candidate' if pending else 'serving'}) on {len(items)} questions")
+    context.log.info(
+        f"evaluating generation {generation} ({'candidate' if pending else 'serving'}) on {len(items)} questions"
+    )
 
     rows = _retrieval_rows(retriever, items, generation, config.k)
     t_retrieval = time.perf_counter() - t0
@@ -84,21 +103,34 @@ def rag_eval_run(
     answered: list[dict] = []
     t1 = time.perf_counter()
     if n_answers and not gateway.alive():
-        raise dg.Failure(f"the LLM gateway at {gateway.url} is not answering: start the services (`agentic up`), or evaluate "
-                         "retrieval only with answers=0 (`agentic eval --answers 0`)")
+        raise dg.Failure(
+            f"the LLM gateway at {gateway.url} is not answering: start the services (`agentic up`), or evaluate "
+            "retrieval only with answers=0 (`agentic eval --answers 0`)"
+        )
     if n_answers:
         from agents.service import AgentConfig, AnswerService, WebSearch
 
-        agent = AnswerService(retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), WebSearch("off"))
+        agent = AnswerService(
+            retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), WebSearch("off")
+        )
         try:
             for i, it in enumerate(items[:n_answers], start=1):
                 a0 = time.perf_counter()
                 plan = agent.plan(it["question"])
                 contexts = [s.text for s in plan.sources if s.origin == "knowledge_base"]
                 ans = agent.complete(plan)
-                answered.append({"id": it["id"], "question": it["question"], "reference": it["reference"], "response": ans.answer,
-                                 "contexts": contexts, "route": ans.route, "answer_seconds": round(time.perf_counter() - a0, 2),
-                                 "rouge_l": rouge_l(ans.answer, it["reference"])})
+                answered.append(
+                    {
+                        "id": it["id"],
+                        "question": it["question"],
+                        "reference": it["reference"],
+                        "response": ans.answer,
+                        "contexts": contexts,
+                        "route": ans.route,
+                        "answer_seconds": round(time.perf_counter() - a0, 2),
+                        "rouge_l": rouge_l(ans.answer, it["reference"]),
+                    }
+                )
                 if i % 5 == 0 or i == n_answers:
                     context.log.info(f"answered {i}/{n_answers} questions")
         finally:
@@ -109,7 +141,10 @@ def rag_eval_run(
         from resources.judge import JudgeSettings, RagasJudge
 
         judge = RagasJudge(gateway, JudgeSettings(timeout_s=config.judge_timeout_s, attempts=config.judge_attempts))
-        scores = judge.score_all(answered, progress=lambda d, n: context.log.info(f"judged {d}/{n} questions") if d % 5 == 0 or d == n else None)
+        scores = judge.score_all(
+            answered,
+            progress=lambda d, n: context.log.info(f"judged {d}/{n} questions") if d % 5 == 0 or d == n else None,
+        )
         for a, s in zip(answered, scores):
             a.update(s)
     t_judge = time.perf_counter() - t2
@@ -118,19 +153,48 @@ def rag_eval_run(
     results = []
     for it, r in zip(items, rows):
         a = by_id.get(it["id"], {})
-        results.append({**r, "question": it["question"], "generation": generation, "response": a.get("response", ""),
-                        "contexts": json.dumps(a.get("contexts", [])), "route": a.get("route", ""), "rouge_l": a.get("rouge_l"),
-                        "answer_seconds": a.get("answer_seconds"),
-                        **{m: a.get(m) for m in JUDGE_METRICS}, **{f"{m}_error": a.get(f"{m}_error", "") for m in JUDGE_METRICS}})
-    summary = {**_retrieval_summary(rows), **summarize(answered, [*TEXT_METRICS, *JUDGE_METRICS]), "answered": len(answered)}
+        results.append(
+            {
+                **r,
+                "question": it["question"],
+                "generation": generation,
+                "response": a.get("response", ""),
+                "contexts": json.dumps(a.get("contexts", [])),
+                "route": a.get("route", ""),
+                "rouge_l": a.get("rouge_l"),
+                "answer_seconds": a.get("answer_seconds"),
+                **{m: a.get(m) for m in JUDGE_METRICS},
+                **{f"{m}_error": a.get(f"{m}_error", "") for m in JUDGE_METRICS},
+            }
+        )
+    summary = {
+        **_retrieval_summary(rows),
+        **summarize(answered, [*TEXT_METRICS, *JUDGE_METRICS]),
+        "answered": len(answered),
+    }
     summary["questions"] = len(items)
     baseline = _retrieval_summary(baseline_rows) if baseline_rows is not None else None
-    run = {"generation": generation, "serving_generation": serving or "", "is_candidate": bool(pending), "summary": summary,
-           "baseline_retrieval": baseline, "golden_version": items[0]["version"], "run_id": context.run_id,
-           "config": config.model_dump(), "models": {"embedder": embedder.model_id, "chat": gateway.chat_model,
-                                                     "judge": gateway.judge_backend or f"{gateway.judge_model} (deployed LLM)"},
-           "seconds": {"retrieval": round(t_retrieval, 1), "answers": round(t_answers, 1), "judge": round(t_judge, 1),
-                       "total": round(time.perf_counter() - t0, 1)}}
+    run = {
+        "generation": generation,
+        "serving_generation": serving or "",
+        "is_candidate": bool(pending),
+        "summary": summary,
+        "baseline_retrieval": baseline,
+        "golden_version": items[0]["version"],
+        "run_id": context.run_id,
+        "config": config.model_dump(),
+        "models": {
+            "embedder": embedder.model_id,
+            "chat": gateway.chat_model,
+            "judge": gateway.judge_backend or f"{gateway.judge_model} (deployed LLM)",
+        },
+        "seconds": {
+            "retrieval": round(t_retrieval, 1),
+            "answers": round(t_answers, 1),
+            "judge": round(t_judge, 1),
+            "total": round(time.perf_counter() - t0, 1),
+        },
+    }
     pipeline_state.write(RESULTS_TABLE, pa.Table.from_pylist(results))
     pipeline_state.write_json(LAST_RUN_RECORD, run)
     failures = {m: summary.get(f"{m}_failures", 0) for m in JUDGE_METRICS if summary.get(f"{m}_failures")}
@@ -144,8 +208,10 @@ def rag_eval_run(
             "judge_failures": dg.MetadataValue.json(failures),
             "seconds": dg.MetadataValue.json(run["seconds"]),
             "baseline_retrieval": dg.MetadataValue.json(baseline or {}),
-            "results": md_table([dict(r, **{m: r.get(m) for m in JUDGE_METRICS}) for r in results if r["response"]] or results,
-                           ["question", "hybrid_hit_at_k", "dense_hit_at_k", "rouge_l", *JUDGE_METRICS]),
+            "results": md_table(
+                [dict(r, **{m: r.get(m) for m in JUDGE_METRICS}) for r in results if r["response"]] or results,
+                ["question", "hybrid_hit_at_k", "dense_hit_at_k", "rouge_l", *JUDGE_METRICS],
+            ),
         }
     )
 
@@ -153,12 +219,16 @@ def rag_eval_run(
 FLOORS = {"hybrid_hit_at_k": 0.8, "dense_hit_at_k": 0.7, "faithfulness": 0.5, "context_recall": 0.5}
 
 
-@dg.asset_check(asset=rag_eval_run, description="Absolute quality floors (a warning, not a gate): hybrid hit@k >= 0.8, dense hit@k >= 0.7, "
-                "and where judged, faithfulness >= 0.5 and context recall >= 0.5.")
+@dg.asset_check(
+    asset=rag_eval_run,
+    description="Absolute quality floors (a warning, not a gate): hybrid hit@k >= 0.8, dense hit@k >= 0.7, "
+    "and where judged, faithfulness >= 0.5 and context recall >= 0.5.",
+)
 def eval_quality_floors(pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
     summary = (read_last_run(pipeline_state) or {}).get("summary", {})
     below = {m: summary[m] for m, floor in FLOORS.items() if summary.get(m) is not None and summary[m] < floor}
-    return dg.AssetCheckResult(passed=not below, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={"below_floor": dg.MetadataValue.json(below), "floors": dg.MetadataValue.json(FLOORS)})
-
-
+    return dg.AssetCheckResult(
+        passed=not below,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"below_floor": dg.MetadataValue.json(below), "floors": dg.MetadataValue.json(FLOORS)},
+    )

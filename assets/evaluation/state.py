@@ -14,11 +14,32 @@ GROUP = "evaluation"
 OWNERS = ["team:ml-platform"]
 RETRIEVAL_MODES = ("dense", "hybrid")
 
-GOLDEN = pa.schema([("id", pa.string()), ("question", pa.string()), ("reference", pa.string()), ("gold_doc_keys", pa.list_(pa.string())),
-                    ("retrieval_query", pa.string()), ("title", pa.string()), ("version", pa.string())])
-HISTORY = pa.schema([("run_id", pa.string()), ("at", pa.float64()), ("golden_version", pa.string()), ("generation", pa.string()),
-                     ("serving_generation", pa.string()), ("is_candidate", pa.bool_()), ("models", pa.string()), ("config", pa.string()),
-                     ("summary", pa.string()), ("baseline", pa.string()), ("gate", pa.string())])
+GOLDEN = pa.schema(
+    [
+        ("id", pa.string()),
+        ("question", pa.string()),
+        ("reference", pa.string()),
+        ("gold_doc_keys", pa.list_(pa.string())),
+        ("retrieval_query", pa.string()),
+        ("title", pa.string()),
+        ("version", pa.string()),
+    ]
+)
+HISTORY = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("at", pa.float64()),
+        ("golden_version", pa.string()),
+        ("generation", pa.string()),
+        ("serving_generation", pa.string()),
+        ("is_candidate", pa.bool_()),
+        ("models", pa.string()),
+        ("config", pa.string()),
+        ("summary", pa.string()),
+        ("baseline", pa.string()),
+        ("gate", pa.string()),
+    ]
+)
 
 GOLDEN_TABLE = "eval_questions"
 RESULTS_TABLE = "eval_results"

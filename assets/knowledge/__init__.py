@@ -10,11 +10,30 @@ from assets.knowledge.index import IndexConfig, index_matches_live_chunks, index
 from assets.knowledge.inventory import document_inventory
 from assets.knowledge.parsing import ParseConfig, every_document_accounted_for, parsed_documents
 
-knowledge_assets = [document_inventory, parsed_documents, document_chunks, chunk_embeddings, specialty_classifier, document_classes, vector_index]
+knowledge_assets = [
+    document_inventory,
+    parsed_documents,
+    document_chunks,
+    chunk_embeddings,
+    specialty_classifier,
+    document_classes,
+    vector_index,
+]
 knowledge_checks = [every_document_accounted_for, specialty_macro_f1, index_matches_live_chunks, index_vectors_valid]
 
 __all__ = [
-    "ChunkingConfig", "ClassifierConfig", "EmbeddingConfig", "IndexConfig", "ParseConfig", "chunk_embeddings", "document_chunks",
-    "document_classes", "document_inventory", "knowledge_assets", "knowledge_checks", "parsed_documents", "specialty_classifier",
+    "ChunkingConfig",
+    "ClassifierConfig",
+    "EmbeddingConfig",
+    "IndexConfig",
+    "ParseConfig",
+    "chunk_embeddings",
+    "document_chunks",
+    "document_classes",
+    "document_inventory",
+    "knowledge_assets",
+    "knowledge_checks",
+    "parsed_documents",
+    "specialty_classifier",
     "vector_index",
 ]

@@ -1,6 +1,5 @@
 """document_chunks: token-aware, section-aware chunks with overlap, computed on Ray shard by shard."""
 
-
 import time
 
 import dagster as dg
@@ -30,15 +29,32 @@ class ChunkingConfig(dg.Config):
     "the dirty shards. Chunk ids are hash(document key, content hash, chunker version, position), so unchanged documents keep "
     "their ids (and their vectors).",
 )
-def document_chunks(context: dg.AssetExecutionContext, config: ChunkingConfig, embedder: EmbedderResource,
-                    pipeline_state: PipelineStateStore, ray_jobs: RayJobRunner) -> dg.MaterializeResult:
+def document_chunks(
+    context: dg.AssetExecutionContext,
+    config: ChunkingConfig,
+    embedder: EmbedderResource,
+    pipeline_state: PipelineStateStore,
+    ray_jobs: RayJobRunner,
+) -> dg.MaterializeResult:
     t0 = time.perf_counter()
-    version = Chunker(lambda t: [0] * len(t), max_tokens=config.max_tokens, overlap_tokens=config.overlap_tokens).version
+    version = Chunker(
+        lambda t: [0] * len(t), max_tokens=config.max_tokens, overlap_tokens=config.overlap_tokens
+    ).version
     items = plan(pipeline_state, CHUNKS_TABLE, (DOCUMENTS_TABLE,), version, prev=(CHUNKS_TABLE,))
-    chunker = {"tokenizer_path": embedder.tokenizer_path, "max_tokens": embedder.max_tokens, "chunk_tokens": config.max_tokens,
-               "overlap": config.overlap_tokens}
-    entries, info = run_stage(context, ray_jobs, pipeline_state, "resources.data_path:chunk_stage",
-                              {"items": items, "chunker": chunker}, (CHUNKS_TABLE,))
+    chunker = {
+        "tokenizer_path": embedder.tokenizer_path,
+        "max_tokens": embedder.max_tokens,
+        "chunk_tokens": config.max_tokens,
+        "overlap": config.overlap_tokens,
+    }
+    entries, info = run_stage(
+        context,
+        ray_jobs,
+        pipeline_state,
+        "resources.data_path:chunk_stage",
+        {"items": items, "chunker": chunker},
+        (CHUNKS_TABLE,),
+    )
     stats = sum_stats(info["computed"][CHUNKS_TABLE], "rechunked")
     manifest = pipeline_state.manifest(CHUNKS_TABLE)
     chunks = sum(int(e["rows"]) for e in manifest.values())
@@ -56,8 +72,11 @@ def document_chunks(context: dg.AssetExecutionContext, config: ChunkingConfig, e
             "chunks_per_document": round(chunks / max(1, docs), 2),
             "dirty_shards": len(items),
             "resumed_shards": info.get("resumed", 0),
-            "preview": md_table(preview.slice(0, 5).to_pylist() if preview is not None else [],
-                                ["doc_id", "seq", "section", "n_tokens", "text"], limit=5),
+            "preview": md_table(
+                preview.slice(0, 5).to_pylist() if preview is not None else [],
+                ["doc_id", "seq", "section", "n_tokens", "text"],
+                limit=5,
+            ),
             "ray_seconds": info["seconds"],
             "seconds": round(time.perf_counter() - t0, 3),
         }

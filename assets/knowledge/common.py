@@ -16,12 +16,23 @@ OWNERS = ["team:ml-platform"]
 RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def run_stage(context: dg.AssetExecutionContext, ray_jobs: RayJobRunner, store: PipelineStateStore, target: str, payload: dict,
-              outputs: tuple[str, ...]) -> tuple[dict[str, dict[int, dict]], dict]:
+def run_stage(
+    context: dg.AssetExecutionContext,
+    ray_jobs: RayJobRunner,
+    store: PipelineStateStore,
+    target: str,
+    payload: dict,
+    outputs: tuple[str, ...],
+) -> tuple[dict[str, dict[int, dict]], dict]:
     """Submit one Ray stage over the dirty shards in ``payload['items']``, then commit its output tables."""
     items = payload["items"]
     if not items:
-        return {name: {} for name in outputs}, {"shards": 0, "resumed": 0, "seconds": 0.0, "computed": {name: {} for name in outputs}}
+        return {name: {} for name in outputs}, {
+            "shards": 0,
+            "resumed": 0,
+            "seconds": 0.0,
+            "computed": {name: {} for name in outputs},
+        }
     t0 = time.perf_counter()
     context.log.info(f"{target}: {len(items)} dirty shard(s) of {store.layout()} on Ray")
     # The work list goes through the store, not the job's command line (a Ray Jobs entrypoint must stay small).

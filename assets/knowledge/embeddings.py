@@ -1,13 +1,19 @@
 """chunk_embeddings: vectors for every live chunk, computed by Ray Data on an autoscaling actor pool."""
 
-
 import time
 
 import dagster as dg
 
 from assets.knowledge.chunking import document_chunks
 from assets.knowledge.common import GROUP, OWNERS, RETRY, run_stage
-from assets.knowledge.state import CHUNK_QUARANTINE, CHUNKS_TABLE, chunk_quarantine_table, plan, sum_stats, vectors_table
+from assets.knowledge.state import (
+    CHUNK_QUARANTINE,
+    CHUNKS_TABLE,
+    chunk_quarantine_table,
+    plan,
+    sum_stats,
+    vectors_table,
+)
 from assets.metadata import quarantine_table
 from infra.platform.config import k8s_step
 from resources.embedder import EmbedderResource
@@ -31,20 +37,35 @@ class EmbeddingConfig(dg.Config):
     "that already have a vector for this model are reused; a chunk that cannot be embedded, or gets a NaN/zero vector, is "
     "quarantined with its reason and the rest of its shard goes on.",
 )
-def chunk_embeddings(context: dg.AssetExecutionContext, config: EmbeddingConfig, embedder: EmbedderResource,
-                     pipeline_state: PipelineStateStore, ray_jobs: RayJobRunner) -> dg.MaterializeResult:
+def chunk_embeddings(
+    context: dg.AssetExecutionContext,
+    config: EmbeddingConfig,
+    embedder: EmbedderResource,
+    pipeline_state: PipelineStateStore,
+    ray_jobs: RayJobRunner,
+) -> dg.MaterializeResult:
     t0 = time.perf_counter()
     vtable, qtable = vectors_table(embedder.model_id), chunk_quarantine_table(embedder.model_id)
     items = plan(pipeline_state, vtable, (CHUNKS_TABLE,), f"{embedder.model_id}:{embedder.dimension}", prev=(vtable,))
-    payload = {"items": items, "embedder": embedder.spec(), "actors": config.actors, "vectors_table": vtable, "quarantine_table": qtable}
-    entries, info = run_stage(context, ray_jobs, pipeline_state, "resources.data_path:embed_stage", payload, (vtable, qtable))
+    payload = {
+        "items": items,
+        "embedder": embedder.spec(),
+        "actors": config.actors,
+        "vectors_table": vtable,
+        "quarantine_table": qtable,
+    }
+    entries, info = run_stage(
+        context, ray_jobs, pipeline_state, "resources.data_path:embed_stage", payload, (vtable, qtable)
+    )
     stats = sum_stats(info["computed"][vtable], "embedded", "reused", "quarantined", "removed")
     embed_seconds = sum(float(e["stats"].get("seconds", 0)) for e in info["computed"][vtable].values())
     quarantined_rows = []
     for _, t in pipeline_state.iter_shards(qtable, CHUNK_QUARANTINE):
         quarantined_rows.extend(t.to_pylist()[: 100 - len(quarantined_rows)])
     if stats["quarantined"]:
-        context.log.warning(f"{stats['quarantined']} chunk(s) quarantined, e.g. {quarantined_rows[0]['chunk_id']}: {quarantined_rows[0]['reason']}")
+        context.log.warning(
+            f"{stats['quarantined']} chunk(s) quarantined, e.g. {quarantined_rows[0]['chunk_id']}: {quarantined_rows[0]['reason']}"
+        )
     live = pipeline_state.table_rows(vtable)
     return dg.MaterializeResult(
         metadata={
@@ -60,7 +81,9 @@ def chunk_embeddings(context: dg.AssetExecutionContext, config: EmbeddingConfig,
             "resumed_shards": info.get("resumed", 0),
             "ray_actors_max": info.get("actors", 0),
             "ray_seconds": info["seconds"],
-            "chunks_per_second": round(stats["embedded"] / info["seconds"], 1) if stats["embedded"] and info["seconds"] else 0.0,
+            "chunks_per_second": round(stats["embedded"] / info["seconds"], 1)
+            if stats["embedded"] and info["seconds"]
+            else 0.0,
             "actor_embed_seconds": round(embed_seconds, 3),
             "seconds": round(time.perf_counter() - t0, 3),
         }

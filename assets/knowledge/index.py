@@ -7,7 +7,6 @@ refresh off, no replicas until it is built). The lifecycle (serve at once, candi
 ``core.generations``; old generations beyond ``keep_generations`` are dropped.
 """
 
-
 import contextlib
 import random
 import time
@@ -21,7 +20,16 @@ from assets.knowledge.classification import document_classes
 from assets.knowledge.common import GROUP, OWNERS, RETRY
 from assets.knowledge.embeddings import chunk_embeddings
 from assets.knowledge.state import (
-    CHUNKS, CHUNKS_TABLE, CLASSES, CLASSES_TABLE, INDEXED, indexed_table, plan, read_candidate, save_candidate, vectors_schema,
+    CHUNKS,
+    CHUNKS_TABLE,
+    CLASSES,
+    CLASSES_TABLE,
+    INDEXED,
+    indexed_table,
+    plan,
+    read_candidate,
+    save_candidate,
+    vectors_schema,
     vectors_table,
 )
 from core.embedding import vectors_to_numpy
@@ -45,25 +53,44 @@ def lineage(embedder: EmbedderResource, vector_store: VectorStoreResource) -> st
     return generation_id(embedder.model_id, embedder.dimension, vector_store.mapping_version())
 
 
-def maintained_generation(embedder: EmbedderResource, vector_store: VectorStoreResource, store: PipelineStateStore) -> str:
+def maintained_generation(
+    embedder: EmbedderResource, vector_store: VectorStoreResource, store: PipelineStateStore
+) -> str:
     """The generation incremental runs maintain (and the index checks look at)."""
-    return target_generation(lineage(embedder, vector_store), vector_store.serving_generation(), read_candidate(store),
-                             vector_store.has_generation)
+    return target_generation(
+        lineage(embedder, vector_store),
+        vector_store.serving_generation(),
+        read_candidate(store),
+        vector_store.has_generation,
+    )
 
 
-def live_rows(store: PipelineStateStore, shard: int, item: dict, vtable: str, dimension: int) -> tuple[pa.Table, pa.Table]:
+def live_rows(
+    store: PipelineStateStore, shard: int, item: dict, vtable: str, dimension: int
+) -> tuple[pa.Table, pa.Table]:
     """(chunks of the shard that have a vector, with vector and specialty; their (chunk_id, doc_key, specialty))."""
     chunks = store.read_shard(CHUNKS_TABLE, shard, CHUNKS, entry=item["reads"][CHUNKS_TABLE])
-    vecs = store.read_shard(vtable, shard, vectors_schema(dimension), entry=item["reads"][vtable], columns=["chunk_id", "vector"])
-    classes = store.read_shard(CLASSES_TABLE, shard, CLASSES, entry=item["reads"][CLASSES_TABLE], columns=["doc_key", "specialty"])
+    vecs = store.read_shard(
+        vtable, shard, vectors_schema(dimension), entry=item["reads"][vtable], columns=["chunk_id", "vector"]
+    )
+    classes = store.read_shard(
+        CLASSES_TABLE, shard, CLASSES, entry=item["reads"][CLASSES_TABLE], columns=["doc_key", "specialty"]
+    )
     idx = pc.index_in(chunks.column("chunk_id"), value_set=vecs.column("chunk_id"))
     keep = pc.is_valid(idx)
     chunks, idx = chunks.filter(keep), idx.filter(keep)  # a quarantined chunk has no vector: it is not indexed
     chunks = chunks.append_column("vector", vecs.column("vector").take(idx))
     cidx = pc.index_in(chunks.column("doc_key"), value_set=classes.column("doc_key"))
-    specialty = pc.fill_null(classes.column("specialty").take(cidx), "") if classes.num_rows else pa.array([""] * chunks.num_rows, pa.string())
+    specialty = (
+        pc.fill_null(classes.column("specialty").take(cidx), "")
+        if classes.num_rows
+        else pa.array([""] * chunks.num_rows, pa.string())
+    )
     chunks = chunks.append_column("specialty", specialty)
-    return chunks, pa.table({"chunk_id": chunks.column("chunk_id"), "doc_key": chunks.column("doc_key"), "specialty": specialty}, schema=INDEXED)
+    return chunks, pa.table(
+        {"chunk_id": chunks.column("chunk_id"), "doc_key": chunks.column("doc_key"), "specialty": specialty},
+        schema=INDEXED,
+    )
 
 
 @dg.asset(
@@ -78,12 +105,21 @@ def live_rows(store: PipelineStateStore, shard: int, item: dict, vtable: str, di
     "becomes a promotion candidate that the evaluation gate switches to atomically (the first generation, or a new model's, "
     "serves at once). Generations beyond keep_generations are dropped.",
 )
-def vector_index(context: dg.AssetExecutionContext, config: IndexConfig, embedder: EmbedderResource, vector_store: VectorStoreResource,
-                 pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
+def vector_index(
+    context: dg.AssetExecutionContext,
+    config: IndexConfig,
+    embedder: EmbedderResource,
+    vector_store: VectorStoreResource,
+    pipeline_state: PipelineStateStore,
+) -> dg.MaterializeResult:
     t0 = time.perf_counter()
     base = lineage(embedder, vector_store)
     candidate, serving = read_candidate(pipeline_state), vector_store.serving_generation()
-    generation = rebuild_name(base) if config.rebuild else target_generation(base, serving, candidate, vector_store.has_generation)
+    generation = (
+        rebuild_name(base)
+        if config.rebuild
+        else target_generation(base, serving, candidate, vector_store.has_generation)
+    )
     vtable, itable = vectors_table(embedder.model_id), indexed_table(generation)
     created = not vector_store.has_generation(generation)
     if created:
@@ -101,15 +137,22 @@ def vector_index(context: dg.AssetExecutionContext, config: IndexConfig, embedde
             before = pipeline_state.read_shard(itable, shard, INDEXED, entry=item["prev"].get(itable) or {})
             add, delete, relabel = index_delta(live, before)
             if add:
-                vector_store.upsert(generation, rows.filter(pc.is_in(rows.column("chunk_id"), value_set=pa.array(add, pa.string()))))
+                vector_store.upsert(
+                    generation, rows.filter(pc.is_in(rows.column("chunk_id"), value_set=pa.array(add, pa.string())))
+                )
             if delete:
                 vector_store.delete(generation, delete)
             relabelled = vector_store.set_specialty(generation, relabel) if relabel else 0
             totals["added"] += len(add)
             totals["deleted"] += len(delete)
             totals["reclassified"] += relabelled
-            pending[shard] = pipeline_state.write_shard(itable, shard, item["input"], live,
-                                                        {"added": len(add), "deleted": len(delete), "reclassified": relabelled})
+            pending[shard] = pipeline_state.write_shard(
+                itable,
+                shard,
+                item["input"],
+                live,
+                {"added": len(add), "deleted": len(delete), "reclassified": relabelled},
+            )
             if n % COMMIT_EVERY == 0:
                 pipeline_state.commit(itable, pending)
                 pending = {}
@@ -124,9 +167,13 @@ def vector_index(context: dg.AssetExecutionContext, config: IndexConfig, embedde
     if decision.candidate:
         save_candidate(pipeline_state, decision.candidate)
         if decision.candidate.status == "pending":
-            context.log.info(f"generation {generation} is a promotion candidate; {serving} keeps serving until the evaluation gate passes")
+            context.log.info(
+                f"generation {generation} is a promotion candidate; {serving} keeps serving until the evaluation gate passes"
+            )
     pending_candidate = read_candidate(pipeline_state)
-    protect = {generation} | ({pending_candidate.generation} if pending_candidate and pending_candidate.status == "pending" else set())
+    protect = {generation} | (
+        {pending_candidate.generation} if pending_candidate and pending_candidate.status == "pending" else set()
+    )
     dropped = vector_store.prune_generations(config.keep_generations, protect)
     for old in dropped:
         pipeline_state.drop_table(indexed_table(old))
@@ -151,10 +198,16 @@ def vector_index(context: dg.AssetExecutionContext, config: IndexConfig, embedde
     )
 
 
-@dg.asset_check(asset=vector_index, blocking=True, description="The index holds exactly the live chunks: its row count equals what "
-                "the state says it holds, and for a sample of shards the live chunk ids equal the indexed ones and are all found "
-                "in the index (no missing, stale or duplicate ids).")
-def index_matches_live_chunks(embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=vector_index,
+    blocking=True,
+    description="The index holds exactly the live chunks: its row count equals what "
+    "the state says it holds, and for a sample of shards the live chunk ids equal the indexed ones and are all found "
+    "in the index (no missing, stale or duplicate ids).",
+)
+def index_matches_live_chunks(
+    embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore
+) -> dg.AssetCheckResult:
     generation = maintained_generation(embedder, vector_store, pipeline_state)
     itable, vtable = indexed_table(generation), vectors_table(embedder.model_id)
     expected = pipeline_state.table_rows(itable)
@@ -165,7 +218,9 @@ def index_matches_live_chunks(embedder: EmbedderResource, vector_store: VectorSt
     indexed_m = pipeline_state.manifest(itable)
     for item in sample:
         _, live = live_rows(pipeline_state, item["shard"], item, vtable, embedder.dimension)
-        held = pipeline_state.read_shard(itable, item["shard"], INDEXED, entry=indexed_m.get(pipeline_state.shard_name(item["shard"])) or {})
+        held = pipeline_state.read_shard(
+            itable, item["shard"], INDEXED, entry=indexed_m.get(pipeline_state.shard_name(item["shard"])) or {}
+        )
         ids = set(live.column("chunk_id").to_pylist())
         mismatched += len(ids ^ set(held.column("chunk_id").to_pylist()))
         found = vector_store.fetch(generation, sorted(ids), ["chunk_id"]).column("chunk_id").to_pylist() if ids else []
@@ -174,16 +229,32 @@ def index_matches_live_chunks(embedder: EmbedderResource, vector_store: VectorSt
         checked += len(ids)
     return dg.AssetCheckResult(
         passed=rows == expected and mismatched == 0 and missing == 0,
-        metadata={"generation": generation, "index_rows": rows, "live_chunks": expected, "sampled_shards": len(sample),
-                  "sampled_chunks": checked, "missing": missing, "stale_or_duplicate": mismatched},
+        metadata={
+            "generation": generation,
+            "index_rows": rows,
+            "live_chunks": expected,
+            "sampled_shards": len(sample),
+            "sampled_chunks": checked,
+            "missing": missing,
+            "stale_or_duplicate": mismatched,
+        },
     )
 
 
-@dg.asset_check(asset=vector_index, blocking=True, description="A random sample of index vectors: the model's dimension, finite, "
-                "non-zero, unit length.")
-def index_vectors_valid(embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=vector_index,
+    blocking=True,
+    description="A random sample of index vectors: the model's dimension, finite, non-zero, unit length.",
+)
+def index_vectors_valid(
+    embedder: EmbedderResource, vector_store: VectorStoreResource, pipeline_state: PipelineStateStore
+) -> dg.AssetCheckResult:
     generation = maintained_generation(embedder, vector_store, pipeline_state)
-    table = vector_store.sample(generation, 512, ["chunk_id", "vector"]) if vector_store.has_generation(generation) else None
+    table = (
+        vector_store.sample(generation, 512, ["chunk_id", "vector"])
+        if vector_store.has_generation(generation)
+        else None
+    )
     if table is None or table.num_rows == 0:
         return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
     col = table.column("vector")
@@ -195,6 +266,12 @@ def index_vectors_valid(embedder: EmbedderResource, vector_store: VectorStoreRes
     off_unit = int((np.abs(norms - 1) > 1e-2).sum())
     return dg.AssetCheckResult(
         passed=dim == embedder.dimension and nan_rows == 0 and zero_rows == 0 and off_unit == 0,
-        metadata={"sampled_rows": table.num_rows, "dimension": dim, "model_dimension": embedder.dimension, "nan_rows": nan_rows,
-                  "zero_rows": zero_rows, "non_unit_rows": off_unit},
+        metadata={
+            "sampled_rows": table.num_rows,
+            "dimension": dim,
+            "model_dimension": embedder.dimension,
+            "nan_rows": nan_rows,
+            "zero_rows": zero_rows,
+            "non_unit_rows": off_unit,
+        },
     )

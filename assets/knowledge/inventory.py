@@ -5,7 +5,6 @@ plus one shard, however large the bucket. A shard whose listing did not change k
 downstream of it is dirty.
 """
 
-
 import hashlib
 import tempfile
 import time
@@ -38,8 +37,9 @@ def _listing_digest(table: pa.Table) -> str:
     description="Every object in the document store (key, size, ETag), sharded by a hash of the key. Streams the listing; "
     "a shard whose listing is unchanged keeps its object, so nothing downstream of it runs.",
 )
-def document_inventory(context: dg.AssetExecutionContext, document_store: DocumentStoreResource,
-                       pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
+def document_inventory(
+    context: dg.AssetExecutionContext, document_store: DocumentStoreResource, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
     t0 = time.perf_counter()
     shards = pipeline_state.layout()
     previous = pipeline_state.manifest(INVENTORY_TABLE)
@@ -52,14 +52,17 @@ def document_inventory(context: dg.AssetExecutionContext, document_store: Docume
             nonlocal buffered
             for s, rows in buffers.items():
                 if rows:
-                    pq.write_table(pa.Table.from_pylist(rows, schema=INVENTORY), Path(scratch) / f"{s}-{spilled.get(s, 0)}.parquet")
+                    pq.write_table(
+                        pa.Table.from_pylist(rows, schema=INVENTORY), Path(scratch) / f"{s}-{spilled.get(s, 0)}.parquet"
+                    )
                     spilled[s] = spilled.get(s, 0) + 1
             buffers.clear()
             buffered = 0
 
         for obj in document_store.iter_objects():
             buffers.setdefault(shard_of(obj.key, shards), []).append(
-                {"key": obj.key, "size": obj.size, "etag": obj.etag, "last_modified": obj.last_modified})
+                {"key": obj.key, "size": obj.size, "etag": obj.etag, "last_modified": obj.last_modified}
+            )
             buffered += 1
             listed += 1
             if buffered >= SPILL_ROWS:
@@ -79,7 +82,9 @@ def document_inventory(context: dg.AssetExecutionContext, document_store: Docume
             old_etags = dict(zip(before.column("key").to_pylist(), before.column("etag").to_pylist()))
             keys = table.column("key").to_pylist()
             totals["new"] += sum(1 for k in keys if k not in old_etags)
-            totals["changed"] += sum(1 for k, e in zip(keys, table.column("etag").to_pylist()) if k in old_etags and old_etags[k] != e)
+            totals["changed"] += sum(
+                1 for k, e in zip(keys, table.column("etag").to_pylist()) if k in old_etags and old_etags[k] != e
+            )
             totals["deleted"] += len(set(old_etags) - set(keys))
             entries[s] = pipeline_state.write_shard(INVENTORY_TABLE, s, digest, table, {"objects": table.num_rows})
     pipeline_state.commit(INVENTORY_TABLE, entries)

@@ -1,6 +1,5 @@
 """parsed_documents: text and metadata of every document, parsed on Ray shard by shard; failures quarantined."""
 
-
 import time
 
 import dagster as dg
@@ -8,7 +7,13 @@ import dagster as dg
 from assets.knowledge.common import GROUP, OWNERS, RETRY, run_stage
 from assets.knowledge.inventory import document_inventory
 from assets.knowledge.state import (
-    DOCUMENTS, DOCUMENTS_TABLE, INVENTORY_TABLE, PARSE_QUARANTINE_TABLE, QUARANTINE, plan, sum_stats,
+    DOCUMENTS,
+    DOCUMENTS_TABLE,
+    INVENTORY_TABLE,
+    PARSE_QUARANTINE_TABLE,
+    QUARANTINE,
+    plan,
+    sum_stats,
 )
 from assets.metadata import md_table, quarantine_table
 from core.documents import DEFAULT_MAX_BYTES, PARSER_VERSION
@@ -41,19 +46,36 @@ def quarantine_rows(store: PipelineStateStore, limit: int = 100) -> list[dict]:
     "JSON, CSV) chosen from the content, as Ray tasks over the dirty shards. A document is read only when its ETag changed "
     "and parsed only when its content did; one that fails is quarantined with its key and reason, and the run goes on.",
 )
-def parsed_documents(context: dg.AssetExecutionContext, config: ParseConfig, document_store: DocumentStoreResource,
-                     pipeline_state: PipelineStateStore, ray_jobs: RayJobRunner) -> dg.MaterializeResult:
+def parsed_documents(
+    context: dg.AssetExecutionContext,
+    config: ParseConfig,
+    document_store: DocumentStoreResource,
+    pipeline_state: PipelineStateStore,
+    ray_jobs: RayJobRunner,
+) -> dg.MaterializeResult:
     t0 = time.perf_counter()
-    items = plan(pipeline_state, DOCUMENTS_TABLE, (INVENTORY_TABLE,), f"{PARSER_VERSION}:{config.max_bytes}",
-                 prev=(DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE))
-    entries, info = run_stage(context, ray_jobs, pipeline_state, "resources.data_path:parse_stage",
-                              {"items": items, "documents": resource_spec(document_store), "max_bytes": config.max_bytes},
-                              (DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE))
+    items = plan(
+        pipeline_state,
+        DOCUMENTS_TABLE,
+        (INVENTORY_TABLE,),
+        f"{PARSER_VERSION}:{config.max_bytes}",
+        prev=(DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE),
+    )
+    entries, info = run_stage(
+        context,
+        ray_jobs,
+        pipeline_state,
+        "resources.data_path:parse_stage",
+        {"items": items, "documents": resource_spec(document_store), "max_bytes": config.max_bytes},
+        (DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE),
+    )
     stats = sum_stats(info["computed"][DOCUMENTS_TABLE], "parsed", "read", "new", "changed", "deleted")
     quarantine = quarantine_rows(pipeline_state)
     quarantined = pipeline_state.table_rows(PARSE_QUARANTINE_TABLE)
     if quarantined:
-        context.log.warning(f"{quarantined} document(s) quarantined, e.g. {quarantine[0]['key']}: {quarantine[0]['reason']}")
+        context.log.warning(
+            f"{quarantined} document(s) quarantined, e.g. {quarantine[0]['key']}: {quarantine[0]['reason']}"
+        )
     preview = next((t for _, t in pipeline_state.iter_shards(DOCUMENTS_TABLE, DOCUMENTS) if t.num_rows), None)
     return dg.MaterializeResult(
         metadata={
@@ -64,16 +86,22 @@ def parsed_documents(context: dg.AssetExecutionContext, config: ParseConfig, doc
             "dirty_shards": len(items),
             "resumed_shards": info.get("resumed", 0),
             "quarantine": quarantine_table(quarantine),
-            "preview": md_table(preview.slice(0, 5).to_pylist() if preview is not None else [],
-                                ["doc_id", "title", "journal", "year", "source_format"], limit=5),
+            "preview": md_table(
+                preview.slice(0, 5).to_pylist() if preview is not None else [],
+                ["doc_id", "title", "journal", "year", "source_format"],
+                limit=5,
+            ),
             "ray_seconds": info["seconds"],
             "seconds": round(time.perf_counter() - t0, 3),
         }
     )
 
 
-@dg.asset_check(asset=parsed_documents, description="Nothing is lost: every inventoried document is either parsed or "
-                "quarantined with a reason (checked shard by shard).")
+@dg.asset_check(
+    asset=parsed_documents,
+    description="Nothing is lost: every inventoried document is either parsed or "
+    "quarantined with a reason (checked shard by shard).",
+)
 def every_document_accounted_for(pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
     from assets.knowledge.state import INVENTORY
 
@@ -83,8 +111,12 @@ def every_document_accounted_for(pipeline_state: PipelineStateStore) -> dg.Asset
     docs_m, q_m = pipeline_state.manifest(DOCUMENTS_TABLE), pipeline_state.manifest(PARSE_QUARANTINE_TABLE)
     for shard, inv in pipeline_state.iter_shards(INVENTORY_TABLE, INVENTORY, columns=["key"]):
         name = pipeline_state.shard_name(shard)
-        docs = pipeline_state.read_shard(DOCUMENTS_TABLE, shard, DOCUMENTS, entry=docs_m.get(name) or {}, columns=["key"])
-        q = pipeline_state.read_shard(PARSE_QUARANTINE_TABLE, shard, QUARANTINE, entry=q_m.get(name) or {}, columns=["key", "reason"])
+        docs = pipeline_state.read_shard(
+            DOCUMENTS_TABLE, shard, DOCUMENTS, entry=docs_m.get(name) or {}, columns=["key"]
+        )
+        q = pipeline_state.read_shard(
+            PARSE_QUARANTINE_TABLE, shard, QUARANTINE, entry=q_m.get(name) or {}, columns=["key", "reason"]
+        )
         seen = set(docs.column("key").to_pylist()) | set(q.column("key").to_pylist())
         missing += [k for k in inv.column("key").to_pylist() if k not in seen][: 50 - len(missing)]
         no_reason += [k for k, r in zip(q.column("key").to_pylist(), q.column("reason").to_pylist()) if not r]
@@ -93,5 +125,9 @@ def every_document_accounted_for(pipeline_state: PipelineStateStore) -> dg.Asset
         counts["quarantined"] += q.num_rows
     return dg.AssetCheckResult(
         passed=not missing and not no_reason,
-        metadata={**counts, "missing": dg.MetadataValue.json(missing), "quarantine_list": quarantine_table(quarantine_rows(pipeline_state))},
+        metadata={
+            **counts,
+            "missing": dg.MetadataValue.json(missing),
+            "quarantine_list": quarantine_table(quarantine_rows(pipeline_state)),
+        },
     )

@@ -19,7 +19,14 @@ import pyarrow.compute as pc
 
 from core.generations import Candidate
 from core.knowledge import (  # noqa: F401  (the schemas are part of this module's interface)
-    CHUNK_QUARANTINE, CHUNKS, CLASSES, DOCUMENTS, INDEXED, INVENTORY, QUARANTINE, vectors_schema,
+    CHUNK_QUARANTINE,
+    CHUNKS,
+    CLASSES,
+    DOCUMENTS,
+    INDEXED,
+    INVENTORY,
+    QUARANTINE,
+    vectors_schema,
 )
 from resources.state_store import PipelineStateStore, digest_of
 
@@ -49,8 +56,15 @@ def indexed_table(generation: str) -> str:
     return f"indexed/{generation}"
 
 
-def plan(store: PipelineStateStore, output: str, reads: tuple[str, ...], version: str, prev: tuple[str, ...] = (),
-         extra: str = "", force: bool = False) -> list[dict]:
+def plan(
+    store: PipelineStateStore,
+    output: str,
+    reads: tuple[str, ...],
+    version: str,
+    prev: tuple[str, ...] = (),
+    extra: str = "",
+    force: bool = False,
+) -> list[dict]:
     """Work items for the dirty shards of ``output``: shards whose committed entry was not built from the current
     objects of ``reads`` (and ``version``/``extra``). Each item carries the shard, its input digest, the entries it
     reads and the previous entries of ``prev`` (for row-level reuse)."""
@@ -67,7 +81,9 @@ def plan(store: PipelineStateStore, output: str, reads: tuple[str, ...], version
         digest = digest_of(version, extra, {t: e["object"] for t, e in entries.items()})
         if not force and current.get(name, {}).get("input") == digest:
             continue
-        items.append({"shard": s, "input": digest, "reads": entries, "prev": {t: m.get(name) for t, m in prev_manifests.items()}})
+        items.append(
+            {"shard": s, "input": digest, "reads": entries, "prev": {t: m.get(name) for t, m in prev_manifests.items()}}
+        )
     return items
 
 

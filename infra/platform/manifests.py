@@ -26,27 +26,60 @@ from infra.platform.config import MANAGED_BY, NodePoolConfig, PlatformConfig
 
 RAY_VERSION = "2.60.0"
 VLLM_IMAGE_TAG = "2.60.0-py311-cu128"  # rayproject/ray-llm: Ray Serve LLM with vLLM, matching the Ray version
-LITELLM_IMAGE = "ghcr.io/berriai/litellm:v1.76.1-stable"  # the proxy image; the local twin runs litellm 1.106 (infra/gateway)
+LITELLM_IMAGE = (
+    "ghcr.io/berriai/litellm:v1.76.1-stable"  # the proxy image; the local twin runs litellm 1.106 (infra/gateway)
+)
 
 HELM_CHARTS = [
-    {"name": "kuberay-operator", "repo": "https://ray-project.github.io/kuberay-helm/", "chart": "kuberay-operator", "version": "1.7.0",
-     "namespace": "kuberay-system", "values": {"batchScheduler": {"enabled": False}}},
-    {"name": "prometheus-agent", "repo": "https://prometheus-community.github.io/helm-charts", "chart": "kube-prometheus-stack",
-     "version": "75.15.1", "namespace": "monitoring",
-     "values": {"grafana": {"enabled": False}, "alertmanager": {"enabled": False},
-                "prometheus": {"agentMode": True, "serviceAccount": {"name": "prometheus-amp"},
-                               "prometheusSpec": {"serviceMonitorSelectorNilUsesHelmValues": False,
-                                                  "remoteWrite": [{"url": "${AMP_REMOTE_WRITE_URL}", "sigv4": {"region": "${AWS_REGION}"}}]}}}},
-    {"name": "dagster", "repo": "https://dagster-io.github.io/helm", "chart": "dagster", "version": "1.13.27", "namespace": "dagster",
-     "values_file": "dagster-values.yaml"},
+    {
+        "name": "kuberay-operator",
+        "repo": "https://ray-project.github.io/kuberay-helm/",
+        "chart": "kuberay-operator",
+        "version": "1.7.0",
+        "namespace": "kuberay-system",
+        "values": {"batchScheduler": {"enabled": False}},
+    },
+    {
+        "name": "prometheus-agent",
+        "repo": "https://prometheus-community.github.io/helm-charts",
+        "chart": "kube-prometheus-stack",
+        "version": "75.15.1",
+        "namespace": "monitoring",
+        "values": {
+            "grafana": {"enabled": False},
+            "alertmanager": {"enabled": False},
+            "prometheus": {
+                "agentMode": True,
+                "serviceAccount": {"name": "prometheus-amp"},
+                "prometheusSpec": {
+                    "serviceMonitorSelectorNilUsesHelmValues": False,
+                    "remoteWrite": [{"url": "${AMP_REMOTE_WRITE_URL}", "sigv4": {"region": "${AWS_REGION}"}}],
+                },
+            },
+        },
+    },
+    {
+        "name": "dagster",
+        "repo": "https://dagster-io.github.io/helm",
+        "chart": "dagster",
+        "version": "1.13.27",
+        "namespace": "dagster",
+        "values_file": "dagster-values.yaml",
+    },
 ]
 
 
 def labels(cfg: PlatformConfig, component: str) -> dict[str, str]:
-    return {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/part-of": cfg.cluster_name, "app.kubernetes.io/component": component}
+    return {
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": cfg.cluster_name,
+        "app.kubernetes.io/component": component,
+    }
 
 
-def _meta(cfg: PlatformConfig, name: str, component: str, namespace: str | None = None, extra: dict | None = None) -> dict:
+def _meta(
+    cfg: PlatformConfig, name: str, component: str, namespace: str | None = None, extra: dict | None = None
+) -> dict:
     m: dict[str, Any] = {"name": name, "labels": {**labels(cfg, component), **(extra or {})}}
     if namespace:
         m["namespace"] = namespace
@@ -64,7 +97,9 @@ def _requirements(pool: NodePoolConfig, auto_mode: bool) -> list[dict]:
         {"key": f"{prefix}/instance-family", "operator": "In", "values": list(pool.instance_families)},
     ]
     if pool.min_generation:
-        reqs.append({"key": f"{prefix}/instance-generation", "operator": "Gt", "values": [str(pool.min_generation - 1)]})
+        reqs.append(
+            {"key": f"{prefix}/instance-generation", "operator": "Gt", "values": [str(pool.min_generation - 1)]}
+        )
     return reqs
 
 
@@ -79,45 +114,76 @@ def render_node_pools(cfg: PlatformConfig, compute_mode: str = "auto") -> list[d
             limits["nvidia.com/gpu"] = str(pool.gpu_limit)
         if pool.neuron_limit:
             limits["aws.amazon.com/neuron"] = str(pool.neuron_limit)
-        node_class_ref = ({"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"} if auto
-                          else {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool.name})
-        spec_template: dict[str, Any] = {"nodeClassRef": node_class_ref, "requirements": _requirements(pool, auto), "expireAfter": pool.expire_after}
+        node_class_ref = (
+            {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+            if auto
+            else {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool.name}
+        )
+        spec_template: dict[str, Any] = {
+            "nodeClassRef": node_class_ref,
+            "requirements": _requirements(pool, auto),
+            "expireAfter": pool.expire_after,
+        }
         if pool.taints:
             spec_template["taints"] = [dict(t) for t in pool.taints]
-        out.append({
-            "apiVersion": "karpenter.sh/v1",
-            "kind": "NodePool",
-            "metadata": _meta(cfg, pool.name, "node-pool"),
-            "spec": {
-                "template": {"spec": spec_template},
-                "limits": limits,
-                "disruption": {"consolidationPolicy": "WhenEmptyOrUnderutilized", "consolidateAfter": pool.consolidate_after,
-                               "budgets": [{"nodes": pool.disruption_budget}]},
-            },
-        })
-        if not auto:
-            out.append({
-                "apiVersion": "karpenter.k8s.aws/v1",
-                "kind": "EC2NodeClass",
-                "metadata": _meta(cfg, pool.name, "node-class"),
+        out.append(
+            {
+                "apiVersion": "karpenter.sh/v1",
+                "kind": "NodePool",
+                "metadata": _meta(cfg, pool.name, "node-pool"),
                 "spec": {
-                    "role": f"{cfg.cluster_name}-node",
-                    "amiSelectorTerms": [{"alias": "al2023@latest"}],  # Karpenter picks the NVIDIA / Neuron AL2023 variants
-                    "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cfg.cluster_name}}],
-                    "securityGroupSelectorTerms": [{"tags": {"karpenter.sh/discovery": cfg.cluster_name}}],
-                    "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"volumeSize": f"{pool.volume_gi}Gi", "volumeType": "gp3",
-                                                                             "encrypted": True, "deleteOnTermination": True}}],
-                    "metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1},
-                    "tags": {"agentic/cluster": cfg.cluster_name, "agentic/pool": pool.name},
+                    "template": {"spec": spec_template},
+                    "limits": limits,
+                    "disruption": {
+                        "consolidationPolicy": "WhenEmptyOrUnderutilized",
+                        "consolidateAfter": pool.consolidate_after,
+                        "budgets": [{"nodes": pool.disruption_budget}],
+                    },
                 },
-            })
+            }
+        )
+        if not auto:
+            out.append(
+                {
+                    "apiVersion": "karpenter.k8s.aws/v1",
+                    "kind": "EC2NodeClass",
+                    "metadata": _meta(cfg, pool.name, "node-class"),
+                    "spec": {
+                        "role": f"{cfg.cluster_name}-node",
+                        "amiSelectorTerms": [
+                            {"alias": "al2023@latest"}
+                        ],  # Karpenter picks the NVIDIA / Neuron AL2023 variants
+                        "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cfg.cluster_name}}],
+                        "securityGroupSelectorTerms": [{"tags": {"karpenter.sh/discovery": cfg.cluster_name}}],
+                        "blockDeviceMappings": [
+                            {
+                                "deviceName": "/dev/xvda",
+                                "ebs": {
+                                    "volumeSize": f"{pool.volume_gi}Gi",
+                                    "volumeType": "gp3",
+                                    "encrypted": True,
+                                    "deleteOnTermination": True,
+                                },
+                            }
+                        ],
+                        "metadataOptions": {
+                            "httpEndpoint": "enabled",
+                            "httpTokens": "required",
+                            "httpPutResponseHopLimit": 1,
+                        },
+                        "tags": {"agentic/cluster": cfg.cluster_name, "agentic/pool": pool.name},
+                    },
+                }
+            )
     return out
 
 
 # ------------------------------------------------------------------ add-ons
 
 
-def _daemonset(cfg: PlatformConfig, name: str, image: str, toleration: str, resource_key: str, args: list[str] | None = None) -> dict:
+def _daemonset(
+    cfg: PlatformConfig, name: str, image: str, toleration: str, resource_key: str, args: list[str] | None = None
+) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -130,15 +196,33 @@ def _daemonset(cfg: PlatformConfig, name: str, image: str, toleration: str, reso
                 "spec": {
                     "priorityClassName": "system-node-critical",
                     "tolerations": [{"key": toleration, "operator": "Exists", "effect": "NoSchedule"}],
-                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": "karpenter.sh/nodepool", "operator": "In",
-                                               "values": ["gpu" if resource_key == "nvidia.com/gpu" else "inferentia"]}]}]}}},
-                    "containers": [{
-                        "name": name, "image": image, **({"args": args} if args else {}),
-                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
-                        "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
-                    }],
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {
+                                        "matchExpressions": [
+                                            {
+                                                "key": "karpenter.sh/nodepool",
+                                                "operator": "In",
+                                                "values": ["gpu" if resource_key == "nvidia.com/gpu" else "inferentia"],
+                                            }
+                                        ]
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": image,
+                            **({"args": args} if args else {}),
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                            "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
+                        }
+                    ],
                     "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}],
                 },
             },
@@ -158,10 +242,25 @@ def _service_monitor(cfg: PlatformConfig, name: str, selector: dict, port: str, 
 def render_cluster_addons(cfg: PlatformConfig, compute_mode: str = "auto") -> list[dict]:
     out: list[dict] = []
     if compute_mode == "karpenter":  # Auto Mode nodes come with the NVIDIA and Neuron device plugins
-        out.append(_daemonset(cfg, "nvidia-device-plugin", "nvcr.io/nvidia/k8s-device-plugin:v0.17.1", "nvidia.com/gpu", "nvidia.com/gpu",
-                              ["--fail-on-init-error=false"]))
-        out.append(_daemonset(cfg, "neuron-device-plugin", "public.ecr.aws/neuron/neuron-device-plugin:2.24.23.0", "aws.amazon.com/neuron",
-                              "aws.amazon.com/neuron"))
+        out.append(
+            _daemonset(
+                cfg,
+                "nvidia-device-plugin",
+                "nvcr.io/nvidia/k8s-device-plugin:v0.17.1",
+                "nvidia.com/gpu",
+                "nvidia.com/gpu",
+                ["--fail-on-init-error=false"],
+            )
+        )
+        out.append(
+            _daemonset(
+                cfg,
+                "neuron-device-plugin",
+                "public.ecr.aws/neuron/neuron-device-plugin:2.24.23.0",
+                "aws.amazon.com/neuron",
+                "aws.amazon.com/neuron",
+            )
+        )
     out += [
         _service_monitor(cfg, "ray-serve", {"ray.io/node-type": "head"}, "metrics"),
         _service_monitor(cfg, "litellm", {"app.kubernetes.io/name": "litellm"}, "http", "/metrics/"),
@@ -174,7 +273,13 @@ def render_cluster_addons(cfg: PlatformConfig, compute_mode: str = "auto") -> li
 
 
 def _probe(path: str, port: int, delay: int) -> dict:
-    return {"httpGet": {"path": path, "port": port}, "initialDelaySeconds": delay, "periodSeconds": 15, "timeoutSeconds": 5, "failureThreshold": 6}
+    return {
+        "httpGet": {"path": path, "port": port},
+        "initialDelaySeconds": delay,
+        "periodSeconds": 15,
+        "timeoutSeconds": 5,
+        "failureThreshold": 6,
+    }
 
 
 def _ray_container(name: str, image: str, resources: dict, env: list[dict] | None = None, probes: bool = False) -> dict:
@@ -182,25 +287,52 @@ def _ray_container(name: str, image: str, resources: dict, env: list[dict] | Non
     if env:
         c["env"] = env
     if probes:
-        c["ports"] = [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
-                      {"containerPort": 8000, "name": "serve"}, {"containerPort": 8080, "name": "metrics"}]
+        c["ports"] = [
+            {"containerPort": 6379, "name": "gcs"},
+            {"containerPort": 8265, "name": "dashboard"},
+            {"containerPort": 8000, "name": "serve"},
+            {"containerPort": 8080, "name": "metrics"},
+        ]
     return c
 
 
-def _worker_group(name: str, pool: str, image: str, resources: dict, min_r: int, max_r: int, taint: str | None = None,
-                  env: list[dict] | None = None) -> dict:
-    spec: dict[str, Any] = {"nodeSelector": {"karpenter.sh/nodepool": pool}, "serviceAccountName": "ray",
-                            "containers": [_ray_container("ray-worker", image, resources, env)]}
+def _worker_group(
+    name: str,
+    pool: str,
+    image: str,
+    resources: dict,
+    min_r: int,
+    max_r: int,
+    taint: str | None = None,
+    env: list[dict] | None = None,
+) -> dict:
+    spec: dict[str, Any] = {
+        "nodeSelector": {"karpenter.sh/nodepool": pool},
+        "serviceAccountName": "ray",
+        "containers": [_ray_container("ray-worker", image, resources, env)],
+    }
     if taint:
         spec["tolerations"] = [{"key": taint, "operator": "Exists", "effect": "NoSchedule"}]
-    return {"groupName": name, "replicas": min_r, "minReplicas": min_r, "maxReplicas": max_r, "rayStartParams": {}, "template": {"spec": spec}}
+    return {
+        "groupName": name,
+        "replicas": min_r,
+        "minReplicas": min_r,
+        "maxReplicas": max_r,
+        "rayStartParams": {},
+        "template": {"spec": spec},
+    }
 
 
 def _head(image: str) -> dict:
     return {
         "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0", "metrics-export-port": "8080"},
-        "template": {"spec": {"nodeSelector": {"karpenter.sh/nodepool": "general"}, "serviceAccountName": "ray",
-                              "containers": [_ray_container("ray-head", image, {"cpu": "2", "memory": "8Gi"}, probes=True)]}},
+        "template": {
+            "spec": {
+                "nodeSelector": {"karpenter.sh/nodepool": "general"},
+                "serviceAccountName": "ray",
+                "containers": [_ray_container("ray-head", image, {"cpu": "2", "memory": "8Gi"}, probes=True)],
+            }
+        },
     }
 
 
@@ -212,8 +344,12 @@ def _rayservice(cfg: PlatformConfig, name: str, serve_config: dict, workers: lis
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
             "upgradeStrategy": {"type": "NewCluster"},
-            "rayClusterConfig": {"rayVersion": RAY_VERSION, "enableInTreeAutoscaling": True, "headGroupSpec": _head(image),
-                                 "workerGroupSpecs": workers},
+            "rayClusterConfig": {
+                "rayVersion": RAY_VERSION,
+                "enableInTreeAutoscaling": True,
+                "headGroupSpec": _head(image),
+                "workerGroupSpecs": workers,
+            },
         },
     }
 
@@ -223,64 +359,156 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
     hf_env = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": m.hf_token_secret, "key": "token"}}}]
     llm_image = f"rayproject/ray-llm:{VLLM_IMAGE_TAG}"
     llm_app = {
-        "name": "llm", "route_prefix": "/llm", "import_path": "ray.serve.llm:build_openai_app",
-        "args": {"llm_configs": [{
-            "model_loading_config": {"model_id": m.llm_model_id, "model_source": m.llm_source},
-            "engine_kwargs": {"tensor_parallel_size": m.llm_tensor_parallel, "max_model_len": m.llm_max_model_len,
-                              "enable_auto_tool_choice": True, "tool_call_parser": "hermes", "reasoning_parser": "qwen3",
-                              "gpu_memory_utilization": 0.9},
-            "deployment_config": {"autoscaling_config": {"min_replicas": 1, "max_replicas": m.llm_max_replicas, "target_ongoing_requests": 32},
-                                  "health_check_period_s": 10, "health_check_timeout_s": 30},
-            "accelerator_type": "L4",
-        }]},
+        "name": "llm",
+        "route_prefix": "/llm",
+        "import_path": "ray.serve.llm:build_openai_app",
+        "args": {
+            "llm_configs": [
+                {
+                    "model_loading_config": {"model_id": m.llm_model_id, "model_source": m.llm_source},
+                    "engine_kwargs": {
+                        "tensor_parallel_size": m.llm_tensor_parallel,
+                        "max_model_len": m.llm_max_model_len,
+                        "enable_auto_tool_choice": True,
+                        "tool_call_parser": "hermes",
+                        "reasoning_parser": "qwen3",
+                        "gpu_memory_utilization": 0.9,
+                    },
+                    "deployment_config": {
+                        "autoscaling_config": {
+                            "min_replicas": 1,
+                            "max_replicas": m.llm_max_replicas,
+                            "target_ongoing_requests": 32,
+                        },
+                        "health_check_period_s": 10,
+                        "health_check_timeout_s": 30,
+                    },
+                    "accelerator_type": "L4",
+                }
+            ]
+        },
     }
     gpu = {"cpu": "44", "memory": "170Gi", "nvidia.com/gpu": str(m.llm_gpus_per_replica)}
     out = [
-        _rayservice(cfg, "agentic-llm", {"applications": [llm_app]},
-                    [_worker_group("gpu-llm", "gpu", llm_image, gpu, 1, m.llm_max_replicas, "nvidia.com/gpu", hf_env)], llm_image),
-        _rayservice(cfg, "agentic-embed", {"applications": [{
-            "name": "embedder", "route_prefix": "/embed", "import_path": "resources.serve_apps:embedding_app",
-            "args": {"model_id": m.embedder_model_id, "spec": {
-                # ONNX model baked into the image at build time: nothing compiles or downloads at pod start
-                "model_path": "/models/arctic-embed-s/model.onnx", "tokenizer_path": "/models/arctic-embed-s/tokenizer.json",
-                "dimension": 384, "max_tokens": 512, "batch_size": 32, "threads": 0,
-                "query_prefix": "Represent this sentence for searching relevant passages: ", "document_prefix": ""}},
-            "deployments": [{"name": "embedder", "autoscaling_config": {"min_replicas": 1, "max_replicas": m.embedder_max_replicas,
-                                                                       "target_ongoing_requests": 32}}],
-        }]}, [_worker_group("cpu-embed", "graviton", cfg.image, {"cpu": "4", "memory": "8Gi"}, 1, m.embedder_max_replicas)], cfg.image),
+        _rayservice(
+            cfg,
+            "agentic-llm",
+            {"applications": [llm_app]},
+            [_worker_group("gpu-llm", "gpu", llm_image, gpu, 1, m.llm_max_replicas, "nvidia.com/gpu", hf_env)],
+            llm_image,
+        ),
+        _rayservice(
+            cfg,
+            "agentic-embed",
+            {
+                "applications": [
+                    {
+                        "name": "embedder",
+                        "route_prefix": "/embed",
+                        "import_path": "resources.serve_apps:embedding_app",
+                        "args": {
+                            "model_id": m.embedder_model_id,
+                            "spec": {
+                                # ONNX model baked into the image at build time: nothing compiles or downloads at pod start
+                                "model_path": "/models/arctic-embed-s/model.onnx",
+                                "tokenizer_path": "/models/arctic-embed-s/tokenizer.json",
+                                "dimension": 384,
+                                "max_tokens": 512,
+                                "batch_size": 32,
+                                "threads": 0,
+                                "query_prefix": "Represent this sentence for searching relevant passages: ",
+                                "document_prefix": "",
+                            },
+                        },
+                        "deployments": [
+                            {
+                                "name": "embedder",
+                                "autoscaling_config": {
+                                    "min_replicas": 1,
+                                    "max_replicas": m.embedder_max_replicas,
+                                    "target_ongoing_requests": 32,
+                                },
+                            }
+                        ],
+                    }
+                ]
+            },
+            [
+                _worker_group(
+                    "cpu-embed", "graviton", cfg.image, {"cpu": "4", "memory": "8Gi"}, 1, m.embedder_max_replicas
+                )
+            ],
+            cfg.image,
+        ),
         {
             "apiVersion": "ray.io/v1",
             "kind": "RayCluster",
             "metadata": _meta(cfg, "agentic-data", "ray-data", cfg.namespace),
-            "spec": {"rayVersion": RAY_VERSION, "enableInTreeAutoscaling": True, "headGroupSpec": _head(cfg.image),
-                     "workerGroupSpecs": [_worker_group("cpu-data", "graviton", cfg.image, {"cpu": "8", "memory": "16Gi"}, 0, 16)]},
+            "spec": {
+                "rayVersion": RAY_VERSION,
+                "enableInTreeAutoscaling": True,
+                "headGroupSpec": _head(cfg.image),
+                "workerGroupSpecs": [
+                    _worker_group("cpu-data", "graviton", cfg.image, {"cpu": "8", "memory": "16Gi"}, 0, 16)
+                ],
+            },
         },
     ]
     if m.inferentia:
         neuron_app = json.loads(json.dumps(llm_app))
         cfg_llm = neuron_app["args"]["llm_configs"][0]
         cfg_llm["model_loading_config"] = {"model_id": m.inferentia_model_id, "model_source": m.inferentia_source}
-        cfg_llm["engine_kwargs"] = {"device": "neuron", "tensor_parallel_size": 2, "max_model_len": 8192, "max_num_seqs": 8,
-                                    "enable_auto_tool_choice": True, "tool_call_parser": "hermes"}
+        cfg_llm["engine_kwargs"] = {
+            "device": "neuron",
+            "tensor_parallel_size": 2,
+            "max_model_len": 8192,
+            "max_num_seqs": 8,
+            "enable_auto_tool_choice": True,
+            "tool_call_parser": "hermes",
+        }
         cfg_llm.pop("accelerator_type")
         neuron = {"cpu": "3", "memory": "12Gi", "aws.amazon.com/neuron": "1"}
-        out.append(_rayservice(cfg, "agentic-llm-neuron", {"applications": [neuron_app]},
-                               [_worker_group("neuron-llm", "inferentia", f"{cfg.image}-neuron", neuron, 1, 2, "aws.amazon.com/neuron", hf_env)],
-                               cfg.image))
+        out.append(
+            _rayservice(
+                cfg,
+                "agentic-llm-neuron",
+                {"applications": [neuron_app]},
+                [
+                    _worker_group(
+                        "neuron-llm", "inferentia", f"{cfg.image}-neuron", neuron, 1, 2, "aws.amazon.com/neuron", hf_env
+                    )
+                ],
+                cfg.image,
+            )
+        )
     return out
 
 
 # ------------------------------------------------------------------ gateway, API, observability
 
 
-def _deployment(cfg: PlatformConfig, name: str, image: str, port: int, env: list[dict], args: list[str] | None = None,
-                volumes: list[dict] | None = None, mounts: list[dict] | None = None, sa: str | None = None,
-                resources: dict | None = None, health: str = "/health") -> list[dict]:
+def _deployment(
+    cfg: PlatformConfig,
+    name: str,
+    image: str,
+    port: int,
+    env: list[dict],
+    args: list[str] | None = None,
+    volumes: list[dict] | None = None,
+    mounts: list[dict] | None = None,
+    sa: str | None = None,
+    resources: dict | None = None,
+    health: str = "/health",
+) -> list[dict]:
     sel = {"app.kubernetes.io/name": name}
     container: dict[str, Any] = {
-        "name": name, "image": image, "ports": [{"containerPort": port, "name": "http"}], "env": env,
+        "name": name,
+        "image": image,
+        "ports": [{"containerPort": port, "name": "http"}],
+        "env": env,
         "resources": resources or {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-        "readinessProbe": _probe(health, port, 10), "livenessProbe": _probe(health, port, 30),
+        "readinessProbe": _probe(health, port, 10),
+        "livenessProbe": _probe(health, port, 30),
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if args:
@@ -293,78 +521,195 @@ def _deployment(cfg: PlatformConfig, name: str, image: str, port: int, env: list
     if volumes:
         pod["volumes"] = volumes
     return [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(cfg, name, "gateway", cfg.namespace, sel),
-         "spec": {"replicas": 2, "selector": {"matchLabels": sel}, "template": {"metadata": {"labels": sel}, "spec": pod}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": _meta(cfg, name, "gateway", cfg.namespace, sel),
-         "spec": {"selector": sel, "ports": [{"name": "http", "port": port, "targetPort": port}]}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(cfg, name, "gateway", cfg.namespace, sel),
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": sel},
+                "template": {"metadata": {"labels": sel}, "spec": pod},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(cfg, name, "gateway", cfg.namespace, sel),
+            "spec": {"selector": sel, "ports": [{"name": "http", "port": port, "targetPort": port}]},
+        },
     ]
 
 
 def grafana_dashboards() -> dict[str, dict]:
     """Dashboards as Grafana JSON: agent latency, tokens, route counts, ingestion throughput."""
+
     def panel(pid: int, title: str, expr: str, unit: str, x: int, y: int) -> dict:
-        return {"id": pid, "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "gridPos": {"h": 8, "w": 12, "x": x, "y": y}, "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-                "targets": [{"refId": "A", "expr": expr}]}
+        return {
+            "id": pid,
+            "type": "timeseries",
+            "title": title,
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "targets": [{"refId": "A", "expr": expr}],
+        }
 
     return {
         "agentic-rag-agents": {
-            "title": "Agentic RAG: agents", "uid": "agentic-agents", "schemaVersion": 39, "time": {"from": "now-6h", "to": "now"},
+            "title": "Agentic RAG: agents",
+            "uid": "agentic-agents",
+            "schemaVersion": 39,
+            "time": {"from": "now-6h", "to": "now"},
             "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
             "panels": [
-                panel(1, "Answer latency p50 / p95", 'histogram_quantile(0.95, sum by (le) (rate(agentic_answer_seconds_bucket[5m])))', "s", 0, 0),
-                panel(2, "Tokens per second (prompt, completion)", 'sum by (kind) (rate(agentic_tokens_total[5m]))', "short", 12, 0),
-                panel(3, "Answers by route", 'sum by (route) (rate(agentic_answers_total[5m]))', "reqps", 0, 8),
-                panel(4, "Gateway requests by model", 'sum by (model) (rate(litellm_requests_metric_total[5m]))', "reqps", 12, 8),
+                panel(
+                    1,
+                    "Answer latency p50 / p95",
+                    "histogram_quantile(0.95, sum by (le) (rate(agentic_answer_seconds_bucket[5m])))",
+                    "s",
+                    0,
+                    0,
+                ),
+                panel(
+                    2,
+                    "Tokens per second (prompt, completion)",
+                    "sum by (kind) (rate(agentic_tokens_total[5m]))",
+                    "short",
+                    12,
+                    0,
+                ),
+                panel(3, "Answers by route", "sum by (route) (rate(agentic_answers_total[5m]))", "reqps", 0, 8),
+                panel(
+                    4,
+                    "Gateway requests by model",
+                    "sum by (model) (rate(litellm_requests_metric_total[5m]))",
+                    "reqps",
+                    12,
+                    8,
+                ),
             ],
         },
         "agentic-rag-ingestion": {
-            "title": "Agentic RAG: ingestion", "uid": "agentic-ingestion", "schemaVersion": 39, "time": {"from": "now-7d", "to": "now"},
+            "title": "Agentic RAG: ingestion",
+            "uid": "agentic-ingestion",
+            "schemaVersion": 39,
+            "time": {"from": "now-7d", "to": "now"},
             "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
             "panels": [
-                panel(1, "Embedding throughput (chunks/s)", 'sum(rate(ray_serve_deployment_processing_latency_ms_count{deployment="embedder"}[5m]))', "short", 0, 0),
-                panel(2, "Ray Serve replicas", 'sum by (deployment) (ray_serve_deployment_replica_healthy)', "short", 12, 0),
+                panel(
+                    1,
+                    "Embedding throughput (chunks/s)",
+                    'sum(rate(ray_serve_deployment_processing_latency_ms_count{deployment="embedder"}[5m]))',
+                    "short",
+                    0,
+                    0,
+                ),
+                panel(
+                    2,
+                    "Ray Serve replicas",
+                    "sum by (deployment) (ray_serve_deployment_replica_healthy)",
+                    "short",
+                    12,
+                    0,
+                ),
             ],
         },
     }
 
 
 def render_gateway_and_observability(cfg: PlatformConfig, litellm_config: dict) -> list[dict]:
-    if "master_key" in json.dumps(litellm_config.get("general_settings", {})) and "os.environ/" not in json.dumps(litellm_config.get("general_settings", {})):
+    if "master_key" in json.dumps(litellm_config.get("general_settings", {})) and "os.environ/" not in json.dumps(
+        litellm_config.get("general_settings", {})
+    ):
         raise ValueError("the LiteLLM master key must be an environment reference, never a literal")
     ns = cfg.namespace
     out: list[dict] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(cfg, ns, "namespace")},
-        *[{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(cfg, sa, "identity", ns)} for sa in ("dagster", "litellm", "ray", "agentic-api")],
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(cfg, "litellm-config", "gateway", ns),
-         "data": {"config.yaml": yaml.safe_dump(litellm_config, sort_keys=False)}},
+        *[
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(cfg, sa, "identity", ns)}
+            for sa in ("dagster", "litellm", "ray", "agentic-api")
+        ],
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(cfg, "litellm-config", "gateway", ns),
+            "data": {"config.yaml": yaml.safe_dump(litellm_config, sort_keys=False)},
+        },
     ]
     secret_env = lambda name, secret, key: {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}  # noqa: E731
     out += _deployment(
-        cfg, "litellm", LITELLM_IMAGE, 4000,
-        env=[secret_env("LITELLM_MASTER_KEY", "litellm-master-key", "key"), secret_env("AGENTIC_UPSTREAM_KEY", "litellm-master-key", "upstream"),
-             {"name": "AWS_REGION", "value": cfg.region}, {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"}],
+        cfg,
+        "litellm",
+        LITELLM_IMAGE,
+        4000,
+        env=[
+            secret_env("LITELLM_MASTER_KEY", "litellm-master-key", "key"),
+            secret_env("AGENTIC_UPSTREAM_KEY", "litellm-master-key", "upstream"),
+            {"name": "AWS_REGION", "value": cfg.region},
+            {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
+        ],
         args=["--config", "/etc/litellm/config.yaml", "--port", "4000"],
-        volumes=[{"name": "config", "configMap": {"name": "litellm-config"}}], mounts=[{"name": "config", "mountPath": "/etc/litellm"}],
-        sa="litellm", health="/health/liveliness")
+        volumes=[{"name": "config", "configMap": {"name": "litellm-config"}}],
+        mounts=[{"name": "config", "mountPath": "/etc/litellm"}],
+        sa="litellm",
+        health="/health/liveliness",
+    )
     out += _deployment(
-        cfg, "agentic-api", cfg.image, 8000,
-        env=[{"name": "AGENTIC_PROFILE", "value": "eks"}, secret_env("AGENTIC_API_KEY", "agentic-api-key", "key"),
-             secret_env("AGENTIC_GATEWAY_KEY", "litellm-master-key", "key"), {"name": "AGENTIC_WEB_SEARCH", "value": "http"},
-             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"{cfg.observability.langfuse_host}/api/public/otel"},
-             secret_env("OTEL_EXPORTER_OTLP_HEADERS", cfg.observability.langfuse_secret, "otlp_headers")],
-        args=["agentic", "serve", "--host", "0.0.0.0", "--port", "8000"], sa="agentic-api")
-    out.append({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {
-            **_meta(cfg, "agentic-api", "gateway", ns),
-            "annotations": {"alb.ingress.kubernetes.io/scheme": "internet-facing", "alb.ingress.kubernetes.io/target-type": "ip",
-                            "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS":443}]', "alb.ingress.kubernetes.io/ssl-redirect": "443"}},
-        "spec": {"ingressClassName": "alb", "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {
-            "service": {"name": "agentic-api", "port": {"number": 8000}}}}]}}]},
-    })
+        cfg,
+        "agentic-api",
+        cfg.image,
+        8000,
+        env=[
+            {"name": "AGENTIC_PROFILE", "value": "eks"},
+            secret_env("AGENTIC_API_KEY", "agentic-api-key", "key"),
+            secret_env("AGENTIC_GATEWAY_KEY", "litellm-master-key", "key"),
+            {"name": "AGENTIC_WEB_SEARCH", "value": "http"},
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"{cfg.observability.langfuse_host}/api/public/otel"},
+            secret_env("OTEL_EXPORTER_OTLP_HEADERS", cfg.observability.langfuse_secret, "otlp_headers"),
+        ],
+        args=["agentic", "serve", "--host", "0.0.0.0", "--port", "8000"],
+        sa="agentic-api",
+    )
+    out.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                **_meta(cfg, "agentic-api", "gateway", ns),
+                "annotations": {
+                    "alb.ingress.kubernetes.io/scheme": "internet-facing",
+                    "alb.ingress.kubernetes.io/target-type": "ip",
+                    "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS":443}]',
+                    "alb.ingress.kubernetes.io/ssl-redirect": "443",
+                },
+            },
+            "spec": {
+                "ingressClassName": "alb",
+                "rules": [
+                    {
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {"service": {"name": "agentic-api", "port": {"number": 8000}}},
+                                }
+                            ]
+                        }
+                    }
+                ],
+            },
+        }
+    )
     for name, dash in grafana_dashboards().items():
-        out.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(cfg, f"dashboard-{name}", "observability", ns, {"grafana_dashboard": "1"}),
-                    "data": {f"{name}.json": json.dumps(dash, indent=1)}})
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": _meta(cfg, f"dashboard-{name}", "observability", ns, {"grafana_dashboard": "1"}),
+                "data": {f"{name}.json": json.dumps(dash, indent=1)},
+            }
+        )
     return out
 
 
@@ -372,29 +717,63 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
     """Values for the official Dagster Helm chart: this code location as a user deployment, the K8sRunLauncher,
     Postgres (RDS via a Secret reference in production; the chart's Postgres is off)."""
     repo, tag = cfg.image.rsplit(":", 1)
-    env = [{"name": "AGENTIC_PROFILE", "value": "eks"}, {"name": "AWS_REGION", "value": cfg.region},
-           {"name": "AGENTIC_DOCUMENT_BUCKET", "value": cfg.document_bucket},
-           {"name": "AGENTIC_RAY_ADDRESS", "value": f"ray://agentic-data-head-svc.{cfg.namespace}:10001"},
-           # bulk data work goes to the data RayCluster as Ray jobs (its dashboard's Jobs API), state to S3 (state/)
-           {"name": "AGENTIC_RAY_JOBS_ADDRESS", "value": f"http://agentic-data-head-svc.{cfg.namespace}:8265"},
-           {"name": "AGENTIC_DOCUMENT_QUEUE_URL", "value": f"https://sqs.{cfg.region}.amazonaws.com/${{AWS_ACCOUNT_ID}}/{cfg.cluster_name}-documents"}]
+    env = [
+        {"name": "AGENTIC_PROFILE", "value": "eks"},
+        {"name": "AWS_REGION", "value": cfg.region},
+        {"name": "AGENTIC_DOCUMENT_BUCKET", "value": cfg.document_bucket},
+        {"name": "AGENTIC_RAY_ADDRESS", "value": f"ray://agentic-data-head-svc.{cfg.namespace}:10001"},
+        # bulk data work goes to the data RayCluster as Ray jobs (its dashboard's Jobs API), state to S3 (state/)
+        {"name": "AGENTIC_RAY_JOBS_ADDRESS", "value": f"http://agentic-data-head-svc.{cfg.namespace}:8265"},
+        {
+            "name": "AGENTIC_DOCUMENT_QUEUE_URL",
+            "value": f"https://sqs.{cfg.region}.amazonaws.com/${{AWS_ACCOUNT_ID}}/{cfg.cluster_name}-documents",
+        },
+    ]
     return {
         "global": {"serviceAccountName": "dagster", "postgresqlSecretName": "dagster-postgresql-secret"},
-        "dagster-user-deployments": {"enabled": True, "deployments": [{
-            "name": "agentic", "image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
-            "dagsterApiGrpcArgs": ["-m", "pipelines.definitions"], "port": 3030, "env": env,
-            "envSecrets": [{"name": "agentic-secrets"}], "includeConfigInLaunchedRuns": {"enabled": True},
-            "nodeSelector": {"karpenter.sh/nodepool": "general"},
-            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-        }]},
-        "runLauncher": {"type": "K8sRunLauncher", "config": {"k8sRunLauncher": {
-            "jobNamespace": "dagster", "envSecrets": [{"name": "agentic-secrets"}],
-            "runK8sConfig": {"podSpecConfig": {"nodeSelector": {"karpenter.sh/nodepool": "general"}}}}}},
-        "postgresql": {"enabled": False, "postgresqlHost": "${RDS_ENDPOINT}", "postgresqlUsername": "dagster", "postgresqlDatabase": "dagster"},
+        "dagster-user-deployments": {
+            "enabled": True,
+            "deployments": [
+                {
+                    "name": "agentic",
+                    "image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
+                    "dagsterApiGrpcArgs": ["-m", "pipelines.definitions"],
+                    "port": 3030,
+                    "env": env,
+                    "envSecrets": [{"name": "agentic-secrets"}],
+                    "includeConfigInLaunchedRuns": {"enabled": True},
+                    "nodeSelector": {"karpenter.sh/nodepool": "general"},
+                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                }
+            ],
+        },
+        "runLauncher": {
+            "type": "K8sRunLauncher",
+            "config": {
+                "k8sRunLauncher": {
+                    "jobNamespace": "dagster",
+                    "envSecrets": [{"name": "agentic-secrets"}],
+                    "runK8sConfig": {"podSpecConfig": {"nodeSelector": {"karpenter.sh/nodepool": "general"}}},
+                }
+            },
+        },
+        "postgresql": {
+            "enabled": False,
+            "postgresqlHost": "${RDS_ENDPOINT}",
+            "postgresqlUsername": "dagster",
+            "postgresqlDatabase": "dagster",
+        },
         "generatePostgresqlPasswordSecret": False,
         "dagsterWebserver": {"nodeSelector": {"karpenter.sh/nodepool": "general"}, "service": {"type": "ClusterIP"}},
-        "dagsterDaemon": {"enabled": True, "nodeSelector": {"karpenter.sh/nodepool": "general"},
-                          "runCoordinator": {"enabled": True, "type": "QueuedRunCoordinator", "config": {"queuedRunCoordinator": {"maxConcurrentRuns": 10}}}},
+        "dagsterDaemon": {
+            "enabled": True,
+            "nodeSelector": {"karpenter.sh/nodepool": "general"},
+            "runCoordinator": {
+                "enabled": True,
+                "type": "QueuedRunCoordinator",
+                "config": {"queuedRunCoordinator": {"maxConcurrentRuns": 10}},
+            },
+        },
     }
 
 
