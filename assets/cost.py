@@ -29,10 +29,14 @@ from core.cost import (
 from resources.aws import AWSResource
 from resources.platform import PlatformResource
 from resources.pricing import PriceBookResource
+from resources.state_store import PipelineStateStore
 
 GROUP = "cost"
 OWNERS = ["team:platform"]
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+COST_REPORT_RECORD = "cost/monthly_cost_report"
 
 
 def _out(platform: PlatformResource) -> Path:
@@ -239,7 +243,11 @@ class ReportConfig(UsageConfig):
     "scenario comparison (Graviton CPU vs GPU vs Inferentia) for the same traffic.",
 )
 def monthly_cost_report(
-    context: dg.AssetExecutionContext, config: ReportConfig, platform: PlatformResource, prices: PriceBookResource
+    context: dg.AssetExecutionContext,
+    config: ReportConfig,
+    platform: PlatformResource,
+    prices: PriceBookResource,
+    pipeline_state: PipelineStateStore,
 ) -> dg.MaterializeResult:
     cfg = platform.load()
     book = prices.load(cfg.region)
@@ -285,7 +293,8 @@ def monthly_cost_report(
         },
     }
     out = _out(platform)
-    (out / "monthly_cost_report.json").write_text(json.dumps(report, indent=1, default=str))
+    (out / "monthly_cost_report.json").write_text(json.dumps(report, indent=1, default=str))  # for people to read
+    pipeline_state.write_json(COST_REPORT_RECORD, report)  # for the steps after this one (their own pods on eks)
     png = _stacked_png({"reference": ref, "reference + omitted": ref + omitted, "this platform": ours})
     (out / "monthly_cost.png").write_bytes(png)
     md = "\n\n".join(
@@ -356,10 +365,14 @@ def unit_economics(platform: PlatformResource, prices: PriceBookResource) -> dg.
     deps=[monthly_cost_report],
     description="eks: last month's actual spend per service from AWS Cost Explorer, next to the estimate. local: skipped.",
 )
-def actual_spend(platform: PlatformResource, aws: AWSResource) -> dg.MaterializeResult:
+def actual_spend(
+    platform: PlatformResource, aws: AWSResource, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
     if not platform.live:
         return dg.MaterializeResult(metadata={"mode": "skipped (local profile: Cost Explorer is not called)"})
-    report = json.loads((_out(platform) / "monthly_cost_report.json").read_text())
+    report = pipeline_state.read_json(COST_REPORT_RECORD)
+    if report is None:
+        raise dg.Failure(f"{COST_REPORT_RECORD} is not in the state store: materialize monthly_cost_report first")
     comparison = compare_with_cost_explorer(
         aws.client("ce", region="us-east-1"), report["platform"]["lines"], platform.load().cluster_name
     )

@@ -236,6 +236,18 @@ def platform_workloads(
     return dg.MaterializeResult(metadata=meta)
 
 
+def _domain_request(cfg: PlatformConfig, account: str) -> tuple[dict, dict]:
+    """The domain request and index template, from the config alone: the asset sends them, the check re-checks the
+    same (built again in the check's own step, never read from another step's disk)."""
+    principals = [
+        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-dagster",
+        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-api",
+    ]
+    return awsplan.domain_request(cfg, account, principals), awsplan.index_template(
+        "chunks", 384, cfg.opensearch.knn_engine
+    )
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"opensearch", "iam"},
@@ -248,13 +260,7 @@ def opensearch_domain(
     context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, aws: AWSResource
 ) -> dg.MaterializeResult:
     cfg = platform.load()
-    account = aws.account_id() if platform.live else "123456789012"
-    principals = [
-        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-dagster",
-        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-api",
-    ]
-    request = awsplan.domain_request(cfg, account, principals)
-    template = awsplan.index_template("chunks", 384, cfg.opensearch.knn_engine)
+    request, template = _domain_request(cfg, aws.account_id() if platform.live else "123456789012")
     d = Path(platform.out_dir)
     d.mkdir(parents=True, exist_ok=True)
     (d / "opensearch_domain_request.json").write_text(json.dumps(request, indent=1))
@@ -287,9 +293,8 @@ def opensearch_domain(
     description="The domain request is secure: HTTPS enforced, TLS 1.2+, encryption "
     "at rest and node to node, fine-grained access on, no '*' principal, HNSW engine lucene/faiss.",
 )
-def opensearch_domain_secure(platform: PlatformResource) -> dg.AssetCheckResult:
-    req = json.loads((Path(platform.out_dir) / "opensearch_domain_request.json").read_text())
-    template = json.loads((Path(platform.out_dir) / "opensearch_index_template.json").read_text())
+def opensearch_domain_secure(platform: PlatformResource, aws: AWSResource) -> dg.AssetCheckResult:
+    req, template = _domain_request(platform.load(), aws.account_id() if platform.live else "123456789012")
     policy = json.loads(req["AccessPolicies"])
     principals = [
         p

@@ -16,28 +16,22 @@ from core.gguf import assemble, get_model, sha256_file
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource, render_litellm_config
 from resources.model_serving import ModelServingResource
+from resources.state_store import PipelineStateStore
 
 GROUP = "serving"
 OWNERS = ["team:ml-platform"]
 
 
-def _manifest(serving: ModelServingResource, name: str) -> Path:
-    return Path(serving.state_dir) / f"{name}.json"
+def _read(state: PipelineStateStore, name: str) -> dict:
+    """What an upstream serving asset recorded, from the pipeline state store (on eks every step is its own pod)."""
+    data = state.read_json(f"serving/{name}")
+    if data is None:
+        raise dg.Failure(f"serving/{name} is not in the state store: materialize the upstream serving assets first")
+    return data
 
 
-def _read(serving: ModelServingResource, name: str) -> dict:
-    path = _manifest(serving, name)
-    if not path.exists():
-        raise dg.Failure(f"{path} is missing: materialize the upstream serving assets first")
-    return json.loads(path.read_text())
-
-
-def _write(serving: ModelServingResource, name: str, data: dict) -> None:
-    path = _manifest(serving, name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+def _write(state: PipelineStateStore, name: str, data: dict) -> None:
+    state.write_json(f"serving/{name}", data)
 
 
 class ModelArtifactsConfig(dg.Config):
@@ -56,6 +50,7 @@ def model_artifacts(
     config: ModelArtifactsConfig,
     model_serving: ModelServingResource,
     embedder: EmbedderResource,
+    pipeline_state: PipelineStateStore,
 ) -> dg.MaterializeResult:
     if model_serving.mode == "kuberay":
         # Production weights are not assembled here: vLLM loads Qwen3-14B from its model source inside the cluster,
@@ -64,7 +59,7 @@ def model_artifacts(
             "llm": {"key": "qwen3-14b", "served_name": "qwen3-14b", "source": "Qwen/Qwen3-14B"},
             "embedder": {"model_id": embedder.model_id, "path": embedder.model_path, "dimension": embedder.dimension},
         }
-        _write(model_serving, "model_artifacts", manifest)
+        _write(pipeline_state, "model_artifacts", manifest)
         return dg.MaterializeResult(
             metadata={"llm": "qwen3-14b (vLLM loads it in the cluster)", "embedder": embedder.model_id}
         )
@@ -92,7 +87,7 @@ def model_artifacts(
             "dimension": embedder.dimension,
         },
     }
-    _write(model_serving, "model_artifacts", manifest)
+    _write(pipeline_state, "model_artifacts", manifest)
     return dg.MaterializeResult(
         metadata={
             "llm": model.served_name,
@@ -119,9 +114,12 @@ def model_artifacts(
     "and applied by the platform assets.",
 )
 def model_deployments(
-    context: dg.AssetExecutionContext, model_serving: ModelServingResource, embedder: EmbedderResource
+    context: dg.AssetExecutionContext,
+    model_serving: ModelServingResource,
+    embedder: EmbedderResource,
+    pipeline_state: PipelineStateStore,
 ) -> dg.MaterializeResult:
-    artifacts = _read(model_serving, "model_artifacts")
+    artifacts = _read(pipeline_state, "model_artifacts")
     if model_serving.mode == "kuberay":
         import yaml
 
@@ -135,6 +133,7 @@ def model_deployments(
         if errors:
             raise dg.Failure("rendered model deployments do not match their schemas:\n" + "\n".join(errors[:20]))
         out = Path(model_serving.state_dir) / "model_deployments.yaml"
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
         ns = cfg.namespace  # KubeRay names each RayService's Serve endpoint <name>-serve-svc
         endpoints = {
@@ -142,7 +141,7 @@ def model_deployments(
             "embedder": f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1",
         }
         _write(
-            model_serving,
+            pipeline_state,
             "model_deployments",
             {
                 "mode": "kuberay",
@@ -167,7 +166,7 @@ def model_deployments(
         embed_model_id=embedder.model_id,
     )
     _write(
-        model_serving,
+        pipeline_state,
         "model_deployments",
         {
             "mode": "ray-serve-local",
@@ -230,8 +229,10 @@ def _embed_ok(base: str, model: str, dim: int, headers: dict | None = None) -> t
     asset=model_deployments,
     description="Each endpoint answers a real request: a chat completion, and embeddings of the right dimension.",
 )
-def endpoints_answer(model_serving: ModelServingResource, embedder: EmbedderResource) -> dg.AssetCheckResult:
-    dep = _read(model_serving, "model_deployments")
+def endpoints_answer(
+    model_serving: ModelServingResource, embedder: EmbedderResource, pipeline_state: PipelineStateStore
+) -> dg.AssetCheckResult:
+    dep = _read(pipeline_state, "model_deployments")
     if dep["mode"] == "kuberay":
         return dg.AssetCheckResult(
             passed=True, metadata={"skipped": "rendered only; the platform assets apply and probe it"}
@@ -253,9 +254,12 @@ def endpoints_answer(model_serving: ModelServingResource, embedder: EmbedderReso
     "master key by environment reference). Locally the proxy runs from its own venv; agents and evaluation use only it.",
 )
 def model_gateway(
-    context: dg.AssetExecutionContext, model_serving: ModelServingResource, gateway: LLMGatewayResource
+    context: dg.AssetExecutionContext,
+    model_serving: ModelServingResource,
+    gateway: LLMGatewayResource,
+    pipeline_state: PipelineStateStore,
 ) -> dg.MaterializeResult:
-    dep = _read(model_serving, "model_deployments")
+    dep = _read(pipeline_state, "model_deployments")
     config = render_litellm_config(
         dep["llm"],
         dep["endpoints"]["llm"],
@@ -293,9 +297,12 @@ def model_gateway(
     asset=model_gateway, description="Through the gateway: chat and embeddings answer with the key; no key gets 401."
 )
 def gateway_routes_models(
-    model_serving: ModelServingResource, gateway: LLMGatewayResource, embedder: EmbedderResource
+    model_serving: ModelServingResource,
+    gateway: LLMGatewayResource,
+    embedder: EmbedderResource,
+    pipeline_state: PipelineStateStore,
 ) -> dg.AssetCheckResult:
-    dep = _read(model_serving, "model_deployments")
+    dep = _read(pipeline_state, "model_deployments")
     if dep["mode"] == "kuberay":
         return dg.AssetCheckResult(passed=True, metadata={"skipped": "rendered only"})
     auth = {"Authorization": f"Bearer {gateway.master_key}"}

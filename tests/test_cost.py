@@ -133,7 +133,7 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
     res = build_resources(load_settings({"AGENTIC_HOME": str(tmp_path)}))
     result = dg.materialize(
         cost_assets,
-        resources={k: res[k] for k in ("platform", "aws", "prices")},
+        resources={k: res[k] for k in ("platform", "aws", "prices", "pipeline_state")},
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success

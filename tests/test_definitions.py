@@ -83,6 +83,7 @@ def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path
     from assets.serving import serving_assets, serving_checks
     from infra.validate import validate_manifest
     from pipelines.profiles import build_resources
+    from resources.state_store import LocalStateStore
 
     monkeypatch.setenv("AGENTIC_GATEWAY_KEY", "k" * 32)
     monkeypatch.setenv(
@@ -93,7 +94,11 @@ def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path
     res = build_resources(load_settings({"AGENTIC_PROFILE": "eks", "AGENTIC_HOME": str(tmp_path)}))
     result = dg.materialize(
         [*serving_assets, *serving_checks],
-        resources={k: res[k] for k in ("model_serving", "gateway", "embedder")},
+        # the eks state store is a bucket; this test renders only, so a folder stands in for it
+        resources={
+            **{k: res[k] for k in ("model_serving", "gateway", "embedder")},
+            "pipeline_state": LocalStateStore(root=str(tmp_path / "state")),
+        },
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
