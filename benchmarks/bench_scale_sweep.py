@@ -12,8 +12,8 @@ the Ray workers' RSS (sampled from /proc every 0.25 s while the step runs: the l
 over workers; Ray's object store is shared memory and not counted apart), and what the step did (its
 materialization metadata: parsed, rechunked, embedded, added, ...).
 
-* One Ray head (``ray start --head`` on 127.0.0.1, ``--num-cpus`` = the machine's cores) serves the whole sweep
-  through ``AGENTIC_RAY_ADDRESS``: no step pays a Ray start, each pays a Ray connection (in its seconds).
+* One Ray head (started by the sweep process on 127.0.0.1 with the machine's cores) serves the whole sweep through
+  ``AGENTIC_RAY_ADDRESS``: no step pays a Ray start, each pays a Ray connection (in its seconds).
 * Documents: the real PubMed abstracts (33,272); beyond them, copies of real abstracts with a new PMID (and key)
   and one word changed, deterministically.
 * Above ``--hashed-above`` documents (default 33,272) the embedding step uses ``core.embedding.HashedEmbedder``
@@ -50,10 +50,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STEPS = ["document_inventory", "parsed_documents", "document_chunks", "chunk_embeddings", "specialty_classifier",
-         "document_classes", "vector_index"]
-SHORT = {"document_inventory": "inventory", "parsed_documents": "parse", "document_chunks": "chunk", "chunk_embeddings": "embed",
-         "specialty_classifier": "classifier", "document_classes": "classes", "vector_index": "index"}
+STEPS = [
+    "document_inventory",
+    "parsed_documents",
+    "document_chunks",
+    "chunk_embeddings",
+    "specialty_classifier",
+    "document_classes",
+    "vector_index",
+]
+SHORT = {
+    "document_inventory": "inventory",
+    "parsed_documents": "parse",
+    "document_chunks": "chunk",
+    "chunk_embeddings": "embed",
+    "specialty_classifier": "classifier",
+    "document_classes": "classes",
+    "vector_index": "index",
+}
 RAY_STEPS = {"parsed_documents", "document_chunks", "chunk_embeddings"}
 SCENARIOS = ("scratch", "nochange", "change1")
 REAL_DOCS = 33_272
@@ -61,10 +75,35 @@ HASHED_MODEL_ID = "hashed-wordpiece-384"
 HASHED_LABEL = "hashed embedder (timings of the embed step are not the real model's)"
 MARK = "SCALE_SWEEP_RESULT "
 RESULTS = ROOT / "benchmarks" / "results"
-DONE_KEYS = ("documents", "new", "changed", "deleted", "changed_shards", "parsed_this_run", "read_this_run", "quarantined", "chunks",
-             "rechunked_documents", "embedded_this_run", "reused_from_cache", "pruned_from_cache", "live_chunks", "dirty_shards",
-             "retrained", "labelled_documents", "macro_f1", "classified_documents", "changed_class", "rows", "added",
-             "reclassified_documents", "chunks_per_second", "ray_seconds", "actor_embed_seconds", "ray_actors_max")
+DONE_KEYS = (
+    "documents",
+    "new",
+    "changed",
+    "deleted",
+    "changed_shards",
+    "parsed_this_run",
+    "read_this_run",
+    "quarantined",
+    "chunks",
+    "rechunked_documents",
+    "embedded_this_run",
+    "reused_from_cache",
+    "pruned_from_cache",
+    "live_chunks",
+    "dirty_shards",
+    "retrained",
+    "labelled_documents",
+    "macro_f1",
+    "classified_documents",
+    "changed_class",
+    "rows",
+    "added",
+    "reclassified_documents",
+    "chunks_per_second",
+    "ray_seconds",
+    "actor_embed_seconds",
+    "ray_actors_max",
+)
 
 
 def _mb(kb: float) -> float:
@@ -99,29 +138,46 @@ def child_step(args: argparse.Namespace) -> None:
         settings = dataclasses.replace(settings, state_shards=args.shards)
     res = build_resources(settings)
     if args.embedder == "hashed":
-        res["embedder"] = EmbedderResource(kind="hashed", model_id=HASHED_MODEL_ID, tokenizer_path=res["embedder"].tokenizer_path)
+        res["embedder"] = EmbedderResource(
+            kind="hashed", model_id=HASHED_MODEL_ID, tokenizer_path=res["embedder"].tokenizer_path
+        )
     setup_s = time.perf_counter() - t0
     rss_setup = _rss_kb()
     t1 = time.perf_counter()
-    result = dg.materialize([*knowledge_assets, *knowledge_checks], selection=[args.step], resources=res,
-                            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = dg.materialize(
+        [*knowledge_assets, *knowledge_checks],
+        selection=[args.step],
+        resources=res,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
     seconds = time.perf_counter() - t1
     meta: dict = {}
     for ev in result.get_asset_materialization_events():
         m = ev.event_specific_data.materialization
         meta.update({k: v.value for k, v in m.metadata.items() if isinstance(v.value, bool | int | float)})
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    out = {"step": args.step, "success": result.success, "seconds": round(seconds, 3), "setup_seconds": round(setup_s, 3),
-           # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so it would report the parent's size
-           "peak_rss_mb": _mb(_rss_kb("self", "VmHWM")), "rss_after_setup_mb": _mb(rss_setup),
-           "metadata": meta, "checks": checks}
+    out = {
+        "step": args.step,
+        "success": result.success,
+        "seconds": round(seconds, 3),
+        "setup_seconds": round(setup_s, 3),
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so it would report the parent's size
+        "peak_rss_mb": _mb(_rss_kb("self", "VmHWM")),
+        "rss_after_setup_mb": _mb(rss_setup),
+        "metadata": meta,
+        "checks": checks,
+    }
     print(MARK + json.dumps(out), flush=True)
     sys.stdout.flush()
     os._exit(0 if result.success else 1)  # skip interpreter teardown (Ray, LanceDB threads): not part of the step
 
 
 def child_raw(args: argparse.Namespace) -> None:
-    """The model alone (and the hashed embedder) on a random sample of the home's chunk texts, in this process."""
+    """The model alone (and the hashed embedder) on a random sample of the home's chunk texts, in this process, at the
+    Ray workers' niceness (Ray starts its workers at nice 15): on a shared machine the comparison is then like for like."""
+    if args.raw_nice:
+        os.nice(args.raw_nice)
     from benchmarks.common import bench_settings
     from core.embedding import HashedEmbedder
     from pipelines.profiles import build_resources
@@ -146,9 +202,17 @@ def child_raw(args: argparse.Namespace) -> None:
     hashed.embed(sample)
     hashed_s = time.perf_counter() - t
     tokens = sum(model.count_tokens(sample))
-    out = {"chunks_in_home": len(texts), "sample_chunks": len(sample), "sample_tokens_mean": round(tokens / max(1, len(sample)), 1),
-           "threads": args.raw_threads, "onnx_seconds": round(onnx_s, 2), "onnx_chunks_per_second": round(len(sample) / onnx_s, 2),
-           "hashed_seconds": round(hashed_s, 3), "hashed_chunks_per_second": round(len(sample) / hashed_s, 1)}
+    out = {
+        "chunks_in_home": len(texts),
+        "sample_chunks": len(sample),
+        "sample_tokens_mean": round(tokens / max(1, len(sample)), 1),
+        "threads": args.raw_threads,
+        "niceness": os.nice(0),
+        "onnx_seconds": round(onnx_s, 2),
+        "onnx_chunks_per_second": round(len(sample) / onnx_s, 2),
+        "hashed_seconds": round(hashed_s, 3),
+        "hashed_chunks_per_second": round(len(sample) / hashed_s, 1),
+    }
     print(MARK + json.dumps(out), flush=True)
     os._exit(0)
 
@@ -181,7 +245,7 @@ def _cmdline(pid: int) -> str:
 
 
 class RayHead:
-    """``ray start --head`` on loopback ports with its own temp dir; stopped by pid (never ``ray stop``)."""
+    """A Ray head owned by the sweep process, with its own temp dir; its processes are stopped by pid (never ``ray stop``)."""
 
     def __init__(self, root: Path, cpus: int, object_store_mb: int):
         self.temp_dir = str(root / "ray")
@@ -190,20 +254,29 @@ class RayHead:
         self.raylet_pid = 0
 
     def start(self) -> str:
-        port = _free_port()
-        cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-               f"--num-cpus={self.cpus}", f"--object-store-memory={self.object_store_mb * 1024 * 1024}", "--include-dashboard=false",
-               "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}",
-               f"--temp-dir={self.temp_dir}", "--disable-usage-stats", "--ray-client-server-port=0",  # 0: no Ray Client server
-               f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-               f"--runtime-env-agent-port={_free_port()}", f"--node-manager-port={_free_port()}",
-               f"--object-manager-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
-        env.update(RAY_USAGE_STATS_ENABLED="0", PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-        if proc.returncode != 0:
-            raise RuntimeError(f"ray start failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        self.address = f"127.0.0.1:{port}"
+        """A Ray head owned by this process (``ray.init(address="local")``, node IP 127.0.0.1, its own temp dir), that the
+        step processes join through its GCS address. Not ``ray start``: that also starts a Ray Client server on the
+        machine's address, which cannot be turned off. (Ray's GCS and raylet listen on every interface either way;
+        Ray has no setting to bind them to loopback only.)"""
+        from resources.ray_cluster import apply_ray_env_defaults
+
+        apply_ray_env_defaults()
+        import ray
+
+        ray.init(
+            address="local",
+            num_cpus=self.cpus,
+            object_store_memory=self.object_store_mb * 1024 * 1024,
+            include_dashboard=False,
+            dashboard_host="127.0.0.1",
+            dashboard_port=_free_port(),
+            _node_ip_address="127.0.0.1",
+            _temp_dir=self.temp_dir,
+            namespace="agentic-scale-sweep",
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        self.address = ray.get_runtime_context().gcs_address
         for pid in self.own_pids():
             if "/raylet" in _cmdline(pid).split(" ")[0]:
                 self.raylet_pid = pid
@@ -229,6 +302,10 @@ class RayHead:
         return [p for p, pp in ppids.items() if pp == self.raylet_pid and _cmdline(p).startswith("ray::")]
 
     def stop(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
         pids = self.own_pids()
         for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             for pid in pids:
@@ -252,9 +329,9 @@ def _status(pid: int) -> str:
 
 
 class WorkerSampler(threading.Thread):
-    """Samples the Ray workers' RSS while one step runs (not Ray's own agents): the largest worker and the largest sum
-    over workers, for all of them and for those started during the step (the step's tasks and actors; the others are
-    Ray Data's long-lived helper actors and idle workers)."""
+    """Samples the Ray workers' RSS while one step runs (not Ray's own agents): the largest worker and the largest sum,
+    over all workers and over the step's workers (those seen running a task or actor of the step; not idle ones, nor
+    Ray Data's long-lived helper actors that were already there when the step started)."""
 
     AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 
@@ -262,41 +339,48 @@ class WorkerSampler(threading.Thread):
         super().__init__(daemon=True)
         self.head, self.interval_s = head, interval_s
         self.stop_event = threading.Event()
-        self.before: set[int] | None = None
-        self.max_worker_kb = self.max_sum_kb = self.max_new_worker_kb = self.max_new_sum_kb = 0
+        self.before: dict[int, str] | None = None
+        self.active: set[int] = set()
+        self.max_worker_kb = self.max_sum_kb = self.max_step_worker_kb = self.max_step_sum_kb = 0
         self.titles: set[str] = set()
         self.samples = 0
-
-    def _workers(self) -> list[int]:
-        return [p for p in self.head.worker_pids() if not _cmdline(p).startswith(self.AGENTS)]
 
     def run(self) -> None:
         pids: list[int] = []
         n = 0
         while not self.stop_event.is_set():
-            if n % 4 == 0:  # the worker list once a second, their RSS every sample
-                pids = self._workers()
-                if self.before is None:
-                    self.before = set(pids)
-                self.titles |= {_cmdline(p).split(" ")[0][:48] for p in pids if p not in self.before}
+            if n % 4 == 0:  # the worker list once a second; titles and RSS every sample
+                pids = [p for p in self.head.worker_pids() if not _cmdline(p).startswith(self.AGENTS)]
+            titles = {p: _cmdline(p).split(" ")[0][:48] for p in pids}
+            if self.before is None:
+                self.before = {p: t for p, t in titles.items() if t != "ray::IDLE"}
+            for p, t in titles.items():
+                if t and t != "ray::IDLE" and self.before.get(p) != t:
+                    self.active.add(p)
+                    self.titles.add(t)
             rss = [(p, _rss_kb(p)) for p in pids]
             rss = [(p, r) for p, r in rss if r]
-            new = [r for p, r in rss if p not in (self.before or set())]
+            step = [r for p, r in rss if p in self.active]
             if rss:
                 self.max_worker_kb = max(self.max_worker_kb, max(r for _, r in rss))
                 self.max_sum_kb = max(self.max_sum_kb, sum(r for _, r in rss))
-            if new:
-                self.max_new_worker_kb = max(self.max_new_worker_kb, max(new))
-                self.max_new_sum_kb = max(self.max_new_sum_kb, sum(new))
+            if step:
+                self.max_step_worker_kb = max(self.max_step_worker_kb, max(step))
+                self.max_step_sum_kb = max(self.max_step_sum_kb, sum(step))
             self.samples += 1
             n += 1
             self.stop_event.wait(self.interval_s)
 
     def result(self) -> dict:
-        return {"max_worker_rss_mb": _mb(self.max_worker_kb), "max_sum_rss_mb": _mb(self.max_sum_kb),
-                "step_workers_max_rss_mb": _mb(self.max_new_worker_kb), "step_workers_max_sum_rss_mb": _mb(self.max_new_sum_kb),
-                "preexisting_workers": len(self.before or ()), "samples": self.samples,
-                "titles": sorted(t for t in self.titles if t and t != "ray::IDLE")}
+        return {
+            "step_workers_max_rss_mb": _mb(self.max_step_worker_kb),
+            "step_workers_max_sum_rss_mb": _mb(self.max_step_sum_kb),
+            "step_workers": len(self.active),
+            "all_workers_max_rss_mb": _mb(self.max_worker_kb),
+            "all_workers_max_sum_rss_mb": _mb(self.max_sum_kb),
+            "samples": self.samples,
+            "titles": sorted(self.titles),
+        }
 
 
 # ------------------------------------------------------------------ documents
@@ -315,12 +399,12 @@ def change_word(data: bytes, salt: int, replacement: bytes | None = None) -> byt
         return data.replace(b"</ArticleTitle>", b" revised</ArticleTitle>", 1)
     words = list(_WORD.finditer(m.group(1)))
     if not words:
-        return data[: m.end(1)] + b" revised" + data[m.end(1):]
+        return data[: m.end(1)] + b" revised" + data[m.end(1) :]
     w = words[salt % len(words)]
     new = replacement or FILLER[salt % len(FILLER)]
     if new.lower() == w.group(0).lower():
         new = FILLER[(salt + 1) % len(FILLER)]
-    return data[: m.start(1) + w.start()] + new + data[m.start(1) + w.end():]
+    return data[: m.start(1) + w.start()] + new + data[m.start(1) + w.end() :]
 
 
 def document(i: int, corpus: list[tuple[str, bytes]]) -> tuple[str, bytes]:
@@ -342,7 +426,9 @@ class Sweep:
         self.args = args
         self.t_start = time.time()
         self.deadline = self.t_start + args.budget_min * 60 if args.budget_min else math.inf
-        self.root = Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="sw", dir="/tmp"))  # short: Ray sockets
+        self.root = (
+            Path(args.scratch) if args.scratch else Path(tempfile.mkdtemp(prefix="sw", dir="/tmp"))
+        )  # short: Ray sockets
         self.root.mkdir(parents=True, exist_ok=True)
         self.head = RayHead(self.root, os.cpu_count() or 2, args.object_store_mb)
         self.out: dict = {}
@@ -366,18 +452,24 @@ class Sweep:
         if proc.returncode != 0 or not lines:
             tail = (proc.stdout[-1500:] + "\n" + proc.stderr[-3000:]).strip()
             raise RuntimeError(f"{' '.join(extra)} failed (exit {proc.returncode}):\n{tail}")
-        return json.loads(lines[-1][len(MARK):]), wall, sampler.result() if sampler else None
+        return json.loads(lines[-1][len(MARK) :]), wall, sampler.result() if sampler else None
 
     def run_step(self, step: str, home: Path, kind: str, n: int) -> dict:
         load = os.getloadavg()[0]
         r, wall, workers = self._child(["--step", step, "--embedder", kind], home, sample=True)
         meta = r.pop("metadata")
         rec = {
-            "seconds": r["seconds"], "seconds_per_1k_docs": round(r["seconds"] / (n / 1000), 4),
-            "process_seconds": round(wall, 3), "process_seconds_per_1k_docs": round(wall / (n / 1000), 4),
-            "setup_seconds": r["setup_seconds"], "peak_rss_mb": r["peak_rss_mb"], "rss_after_setup_mb": r["rss_after_setup_mb"],
-            "ray_workers": workers if step in RAY_STEPS else None, "load_1min_at_start": round(load, 2),
-            "done": {k: meta[k] for k in DONE_KEYS if k in meta}, "checks": r["checks"],
+            "seconds": r["seconds"],
+            "seconds_per_1k_docs": round(r["seconds"] / (n / 1000), 4),
+            "process_seconds": round(wall, 3),
+            "process_seconds_per_1k_docs": round(wall / (n / 1000), 4),
+            "setup_seconds": r["setup_seconds"],
+            "peak_rss_mb": r["peak_rss_mb"],
+            "rss_after_setup_mb": r["rss_after_setup_mb"],
+            "ray_workers": workers if step in RAY_STEPS else None,
+            "load_1min_at_start": round(load, 2),
+            "done": {k: meta[k] for k in DONE_KEYS if k in meta},
+            "checks": r["checks"],
         }
         if step == "chunk_embeddings" and kind == "hashed":
             rec["embedder"] = HASHED_LABEL
@@ -385,8 +477,11 @@ class Sweep:
 
     # ---------------------------------------------------------- projections (for --budget-min)
     def _measured(self, scenario: str) -> list[tuple[int, str, dict]]:
-        return [(int(n), run["embedder"], run["scenarios"][scenario]) for n, run in self.out["runs"].items()
-                if scenario in run.get("scenarios", {})]
+        return [
+            (int(n), run["embedder"], run["scenarios"][scenario])
+            for n, run in self.out["runs"].items()
+            if scenario in run.get("scenarios", {})
+        ]
 
     def project(self, n: int, kind: str, scenario: str) -> float:
         """Seconds a scenario at n would take: per step, the process overhead as measured plus the step's work
@@ -418,8 +513,11 @@ class Sweep:
         left = self.deadline - time.time() - 60  # a minute for the plot and cleanup
         need = self.project(n, kind, scenario)
         ok = need + reserve <= left
-        why = f"projected {need / 60:.1f} min" + (f" + {reserve / 60:.1f} min reserved for larger sizes" if reserve else "") + \
-              f", {max(0, left) / 60:.1f} min left of --budget-min {self.args.budget_min}"
+        why = (
+            f"projected {need / 60:.1f} min"
+            + (f" + {reserve / 60:.1f} min reserved for larger sizes" if reserve else "")
+            + f", {max(0, left) / 60:.1f} min left of --budget-min {self.args.budget_min}"
+        )
         return ok, why
 
     # ---------------------------------------------------------- the sweep
@@ -431,23 +529,31 @@ class Sweep:
 
         settings = load_settings({k: v for k, v in os.environ.items() if k != "AGENTIC_HOME"})
         self.out = {
-            "sizes": args.sizes, "scenarios": args.scenarios, "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
+            "sizes": args.sizes,
+            "scenarios": args.scenarios,
+            "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
             "config": {
-                "steps": STEPS, "state_shards": args.shards or settings.state_shards, "chunker": "asset defaults (200 tokens, 40 overlap)",
+                "steps": STEPS,
+                "state_shards": args.shards or settings.state_shards,
+                "chunker": "asset defaults (200 tokens, 40 overlap)",
                 "embedder_real": "all-MiniLM-L6-v2 int8 ONNX (OnnxEmbedder), Ray Data actor pool, one per core, 1 thread each",
-                "embedder_above": args.hashed_above, "embedder_hashed": f"{HASHED_MODEL_ID}: {HASHED_LABEL}",
-                "ray": "one Ray head for the whole sweep (ray start --head on 127.0.0.1, AGENTIC_RAY_ADDRESS); each step process "
-                       "connects to it (connection time is in the step's seconds), none starts Ray",
+                "embedder_above": args.hashed_above,
+                "embedder_hashed": f"{HASHED_MODEL_ID}: {HASHED_LABEL}",
+                "ray": "one Ray head for the whole sweep (started by the sweep process, node IP 127.0.0.1, AGENTIC_RAY_ADDRESS); each step process "
+                "connects to it (connection time is in the step's seconds), none starts Ray",
                 "seconds": "materialization of the step and its checks inside its process; process_seconds adds Python/Dagster "
-                           "imports and resource setup",
+                "imports and resource setup",
                 "peak_rss_mb": "VmHWM of the step's process (the Ray driver for parse/chunk/embed runs in it)",
-                "ray_workers": "Ray worker processes' RSS sampled every 0.25 s during the step (max single worker, max sum); "
-                               "shared object-store pages count in every process that touches them",
+                "ray_workers": "Ray worker processes' RSS sampled every 0.25 s during the step: step_workers_* over the workers seen "
+                "running the step's tasks/actors, all_workers_* over every worker (idle ones and Ray Data's "
+                "helper actors too); shared object-store pages count in every process that touches them",
                 "documents": f"real PubMed abstracts up to {REAL_DOCS:,}; beyond, copies with a new PMID/key and one word changed",
                 "change1": "1% of the documents (random, seed 1) get one abstract word replaced, then every step runs again",
-                "cpus": os.cpu_count(), "budget_min": args.budget_min,
+                "cpus": os.cpu_count(),
+                "budget_min": args.budget_min,
             },
-            "runs": {}, "skipped": [],
+            "runs": {},
+            "skipped": [],
         }
         self.save()
         address = self.head.start()
@@ -461,14 +567,21 @@ class Sweep:
         for idx, n in enumerate(sizes):
             kind = "hashed" if n > args.hashed_above else "onnx"
             home = self.root / f"home-{n}"
-            run: dict = {"documents": n, "real_documents": min(n, len(corpus)), "synthesized_documents": max(0, n - len(corpus)),
-                         "embedder": kind, "scenarios": {}}
+            run: dict = {
+                "documents": n,
+                "real_documents": min(n, len(corpus)),
+                "synthesized_documents": max(0, n - len(corpus)),
+                "embedder": kind,
+                "scenarios": {},
+            }
             if kind == "hashed":
                 run["label"] = HASHED_LABEL
             for scenario in args.scenarios:
                 reserve = 0.0
-                if scenario == "change1" and n > args.hashed_above:  # optional: keep time for the larger sizes' main runs
-                    for m in sizes[idx + 1:]:
+                if (
+                    scenario == "change1" and n > args.hashed_above
+                ):  # optional: keep time for the larger sizes' main runs
+                    for m in sizes[idx + 1 :]:
                         need = self.project(m, "hashed", "scratch") + self.project(m, "hashed", "nochange")
                         if need <= self.deadline - time.time() - 60 - reserve:
                             reserve += need
@@ -498,21 +611,40 @@ class Sweep:
                     changed = len(picks)
                 else:
                     changed = 0
-                print(f"== N={n:,} {scenario} ({kind} embedder, {changed:,} documents new or changed), load "
-                      f"{os.getloadavg()[0]:.2f}", flush=True)
+                print(
+                    f"== N={n:,} {scenario} ({kind} embedder, {changed:,} documents new or changed), load "
+                    f"{os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
                 steps: dict = {}
                 for step in STEPS:
                     steps[step] = self.run_step(step, home, kind, n)
                     s = steps[step]
                     ray = s["ray_workers"]
-                    print(f"   {step:22s} {s['seconds']:9.2f} s ({s['process_seconds']:8.2f} s process)  peak RSS "
-                          f"{s['peak_rss_mb']:7.1f} MB" + (f"  Ray workers of the step max {ray['step_workers_max_rss_mb']:.0f} MB, sum "
-                          f"{ray['step_workers_max_sum_rss_mb']:.0f} MB (all workers {ray['max_sum_rss_mb']:.0f})" if ray else "") + f"  {json.dumps(_brief(s['done']))}", flush=True)
+                    print(
+                        f"   {step:22s} {s['seconds']:9.2f} s ({s['process_seconds']:8.2f} s process)  peak RSS "
+                        f"{s['peak_rss_mb']:7.1f} MB"
+                        + (
+                            f"  Ray workers of the step max {ray['step_workers_max_rss_mb']:.0f} MB, sum "
+                            f"{ray['step_workers_max_sum_rss_mb']:.0f} MB ({ray['step_workers']} workers; all workers {ray['all_workers_max_sum_rss_mb']:.0f})"
+                            if ray
+                            else ""
+                        )
+                        + f"  {json.dumps(_brief(s['done']))}",
+                        flush=True,
+                    )
                 total_s = sum(s["seconds"] for s in steps.values())
                 total_p = sum(s["process_seconds"] for s in steps.values())
-                rec = {"changed_documents": changed, "steps": steps, "total": {
-                    "seconds": round(total_s, 2), "process_seconds": round(total_p, 2), "seconds_per_1k_docs": round(total_s / (n / 1000), 3),
-                    "peak_rss_mb": max(s["peak_rss_mb"] for s in steps.values())}}
+                rec = {
+                    "changed_documents": changed,
+                    "steps": steps,
+                    "total": {
+                        "seconds": round(total_s, 2),
+                        "process_seconds": round(total_p, 2),
+                        "seconds_per_1k_docs": round(total_s / (n / 1000), 3),
+                        "peak_rss_mb": max(s["peak_rss_mb"] for s in steps.values()),
+                    },
+                }
                 emb = steps["chunk_embeddings"]
                 embedded = int(emb["done"].get("embedded_this_run", 0))
                 rec["total"]["embedded"] = embedded
@@ -531,15 +663,30 @@ class Sweep:
 
     def raw(self, home: Path, n: int, embedded: int, emb: dict) -> None:
         print(f"== raw embedder on a sample of N={n:,}'s chunks", flush=True)
-        r, wall, _ = self._child(["--raw", "--raw-sample", str(self.args.raw_sample), "--raw-threads", str(os.cpu_count() or 2)],
-                                 home, sample=False)
+        r, wall, _ = self._child(
+            [
+                "--raw",
+                "--raw-sample",
+                str(self.args.raw_sample),
+                "--raw-threads",
+                str(os.cpu_count() or 2),
+                "--raw-nice",
+                str(self.args.raw_nice),
+            ],
+            home,
+            sample=False,
+        )
+        r["load_1min_at_end"] = round(os.getloadavg()[0], 2)
         r["documents"] = n
         r["process_seconds"] = round(wall, 1)
         r["pipeline_embed_step_chunks_per_second"] = emb["chunks_per_second_step"]
         r["pipeline_embed_process_chunks_per_second"] = emb["chunks_per_second_process"]
         self.out["raw_embedder"] = r
-        print(f"   raw model {r['onnx_chunks_per_second']} chunks/s ({r['threads']} threads, {r['sample_chunks']} chunks); "
-              f"hashed {r['hashed_chunks_per_second']} chunks/s; pipeline embed step {emb['chunks_per_second_step']} chunks/s", flush=True)
+        print(
+            f"   raw model {r['onnx_chunks_per_second']} chunks/s ({r['threads']} threads, {r['sample_chunks']} chunks); "
+            f"hashed {r['hashed_chunks_per_second']} chunks/s; pipeline embed step {emb['chunks_per_second_step']} chunks/s",
+            flush=True,
+        )
 
     def calibrate(self) -> None:
         raw = self.out.get("raw_embedder")
@@ -549,7 +696,7 @@ class Sweep:
         self.out["calibration"] = {
             "hashed_vs_model_raw_speed": round(raw["hashed_chunks_per_second"] / raw["onnx_chunks_per_second"], 1),
             "note": "hashed rows' embed step is not the model's: projected_real_embed_seconds = chunks embedded / the real "
-                    f"pipeline's embedding-step rate at N={raw['documents']:,} ({real_cps} chunks/s)",
+            f"pipeline's embedding-step rate at N={raw['documents']:,} ({real_cps} chunks/s)",
         }
         for run in self.out["runs"].values():
             if run["embedder"] != "hashed":
@@ -558,7 +705,9 @@ class Sweep:
                 e = rec["steps"]["chunk_embeddings"]
                 embedded = int(e["done"].get("embedded_this_run", 0))
                 e["projected_real_embed_seconds"] = round(embedded / real_cps, 1) if real_cps else None
-                rec["total"]["projected_real_seconds"] = round(rec["total"]["seconds"] - e["seconds"] + (e["projected_real_embed_seconds"] or 0), 1)
+                rec["total"]["projected_real_seconds"] = round(
+                    rec["total"]["seconds"] - e["seconds"] + (e["projected_real_embed_seconds"] or 0), 1
+                )
 
     def save(self) -> Path:
         from benchmarks.common import save
@@ -574,8 +723,17 @@ class Sweep:
 
 
 def _brief(done: dict) -> dict:
-    keys = ("new", "changed", "parsed_this_run", "rechunked_documents", "embedded_this_run", "retrained", "added", "deleted",
-            "classified_documents")
+    keys = (
+        "new",
+        "changed",
+        "parsed_this_run",
+        "rechunked_documents",
+        "embedded_this_run",
+        "retrained",
+        "added",
+        "deleted",
+        "classified_documents",
+    )
     return {k: done[k] for k in keys if k in done}
 
 
@@ -589,29 +747,60 @@ def goals(out: dict) -> dict:
     lo = min((n for n in scratch if n >= 10_000), default=None)
     hi = max(scratch, default=None)
     if lo and hi and hi > lo:
-        per = {SHORT[s]: round(scratch[hi]["steps"][s]["peak_rss_mb"] / scratch[lo]["steps"][s]["peak_rss_mb"], 3) for s in STEPS}
-        ray = {SHORT[s]: round(scratch[hi]["steps"][s]["ray_workers"]["step_workers_max_sum_rss_mb"] /
-                               max(1.0, scratch[lo]["steps"][s]["ray_workers"]["step_workers_max_sum_rss_mb"]), 3) for s in STEPS if s in RAY_STEPS}
-        g["rss_growth"] = {"from": lo, "to": hi, "target": "<= 1.3x per step", "step_process_ratio": per,
-                           "ray_workers_sum_ratio": ray, "worst_step": max(per, key=per.get), "worst": max(per.values()),
-                           "pass": max(per.values()) <= 1.3, "full_range": hi == 300_000 and lo == 10_000}
+        per = {
+            SHORT[s]: round(scratch[hi]["steps"][s]["peak_rss_mb"] / scratch[lo]["steps"][s]["peak_rss_mb"], 3)
+            for s in STEPS
+        }
+        ray = {
+            SHORT[s]: round(
+                scratch[hi]["steps"][s]["ray_workers"]["step_workers_max_sum_rss_mb"]
+                / max(1.0, scratch[lo]["steps"][s]["ray_workers"]["step_workers_max_sum_rss_mb"]),
+                3,
+            )
+            for s in STEPS
+            if s in RAY_STEPS
+        }
+        g["rss_growth"] = {
+            "from": lo,
+            "to": hi,
+            "target": "<= 1.3x per step",
+            "step_process_ratio": per,
+            "ray_workers_sum_ratio": ray,
+            "worst_step": max(per, key=per.get),
+            "worst": max(per.values()),
+            "pass": max(per.values()) <= 1.3,
+            "full_range": hi == 300_000 and lo == 10_000,
+        }
     nochange = {n: r["scenarios"]["nochange"] for n, r in runs.items() if "nochange" in r["scenarios"]}
     if len(nochange) >= 2:
         a, b = min(nochange), max(nochange)
         ra, rb = nochange[a]["total"]["seconds"], nochange[b]["total"]["seconds"]
         exponent = math.log(rb / ra) / math.log(b / a)
         g["nochange_flat"] = {
-            "smallest": a, "largest": b, "documents_ratio": round(b / a, 1), "seconds_smallest": ra, "seconds_largest": rb,
-            "seconds_ratio": round(rb / ra, 2), "loglog_slope": round(exponent, 3),
-            "process_seconds_ratio": round(nochange[b]["total"]["process_seconds"] / nochange[a]["total"]["process_seconds"], 2),
-            "per_step_ratio": {SHORT[s]: round(nochange[b]["steps"][s]["seconds"] / max(1e-3, nochange[a]["steps"][s]["seconds"]), 2) for s in STEPS},
+            "smallest": a,
+            "largest": b,
+            "documents_ratio": round(b / a, 1),
+            "seconds_smallest": ra,
+            "seconds_largest": rb,
+            "seconds_ratio": round(rb / ra, 2),
+            "loglog_slope": round(exponent, 3),
+            "process_seconds_ratio": round(
+                nochange[b]["total"]["process_seconds"] / nochange[a]["total"]["process_seconds"], 2
+            ),
+            "per_step_ratio": {
+                SHORT[s]: round(nochange[b]["steps"][s]["seconds"] / max(1e-3, nochange[a]["steps"][s]["seconds"]), 2)
+                for s in STEPS
+            },
             "target": "time in proportion to what changed, not to N: pass when the no-change run's seconds grow < 2x over the whole range "
-                      "(log-log slope ~0; linear in N would be the documents ratio)",
+            "(log-log slope ~0; linear in N would be the documents ratio)",
             "pass": rb / ra < 2.0,
         }
         change = {n: r["scenarios"]["change1"] for n, r in runs.items() if "change1" in r["scenarios"]}
-        g["change1_vs_scratch"] = {str(n): round(change[n]["total"]["seconds"] / scratch[n]["total"]["seconds"], 4)
-                                   for n in sorted(change) if n in scratch}
+        g["change1_vs_scratch"] = {
+            str(n): round(change[n]["total"]["seconds"] / scratch[n]["total"]["seconds"], 4)
+            for n in sorted(change)
+            if n in scratch
+        }
     raw = out.get("raw_embedder")
     if raw:
         n = raw["documents"]
@@ -619,32 +808,49 @@ def goals(out: dict) -> dict:
         pipe_total_cps = rec["total"]["embedded"] / rec["total"]["process_seconds"]
         step_ratio = raw["pipeline_embed_step_chunks_per_second"] / raw["onnx_chunks_per_second"]
         g["throughput_vs_raw"] = {
-            "documents": n, "raw_chunks_per_second": raw["onnx_chunks_per_second"],
+            "documents": n,
+            "raw_chunks_per_second": raw["onnx_chunks_per_second"],
             "embed_step_chunks_per_second": raw["pipeline_embed_step_chunks_per_second"],
             "embed_step_ratio": round(step_ratio, 3),
-            "embed_step_process_ratio": round(raw["pipeline_embed_process_chunks_per_second"] / raw["onnx_chunks_per_second"], 3),
+            "embed_step_process_ratio": round(
+                raw["pipeline_embed_process_chunks_per_second"] / raw["onnx_chunks_per_second"], 3
+            ),
             "whole_pipeline_chunks_per_second": round(pipe_total_cps, 2),
             "whole_pipeline_ratio": round(pipe_total_cps / raw["onnx_chunks_per_second"], 3),
             "target": ">= 0.8 (embed step: chunks embedded / the step's seconds; whole pipeline: / all 7 step processes' seconds)",
-            "pass": step_ratio >= 0.8, "whole_pipeline_pass": pipe_total_cps / raw["onnx_chunks_per_second"] >= 0.8,
+            "pass": step_ratio >= 0.8,
+            "whole_pipeline_pass": pipe_total_cps / raw["onnx_chunks_per_second"] >= 0.8,
         }
     return g
 
 
 def table(out: dict) -> str:
-    head = f"{'N':>8} {'emb':6} {'scenario':8} " + " ".join(f"{SHORT[s]:>15}" for s in STEPS) + f" {'total s':>9} {'s/1k':>7}"
+    head = (
+        f"{'N':>8} {'emb':6} {'scenario':8} "
+        + " ".join(f"{SHORT[s]:>15}" for s in STEPS)
+        + f" {'total s':>9} {'s/1k':>7}"
+    )
     lines = ["per step: seconds | peak RSS MB of the step process", head]
     for n, run in sorted(out["runs"].items(), key=lambda x: int(x[0])):
         for sc, rec in run["scenarios"].items():
-            cells = " ".join(f"{rec['steps'][s]['seconds']:>7.1f}|{rec['steps'][s]['peak_rss_mb']:>6.0f}" for s in STEPS)
-            lines.append(f"{int(n):>8,} {run['embedder']:6} {sc:8} {cells} {rec['total']['seconds']:>9.1f} "
-                         f"{rec['total']['seconds_per_1k_docs']:>7.2f}")
+            cells = " ".join(
+                f"{rec['steps'][s]['seconds']:>7.1f}|{rec['steps'][s]['peak_rss_mb']:>6.0f}" for s in STEPS
+            )
+            lines.append(
+                f"{int(n):>8,} {run['embedder']:6} {sc:8} {cells} {rec['total']['seconds']:>9.1f} "
+                f"{rec['total']['seconds_per_1k_docs']:>7.2f}"
+            )
     lines.append("Ray workers started by the step (parse/chunk/embed): max single worker | max sum over them, MB")
     for n, run in sorted(out["runs"].items(), key=lambda x: int(x[0])):
         for sc, rec in run["scenarios"].items():
-            lines.append(f"{int(n):>8,} {sc:8} " + "  ".join(
-                f"{SHORT[s]} {rec['steps'][s]['ray_workers']['step_workers_max_rss_mb']:.0f}|{rec['steps'][s]['ray_workers']['step_workers_max_sum_rss_mb']:.0f}"
-                for s in STEPS if s in RAY_STEPS))
+            lines.append(
+                f"{int(n):>8,} {sc:8} "
+                + "  ".join(
+                    f"{SHORT[s]} {rec['steps'][s]['ray_workers']['step_workers_max_rss_mb']:.0f}|{rec['steps'][s]['ray_workers']['step_workers_max_sum_rss_mb']:.0f}"
+                    for s in STEPS
+                    if s in RAY_STEPS
+                )
+            )
     return "\n".join(lines)
 
 
@@ -659,18 +865,47 @@ def plot(out: dict, path: Path) -> None:
         return
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, metric, title in ((axes[0], "seconds", "seconds per step (from scratch)"), (axes[1], "peak_rss_mb", "peak RSS per step process, MB (from scratch)")):
+    for ax, metric, title in (
+        (axes[0], "seconds", "seconds per step (from scratch)"),
+        (axes[1], "peak_rss_mb", "peak RSS per step process, MB (from scratch)"),
+    ):
         for i, s in enumerate(STEPS):
             xs = [n for n, _ in runs]
             ys = [r["scenarios"]["scratch"]["steps"][s][metric] for _, r in runs]
             ax.plot(xs, ys, "-", color=colors[i % len(colors)], label=SHORT[s])
             for (n, r), y in zip(runs, ys):
-                ax.plot([n], [y], "o", color=colors[i % len(colors)], mfc="white" if r["embedder"] == "hashed" else colors[i % len(colors)])
+                ax.plot(
+                    [n],
+                    [y],
+                    "o",
+                    color=colors[i % len(colors)],
+                    mfc="white" if r["embedder"] == "hashed" else colors[i % len(colors)],
+                )
         if metric == "seconds":
-            ax.plot([n for n, _ in runs], [r["scenarios"]["scratch"]["total"]["seconds"] for _, r in runs], "k--", label="total")
+            ax.plot(
+                [n for n, _ in runs],
+                [r["scenarios"]["scratch"]["total"]["seconds"] for _, r in runs],
+                "k--",
+                label="total",
+            )
+            proj = [
+                (n, r["scenarios"]["scratch"]["steps"]["chunk_embeddings"].get("projected_real_embed_seconds"))
+                for n, r in runs
+                if r["embedder"] == "hashed"
+            ]
+            if any(y for _, y in proj):
+                xs, ys = zip(*[(n, y) for n, y in proj if y])
+                ax.plot(xs, ys, "x", color=colors[3], ms=8, label="embed, projected for the real model")
         else:
-            ax.plot([n for n, _ in runs], [r["scenarios"]["scratch"]["steps"]["chunk_embeddings"]["ray_workers"]["step_workers_max_sum_rss_mb"]
-                                           for _, r in runs], "k:", label="embed step's Ray workers (sum)")
+            ax.plot(
+                [n for n, _ in runs],
+                [
+                    r["scenarios"]["scratch"]["steps"]["chunk_embeddings"]["ray_workers"]["step_workers_max_sum_rss_mb"]
+                    for _, r in runs
+                ],
+                "k:",
+                label="embed step's Ray workers (sum)",
+            )
         ax.set_title(title)
     ax = axes[2]
     for i, sc in enumerate(SCENARIOS):
@@ -686,10 +921,17 @@ def plot(out: dict, path: Path) -> None:
         ax.set_xlabel("documents (N)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
+    axes[0].legend(fontsize=7, loc="lower right")
     hashed = [n for n, r in runs if r["embedder"] == "hashed"]
-    note = (f"hollow markers: hashed embedder at N >= {min(hashed):,} (timings of the embed step are not the real model's)"
-            if hashed else "real embedder at every N")
-    fig.suptitle(f"Knowledge pipeline scale sweep, each step in its own process, one Ray head, {out['config']['cpus']} cores; {note}", fontsize=10)
+    note = (
+        f"hollow markers: hashed embedder at N >= {min(hashed):,} (timings of the embed step are not the real model's)"
+        if hashed
+        else "real embedder at every N"
+    )
+    fig.suptitle(
+        f"Knowledge pipeline scale sweep, each step in its own process, one Ray head, {out['config']['cpus']} cores; {note}",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -702,14 +944,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="2000,10000,33272", help="documents per run, comma-separated")
     ap.add_argument("--scenarios", default="scratch,nochange,change1")
-    ap.add_argument("--hashed-above", type=int, default=REAL_DOCS, help="sizes above this embed with the hashed stand-in")
-    ap.add_argument("--budget-min", type=float, default=0, help="skip what does not fit in this many minutes (0 = no limit)")
-    ap.add_argument("--raw-sample", type=int, default=4000, help="chunks the raw embedder embeds for the throughput goal")
+    ap.add_argument(
+        "--hashed-above", type=int, default=REAL_DOCS, help="sizes above this embed with the hashed stand-in"
+    )
+    ap.add_argument(
+        "--budget-min", type=float, default=0, help="skip what does not fit in this many minutes (0 = no limit)"
+    )
+    ap.add_argument(
+        "--raw-sample", type=int, default=4000, help="chunks the raw embedder embeds for the throughput goal"
+    )
     ap.add_argument("--raw-threads", type=int, default=0)
+    ap.add_argument(
+        "--raw-nice", type=int, default=15, help="niceness of the raw embedder run (Ray's workers run at 15)"
+    )
     ap.add_argument("--shards", type=int, default=0, help="state-store shards (0 = the settings' default)")
     ap.add_argument("--object-store-mb", type=int, default=1024)
     ap.add_argument("--scratch", default="", help="scratch folder (default: a new one under /tmp, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--replot", action="store_true", help="only redo goals, table and plot from the saved JSON")
     ap.add_argument("--home", help=argparse.SUPPRESS)
     ap.add_argument("--step", help=argparse.SUPPRESS)
     ap.add_argument("--embedder", default="onnx", help=argparse.SUPPRESS)
@@ -720,6 +972,15 @@ def main() -> int:
         return 0
     if args.raw:
         child_raw(args)
+        return 0
+    if args.replot:
+        path = RESULTS / "scale_sweep.json"
+        out = json.loads(path.read_text())
+        out["goals"] = goals(out)
+        path.write_text(json.dumps(out, indent=2))
+        plot(out, RESULTS / "scale_sweep.png")
+        print(table(out))
+        print(json.dumps(out["goals"], indent=1))
         return 0
     args.sizes = [int(x) for x in str(args.sizes).split(",") if x.strip()]
     args.scenarios = [x.strip() for x in args.scenarios.split(",") if x.strip()]
@@ -744,7 +1005,9 @@ def main() -> int:
         print("raw embedder:", json.dumps(out["raw_embedder"]))
     for s in out["skipped"]:
         print(f"skipped N={s['documents']:,} {s['scenario']}: {s['why']}")
-    print(f"load average: start {out['load_average']['start']}, end {out['load_average']['end']}; {out['sweep_minutes']} min")
+    print(
+        f"load average: start {out['load_average']['start']}, end {out['load_average']['end']}; {out['sweep_minutes']} min"
+    )
     print("saved", path, "and", RESULTS / "scale_sweep.png")
     return 0
 

@@ -11,9 +11,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    # bench_vector_stores reuses the chunks and vectors bench_scale leaves in its home, so it runs last.
-    for script in ("bench_embedder_runtime.py", "bench_pipeline.py", "bench_embed_served.py", "bench_answer.py",
-                   "bench_scale.py", "bench_vector_stores.py"):
+    # bench_vector_stores reuses the chunks and vectors bench_scale leaves in its home, so it runs after it.
+    # bench_scale_sweep (its own scratch home and Ray head) runs its default sizes, 2k/10k/33k; the full sweep is
+    # `bench_scale_sweep.py --sizes 2000,10000,33272,100000,300000`.
+    for script in (
+        "bench_embedder_runtime.py",
+        "bench_pipeline.py",
+        "bench_embed_served.py",
+        "bench_answer.py",
+        "bench_scale.py",
+        "bench_vector_stores.py",
+        "bench_scale_sweep.py",
+    ):
         print(f"== {script}", flush=True)
         rc = subprocess.call([sys.executable, str(HERE / script)])
         if rc:

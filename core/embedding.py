@@ -185,7 +185,9 @@ class HashedEmbedder:
         b2, s2 = self._buckets(pairs)
         flat = np.concatenate([rows * self.dimension + b1, rows[1:][same] * self.dimension + b2])
         weights = np.concatenate([s1, s2])
-        out = np.bincount(flat, weights=weights, minlength=len(texts) * self.dimension).reshape(len(texts), self.dimension)
+        out = np.bincount(flat, weights=weights, minlength=len(texts) * self.dimension).reshape(
+            len(texts), self.dimension
+        )
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return (out / np.clip(norms, 1e-12, None)).astype(np.float32)
 

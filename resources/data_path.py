@@ -13,6 +13,7 @@ embeds whole shards). A row that cannot be embedded, or whose vector is not fini
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import time
@@ -21,7 +22,15 @@ from typing import Any
 import pyarrow as pa
 
 from core.knowledge import (
-    CHUNK_QUARANTINE, CHUNKS, DOCUMENTS, INVENTORY, QUARANTINE, chunk_shard, invalid_vectors, parse_shard, vectors_schema,
+    CHUNK_QUARANTINE,
+    CHUNKS,
+    DOCUMENTS,
+    INVENTORY,
+    QUARANTINE,
+    chunk_shard,
+    invalid_vectors,
+    parse_shard,
+    vectors_schema,
     vectors_to_reuse,
 )
 from resources.state_store import PipelineStateStore, state_store_from_spec
@@ -46,7 +55,11 @@ def _load(payload: dict) -> dict:
     stored = state_store_from_spec(payload["store"]).read_json(payload["payload_key"])
     if stored is None:
         raise FileNotFoundError(f"stage payload {payload['payload_key']} is not in the state store")
-    return {**stored, "store": payload["store"], **({"_runtime_env": payload["_runtime_env"]} if "_runtime_env" in payload else {})}
+    return {
+        **stored,
+        "store": payload["store"],
+        **({"_runtime_env": payload["_runtime_env"]} if "_runtime_env" in payload else {}),
+    }
 
 
 def _remote_options(payload: dict) -> dict:
@@ -68,8 +81,12 @@ def _collect(results: list[dict]) -> dict:
             resumed.append(int(r["shard"]))
         for name, entry in r["entries"].items():
             entries.setdefault(name, {})[int(r["shard"])] = entry
-    return {"entries": {n: {str(s): e for s, e in es.items()} for n, es in entries.items()}, "shards": len(results),
-            "resumed": len(resumed), "resumed_shards": sorted(resumed)}
+    return {
+        "entries": {n: {str(s): e for s, e in es.items()} for n, es in entries.items()},
+        "shards": len(results),
+        "resumed": len(resumed),
+        "resumed_shards": sorted(resumed),
+    }
 
 
 # ------------------------------------------------------------------ parse
@@ -83,12 +100,19 @@ def _parse_one(store_spec: dict, docs_spec: dict, item: dict, max_bytes: int) ->
     documents = open_resource(docs_spec)
     inventory = store.read_shard("inventory", item["shard"], INVENTORY, entry=item["reads"]["inventory"])
     prev_docs = store.read_shard("documents", item["shard"], DOCUMENTS, entry=item["prev"].get("documents") or {})
-    prev_q = store.read_shard("parse_quarantine", item["shard"], QUARANTINE, entry=item["prev"].get("parse_quarantine") or {})
+    prev_q = store.read_shard(
+        "parse_quarantine", item["shard"], QUARANTINE, entry=item["prev"].get("parse_quarantine") or {}
+    )
     docs, quarantine, stats = parse_shard(inventory, prev_docs, prev_q, documents.get, max_bytes)
-    return {"shard": item["shard"], "entries": {
-        "documents": store.write_shard("documents", item["shard"], item["input"], docs, stats),
-        "parse_quarantine": store.write_shard("parse_quarantine", item["shard"], item["input"], quarantine, {"rows": quarantine.num_rows}),
-    }}
+    return {
+        "shard": item["shard"],
+        "entries": {
+            "documents": store.write_shard("documents", item["shard"], item["input"], docs, stats),
+            "parse_quarantine": store.write_shard(
+                "parse_quarantine", item["shard"], item["input"], quarantine, {"rows": quarantine.num_rows}
+            ),
+        },
+    }
 
 
 def parse_stage(payload: dict) -> dict:
@@ -97,27 +121,42 @@ def parse_stage(payload: dict) -> dict:
 
     payload = _load(payload)
     task = ray.remote(num_cpus=1, max_retries=2)(_parse_one).options(**_remote_options(payload))
-    refs = [task.remote(payload["store"], payload["documents"], item, payload["max_bytes"]) for item in payload["items"]]
+    refs = [
+        task.remote(payload["store"], payload["documents"], item, payload["max_bytes"]) for item in payload["items"]
+    ]
     return _collect(ray.get(refs))
 
 
 # ------------------------------------------------------------------ chunk
 
 
-def _chunk_one(store_spec: dict, item: dict, tokenizer_path: str, max_tokens: int, chunk_tokens: int, overlap: int) -> dict:
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str, max_tokens: int):
+    """One tokenizer per Ray worker process, not one per shard."""
+    from core.embedding import load_tokenizer
+
+    return load_tokenizer(path, max_tokens)
+
+
+def _chunk_one(
+    store_spec: dict, item: dict, tokenizer_path: str, max_tokens: int, chunk_tokens: int, overlap: int
+) -> dict:
     from core.chunking import Chunker
-    from core.embedding import count_tokens, load_tokenizer
+    from core.embedding import count_tokens
 
     store = state_store_from_spec(store_spec)
     done = _done(store, ("chunks",), item)
     if done:
         return {"shard": item["shard"], "entries": done, "resumed": True}
-    tokenizer = load_tokenizer(tokenizer_path, max_tokens)
+    tokenizer = _tokenizer(tokenizer_path, max_tokens)
     chunker = Chunker(lambda texts: count_tokens(tokenizer, texts), max_tokens=chunk_tokens, overlap_tokens=overlap)
     docs = store.read_shard("documents", item["shard"], DOCUMENTS, entry=item["reads"]["documents"])
     prev = store.read_shard("chunks", item["shard"], CHUNKS, entry=item["prev"].get("chunks") or {})
     chunks, stats = chunk_shard(docs, prev, chunker)
-    return {"shard": item["shard"], "entries": {"chunks": store.write_shard("chunks", item["shard"], item["input"], chunks, stats)}}
+    return {
+        "shard": item["shard"],
+        "entries": {"chunks": store.write_shard("chunks", item["shard"], item["input"], chunks, stats)},
+    }
 
 
 def chunk_stage(payload: dict) -> dict:
@@ -127,7 +166,10 @@ def chunk_stage(payload: dict) -> dict:
     payload = _load(payload)
     task = ray.remote(num_cpus=1, max_retries=2)(_chunk_one).options(**_remote_options(payload))
     c = payload["chunker"]
-    refs = [task.remote(payload["store"], item, c["tokenizer_path"], c["max_tokens"], c["chunk_tokens"], c["overlap"]) for item in payload["items"]]
+    refs = [
+        task.remote(payload["store"], item, c["tokenizer_path"], c["max_tokens"], c["chunk_tokens"], c["overlap"])
+        for item in payload["items"]
+    ]
     return _collect(ray.get(refs))
 
 
@@ -173,8 +215,12 @@ class EmbedShards:
             return {"shard": item["shard"], "entries": done, "resumed": True}
         t0 = time.perf_counter()
         schema = vectors_schema(self.dimension)
-        chunks = self.store.read_shard("chunks", item["shard"], CHUNKS, entry=item["reads"]["chunks"], columns=["chunk_id", "doc_key", "text"])
-        prev = self.store.read_shard(self.vectors_table, item["shard"], schema, entry=item["prev"].get(self.vectors_table) or {})
+        chunks = self.store.read_shard(
+            "chunks", item["shard"], CHUNKS, entry=item["reads"]["chunks"], columns=["chunk_id", "doc_key", "text"]
+        )
+        prev = self.store.read_shard(
+            self.vectors_table, item["shard"], schema, entry=item["prev"].get(self.vectors_table) or {}
+        )
         kept, todo = vectors_to_reuse(chunks, prev)
         quarantine: list[dict] = []
         new = schema.empty_table()
@@ -182,21 +228,45 @@ class EmbedShards:
             vectors, reasons = self._embed(todo.column("text").to_pylist())
             ok = np.array([r is None for r in reasons], bool)
             for i in np.flatnonzero(~ok):
-                quarantine.append({"chunk_id": todo.column("chunk_id")[i].as_py(), "doc_key": todo.column("doc_key")[i].as_py(),
-                                   "reason": reasons[i], "at": time.time()})
+                quarantine.append(
+                    {
+                        "chunk_id": todo.column("chunk_id")[i].as_py(),
+                        "doc_key": todo.column("doc_key")[i].as_py(),
+                        "reason": reasons[i],
+                        "at": time.time(),
+                    }
+                )
             good = todo.filter(pa.array(ok))
             flat = pa.array(vectors[ok].reshape(-1), type=pa.float32())
-            new = pa.table({"chunk_id": good.column("chunk_id"), "doc_key": good.column("doc_key"),
-                            "vector": pa.FixedSizeListArray.from_arrays(flat, self.dimension)}, schema=schema)
+            new = pa.table(
+                {
+                    "chunk_id": good.column("chunk_id"),
+                    "doc_key": good.column("doc_key"),
+                    "vector": pa.FixedSizeListArray.from_arrays(flat, self.dimension),
+                },
+                schema=schema,
+            )
         table = pa.concat_tables([kept.cast(schema), new]) if kept.num_rows else new
         seconds = time.perf_counter() - t0
-        stats = {"embedded": todo.num_rows - len(quarantine), "reused": kept.num_rows, "quarantined": len(quarantine),
-                 "removed": prev.num_rows - kept.num_rows, "seconds": round(seconds, 3)}
+        stats = {
+            "embedded": todo.num_rows - len(quarantine),
+            "reused": kept.num_rows,
+            "quarantined": len(quarantine),
+            "removed": prev.num_rows - kept.num_rows,
+            "seconds": round(seconds, 3),
+        }
         qtable = pa.Table.from_pylist(quarantine, schema=CHUNK_QUARANTINE)
-        return {"shard": item["shard"], "entries": {
-            self.vectors_table: self.store.write_shard(self.vectors_table, item["shard"], item["input"], table, stats),
-            self.quarantine_table: self.store.write_shard(self.quarantine_table, item["shard"], item["input"], qtable, {"rows": len(quarantine)}),
-        }}
+        return {
+            "shard": item["shard"],
+            "entries": {
+                self.vectors_table: self.store.write_shard(
+                    self.vectors_table, item["shard"], item["input"], table, stats
+                ),
+                self.quarantine_table: self.store.write_shard(
+                    self.quarantine_table, item["shard"], item["input"], qtable, {"rows": len(quarantine)}
+                ),
+            },
+        }
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -218,8 +288,12 @@ def embed_stage(payload: dict) -> dict:
     ds = ray.data.from_items([{"item": json.dumps(it)} for it in items], override_num_blocks=len(items))
     ds = ds.map_batches(
         EmbedShards,
-        fn_constructor_kwargs={"store_spec": payload["store"], "embedder_spec": spec, "vectors_table": payload["vectors_table"],
-                               "quarantine_table": payload["quarantine_table"]},
+        fn_constructor_kwargs={
+            "store_spec": payload["store"],
+            "embedder_spec": spec,
+            "vectors_table": payload["vectors_table"],
+            "quarantine_table": payload["quarantine_table"],
+        },
         batch_size=1,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
