@@ -274,6 +274,11 @@ class EmbedShards:
         return {"result": np.array([json.dumps(self.one(json.loads(x))) for x in batch["item"]], dtype=object)}
 
 
+# Actors loaded up front: a small pool starts whole (scaling up from one costs a model load mid-run, ~10% of a
+# 2,000-document run on 2 cores); a large one starts with this many and grows while its queue stays full.
+MIN_WARM_ACTORS = 2
+
+
 def embed_stage(payload: dict) -> dict:
     """Ray job: embed the dirty shards on an autoscaling actor pool (1..``actors`` actors, one CPU each)."""
     import ray
@@ -296,7 +301,7 @@ def embed_stage(payload: dict) -> dict:
         },
         batch_size=1,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+        compute=ray.data.ActorPoolStrategy(min_size=min(actors, MIN_WARM_ACTORS), max_size=actors),
         num_cpus=1,
         **_remote_options(payload),
     )
