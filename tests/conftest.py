@@ -13,7 +13,7 @@ apply_ray_env_defaults()
 
 from core.corpus import ARTICLE_TABLE, load_sample  # noqa: E402
 from pipelines.settings import Settings, load_settings  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.helpers import free_port, start_moto_server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,34 +35,12 @@ MOTO_CREDENTIALS = {
 }
 
 
-def _start_moto() -> tuple[object, str]:
-    import subprocess
-    import sys
-    import time as _time
-    import urllib.request
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            break
-        except Exception:  # noqa: BLE001 - not up yet
-            _time.sleep(0.1)
-    return proc, url
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A real moto server (S3, SQS) on a free loopback port for the session."""
     for k, v in MOTO_CREDENTIALS.items():
         os.environ.setdefault(k, v)
-    proc, url = _start_moto()
+    proc, url = start_moto_server()
     yield url
     proc.terminate()
     proc.wait(10)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import dagster as dg
@@ -23,7 +20,7 @@ from pipelines import sensors
 from pipelines.profiles import build_resources
 from pipelines.sensors import new_documents_sensor
 from resources.document_store import S3DocumentStore
-from tests.helpers import free_port
+from tests.helpers import free_port, start_moto_server
 
 # moto accepts any credentials; these throwaway values only satisfy botocore's signer.
 TEST_CREDENTIALS = {
@@ -37,19 +34,7 @@ TEST_CREDENTIALS = {
 def s3_endpoint():
     saved = {k: os.environ.get(k) for k in TEST_CREDENTIALS}
     os.environ.update(TEST_CREDENTIALS)
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            break
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.1)
+    proc, url = start_moto_server()
     yield url
     proc.terminate()
     proc.wait(10)
