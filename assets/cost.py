@@ -36,13 +36,10 @@ OWNERS = ["team:platform"]
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
+# Everything the cost group records goes to the pipeline state store (on eks every step is its own pod).
 COST_REPORT_RECORD = "cost/monthly_cost_report"
-
-
-def _out(platform: PlatformResource) -> Path:
-    d = Path(platform.out_dir).parent / "cost"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+BILL_RECORD = "cost/bill_of_materials"
+UNIT_ECONOMICS_RECORD = "cost/unit_economics"
 
 
 def _md(lines: list[dict], title: str) -> str:
@@ -116,14 +113,14 @@ def _usage(cfg: UsageConfig) -> UsageAssumptions:
     "counts and hours; NAT gateways; load balancers; OpenSearch; managed Prometheus/Grafana; EBS; KMS; CloudWatch; ECR; the "
     "judge's tokens, with every assumption written next to its quantity.",
 )
-def bill_of_materials(config: UsageConfig, platform: PlatformResource) -> dg.MaterializeResult:
+def bill_of_materials(
+    config: UsageConfig, platform: PlatformResource, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
     from core.cost import platform_items
 
     cfg = platform.load()
     items = [i.as_dict() for i in platform_items(cfg, _usage(config))]
-    (_out(platform) / "bill_of_materials.json").write_text(
-        json.dumps({"usage": _usage(config).as_dict(), "items": items}, indent=1)
-    )
+    pipeline_state.write_json(BILL_RECORD, {"usage": _usage(config).as_dict(), "items": items})
     return dg.MaterializeResult(
         metadata={
             "items": len(items),
@@ -292,11 +289,9 @@ def monthly_cost_report(
             "options": scenarios,
         },
     }
-    out = _out(platform)
-    (out / "monthly_cost_report.json").write_text(json.dumps(report, indent=1, default=str))  # for people to read
-    pipeline_state.write_json(COST_REPORT_RECORD, report)  # for the steps after this one (their own pods on eks)
+    pipeline_state.write_json(COST_REPORT_RECORD, report)
     png = _stacked_png({"reference": ref, "reference + omitted": ref + omitted, "this platform": ours})
-    (out / "monthly_cost.png").write_bytes(png)
+    pipeline_state.put_bytes(f"{COST_REPORT_RECORD}.png", png)
     md = "\n\n".join(
         [
             _md(ref, f"Reference design (us-east-1, price book {ref_book.as_of})"),
@@ -304,7 +299,7 @@ def monthly_cost_report(
             _md(ours, f"This platform ({cfg.region})"),
         ]
     )
-    (out / "monthly_cost_report.md").write_text(md)
+    pipeline_state.put_bytes(f"{COST_REPORT_RECORD}.md", md.encode())
     return dg.MaterializeResult(
         metadata={
             "reference_total_usd": total(ref),
@@ -313,7 +308,7 @@ def monthly_cost_report(
             "report": dg.MetadataValue.md(md),
             "plot": dg.MetadataValue.md(f"![monthly cost](data:image/png;base64,{base64.b64encode(png).decode()})"),
             "scenarios": dg.MetadataValue.json(report["scenarios"]),
-            "file": dg.MetadataValue.path(str(out / "monthly_cost_report.json")),
+            "record": f"{pipeline_state.describe()}/{COST_REPORT_RECORD}.json",
         }
     )
 
@@ -326,7 +321,9 @@ def monthly_cost_report(
     description="Cost per 1M tokens and per answered question for each serving option, from measured throughput (the serving "
     "benchmarks' results; each figure says where it was measured), and the break-even traffic where the GPU beats the CPU.",
 )
-def unit_economics(platform: PlatformResource, prices: PriceBookResource) -> dg.MaterializeResult:
+def unit_economics(
+    platform: PlatformResource, prices: PriceBookResource, pipeline_state: PipelineStateStore
+) -> dg.MaterializeResult:
     cfg = platform.load()
     book = prices.load(cfg.region)
     options, tpa = measured_throughputs()
@@ -338,7 +335,7 @@ def unit_economics(platform: PlatformResource, prices: PriceBookResource) -> dg.
             by["cpu-graviton"], by["gpu-h100-qwen2.5-1.5b"], book, tpa
         )
     result = {"tokens_per_answer": round(tpa, 1), "options": table, "break_even": be}
-    (_out(platform) / "unit_economics.json").write_text(json.dumps(result, indent=1))
+    pipeline_state.write_json(UNIT_ECONOMICS_RECORD, result)
     md = [
         "| option | model | $/h | tokens/s | $ per 1M tokens | $ per answer | where measured |",
         "|---|---|---:|---:|---:|---:|---|",

@@ -143,10 +143,12 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
     }
     assert meta["monthly_cost_report"]["reference_total_usd"] == 447.47
     assert meta["monthly_cost_report"]["plot"].startswith("![monthly cost](data:image/png;base64,")
-    report = json.loads((tmp_path / "cost" / "monthly_cost_report.json").read_text())
+    state = res["pipeline_state"]
+    report = state.read_json("cost/monthly_cost_report")
+    assert state.get_bytes("cost/monthly_cost_report.png").startswith(b"\x89PNG")
     options = {o["option"]: o for o in report["scenarios"]["options"]}
     assert "cpu-graviton" in options and options["inferentia-inf2"]["note"].startswith("not measured")
-    ue = json.loads((tmp_path / "cost" / "unit_economics.json").read_text())
+    ue = state.read_json("cost/unit_economics")
     cpu = next(o for o in ue["options"] if o["option"] == "cpu-graviton")
     bench = json.loads((REPO / "benchmarks" / "results" / "answer_latency_1.5b.json").read_text())
     toks = sum(r["answer_tokens"]["prompt"] + r["answer_tokens"]["completion"] for r in bench["rows"])
