@@ -92,12 +92,37 @@ def _collect(results: list[dict]) -> dict:
 # ------------------------------------------------------------------ parse
 
 
-def _parse_one(store_spec: dict, docs_spec: dict, item: dict, max_bytes: int) -> dict:
-    store = state_store_from_spec(store_spec)
+@functools.lru_cache(maxsize=8)
+def _opened(kind: str, spec_json: str) -> Any:
+    """One store (and one S3 client) per Ray worker and spec, not one per shard."""
+    spec = json.loads(spec_json)
+    return state_store_from_spec(spec) if kind == "state" else open_resource(spec)
+
+
+def _store(spec: dict) -> PipelineStateStore:
+    return _opened("state", json.dumps(spec, sort_keys=True))
+
+
+def _groups(items: list[dict], per_cpu: int = 4) -> list[list[dict]]:
+    """The shards in about ``per_cpu`` tasks per Ray CPU: a task per tiny shard costs more in scheduling and store
+    set-up than it computes; a task still holds one shard at a time, and a retry skips the shards it already wrote."""
+    import ray
+
+    tasks = max(1, per_cpu * int(ray.cluster_resources().get("CPU", 1)))
+    size = max(1, -(-len(items) // tasks))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _each(fn, items: list[dict], *args, **kwargs) -> list[dict]:
+    return [fn(item, *args, **kwargs) for item in items]
+
+
+def _parse_one(item: dict, store_spec: dict, docs_spec: dict, max_bytes: int) -> dict:
+    store = _store(store_spec)
     done = _done(store, ("documents", "parse_quarantine"), item)
     if done:
         return {"shard": item["shard"], "entries": done, "resumed": True}
-    documents = open_resource(docs_spec)
+    documents = _opened("resource", json.dumps(docs_spec, sort_keys=True))
     inventory = store.read_shard("inventory", item["shard"], INVENTORY, entry=item["reads"]["inventory"])
     prev_docs = store.read_shard("documents", item["shard"], DOCUMENTS, entry=item["prev"].get("documents") or {})
     prev_q = store.read_shard(
@@ -120,11 +145,12 @@ def parse_stage(payload: dict) -> dict:
     import ray
 
     payload = _load(payload)
-    task = ray.remote(num_cpus=1, max_retries=2)(_parse_one).options(**_remote_options(payload))
+    task = ray.remote(num_cpus=1, max_retries=2)(_each).options(**_remote_options(payload))
     refs = [
-        task.remote(payload["store"], payload["documents"], item, payload["max_bytes"]) for item in payload["items"]
+        task.remote(_parse_one, group, payload["store"], payload["documents"], max_bytes=payload["max_bytes"])
+        for group in _groups(payload["items"])
     ]
-    return _collect(ray.get(refs))
+    return _collect([r for rs in ray.get(refs) for r in rs])
 
 
 # ------------------------------------------------------------------ chunk
@@ -139,12 +165,12 @@ def _tokenizer(path: str, max_tokens: int):
 
 
 def _chunk_one(
-    store_spec: dict, item: dict, tokenizer_path: str, max_tokens: int, chunk_tokens: int, overlap: int
+    item: dict, store_spec: dict, tokenizer_path: str, max_tokens: int, chunk_tokens: int, overlap: int
 ) -> dict:
     from core.chunking import Chunker
     from core.embedding import count_tokens
 
-    store = state_store_from_spec(store_spec)
+    store = _store(store_spec)
     done = _done(store, ("chunks",), item)
     if done:
         return {"shard": item["shard"], "entries": done, "resumed": True}
@@ -164,13 +190,21 @@ def chunk_stage(payload: dict) -> dict:
     import ray
 
     payload = _load(payload)
-    task = ray.remote(num_cpus=1, max_retries=2)(_chunk_one).options(**_remote_options(payload))
+    task = ray.remote(num_cpus=1, max_retries=2)(_each).options(**_remote_options(payload))
     c = payload["chunker"]
     refs = [
-        task.remote(payload["store"], item, c["tokenizer_path"], c["max_tokens"], c["chunk_tokens"], c["overlap"])
-        for item in payload["items"]
+        task.remote(
+            _chunk_one,
+            group,
+            payload["store"],
+            tokenizer_path=c["tokenizer_path"],
+            max_tokens=c["max_tokens"],
+            chunk_tokens=c["chunk_tokens"],
+            overlap=c["overlap"],
+        )
+        for group in _groups(payload["items"])
     ]
-    return _collect(ray.get(refs))
+    return _collect([r for rs in ray.get(refs) for r in rs])
 
 
 # ------------------------------------------------------------------ embed
@@ -206,26 +240,48 @@ class EmbedShards:
                     reasons.append(f"embedding failed: {type(exc).__name__}: {exc}")
             return out, reasons
 
-    def one(self, item: dict) -> dict:
+    def many(self, items: list[dict]) -> list[dict]:
+        """Embed several shards in one length-sorted pass (a shard of a small corpus holds ~100 chunks; sorting over
+        more texts pads less), then write each shard's vectors and quarantine."""
         import numpy as np
 
-        outputs = (self.vectors_table, self.quarantine_table)
-        done = _done(self.store, outputs, item)
-        if done:
-            return {"shard": item["shard"], "entries": done, "resumed": True}
-        t0 = time.perf_counter()
         schema = vectors_schema(self.dimension)
-        chunks = self.store.read_shard(
-            "chunks", item["shard"], CHUNKS, entry=item["reads"]["chunks"], columns=["chunk_id", "doc_key", "text"]
-        )
-        prev = self.store.read_shard(
-            self.vectors_table, item["shard"], schema, entry=item["prev"].get(self.vectors_table) or {}
-        )
-        kept, todo = vectors_to_reuse(chunks, prev)
+        results, prepared = [], []
+        for item in items:
+            done = _done(self.store, (self.vectors_table, self.quarantine_table), item)
+            if done:
+                results.append({"shard": item["shard"], "entries": done, "resumed": True})
+                continue
+            chunks = self.store.read_shard(
+                "chunks", item["shard"], CHUNKS, entry=item["reads"]["chunks"], columns=["chunk_id", "doc_key", "text"]
+            )
+            prev = self.store.read_shard(
+                self.vectors_table, item["shard"], schema, entry=item["prev"].get(self.vectors_table) or {}
+            )
+            kept, todo = vectors_to_reuse(chunks, prev)
+            prepared.append((item, kept, todo, prev.num_rows))
+        texts = [t for _, _, todo, _ in prepared for t in todo.column("text").to_pylist()]
+        t0 = time.perf_counter()
+        vectors, reasons = self._embed(texts) if texts else (np.zeros((0, self.dimension), np.float32), [])
+        per_row = (time.perf_counter() - t0) / max(1, len(texts))
+        offset = 0
+        for item, kept, todo, prev_rows in prepared:
+            n = todo.num_rows
+            results.append(
+                self._write(
+                    item, kept, todo, vectors[offset : offset + n], reasons[offset : offset + n], prev_rows, n * per_row
+                )
+            )
+            offset += n
+        return results
+
+    def _write(self, item, kept, todo, vectors, reasons, prev_rows: int, seconds: float) -> dict:
+        import numpy as np
+
+        schema = vectors_schema(self.dimension)
         quarantine: list[dict] = []
         new = schema.empty_table()
         if todo.num_rows:
-            vectors, reasons = self._embed(todo.column("text").to_pylist())
             ok = np.array([r is None for r in reasons], bool)
             for i in np.flatnonzero(~ok):
                 quarantine.append(
@@ -237,7 +293,7 @@ class EmbedShards:
                     }
                 )
             good = todo.filter(pa.array(ok))
-            flat = pa.array(vectors[ok].reshape(-1), type=pa.float32())
+            flat = pa.array(np.ascontiguousarray(vectors[ok]).reshape(-1), type=pa.float32())
             new = pa.table(
                 {
                     "chunk_id": good.column("chunk_id"),
@@ -247,12 +303,11 @@ class EmbedShards:
                 schema=schema,
             )
         table = pa.concat_tables([kept.cast(schema), new]) if kept.num_rows else new
-        seconds = time.perf_counter() - t0
         stats = {
             "embedded": todo.num_rows - len(quarantine),
             "reused": kept.num_rows,
             "quarantined": len(quarantine),
-            "removed": prev.num_rows - kept.num_rows,
+            "removed": prev_rows - kept.num_rows,
             "seconds": round(seconds, 3),
         }
         qtable = pa.Table.from_pylist(quarantine, schema=CHUNK_QUARANTINE)
@@ -271,16 +326,19 @@ class EmbedShards:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        return {"result": np.array([json.dumps(self.one(json.loads(x))) for x in batch["item"]], dtype=object)}
+        results = self.many([json.loads(x) for x in batch["item"]])
+        return {"result": np.array([json.dumps(r) for r in results], dtype=object)}
 
 
 # Actors loaded up front: a small pool starts whole (scaling up from one costs a model load mid-run, ~10% of a
 # 2,000-document run on 2 cores); a large one starts with this many and grows while its queue stays full.
 MIN_WARM_ACTORS = 2
+CALL_CHUNKS = 2048  # chunks an actor embeds in one call (several small shards together; one large shard alone)
 
 
 def embed_stage(payload: dict) -> dict:
-    """Ray job: embed the dirty shards on an autoscaling actor pool (1..``actors`` actors, one CPU each)."""
+    """Ray job: embed the dirty shards on an autoscaling actor pool (1..``actors`` actors of ``threads_per_actor``
+    CPUs each)."""
     import ray
 
     payload = _load(payload)
@@ -288,8 +346,13 @@ def embed_stage(payload: dict) -> dict:
     if not items:
         return _collect([])
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    actors = max(1, min(payload.get("actors") or cpus, len(items)))
-    spec = {**payload["embedder"], "threads": max(1, cpus // actors) if not payload.get("actors") else 1}
+    # Two ONNX threads per actor by default: the same cores embed ~10% faster as fewer, wider actors (one model
+    # load, length-sorting over more texts, no idle actor at the end), measured on 2 and 16 cores alike.
+    threads = max(1, min(int(payload.get("threads_per_actor") or 1), cpus))
+    actors = max(1, min(payload.get("actors") or cpus // threads, len(items)))
+    spec = {**payload["embedder"], "threads": threads}
+    rows = [int((it["reads"].get("chunks") or {}).get("rows", 0)) for it in items]
+    per_call = max(1, min(CALL_CHUNKS // max(1, sum(rows) // len(items)), -(-len(items) // actors)))
     ds = ray.data.from_items([{"item": json.dumps(it)} for it in items], override_num_blocks=len(items))
     ds = ds.map_batches(
         EmbedShards,
@@ -299,10 +362,12 @@ def embed_stage(payload: dict) -> dict:
             "vectors_table": payload["vectors_table"],
             "quarantine_table": payload["quarantine_table"],
         },
-        batch_size=1,
+        batch_size=per_call,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(min_size=min(actors, MIN_WARM_ACTORS), max_size=actors),
-        num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(
+            min_size=min(actors, MIN_WARM_ACTORS), max_size=actors, max_tasks_in_flight_per_actor=1
+        ),
+        num_cpus=threads,
         **_remote_options(payload),
     )
     results = [json.loads(r["result"]) for r in ds.take_all()]

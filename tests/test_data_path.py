@@ -87,6 +87,54 @@ def test_a_poison_chunk_is_quarantined_and_the_rest_of_its_shard_is_embedded(tmp
     assert np.allclose(norms, 1, atol=1e-3)
 
 
+def test_shards_embedded_together_each_get_their_own_vectors(tmp_path, embedder_resource, ray_address):
+    """Small shards share one length-sorted embedding call: every shard must still get exactly its own chunks'
+    vectors (the same as embedding them alone) and its own quarantined rows."""
+    store = LocalStateStore(root=str(tmp_path / "state"), shards=4)
+    store.layout()
+    texts = {
+        0: ["Aspirin reduced the risk of stroke in adults.", "Warfarin needs monitoring of the INR."],
+        1: ["Statins lowered LDL cholesterol.", " ", "Metformin is first-line therapy for type 2 diabetes."],
+        3: ["Beta blockers after myocardial infarction reduce mortality " * 6],
+    }
+    entries, i = {}, 0
+    for shard, shard_texts in texts.items():
+        rows = []
+        for t in shard_texts:
+            rows.append(_chunk(i, t))
+            i += 1
+        entries[shard] = store.write_shard(CHUNKS_TABLE, shard, f"in{shard}", pa.Table.from_pylist(rows, schema=CHUNKS))
+    store.commit(CHUNKS_TABLE, entries)
+    vtable, qtable = vectors_table(embedder_resource.model_id), chunk_quarantine_table(embedder_resource.model_id)
+    items = plan(store, vtable, (CHUNKS_TABLE,), "test", prev=(vtable,))
+    runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address))
+    payload = {
+        "items": items,
+        "embedder": embedder_resource.spec(),
+        "actors": 1,  # one actor: all three shards in one call
+        "vectors_table": vtable,
+        "quarantine_table": qtable,
+        "store": store.spec(),
+    }
+    result = runner.run("resources.data_path:embed_stage", payload)
+    assert result["shards"] == 3
+    alone = embedder_resource.build(threads=1)
+    all_texts = [t for ts in texts.values() for t in ts if t.strip()]
+    reference = alone.embed(all_texts)  # int8 dynamic quantization: vectors depend slightly on the batch they were in
+    for shard, shard_texts in texts.items():
+        got = store.read_shard(vtable, shard, vectors_schema(384), entry=result["entries"][vtable][str(shard)])
+        chunks = store.read_shard(CHUNKS_TABLE, shard, CHUNKS)
+        by_id = dict(zip(chunks.column("chunk_id").to_pylist(), chunks.column("text").to_pylist()))
+        ids = got.column("chunk_id").to_pylist()
+        assert set(ids) == {c for c, t in by_id.items() if t.strip()}  # exactly its own embeddable chunks
+        vectors = np.stack(got.column("vector").to_numpy(zero_copy_only=False))
+        best = (vectors @ reference.T).argmax(axis=1)  # each vector is nearest to its own text, of all shards' texts
+        assert [all_texts[b] for b in best] == [by_id[c] for c in ids], f"shard {shard} got another shard's vectors"
+        assert ((vectors @ reference.T).max(axis=1) > 0.99).all()
+        quarantined = store.read_shard(qtable, shard, CHUNK_QUARANTINE, entry=result["entries"][qtable][str(shard)])
+        assert quarantined.column("chunk_id").to_pylist() == [c for c, t in by_id.items() if not t.strip()]
+
+
 KILLED_RUN = textwrap.dedent("""
     import sys
     import dagster as dg

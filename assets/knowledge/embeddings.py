@@ -22,7 +22,8 @@ from resources.state_store import PipelineStateStore
 
 
 class EmbeddingConfig(dg.Config):
-    actors: int = 0  # upper bound of the autoscaling actor pool; 0 = one per Ray CPU
+    actors: int = 0  # upper bound of the autoscaling actor pool; 0 = Ray CPUs / threads_per_actor
+    threads_per_actor: int = 2  # ONNX intra-op threads (and Ray CPUs) per actor
 
 
 @dg.asset(
@@ -51,6 +52,7 @@ def chunk_embeddings(
         "items": items,
         "embedder": embedder.spec(),
         "actors": config.actors,
+        "threads_per_actor": config.threads_per_actor,
         "vectors_table": vtable,
         "quarantine_table": qtable,
     }
