@@ -98,25 +98,29 @@ def specialty_classifier(
             }
         )
     vec_m = pipeline_state.manifest(vectors_table(embedder.model_id))
-    keys, xs, labels = [], [], []
+    # The sample fills one preallocated array: memory is the sample plus one shard, whatever the corpus.
+    x = np.zeros((config.max_train_documents, embedder.dimension), np.float32)
+    keys, labels = [], []
     for shard, docs in pipeline_state.iter_shards(DOCUMENTS_TABLE, DOCUMENTS, columns=["key", "mesh_terms"]):
         lab = {
             k: y
             for k, m in zip(docs.column("key").to_pylist(), docs.column("mesh_terms").to_pylist())
             if (y := label_document(m or [])[0])
         }
+        del docs
         if not lab:
             continue
         entry = vec_m.get(pipeline_state.shard_name(shard))
-        k, x = _shard_doc_vectors(
+        k, v = _shard_doc_vectors(
             pipeline_state, vectors_table(embedder.model_id), shard, entry, embedder.dimension, set(lab)
         )
-        keys += k
-        xs.append(x)
-        labels += [lab[d] for d in k]
+        take = min(len(k), config.max_train_documents - len(keys))
+        x[len(keys) : len(keys) + take] = v[:take]
+        keys += k[:take]
+        labels += [lab[d] for d in k[:take]]
         if len(keys) >= config.max_train_documents:
             break
-    x = np.vstack(xs) if xs else np.zeros((0, embedder.dimension), np.float32)
+    x = x[: len(keys)]
     train = [i for i, k in enumerate(keys) if not holdout(k, config.holdout_fraction)]
     test = [i for i, k in enumerate(keys) if holdout(k, config.holdout_fraction)]
     counts = Counter(labels)
