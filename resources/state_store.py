@@ -55,6 +55,9 @@ class PipelineStateStore(dg.ConfigurableResource):
     """The interface. Implementations provide ``get_bytes``, ``put_bytes``, ``list_keys``, ``delete_keys`` and ``spec``."""
 
     shards: int = DEFAULT_SHARDS  # fixed for the life of a store (recorded in layout.json)
+    # A step holds one shard at a time, so the shard size bounds its memory: about one shard per 1,000 documents
+    # expected; beyond this many documents in a shard the inventory check warns.
+    max_shard_documents: int = 5_000
 
     # ------------------------------------------------------------ primitives
     def get_bytes(self, key: str) -> bytes | None:

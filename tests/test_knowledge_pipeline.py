@@ -228,3 +228,17 @@ def test_full_rebuild_makes_a_candidate_generation_that_later_runs_maintain(sett
     assert all(checks.values())
     assert meta["vector_index"]["generation"] == rebuilt and meta["vector_index"]["added"] > 0
     assert store.serving_generation() == base
+
+
+def test_inventory_warns_when_shards_outgrow_their_memory_bound(settings_factory, tmp_path, pubmed_docs):
+    """A store created with too few shards for its corpus: the inventory check warns and suggests a shard count."""
+    from resources.state_store import LocalStateStore
+
+    settings, res = seeded_home(settings_factory, tmp_path, pubmed_docs)  # 12 documents
+    small = LocalStateStore(root=str(tmp_path / "small-state"), shards=2, max_shard_documents=4)
+    meta, checks, _ = materialize(settings, selection=["document_inventory"], pipeline_state=small)
+    assert checks["shards_within_memory_bound"] is False  # 12 documents over 2 shards: one holds more than 4
+    assert meta["document_inventory"]["largest_shard_documents"] > 4
+    roomy = LocalStateStore(root=str(tmp_path / "roomy-state"), shards=2, max_shard_documents=12)
+    _, checks, _ = materialize(settings, selection=["document_inventory"], pipeline_state=roomy)
+    assert checks["shards_within_memory_bound"] is True

@@ -7,7 +7,7 @@ from assets.knowledge.chunking import ChunkingConfig, document_chunks
 from assets.knowledge.classification import ClassifierConfig, document_classes, specialty_classifier, specialty_macro_f1
 from assets.knowledge.embeddings import EmbeddingConfig, chunk_embeddings
 from assets.knowledge.index import IndexConfig, index_matches_live_chunks, index_vectors_valid, vector_index
-from assets.knowledge.inventory import document_inventory
+from assets.knowledge.inventory import document_inventory, shards_within_memory_bound
 from assets.knowledge.parsing import ParseConfig, every_document_accounted_for, parsed_documents
 
 knowledge_assets = [
@@ -19,7 +19,13 @@ knowledge_assets = [
     document_classes,
     vector_index,
 ]
-knowledge_checks = [every_document_accounted_for, specialty_macro_f1, index_matches_live_chunks, index_vectors_valid]
+knowledge_checks = [
+    shards_within_memory_bound,
+    every_document_accounted_for,
+    specialty_macro_f1,
+    index_matches_live_chunks,
+    index_vectors_valid,
+]
 
 __all__ = [
     "ChunkingConfig",

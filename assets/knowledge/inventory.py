@@ -87,7 +87,7 @@ def document_inventory(
             )
             totals["deleted"] += len(set(old_etags) - set(keys))
             entries[s] = pipeline_state.write_shard(INVENTORY_TABLE, s, digest, table, {"objects": table.num_rows})
-    pipeline_state.commit(INVENTORY_TABLE, entries)
+    committed = pipeline_state.commit(INVENTORY_TABLE, entries)
     return dg.MaterializeResult(
         metadata={
             "documents": listed,
@@ -95,7 +95,30 @@ def document_inventory(
             **totals,
             "shards": shards,
             "changed_shards": len(entries),
+            "largest_shard_documents": max((int(e.get("rows", 0)) for e in committed.values()), default=0),
             "state_store": pipeline_state.describe(),
             "seconds": round(time.perf_counter() - t0, 3),
         }
+    )
+
+
+@dg.asset_check(
+    asset=document_inventory,
+    description="Every shard holds at most the store's max_shard_documents (5,000 by default): a step holds one shard at a time, so "
+    "this bounds its memory. Warns (the run goes on) when the corpus has outgrown the shard count the store was "
+    "created with; the fix is a store created with AGENTIC_STATE_SHARDS ~ documents / 1,000.",
+)
+def shards_within_memory_bound(pipeline_state: PipelineStateStore) -> dg.AssetCheckResult:
+    rows = [int(e.get("rows", 0)) for e in pipeline_state.manifest(INVENTORY_TABLE).values()]
+    largest = max(rows, default=0)
+    return dg.AssetCheckResult(
+        passed=largest <= pipeline_state.max_shard_documents,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "shards": pipeline_state.layout(),
+            "documents": sum(rows),
+            "largest_shard_documents": largest,
+            "bound": pipeline_state.max_shard_documents,
+            "suggested_shards": max(pipeline_state.layout(), -(-sum(rows) // 1_000)),
+        },
     )
