@@ -432,7 +432,7 @@ class LanceDBVectorStore(VectorStoreResource):
         Indexes are built once; after that a change is folded in incrementally by ``optimize()``
         (rows not yet indexed are still searched, exhaustively, until then).
         """
-        from lancedb.index import FTS
+        from lancedb.index import FTS, BTree
 
         tbl = self._open(generation)
         n = tbl.count_rows()
@@ -444,6 +444,11 @@ class LanceDBVectorStore(VectorStoreResource):
         if ("text",) not in indexed_cols:
             tbl.create_index("text", config=FTS(with_position=False), replace=True)
             built.append("fts")
+        for key in ("chunk_id", "doc_key"):
+            if (key,) not in indexed_cols:
+                # Keyed lookups (fetch, delete, re-label by document) instead of a scan of the whole table per batch.
+                tbl.create_index(key, config=BTree(), replace=True)
+                built.append(f"btree({key})")
         if want_ann and ("vector",) not in indexed_cols:
             parts = self.ann_partitions or max(1, int(np.sqrt(n) / 2))
             tbl.create_index(
@@ -454,7 +459,7 @@ class LanceDBVectorStore(VectorStoreResource):
                 replace=True,
             )
             built.append(f"{self.ann_index_type}({parts} partitions)")
-        if len(built) < 1 + want_ann:
+        if len(built) < 3 + want_ann:
             # An index that already existed. Rows not yet indexed are still found (searched exhaustively),
             # so small changes skip the costly optimize; it runs once they pass a share of the table.
             stats = [tbl.index_stats(ix.name) for ix in tbl.list_indices()]

@@ -191,6 +191,23 @@ def test_fetch_by_chunk_id(served, rows):
     assert served.fetch("g1", [], ["chunk_id"]).num_rows == 0
 
 
+def test_lancedb_keyed_lookups_use_a_scalar_index(tmp_path, rows):
+    """fetch/delete/re-label by id are index lookups, not a scan of the whole generation per batch of ids; rows
+    added after the index was built are still found."""
+    store = LanceDBVectorStore(uri=str(tmp_path / "lance"))
+    store.create_generation("g1", DIM)
+    store.upsert("g1", rows.slice(0, rows.num_rows - 5))
+    info = store.refresh_indexes("g1")
+    assert "btree(chunk_id)" in info["built"] and "btree(doc_key)" in info["built"]
+    tbl = store._open("g1")
+    ids = rows.column("chunk_id").to_pylist()
+    plan = tbl.search().where(f"chunk_id IN ('{ids[0]}', '{ids[1]}')").select(["chunk_id"]).explain_plan(True)
+    assert "ScalarIndexQuery" in plan and "chunk_id_idx" in plan
+    store.upsert("g1", rows.slice(rows.num_rows - 5))  # not yet in the index
+    assert store.fetch("g1", [ids[0], ids[-1]], ["chunk_id"]).column("chunk_id").to_pylist() == [ids[0], ids[-1]]
+    assert store.refresh_indexes("g1")["built"] == []  # built once; later changes are folded in incrementally
+
+
 def test_sample(served, rows):
     all_ids = set(rows.column("chunk_id").to_pylist())
     a = served.sample("g1", 10, ["chunk_id", "vector"], seed=1)
