@@ -136,6 +136,8 @@ def child_step(args: argparse.Namespace) -> None:
     settings = bench_settings(Path(args.home))
     if args.shards:
         settings = dataclasses.replace(settings, state_shards=args.shards)
+    if args.opensearch_port:  # the eks profile's index: the step only sends bulk requests, the node builds the index
+        settings = dataclasses.replace(settings, vector_store="opensearch", opensearch_port=args.opensearch_port)
     res = build_resources(settings)
     if args.embedder == "hashed":
         res["embedder"] = EmbedderResource(
@@ -433,12 +435,23 @@ class Sweep:
         self.head = RayHead(self.root, os.cpu_count() or 2, args.object_store_mb)
         self.out: dict = {}
         self.env: dict[str, str] = {}
+        self.opensearch = None
 
     # ---------------------------------------------------------- processes
-    def _child(self, extra: list[str], home: Path, sample: bool) -> tuple[dict, float, dict | None]:
+    def shards_for(self, n: int) -> int:
+        """The store's shard count at n documents: fixed (--shards), or sized to the corpus (--docs-per-shard), as an
+        operator creates the store for the corpus they expect (one shard bounds what a step holds at once)."""
+        fixed = self.args.shards or 32
+        if not self.args.docs_per_shard:
+            return self.args.shards
+        return max(fixed, math.ceil(n / self.args.docs_per_shard))
+
+    def _child(self, extra: list[str], home: Path, sample: bool, n: int) -> tuple[dict, float, dict | None]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--home", str(home), *extra]
-        if self.args.shards:
-            cmd += ["--shards", str(self.args.shards)]
+        if self.opensearch is not None:
+            cmd += ["--opensearch-port", str(self.opensearch.port)]
+        if self.shards_for(n):
+            cmd += ["--shards", str(self.shards_for(n))]
         sampler = WorkerSampler(self.head) if sample else None
         if sampler:
             sampler.start()
@@ -456,7 +469,7 @@ class Sweep:
 
     def run_step(self, step: str, home: Path, kind: str, n: int) -> dict:
         load = os.getloadavg()[0]
-        r, wall, workers = self._child(["--step", step, "--embedder", kind], home, sample=True)
+        r, wall, workers = self._child(["--step", step, "--embedder", kind], home, sample=True, n=n)
         meta = r.pop("metadata")
         rec = {
             "seconds": r["seconds"],
@@ -535,6 +548,8 @@ class Sweep:
             "config": {
                 "steps": STEPS,
                 "state_shards": args.shards or settings.state_shards,
+                "docs_per_shard": args.docs_per_shard or None,
+                "state_shards_by_size": {str(n): self.shards_for(n) or settings.state_shards for n in args.sizes},
                 "chunker": "asset defaults (200 tokens, 40 overlap)",
                 "embedder_real": "all-MiniLM-L6-v2 int8 ONNX (OnnxEmbedder), Ray Data actor pool, one per core, 1 thread each",
                 "embedder_above": args.hashed_above,
@@ -556,6 +571,15 @@ class Sweep:
             "skipped": [],
         }
         self.save()
+        if args.vector_store == "opensearch":
+            from infra.local.opensearch_node import OpenSearchNode
+            from tests.helpers import free_port
+
+            self.opensearch = OpenSearchNode(self.root / "opensearch", free_port(), heap=args.opensearch_heap)
+            self.opensearch.start(timeout_s=180)
+            self.out["config"]["vector_store"] = f"a local OpenSearch node (heap {args.opensearch_heap}), as on eks"
+        else:
+            self.out["config"]["vector_store"] = "LanceDB, embedded in the step process (local profile)"
         address = self.head.start()
         print(f"Ray head {address} (temp dir {self.head.temp_dir}); scratch {self.root}", flush=True)
         self.env = {k: v for k, v in os.environ.items() if k not in ("AGENTIC_HOME", "RAY_ADDRESS")}
@@ -675,6 +699,7 @@ class Sweep:
             ],
             home,
             sample=False,
+            n=n,
         )
         r["load_1min_at_end"] = round(os.getloadavg()[0], 2)
         r["documents"] = n
@@ -712,10 +737,12 @@ class Sweep:
     def save(self) -> Path:
         from benchmarks.common import save
 
-        return save("scale_sweep", self.out)
+        return save(self.args.name, self.out)
 
     def close(self) -> None:
         self.head.stop()
+        if self.opensearch is not None:
+            self.opensearch.stop()
         if not self.args.keep:
             shutil.rmtree(self.root, ignore_errors=True)
         self.out["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
@@ -958,6 +985,16 @@ def main() -> int:
         "--raw-nice", type=int, default=15, help="niceness of the raw embedder run (Ray's workers run at 15)"
     )
     ap.add_argument("--shards", type=int, default=0, help="state-store shards (0 = the settings' default)")
+    ap.add_argument("--vector-store", choices=("lancedb", "opensearch"), default="lancedb")
+    ap.add_argument("--opensearch-heap", default="2g")
+    ap.add_argument("--name", default="scale_sweep", help="results file name (benchmarks/results/NAME.json and .png)")
+    ap.add_argument("--opensearch-port", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--docs-per-shard",
+        type=int,
+        default=0,
+        help="size the store's shards to the corpus: max(--shards or 32, N / this); 0 = a fixed count",
+    )
     ap.add_argument("--object-store-mb", type=int, default=1024)
     ap.add_argument("--scratch", default="", help="scratch folder (default: a new one under /tmp, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
@@ -974,11 +1011,11 @@ def main() -> int:
         child_raw(args)
         return 0
     if args.replot:
-        path = RESULTS / "scale_sweep.json"
+        path = RESULTS / f"{args.name}.json"
         out = json.loads(path.read_text())
         out["goals"] = goals(out)
         path.write_text(json.dumps(out, indent=2))
-        plot(out, RESULTS / "scale_sweep.png")
+        plot(out, RESULTS / f"{args.name}.png")
         print(table(out))
         print(json.dumps(out["goals"], indent=1))
         return 0
@@ -997,7 +1034,7 @@ def main() -> int:
     out = sweep.out
     out["goals"] = goals(out)
     path = sweep.save()
-    plot(out, RESULTS / "scale_sweep.png")
+    plot(out, RESULTS / f"{args.name}.png")
     print()
     print(table(out))
     print(json.dumps(out["goals"], indent=1))
@@ -1008,7 +1045,7 @@ def main() -> int:
     print(
         f"load average: start {out['load_average']['start']}, end {out['load_average']['end']}; {out['sweep_minutes']} min"
     )
-    print("saved", path, "and", RESULTS / "scale_sweep.png")
+    print("saved", path, "and", RESULTS / f"{args.name}.png")
     return 0
 
 
