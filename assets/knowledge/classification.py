@@ -45,7 +45,7 @@ class ClassifierConfig(dg.Config):
     holdout_fraction: float = 0.2
     l2: float = 1e-3
     epochs: int = 400
-    max_train_documents: int = 20_000  # a bounded sample: memory does not grow with the corpus
+    max_train_documents: int = 10_000  # a bounded sample: memory does not grow with the corpus
     retrain_change: float = 0.1  # retrain when the labelled set changed by more than this share
 
 
