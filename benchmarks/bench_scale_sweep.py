@@ -822,9 +822,15 @@ def goals(out: dict) -> dict:
             "(log-log slope ~0; linear in N would be the documents ratio)",
             "pass": rb / ra < 2.0,
         }
-        change = {n: r["scenarios"]["change1"] for n, r in runs.items() if "change1" in r["scenarios"]}
+    change = {n: r["scenarios"]["change1"] for n, r in runs.items() if "change1" in r["scenarios"]}
+    if change:
         g["change1_vs_scratch"] = {
             str(n): round(change[n]["total"]["seconds"] / scratch[n]["total"]["seconds"], 4)
+            for n in sorted(change)
+            if n in scratch
+        }
+        g["change1_vs_scratch_process_seconds"] = {
+            str(n): round(change[n]["total"]["process_seconds"] / scratch[n]["total"]["process_seconds"], 4)
             for n in sorted(change)
             if n in scratch
         }
