@@ -9,7 +9,6 @@ account and the cluster (describe / GET), and apply only with ``apply: true`` in
 """
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import yaml
@@ -57,10 +56,9 @@ def _kube_step(
     errors = _validated(manifests)
     if errors:
         raise dg.Failure(f"{name}: {len(errors)} schema error(s):\n" + "\n".join(errors[:20]))
-    path = platform.write(name, manifests)
     meta = {
         "manifests": len(manifests),
-        "file": dg.MetadataValue.path(str(path)),
+        "artifact": platform.write(name, manifests),
         "validated": True,
         "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests]),
     }
@@ -89,8 +87,6 @@ def eks_cluster(
     context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, aws: AWSResource
 ) -> dg.MaterializeResult:
     cfg = platform.load()
-    d = Path(platform.out_dir)
-    d.mkdir(parents=True, exist_ok=True)
     if not platform.live:
         roles = awsplan.iam_roles(cfg, "123456789012")
         request = awsplan.cluster_request(
@@ -99,8 +95,8 @@ def eks_cluster(
             "arn:aws:iam::123456789012:role/" + f"{cfg.cluster_name}-node",
             ["subnet-<private-a>", "subnet-<private-b>"],
         )
-        (d / "iam_roles.json").write_text(json.dumps(roles, indent=1))
-        (d / "eks_cluster_request.json").write_text(json.dumps(request, indent=1))
+        platform.save("iam_roles.json", roles)
+        request_at = platform.save("eks_cluster_request.json", request)
         layout = awsplan.subnet_layout(cfg.vpc.cidr, [f"{cfg.region}{c}" for c in "abcdef"[: cfg.vpc.azs]])
         return dg.MaterializeResult(
             metadata={
@@ -110,7 +106,7 @@ def eks_cluster(
                 "roles": dg.MetadataValue.json(sorted(roles)),
                 "subnets": dg.MetadataValue.json(layout),
                 "nat_gateways": cfg.vpc.nat_gateways,
-                "request": dg.MetadataValue.path(str(d / "eks_cluster_request.json")),
+                "request": request_at,
             }
         )
     account = aws.account_id()
@@ -202,11 +198,8 @@ def cluster_addons(
     meta = _kube_step(
         context, "cluster_addons", render_cluster_addons(cfg, config.compute_mode), platform, kubernetes, config
     )
-    charts = Path(platform.out_dir) / "helm-charts.yaml"
-    charts.write_text(yaml.safe_dump(HELM_CHARTS, sort_keys=False))
-    (Path(platform.out_dir) / "dagster-values.yaml").write_text(
-        yaml.safe_dump(render_dagster_values(cfg), sort_keys=False)
-    )
+    platform.save("helm-charts.yaml", yaml.safe_dump(HELM_CHARTS, sort_keys=False))
+    platform.save("dagster-values.yaml", yaml.safe_dump(render_dagster_values(cfg), sort_keys=False))
     meta["helm_charts"] = dg.MetadataValue.md(
         "\n".join(f"- `{c['chart']}` {c['version']} ({c['repo']})" for c in HELM_CHARTS)
     )
@@ -228,10 +221,8 @@ def platform_workloads(
     cfg = platform.load()
     manifests = render_everything(cfg, config.compute_mode)["platform_workloads"]
     meta = _kube_step(context, "platform_workloads", manifests, platform, kubernetes, config)
-    dash_dir = Path(platform.out_dir) / "dashboards"
-    dash_dir.mkdir(parents=True, exist_ok=True)
     for name, dash in grafana_dashboards().items():
-        (dash_dir / f"{name}.json").write_text(json.dumps(dash, indent=1))
+        platform.save(f"dashboards/{name}.json", dash)
     meta["dashboards"] = dg.MetadataValue.json(sorted(grafana_dashboards()))
     return dg.MaterializeResult(metadata=meta)
 
@@ -261,10 +252,8 @@ def opensearch_domain(
 ) -> dg.MaterializeResult:
     cfg = platform.load()
     request, template = _domain_request(cfg, aws.account_id() if platform.live else "123456789012")
-    d = Path(platform.out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "opensearch_domain_request.json").write_text(json.dumps(request, indent=1))
-    (d / "opensearch_index_template.json").write_text(json.dumps(template, indent=1))
+    platform.save("opensearch_domain_request.json", request)
+    platform.save("opensearch_index_template.json", template)
     meta = {
         "domain": cfg.opensearch.domain_name,
         "engine_version": cfg.opensearch.engine_version,

@@ -30,6 +30,9 @@ def _read(state: PipelineStateStore, name: str) -> dict:
     return data
 
 
+MANIFEST_KEY = "serving/model_deployments.yaml"  # the rendered RayServices and RayCluster (kuberay mode)
+
+
 def _write(state: PipelineStateStore, name: str, data: dict) -> None:
     state.write_json(f"serving/{name}", data)
 
@@ -132,9 +135,9 @@ def model_deployments(
         errors = [f"{m['kind']}/{m['metadata']['name']}: {e}" for m in manifests for e in validate_manifest(m)]
         if errors:
             raise dg.Failure("rendered model deployments do not match their schemas:\n" + "\n".join(errors[:20]))
-        out = Path(model_serving.state_dir) / "model_deployments.yaml"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
+        # through the state store: on eks the next step (and the operator) is not on this pod's disk
+        pipeline_state.put_bytes(MANIFEST_KEY, yaml.safe_dump_all(manifests, sort_keys=False).encode())
+        out = f"{pipeline_state.describe().rstrip('/')}/{MANIFEST_KEY}"
         ns = cfg.namespace  # KubeRay names each RayService's Serve endpoint <name>-serve-svc
         endpoints = {
             "llm": f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1",
@@ -148,13 +151,13 @@ def model_deployments(
                 "endpoints": endpoints,
                 "llm": cfg.models.llm_model_id,
                 "embedder": embedder.model_id,
-                "manifest": str(out),
+                "manifest": out,
             },
         )
         return dg.MaterializeResult(
             metadata={
                 "mode": "kuberay (rendered; the platform group applies it)",
-                "manifest": dg.MetadataValue.path(str(out)),
+                "manifest": out,
                 "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests]),
             }
         )

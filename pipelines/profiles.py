@@ -111,7 +111,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "platform": PlatformResource(
                 config_path=settings.platform_config,
                 region=settings.aws_region if settings.profile == "eks" else "",
-                out_dir=str(settings.platform_root),
+                store=state_store,
                 live=settings.profile == "eks",
             ),
             "aws": AWSResource(region=settings.aws_region),

@@ -61,10 +61,6 @@ class Settings:
     document_queue_url: str = ""  # AGENTIC_DOCUMENT_QUEUE_URL (eks): the SQS queue of the bucket's event notifications
 
     @property
-    def platform_root(self) -> Path:
-        return self.home / "platform"
-
-    @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 

@@ -102,7 +102,10 @@ def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    manifests = list(yaml.safe_load_all((tmp_path / "serving" / "model_deployments.yaml").read_text()))
+    from assets.serving import MANIFEST_KEY
+
+    state = LocalStateStore(root=str(tmp_path / "state"))
+    manifests = list(yaml.safe_load_all(state.get_bytes(MANIFEST_KEY).decode()))
     assert {m["kind"] for m in manifests} == {"RayService", "RayCluster"}
     assert all(validate_manifest(m) == [] for m in manifests)
     apps = {

@@ -403,3 +403,39 @@ def test_eks_profile_uses_the_k8s_executor_and_per_step_pod_sizes():
     assert (REPO / "infra" / "Dockerfile").exists() and "pipelines.definitions" in (
         REPO / "infra" / "Dockerfile"
     ).read_text()
+
+
+def test_platform_assets_render_into_the_state_store(tmp_path):
+    """On the local profile the platform group renders and validates; its artifacts go to the state store (on eks
+    each step is its own pod), none to the step's disk."""
+    import dagster as dg
+
+    from assets.platform import platform_assets, platform_checks
+    from pipelines.profiles import build_resources
+    from pipelines.settings import load_settings
+
+    res = build_resources(load_settings({"AGENTIC_HOME": str(tmp_path / "home")}))
+    before = {p for p in tmp_path.rglob("*") if p.is_file()}
+    result = dg.materialize(
+        [*platform_assets, *platform_checks],
+        resources={k: res[k] for k in ("platform", "aws", "kubernetes")},
+        instance=dg.DagsterInstance.ephemeral(),
+        selection=[a.key for a in platform_assets if a.key.to_user_string() != "platform_workloads"],
+    )
+    assert result.success
+    state = res["pipeline_state"]
+    keys = set(state.list_keys("platform/"))
+    assert {
+        "platform/iam_roles.json",
+        "platform/eks_cluster_request.json",
+        "platform/node_pools.yaml",
+        "platform/cluster_addons.yaml",
+        "platform/helm-charts.yaml",
+        "platform/dagster-values.yaml",
+        "platform/opensearch_domain_request.json",
+        "platform/opensearch_index_template.json",
+    } <= keys
+    pools = list(yaml.safe_load_all(state.get_bytes("platform/node_pools.yaml").decode()))
+    assert pools and all(validate_manifest(d) == [] for d in pools)
+    written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
+    assert all(str(p).startswith(state.describe()) for p in written), sorted(map(str, written))[:5]
