@@ -48,6 +48,21 @@ def _chunk(i: int, text: str) -> dict:
     }
 
 
+def _embed_committed_chunks(store, embedder_resource, ray_address) -> tuple[str, str, dict]:
+    """Run the embed stage over the store's committed chunks with one actor (so small shards share one call)."""
+    vtable, qtable = vectors_table(embedder_resource.model_id), chunk_quarantine_table(embedder_resource.model_id)
+    payload = {
+        "items": plan(store, vtable, (CHUNKS_TABLE,), "test", prev=(vtable,)),
+        "embedder": embedder_resource.spec(),
+        "actors": 1,
+        "vectors_table": vtable,
+        "quarantine_table": qtable,
+        "store": store.spec(),
+    }
+    runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address))
+    return vtable, qtable, runner.run("resources.data_path:embed_stage", payload)
+
+
 def test_invalid_vectors_are_named():
     v = np.eye(3, 4, dtype=np.float32)
     v[1, 0] = np.nan
@@ -65,18 +80,7 @@ def test_a_poison_chunk_is_quarantined_and_the_rest_of_its_shard_is_embedded(tmp
         _chunk(2, "Statins lowered LDL cholesterol."),
     ]
     store.commit(CHUNKS_TABLE, {0: store.write_shard(CHUNKS_TABLE, 0, "x", pa.Table.from_pylist(rows, schema=CHUNKS))})
-    vtable, qtable = vectors_table(embedder_resource.model_id), chunk_quarantine_table(embedder_resource.model_id)
-    items = plan(store, vtable, (CHUNKS_TABLE,), "test", prev=(vtable,))
-    runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address))
-    payload = {
-        "items": items,
-        "embedder": embedder_resource.spec(),
-        "actors": 1,
-        "vectors_table": vtable,
-        "quarantine_table": qtable,
-        "store": store.spec(),
-    }
-    result = runner.run("resources.data_path:embed_stage", payload)
+    vtable, qtable, result = _embed_committed_chunks(store, embedder_resource, ray_address)
     vectors = store.read_shard(vtable, 0, vectors_schema(384), entry=result["entries"][vtable]["0"])
     quarantine = store.read_shard(qtable, 0, CHUNK_QUARANTINE, entry=result["entries"][qtable]["0"]).to_pylist()
     assert sorted(vectors.column("chunk_id").to_pylist()) == ["c0", "c2"]
@@ -105,18 +109,7 @@ def test_shards_embedded_together_each_get_their_own_vectors(tmp_path, embedder_
             i += 1
         entries[shard] = store.write_shard(CHUNKS_TABLE, shard, f"in{shard}", pa.Table.from_pylist(rows, schema=CHUNKS))
     store.commit(CHUNKS_TABLE, entries)
-    vtable, qtable = vectors_table(embedder_resource.model_id), chunk_quarantine_table(embedder_resource.model_id)
-    items = plan(store, vtable, (CHUNKS_TABLE,), "test", prev=(vtable,))
-    runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address))
-    payload = {
-        "items": items,
-        "embedder": embedder_resource.spec(),
-        "actors": 1,  # one actor: all three shards in one call
-        "vectors_table": vtable,
-        "quarantine_table": qtable,
-        "store": store.spec(),
-    }
-    result = runner.run("resources.data_path:embed_stage", payload)
+    vtable, qtable, result = _embed_committed_chunks(store, embedder_resource, ray_address)
     assert result["shards"] == 3
     alone = embedder_resource.build(threads=1)
     all_texts = [t for ts in texts.values() for t in ts if t.strip()]
