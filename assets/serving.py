@@ -193,19 +193,24 @@ def model_deployments(
     )
 
 
-def _chat_ok(base: str, model: str, headers: dict | None = None) -> tuple[bool, dict]:
+def _chat_ok(base: str, model: str, headers: dict | None = None, loading_s: float = 120) -> tuple[bool, dict]:
     t = time.perf_counter()
-    r = httpx.post(
-        f"{base}/chat/completions",
-        headers=headers or {},
-        timeout=300,
-        json={
-            "model": model,
-            "messages": [{"role": "user", "content": "Name one organ of the human body. One word."}],
-            "max_tokens": 8,
-            "temperature": 0,
-        },
-    )
+    while True:
+        r = httpx.post(
+            f"{base}/chat/completions",
+            headers=headers or {},
+            timeout=300,
+            json={
+                "model": model,
+                "messages": [{"role": "user", "content": "Name one organ of the human body. One word."}],
+                "max_tokens": 8,
+                "temperature": 0,
+            },
+        )
+        # llama-server answers 503 "Loading model" while it reads the weights: wait for it, bounded
+        if r.status_code != 503 or "Loading model" not in r.text or time.perf_counter() - t > loading_s:
+            break
+        time.sleep(1.0)
     ms = (time.perf_counter() - t) * 1000
     if r.status_code != 200:
         return False, {"status": r.status_code, "body": r.text[:300]}
