@@ -3,9 +3,10 @@
 eks_cluster -> node_pools -> cluster_addons -> platform_workloads (model deployments + gateway/observability)
 opensearch_domain (beside the cluster)
 
-On ``local`` they render and validate (every manifest against its schema, IAM against the least-privilege rules)
-and write the results under ``<home>/platform``; AWS and Kubernetes are not called. On ``eks`` they plan against the
-account and the cluster (describe / GET), and apply only with ``apply: true`` in the run config.
+Every manifest is validated against its schema and IAM against the least-privilege rules, and the renders are saved
+in the state store under ``platform/``. What happens next is the ``platform`` resource's target (see
+``resources/platform.py``): rendered only (local default), a live Kubernetes cluster (the local control plane of
+``agentic cluster up``), or EKS with AWS. The assets never branch on it.
 """
 
 import json
@@ -20,14 +21,10 @@ from infra.platform.manifests import (
     grafana_dashboards,
     render_cluster_addons,
     render_dagster_values,
-    render_gateway_and_observability,
-    render_model_deployments,
+    render_everything,
     render_node_pools,
 )
 from infra.validate import validate_manifest
-from resources.aws import AWSResource
-from resources.gateway import render_litellm_config
-from resources.kubernetes import KubernetesResource
 from resources.platform import PlatformResource
 
 GROUP = "platform"
@@ -36,7 +33,6 @@ OWNERS = ["team:platform"]
 
 class ApplyConfig(dg.Config):
     apply: bool = False  # plan only unless asked
-    compute_mode: str = "auto"  # auto (EKS Auto Mode NodeClass) | karpenter (self-managed Karpenter + EC2NodeClass)
     prune: bool = True
     wait: bool = True
 
@@ -45,14 +41,7 @@ def _validated(manifests: list[dict]) -> list[str]:
     return [f"{m['kind']}/{m['metadata']['name']}: {e}" for m in manifests for e in validate_manifest(m)]
 
 
-def _kube_step(
-    context,
-    name: str,
-    manifests: list[dict],
-    platform: PlatformResource,
-    kubernetes: KubernetesResource,
-    config: ApplyConfig,
-) -> dict:
+def _kube_step(context, name: str, manifests: list[dict], platform: PlatformResource, config: ApplyConfig) -> dict:
     errors = _validated(manifests)
     if errors:
         raise dg.Failure(f"{name}: {len(errors)} schema error(s):\n" + "\n".join(errors[:20]))
@@ -60,18 +49,10 @@ def _kube_step(
         "manifests": len(manifests),
         "artifact": platform.write(name, manifests),
         "validated": True,
+        "compute_mode": platform.compute_mode,
         "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests]),
     }
-    if not platform.live:
-        meta["mode"] = "rendered (local profile: no cluster is called)"
-        return meta
-    plan = (
-        kubernetes.apply(manifests, prune=config.prune, wait=config.wait, log=context.log.info)
-        if config.apply
-        else kubernetes.plan(manifests)
-    )
-    counts = {a: sum(1 for s in plan if s["action"] == a) for a in ("create", "update", "unchanged", "delete")}
-    meta.update({"mode": "applied" if config.apply else "planned", "plan": dg.MetadataValue.json(plan), **counts})
+    meta.update(platform.kubernetes(name, manifests, config.apply, config.prune, config.wait, context.log.info))
     return meta
 
 
@@ -84,69 +65,10 @@ def _kube_step(
     "subnets or a new one with the NAT layout the config asks for). Status, endpoint and version as metadata.",
 )
 def eks_cluster(
-    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, aws: AWSResource
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
 ) -> dg.MaterializeResult:
-    cfg = platform.load()
-    if not platform.live:
-        roles = awsplan.iam_roles(cfg, "123456789012")
-        request = awsplan.cluster_request(
-            cfg,
-            "arn:aws:iam::123456789012:role/" + f"{cfg.cluster_name}-cluster",
-            "arn:aws:iam::123456789012:role/" + f"{cfg.cluster_name}-node",
-            ["subnet-<private-a>", "subnet-<private-b>"],
-        )
-        platform.save("iam_roles.json", roles)
-        request_at = platform.save("eks_cluster_request.json", request)
-        layout = awsplan.subnet_layout(cfg.vpc.cidr, [f"{cfg.region}{c}" for c in "abcdef"[: cfg.vpc.azs]])
-        return dg.MaterializeResult(
-            metadata={
-                "mode": "rendered (local profile: AWS is not called)",
-                "cluster": cfg.cluster_name,
-                "version": cfg.kubernetes_version,
-                "roles": dg.MetadataValue.json(sorted(roles)),
-                "subnets": dg.MetadataValue.json(layout),
-                "nat_gateways": cfg.vpc.nat_gateways,
-                "request": request_at,
-            }
-        )
-    account = aws.account_id()
-    iam, ec2, eks = aws.client("iam"), aws.client("ec2"), aws.client("eks")
-    steps = awsplan.plan_iam(iam, cfg, account)
-    vpc = awsplan.plan_vpc(ec2, cfg)
-    plan = [*(a.as_dict() for a in steps), *(a.as_dict() for a in vpc)]
-    cluster_role = f"arn:aws:iam::{account}:role/{cfg.cluster_name}-cluster"
-    node_role = f"arn:aws:iam::{account}:role/{cfg.cluster_name}-node"
-    if config.apply:
-        awsplan.apply_iam(iam, steps)
-        subnets = awsplan.apply_vpc(ec2, cfg, vpc[0])
-    else:
-        subnets = {"private": vpc[0].request.get("subnets", []) if vpc[0].name == "existing" else ["<planned>"]}
-    request = awsplan.cluster_request(
-        cfg, cluster_role, node_role, [s for s in subnets["private"] if isinstance(s, str)]
-    )
-    action = awsplan.plan_cluster(eks, cfg, request)
-    plan.append({k: v for k, v in action.as_dict().items() if k != "request"})
-    info = {}
-    if config.apply:
-        info = awsplan.apply_cluster(eks, action, request)
-        if config.wait and info.get("status") != "ACTIVE":
-            context.log.info("waiting for the cluster to become ACTIVE")
-            eks.get_waiter("cluster_active").wait(name=cfg.cluster_name, WaiterConfig={"Delay": 30, "MaxAttempts": 60})
-            info = eks.describe_cluster(name=cfg.cluster_name)["cluster"]
-        for pia in awsplan.plan_pod_identities(eks, cfg, account):
-            if pia.action == "create":
-                eks.create_pod_identity_association(**pia.request)
-    counts = {a: sum(1 for s in plan if s["action"] == a) for a in ("create", "update", "none")}
-    return dg.MaterializeResult(
-        metadata={
-            "mode": "applied" if config.apply else "planned",
-            "plan": dg.MetadataValue.json(plan),
-            **counts,
-            "status": info.get("status", action.request.get("status") or "absent"),
-            "endpoint": info.get("endpoint", action.request.get("endpoint") or ""),
-            "version": info.get("version", cfg.kubernetes_version),
-        }
-    )
+    meta = platform.cluster(platform.load(), config.apply, config.wait, context.log.info)
+    return dg.MaterializeResult(metadata=meta)
 
 
 @dg.asset_check(
@@ -156,7 +78,7 @@ def eks_cluster(
     "admin managed policy, Pod Identity roles scoped to the bucket, the domain, the model ids and the AMP workspace.",
 )
 def iam_least_privilege(platform: PlatformResource) -> dg.AssetCheckResult:
-    roles = awsplan.iam_roles(platform.load(), "123456789012")
+    roles = awsplan.iam_roles(platform.load(), platform.account_id())
     violations = awsplan.policy_violations(roles)
     return dg.AssetCheckResult(
         passed=not violations, metadata={"roles": len(roles), "violations": dg.MetadataValue.json(violations)}
@@ -173,10 +95,10 @@ def iam_least_privilege(platform: PlatformResource) -> dg.AssetCheckResult:
     "compute_mode=karpenter, an EC2NodeClass per pool.",
 )
 def node_pools(
-    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
 ) -> dg.MaterializeResult:
     cfg = platform.load()
-    meta = _kube_step(context, "node_pools", render_node_pools(cfg, config.compute_mode), platform, kubernetes, config)
+    meta = _kube_step(context, "node_pools", render_node_pools(cfg, platform.compute_mode), platform, config)
     meta["pools"] = dg.MetadataValue.md(
         "\n".join(f"- `{p.name}`: {p.arch} {'/'.join(p.instance_families)} — {p.purpose}" for p in cfg.node_pools)
     )
@@ -192,12 +114,10 @@ def node_pools(
     "and Neuron device plugins (karpenter mode; Auto Mode ships them), ServiceMonitors for Ray Serve, LiteLLM and the API.",
 )
 def cluster_addons(
-    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
 ) -> dg.MaterializeResult:
     cfg = platform.load()
-    meta = _kube_step(
-        context, "cluster_addons", render_cluster_addons(cfg, config.compute_mode), platform, kubernetes, config
-    )
+    meta = _kube_step(context, "cluster_addons", render_cluster_addons(cfg, platform.compute_mode), platform, config)
     platform.save("helm-charts.yaml", yaml.safe_dump(HELM_CHARTS, sort_keys=False))
     platform.save("dagster-values.yaml", yaml.safe_dump(render_dagster_values(cfg), sort_keys=False))
     meta["helm_charts"] = dg.MetadataValue.md(
@@ -216,11 +136,11 @@ def cluster_addons(
     "latency, tokens, routes, ingestion throughput). Secrets only by reference.",
 )
 def platform_workloads(
-    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, kubernetes: KubernetesResource
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
 ) -> dg.MaterializeResult:
     cfg = platform.load()
-    manifests = render_everything(cfg, config.compute_mode)["platform_workloads"]
-    meta = _kube_step(context, "platform_workloads", manifests, platform, kubernetes, config)
+    manifests = render_everything(cfg, platform.compute_mode)["platform_workloads"]
+    meta = _kube_step(context, "platform_workloads", manifests, platform, config)
     for name, dash in grafana_dashboards().items():
         platform.save(f"dashboards/{name}.json", dash)
     meta["dashboards"] = dg.MetadataValue.json(sorted(grafana_dashboards()))
@@ -248,10 +168,10 @@ def _domain_request(cfg: PlatformConfig, account: str) -> tuple[dict, dict]:
     "roles only; plus the index template from the vector-store resource's own mapping.",
 )
 def opensearch_domain(
-    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource, aws: AWSResource
+    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
 ) -> dg.MaterializeResult:
     cfg = platform.load()
-    request, template = _domain_request(cfg, aws.account_id() if platform.live else "123456789012")
+    request, template = _domain_request(cfg, platform.account_id())
     platform.save("opensearch_domain_request.json", request)
     platform.save("opensearch_index_template.json", template)
     meta = {
@@ -260,20 +180,7 @@ def opensearch_domain(
         "knn_engine": cfg.opensearch.knn_engine,
         "instances": f"{cfg.opensearch.instance_count} x {cfg.opensearch.instance_type}",
     }
-    if not platform.live:
-        return dg.MaterializeResult(metadata={**meta, "mode": "rendered (local profile: AWS is not called)"})
-    client = aws.client("opensearch")
-    action = awsplan.plan_opensearch(client, request)
-    info = awsplan.apply_opensearch(client, action, request) if config.apply else {}
-    return dg.MaterializeResult(
-        metadata={
-            **meta,
-            "mode": "applied" if config.apply else "planned",
-            "action": action.action,
-            "changes": dg.MetadataValue.json(action.changes),
-            "endpoint": info.get("Endpoint") or (info.get("Endpoints") or {}).get("vpc", ""),
-        }
-    )
+    return dg.MaterializeResult(metadata={**meta, **platform.opensearch(request, config.apply)})
 
 
 @dg.asset_check(
@@ -282,8 +189,8 @@ def opensearch_domain(
     description="The domain request is secure: HTTPS enforced, TLS 1.2+, encryption "
     "at rest and node to node, fine-grained access on, no '*' principal, HNSW engine lucene/faiss.",
 )
-def opensearch_domain_secure(platform: PlatformResource, aws: AWSResource) -> dg.AssetCheckResult:
-    req, template = _domain_request(platform.load(), aws.account_id() if platform.live else "123456789012")
+def opensearch_domain_secure(platform: PlatformResource) -> dg.AssetCheckResult:
+    req, template = _domain_request(platform.load(), platform.account_id())
     policy = json.loads(req["AccessPolicies"])
     principals = [
         p
@@ -312,27 +219,3 @@ def opensearch_domain_secure(platform: PlatformResource, aws: AWSResource) -> dg
 
 platform_assets = [eks_cluster, node_pools, cluster_addons, platform_workloads, opensearch_domain]
 platform_checks = [iam_least_privilege, opensearch_domain_secure]
-
-
-def litellm_config(cfg: PlatformConfig) -> dict:
-    """The gateway config for the cluster: the RayServices' Serve endpoints, the judge on Bedrock, the key by reference."""
-    ns = cfg.namespace
-    return render_litellm_config(
-        cfg.models.llm_model_id,
-        f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1",
-        cfg.models.embedder_model_id,
-        f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1",
-        judge_name="judge",
-        judge_backend=f"bedrock/{cfg.bedrock_model_ids[0]}",
-        aws_region=cfg.region,
-    )
-
-
-def render_everything(cfg: PlatformConfig, compute_mode: str = "auto") -> dict[str, list[dict]]:
-    """Every manifest the platform declares, by file name (for ``agentic platform render`` and the assets)."""
-    litellm = litellm_config(cfg)
-    return {
-        "node_pools": render_node_pools(cfg, compute_mode),
-        "cluster_addons": render_cluster_addons(cfg, compute_mode),
-        "platform_workloads": [*render_gateway_and_observability(cfg, litellm), *render_model_deployments(cfg)],
-    }

@@ -13,8 +13,9 @@ import dagster as dg
 import httpx
 
 from core.gguf import assemble, get_model, sha256_file
+from infra.platform.gateway import render_litellm_config
 from resources.embedder import EmbedderResource
-from resources.gateway import LLMGatewayResource, render_litellm_config
+from resources.gateway import LLMGatewayResource
 from resources.model_serving import ModelServingResource
 from resources.state_store import PipelineStateStore
 

@@ -28,14 +28,23 @@ def crd_dir() -> Path:
     return Path(os.environ.get("AGENTIC_CRD_DIR") or REPO.parent / "shared" / "crds")
 
 
+def extra_crd_dirs() -> tuple[Path, ...]:
+    """Karpenter-kwok's own CRDs (KWOKNodeClass, NodeOverlay), where ``make setup`` built the local control plane."""
+    from infra.local.kube.cluster import component_dir
+
+    d = component_dir("karpenter") / "crds"
+    return (d,) if d.is_dir() else ()
+
+
 @lru_cache(maxsize=None)
-def _crd_schemas(root: str) -> dict[tuple[str, str], dict]:
+def _crd_schemas(*roots: str) -> dict[tuple[str, str], dict]:
     out = {}
-    for path in sorted(Path(root).glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for v in crd["spec"]["versions"]:
-            out[(f"{group}/{v['name']}", kind)] = v["schema"]["openAPIV3Schema"]
+    for root in roots:  # later folders win: the shared (production) CRDs come last
+        for path in sorted(Path(root).glob("*.yaml")):
+            crd = yaml.safe_load(path.read_text())
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for v in crd["spec"]["versions"]:
+                out[(f"{group}/{v['name']}", kind)] = v["schema"]["openAPIV3Schema"]
     return out
 
 
@@ -45,7 +54,7 @@ def crd_schemas() -> dict[tuple[str, str], dict]:
         raise FileNotFoundError(
             f"CRD schemas not found in {root}: set AGENTIC_CRD_DIR to a folder of upstream CRD YAML files"
         )
-    return _crd_schemas(str(root))
+    return _crd_schemas(*map(str, extra_crd_dirs()), str(root))
 
 
 def _unknown_fields(obj, schema: dict, path: str) -> list[str]:

@@ -7,6 +7,7 @@ agentic search QUERY    search the serving index (dense | bm25 | hybrid)
 agentic status          what is indexed and serving
 agentic ui              the Dagster UI for this code location and instance
 agentic opensearch      the local OpenSearch node with k-NN (run | start | stop | status)
+agentic cluster         the local Kubernetes control plane (up | down | status)
 """
 
 from __future__ import annotations
@@ -203,90 +204,82 @@ def cmd_eval(args, settings: Settings) -> int:
 
 
 def cmd_platform(args, settings: Settings) -> int:
-    """render: every manifest the platform declares, as YAML files. plan: what apply would change, from AWS (boto3's
-    credential chain; AWS_ENDPOINT_URL for an emulator) and the cluster (AGENTIC_KUBE_HOST or kubeconfig)."""
-    import yaml
+    """Runs ``platform_job`` and prints what it did. render: render and validate only, then copy the renders out of the
+    state store into --out. plan / apply: against the target (AGENTIC_PLATFORM_TARGET or --target): ``cluster`` is a
+    kubeconfig (default this home's `agentic cluster up`), ``eks`` is EKS and AWS (boto3's credential chain;
+    AWS_ENDPOINT_URL for an emulator)."""
+    from dataclasses import replace
 
-    from assets.platform import render_everything
-    from infra.platform import aws as awsplan
-    from infra.platform.config import load_platform_config
-    from infra.platform.manifests import HELM_CHARTS, grafana_dashboards, render_dagster_values
-    from infra.validate import validate_manifest
+    from assets.platform import platform_assets
+    from pipelines.profiles import build_resources
 
-    cfg = load_platform_config(
-        settings.platform_config or None, {"region": settings.aws_region} if settings.profile == "eks" else None
-    )
-    groups = render_everything(cfg, args.compute_mode)
-    errors = [
-        f"{m['kind']}/{m['metadata']['name']}: {e}" for ms in groups.values() for m in ms for e in validate_manifest(m)
-    ]
-    if errors:
-        print("error: rendered manifests fail validation:\n" + "\n".join(errors), file=sys.stderr)
+    target = "render" if args.action == "render" else (args.target or settings.platform_target)
+    if args.action != "render" and target == "render":
+        target = "cluster" if settings.profile == "local" else "eks"
+    changes = {"platform_target": target}
+    if args.compute_mode:
+        changes["compute_mode"] = args.compute_mode
+    elif target == "cluster" and settings.profile == "local" and settings.platform_target != "cluster":
+        changes["compute_mode"] = "kwok"
+    if target == "cluster" and not settings.kubeconfig:
+        changes["kubeconfig"] = str(settings.home / "kube" / "kubeconfig")
+    settings = replace(settings, **changes)
+    if target == "eks":
+        from resources.aws import AWSResource
+
+        if not AWSResource(region=settings.aws_region).has_credentials():
+            print("error: no AWS credentials (boto3's chain); `agentic platform render` needs none", file=sys.stderr)
+            return 2
+    if target == "cluster" and not Path(settings.kubeconfig).exists():
+        print(f"error: no kubeconfig at {settings.kubeconfig}: run `agentic cluster up` first", file=sys.stderr)
+        return 2
+    apply = args.action == "apply"
+    ops = {a.key.to_user_string(): {"config": {"apply": apply, "wait": not args.no_wait}} for a in platform_assets}
+    result = run_job(settings, "platform_job", log_level="WARNING", ops=ops)
+    plans: dict[str, list] = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            mat = event.event_specific_data.materialization
+            plan = mat.metadata.get("plan")
+            plans[mat.asset_key.to_user_string()] = plan.value if plan is not None else []
+    if not result.success:
+        for ev in result.all_events:
+            if ev.is_failure and getattr(ev.event_specific_data, "error", None):
+                print(ev.event_specific_data.error.message, file=sys.stderr)
         return 1
     if args.action == "render":
+        store = build_resources(settings)["pipeline_state"]
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, manifests in groups.items():
-            (out / f"{name}.yaml").write_text(yaml.safe_dump_all(manifests, sort_keys=False))
-        (out / "helm-charts.yaml").write_text(yaml.safe_dump(HELM_CHARTS, sort_keys=False))
-        (out / "dagster-values.yaml").write_text(yaml.safe_dump(render_dagster_values(cfg), sort_keys=False))
-        (out / "dashboards").mkdir(exist_ok=True)
-        for name, dash in grafana_dashboards().items():
-            (out / "dashboards" / f"{name}.json").write_text(json.dumps(dash, indent=1))
-        roles = awsplan.iam_roles(cfg, "<account>")
-        (out / "iam_roles.json").write_text(json.dumps(roles, indent=1))
-        n = sum(len(v) for v in groups.values())
-        _print(
-            f"rendered {n} manifests ({', '.join(f'{k}: {len(v)}' for k, v in groups.items())}) into {out}, all schema-valid"
-        )
+        for key in store.list_keys("platform/"):
+            dest = out / key.removeprefix("platform/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(store.get_bytes(key))
+        _print(f"platform_job run {result.run_id}: rendered and validated; artifacts copied into {out}")
+        for line in _summarize(result):
+            _print(line)
         return 0
-    # plan
-    from resources.aws import AWSResource
-    from resources.kubernetes import KubernetesResource
-
-    aws = AWSResource(region=cfg.region)
-    if not aws.has_credentials():
-        print(
-            "error: no AWS credentials (boto3's chain: environment, profile, SSO); `agentic platform render` needs none",
-            file=sys.stderr,
-        )
-        return 2
-    account = aws.account_id()
-    iam, ec2, eks, osc = aws.client("iam"), aws.client("ec2"), aws.client("eks"), aws.client("opensearch")
-    plan = [a.as_dict() for a in awsplan.plan_iam(iam, cfg, account)] + [
-        a.as_dict() for a in awsplan.plan_vpc(ec2, cfg)
-    ]
-    req = awsplan.cluster_request(
-        cfg,
-        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-cluster",
-        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-node",
-        [],
-    )
-    plan.append(awsplan.plan_cluster(eks, cfg, req).as_dict())
-    principals = [f"arn:aws:iam::{account}:role/{cfg.cluster_name}-{r}" for r in ("dagster", "api")]
-    plan.append(awsplan.plan_opensearch(osc, awsplan.domain_request(cfg, account, principals)).as_dict())
-    kube = []
-    if settings.kube_host or args.kube:
-        k8s = KubernetesResource(host=settings.kube_host, cluster=cfg.cluster_name)
-        kube = k8s.plan([m for ms in groups.values() for m in ms])
-    else:
-        _print("kubernetes: not planned (no cluster yet: set AGENTIC_KUBE_HOST or pass --kube to use your kubeconfig)")
-    for a in plan:
-        for k in ("request",):
-            a.pop(k, None)
     if args.json:
-        print(json.dumps({"aws": plan, "kubernetes": kube}, indent=1, default=str))
+        print(
+            json.dumps(
+                {"target": target, "compute_mode": settings.compute_mode, "run_id": result.run_id, "plans": plans},
+                indent=1,
+                default=str,
+            )
+        )
         return 0
-    for a in plan:
-        _print(
-            f"  {a['action']:<9} {a['resource']:<18} {a['name']}"
-            + (f"  changes: {', '.join(a['changes'])}" if a["changes"] else "")
-        )
-    for k in kube:
-        _print(
-            f"  {k['action']:<9} {k['kind']:<18} {(k['namespace'] + '/') if k['namespace'] else ''}{k['name']}"
-            + (f"  changes: {', '.join(k['changes'][:5])}" if k["changes"] else "")
-        )
+    _print(
+        f"platform_job run {result.run_id} ({'applied' if apply else 'planned'} on {target}, compute {settings.compute_mode})"
+    )
+    for asset, plan in plans.items():
+        _print(f"{asset}:")
+        for a in plan:
+            what = a.get("kind") or a.get("resource", "")
+            where = (a.get("namespace", "") + "/") if a.get("namespace") else ""
+            changes = a.get("changes") or []
+            _print(
+                f"  {a['action']:<9} {what:<18} {where}{a['name']}"
+                + (f"  changes: {', '.join(changes[:5])}" if changes else "")
+            )
     return 0
 
 
@@ -478,6 +471,32 @@ def cmd_opensearch(args, settings: Settings) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- the local Kubernetes control plane
+
+
+def cmd_cluster(args, settings: Settings) -> int:
+    """up: start etcd, the API server, controller manager, scheduler, kwok, Karpenter (kwok) and KubeRay on 127.0.0.1
+    under this home; down: stop them (--wipe: delete their data too); status: what runs."""
+    from infra.local.kube.cluster import ClusterError
+    from pipelines.services import local_cluster
+
+    cluster = local_cluster(settings)
+    try:
+        if args.action == "up":
+            info = cluster.up()
+            _print(f"control plane ready in {info['started_in_s']:.1f}s at {info['server']}")
+            _print(f"kubeconfig: {info['kubeconfig']}  (export KUBECONFIG={info['kubeconfig']})")
+        elif args.action == "down":
+            stopped = cluster.down(wipe=args.wipe)
+            _print(f"stopped: {', '.join(stopped) or 'nothing was running'}" + ("; data wiped" if args.wipe else ""))
+        else:
+            print(json.dumps(cluster.status(), indent=1))
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # ---------------------------------------------------------------- services and agents
 
 
@@ -595,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="what is indexed and serving")
     p = sub.add_parser("opensearch", help="the local OpenSearch node with k-NN (run | start | stop | status)")
     p.add_argument("action", choices=["run", "start", "stop", "status"], nargs="?", default="run")
+    p = sub.add_parser("cluster", help="the local Kubernetes control plane (up | down | status)")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--wipe", action="store_true", help="down: also delete its data, certificates and kubeconfig")
     p = sub.add_parser("ui", help="the Dagster UI (dagster dev) for this code location")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
@@ -625,11 +647,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=300, help="golden set size")
     p.add_argument("--no-judge", action="store_true", help="skip the RAGAS judge (ROUGE and retrieval metrics only)")
     p.add_argument("--json", action="store_true", help="print the run record (summary, timings, models) as JSON")
-    p = sub.add_parser("platform", help="the EKS platform: render manifests, or plan what apply would change")
-    p.add_argument("action", choices=["render", "plan"])
+    p = sub.add_parser("platform", help="the platform job: render manifests, plan what apply would change, or apply")
+    p.add_argument("action", choices=["render", "plan", "apply"])
     p.add_argument("--out", default="platform-rendered", help="render: output folder")
-    p.add_argument("--compute-mode", choices=["auto", "karpenter"], default="auto")
-    p.add_argument("--kube", action="store_true", help="plan: also plan Kubernetes objects through your kubeconfig")
+    p.add_argument(
+        "--target", choices=["cluster", "eks"], default="", help="plan/apply: default AGENTIC_PLATFORM_TARGET"
+    )
+    p.add_argument("--compute-mode", choices=["auto", "karpenter", "kwok"], default="")
+    p.add_argument("--no-wait", action="store_true", help="apply: do not wait for workloads to be ready")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser(
         "cost", help="the monthly cost report (--reference: the reference design's table and what it omits)"
@@ -661,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "ui": cmd_ui,
         "opensearch": cmd_opensearch,
+        "cluster": cmd_cluster,
         "up": cmd_up,
         "down": cmd_down,
         "serve": cmd_serve,

@@ -101,21 +101,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             shards=settings.state_shards,
         )
     from resources.aws import AWSResource
-    from resources.kubernetes import KubernetesResource
-    from resources.platform import PlatformResource
     from resources.pricing import PriceBookResource
 
+    aws = AWSResource(region=settings.aws_region)
     resources.update(
         {
-            # platform (and cost) assets: on local they render and validate only; on eks they plan, and apply when asked
-            "platform": PlatformResource(
-                config_path=settings.platform_config,
-                region=settings.aws_region if settings.profile == "eks" else "",
-                store=state_store,
-                live=settings.profile == "eks",
-            ),
-            "aws": AWSResource(region=settings.aws_region),
-            "kubernetes": KubernetesResource(host=settings.kube_host),
+            # platform (and cost) assets: render only, a live cluster (the local control plane), or EKS + AWS
+            "platform": build_platform(settings, state_store, aws),
+            "aws": aws,
             "prices": PriceBookResource(refreshed_path=str(settings.home / "cost" / "aws-prices.refreshed.json")),
             "pipeline_state": state_store,
             "embedder": embedder,
@@ -124,6 +117,30 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         }
     )
     return resources
+
+
+def build_platform(settings: Settings, store, aws):
+    from resources.kubernetes import KubernetesResource
+    from resources.platform import ClusterPlatform, EKSPlatform, RenderedPlatform
+
+    common = {
+        "config_path": settings.platform_config,
+        "region": settings.aws_region if settings.profile == "eks" else "",
+        "store": store,
+        "compute_mode": settings.compute_mode,
+    }
+    if settings.platform_target == "render":
+        return RenderedPlatform(**common)
+    kube = KubernetesResource(
+        host=settings.kube_host,
+        kubeconfig=settings.kubeconfig,
+        # kwok runs no containers: a RayService never sees its dashboard (its RayCluster's readiness is awaited)
+        ready_kinds_ignored=["RayService"] if settings.compute_mode == "kwok" else [],
+        ready_timeout_s=180.0 if settings.compute_mode == "kwok" else 900.0,
+    )
+    if settings.platform_target == "cluster":
+        return ClusterPlatform(kube=kube, **common)
+    return EKSPlatform(kube=kube, aws=aws, **common)
 
 
 def build_executor(settings: Settings):

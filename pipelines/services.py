@@ -149,3 +149,22 @@ def down(settings: Settings, log=print) -> None:
         stop_processes_naming(str(settings.ray_root))  # `ray stop` would stop every Ray on the machine
         addr_file.unlink()
         log("stopped the Ray head (and its Serve applications)")
+
+
+def local_cluster(settings: Settings):
+    """This home's local Kubernetes control plane, with kwok instance types mirroring the platform's pools and priced
+    from the price book, and the platform's CRDs (``AGENTIC_CRD_DIR`` or ../shared/crds)."""
+    from core.cost import load_price_book
+    from infra.local.kube.cluster import LocalCluster
+    from infra.local.kube.instance_types import kwok_instance_types
+    from infra.platform.config import load_platform_config
+    from infra.validate import crd_dir
+
+    cfg = load_platform_config(settings.platform_config or None)
+    book = load_price_book(cfg.region)
+    return LocalCluster(
+        home=settings.home,
+        crd_dirs=(crd_dir(),),
+        instance_types=kwok_instance_types(cfg, book),
+        cache=settings.cache,
+    )

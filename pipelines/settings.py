@@ -13,6 +13,8 @@ from pathlib import Path
 PROFILES = ("local", "eks")
 VECTOR_STORES = ("lancedb", "opensearch")
 LLMS = ("0.5b", "1.5b")
+PLATFORM_TARGETS = ("render", "cluster", "eks")  # resources/platform.py: RenderedPlatform, ClusterPlatform, EKSPlatform
+COMPUTE_MODES = ("auto", "karpenter", "kwok")  # infra/platform/manifests.py
 
 
 def _port(env, name: str, default: int) -> int:
@@ -57,6 +59,9 @@ class Settings:
     aws_region: str = "us-east-1"  # AWS_REGION (eks profile, platform and cost assets)
     kube_host: str = ""  # AGENTIC_KUBE_HOST: the cluster API (else kubeconfig / in-cluster)
     platform_config: str = ""  # AGENTIC_PLATFORM_CONFIG: the platform YAML (default infra/platform.yaml)
+    platform_target: str = "render"  # AGENTIC_PLATFORM_TARGET: render | cluster | eks (see resources/platform.py)
+    kubeconfig: str = ""  # AGENTIC_KUBECONFIG: the cluster target's kubeconfig (default: this home's local cluster)
+    compute_mode: str = "auto"  # AGENTIC_COMPUTE_MODE: auto | karpenter | kwok (default kwok on the local cluster)
     state_shards: int = 32  # AGENTIC_STATE_SHARDS: shards of the pipeline state, fixed when a store is created
     document_queue_url: str = ""  # AGENTIC_DOCUMENT_QUEUE_URL (eks): the SQS queue of the bucket's event notifications
 
@@ -134,6 +139,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     llm = env.get("AGENTIC_LLM", "1.5b").strip() or "1.5b"
     if llm not in LLMS:
         raise ValueError(f"AGENTIC_LLM must be one of {LLMS}, got {llm!r}")
+    target = env.get("AGENTIC_PLATFORM_TARGET", "").strip() or ("eks" if profile == "eks" else "render")
+    if target not in PLATFORM_TARGETS:
+        raise ValueError(f"AGENTIC_PLATFORM_TARGET must be one of {PLATFORM_TARGETS}, got {target!r}")
+    compute = env.get("AGENTIC_COMPUTE_MODE", "").strip() or (
+        "kwok" if target == "cluster" and profile == "local" else "auto"
+    )
+    if compute not in COMPUTE_MODES:
+        raise ValueError(f"AGENTIC_COMPUTE_MODE must be one of {COMPUTE_MODES}, got {compute!r}")
     web = env.get("AGENTIC_WEB_SEARCH", "stdio").strip() or "stdio"
     if web not in ("stdio", "http", "off"):
         raise ValueError(f"AGENTIC_WEB_SEARCH must be stdio, http or off, got {web!r}")
@@ -152,6 +165,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         kube_host=env.get("AGENTIC_KUBE_HOST", ""),
         platform_config=env.get("AGENTIC_PLATFORM_CONFIG", ""),
         state_shards=_positive(env, "AGENTIC_STATE_SHARDS", 32),
+        platform_target=target,
+        kubeconfig=env.get("AGENTIC_KUBECONFIG", "").strip()
+        or (str(home / "kube" / "kubeconfig") if target == "cluster" else ""),
+        compute_mode=compute,
         document_queue_url=env.get("AGENTIC_DOCUMENT_QUEUE_URL", "").strip(),
         vector_store=store,
         opensearch_port=port,

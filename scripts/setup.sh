@@ -93,4 +93,16 @@ if command -v mvn >/dev/null 2>&1; then
 else
   echo "setup: Maven not found: the local OpenSearch node (AGENTIC_VECTOR_STORE=opensearch) is unavailable"
 fi
+# The local Kubernetes control plane (etcd, kube-apiserver/controller-manager/scheduler, kwok, Karpenter-kwok, KubeRay),
+# built from the Go module proxy into the user cache by version; a cold build takes ~10-35 min, a warm one a second.
+if command -v go >/dev/null 2>&1; then
+  mkdir -p "$CACHE/kube"
+  if ! AGENTIC_CACHE="$CACHE" bash infra/local/kube/build.sh 2>"$CACHE/kube/build.log"; then
+    tail -20 "$CACHE/kube/build.log"
+    echo "setup: could not build the local control plane (log: $CACHE/kube/build.log)"
+    exit 1
+  fi
+else
+  echo "setup: Go not found: the local Kubernetes control plane (agentic cluster) is unavailable"
+fi
 echo "setup: ready (.venv, cache $CACHE)"

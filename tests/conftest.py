@@ -272,3 +272,21 @@ def api_server(serving_stack, answer_service):
     yield SimpleNamespace(url=f"http://127.0.0.1:{port}", key=serving_stack.keys["AGENTIC_API_KEY"], app=app)
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory, base_settings):
+    """The real local control plane (etcd, kube-apiserver, controller manager, scheduler, kwok, Karpenter-kwok,
+    KubeRay) on loopback ports, for the session; stopped and wiped after it."""
+    from infra.local.kube.cluster import missing_binaries
+    from pipelines.services import local_cluster
+
+    missing = missing_binaries(base_settings.cache)
+    if missing:
+        pytest.fail(f"the local control plane is not built ({missing}): run `make setup`")
+    home = tmp_path_factory.mktemp("kube-home")
+    cluster = local_cluster(load_settings({"AGENTIC_HOME": str(home), "AGENTIC_CACHE": str(base_settings.cache)}))
+    info = cluster.up()
+    cluster.info = info
+    yield cluster
+    cluster.down(wipe=True)

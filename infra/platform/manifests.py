@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from infra.platform.config import MANAGED_BY, NodePoolConfig, PlatformConfig
+from infra.platform.gateway import render_litellm_config
 
 RAY_VERSION = "2.60.0"
 VLLM_IMAGE_TAG = "2.60.0-py311-cu128"  # rayproject/ray-llm: Ray Serve LLM with vLLM, matching the Ray version
@@ -89,24 +90,69 @@ def _meta(
 # ------------------------------------------------------------------ node pools
 
 
-def _requirements(pool: NodePoolConfig, auto_mode: bool) -> list[dict]:
-    prefix = "eks.amazonaws.com" if auto_mode else "karpenter.k8s.aws"
+COMPUTE_MODES = ("auto", "karpenter", "kwok")
+# The kinds each platform step owns, whatever its render holds today: prune looks at all of them, so an object whose
+# kind left the render entirely (every RayService scaled away, EC2NodeClasses after a switch to Auto Mode) still goes.
+# No kind belongs to two steps (each step would prune the other's objects).
+PRUNE_KINDS: dict[str, set[tuple[str, str]]] = {
+    "node_pools": {
+        ("karpenter.sh/v1", "NodePool"),
+        ("karpenter.k8s.aws/v1", "EC2NodeClass"),
+        ("karpenter.kwok.sh/v1alpha1", "KWOKNodeClass"),
+    },
+    "cluster_addons": {("v1", "Namespace"), ("apps/v1", "DaemonSet"), ("monitoring.coreos.com/v1", "ServiceMonitor")},
+    "platform_workloads": {
+        ("v1", "ServiceAccount"),
+        ("v1", "ConfigMap"),
+        ("apps/v1", "Deployment"),
+        ("v1", "Service"),
+        ("networking.k8s.io/v1", "Ingress"),
+        ("ray.io/v1", "RayService"),
+        ("ray.io/v1", "RayCluster"),
+    },
+}
+# Where instance labels live and which node class a pool references, per compute target: EKS Auto Mode, self-managed
+# Karpenter on EC2, or Karpenter's kwok provider on the local control plane (the only differences between them).
+LABEL_DOMAIN = {"auto": "eks.amazonaws.com", "karpenter": "karpenter.k8s.aws", "kwok": "karpenter.kwok.sh"}
+
+
+def _generation(family: str) -> int:
+    digits = "".join(c for c in family if c.isdigit())
+    return int(digits) if digits else 0
+
+
+def _requirements(pool: NodePoolConfig, compute_mode: str) -> list[dict]:
+    prefix = LABEL_DOMAIN[compute_mode]
     reqs = [
         {"key": "kubernetes.io/arch", "operator": "In", "values": [pool.arch]},
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
         {"key": f"{prefix}/instance-family", "operator": "In", "values": list(pool.instance_families)},
     ]
-    if pool.min_generation:
+    if pool.min_generation and compute_mode != "kwok":
         reqs.append(
             {"key": f"{prefix}/instance-generation", "operator": "Gt", "values": [str(pool.min_generation - 1)]}
         )
+    elif pool.min_generation:
+        # kwok labels no generation: the family list must already honour it
+        old = [f for f in pool.instance_families if _generation(f) < pool.min_generation]
+        if old:
+            raise ValueError(f"pool {pool.name}: families {old} are older than min_generation {pool.min_generation}")
     return reqs
 
 
+def _node_class_ref(pool: NodePoolConfig, compute_mode: str) -> dict:
+    if compute_mode == "auto":
+        return {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
+    if compute_mode == "kwok":
+        return {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": pool.name}
+    return {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool.name}
+
+
 def render_node_pools(cfg: PlatformConfig, compute_mode: str = "auto") -> list[dict]:
-    if compute_mode not in ("auto", "karpenter"):
-        raise ValueError("compute_mode must be auto (EKS Auto Mode) or karpenter (self-managed Karpenter)")
-    auto = compute_mode == "auto"
+    if compute_mode not in COMPUTE_MODES:
+        raise ValueError(
+            "compute_mode must be auto (EKS Auto Mode), karpenter (self-managed Karpenter) or kwok (local control plane)"
+        )
     out = []
     for pool in cfg.node_pools:
         limits: dict[str, Any] = {"cpu": str(pool.cpu_limit), "memory": f"{pool.memory_limit_gi}Gi"}
@@ -114,14 +160,10 @@ def render_node_pools(cfg: PlatformConfig, compute_mode: str = "auto") -> list[d
             limits["nvidia.com/gpu"] = str(pool.gpu_limit)
         if pool.neuron_limit:
             limits["aws.amazon.com/neuron"] = str(pool.neuron_limit)
-        node_class_ref = (
-            {"group": "eks.amazonaws.com", "kind": "NodeClass", "name": "default"}
-            if auto
-            else {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool.name}
-        )
+        node_class_ref = _node_class_ref(pool, compute_mode)
         spec_template: dict[str, Any] = {
             "nodeClassRef": node_class_ref,
-            "requirements": _requirements(pool, auto),
+            "requirements": _requirements(pool, compute_mode),
             "expireAfter": pool.expire_after,
         }
         if pool.taints:
@@ -142,7 +184,16 @@ def render_node_pools(cfg: PlatformConfig, compute_mode: str = "auto") -> list[d
                 },
             }
         )
-        if not auto:
+        if compute_mode == "kwok":
+            out.append(
+                {
+                    "apiVersion": "karpenter.kwok.sh/v1alpha1",
+                    "kind": "KWOKNodeClass",
+                    "metadata": _meta(cfg, pool.name, "node-class"),
+                    "spec": {},
+                }
+            )
+        if compute_mode == "karpenter":
             out.append(
                 {
                     "apiVersion": "karpenter.k8s.aws/v1",
@@ -240,8 +291,9 @@ def _service_monitor(cfg: PlatformConfig, name: str, selector: dict, port: str, 
 
 
 def render_cluster_addons(cfg: PlatformConfig, compute_mode: str = "auto") -> list[dict]:
-    out: list[dict] = []
-    if compute_mode == "karpenter":  # Auto Mode nodes come with the NVIDIA and Neuron device plugins
+    # the platform's namespace comes first: the ServiceMonitors here and every workload after live in it
+    out: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(cfg, cfg.namespace, "namespace")}]
+    if compute_mode != "auto":  # Auto Mode nodes come with the NVIDIA and Neuron device plugins
         out.append(
             _daemonset(
                 cfg,
@@ -624,7 +676,6 @@ def render_gateway_and_observability(cfg: PlatformConfig, litellm_config: dict) 
         raise ValueError("the LiteLLM master key must be an environment reference, never a literal")
     ns = cfg.namespace
     out: list[dict] = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(cfg, ns, "namespace")},
         *[
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(cfg, sa, "identity", ns)}
             for sa in ("dagster", "litellm", "ray", "agentic-api")
@@ -783,4 +834,28 @@ def render_all(cfg: PlatformConfig, litellm_config: dict, compute_mode: str = "a
         "cluster_addons": render_cluster_addons(cfg, compute_mode),
         "model_deployments": render_model_deployments(cfg),
         "gateway_and_observability": render_gateway_and_observability(cfg, litellm_config),
+    }
+
+
+def litellm_config(cfg: PlatformConfig) -> dict:
+    """The gateway config for the cluster: the RayServices' Serve endpoints, the judge on Bedrock, the key by reference."""
+    ns = cfg.namespace
+    return render_litellm_config(
+        cfg.models.llm_model_id,
+        f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1",
+        cfg.models.embedder_model_id,
+        f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1",
+        judge_name="judge",
+        judge_backend=f"bedrock/{cfg.bedrock_model_ids[0]}",
+        aws_region=cfg.region,
+    )
+
+
+def render_everything(cfg: PlatformConfig, compute_mode: str = "auto") -> dict[str, list[dict]]:
+    """Every manifest the platform declares, by file name (for ``agentic platform render`` and the assets)."""
+    litellm = litellm_config(cfg)
+    return {
+        "node_pools": render_node_pools(cfg, compute_mode),
+        "cluster_addons": render_cluster_addons(cfg, compute_mode),
+        "platform_workloads": [*render_gateway_and_observability(cfg, litellm), *render_model_deployments(cfg)],
     }
