@@ -1,4 +1,4 @@
-.PHONY: setup run test lint bench ui opensearch up down serve clean-state
+.PHONY: setup run test lint bench ui opensearch cluster up down serve clean-state
 
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= disabled
@@ -28,6 +28,9 @@ bench: setup
 
 opensearch: setup
 	.venv/bin/agentic opensearch run
+
+cluster: setup
+	.venv/bin/agentic cluster up
 
 ui: setup
 	.venv/bin/agentic ui

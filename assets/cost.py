@@ -8,13 +8,13 @@ price_book, bill_of_materials -> monthly_cost_report;  price_book -> unit_econom
 import base64
 import io
 import json
-import time
 from pathlib import Path
 
 import dagster as dg
 
 from core.cost import (
     HOURS_PER_MONTH,
+    Item,
     Throughput,
     UnknownRegion,
     UsageAssumptions,
@@ -22,10 +22,12 @@ from core.cost import (
     monthly_cost_for_traffic,
     omitted_lines,
     platform_lines,
+    price_items,
     reference_lines,
     total,
     unit_costs,
 )
+from core.simulation import DEFAULT_PROFILE, ReplicaPolicy, price_timeline
 from resources.aws import AWSResource
 from resources.platform import PlatformResource
 from resources.pricing import PriceBookResource
@@ -38,6 +40,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 # Everything the cost group records goes to the pipeline state store (on eks every step is its own pod).
 COST_REPORT_RECORD = "cost/monthly_cost_report"
+SIMULATION_RECORD = "cost/simulated_month"
 BILL_RECORD = "cost/bill_of_materials"
 UNIT_ECONOMICS_RECORD = "cost/unit_economics"
 
@@ -362,53 +365,119 @@ def unit_economics(
     deps=[monthly_cost_report],
     description="eks: last month's actual spend per service from AWS Cost Explorer, next to the estimate. local: skipped.",
 )
-def actual_spend(
-    platform: PlatformResource, aws: AWSResource, pipeline_state: PipelineStateStore
-) -> dg.MaterializeResult:
-    if not platform.live:
-        return dg.MaterializeResult(metadata={"mode": "skipped (local profile: Cost Explorer is not called)"})
+def actual_spend(platform: PlatformResource, pipeline_state: PipelineStateStore) -> dg.MaterializeResult:
     report = pipeline_state.read_json(COST_REPORT_RECORD)
     if report is None:
         raise dg.Failure(f"{COST_REPORT_RECORD} is not in the state store: materialize monthly_cost_report first")
-    comparison = compare_with_cost_explorer(
-        aws.client("ce", region="us-east-1"), report["platform"]["lines"], platform.load().cluster_name
-    )
+    return dg.MaterializeResult(metadata=platform.actual_spend(report["platform"]["lines"]))
+
+
+class SimulationConfig(dg.Config):
+    # answers per hour over one representative day (default: a clinical day, peak ~1,000/h); a month is 30.4 of them
+    answers_per_hour: list[float] = list(DEFAULT_PROFILE)
+    step_seconds: float = 20.0  # wall seconds per simulated hour (Karpenter needs ~10 s to provision or consolidate)
+    poll_seconds: float = 1.0
+    # vLLM Qwen3-14B TP4 on one g6.12xlarge: ~1,000 answers/h at ~2,000 tokens each (an assumption: no GPU measured here)
+    llm_answers_per_replica_hour: float = 1000.0
+    embed_answers_per_replica_hour: float = 20000.0
+
+
+def _sim_png(timeline, pools: list[str]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    hours = [r["hour"] for r in timeline.replicas]
+    a.step(hours, [r["answers"] for r in timeline.replicas], where="post", label="answers/h")
+    a.set_ylabel("answers per hour")
+    for p in pools:
+        b.plot([n["hour"] for n in timeline.nodes], [n.get(p, 0) for n in timeline.nodes], label=p)
+    b.set_ylabel("nodes (NodeClaims)")
+    b.set_xlabel("simulated hour")
+    b.legend(loc="upper right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"kubernetes", "karpenter"},
+    owners=OWNERS,
+    deps=[dg.AssetKey("node_pools"), bill_of_materials],
+    description="A simulated month on the local control plane: a day of traffic (answers per hour) sets the model "
+    "workers' replicas hour by hour on a compressed clock, Karpenter provisions and consolidates real NodeClaims for them "
+    "(the platform's own pod specs and NodePools, consolidateAfter compressed alike), and the node-hours the NodeClaims "
+    "really had are priced and scaled to a month, next to the static bill of materials. Needs `agentic cluster up` "
+    "(AGENTIC_PLATFORM_TARGET=cluster); never runs on EKS.",
+)
+def simulated_month(
+    context: dg.AssetExecutionContext,
+    config: SimulationConfig,
+    platform: PlatformResource,
+    prices: PriceBookResource,
+    pipeline_state: PipelineStateStore,
+) -> dg.MaterializeResult:
+    cfg = platform.load()
+    book = prices.load(cfg.region)
+    llm = ReplicaPolicy(config.llm_answers_per_replica_hour, 0, cfg.models.llm_max_replicas)
+    embed = ReplicaPolicy(config.embed_answers_per_replica_hour, 1, cfg.models.embedder_max_replicas)
+    schedule = [
+        {"hour": h, "answers": a, "gpu-llm": llm.replicas(a), "cpu-embed": embed.replicas(a)}
+        for h, a in enumerate(config.answers_per_hour)
+    ]
+    try:
+        timeline = platform.simulate(schedule, config.step_seconds, config.poll_seconds, context.log.info)
+    except NotImplementedError as exc:
+        raise dg.Failure(str(exc)) from exc
+    hours = float(len(schedule))
+    lines = price_timeline(timeline, hours, book)
+    bom = pipeline_state.read_json(BILL_RECORD) or {"items": []}
+    # like for like: the static lines of the pools the simulated workers run on (heads, gateway, API and Dagster on
+    # the general pool are not part of the simulation)
+    simulated_pools = {x["pool"] for x in lines} | {"gpu", "graviton"}
+    static = [
+        {"pool": i["dimension"].split(" pool")[0], "dimension": i["dimension"], "monthly_usd": x["monthly_usd"]}
+        for i, x in zip(bom["items"], price_items([Item(**i) for i in bom["items"]], book))
+        if i["service"].startswith("Amazon EC2") and i["dimension"].split(" pool")[0] in simulated_pools
+    ]
+    record = {
+        "schedule": schedule,
+        "step_seconds": config.step_seconds,
+        "node_claims": [vars(s) for s in timeline.spans.values()],
+        "nodes": timeline.nodes,
+        "simulated": lines,
+        "simulated_monthly_usd": round(sum(x["monthly_usd"] for x in lines), 2),
+        "static_bill_of_materials": static,
+        "static_monthly_usd": round(sum(x["monthly_usd"] for x in static), 2),
+    }
+    pipeline_state.write_json(SIMULATION_RECORD, record)
+    png = _sim_png(timeline, sorted({s.pool for s in timeline.spans.values()}))
+    md = [
+        "| pool | instance | node-hours (day) | node-hours (month) | $/h | $/month |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    md += [
+        f"| {x['pool']} | {x['instance_type']} | {x['node_hours_simulated']:.2f} | {x['node_hours_month']:,.0f} | "
+        f"{x['usd_per_hour']:.4f} | {x['monthly_usd']:,.2f} |"
+        for x in lines
+    ]
     return dg.MaterializeResult(
         metadata={
-            "comparison": dg.MetadataValue.json(comparison),
-            "actual_total_usd": comparison["actual_total_usd"],
-            "estimate_total_usd": comparison["estimate_total_usd"],
+            "simulated_monthly_usd": record["simulated_monthly_usd"],
+            "static_monthly_usd": record["static_monthly_usd"],
+            "node_claims": len(timeline.spans),
+            "peak_llm_replicas": max(r["gpu-llm"] for r in schedule),
+            "table": dg.MetadataValue.md("\n".join(md)),
+            "static": dg.MetadataValue.json(static),
+            "plot": dg.MetadataValue.md(f"![simulated day](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "record": f"{pipeline_state.describe()}/{SIMULATION_RECORD}.json",
         }
     )
 
 
-def compare_with_cost_explorer(ce, estimate_lines: list[dict], cluster: str, today: float | None = None) -> dict:
-    t = time.gmtime(today or time.time())
-    first = f"{t.tm_year:04d}-{t.tm_mon:02d}-01"
-    prev = f"{t.tm_year - (t.tm_mon == 1):04d}-{(t.tm_mon - 2) % 12 + 1:02d}-01"
-    resp = ce.get_cost_and_usage(
-        TimePeriod={"Start": prev, "End": first},
-        Granularity="MONTHLY",
-        Metrics=["UnblendedCost"],
-        GroupBy=[{"Type": "DIMENSION", "Key": "SERVICE"}],
-        Filter={"Tags": {"Key": "agentic/cluster", "Values": [cluster], "MatchOptions": ["EQUALS"]}},
-    )
-    actual = {
-        g["Keys"][0]: float(g["Metrics"]["UnblendedCost"]["Amount"]) for r in resp["ResultsByTime"] for g in r["Groups"]
-    }
-    estimate: dict[str, float] = {}
-    for line in estimate_lines:
-        estimate[line["service"]] = estimate.get(line["service"], 0.0) + line["monthly_usd"]
-    services = sorted(set(actual) | set(estimate))
-    return {
-        "period": [prev, first],
-        "services": [
-            {"service": s, "estimate_usd": round(estimate.get(s, 0.0), 2), "actual_usd": round(actual.get(s, 0.0), 2)}
-            for s in services
-        ],
-        "estimate_total_usd": round(sum(estimate.values()), 2),
-        "actual_total_usd": round(sum(actual.values()), 2),
-    }
-
-
-cost_assets = [price_book, bill_of_materials, monthly_cost_report, unit_economics, actual_spend]
+cost_assets = [price_book, bill_of_materials, monthly_cost_report, unit_economics, actual_spend, simulated_month]

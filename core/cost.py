@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -426,3 +427,32 @@ def break_even(
                 "tokens_per_answer": tokens_per_answer,
             }
     return {"answers_per_day": None, "reason": f"the GPU fleet is not cheaper up to {max_cpu_nodes} CPU nodes"}
+
+
+def compare_with_cost_explorer(ce, estimate_lines: list[dict], cluster: str, today: float | None = None) -> dict:
+    t = time.gmtime(today or time.time())
+    first = f"{t.tm_year:04d}-{t.tm_mon:02d}-01"
+    prev = f"{t.tm_year - (t.tm_mon == 1):04d}-{(t.tm_mon - 2) % 12 + 1:02d}-01"
+    resp = ce.get_cost_and_usage(
+        TimePeriod={"Start": prev, "End": first},
+        Granularity="MONTHLY",
+        Metrics=["UnblendedCost"],
+        GroupBy=[{"Type": "DIMENSION", "Key": "SERVICE"}],
+        Filter={"Tags": {"Key": "agentic/cluster", "Values": [cluster], "MatchOptions": ["EQUALS"]}},
+    )
+    actual = {
+        g["Keys"][0]: float(g["Metrics"]["UnblendedCost"]["Amount"]) for r in resp["ResultsByTime"] for g in r["Groups"]
+    }
+    estimate: dict[str, float] = {}
+    for line in estimate_lines:
+        estimate[line["service"]] = estimate.get(line["service"], 0.0) + line["monthly_usd"]
+    services = sorted(set(actual) | set(estimate))
+    return {
+        "period": [prev, first],
+        "services": [
+            {"service": s, "estimate_usd": round(estimate.get(s, 0.0), 2), "actual_usd": round(actual.get(s, 0.0), 2)}
+            for s in services
+        ],
+        "estimate_total_usd": round(sum(estimate.values()), 2),
+        "actual_total_usd": round(sum(actual.values()), 2),
+    }

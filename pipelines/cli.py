@@ -287,39 +287,46 @@ def cmd_platform(args, settings: Settings) -> int:
 
 
 def cmd_cost(args, settings: Settings) -> int:
-    """The monthly cost report in the terminal; --reference: the reference design's table (+ what it omits)."""
-    from core.cost import UnknownRegion, UsageAssumptions, omitted_lines, platform_lines, reference_lines, total
-    from infra.platform.config import load_platform_config
-    from resources.pricing import PriceBookResource
+    """Runs ``cost_job`` (price book, bill of materials, monthly report, unit economics, actual spend) and prints the
+    monthly report from its record; --reference: the reference design's table (+ what it omits)."""
+    from dataclasses import replace
 
-    prices = PriceBookResource(refreshed_path=str(settings.home / "cost" / "aws-prices.refreshed.json"))
-    cfg = load_platform_config(settings.platform_config or None, {"region": args.region} if args.region else None)
+    from assets.cost import COST_REPORT_RECORD
+    from core.cost import total
+    from pipelines.profiles import build_resources
+
+    if args.region:
+        settings = replace(settings, platform_region=args.region)
     if args.refresh_prices:
         from resources.aws import AWSResource
 
-        aws = AWSResource(region=cfg.region)
-        if not aws.has_credentials():
+        if not AWSResource(region=settings.aws_region).has_credentials():
             print("error: --refresh-prices needs AWS credentials (boto3's chain)", file=sys.stderr)
             return 2
-        _print(json.dumps(prices.refresh(aws.client("pricing", region="us-east-1"), cfg.region)))
-    try:
-        book = prices.load("us-east-1" if args.reference else cfg.region)
-    except UnknownRegion as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    result = run_job(
+        settings, "cost_job", log_level="WARNING", ops={"price_book": {"config": {"refresh": args.refresh_prices}}}
+    )
+    if not result.success:
+        for ev in result.all_events:
+            if ev.is_failure and getattr(ev.event_specific_data, "error", None):
+                print(
+                    f"error: {ev.event_specific_data.error.message.split('Failure: ', 1)[-1].strip()}", file=sys.stderr
+                )
+                break
         return 2
-    usage = UsageAssumptions()
+    report = build_resources(settings)["pipeline_state"].read_json(COST_REPORT_RECORD)
     if args.reference:
-        lines, extra = reference_lines(book), omitted_lines(cfg, usage, book)
-        title = f"Reference design, us-east-1 (price book {book.as_of})"
+        lines, extra = report["reference"]["lines"], report["omitted_by_reference"]["lines"]
+        title = "Reference design, us-east-1"
     else:
-        lines, extra = platform_lines(cfg, usage, book), []
-        title = f"This platform, {cfg.region} (price book {book.as_of})"
+        lines, extra = report["platform"]["lines"], []
+        title = f"This platform, {report['region']} (price book {report['price_book']})"
 
     def slim(ls):
         return [{"service": x["service"], "dimension": x["dimension"], "monthly_usd": x["monthly_usd"]} for x in ls]
 
     if args.json:
-        out = {"lines": slim(lines), "total_usd": total(lines)}
+        out = {"lines": slim(lines), "total_usd": total(lines), "run_id": result.run_id}
         if extra:
             out.update(
                 {

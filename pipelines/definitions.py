@@ -9,7 +9,15 @@ from assets.evaluation import evaluation_assets, evaluation_checks
 from assets.knowledge import knowledge_assets, knowledge_checks
 from assets.platform import platform_assets, platform_checks
 from assets.serving import serving_assets, serving_checks
-from pipelines.jobs import cost_job, evaluation_job, knowledge_job, platform_job, rebuild_index_job, serving_job
+from pipelines.jobs import (
+    cost_job,
+    evaluation_job,
+    knowledge_job,
+    platform_job,
+    rebuild_index_job,
+    serving_job,
+    simulation_job,
+)
 from pipelines.profiles import build_executor, build_resources
 from pipelines.schedules import monthly_cost_schedule, nightly_reembedding_schedule, weekly_evaluation_schedule
 from pipelines.secrets import ensure_local_secrets
@@ -23,7 +31,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*knowledge_assets, *serving_assets, *evaluation_assets, *platform_assets, *cost_assets],
         asset_checks=[*knowledge_checks, *serving_checks, *evaluation_checks, *platform_checks],
-        jobs=[knowledge_job, rebuild_index_job, serving_job, evaluation_job, platform_job, cost_job],
+        jobs=[knowledge_job, rebuild_index_job, serving_job, evaluation_job, platform_job, cost_job, simulation_job],
         schedules=[nightly_reembedding_schedule, weekly_evaluation_schedule, monthly_cost_schedule],
         sensors=[new_documents_sensor, evaluate_after_reembedding],
         resources=build_resources(settings),

@@ -40,7 +40,14 @@ platform_job = dg.define_asset_job(
 
 cost_job = dg.define_asset_job(
     "cost_job",
-    selection=dg.AssetSelection.groups("cost"),
+    selection=dg.AssetSelection.groups("cost") - dg.AssetSelection.assets("simulated_month"),
     description="Bill of materials -> priced monthly report (reference table reproduced, omitted components, this platform), "
     "unit economics from measured throughput, and on eks the actual spend from Cost Explorer.",
+)
+
+simulation_job = dg.define_asset_job(
+    "simulation_job",
+    selection=dg.AssetSelection.assets("simulated_month"),
+    description="A simulated month on the local control plane (`agentic cluster up`, AGENTIC_PLATFORM_TARGET=cluster): "
+    "traffic drives replicas, Karpenter provisions and consolidates NodeClaims, the node-hours they had are priced.",
 )

@@ -14,7 +14,7 @@ from pipelines.settings import Settings
 from resources.document_store import LocalDocumentStore, S3DocumentStore
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
-from resources.model_serving import ModelServingResource
+from resources.model_serving import KubeRayServing, LocalRayServe
 from resources.opensearch_store import OpenSearchVectorStore
 from resources.ray_cluster import RayResource
 from resources.ray_jobs import LocalRayJobRunner, RayJobsApiRunner
@@ -39,7 +39,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             "document_store": LocalDocumentStore(root=str(settings.document_root)),
             "ray_cluster": ray,
             "ray_jobs": LocalRayJobRunner(ray_cluster=ray),
-            "model_serving": ModelServingResource(
+            "model_serving": LocalRayServe(
                 ray_cluster=ray,
                 cache_dir=str(settings.cache),
                 state_dir=str(settings.serving_root),
@@ -77,9 +77,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             # bulk data work: Ray jobs submitted to the KubeRay cluster's dashboard (Ray Jobs API)
             "ray_jobs": RayJobsApiRunner(address=dg.EnvVar("AGENTIC_RAY_JOBS_ADDRESS")),
             # KubeRay runs the apps (rendered here, applied by the platform assets); LiteLLM runs as a Deployment.
-            "model_serving": ModelServingResource(
-                mode="kuberay", ray_cluster=ray, cache_dir=str(settings.cache), state_dir=str(settings.serving_root)
-            ),
+            "model_serving": KubeRayServing(config_path=settings.platform_config),
             "gateway": LLMGatewayResource(
                 url="http://litellm.agentic:4000",
                 master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
@@ -125,7 +123,7 @@ def build_platform(settings: Settings, store, aws):
 
     common = {
         "config_path": settings.platform_config,
-        "region": settings.aws_region if settings.profile == "eks" else "",
+        "region": settings.platform_region or (settings.aws_region if settings.profile == "eks" else ""),
         "store": store,
         "compute_mode": settings.compute_mode,
     }
@@ -151,8 +149,18 @@ def build_executor(settings: Settings):
 
     # One pod per step on the general pool; steps that need more say so with their own `dagster-k8s/config` tag
     # (see STEP_K8S_CONFIG). Embedding itself runs on the KubeRay cluster, not in the step pod.
+    from infra.platform.config import load_platform_config
+
+    cfg = load_platform_config(settings.platform_config or None)
+    # in a pod: the in-cluster config; with AGENTIC_KUBECONFIG (an operator's machine, the local control plane): that
+    where: dict[str, Any] = (
+        {"load_incluster_config": False, "kubeconfig_file": settings.kubeconfig} if settings.kubeconfig else {}
+    )
     return k8s_job_executor.configured(
         {
+            **where,
+            "job_image": cfg.image,  # the code location's image (infra/Dockerfile), as the Helm values deploy it
+            "job_namespace": cfg.namespace,
             "max_concurrent": 8,
             "step_k8s_config": {
                 "pod_spec_config": {"node_selector": {"karpenter.sh/nodepool": "general"}},

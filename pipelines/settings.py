@@ -58,6 +58,9 @@ class Settings:
     judge_backend: str = ""  # AGENTIC_JUDGE_MODEL: "" = the deployed LLM; eks: a Bedrock model id for LiteLLM
     aws_region: str = "us-east-1"  # AWS_REGION (eks profile, platform and cost assets)
     kube_host: str = ""  # AGENTIC_KUBE_HOST: the cluster API (else kubeconfig / in-cluster)
+    platform_region: str = (
+        ""  # AGENTIC_PLATFORM_REGION: price/plan the platform there (default: eks AWS_REGION, else the config's)
+    )
     platform_config: str = ""  # AGENTIC_PLATFORM_CONFIG: the platform YAML (default infra/platform.yaml)
     platform_target: str = "render"  # AGENTIC_PLATFORM_TARGET: render | cluster | eks (see resources/platform.py)
     kubeconfig: str = ""  # AGENTIC_KUBECONFIG: the cluster target's kubeconfig (default: this home's local cluster)
@@ -164,6 +167,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         aws_region=env.get("AWS_REGION", "us-east-1").strip() or "us-east-1",
         kube_host=env.get("AGENTIC_KUBE_HOST", ""),
         platform_config=env.get("AGENTIC_PLATFORM_CONFIG", ""),
+        platform_region=env.get("AGENTIC_PLATFORM_REGION", "").strip(),
         state_shards=_positive(env, "AGENTIC_STATE_SHARDS", 32),
         platform_target=target,
         kubeconfig=env.get("AGENTIC_KUBECONFIG", "").strip()

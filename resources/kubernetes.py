@@ -121,6 +121,10 @@ class KubernetesResource(dg.ConfigurableResource):
             except ResourceNotFoundError:  # a kind this cluster does not serve (EC2NodeClass off AWS): nothing to prune
                 continue
             for item in res.get(label_selector=self.selector()).to_dict().get("items", []):
+                if item["metadata"].get("ownerReferences"):
+                    # made by a controller from a declared object (KubeRay copies a RayService's labels onto the
+                    # RayCluster it creates): the owner's lifecycle governs it, prune never does
+                    continue
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
                 out.append(item)

@@ -1,8 +1,10 @@
-"""Model serving: Ray Serve applications on the local Ray cluster, a KubeRay RayService on EKS.
+"""Model serving: one interface, two implementations; the serving assets never branch on which.
 
-``deploy()`` starts (or updates) the LLM and embedding applications and returns their endpoints.
-On ``eks`` the resource renders the RayService manifest (vLLM + the embedding app) instead; the
-platform assets validate and apply it.
+- ``LocalRayServe`` (local): the GGUF LLM assembled from its part wheels, Ray Serve applications on the local Ray
+  cluster (an LLM app supervising llama-server, a batched embedding app), endpoints probed with real requests.
+- ``KubeRayServing`` (eks): vLLM loads Qwen3-14B inside the cluster; the RayServices are rendered, validated and saved
+  in the state store for the platform group to apply; endpoints are cluster DNS names, probed by the platform's
+  readiness checks, not from here.
 """
 
 from __future__ import annotations
@@ -20,8 +22,81 @@ class ServingError(RuntimeError):
     pass
 
 
+MANIFEST_KEY = "serving/model_deployments.yaml"  # the rendered RayServices and RayCluster (KubeRay)
+
+
 class ModelServingResource(dg.ConfigurableResource):
-    mode: str = "ray-serve-local"  # "ray-serve-local" | "kuberay" (render only)
+    """What the serving assets call: ``prepare`` the model files, ``deploy`` them, ``probe`` the endpoints."""
+
+    def prepare(self, llm_key: str, embedder, log) -> tuple[dict, dict, str | None]:
+        """(artifact manifest for the state store, asset metadata, data version or None)."""
+        raise NotImplementedError
+
+    def deploy(self, artifacts: dict, embedder, store, log) -> tuple[dict, dict]:
+        """(deployment record for the state store: endpoints, model names; asset metadata)."""
+        raise NotImplementedError
+
+    def probe(self, record: dict, embedder) -> tuple[bool, dict]:
+        """Do the endpoints answer real requests from here? (passed, metadata)."""
+        raise NotImplementedError
+
+    def runs_gateway_here(self) -> bool:
+        """Whether the gateway proxy runs next to these endpoints (local) or as a cluster workload (eks)."""
+        return False
+
+
+class KubeRayServing(ModelServingResource):
+    """eks: the RayServices (vLLM on the GPU pool, the embedder on Graviton) rendered from the platform config."""
+
+    config_path: str = ""
+    llm_source: str = "Qwen/Qwen3-14B"
+
+    def prepare(self, llm_key: str, embedder, log) -> tuple[dict, dict, str | None]:
+        # vLLM loads the weights from their source inside the cluster; the embedding image carries its model
+        manifest = {
+            "llm": {"key": "qwen3-14b", "served_name": "qwen3-14b", "source": self.llm_source},
+            "embedder": {"model_id": embedder.model_id, "path": embedder.model_path, "dimension": embedder.dimension},
+        }
+        return manifest, {"llm": "qwen3-14b (vLLM loads it in the cluster)", "embedder": embedder.model_id}, None
+
+    def deploy(self, artifacts: dict, embedder, store, log) -> tuple[dict, dict]:
+        import yaml
+
+        from infra.platform.config import load_platform_config
+        from infra.platform.manifests import render_model_deployments
+        from infra.validate import validate_manifest
+
+        cfg = load_platform_config(self.config_path or None)
+        manifests = render_model_deployments(cfg)
+        errors = [f"{m['kind']}/{m['metadata']['name']}: {e}" for m in manifests for e in validate_manifest(m)]
+        if errors:
+            raise ServingError("rendered model deployments do not match their schemas:\n" + "\n".join(errors[:20]))
+        store.put_bytes(MANIFEST_KEY, yaml.safe_dump_all(manifests, sort_keys=False).encode())
+        out = f"{store.describe().rstrip('/')}/{MANIFEST_KEY}"
+        ns = cfg.namespace  # KubeRay names each RayService's Serve endpoint <name>-serve-svc
+        record = {
+            "endpoints": {
+                "llm": f"http://agentic-llm-serve-svc.{ns}:8000/llm/v1",
+                "embedder": f"http://agentic-embed-serve-svc.{ns}:8000/embed/v1",
+            },
+            "llm": cfg.models.llm_model_id,
+            "embedder": embedder.model_id,
+            "manifest": out,
+        }
+        meta = {
+            "mode": "kuberay (rendered; the platform group applies it)",
+            "manifest": out,
+            "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests]),
+        }
+        return record, meta
+
+    def probe(self, record: dict, embedder) -> tuple[bool, dict]:
+        return True, {"skipped": "cluster endpoints: the platform group applies them and waits for their readiness"}
+
+
+class LocalRayServe(ModelServingResource):
+    """local: Ray Serve applications on this home's Ray cluster."""
+
     ray_cluster: RayResource
     cache_dir: str  # user cache: part wheels, assembled GGUF files, llama.cpp build
     state_dir: str  # logs of the servers
@@ -39,7 +114,82 @@ class ModelServingResource(dg.ConfigurableResource):
     def endpoints(self) -> dict[str, str]:
         return {"llm": f"{self.base_url}/llm/v1", "embedder": f"{self.base_url}/embed/v1"}
 
-    def deploy(self, model_path: str, served_name: str, embedder_spec: dict, embed_model_id: str) -> dict:
+    def runs_gateway_here(self) -> bool:
+        return True
+
+    def prepare(self, llm_key: str, embedder, log) -> tuple[dict, dict, str | None]:
+        from core.gguf import assemble, get_model, sha256_file
+
+        model = get_model(llm_key or self.llm)
+        cache = Path(self.cache_dir)
+        llm = assemble(model, cache / "pkgs", cache / "models" / "llm")
+        log(
+            f"{model.served_name}: {llm['bytes'] / 1e6:.0f} MB, sha256 ok ({'reused' if llm['reused'] else 'assembled'})"
+        )
+        spec = embedder.spec()
+        onnx_sha = sha256_file(Path(spec["model_path"]))
+        manifest = {
+            "llm": {
+                "key": model.key,
+                "served_name": model.served_name,
+                "path": llm["path"],
+                "sha256": llm["sha256"],
+                "bytes": llm["bytes"],
+            },
+            "embedder": {
+                "model_id": embedder.model_id,
+                "path": spec["model_path"],
+                "sha256": onnx_sha,
+                "tokenizer": spec["tokenizer_path"],
+                "dimension": embedder.dimension,
+            },
+        }
+        meta = {
+            "llm": model.served_name,
+            "llm_path": dg.MetadataValue.path(llm["path"]),
+            "llm_sha256": llm["sha256"],
+            "llm_mb": round(llm["bytes"] / 1e6, 1),
+            "llm_parts": model.parts,
+            "assembled": not llm["reused"],
+            "assembly_seconds": round(llm["seconds"], 2),
+            "embedder": embedder.model_id,
+            "embedder_sha256": onnx_sha,
+        }
+        return manifest, meta, llm["sha256"][:16] + onnx_sha[:16]
+
+    def deploy(self, artifacts: dict, embedder, store, log) -> tuple[dict, dict]:
+        info = self.serve(
+            model_path=artifacts["llm"]["path"],
+            served_name=artifacts["llm"]["served_name"],
+            embedder_spec=embedder.spec(threads=1),
+            embed_model_id=embedder.model_id,
+        )
+        log(f"Ray Serve apps ready in {info['deploy_seconds']:.1f} s: {info['endpoints']}")
+        record = {
+            "endpoints": info["endpoints"],
+            "llm": artifacts["llm"]["served_name"],
+            "embedder": embedder.model_id,
+            "llm_binary": info["llm_binary"],
+        }
+        meta = {
+            "mode": "ray-serve-local",
+            "llm_endpoint": dg.MetadataValue.url(info["endpoints"]["llm"]),
+            "embedder_endpoint": dg.MetadataValue.url(info["endpoints"]["embedder"]),
+            "llm_model": artifacts["llm"]["served_name"],
+            "llm_binary": info["llm_binary"],
+            "deploy_seconds": round(info["deploy_seconds"], 1),
+            "apps": dg.MetadataValue.json(self.status()),
+        }
+        return record, meta
+
+    def probe(self, record: dict, embedder) -> tuple[bool, dict]:
+        from resources.probes import chat_ok, embed_ok
+
+        c_ok, chat = chat_ok(record["endpoints"]["llm"], record["llm"])
+        e_ok, emb = embed_ok(record["endpoints"]["embedder"], record["embedder"], embedder.dimension)
+        return c_ok and e_ok, {"chat": dg.MetadataValue.json(chat), "embeddings": dg.MetadataValue.json(emb)}
+
+    def serve(self, model_path: str, served_name: str, embedder_spec: dict, embed_model_id: str) -> dict:
         from ray import serve
 
         from infra.local.llama_server import resolve_binary

@@ -8,6 +8,7 @@
 Every target saves what it rendered in the pipeline state store under ``platform/`` (on eks each step is its own pod).
 """
 
+import copy
 import json
 
 import dagster as dg
@@ -82,6 +83,17 @@ class PlatformResource(dg.ConfigurableResource):
     def opensearch(self, request: dict, apply: bool) -> dict:
         return {"mode": "rendered (AWS is not called)"}
 
+    def actual_spend(self, estimate_lines: list[dict]) -> dict:
+        """Last month's spend per service next to the estimate (Cost Explorer, on EKS)."""
+        return {"mode": "skipped (Cost Explorer is not called off AWS)"}
+
+    def simulate(self, schedule: list[dict], step_s: float, poll_s: float, log):
+        """Drive the model workers' replicas hour by hour (``schedule``: {"hour", "answers", <group>: replicas}) on a
+        cluster whose Karpenter provisions for them; returns the NodeClaims' timeline (core.simulation.Timeline)."""
+        raise NotImplementedError(
+            "the simulation needs the local control plane: `agentic cluster up`, then AGENTIC_PLATFORM_TARGET=cluster"
+        )
+
 
 class RenderedPlatform(PlatformResource):
     """Render and validate only (the local profile's default)."""
@@ -105,6 +117,82 @@ class ClusterPlatform(PlatformResource):
             "plan": dg.MetadataValue.json(plan),
             **_counts(plan, ("create", "update", "unchanged", "delete")),
         }
+
+    def simulate(self, schedule: list[dict], step_s: float, poll_s: float, log):
+        import time
+
+        from kubernetes.client.exceptions import ApiException
+
+        from core.simulation import Timeline
+        from infra.platform.manifests import render_node_pools
+
+        cfg = self.load()
+        if self.compute_mode != "kwok":
+            raise NotImplementedError("the simulation provisions nodes: only on the local control plane (kwok)")
+        # the NodePools on the simulated clock: consolidateAfter (5m-30m) shrinks with the hour
+        compressed = copy.deepcopy(cfg)
+        for pool in compressed.node_pools:
+            pool.consolidate_after = _compressed(pool.consolidate_after, step_s)
+        self.kube.apply(render_node_pools(compressed, "kwok"), prune=False, wait=False, log=log)
+        dyn = self.kube._client()
+        deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+        namespaces = dyn.resources.get(api_version="v1", kind="Namespace")
+        claims_api = dyn.resources.get(api_version="karpenter.sh/v1", kind="NodeClaim")
+        namespaces.server_side_apply(
+            body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SIM_NAMESPACE}},
+            name=SIM_NAMESPACE,
+            field_manager="agentic-simulation",
+            force_conflicts=True,
+        )
+        specs = simulation_workloads(cfg)
+        timeline = Timeline(step_s=step_s)
+        t0 = time.monotonic()
+
+        def observe():
+            claims = [
+                {
+                    "name": c["metadata"]["name"],
+                    "pool": c["metadata"]["labels"].get("karpenter.sh/nodepool", "?"),
+                    "instance_type": c["metadata"]["labels"].get("node.kubernetes.io/instance-type", "?"),
+                }
+                for c in claims_api.get().to_dict()["items"]
+            ]
+            timeline.observe(time.monotonic() - t0, claims)
+
+        try:
+            for row in schedule:
+                for group, spec in specs.items():
+                    body = {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "metadata": {"name": f"sim-{group}", "namespace": SIM_NAMESPACE},
+                        "spec": {
+                            "replicas": int(row.get(group, 0)),
+                            "selector": {"matchLabels": {"agentic/sim": group}},
+                            "template": {"metadata": {"labels": {"agentic/sim": group}}, "spec": spec},
+                        },
+                    }
+                    deployments.server_side_apply(
+                        body=body,
+                        name=body["metadata"]["name"],
+                        namespace=SIM_NAMESPACE,
+                        field_manager="agentic-simulation",
+                        force_conflicts=True,
+                    )
+                timeline.replicas.append(dict(row))
+                log(f"simulated hour {row['hour']}: {row}")
+                end = t0 + (len(timeline.replicas)) * step_s
+                while time.monotonic() < end:
+                    observe()
+                    time.sleep(poll_s)
+            observe()
+        finally:
+            try:
+                namespaces.delete(name=SIM_NAMESPACE)
+            except ApiException:
+                pass
+            self.kube.apply(render_node_pools(cfg, "kwok"), prune=False, wait=False, log=log)  # the real timings back
+        return timeline
 
 
 class EKSPlatform(ClusterPlatform):
@@ -156,13 +244,69 @@ class EKSPlatform(ClusterPlatform):
             "version": info.get("version", cfg.kubernetes_version),
         }
 
+    def actual_spend(self, estimate_lines: list[dict]) -> dict:
+        from core.cost import compare_with_cost_explorer
+
+        comparison = compare_with_cost_explorer(
+            self.aws.client("ce", region="us-east-1"), estimate_lines, self.load().cluster_name
+        )
+        return {
+            "comparison": dg.MetadataValue.json(comparison),
+            "actual_total_usd": comparison["actual_total_usd"],
+            "estimate_total_usd": comparison["estimate_total_usd"],
+        }
+
+    def simulate(self, schedule: list[dict], step_s: float, poll_s: float, log):
+        raise NotImplementedError("the simulation provisions real nodes: never on EKS (run it on `agentic cluster up`)")
+
     def opensearch(self, request: dict, apply: bool) -> dict:
         client = self.aws.client("opensearch")
         action = awsplan.plan_opensearch(client, request)
         info = awsplan.apply_opensearch(client, action, request) if apply else {}
         return {
             "mode": "applied" if apply else "planned",
+            "plan": dg.MetadataValue.json([{k: v for k, v in action.as_dict().items() if k != "request"}]),
             "action": action.action,
             "changes": dg.MetadataValue.json(action.changes),
             "endpoint": info.get("Endpoint") or (info.get("Endpoints") or {}).get("vpc", ""),
         }
+
+
+SIM_NAMESPACE = "agentic-sim"
+
+
+def _seconds(duration: str) -> float:
+    """'30m' / '5m' / '720h' / '45s' / 'Never' -> seconds (inf for Never)."""
+    if duration == "Never":
+        return float("inf")
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(duration[:-1]) * units[duration[-1]]
+
+
+def _compressed(duration: str, step_s: float) -> str:
+    """A real duration on the simulated clock (one hour = ``step_s`` wall seconds), at least one second."""
+    if duration == "Never":
+        return duration
+    return f"{max(1, round(_seconds(duration) * step_s / 3600))}s"
+
+
+def simulation_workloads(cfg: PlatformConfig) -> dict[str, dict]:
+    """The pod specs of the model workers as the platform renders them (nodeSelector, tolerations, resources), one per
+    worker group: the simulation scales these, so Karpenter sees exactly what the RayServices would ask for."""
+    from infra.platform.manifests import render_model_deployments
+
+    out = {}
+    for m in render_model_deployments(cfg):
+        if m["kind"] != "RayService":
+            continue
+        for wg in m["spec"]["rayClusterConfig"].get("workerGroupSpecs", []):
+            spec = wg["template"]["spec"]
+            out[wg["groupName"]] = {
+                k: v for k, v in spec.items() if k in ("nodeSelector", "tolerations", "affinity", "priorityClassName")
+            } | {
+                "containers": [
+                    {"name": c["name"], "image": c["image"], "resources": c.get("resources", {})}
+                    for c in spec["containers"]
+                ]
+            }
+    return out

@@ -55,14 +55,14 @@ def test_reference_table_is_reproduced_line_by_line():
             assert part["assumption"] and book.prices[part["price_key"]]["source"].startswith("https://aws.amazon.com/")
 
 
-def test_cli_prints_the_reference_scenario_as_json():
+def test_cli_prints_the_reference_scenario_as_json(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "cost", "--reference", "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
-        env={**__import__("os").environ, "AGENTIC_HOME": str(REPO / ".agentic")},
+        env={**__import__("os").environ, "AGENTIC_HOME": str(tmp_path)},
     )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -132,7 +132,9 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
 
     res = build_resources(load_settings({"AGENTIC_HOME": str(tmp_path)}))
     result = dg.materialize(
-        cost_assets,
+        [
+            a for a in cost_assets if a.key.to_user_string() != "simulated_month"
+        ],  # it needs a cluster: test_kube_cluster
         resources={k: res[k] for k in ("platform", "aws", "prices", "pipeline_state")},
         instance=dg.DagsterInstance.ephemeral(),
     )
@@ -160,7 +162,7 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
 
 
 def test_price_list_refresh_and_cost_explorer_requests_are_valid_at_the_boundary(tmp_path):
-    from assets.cost import compare_with_cost_explorer
+    from core.cost import compare_with_cost_explorer
     from resources.pricing import PriceBookResource
 
     prices = PriceBookResource(refreshed_path=str(tmp_path / "refreshed.json"))

@@ -6,11 +6,15 @@ marked Running, nothing executes in them."""
 from __future__ import annotations
 
 import copy
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.platform.config import load_platform_config
 from infra.platform.manifests import PRUNE_KINDS, render_everything
@@ -79,6 +83,69 @@ def test_cluster_status_listens_on_loopback_only(kube_cluster):
     assert listeners, "found no listening sockets of the control plane"
     loopback = ("0100007F:", "00000000000000000000000001000000:")
     assert all(addr.startswith(loopback) for addr in listeners), listeners
+
+
+def test_simulated_month_prices_the_nodeclaims_karpenter_really_had(kube_cluster, tmp_path):
+    """First in this module, on the fresh cluster: any node already there would be counted. A short day (quiet, peak,
+    shoulder, night) drives the model workers; Karpenter provisions a second GPU node at the peak and consolidates
+    them all at night; the node-hours the NodeClaims really had are priced."""
+    import dagster as dg
+
+    from assets.cost import SIMULATION_RECORD, bill_of_materials, simulated_month
+    from core.cost import load_price_book
+    from pipelines.profiles import build_resources
+    from pipelines.settings import load_settings
+
+    settings = load_settings(
+        {
+            "AGENTIC_HOME": str(tmp_path / "home"),
+            "AGENTIC_PLATFORM_TARGET": "cluster",
+            "AGENTIC_KUBECONFIG": str(kube_cluster.kubeconfig),
+        }
+    )
+    res = build_resources(settings)
+    step = 25.0
+    result = dg.materialize(
+        [bill_of_materials, simulated_month],
+        resources={k: res[k] for k in ("platform", "prices", "pipeline_state")},
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={
+            "ops": {
+                "simulated_month": {
+                    "config": {"answers_per_hour": [50, 1400, 300, 0, 0], "step_seconds": step, "poll_seconds": 1.0}
+                }
+            }
+        },
+    )
+    assert result.success
+    record = res["pipeline_state"].read_json(SIMULATION_RECORD)
+    assert [r["gpu-llm"] for r in record["schedule"]] == [1, 2, 1, 0, 0]
+    gpu = [n.get("gpu", 0) for n in record["nodes"]]
+    assert max(gpu) == 2 and gpu[-1] == 0, gpu  # provisioned for the peak, consolidated at night
+    assert all(c["instance_type"] == "g6.12xlarge" for c in record["node_claims"] if c["pool"] == "gpu")
+    assert {c["pool"] for c in record["node_claims"]} >= {"gpu", "graviton"}
+    book = load_price_book("us-east-1")
+    lines = {(x["pool"], x["instance_type"]): x for x in record["simulated"]}
+    g = lines[("gpu", "g6.12xlarge")]
+    # 4 replica-hours of GPU workers; Karpenter adds its provisioning time and keeps an emptied node for the
+    # (compressed) 30 min consolidateAfter plus its own loop: more than 3, well under the 10 of never consolidating
+    assert 3.0 < g["node_hours_simulated"] < 8.0, g
+    want = g["node_hours_simulated"] * 30.4 * 24 / 5 * book.price("ec2_g6.12xlarge_hour")
+    assert g["monthly_usd"] == pytest.approx(want, rel=2e-3)
+    assert record["static_monthly_usd"] > 0 and {x["pool"] for x in record["static_bill_of_materials"]} >= {"gpu"}
+    # nothing of the simulation is left behind, and the NodePools have their real timings back
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    custom = client.CustomObjectsApi(api)
+    pool = custom.get_cluster_custom_object("karpenter.sh", "v1", "nodepools", "gpu")
+    assert pool["spec"]["disruption"]["consolidateAfter"] == "30m"
+    # leave the cluster empty for the next test, which plans on an empty cluster
+    for p in custom.list_cluster_custom_object("karpenter.sh", "v1", "nodepools")["items"]:
+        custom.delete_cluster_custom_object("karpenter.sh", "v1", "nodepools", p["metadata"]["name"])
+    for c in custom.list_cluster_custom_object("karpenter.kwok.sh", "v1alpha1", "kwoknodeclasses")["items"]:
+        custom.delete_cluster_custom_object("karpenter.kwok.sh", "v1alpha1", "kwoknodeclasses", c["metadata"]["name"])
+    _wait("the NodePools and their nodes gone", lambda: not _nodeclaims(kube_cluster) and not _nodes(kube_cluster), 120)
 
 
 def test_plan_apply_replan_drift_prune_and_rejection(kube_cluster, cfg):
@@ -213,13 +280,18 @@ def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(k
     # RayService -> the RayCluster KubeRay creates for it (owned by it), ready; the RayService itself never reports
     # Running here: KubeRay polls the Ray dashboard through cluster DNS and kwok runs no Ray
     custom = _custom(kube_cluster)
-    clusters = custom.list_namespaced_custom_object("ray.io", "v1", cfg.namespace, "rayclusters")["items"]
-    owners = {
-        o["name"]: c["status"].get("state")
-        for c in clusters
-        for o in c["metadata"].get("ownerReferences", [])
-        if o["kind"] == "RayService"
-    }
+
+    def owned_clusters():
+        clusters = custom.list_namespaced_custom_object("ray.io", "v1", cfg.namespace, "rayclusters")["items"]
+        owners = {
+            o["name"]: c.get("status", {}).get("state")
+            for c in clusters
+            for o in c["metadata"].get("ownerReferences", [])
+            if o["kind"] == "RayService"
+        }
+        return owners if set(owners.values()) == {"ready"} else None
+
+    owners = _wait("KubeRay to report the RayServices' clusters ready", owned_clusters, timeout=60)
     assert owners == {"agentic-llm": "ready", "agentic-embed": "ready", "agentic-llm-neuron": "ready"}
     for svc in custom.list_namespaced_custom_object("ray.io", "v1", cfg.namespace, "rayservices")["items"]:
         assert svc.get("status", {}).get("serviceStatus") != "Running"
@@ -237,3 +309,112 @@ def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(k
     )
     assert left == {"general"}
     k8s.apply(groups["platform_workloads"], wait=False)  # put them back for the tests after this one
+
+
+def test_readiness_has_a_timeout_that_names_what_is_not_ready(kube_cluster, cfg):
+    from resources.kubernetes import KubernetesResource
+
+    # without the local exemption, a RayService waits for Running, which needs a real Ray dashboard
+    k8s = KubernetesResource(kubeconfig=str(kube_cluster.kubeconfig), ready_timeout_s=3, poll_s=0.5)
+    workloads = render_everything(cfg, "kwok")["platform_workloads"]
+    with pytest.raises(TimeoutError, match="RayService/agentic-llm"):
+        k8s.apply(workloads, prune=False)
+
+
+def test_dagster_k8s_builds_step_jobs_that_are_scheduled_on_the_general_pool(kube_cluster, tmp_path):
+    """The eks profile's executor (dagster-k8s, one pod per step) creates a Job per step from this code location's
+    tags; the scheduler places each step pod on the general pool with the requested resources. kwok runs no
+    containers: it marks each step pod Succeeded without running it (no step reports back), and the run worker is
+    stopped once the Jobs are there."""
+    from kubernetes import client, config
+
+    from assets.evaluation import rag_eval_run
+    from assets.knowledge import chunk_embeddings
+    from tests.k8s_step_jobs import SELECTED
+
+    cfg = load_platform_config()
+    # the instance as the Helm chart configures it in the cluster: K8sRunLauncher (the executor reads its defaults)
+    (tmp_path / "dagster").mkdir()
+    (tmp_path / "dagster" / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "telemetry": {"enabled": False},
+                "run_launcher": {
+                    "module": "dagster_k8s",
+                    "class": "K8sRunLauncher",
+                    "config": {
+                        "service_account_name": "dagster",
+                        "instance_config_map": "dagster-instance",
+                        "job_namespace": cfg.namespace,
+                        "load_incluster_config": False,
+                        "kubeconfig_file": str(kube_cluster.kubeconfig),
+                        "job_image": cfg.image,
+                    },
+                },
+            }
+        )
+    )
+    # the node pools, and the `dagster` ServiceAccount the step pods run as (admission refuses a pod naming a missing one)
+    workloads = render_everything(cfg, "kwok")
+    _k8s(kube_cluster).apply(
+        [
+            *workloads["node_pools"],
+            *workloads["cluster_addons"][:1],
+            *(m for m in workloads["platform_workloads"] if m["kind"] == "ServiceAccount"),
+        ],
+        prune=False,
+        wait=False,
+    )
+    env = {
+        **os.environ,
+        "AGENTIC_PROFILE": "eks",
+        "AGENTIC_KUBECONFIG": str(kube_cluster.kubeconfig),
+        "AGENTIC_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        # the run worker resolves the eks resources' references; the step pods would read them (kwok runs none)
+        "AGENTIC_DOCUMENT_BUCKET": "agentic-rag-documents",
+        "AGENTIC_OPENSEARCH_ENDPOINT": "https://vpc-agentic-rag.us-east-1.es.amazonaws.com",
+        "AWS_REGION": "us-east-1",
+        "AGENTIC_RAY_ADDRESS": "ray://agentic-data-head-svc.agentic:10001",
+        "AGENTIC_RAY_JOBS_ADDRESS": "http://agentic-data-head-svc.agentic:8265",
+        "AGENTIC_EMBED_MODEL_PATH": "/models/arctic-embed-s/model.onnx",
+        "AGENTIC_EMBED_TOKENIZER_PATH": "/models/arctic-embed-s/tokenizer.json",
+        "AGENTIC_GATEWAY_KEY": "not-a-real-key",
+    }
+    log = open(tmp_path / "run-worker.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.k8s_step_jobs"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    api = config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+
+    def scheduled():
+        jobs = batch.list_namespaced_job(cfg.namespace, label_selector="dagster/job=k8s_step_jobs").items
+        pods = core.list_namespaced_pod(cfg.namespace, label_selector="dagster/job=k8s_step_jobs").items
+        placed = {p.metadata.labels.get("dagster/op"): p for p in pods if p.spec.node_name}
+        return (jobs, placed) if len(jobs) == len(SELECTED) and len(placed) == len(SELECTED) else None
+
+    try:
+        jobs, pods = _wait("a scheduled step Job per selected asset", scheduled, timeout=240, poll=2)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        log.close()
+    assert set(pods) == set(SELECTED), (set(pods), (tmp_path / "run-worker.log").read_text()[-2000:])
+    nodes = _nodes(kube_cluster)
+    for step, pod in pods.items():
+        assert nodes[pod.spec.node_name]["karpenter.sh/nodepool"] == "general"
+        assert pod.spec.node_selector == {"karpenter.sh/nodepool": "general"}
+        container = pod.spec.containers[0]
+        assert container.image == cfg.image
+        assert container.args[:3] == ["dagster", "api", "execute_step"]
+    # each asset's own `dagster-k8s/config` tag sizes its pod; the others get the executor's default
+    for asset in (chunk_embeddings, rag_eval_run):
+        tags = asset.op.tags["dagster-k8s/config"]
+        tags = json.loads(tags) if isinstance(tags, str) else tags
+        want = tags["container_config"]["resources"]
+        got = pods[asset.op.name].spec.containers[0].resources
+        assert got.requests == want["requests"] and got.limits == want["limits"], (asset.op.name, got)
+    assert pods["document_inventory"].spec.containers[0].resources.requests == {"cpu": "500m", "memory": "1Gi"}
+    for job in jobs:  # the Jobs go away with the run; here they are ours to delete
+        batch.delete_namespaced_job(job.metadata.name, cfg.namespace, propagation_policy="Background")

@@ -1,6 +1,6 @@
 """The EKS platform: every manifest validated offline, IAM least privilege, AWS plan/apply against moto (botocore checks
-every request's shape), Kubernetes plan/apply/prune/wait through the real kubernetes client against a local HTTP
-server speaking the API (there is no kube-apiserver here), and the CLI end to end."""
+every request's shape), and the CLI end to end through the platform job (Kubernetes on the real local control plane;
+its own tests are in test_kube_cluster.py)."""
 
 from __future__ import annotations
 
@@ -60,19 +60,10 @@ def moto_server():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
-@pytest.fixture
-def kube_api():
-    from tests.fixtures_k8s import FakeKubeAPI
-
-    api = FakeKubeAPI()
-    yield api
-    api.close()
-
-
 # ------------------------------------------------------------------ rendering and validation
 
 
-@pytest.mark.parametrize("mode", ["auto", "karpenter"])
+@pytest.mark.parametrize("mode", ["auto", "karpenter", "kwok"])
 def test_every_rendered_manifest_validates_against_its_schema(cfg, mode):
     groups = render_all(cfg, LITELLM, mode)
     manifests = [m for ms in groups.values() for m in ms]
@@ -90,6 +81,8 @@ def test_every_rendered_manifest_validates_against_its_schema(cfg, mode):
     } <= kinds
     if mode == "karpenter":
         assert {"EC2NodeClass", "DaemonSet"} <= kinds  # node classes and the NVIDIA / Neuron device plugins
+    if mode == "kwok":  # the local control plane: the same manifests, Karpenter-kwok's node class
+        assert "KWOKNodeClass" in kinds and "EC2NodeClass" not in kinds
     for m in manifests:
         assert validate_manifest(m) == [], (m["kind"], m["metadata"]["name"], validate_manifest(m))
         assert m["metadata"]["labels"]["app.kubernetes.io/managed-by"] == MANAGED_BY  # apply prunes by this label
@@ -276,107 +269,64 @@ def test_pod_identity_requests_have_the_shapes_eks_accepts(cfg):
             eks.create_pod_identity_association(**p.request)
 
 
-# ------------------------------------------------------------------ Kubernetes plan / apply / prune / wait
+# ------------------------------------------------------------------ the CLI runs the platform job
 
 
-def test_kubernetes_plan_apply_prune_and_wait(cfg, kube_api):
-    from resources.kubernetes import KubernetesResource
-
-    k8s = KubernetesResource(host=kube_api.url, cluster=cfg.cluster_name, ready_timeout_s=1.5, poll_s=0.1)
-    manifests = [m for ms in render_all(cfg, LITELLM, "karpenter").values() for m in ms]
-    plan = k8s.plan(manifests)
-    assert {s["action"] for s in plan} == {"create"} and len(plan) == len(manifests)
-    assert not any(method == "PATCH" for method, _, _ in kube_api.requests)  # planning changes nothing
-    k8s.apply(manifests)
-    applies = [(p, q) for m, p, q in kube_api.requests if m == "PATCH"]
-    assert len(applies) == len(manifests) and all(
-        q["fieldManager"] == "agentic-platform" and q["force"].lower() == "true" for _, q in applies
-    )
-    assert {s["action"] for s in k8s.plan(manifests)} == {"unchanged"}
-
-    # a config change shows as an update with the field path; a pool no longer declared is pruned
-    changed = copy.deepcopy(manifests)
-    gpu = next(m for m in changed if m["kind"] == "NodePool" and m["metadata"]["name"] == "gpu")
-    gpu["spec"]["limits"]["cpu"] = "256"
-    changed = [
-        m for m in changed if not (m["kind"] in ("NodePool", "EC2NodeClass") and m["metadata"]["name"] == "inferentia")
-    ]
-    # an object the platform does not own is never touched
-    kube_api.objects[("karpenter.sh/v1", "NodePool", "", "someone-elses")] = {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": "someone-elses", "labels": {"team": "other"}},
-        "spec": {},
-    }
-    plan = {(s["kind"], s["name"]): s for s in k8s.plan(changed)}
-    assert plan[("NodePool", "gpu")]["action"] == "update" and plan[("NodePool", "gpu")]["changes"] == [
-        "spec.limits.cpu"
-    ]
-    assert (
-        plan[("NodePool", "inferentia")]["action"] == "delete"
-        and plan[("EC2NodeClass", "inferentia")]["action"] == "delete"
-    )
-    assert ("NodePool", "someone-elses") not in plan
-    k8s.apply(changed)
-    names = {(k, n) for (_, k, _, n) in kube_api.objects}
-    assert ("NodePool", "inferentia") not in names and ("NodePool", "someone-elses") in names
-
-    # readiness has a timeout that names what is not ready
-    kube_api.never_ready.add("RayService")
-    with pytest.raises(TimeoutError, match="RayService/agentic-llm"):
-        k8s.apply(changed)
-    # manifests without the ownership labels are refused
-    stray = copy.deepcopy(changed[0])
-    stray["metadata"]["labels"] = {}
-    with pytest.raises(ValueError, match="ownership labels"):
-        k8s.apply([stray], wait=False)
-
-
-# ------------------------------------------------------------------ CLI and Dagster on EKS
-
-
-def test_cli_platform_render_and_plan(tmp_path, moto_server, kube_api):
-    env = {
-        **os.environ,
-        "AGENTIC_HOME": str(tmp_path / "home"),
-        "AWS_ENDPOINT_URL": moto_server,
-        "AGENTIC_KUBE_HOST": kube_api.url,
-    }
-    out = tmp_path / "rendered"
-    r = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "platform", "render", "--out", str(out), "--compute-mode", "karpenter"],
+def _cli(args: list[str], env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+def test_cli_platform_render_plan_and_apply_run_the_job(tmp_path, moto_server, kube_cluster):
+    """render (the job on the rendered target, artifacts copied out of the state store); plan on the EKS target (AWS on
+    moto, Kubernetes on the real local control plane); apply on the cluster target, then a plan with nothing to do."""
+    env = {
+        **os.environ,
+        "AGENTIC_HOME": str(tmp_path / "home"),
+        "AWS_ENDPOINT_URL": moto_server,
+        "AGENTIC_KUBECONFIG": str(kube_cluster.kubeconfig),
+        "AGENTIC_COMPUTE_MODE": "kwok",
+    }
+    out = tmp_path / "rendered"
+    r = _cli(["platform", "render", "--out", str(out)], env)
     assert r.returncode == 0, r.stderr
+    assert "platform_job run" in r.stdout
     docs = [
         d
         for f in ("node_pools", "cluster_addons", "platform_workloads")
         for d in yaml.safe_load_all((out / f"{f}.yaml").read_text())
     ]
     assert docs and all(validate_manifest(d) == [] for d in docs)
+    assert {d["kind"] for d in docs} >= {"NodePool", "KWOKNodeClass", "RayService", "Deployment"}
     assert (out / "dagster-values.yaml").exists() and len(list((out / "dashboards").glob("*.json"))) == 2
-    r = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "platform", "plan", "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    assert (out / "iam_roles.json").exists()
+
+    r = _cli(["platform", "plan", "--target", "eks", "--json"], env)
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout[r.stdout.index("{") :])
-    assert {(a["resource"], a["action"]) for a in plan["aws"]} >= {
+    assert plan["target"] == "eks"
+    aws = {(a["resource"], a["action"]) for a in plan["plans"]["eks_cluster"] + plan["plans"]["opensearch_domain"]}
+    assert aws >= {
         ("iam_role", "create"),
         ("vpc", "create"),
         ("eks_cluster", "create"),
         ("opensearch_domain", "create"),
     }
-    assert plan["kubernetes"] and {k["action"] for k in plan["kubernetes"]} == {"create"}
-    assert not [o for o in kube_api.objects]  # plan applied nothing
+    assert plan["plans"]["node_pools"] and all(k["kind"] for k in plan["plans"]["node_pools"])
+
+    r = _cli(["platform", "apply", "--target", "cluster", "--no-wait"], env)  # readiness: test_kube_cluster
+    assert r.returncode == 0, r.stderr + r.stdout
+    r = _cli(["platform", "plan", "--target", "cluster", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    plans = json.loads(r.stdout[r.stdout.index("{") :])["plans"]
+    kube = [s for step in ("node_pools", "cluster_addons", "platform_workloads") for s in plans[step]]
+    assert kube and {s["action"] for s in kube} == {"unchanged"}, [s for s in kube if s["action"] != "unchanged"]
 
 
 def test_eks_profile_uses_the_k8s_executor_and_per_step_pod_sizes():
@@ -418,7 +368,7 @@ def test_platform_assets_render_into_the_state_store(tmp_path):
     before = {p for p in tmp_path.rglob("*") if p.is_file()}
     result = dg.materialize(
         [*platform_assets, *platform_checks],
-        resources={k: res[k] for k in ("platform", "aws", "kubernetes")},
+        resources={"platform": res["platform"]},
         instance=dg.DagsterInstance.ephemeral(),
         selection=[a.key for a in platform_assets if a.key.to_user_string() != "platform_workloads"],
     )

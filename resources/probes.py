@@ -1,0 +1,48 @@
+"""Endpoint probes: a real chat completion and real embeddings, with bounded waits."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import httpx
+
+
+def chat_ok(base: str, model: str, headers: dict | None = None, loading_s: float = 120) -> tuple[bool, dict]:
+    t = time.perf_counter()
+    while True:
+        r = httpx.post(
+            f"{base}/chat/completions",
+            headers=headers or {},
+            timeout=300,
+            json={
+                "model": model,
+                "messages": [{"role": "user", "content": "Name one organ of the human body. One word."}],
+                "max_tokens": 8,
+                "temperature": 0,
+            },
+        )
+        # llama-server answers 503 "Loading model" while it reads the weights: wait for it, bounded
+        if r.status_code != 503 or "Loading model" not in r.text or time.perf_counter() - t > loading_s:
+            break
+        time.sleep(1.0)
+    ms = (time.perf_counter() - t) * 1000
+    if r.status_code != 200:
+        return False, {"status": r.status_code, "body": r.text[:300]}
+    content = r.json()["choices"][0]["message"].get("content") or ""
+    return bool(content.strip()), {"reply": content.strip()[:80], "latency_ms": round(ms)}
+
+
+def embed_ok(base: str, model: str, dim: int, headers: dict | None = None) -> tuple[bool, dict]:
+    r = httpx.post(
+        f"{base}/embeddings",
+        headers=headers or {},
+        timeout=60,
+        json={"model": model, "input": ["aspirin and heart attack", "insulin"]},
+    )
+    if r.status_code != 200:
+        return False, {"status": r.status_code, "body": r.text[:300]}
+    vecs = [d["embedding"] for d in r.json()["data"]]
+    norms = [math.sqrt(sum(x * x for x in v)) for v in vecs]
+    ok = len(vecs) == 2 and all(len(v) == dim for v in vecs) and all(abs(n - 1) < 1e-3 for n in norms)
+    return ok, {"vectors": len(vecs), "dimension": len(vecs[0]) if vecs else 0, "norms": [round(n, 4) for n in norms]}
