@@ -8,7 +8,8 @@
 
 The CRD files are not copied into this repository: they are read from ``AGENTIC_CRD_DIR`` or, by default, the project
 lead's shared folder ``../shared/crds`` beside the checkout (see its README for their upstream tags and blob SHAs).
-There is no kube-apiserver here; this is the boundary we test at.
+Karpenter-kwok's own CRDs (KWOKNodeClass) come from where `make setup` built the local control plane. This offline check
+runs before anything is sent; the real API server (`agentic cluster up`) then enforces the CEL rules this cannot.
 """
 
 from __future__ import annotations
