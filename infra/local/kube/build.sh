@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local Kubernetes control plane (issue 14) from the Go module proxy into the user cache, one folder per
 # component and version: $CACHE/kube/<name>-<version>/. A component is rebuilt only when its version changes.
-# Cold: roughly 25-35 min on 2 cores and ~8 GB of Go caches; warm: a second.
+# Cold: about 9.5 min on 2 cores (measured: etcd 50 s, kubernetes 262 s, kwok 80 s, karpenter 97 s, kuberay 82 s), with
+# ~7 GB of Go caches in a temp dir, deleted afterwards (446 MB of binaries and data stay); warm: a second.
 set -euo pipefail
 CACHE="${AGENTIC_CACHE:-$HOME/.cache/agentic}"
 ROOT="$CACHE/kube"
@@ -14,7 +15,18 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false} -trimpath"
 export CGO_ENABLED=0
 mkdir -p "$ROOT"
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# The Go build and module caches grow to ~7 GB and are worth nothing once the binaries are cached: they live in the
+# build's temp dir and go with it, unless AGENTIC_GO_KEEP_CACHES=1 (then Go's own defaults, reused across builds).
+if [ "${AGENTIC_GO_KEEP_CACHES:-0}" != 1 ]; then
+  export GOCACHE="$WORK/go-build" GOMODCACHE="$WORK/go-mod"
+fi
+cleanup() {
+  if [ "${AGENTIC_GO_KEEP_CACHES:-0}" != 1 ] && [ -d "$WORK/go-mod" ]; then
+    chmod -R u+w "$WORK/go-mod" 2>/dev/null || true  # the module cache is read-only by design
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 done_or_build() {  # name version fn
   local dir="$ROOT/$1-$2"
