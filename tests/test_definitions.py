@@ -145,7 +145,12 @@ def test_every_group_is_documented_and_wired(tmp_path):
         "monthly_cost_report",
         "unit_economics",
         "actual_spend",
+        "simulated_month",
     }
+    # the simulation needs a live cluster: its own job, never in the monthly cost_job
+    cost_nodes = {n.name for n in defs.resolve_job_def("cost_job").nodes_in_topological_order}
+    assert "simulated_month" not in cost_nodes and "monthly_cost_report" in cost_nodes
+    assert {n.name for n in defs.resolve_job_def("simulation_job").nodes_in_topological_order} == {"simulated_month"}
     checks = {k.name: k for k in graph.asset_check_keys}
     assert {"index_promotion_gate", "eval_quality_floors", "iam_least_privilege", "opensearch_domain_secure"} <= set(
         checks
