@@ -6,12 +6,12 @@ price_book, bill_of_materials -> monthly_cost_report;  price_book -> unit_econom
 """
 
 import base64
-import io
 import json
 from pathlib import Path
 
 import dagster as dg
 
+from assets.metadata import png_bytes
 from core.cost import (
     HOURS_PER_MONTH,
     Item,
@@ -161,10 +161,7 @@ def _stacked_png(scenarios: dict[str, list[dict]]) -> bytes:
     ax.set_title("Monthly cost by service")
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def _load_result(name: str) -> dict | None:
@@ -398,10 +395,7 @@ def _sim_png(timeline, pools: list[str]) -> bytes:
     b.set_xlabel("simulated hour")
     b.legend(loc="upper right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=80)
 
 
 @dg.asset(

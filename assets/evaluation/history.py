@@ -1,7 +1,6 @@
 """eval_history, the promotion gate, and serving_index: every run recorded, the candidate promoted only past the gate."""
 
 import base64
-import io
 import json
 import time
 
@@ -11,7 +10,7 @@ import pyarrow as pa
 from assets.evaluation.run import RETRIEVAL_MODES, rag_eval_run
 from assets.evaluation.state import GROUP, HISTORY, HISTORY_TABLE, OWNERS, TREND_PNG, read_history, read_last_run
 from assets.knowledge.state import read_candidate, save_candidate
-from assets.metadata import md_table
+from assets.metadata import md_table, png_bytes
 from core.evaluation import JUDGE_METRICS, promotion_gate
 from core.generations import transition
 from resources.state_store import PipelineStateStore
@@ -74,10 +73,7 @@ def _trend_png(history: list[dict]) -> bytes:
     ax.set_title("RAG evaluation trend (red: candidate rejected)")
     ax.legend(fontsize=6, loc="lower left", ncol=2)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 @dg.asset(
