@@ -12,7 +12,8 @@ MAIN_JOB = "knowledge_job"
 
 rebuild_index_job = dg.define_asset_job(
     "rebuild_index_job",
-    selection=dg.AssetSelection.groups("knowledge", "evaluation"),
+    # user feedback is not part of an index rebuild: feedback_candidates runs in evaluation_job
+    selection=dg.AssetSelection.groups("knowledge", "evaluation") - dg.AssetSelection.assets("feedback_candidates"),
     config={"ops": {"vector_index": {"config": {"rebuild": True}}, "rag_eval_run": {"config": {"answers": 0}}}},
     description="The knowledge pipeline, a full rebuild of the index into a new candidate generation, then the evaluation gate "
     "(retrieval metrics over the whole golden set, candidate vs serving): promoted atomically only if not worse.",
@@ -22,7 +23,8 @@ evaluation_job = dg.define_asset_job(
     "evaluation_job",
     selection=dg.AssetSelection.groups("evaluation"),
     description="Golden set -> RAG evaluation (retrieval metrics on the set; agent answers, ROUGE and the RAGAS judge on a sample) "
-    "-> history and trend -> promotion gate -> serving index.",
+    "-> history and trend -> promotion gate -> serving index; user feedback -> candidate golden items and the daily "
+    "feedback rate.",
 )
 
 serving_job = dg.define_asset_job(

@@ -8,7 +8,16 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.evaluation.run import RETRIEVAL_MODES, rag_eval_run
-from assets.evaluation.state import GROUP, HISTORY, HISTORY_TABLE, OWNERS, TREND_PNG, read_history, read_last_run
+from assets.evaluation.state import (
+    GROUP,
+    HISTORY,
+    HISTORY_TABLE,
+    OWNERS,
+    TREND_PNG,
+    latest_feedback_rate,
+    read_history,
+    read_last_run,
+)
 from assets.knowledge.state import read_candidate, save_candidate
 from assets.metadata import md_table, png_bytes
 from core.evaluation import JUDGE_METRICS, promotion_gate
@@ -127,6 +136,11 @@ def eval_history(
         }
         for h in history[-10:]
     ]
+    # users' view beside the judge's: the latest day of feedback_candidates' rollup (no dependency on it, so a feedback
+    # problem never holds up the promotion gate; the date says how fresh it is)
+    feedback_day = latest_feedback_rate(pipeline_state)
+    feedback_rate = feedback_day["feedback_rate"] if feedback_day else None
+    negative_rate = feedback_day["negative_rate"] if feedback_day else None
     return dg.MaterializeResult(
         metadata={
             "runs": len(history),
@@ -135,6 +149,13 @@ def eval_history(
             "trend": dg.MetadataValue.md(f"![trend](data:image/png;base64,{base64.b64encode(png).decode()})"),
             "trend_png": f"{pipeline_state.describe()}/{TREND_PNG}",
             "recent": md_table(rows, list(rows[0].keys()), limit=10),
+            "feedback_rate": dg.MetadataValue.float(feedback_rate)
+            if feedback_rate is not None
+            else dg.MetadataValue.null(),
+            "feedback_negative_rate": dg.MetadataValue.float(negative_rate)
+            if negative_rate is not None
+            else dg.MetadataValue.null(),
+            "feedback_date": feedback_day["date"] if feedback_day else "",
         }
     )
 
