@@ -131,7 +131,16 @@ def test_every_group_is_documented_and_wired(tmp_path):
         node = graph.get(key)
         groups.setdefault(node.group_name, set()).add(key.to_user_string())
         assert node.description and node.kinds and node.owners, key
-    assert groups["evaluation"] == {"eval_questions", "rag_eval_run", "eval_history", "serving_index"}
+    assert groups["evaluation"] == {
+        "eval_questions",
+        "eval_questions_hard",
+        "rag_eval_run",
+        "eval_history",
+        "serving_index",
+        "feedback_candidates",
+    }
+    evaluation = {n.name for n in defs.resolve_job_def("evaluation_job").nodes_in_topological_order}
+    assert "feedback_candidates" in evaluation and "eval_history" in evaluation
     assert groups["platform"] == {
         "eks_cluster",
         "node_pools",
@@ -160,3 +169,4 @@ def test_every_group_is_documented_and_wired(tmp_path):
     assert defs.resolve_sensor_def("evaluate_after_reembedding").job_name == "evaluation_job"
     rebuild = {n.name for n in defs.resolve_job_def("rebuild_index_job").nodes_in_topological_order}
     assert {"vector_index", "rag_eval_run", "serving_index"} <= rebuild
+    assert "feedback_candidates" not in rebuild  # user feedback is not part of an index rebuild

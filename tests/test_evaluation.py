@@ -135,6 +135,14 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(
     assert result.success, checks
     good = meta["rag_eval_run"]
     assert meta["eval_questions"]["questions"] >= 10 and good["evaluated"] == "serving"
+    # the harder set keeps exactly its items whose gold documents are indexed
+    from assets.evaluation.golden_hard import load_hard_set
+
+    _, hard = load_hard_set()
+    seeded = {document_key(pmid) for pmid, _ in pubmed_sample[:60]}
+    hard_meta = meta["eval_questions_hard"]
+    assert hard_meta["questions_in_set"] == len(hard) >= 150
+    assert hard_meta["questions"] == sum(i.gold_doc_key in seeded for i in hard)
     assert good["hybrid_hit_at_k"] >= 0.9 and good["dense_hit_at_k"] >= 0.9, good
     assert checks["index_promotion_gate"].passed and not meta["serving_index"]["promoted_this_run"]
 

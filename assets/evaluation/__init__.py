@@ -1,15 +1,26 @@
 """Evaluation as assets: a versioned golden set, RAGAS runs, their history, and the gate that promotes an index.
 
 eval_questions -> rag_eval_run -> eval_history --[index_promotion_gate, blocking]--> serving_index
+eval_questions_hard (the harder set: paraphrased yes/no questions with the conclusion's polarity)
+feedback_candidates (user feedback -> candidate golden items for review, daily feedback rate)
 
 One module per step; ``state`` owns the tables and records.
 """
 
+from assets.evaluation.feedback import feedback_candidates
 from assets.evaluation.golden import GoldenSetConfig, eval_questions
+from assets.evaluation.golden_hard import eval_questions_hard
 from assets.evaluation.history import GateConfig, decide, eval_history, index_promotion_gate, serving_index
 from assets.evaluation.run import EvalConfig, eval_quality_floors, rag_eval_run
 
-evaluation_assets = [eval_questions, rag_eval_run, eval_history, serving_index]
+evaluation_assets = [
+    eval_questions,
+    eval_questions_hard,
+    rag_eval_run,
+    eval_history,
+    serving_index,
+    feedback_candidates,
+]
 evaluation_checks = [eval_quality_floors, index_promotion_gate]
 
 __all__ = [
@@ -19,8 +30,10 @@ __all__ = [
     "decide",
     "eval_history",
     "eval_questions",
+    "eval_questions_hard",
     "evaluation_assets",
     "evaluation_checks",
+    "feedback_candidates",
     "index_promotion_gate",
     "rag_eval_run",
     "serving_index",
