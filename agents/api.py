@@ -1,8 +1,12 @@
 """The agentic API: OpenAI-compatible chat completions, /query, /health, /metrics.
 
-``POST /v1/chat/completions`` answers the last user message through the answer service (the
-fast path; ``"metadata": {"mode": "agent"}`` in the body selects the orchestrator), streaming
-too (Server-Sent Events, OpenAI chunk format, citations in a final chunk's ``agentic`` field).
+``POST /v1/chat/completions`` answers the last user message in the context of the whole
+conversation (a follow-up is rewritten into a standalone question) through the answer service
+(the fast path; ``"metadata": {"mode": "agent"}`` in the body selects the orchestrator),
+streaming too (Server-Sent Events, OpenAI chunk format, citations in a final chunk's ``agentic``
+field). ``POST /query`` takes a ``conversation_id`` and keeps the history itself.
+``POST /v1/feedback`` records thumbs or a 1-5 score for an answer id or trace id; every answer is
+recorded with its lineage so feedback can be traced back to what produced it.
 Every route but ``/health`` needs ``Authorization: Bearer <AGENTIC_API_KEY>``; without a key
 configured the app refuses to start (never open by default).
 """
@@ -51,6 +55,7 @@ class QueryRequest(BaseModel):
     question: str = Field(min_length=1, max_length=4000)
     filters: dict[str, Any] | None = None
     mode: Literal["auto", "agent"] = "auto"
+    conversation_id: str | None = Field(default=None, max_length=64)
 
     @field_validator("question")
     @classmethod
@@ -88,7 +93,10 @@ def _err(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
 
 
-def create_app(service: AnswerService, api_key: str) -> FastAPI:
+def create_app(service: AnswerService, api_key: str, records=None, conversations=None) -> FastAPI:
+    """``records``: an ``agents.records.AnswerRecords`` (answers + feedback); ``conversations``: an
+    ``agents.conversations.ConversationStore``. Both live in the state store; without them the API answers but keeps
+    no records and ``/query`` refuses a ``conversation_id``."""
     if not api_key:
         raise ValueError("AGENTIC_API_KEY is empty: the API never runs without a key")
     app = FastAPI(title="agentic-rag", version="0.1.0")
@@ -147,25 +155,53 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
             return _err(503, "model gateway unreachable; retry shortly", "upstream_unavailable")
         raise exc
 
+    def _record(answer) -> None:
+        metrics.answered(answer)
+        if records is not None:
+            records.record_answer(answer.to_dict())
+
+    if records is not None:
+        from agents.feedback_api import register_feedback_routes
+
+        register_feedback_routes(app, records, require_key)
+
     @app.post("/query", dependencies=[Depends(require_key)])
     def query(req: QueryRequest):
+        history = []
+        cid = req.conversation_id
         try:
-            answer = service.answer(req.question, req.filters, req.mode)
+            if cid is not None:
+                if conversations is None:
+                    return _err(400, "this deployment keeps no conversations", "invalid_request_error")
+                history = conversations.history(cid)
+            answer = service.answer(req.question, req.filters, req.mode, history=history, conversation_id=cid)
         except ValueError as exc:
             return _err(400, str(exc), "invalid_request_error")
         except Exception as exc:  # upstream failures become clean 5xx with a reason, not a traceback
             return _upstream_error(exc)
-        metrics.answered(answer)
+        if cid is not None:
+            conversations.append(cid, req.question, answer.answer, answer.answer_id)
+        _record(answer)
         return answer.to_dict()
+
+    @app.post("/v1/conversations", dependencies=[Depends(require_key)])
+    def new_conversation():
+        if conversations is None:
+            return _err(400, "this deployment keeps no conversations", "invalid_request_error")
+        return {"conversation_id": conversations.new_id()}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
     def chat(req: ChatRequest):
         if req.model not in (MODEL_NAME, "default"):
             return _err(404, f"model {req.model!r} not found; use {MODEL_NAME!r}", "invalid_request_error")
-        users = [m for m in req.messages if m.role == "user" and m.text().strip()]
-        if not users:
+        last = max((i for i, m in enumerate(req.messages) if m.role == "user" and m.text().strip()), default=None)
+        if last is None:
             return _err(400, "messages must contain a non-empty user message", "invalid_request_error")
-        question = users[-1].text()
+        question = req.messages[last].text()
+        # the conversation so far: every user and assistant turn before the question (system prompts are ours)
+        history = [
+            {"role": m.role, "content": m.text()} for m in req.messages[:last] if m.role in ("user", "assistant")
+        ]
         meta = req.metadata or {}
         mode = meta.get("mode", "auto")
         filters = meta.get("filters")
@@ -173,8 +209,8 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
         created = int(time.time())
         try:
             if not req.stream or mode == "agent":
-                answer = service.answer(question, filters, mode)
-                metrics.answered(answer)
+                answer = service.answer(question, filters, mode, history=history)
+                _record(answer)
                 if req.stream:  # the orchestrator is not token-streamed: one chunk, then done
                     return StreamingResponse(_one_chunk_stream(cid, created, answer), media_type="text/event-stream")
                 return {
@@ -196,7 +232,7 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
                     },
                     "agentic": _extra(answer),
                 }
-            plan = service.plan(question, filters)
+            plan = service.plan(question, filters, history)
         except ValueError as exc:
             return _err(400, str(exc), "invalid_request_error")
         except Exception as exc:
@@ -226,7 +262,7 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
                 yield "data: [DONE]\n\n"
                 return
             answer = plan.result
-            metrics.answered(answer)
+            _record(answer)
             yield _sse(
                 {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "agentic": _extra(answer)}
             )
@@ -239,6 +275,11 @@ def create_app(service: AnswerService, api_key: str) -> FastAPI:
 
 def _extra(answer) -> dict:
     return {
+        "answer_id": answer.answer_id,
+        "verdict": answer.verdict,
+        "standalone_question": answer.standalone_question,
+        "evidence": answer.evidence,
+        "lineage": answer.lineage,
         "citations": answer.citations,
         "relevance": answer.relevance,
         "route": answer.route,

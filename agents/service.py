@@ -1,15 +1,21 @@
 """Answering questions off the index: a fast path and a Strands orchestrator agent.
 
-Fast path (ordinary questions, at most 2 LLM calls): retrieve (hybrid) -> the evaluation agent
-grades the passages (1 call, JSON-schema constrained) -> answer with citations (1 call). The two
-calls share their prompt prefix (system + passages + question) so llama.cpp reuses its KV cache
-for the second. Routing is code: the knowledge base first; web search (MCP) when the relevance
-score is below ``relevance_threshold`` or the knowledge base returned nothing; when web search is
-not configured the answer comes from the knowledge base with a note saying so.
+Fast path (one LLM call when all goes well):
+
+1. a follow-up in a conversation is rewritten into a standalone question (one short call, only when it leans on
+   the conversation: ``core.conversation``);
+2. hybrid retrieval of ``k`` distinct documents, each with its conclusions section, and a relevance score from
+   retrieval evidence (``core.relevance``: dense similarity, dense/BM25 agreement, term coverage);
+3. routing is code: the knowledge base at or above ``relevance_threshold``; below it web search (MCP) when it is
+   configured, otherwise a plain "not in the knowledge base" answer with no citations and no LLM call;
+4. one JSON-schema-constrained call writes evidence quotes, a verdict and cited sentences (``core.answering``);
+   code checks every quote and sentence against the sources, and the verdict against the quotes. A failed check
+   gets one correction call with the problems; if that fails too, the answer is the verified quotes themselves.
 
 Orchestrator (``mode="agent"``): a Strands ``Agent`` with the tools ``search_knowledge_base``,
-``assess_relevance`` and ``web_search``; the same routing rule is enforced by a hook that cancels
-a web search the rule does not allow. Agents import resources, never assets.
+``assess_relevance`` and ``web_search``; the same routing rule is enforced by a hook that cancels a web search the
+rule does not allow, and its answer goes through the same support check (one structured correction when it fails).
+Agents import resources, never assets.
 """
 
 from __future__ import annotations
@@ -23,22 +29,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from agents.tracing import trace_id_of, tracer
+from core import answering, conversation
+from core.conversation import Turn
+from core.relevance import RELEVANCE_VERSION
 from resources.gateway import LLMGatewayResource
 from resources.retrieval import RetrieverResource
 
 SYSTEM = (
     "You are a biomedical research assistant. Use only the numbered sources given to you. "
-    "Cite sources with their numbers in square brackets, like [1] or [2][3]. "
-    "If the sources do not answer the question, say so plainly."
-)
-ASSESS_TASK = (
-    "Task: grade the sources for the question. List the numbers of the sources that help answer it, "
-    "then give a score from 0 (no source is about the question) to 5 (the sources fully answer it)."
+    "Report what the sources conclude, including negative findings and insufficient evidence; never agree with "
+    "the question's framing unless the sources do."
 )
 ANSWER_TASK = (
     "Task: answer the question in 2 to 4 sentences. After each claim put the number of the source it comes from "
     "in square brackets at the end of the sentence, like this: '... [1].'"
 )
+NOT_COVERED = "The knowledge base does not cover this question, and no other source was available to answer it."
 _CITE = re.compile(r"\[(\d{1,2})\]")
 
 
@@ -46,10 +52,16 @@ _CITE = re.compile(r"\[(\d{1,2})\]")
 class AgentConfig:
     k: int = 5
     retrieval_mode: str = "hybrid"
-    relevance_threshold: float = 0.4  # score/5 below this -> web search
+    relevance_threshold: float = 0.5  # P(on topic) from retrieval evidence below this -> web search / not covered
     max_passage_chars: int = 700
-    assess_max_tokens: int = 64
-    answer_max_tokens: int = 200
+    answer_max_tokens: int = 360  # the JSON answer: quotes, verdict, sentences
+    rewrite_max_tokens: int = 80
+    history_budget_tokens: int = 600
+    max_corrections: int = 1
+    max_quotes: int = 2  # evidence quotes per answer (the schema's bound)
+    max_sentences: int = 3  # answer sentences per answer
+    min_quote_support: float = 0.85  # share of a quote's words found in order in its source
+    min_sentence_support: float = 0.5  # share of a sentence's content words found in the sources it cites
     temperature: float = 0.1
     frequency_penalty: float = 0.5  # small local models loop on lists without it
     tool_mode: str = "json_action"  # "native" where the endpoint has a tool parser (vLLM)
@@ -83,6 +95,13 @@ class Answer:
     tokens: dict = field(default_factory=dict)
     timings_ms: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    verdict: str = ""
+    evidence: list[dict] = field(default_factory=list)  # verified quotes: {"n", "id", "quote"}
+    standalone_question: str = ""
+    conversation_id: str | None = None
+    relevance_evidence: dict = field(default_factory=dict)
+    lineage: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +109,7 @@ class Answer:
 
 @dataclass
 class Plan:
-    """Everything decided before the final LLM call (so the final call can be streamed)."""
+    """Everything decided before the final LLM call."""
 
     question: str
     sources: list[Source]
@@ -103,6 +122,11 @@ class Plan:
     tokens: dict = field(default_factory=lambda: {"prompt": 0, "completion": 0})
     timings_ms: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    standalone: str = ""
+    yes_no: bool = False
+    relevance_evidence: dict = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    result: Answer | None = None
 
 
 def _source_id(hit) -> str:
@@ -120,19 +144,16 @@ def user_prompt(question: str, sources: list[Source], task: str) -> str:
     return f"Sources:\n{format_sources(sources)}\n\nQuestion: {question}\n\n{task}"
 
 
-def assess_schema(n: int) -> dict:
-    return {
-        "type": "object",
-        "properties": {
-            "relevant_sources": {
-                "type": "array",
-                "items": {"type": "integer", "minimum": 1, "maximum": max(n, 1)},
-                "maxItems": max(n, 1),
-            },
-            "score": {"type": "integer", "enum": [0, 1, 2, 3, 4, 5]},
-        },
-        "required": ["relevant_sources", "score"],
-    }
+def passage_text(conclusion: str, text: str, limit: int) -> str:
+    """A source as the model reads it: its conclusions first (labelled), then the best-matching excerpt."""
+    conclusion, text = (conclusion or "").strip(), (text or "").strip()
+    if conclusion and conclusion != text:
+        body = f"Conclusion: {conclusion}\nExcerpt: {text}"
+    elif conclusion:
+        body = f"Conclusion: {conclusion}"
+    else:
+        body = text
+    return body[:limit]
 
 
 def citations_for(answer: str, sources: list[Source], notes: list[str]) -> list[dict]:
@@ -153,6 +174,16 @@ def cited(answer: str, sources: list[Source]) -> list[dict]:
             seen.add(n)
             s = by_n[n]
             out.append({"n": n, "id": s.id, "title": s.title, "origin": s.origin, "url": s.url})
+    return out
+
+
+def turns_of(history: list[dict] | list[Turn] | None) -> list[Turn]:
+    out = []
+    for t in history or []:
+        if isinstance(t, Turn):
+            out.append(t)
+        elif isinstance(t, dict) and t.get("role") in ("user", "assistant") and str(t.get("content") or "").strip():
+            out.append(Turn(t["role"], str(t["content"])))
     return out
 
 
@@ -217,36 +248,65 @@ class AnswerService:
         gateway: LLMGatewayResource,
         config: AgentConfig | None = None,
         web_search: WebSearch | None = None,
+        state=None,  # a PipelineStateStore, for the index generation's lineage record (optional)
     ):
         self.retriever, self.gateway = retriever, gateway
         self.config = config or AgentConfig()
         self.web = web_search or WebSearch(self.config.web_search, self.config.web_search_url)
         self.client = gateway.openai_client()
+        self.state = state
+        self._lineage_cache: tuple[float, dict] | None = None
+
+    # -- lineage --------------------------------------------------------------------------------
+    def lineage(self, llm: str = "") -> dict:
+        """What an answer was made from: index generation, chunker, embedding model, LLM, prompt version."""
+        now = time.monotonic()
+        if self._lineage_cache is None or now - self._lineage_cache[0] > 30:
+            store = self.retriever.vector_store
+            generation = self.config.generation or store.serving_generation()
+            built = {}
+            if self.state is not None and generation:
+                from core.generations import LINEAGE_PREFIX
+
+                built = self.state.read_json(LINEAGE_PREFIX + generation) or {}
+            self._lineage_cache = (
+                now,
+                {
+                    "llm": self.gateway.upstream_model(self.gateway.chat_model),
+                    "index_generation": generation,
+                    "chunker_version": built.get("chunker_version"),
+                    "embedding_model": built.get("embedding_model") or self.retriever.embedder.model_id,
+                },
+            )
+        cached = self._lineage_cache[1]
+        return {
+            **cached,
+            "llm": cached["llm"] if not llm or llm == self.gateway.chat_model else llm,
+            "prompt_version": f"{answering.PROMPT_VERSION}+{RELEVANCE_VERSION}+{conversation.REWRITE_VERSION}",
+        }
 
     # -- building blocks (also the orchestrator's tools) ----------------------------------------
-    def retrieve(self, question: str, filters: dict | None = None, k: int | None = None) -> list[Source]:
+    def retrieve(self, question: str, filters: dict | None = None, k: int | None = None) -> tuple[list[Source], dict]:
+        """``k`` documents as numbered sources (conclusions first) and the relevance evidence ({} if none found)."""
         with tracer().start_as_current_span("retrieve") as span:
-            hits = self.retriever.search(
-                question,
-                k=k or self.config.k,
-                mode=self.config.retrieval_mode,
-                filters=filters,
-                generation=self.config.generation,
+            found = self.retriever.passages(
+                question, k=k or self.config.k, filters=filters, generation=self.config.generation
             )
-            span.set_attribute("retrieval.mode", self.config.retrieval_mode)
-            span.set_attribute("retrieval.hits", len(hits))
-        return [
+            span.set_attribute("retrieval.mode", "hybrid+conclusions")
+            span.set_attribute("retrieval.hits", len(found.passages))
+        sources = [
             Source(
                 n=i + 1,
-                id=_source_id(h),
-                title=h.title or "",
-                text=(h.text or "")[: self.config.max_passage_chars],
+                id=_source_id(p.hit),
+                title=p.hit.title or "",
+                text=passage_text(p.conclusion, p.hit.text, self.config.max_passage_chars),
                 origin="knowledge_base",
-                score=float(h.score),
-                doc_key=h.doc_key or "",
+                score=float(p.hit.score),
+                doc_key=p.hit.doc_key or "",
             )
-            for i, h in enumerate(hits)
+            for i, p in enumerate(found.passages)
         ]
+        return sources, (found.evidence.as_dict() if found.evidence else {})
 
     def web_sources(self, question: str, start: int = 1) -> tuple[list[Source], dict]:
         with tracer().start_as_current_span("web_search") as span:
@@ -274,6 +334,7 @@ class AnswerService:
         messages: list[dict],
         max_tokens: int,
         response_format: dict | None = None,
+        models: list[str] | None = None,
         **extra,
     ) -> str:
         with tracer().start_as_current_span(span_name) as span:
@@ -287,6 +348,10 @@ class AnswerService:
                 temperature=self.config.temperature,
                 **kwargs,
             )
+            if r.model:
+                span.set_attribute("gen_ai.response.model", r.model)
+                if models is not None and r.model not in models:
+                    models.append(r.model)
             if r.usage:
                 plan_tokens["prompt"] += r.usage.prompt_tokens
                 plan_tokens["completion"] += r.usage.completion_tokens
@@ -294,24 +359,28 @@ class AnswerService:
                 span.set_attribute("gen_ai.usage.output_tokens", r.usage.completion_tokens)
             return r.choices[0].message.content or ""
 
-    def assess(self, question: str, sources: list[Source], tokens: dict) -> tuple[float, list[int]]:
-        """The evaluation agent: grade the passages for the question -> (score in [0, 1], relevant source numbers)."""
-        messages = [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": user_prompt(question, sources, ASSESS_TASK)},
-        ]
-        fmt = {"type": "json_schema", "json_schema": {"name": "relevance", "schema": assess_schema(len(sources))}}
-        text = self._chat(tokens, "assess_relevance", messages, self.config.assess_max_tokens, fmt)
+    def standalone(self, question: str, history: list[Turn], tokens: dict, models: list[str]) -> tuple[str, int]:
+        """The question made standalone from the conversation: (question, LLM calls made: 0 or 1)."""
+        if not conversation.needs_rewrite(question, history):
+            return question, 0
+        window = conversation.history_window(history, self.config.history_budget_tokens)
+        fmt = {"type": "json_schema", "json_schema": {"name": "standalone", "schema": conversation.REWRITE_SCHEMA}}
+        text = self._chat(
+            tokens,
+            "rewrite_question",
+            conversation.rewrite_messages(question, window),
+            self.config.rewrite_max_tokens,
+            fmt,
+            models,
+        )
         try:
-            obj = json.loads(text)
-            score = max(0, min(5, int(obj.get("score", 0)))) / 5
-            relevant = sorted({int(n) for n in obj.get("relevant_sources", []) if 1 <= int(n) <= len(sources)})
-        except (ValueError, TypeError, AttributeError):
-            score, relevant = 0.0, []
-        return score, relevant
+            rewritten = str(json.loads(text).get("question", ""))
+        except (ValueError, AttributeError):
+            rewritten = ""
+        return conversation.accept_rewrite(question, rewritten, window), 1
 
     # -- fast path ------------------------------------------------------------------------------
-    def plan(self, question: str, filters: dict | None = None) -> Plan:
+    def plan(self, question: str, filters: dict | None = None, history: list | None = None) -> Plan:
         question = question.strip()
         if not question:
             raise ValueError("question is empty")
@@ -322,46 +391,48 @@ class AnswerService:
         tokens = {"prompt": 0, "completion": 0}
         timings: dict[str, float] = {}
         notes: list[str] = []
-        calls = 0
+        models: list[str] = []
         try:
             t = time.perf_counter()
-            sources = self.retrieve(question, filters)
+            standalone, calls = self.standalone(question, turns_of(history), tokens, models)
+            if calls:
+                timings["rewrite"] = (time.perf_counter() - t) * 1000
+                span.set_attribute("agentic.standalone_question", standalone[:300])
+            t = time.perf_counter()
+            sources, evidence = self.retrieve(standalone, filters)
             timings["retrieve"] = (time.perf_counter() - t) * 1000
-            relevance: float | None = None
-            if sources:
+            relevance: float | None = evidence.get("score") if sources else None
+            with tracer().start_as_current_span("assess_relevance") as rspan:
+                for name, value in evidence.items():
+                    rspan.set_attribute(f"agentic.relevance.{name}", value)
+            if relevance is not None and relevance >= self.config.relevance_threshold:
+                route = "knowledge_base"
+            else:
                 t = time.perf_counter()
-                relevance, _relevant = self.assess(question, sources, tokens)
-                calls += 1
-                timings["assess"] = (time.perf_counter() - t) * 1000
-            route = (
-                "knowledge_base"
-                if sources and relevance is not None and relevance >= self.config.relevance_threshold
-                else "web_search"
-            )
-            if route == "web_search":
-                t = time.perf_counter()
-                web, result = self.web_sources(question)
+                web, result = self.web_sources(standalone)
                 timings["web_search"] = (time.perf_counter() - t) * 1000
                 if web:
-                    sources = web
-                elif not result.get("available"):
-                    notes.append(
-                        f"Web search unavailable ({result.get('error', 'not configured')}); answered from the knowledge base."
-                    )
-                    route = "knowledge_base_fallback" if sources else "no_context"
+                    route, sources = "web_search", web
                 else:
-                    notes.append(f"Web search found nothing ({result.get('error') or 'no results'}).")
-                    route = "knowledge_base_fallback" if sources else "no_context"
+                    why = result.get("error") or ("no results" if result.get("available") else "not configured")
+                    notes.append(
+                        f"Relevance {relevance if relevance is not None else 0:.2f} is below "
+                        f"{self.config.relevance_threshold}: the knowledge base does not cover this question, and web "
+                        f"search gave nothing ({why})."
+                    )
+                    route, sources = "not_in_knowledge_base", []
             span.set_attribute("agentic.route", route)
             if relevance is not None:
                 span.set_attribute("agentic.relevance", relevance)
+            yes_no = answering.is_yes_no(standalone)
             messages = [
                 {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": user_prompt(question, sources, ANSWER_TASK)},
+                {"role": "user", "content": user_prompt(standalone, sources, answering.task_text(yes_no))},
             ]
-            return Plan(
-                question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings, notes
-            )
+            plan = Plan(question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings)
+            plan.notes, plan.standalone, plan.yes_no = notes, standalone, yes_no
+            plan.relevance_evidence, plan.models = evidence, models
+            return plan
         except Exception as exc:
             span.record_exception(exc)
             span.end()
@@ -369,91 +440,133 @@ class AnswerService:
         finally:
             trace.context_api.detach(token)
 
-    def _finish(self, plan: Plan, text: str, t0: float) -> Answer:
-        plan.timings_ms["generate"] = (time.perf_counter() - t0) * 1000
-        citations = citations_for(text, plan.sources, plan.notes) if plan.route != "no_context" else []
-        plan.span.set_attribute("agentic.citations", len(citations))
-        plan.span.end()
-        return Answer(
-            plan.question,
-            text.strip(),
-            citations,
-            plan.relevance,
-            plan.route,
-            plan.trace_id,
-            plan.llm_calls,
-            plan.tokens,
-            {k: round(v, 1) for k, v in plan.timings_ms.items()},
-            plan.notes,
-        )
-
-    def answer(self, question: str, filters: dict | None = None, mode: str = "auto") -> Answer:
+    def answer(
+        self,
+        question: str,
+        filters: dict | None = None,
+        mode: str = "auto",
+        history: list | None = None,
+        conversation_id: str | None = None,
+    ) -> Answer:
         if mode == "agent":
-            return self.agent_answer(question, filters)
-        if mode != "auto":
+            result = self.agent_answer(question, filters, history)
+        elif mode == "auto":
+            result = self.complete(self.plan(question, filters, history))
+        else:
             raise ValueError("mode must be 'auto' or 'agent'")
-        return self.complete(self.plan(question, filters))
+        result.conversation_id = conversation_id
+        return result
+
+    def _structured(self, plan: Plan) -> tuple[str, list[int], answering.Checked]:
+        """The answer call, the code checks, at most ``max_corrections`` correction calls, the quote fallback."""
+        by_n = {s.n: s.text for s in plan.sources}
+        fmt = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "answer",
+                "schema": answering.answer_schema(
+                    len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences
+                ),
+            },
+        }
+        messages = list(plan.messages)
+        checked = None
+        for attempt in range(1 + self.config.max_corrections):
+            name = "generate_answer" if attempt == 0 else "correct_answer"
+            raw = self._chat(plan.tokens, name, messages, self.config.answer_max_tokens, fmt, plan.models)
+            plan.llm_calls += 1
+            with tracer().start_as_current_span("check_answer") as span:
+                checked = answering.check_answer(
+                    answering.parse_answer(raw),
+                    by_n,
+                    plan.yes_no,
+                    self.config.min_quote_support,
+                    self.config.min_sentence_support,
+                    plan.standalone,
+                )
+                span.set_attribute("agentic.check.ok", checked.ok)
+                span.set_attribute("agentic.check.problems", len(checked.problems))
+            if checked.ok:
+                if attempt:
+                    plan.notes.append("The first answer failed the support check; the corrected one passed.")
+                text, numbers = answering.render(checked)
+                return text, numbers, checked
+            messages = [*plan.messages, {"role": "assistant", "content": raw}]
+            messages.append({"role": "user", "content": answering.correction_message(checked)})
+        plan.notes.append(
+            "The answer failed the support check ("
+            + "; ".join(checked.problems[:3])
+            + "): the verified quotes from the sources are given instead."
+        )
+        text, numbers = answering.render_quotes(checked)
+        checked.verdict = "quotes_only" if checked.quotes else "unanswered"
+        return text, numbers, checked
 
     def complete(self, plan: Plan) -> Answer:
-        """The final LLM call of the fast path, for a plan from :meth:`plan` (the non-streamed twin of stream_answer)."""
+        """The answer for a plan from :meth:`plan` (also what :meth:`stream_answer` streams)."""
         from opentelemetry import trace
 
         token = trace.context_api.attach(trace.set_span_in_context(plan.span))
         try:
             t = time.perf_counter()
-            if plan.route == "no_context":
-                text = "I found nothing in the knowledge base or on the web to answer this question."
+            evidence: list[dict] = []
+            if plan.route == "not_in_knowledge_base":
+                text, numbers, verdict = NOT_COVERED, [], "not_in_sources"
             else:
-                text = self._chat(
-                    plan.tokens,
-                    "generate_answer",
-                    plan.messages,
-                    self.config.answer_max_tokens,
-                    frequency_penalty=self.config.frequency_penalty,
-                )
-                plan.llm_calls += 1
-            return self._finish(plan, text, t)
+                text, numbers, checked = self._structured(plan)
+                verdict = checked.verdict
+                by_n = {s.n: s for s in plan.sources}
+                evidence = [{"n": q["source"], "id": by_n[q["source"]].id, "quote": q["quote"]} for q in checked.quotes]
+                if verdict == "not_in_sources":
+                    plan.notes.append("The model found no source about the question.")
+            plan.timings_ms["generate"] = (time.perf_counter() - t) * 1000
+            chosen = set(numbers)
+            citations = [
+                {"n": s.n, "id": s.id, "title": s.title, "origin": s.origin, "url": s.url}
+                for s in plan.sources
+                if s.n in chosen
+            ]
+            plan.span.set_attribute("agentic.citations", len(citations))
+            plan.span.set_attribute("agentic.verdict", verdict)
+            result = Answer(
+                plan.question,
+                text,
+                citations,
+                plan.relevance,
+                plan.route,
+                plan.trace_id,
+                plan.llm_calls,
+                plan.tokens,
+                {k: round(v, 1) for k, v in plan.timings_ms.items()},
+                plan.notes,
+                verdict=verdict,
+                evidence=evidence,
+                standalone_question=plan.standalone,
+                relevance_evidence=plan.relevance_evidence,
+                lineage=self.lineage(",".join(plan.models)),
+            )
+            plan.span.set_attribute("agentic.answer_id", result.answer_id)
+            plan.result = result
+            return result
         except Exception as exc:
             plan.span.record_exception(exc)
-            plan.span.end()
             raise
         finally:
+            plan.span.end()
             trace.context_api.detach(token)
 
     def stream_answer(self, plan: Plan) -> Iterator[str]:
-        """Stream the final answer's text; the finished :class:`Answer` is stored in ``plan.result``."""
-        from opentelemetry import trace
+        """The answer's text in pieces; the finished :class:`Answer` is stored in ``plan.result``.
 
-        t = time.perf_counter()
-        parts: list[str] = []
-        if plan.route == "no_context":
-            parts.append("I found nothing in the knowledge base or on the web to answer this question.")
-            yield parts[0]
-        else:
-            ctx = trace.set_span_in_context(plan.span)
-            with tracer().start_as_current_span("generate_answer", context=ctx) as span:
-                stream = self.client.chat.completions.create(
-                    model=self.gateway.chat_model,
-                    messages=plan.messages,
-                    max_tokens=self.config.answer_max_tokens,
-                    temperature=self.config.temperature,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    frequency_penalty=self.config.frequency_penalty,
-                )
-                for chunk in stream:
-                    if chunk.usage:
-                        plan.tokens["prompt"] += chunk.usage.prompt_tokens
-                        plan.tokens["completion"] += chunk.usage.completion_tokens
-                        span.set_attribute("gen_ai.usage.output_tokens", chunk.usage.completion_tokens)
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        parts.append(chunk.choices[0].delta.content)
-                        yield chunk.choices[0].delta.content
-            plan.llm_calls += 1
-        plan.result = self._finish(plan, "".join(parts), t)
+        The text is streamed after the support check, not token by token: an answer that might be withdrawn by the
+        check is not shown to a clinician first.
+        """
+        result = self.complete(plan)
+        for i, word in enumerate(result.answer.split(" ")):
+            yield (" " if i else "") + word
 
     # -- orchestrator agent -----------------------------------------------------------------------
-    def agent_answer(self, question: str, filters: dict | None = None) -> Answer:
+    def agent_answer(self, question: str, filters: dict | None = None, history: list | None = None) -> Answer:
         from opentelemetry import trace
         from strands import Agent, tool
         from strands.hooks import BeforeToolCallEvent
@@ -464,6 +577,8 @@ class AnswerService:
         state = {"sources": [], "relevance": None, "kb_searched": False, "web_calls": 0, "tool_calls": 0}
         tokens = {"prompt": 0, "completion": 0}
         llm_calls = [0]
+        models: list[str] = []
+        turns = turns_of(history)
 
         def numbered(sources: list[Source]) -> str:
             return format_sources(sources) if sources else "(no results)"
@@ -471,26 +586,23 @@ class AnswerService:
         @tool
         def search_knowledge_base(query: str) -> str:
             """Search the biomedical knowledge base (PubMed abstracts). Returns numbered sources."""
-            found = self.retrieve(query, filters)
+            found, evidence = self.retrieve(query, filters)
             offset = len(state["sources"])
             for s in found:
                 s.n += offset
             state["sources"].extend(found)
             state["kb_searched"] = True
             state["kb_last"] = found
+            state["kb_evidence"] = evidence
             return numbered(found)
 
         @tool
         def assess_relevance(question: str) -> str:
-            """Grade how well the knowledge-base sources found so far answer the question (score 0..1)."""
-            sources = state.get("kb_last") or []
-            if not sources:
-                state["relevance"] = 0.0
-                return json.dumps({"score": 0.0, "reason": "the knowledge base returned nothing"})
-            score, relevant = self.assess(question, sources, tokens)
-            llm_calls[0] += 1
+            """How well the knowledge base covers the question (0..1, from retrieval evidence)."""
+            evidence = state.get("kb_evidence") or {}
+            score = float(evidence.get("score", 0.0)) if state.get("kb_last") else 0.0
             state["relevance"] = score
-            return json.dumps({"score": score, "relevant_sources": relevant, "threshold": cfg.relevance_threshold})
+            return json.dumps({"score": round(score, 3), "threshold": cfg.relevance_threshold, "evidence": evidence})
 
         @tool
         def web_search(query: str) -> str:
@@ -538,14 +650,18 @@ class AnswerService:
             action_filter=next_actions,
             client_args={"base_url": f"{self.gateway.url}/v1", "api_key": self.gateway.master_key, "max_retries": 0},
             model_id=self.gateway.chat_model,
-            params={"max_tokens": cfg.answer_max_tokens, "temperature": cfg.temperature},
+            params={"max_tokens": 200, "temperature": cfg.temperature},
         )
+        # The orchestrator keeps the conversation: earlier turns are the agent's own message history.
+        prior = [{"role": t.role, "content": [{"text": t.content}]} for t in conversation.history_window(turns)]
         agent = Agent(
             model=model,
+            messages=prior,
             tools=[search_knowledge_base, assess_relevance, web_search],
             system_prompt=(
-                SYSTEM + " Work in steps: search_knowledge_base, then assess_relevance, then answer; "
-                "use web_search only if the relevance is low. Finish with the final answer citing [n]."
+                SYSTEM + " Cite sources with their numbers in square brackets, like [1]. Work in steps: "
+                "search_knowledge_base, then assess_relevance, then answer; use web_search only if the relevance is "
+                "low. Finish with the final answer citing [n]."
             ),
             callback_handler=None,
             trace_attributes={"agentic.mode": "agent"},
@@ -554,32 +670,64 @@ class AnswerService:
         span = tracer().start_span("agentic.answer", attributes={"agentic.mode": "agent"})
         token = trace.context_api.attach(trace.set_span_in_context(span))
         t0 = time.perf_counter()
+        notes: list[str] = []
         try:
-            result = agent(question)
+            standalone, rewrites = self.standalone(question, turns, tokens, models)
+            llm_calls[0] += rewrites
+            result = agent(standalone)
             text = str(result).strip()
             usage = result.metrics.accumulated_usage
             tokens["prompt"] += usage.get("inputTokens", 0)
             tokens["completion"] += usage.get("outputTokens", 0)
             cycles = result.metrics.cycle_count
+            sources = state["sources"]
+            route = "web_search" if state["web_calls"] else ("knowledge_base" if state["kb_searched"] else "model_only")
+            verdict, evidence = "", []
+            relevance = state["relevance"]
+            if not sources and relevance is not None and relevance < cfg.relevance_threshold:
+                text, route, verdict = NOT_COVERED, "not_in_knowledge_base", "not_in_sources"
+            elif sources:
+                # The post-answer support check: a free-text answer with uncited or unsupported sentences gets one
+                # structured correction over the same sources (the correction loop).
+                problems = answering.check_text_answer(text, {s.n: s.text for s in sources})
+                if problems:
+                    yes_no = answering.is_yes_no(standalone)
+                    plan = Plan(question, sources, relevance, route, [], "", span, 0, tokens)
+                    plan.yes_no, plan.models = yes_no, models
+                    plan.messages = [
+                        {"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": user_prompt(standalone, sources, answering.task_text(yes_no))},
+                    ]
+                    text, _numbers, checked = self._structured(plan)
+                    llm_calls[0] += plan.llm_calls
+                    verdict = checked.verdict
+                    by_n = {s.n: s for s in sources}
+                    evidence = [
+                        {"n": q["source"], "id": by_n[q["source"]].id, "quote": q["quote"]} for q in checked.quotes
+                    ]
+                    notes.append("The agent's answer failed the support check (" + "; ".join(problems[:2]) + ").")
+                    notes += plan.notes
         finally:
             trace.context_api.detach(token)
-        route = "web_search" if state["web_calls"] else ("knowledge_base" if state["kb_searched"] else "model_only")
         span.set_attribute("agentic.route", route)
-        sources = state["sources"]
-        notes: list[str] = []
-        citations = citations_for(text, sources, notes)
+        citations = citations_for(text, sources, notes) if route != "not_in_knowledge_base" else []
         span.end()
         return Answer(
             question,
             text,
             citations,
-            state["relevance"],
+            relevance,
             route,
             trace_id_of(span),
             llm_calls[0] + cycles,
             tokens,
             {"total": round((time.perf_counter() - t0) * 1000, 1)},
             notes,
+            verdict=verdict,
+            evidence=evidence,
+            standalone_question=standalone,
+            relevance_evidence=state.get("kb_evidence") or {},
+            lineage=self.lineage(",".join(models)),
         )
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ def main() -> int:
         "bench_embedder_runtime.py",
         "bench_pipeline.py",
         "bench_embed_served.py",
-        "bench_answer.py",
+        "bench_answers.py",
         "bench_scale.py",
         "bench_vector_stores.py",
         "bench_scale_sweep.py",

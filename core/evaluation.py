@@ -54,6 +54,10 @@ def title_as_question(title: str) -> str:
     return f'What did the study "{t}" find?'
 
 
+def is_conclusion_label(label: str) -> bool:
+    return bool(label) and bool(_CONCLUSION_LABEL.match(label))
+
+
 def conclusions_of(sections: Iterable[tuple[str, str]]) -> str:
     """The text of the conclusions section(s), or '' when the abstract has none."""
     parts = [

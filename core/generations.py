@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 STATUSES = ("pending", "promoted", "rejected", "superseded")
 TRANSITIONS = {"pending": {"promoted", "rejected", "superseded"}}
 
+LINEAGE_PREFIX = "index/lineage/"  # + generation -> {"embedding_model", "chunker_version"} in the state store
+
 
 class TransitionError(ValueError):
     pass

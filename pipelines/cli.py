@@ -546,10 +546,17 @@ def cmd_serve(args, settings: Settings) -> int:
     import uvicorn
 
     from agents.api import create_app
+    from agents.conversations import ConversationStore
+    from agents.records import AnswerRecords
     from pipelines.services import build_answer_service
 
     service = build_answer_service(settings)
-    app = create_app(service, os.environ.get("AGENTIC_API_KEY", ""))
+    app = create_app(
+        service,
+        os.environ.get("AGENTIC_API_KEY", ""),
+        records=AnswerRecords(service.state),
+        conversations=ConversationStore(service.state),
+    )
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
     finally:
@@ -558,14 +565,27 @@ def cmd_serve(args, settings: Settings) -> int:
 
 
 def cmd_ask(args, settings: Settings) -> int:
+    from agents.conversations import ConversationStore
+    from agents.records import AnswerRecords
     from agents.tracing import flush
     from pipelines.services import build_answer_service
 
     service = build_answer_service(settings)
+    conversations = ConversationStore(service.state)
     try:
         t0 = time.perf_counter()
         try:
-            answer = service.answer(args.question, _parse_filters(args.filter), "agent" if args.agent else "auto")
+            history = conversations.history(args.conversation) if args.conversation else []
+            answer = service.answer(
+                args.question,
+                _parse_filters(args.filter),
+                "agent" if args.agent else "auto",
+                history=history,
+                conversation_id=args.conversation,
+            )
+            if args.conversation:
+                conversations.append(args.conversation, args.question, answer.answer, answer.answer_id)
+            AnswerRecords(service.state).record_answer(answer.to_dict())
         except Exception as exc:
             print(f"error: could not answer ({type(exc).__name__}: {exc}); is `agentic up` running?", file=sys.stderr)
             return 1
@@ -577,11 +597,18 @@ def cmd_ask(args, settings: Settings) -> int:
         print(json.dumps(answer.to_dict(), indent=2))
         return 0
     _print(f"Q: {answer.question}")
+    if answer.standalone_question and answer.standalone_question != answer.question:
+        _print(f"   (standalone: {answer.standalone_question})")
     _print(f"A: {answer.answer}")
     for c in answer.citations:
         _print(f"   [{c['n']}] {c['id']}  {c['title'][:90]}")
     rel = "n/a" if answer.relevance is None else f"{answer.relevance:.2f}"
-    _print(f"   route={answer.route} relevance={rel} llm_calls={answer.llm_calls} {secs:.1f}s trace={answer.trace_id}")
+    for q in answer.evidence:
+        _print(f'   evidence [{q["n"]}]: "{q["quote"][:160]}"')
+    _print(
+        f"   verdict={answer.verdict or 'n/a'} route={answer.route} relevance={rel} llm_calls={answer.llm_calls} "
+        f"{secs:.1f}s trace={answer.trace_id} answer_id={answer.answer_id}"
+    )
     for note in answer.notes:
         _print(f"   note: {note}")
     return 0
@@ -639,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("question")
     p.add_argument("--agent", action="store_true", help="use the Strands orchestrator instead of the fast path")
     p.add_argument("--filter", action="append", default=[], help="field=value | year>=2000 (repeatable)")
+    p.add_argument(
+        "--conversation", default=None, help="continue (or start) a conversation with this id; follow-ups may say 'it'"
+    )
     p.add_argument("--json", action="store_true")
     sub.add_parser("keys", help="where the local API and gateway keys are (never prints them)")
     p = sub.add_parser(

@@ -33,7 +33,8 @@ def build_answer_service(settings: Settings):
         web_search_url=settings.web_search_url,
         tool_mode="json_action" if settings.profile == "local" else "native",
     )
-    return AnswerService(retriever, gateway, config, WebSearch(config.web_search, config.web_search_url))
+    state = resolve_env(res["pipeline_state"])
+    return AnswerService(retriever, gateway, config, WebSearch(config.web_search, config.web_search_url), state=state)
 
 
 def resolve_env(resource):

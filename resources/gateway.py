@@ -66,6 +66,20 @@ class LLMGatewayResource(dg.ConfigurableResource):
         r.raise_for_status()
         return sorted(m["id"] for m in r.json()["data"])
 
+    def upstream_model(self, alias: str) -> str:
+        """The model the gateway routes ``alias`` to (LiteLLM's ``/model/info``), or the alias when it cannot say:
+        answers record which LLM wrote them, and the alias alone ("chat") does not say that."""
+        try:
+            r = httpx.get(f"{self.url}/model/info", headers={"Authorization": f"Bearer {self.master_key}"}, timeout=10)
+            r.raise_for_status()
+            for m in r.json().get("data", []):
+                if m.get("model_name") == alias:
+                    model = (m.get("litellm_params") or {}).get("model") or alias
+                    return model.split("/", 1)[1] if model.startswith(("openai/", "hosted_vllm/")) else model
+        except (httpx.HTTPError, ValueError):
+            pass
+        return alias
+
     # -- local process -----------------------------------------------------------------------
     def _paths(self) -> tuple[Path, Path, Path]:
         d = Path(self.state_dir) / "gateway"

@@ -6,16 +6,34 @@ becomes hits, for either vector store.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
 import dagster as dg
 
+from core.evaluation import is_conclusion_label
 from core.fusion import reciprocal_rank_fusion
+from core.relevance import RelevanceEvidence, relevance_evidence
 from resources.embedder import EmbedderResource
 from resources.vector_store import SearchHit, VectorStoreResource
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
+
+
+@dataclass
+class Passage:
+    """One document's evidence for a question: its best hit, and its conclusions when the index has them."""
+
+    hit: SearchHit
+    conclusion: str = ""
+    chunk_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Retrieval:
+    passages: list[Passage]
+    evidence: RelevanceEvidence | None  # None when nothing was found
 
 
 class RetrieverResource(dg.ConfigurableResource):
@@ -43,6 +61,9 @@ class RetrieverResource(dg.ConfigurableResource):
         n = max(self.candidates, k)
         dense = store.search_dense(vector, n, filters, generation)
         sparse = store.search_bm25(query, n, filters, generation)
+        return self._fuse(dense, sparse, k)
+
+    def _fuse(self, dense: list[SearchHit], sparse: list[SearchHit], k: int) -> list[SearchHit]:
         by_id: dict[str, SearchHit] = {}
         for h in dense:
             h.scores["dense"] = h.score
@@ -60,3 +81,38 @@ class RetrieverResource(dg.ConfigurableResource):
             hit.score, hit.rank = score, rank
             out.append(hit)
         return out
+
+    def passages(self, query: str, k: int = 5, filters: dict | None = None, generation: str | None = None) -> Retrieval:
+        """Hybrid retrieval for answering: ``k`` distinct documents, each with its conclusions section when the index
+        has one (one more filtered dense query over those documents), and the evidence that scores relevance."""
+        query = (query or "").strip()
+        if not query:
+            raise ValueError("empty query")
+        store = self.vector_store
+        vector = self.embedder.runtime().embed_query(query)
+        n = max(self.candidates, 4 * k)
+        dense = store.search_dense(vector, n, filters, generation)
+        sparse = store.search_bm25(query, n, filters, generation)
+        dense_docs = [(h.doc_key, float(h.score)) for h in dense]
+        bm25_docs = [h.doc_key for h in sparse]
+        fused = self._fuse(dense, sparse, n)
+        best: dict[str, SearchHit] = {}
+        for h in fused:
+            if h.doc_key not in best:
+                best[h.doc_key] = h
+            if len(best) == k:
+                break
+        if not best:
+            return Retrieval([], None)
+        passages = {key: Passage(hit, chunk_ids=[hit.chunk_id]) for key, hit in best.items()}
+        # Conclusions are the evidence a clinician reads first: fetch each chosen document's conclusion chunk.
+        scoped = dict(filters or {}, doc_key=list(best))
+        for h in store.search_dense(vector, min(10 * len(best), 100), scoped, generation):
+            p = passages.get(h.doc_key)
+            if p is None or p.conclusion or not any(is_conclusion_label(s) for s in (h.section or "").split("|")):
+                continue
+            p.conclusion = h.text or ""
+            p.chunk_ids.append(h.chunk_id)
+        texts = [f"{p.hit.title} {p.hit.text}" for p in list(passages.values())[:3]]
+        evidence = relevance_evidence(query, dense_docs, bm25_docs, texts)
+        return Retrieval(list(passages.values()), evidence)

@@ -234,7 +234,8 @@ def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, o
 def small_agent_config(**kw):
     from agents.service import AgentConfig
 
-    base = dict(k=3, max_passage_chars=500, answer_max_tokens=64, web_search="http")
+    # small bounds keep the 0.5B model's JSON answers short on 2 cores: one quote, two sentences
+    base = dict(k=3, max_passage_chars=500, answer_max_tokens=220, max_quotes=1, max_sentences=2, web_search="http")
     base.update(kw)
     return AgentConfig(**base)
 
@@ -244,7 +245,13 @@ def answer_service(serving_stack):
     from agents.service import AnswerService, WebSearch
 
     cfg = small_agent_config(web_search_url=serving_stack.settings.web_search_url)
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", cfg.web_search_url))
+    service = AnswerService(
+        serving_stack.retriever,
+        serving_stack.gateway,
+        cfg,
+        WebSearch("http", cfg.web_search_url),
+        state=serving_stack.resources["pipeline_state"],
+    )
     yield service
     service.close()
 
@@ -258,8 +265,16 @@ def api_server(serving_stack, answer_service):
     import uvicorn
 
     from agents.api import create_app
+    from agents.conversations import ConversationStore
+    from agents.records import AnswerRecords
 
-    app = create_app(answer_service, serving_stack.keys["AGENTIC_API_KEY"])
+    state = serving_stack.resources["pipeline_state"]
+    app = create_app(
+        answer_service,
+        serving_stack.keys["AGENTIC_API_KEY"],
+        records=AnswerRecords(state),
+        conversations=ConversationStore(state),
+    )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

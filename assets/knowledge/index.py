@@ -29,6 +29,7 @@ from assets.knowledge.state import (
     plan,
     read_candidate,
     save_candidate,
+    save_generation_lineage,
     vectors_schema,
     vectors_table,
 )
@@ -178,6 +179,7 @@ def vector_index(
     for old in dropped:
         pipeline_state.drop_table(indexed_table(old))
     is_candidate = bool(serving) and vector_store.serving_generation() != generation
+    built_from = save_generation_lineage(pipeline_state, generation, embedder.model_id)
     return dg.MaterializeResult(
         metadata={
             "generation": generation,
@@ -193,6 +195,7 @@ def vector_index(
             "dropped_generations": dg.MetadataValue.json(dropped),
             "table_version": vector_store.version(generation),
             "index": dg.MetadataValue.json(index_info),
+            "built_from": dg.MetadataValue.json(built_from),
             "seconds": round(time.perf_counter() - t0, 3),
         }
     )

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.generations import Candidate
+from core.generations import LINEAGE_PREFIX, Candidate
 from core.knowledge import (  # noqa: F401  (the schemas are part of this module's interface)
     CHUNK_QUARANTINE,
     CHUNKS,
@@ -131,3 +131,19 @@ def read_candidate(store: PipelineStateStore) -> Candidate | None:
 
 def save_candidate(store: PipelineStateStore, candidate: Candidate) -> None:
     store.write_json(CANDIDATE_RECORD, candidate.as_dict())
+
+
+def save_generation_lineage(store: PipelineStateStore, generation: str, embedding_model: str) -> dict:
+    """Record what a generation was built from: the embedding model and the chunker version of its chunks."""
+    chunker = ""
+    for table in iter_chunks(store, columns=["chunker_version"]):
+        if table.num_rows:
+            chunker = table.column("chunker_version")[0].as_py() or ""
+            break
+    record = {"generation": generation, "embedding_model": embedding_model, "chunker_version": chunker}
+    store.write_json(LINEAGE_PREFIX + generation, record)
+    return record
+
+
+def read_generation_lineage(store: PipelineStateStore, generation: str) -> dict | None:
+    return store.read_json(LINEAGE_PREFIX + generation)

@@ -1,0 +1,336 @@
+"""Faithful answers: a JSON-schema answer with verbatim evidence, checked by code against the sources.
+
+A small model (1.5B on 2 cores) writes one object, in this order: evidence quotes copied from the numbered
+sources (conclusions first), a verdict on the question, then short answer sentences that each name their
+sources. Nothing here trusts the model: :func:`check_answer` verifies every quote against its source's text,
+every sentence's lexical support in the sources it cites, and that the sentences and the quoted evidence agree
+with the verdict (a "Yes" over a quote that says "no significant difference" is the error this exists to stop).
+:func:`render` writes the answer text from what passed, so every sentence carries a citation. One bounded
+correction (the reference design's correction loop) gets the problems as feedback; if it still fails, the
+answer falls back to the verified quotes themselves.
+
+Pure functions; the LLM calls are in ``agents.service``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PROMPT_VERSION = "answer-v2-evidence-verdict"
+
+YES_NO_VERDICTS = ("supports", "refutes", "insufficient", "not_in_sources")
+OPEN_VERDICTS = ("answered", "not_in_sources")
+
+_YES_NO_START = re.compile(
+    r"^\s*(is|are|was|were|does|do|did|can|could|should|would|will|has|have|had|may|might|must)\b", re.I
+)
+_WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_CITE = re.compile(r"\s*\[\d{1,2}\](?:\s*\[\d{1,2}\])*")
+# Conclusions that do not support a positive claim. Deliberately phrase-level: "not" alone is too common.
+_NEGATIVE = re.compile(
+    r"\b(no (?:significant|statistically significant|clear|clinically (?:relevant|meaningful)|consistent)?\s*"
+    r"(?:difference|differences|effect|effects|benefit|improvement|association|evidence|reduction|impact|change)s?"
+    r"|did not|does not|do not|was not|were not|is not|are not|has not|have not|cannot|could not|failed to|"
+    r"not (?:significantly|associated|effective|superior|improve|reduce)|"
+    r"insufficient|not sufficient|inconclusive|remains? (?:unclear|uncertain|unknown)|unclear whether|"
+    r"lack of (?:evidence|effect|benefit)|limited evidence|low[- ]quality evidence|further (?:research|studies|"
+    r"trials) (?:is|are) (?:needed|required|warranted))\b",
+    re.I,
+)
+_AFFIRMATIVE_OPENING = re.compile(
+    r"^\s*(yes\b|there is (?:good|strong|clear|sufficient) evidence|it (?:is|does) (?:effective|work))", re.I
+)
+_NEGATIVE_OPENING = re.compile(r"^\s*no\b[,.:]?", re.I)
+STOPWORDS = frozenset(
+    """a an the and or of in on for to with without by from at as is are was were be been being this that these those it
+    its their there which who whom whose what when where why how than then so such not no nor do does did done can could
+    should would will may might must has have had into about over under between among after before during per via vs
+    also more most less least very much many any some all each both either neither other others same own only just
+    study studies patients patient results result conclusion conclusions background methods objective aim aims we our
+    they them he she his her evidence effect effects based use used using compared versus group groups""".split()
+)
+
+
+def is_yes_no(question: str) -> bool:
+    """A question a clinician would answer yes / no / not known (decided by code, so the model need not)."""
+    q = question.strip()
+    return bool(_YES_NO_START.match(q)) or bool(re.match(r"^\s*is there\b", q, re.I))
+
+
+def content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 2]
+
+
+def answer_schema(n_sources: int, yes_no: bool, max_quotes: int = 2, max_sentences: int = 3) -> dict[str, Any]:
+    """The object the model must write, properties in the order it writes them (evidence before verdict)."""
+    n = max(n_sources, 1)
+    source = {"type": "integer", "minimum": 1, "maximum": n}
+    return {
+        "type": "object",
+        "properties": {
+            "evidence": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"source": source, "quote": {"type": "string", "minLength": 10, "maxLength": 240}},
+                    "required": ["source", "quote"],
+                },
+                "minItems": 1,
+                "maxItems": max_quotes,
+            },
+            "verdict": {"type": "string", "enum": list(YES_NO_VERDICTS if yes_no else OPEN_VERDICTS)},
+            "answer": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "sentence": {"type": "string", "minLength": 10, "maxLength": 260},
+                        "sources": {"type": "array", "items": source, "minItems": 1, "maxItems": 3},
+                    },
+                    "required": ["sentence", "sources"],
+                },
+                "minItems": 1,
+                "maxItems": max_sentences,
+            },
+        },
+        "required": ["evidence", "verdict", "answer"],
+    }
+
+
+def task_text(yes_no: bool) -> str:
+    if yes_no:
+        verdict = (
+            'verdict: "supports" only if the quoted conclusion says yes; "refutes" if it says no, no effect, no '
+            'difference or not associated; "insufficient" if it says the evidence is insufficient, unclear or that more '
+            'research is needed; "not_in_sources" if no source is about the question.'
+        )
+    else:
+        verdict = 'verdict: "answered", or "not_in_sources" if no source is about the question.'
+    return (
+        "Task: reply with one JSON object.\n"
+        "evidence: copy word for word one or two sentences from the sources that answer the question, preferring a "
+        "source's Conclusion; give each quote's source number.\n"
+        f"{verdict}\n"
+        "answer: one to three short sentences that say what the sources conclude, in your own words, agreeing with "
+        "the evidence and the verdict; give each sentence the numbers of the sources it comes from. Do not start "
+        "with 'Yes' unless the verdict is supports. Do not repeat the question."
+    )
+
+
+def _norm_tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def quote_support(quote: str, source_text: str) -> float:
+    """Share of the quote's words found, in order, in the source (1.0 = verbatim up to case and punctuation)."""
+    q, s = _norm_tokens(quote), _norm_tokens(source_text)
+    if not q or not s:
+        return 0.0
+    matcher = difflib.SequenceMatcher(None, s, q, autojunk=False)
+    matched = sum(b.size for b in matcher.get_matching_blocks() if b.size >= 2 or len(q) < 4)
+    return matched / len(q)
+
+
+def sentence_support(sentence: str, source_text: str) -> float:
+    """Share of the sentence's content words that occur in the source: cheap evidence that it says what it cites."""
+    words = content_words(sentence)
+    if not words:
+        return 0.0
+    vocab = set(content_words(source_text))
+    stems = {w[:6] for w in vocab}
+    return sum(1 for w in words if w in vocab or w[:6] in stems) / len(words)
+
+
+def has_negative_finding(text: str) -> bool:
+    return bool(_NEGATIVE.search(text))
+
+
+@dataclass
+class Checked:
+    verdict: str
+    quotes: list[dict]  # verified: {"source", "quote", "support"}
+    sentences: list[dict]  # supported: {"sentence", "sources", "support"}
+    problems: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # why sentences or quotes were dropped
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def parse_answer(text: str) -> dict:
+    import json
+
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def check_answer(
+    obj: dict,
+    sources: dict[int, str],
+    yes_no: bool,
+    min_quote_support: float = 0.85,
+    min_sentence_support: float = 0.5,
+    question: str = "",
+) -> Checked:
+    """Verify a model answer object against ``sources`` ({n: text}); what fails is dropped and named in problems.
+
+    ``question``: when given, a "not_in_sources" verdict over a verified quote that is about the question (half its
+    content words) is a contradiction too: small models say "not in the sources" over the very passage they quote."""
+    verdicts = YES_NO_VERDICTS if yes_no else OPEN_VERDICTS
+    verdict = obj.get("verdict") if obj.get("verdict") in verdicts else ""
+    problems: list[str] = []
+    dropped: list[str] = []
+    if not verdict:
+        problems.append(f"the verdict must be one of {', '.join(verdicts)}")
+    quotes = []
+    for ev in obj.get("evidence") or []:
+        if not isinstance(ev, dict):
+            continue
+        n, quote = ev.get("source"), str(ev.get("quote") or "").strip()
+        if n not in sources:
+            dropped.append(f"quote cites source {n}, which does not exist")
+            continue
+        support = quote_support(quote, sources[n])
+        if support >= min_quote_support:
+            quotes.append({"source": n, "quote": quote, "support": round(support, 3)})
+        else:
+            dropped.append(f'quote "{quote[:80]}" is not in source [{n}] (match {support:.2f})')
+    sentences = []
+    for item in obj.get("answer") or []:
+        if not isinstance(item, dict):
+            continue
+        cited = [n for n in dict.fromkeys(item.get("sources") or []) if n in sources]
+        # an item may hold more than one sentence: each is checked and cited on its own
+        for text in text_sentences(_CITE.sub("", str(item.get("sentence") or "")).strip()):
+            if not cited:
+                dropped.append(f'sentence "{text[:80]}" cites no existing source')
+                continue
+            support = max(sentence_support(text, sources[n]) for n in cited)
+            if support < min_sentence_support:
+                dropped.append(f'sentence "{text[:80]}" is not supported by source(s) {cited} ({support:.2f})')
+                continue
+            sentences.append({"sentence": text, "sources": cited, "support": round(support, 3)})
+    if verdict == "not_in_sources":
+        on_topic = [q for q in quotes if question and sentence_support(question, q["quote"]) >= 0.5]
+        if on_topic:
+            return Checked(
+                verdict,
+                quotes,
+                sentences,
+                [f"the verdict says no source is about the question, but source [{on_topic[0]['source']}] is"],
+                dropped,
+            )
+        return Checked(verdict, [], [], [], dropped)
+    if not quotes:
+        problems.append("no evidence quote was copied word for word from the sources")
+    if not sentences:
+        problems.append("no answer sentence is supported by the sources it cites")
+    problems += [d for d in dropped if d.startswith("sentence")][:2]
+    if yes_no and verdict:
+        quoted_negative = any(has_negative_finding(q["quote"]) for q in quotes)
+        if verdict == "supports" and quoted_negative:
+            problems.append(
+                "the verdict 'supports' contradicts the quoted evidence, which reports no effect, no difference or "
+                "insufficient evidence"
+            )
+        for s in sentences:
+            if verdict in ("refutes", "insufficient") and _AFFIRMATIVE_OPENING.match(s["sentence"]):
+                problems.append(f'the sentence "{s["sentence"][:60]}" says yes but the verdict is {verdict}')
+            if verdict == "supports" and _NEGATIVE_OPENING.match(s["sentence"]):
+                problems.append(f'the sentence "{s["sentence"][:60]}" says no but the verdict is supports')
+    return Checked(verdict, quotes, sentences, problems, dropped)
+
+
+def _cites(numbers: list[int]) -> str:
+    return "".join(f"[{n}]" for n in numbers)
+
+
+LEADS = {
+    "supports": "Yes: the cited sources support this",
+    "refutes": "No: the cited sources do not support this",
+    "insufficient": "The cited sources do not give enough evidence to answer this with confidence",
+}
+NOT_IN_SOURCES = "The knowledge base does not cover this question, so I cannot answer it from its sources."
+
+
+def render(checked: Checked) -> tuple[str, list[int]]:
+    """The answer text from what passed the checks, every sentence ending with its citations; (text, cited numbers)."""
+    if checked.verdict == "not_in_sources":
+        return NOT_IN_SOURCES, []
+    parts: list[str] = []
+    cited: list[int] = []
+    evidence_sources = list(dict.fromkeys(q["source"] for q in checked.quotes))
+    if checked.verdict in LEADS and evidence_sources:
+        parts.append(f"{LEADS[checked.verdict]} {_cites(evidence_sources)}.")
+        cited += evidence_sources
+    for s in checked.sentences:
+        sentence = s["sentence"].rstrip()
+        end = sentence[-1] if sentence[-1] in ".!?" else "."
+        sentence = sentence.rstrip(".!? ")
+        parts.append(f"{sentence} {_cites(s['sources'])}{end}")
+        cited += s["sources"]
+    return " ".join(parts), list(dict.fromkeys(cited))
+
+
+def render_quotes(checked: Checked) -> tuple[str, list[int]]:
+    """The fallback when the model's own sentences do not hold up: what the sources say, verbatim."""
+    if not checked.quotes:
+        return "The sources I found do not clearly answer this question.", []
+    parts = [f'Source [{q["source"]}] states: "{q["quote"].rstrip(". ")}." [{q["source"]}]' for q in checked.quotes]
+    return " ".join(parts), list(dict.fromkeys(q["source"] for q in checked.quotes))
+
+
+def correction_message(checked: Checked) -> str:
+    problems = "\n".join(f"- {p}" for p in checked.problems[:5])
+    return (
+        "Your answer has these problems:\n"
+        f"{problems}\n"
+        "Write the JSON object again: copy the evidence word for word from the sources, choose the verdict that the "
+        "evidence supports, and write sentences that agree with it."
+    )
+
+
+def text_sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"'(\[])", text.strip())
+    return [p for p in (x.strip() for x in parts) if p]
+
+
+def check_text_answer(text: str, sources: dict[int, str], min_sentence_support: float = 0.5) -> list[str]:
+    """Problems of a free-text answer (the orchestrator's): sentences without a citation or without support."""
+    problems = []
+    for sentence in text_sentences(text):
+        numbers = [int(m) for m in re.findall(r"\[(\d{1,2})\]", sentence) if int(m) in sources]
+        bare = _CITE.sub("", sentence).strip()
+        if len(content_words(bare)) < 2:
+            continue
+        if not numbers:
+            problems.append(f'sentence without a citation: "{bare[:60]}"')
+        elif max(sentence_support(bare, sources[n]) for n in numbers) < min_sentence_support:
+            problems.append(f'sentence not supported by {numbers}: "{bare[:60]}"')
+    return problems
+
+
+def supported_share(text: str, sources: dict[int, str], min_sentence_support: float = 0.5) -> float:
+    """Share of an answer's sentences that cite a source which supports them (the benchmark's citation metric)."""
+    sentences = [s for s in text_sentences(text) if len(content_words(_CITE.sub("", s))) >= 2]
+    if not sentences:
+        return 0.0
+    good = 0
+    for s in sentences:
+        numbers = [int(m) for m in re.findall(r"\[(\d{1,2})\]", s) if int(m) in sources]
+        bare = _CITE.sub("", s).strip()
+        quoted = re.search(r'"([^"]{10,})"', bare)
+        if numbers and quoted:
+            good += max(quote_support(quoted.group(1), sources[n]) for n in numbers) >= 0.85
+        elif numbers and any(bare.startswith(lead) for lead in LEADS.values()):
+            good += 1  # the verdict's lead sentence cites the verified evidence
+        elif numbers:
+            good += max(sentence_support(bare, sources[n]) for n in numbers) >= min_sentence_support
+    return good / len(sentences)

@@ -1,0 +1,89 @@
+"""Conversations: a follow-up becomes a standalone question before retrieval.
+
+"Which regions were studied in it?" retrieves nannoplankton in a Romanian basin; rewritten with the conversation
+("Which regions were studied in the study of gliclazide during Ramadan?") it retrieves the right article. The
+rewrite is one short JSON-schema-constrained LLM call, made only when the question leans on the conversation
+(pronouns, "the study", very short); the history it sees is cut to a token budget, newest turns first.
+Pure functions; the call is in ``agents.service``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.answering import content_words
+
+REWRITE_VERSION = "rewrite-v1"
+_ANAPHORA = re.compile(
+    r"\b(it|its|they|them|their|theirs|this|that|these|those|he|she|him|her|such|there|the same|above|"
+    r"the (?:study|trial|paper|article|review|analysis|drug|treatment|intervention|disease|condition|patients|"
+    r"authors|results?|findings?|cohort|sample|population)|(?:this|that|the) one|former|latter)\b",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" | "assistant"
+    content: str
+
+
+def needs_rewrite(question: str, history: list[Turn]) -> bool:
+    """True when a question cannot stand alone: it refers back (pronouns, "the study") or has almost no content."""
+    if not any(t.role == "user" for t in history):
+        return False
+    return bool(_ANAPHORA.search(question)) or len(content_words(question)) < 2
+
+
+def approx_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def history_window(history: list[Turn], budget_tokens: int = 600, per_turn_chars: int = 600) -> list[Turn]:
+    """The newest turns that fit ``budget_tokens`` (each cut to ``per_turn_chars``), oldest first."""
+    out: list[Turn] = []
+    used = 0
+    for turn in reversed(history):
+        text = turn.content.strip()
+        if len(text) > per_turn_chars:
+            text = text[:per_turn_chars].rsplit(" ", 1)[0] + " ..."
+        cost = approx_tokens(text)
+        if out and used + cost > budget_tokens:
+            break
+        out.append(Turn(turn.role, text))
+        used += cost
+    return list(reversed(out))
+
+
+REWRITE_SCHEMA = {
+    "type": "object",
+    "properties": {"question": {"type": "string", "minLength": 5, "maxLength": 300}},
+    "required": ["question"],
+}
+
+
+def rewrite_messages(question: str, history: list[Turn]) -> list[dict]:
+    lines = [f"{'User' if t.role == 'user' else 'Assistant'}: {t.content}" for t in history]
+    return [
+        {
+            "role": "system",
+            "content": "You rewrite a follow-up question so it can be understood without the conversation.",
+        },
+        {
+            "role": "user",
+            "content": "Conversation:\n" + "\n".join(lines) + f"\n\nFollow-up question: {question}\n\n"
+            "Rewrite the follow-up question as one standalone question. Replace every pronoun and every 'the study' "
+            "with what it refers to, naming the drug, disease, population or study topic from the conversation. "
+            'Reply as JSON: {"question": "..."}',
+        },
+    ]
+
+
+def accept_rewrite(original: str, rewritten: str, history: list[Turn]) -> str:
+    """The rewrite, unless it is empty or lost the question (then the original with the last user turn's topic)."""
+    rewritten = (rewritten or "").strip()
+    if len(content_words(rewritten)) >= 2 and len(rewritten) <= 400:
+        return rewritten
+    last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
+    return f"{original.strip()} (about: {last_user.strip()[:200]})" if last_user else original

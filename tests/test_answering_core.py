@@ -1,0 +1,194 @@
+"""The pure logic of faithful answers, relevance, conversations and the harder golden set (no model needed).
+
+The LLM side of the same mechanics runs on the real 0.5B stack in ``test_serving_agents.py``.
+"""
+
+import json
+
+import pytest
+
+from core import answering, conversation, hard_set
+from core.conversation import Turn
+from core.relevance import auroc, relevance_evidence
+
+SRC = {
+    1: "Conclusion: Simethicone added to bowel preparation improved bowel cleanliness but did not improve the adenoma "
+    "detection rate.\nExcerpt: 2,000 patients in 8 trials were included.",
+    2: "Conclusion: Metformin reduced HbA1c by 1.1% compared with placebo in adults with type 2 diabetes.",
+}
+
+
+def test_quotes_are_checked_against_the_source_text():
+    assert answering.quote_support("did not improve the adenoma detection rate", SRC[1]) == 1.0
+    # case and punctuation do not matter; invented words do
+    assert answering.quote_support("Simethicone added to bowel ... improved bowel cleanliness!", SRC[1]) == 1.0
+    assert answering.quote_support("simethicone significantly improved adenoma detection", SRC[1]) < 0.85
+
+
+def test_a_yes_over_a_negative_conclusion_is_caught_and_rendered_honestly():
+    obj = {
+        "evidence": [{"source": 1, "quote": "did not improve the adenoma detection rate"}],
+        "verdict": "supports",
+        "answer": [{"sentence": "Yes, simethicone improves adenoma detection.", "sources": [1]}],
+    }
+    checked = answering.check_answer(obj, SRC, yes_no=True)
+    assert not checked.ok and any("contradicts the quoted evidence" in p for p in checked.problems)
+    fixed = dict(obj, verdict="refutes", answer=[{"sentence": "Adenoma detection was not improved.", "sources": [1]}])
+    checked = answering.check_answer(fixed, SRC, yes_no=True)
+    assert checked.ok, checked.problems
+    text, cited = answering.render(checked)
+    assert text.startswith("No: the cited sources do not support this [1].") and cited == [1]
+    assert text.endswith("Adenoma detection was not improved [1].")
+
+
+def test_unsupported_and_uncited_sentences_are_dropped_and_invented_quotes_rejected():
+    obj = {
+        "evidence": [
+            {"source": 2, "quote": "Metformin reduced HbA1c by 1.1% compared with placebo"},
+            {"source": 1, "quote": "Simethicone cures colon cancer in most patients"},
+            {"source": 7, "quote": "a source that does not exist at all"},
+        ],
+        "verdict": "supports",
+        "answer": [
+            {"sentence": "Metformin lowered HbA1c compared with placebo in type 2 diabetes.", "sources": [2]},
+            {"sentence": "The capital of France is Paris.", "sources": [2]},
+            {"sentence": "Metformin reduced HbA1c.", "sources": []},
+        ],
+    }
+    checked = answering.check_answer(obj, SRC, yes_no=True)
+    assert [q["source"] for q in checked.quotes] == [2]
+    assert [s["sentence"] for s in checked.sentences] == [
+        "Metformin lowered HbA1c compared with placebo in type 2 diabetes."
+    ]
+    assert any("Paris" in p for p in checked.problems)  # named, so the correction call can fix it
+    text, cited = answering.render(checked)
+    assert all(s.rstrip(".").endswith("]") for s in answering.text_sentences(text)) and cited == [2]
+    assert answering.supported_share(text, SRC) == 1.0
+
+
+def test_not_in_sources_renders_no_citations_and_the_quote_fallback_is_verbatim():
+    checked = answering.check_answer({"evidence": [], "verdict": "not_in_sources", "answer": []}, SRC, yes_no=False)
+    assert checked.ok and answering.render(checked) == (answering.NOT_IN_SOURCES, [])
+    bad = answering.check_answer(
+        {"evidence": [{"source": 2, "quote": "Metformin reduced HbA1c by 1.1%"}], "verdict": "answered", "answer": []},
+        SRC,
+        yes_no=False,
+    )
+    assert not bad.ok
+    text, cited = answering.render_quotes(bad)
+    assert text == 'Source [2] states: "Metformin reduced HbA1c by 1.1%." [2]' and cited == [2]
+
+
+def test_answer_schema_orders_evidence_before_verdict_and_bounds_sources():
+    schema = answering.answer_schema(3, yes_no=True)
+    assert list(schema["properties"]) == ["evidence", "verdict", "answer"]
+    assert schema["properties"]["verdict"]["enum"] == list(answering.YES_NO_VERDICTS)
+    src = schema["properties"]["evidence"]["items"]["properties"]["source"]
+    assert (src["minimum"], src["maximum"]) == (1, 3)
+    assert answering.answer_schema(3, yes_no=False)["properties"]["verdict"]["enum"] == ["answered", "not_in_sources"]
+    assert answering.is_yes_no("Is there good evidence that ivermectin works against COVID-19?")
+    assert answering.is_yes_no("Does simethicone improve adenoma detection?")
+    assert not answering.is_yes_no("What are the risk factors for type 2 diabetes?")
+
+
+def test_free_text_check_finds_uncited_and_unsupported_sentences():
+    text = "Metformin reduced HbA1c compared with placebo [2]. Paris is the capital of France [1]. It works well."
+    problems = answering.check_text_answer(text, SRC)
+    assert len(problems) == 2 and "Paris" in problems[0] and "without a citation" in problems[1]
+
+
+def test_relevance_evidence_separates_on_and_off_topic():
+    on = relevance_evidence(
+        "Does metformin lower HbA1c in type 2 diabetes?",
+        [("a", 0.71), ("b", 0.55), ("c", 0.5)],
+        ["a", "c", "x"],
+        ["Metformin in type 2 diabetes " + SRC[2]],
+    )
+    off = relevance_evidence(
+        "What is the capital of France?",
+        [("p", 0.16), ("q", 0.15), ("r", 0.14)],
+        ["s", "t", "u"],
+        ["Obesity in French adults: a cohort study"],
+    )
+    assert on.score > 0.8 > 0.2 > off.score
+    assert on.agreement == pytest.approx(2 / 3) and off.agreement == 0.0
+    assert auroc([0.9, 0.8, 0.4], [0.1, 0.4]) == pytest.approx((2 + 2 + 1.5) / 6)
+
+
+def test_follow_ups_are_detected_and_history_is_cut_to_a_budget():
+    history = [Turn("user", "Is gliclazide safe during Ramadan fasting?"), Turn("assistant", "x " * 2000)]
+    assert conversation.needs_rewrite("Which regions were studied in it?", history)
+    assert conversation.needs_rewrite("And adults?", history)  # almost no content of its own
+    assert not conversation.needs_rewrite("Does metformin lower HbA1c in type 2 diabetes?", history)
+    assert not conversation.needs_rewrite("Which regions were studied in it?", [])  # nothing to refer back to
+    window = conversation.history_window(history * 10, budget_tokens=300)
+    assert sum(conversation.approx_tokens(t.content) for t in window) <= 300 + 150
+    assert window[-1] == Turn("assistant", window[-1].content) and window[-1].content.endswith("...")
+    msgs = conversation.rewrite_messages("Which regions were studied in it?", window)
+    assert "gliclazide" in msgs[1]["content"] or len(window) == 1
+    assert conversation.accept_rewrite("In it?", "", history).endswith(
+        "(about: Is gliclazide safe during Ramadan fasting?)"
+    )
+
+
+def test_hard_set_polarity_rules_and_question_filters():
+    assert hard_set.polarity_of("RIPC did not prevent rheologic alterations in erythrocytes.") == "refutes"
+    assert hard_set.polarity_of("There were no significant differences in mortality between groups.") == "refutes"
+    assert hard_set.polarity_of("The evidence is insufficient to recommend ivermectin for COVID-19.") == "insufficient"
+    assert hard_set.polarity_of("Exercise significantly improved walking distance in older adults.") == "supports"
+    assert hard_set.polarity_of("X did not reduce pain but significantly improved function.") is None  # mixed: skip
+    title = "Simethicone for bowel preparation and adenoma detection: a meta-analysis"
+    assert (
+        hard_set.question_problems("Does adding an antifoaming agent raise polyp finding at colonoscopy?", title) == []
+    )
+    assert "reuses the title" in " ".join(
+        hard_set.question_problems("Does simethicone for bowel preparation help adenoma detection?", title)
+    )
+    assert any(
+        "negated" in p for p in hard_set.question_problems("Does simethicone not help at colonoscopy screening?", title)
+    )
+    assert any(
+        "yes/no" in p for p in hard_set.question_problems("What does simethicone do at colonoscopy screening?", title)
+    )
+    claim = "Simethicone did not improve adenoma detection at colonoscopy."
+    assert hard_set.claim_of("Simethicone significantly improved bowel cleanliness. " + claim) is None  # mixed: skipped
+    assert hard_set.claim_of("Patients were followed for a year. " + claim) == (claim, "refutes")
+    assert any(
+        "not about the claim" in p for p in hard_set.question_problems("Does zinc shorten a cold?", title, claim)
+    )
+
+
+def test_committed_hard_set_is_versioned_and_meets_its_composition():
+    from assets.evaluation.golden_hard import HARD_SET_FILE, load_hard_set
+
+    header, items = load_hard_set()
+    assert len(items) >= 150 and header["version"].startswith(hard_set.HARD_SET_VERSION)
+    mix = hard_set.composition(items)
+    assert (mix["refutes"] + mix["insufficient"]) * 3 >= len(items), mix
+    for item in items:
+        assert hard_set.question_problems(item.question, item.title, item.claim) == [], item
+        assert hard_set.claim_of(item.conclusion) == (item.claim, item.polarity)
+    # tampering with an item breaks the recorded version
+    lines = HARD_SET_FILE.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["polarity"] = "supports" if row["polarity"] != "supports" else "refutes"
+    tampered = HARD_SET_FILE.parent / "tampered.jsonl"
+    try:
+        tampered.write_text("\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n")
+        with pytest.raises(ValueError, match="do not match"):
+            load_hard_set(tampered)
+    finally:
+        tampered.unlink(missing_ok=True)
+
+
+def test_not_in_sources_over_an_on_topic_quote_is_a_contradiction():
+    obj = {
+        "evidence": [{"source": 2, "quote": "Metformin reduced HbA1c by 1.1% compared with placebo"}],
+        "verdict": "not_in_sources",
+        "answer": [{"sentence": "No source answers this.", "sources": [2]}],
+    }
+    question = "Does metformin reduce HbA1c compared with placebo?"
+    checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
+    assert not checked.ok and "source [2] is" in checked.problems[0]
+    off = answering.check_answer(obj, SRC, yes_no=True, question="Is yoga good for back pain in runners?")
+    assert off.ok and answering.render(off) == (answering.NOT_IN_SOURCES, [])
