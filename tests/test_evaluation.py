@@ -123,7 +123,13 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(
     monkeypatch.setenv("AGENTIC_GATEWAY_KEY", "unused-no-llm-in-this-test")
     settings = settings_factory(tmp_path / "home")
     res = build_resources(settings)
-    for pmid, data in pubmed_sample[:60]:
+    from assets.evaluation.golden_hard import load_hard_set
+
+    _, hard = load_hard_set()
+    hard_keys = {i.gold_doc_key for i in hard}
+    # 60 sampled abstracts, plus the gold documents of the harder set found further in the sample
+    seeded = pubmed_sample[:60] + [(p, d) for p, d in pubmed_sample[60:] if document_key(p) in hard_keys][:2]
+    for pmid, data in seeded:
         res["document_store"].put(document_key(pmid), data)
     result, meta, _ = _run(res, selection=dg.AssetSelection.groups("knowledge"))
     assert result.success
@@ -136,13 +142,9 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(
     good = meta["rag_eval_run"]
     assert meta["eval_questions"]["questions"] >= 10 and good["evaluated"] == "serving"
     # the harder set keeps exactly its items whose gold documents are indexed
-    from assets.evaluation.golden_hard import load_hard_set
-
-    _, hard = load_hard_set()
-    seeded = {document_key(pmid) for pmid, _ in pubmed_sample[:60]}
     hard_meta = meta["eval_questions_hard"]
     assert hard_meta["questions_in_set"] == len(hard) >= 150
-    assert hard_meta["questions"] == sum(i.gold_doc_key in seeded for i in hard)
+    assert hard_meta["questions"] == sum(i.gold_doc_key in {document_key(p) for p, _ in seeded} for i in hard) == 2
     assert good["hybrid_hit_at_k"] >= 0.9 and good["dense_hit_at_k"] >= 0.9, good
     assert checks["index_promotion_gate"].passed and not meta["serving_index"]["promoted_this_run"]
 
