@@ -126,7 +126,7 @@ def main() -> int:
                 question = str(json.loads(r.choices[0].message.content or "{}").get("question", "")).strip()
             except ValueError:
                 question = ""
-            problems = question_problems(question, title, claim) if question else ["no question"]
+            problems = question_problems(question, title, claim, polarity) if question else ["no question"]
             if problems:
                 rejected += 1
                 print(f"  rejected ({'; '.join(problems)}): {question[:100]}", flush=True)

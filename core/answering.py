@@ -36,7 +36,8 @@ _NEGATIVE = re.compile(
     r"|did not|does not|do not|was not|were not|is not|are not|has not|have not|cannot|could not|failed to|"
     r"not (?:significantly|associated|effective|superior|improve|reduce)|"
     r"insufficient|not sufficient|inconclusive|remains? (?:unclear|uncertain|unknown)|unclear whether|"
-    r"lack of (?:evidence|effect|benefit)|limited evidence|low[- ]quality evidence|further (?:research|studies|"
+    r"lack of (?:evidence|effect|benefit)|limited evidence|low[- ](?:quality|certainty) evidence|"
+    r"(?:very )?low[- ]certainty|further (?:research|studies|"
     r"trials) (?:is|are) (?:needed|required|warranted))\b",
     re.I,
 )
@@ -148,6 +149,25 @@ def has_negative_finding(text: str) -> bool:
     return bool(_NEGATIVE.search(text))
 
 
+def conclusion_part(source_text: str) -> str:
+    """The "Conclusion: ..." part of a source as the model reads it (``agents.service.passage_text``), or ''."""
+    if not source_text.startswith("Conclusion:"):
+        return ""
+    return source_text[len("Conclusion:") :].split("\nExcerpt:", 1)[0].strip()
+
+
+def negative_claims(question: str, source_text: str, min_overlap: float = 0.4) -> list[str]:
+    """Sentences of a source's conclusion that report no effect / no difference / weak evidence about what the
+    question asks (they share ``min_overlap`` of its content words): a "supports" verdict over them is wrong."""
+    if not question:
+        return []
+    found = []
+    for sentence in text_sentences(conclusion_part(source_text)):
+        if has_negative_finding(sentence) and sentence_support(question, sentence) >= min_overlap:
+            found.append(sentence)
+    return found
+
+
 @dataclass
 class Checked:
     verdict: str
@@ -240,6 +260,16 @@ def check_answer(
                 "the verdict 'supports' contradicts the quoted evidence, which reports no effect, no difference or "
                 "insufficient evidence"
             )
+        elif verdict == "supports":
+            # the model may quote a side sentence: the conclusion of each source it relies on is checked too
+            relied = list(dict.fromkeys([q["source"] for q in quotes] + [n for s in sentences for n in s["sources"]]))
+            for n in relied:
+                claims = negative_claims(question, sources[n])
+                if claims:
+                    problems.append(
+                        f"source [{n}] concludes \"{claims[0][:160]}\", which the verdict 'supports' contradicts"
+                    )
+                    break
         for s in sentences:
             if verdict in ("refutes", "insufficient") and _AFFIRMATIVE_OPENING.match(s["sentence"]):
                 problems.append(f'the sentence "{s["sentence"][:60]}" says yes but the verdict is {verdict}')

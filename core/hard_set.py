@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 from core.answering import content_words, is_yes_no
 
-HARD_SET_VERSION = "golden-hard-v2"
+HARD_SET_VERSION = "golden-hard-v3"
 POLARITIES = ("supports", "refutes", "insufficient")
 
 _REFUTES = re.compile(
@@ -128,11 +128,24 @@ def longest_title_run(question: str, title: str) -> int:
     return best
 
 
+_SAMENESS = re.compile(r"\b(similar|same|comparable|equivalent|equal|as (?:good|effective|safe) as)\b", re.I)
+
+
 def question_problems(
-    question: str, title: str, claim: str = "", max_overlap: float = 0.6, max_run: int = 4, min_claim: float = 0.5
+    question: str,
+    title: str,
+    claim: str = "",
+    polarity: str = "",
+    max_overlap: float = 0.6,
+    max_run: int = 4,
+    min_claim: float = 0.5,
 ) -> list[str]:
     q = question.strip()
     problems = []
+    if polarity == "refutes" and _SAMENESS.search(q):
+        # "Do older adults have similar outcomes?" over "no difference in outcomes" is answered yes: the label
+        # would be inverted
+        problems.append("asks about sameness, which a 'no difference' finding answers with yes")
     if claim and claim_overlap(q, claim) < min_claim:
         problems.append(f"not about the claim ({claim_overlap(q, claim):.2f} of its words are in it)")
     if "<" in q or ">" in q:

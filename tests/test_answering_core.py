@@ -166,7 +166,7 @@ def test_committed_hard_set_is_versioned_and_meets_its_composition():
     mix = hard_set.composition(items)
     assert (mix["refutes"] + mix["insufficient"]) * 3 >= len(items), mix
     for item in items:
-        assert hard_set.question_problems(item.question, item.title, item.claim) == [], item
+        assert hard_set.question_problems(item.question, item.title, item.claim, item.polarity) == [], item
         assert hard_set.claim_of(item.conclusion) == (item.claim, item.polarity)
     # tampering with an item breaks the recorded version
     lines = HARD_SET_FILE.read_text().splitlines()
@@ -192,3 +192,25 @@ def test_not_in_sources_over_an_on_topic_quote_is_a_contradiction():
     assert not checked.ok and "source [2] is" in checked.problems[0]
     off = answering.check_answer(obj, SRC, yes_no=True, question="Is yoga good for back pain in runners?")
     assert off.ok and answering.render(off) == (answering.NOT_IN_SOURCES, [])
+
+
+def test_supports_over_a_negative_conclusion_of_a_relied_on_source_is_caught():
+    # The model quotes a side sentence; the source's conclusion about the question says "did not change".
+    src = {
+        1: "Conclusion: SARS-CoV-2/HBV coinfection did not change the severity and outcome of COVID-19. However, "
+        "the patients with coinfection should be closely monitored for liver complications.\nExcerpt: 105 patients."
+    }
+    obj = {
+        "evidence": [
+            {"source": 1, "quote": "patients with coinfection should be closely monitored for liver complications"}
+        ],
+        "verdict": "supports",
+        "answer": [{"sentence": "Coinfection patients should be monitored for liver complications.", "sources": [1]}],
+    }
+    question = "Does SARS-CoV-2/HBV coinfection increase the severity of COVID-19?"
+    checked = answering.check_answer(obj, src, yes_no=True, question=question)
+    assert not checked.ok and "did not change the severity" in checked.problems[0]
+    # a negative side finding about something else is not a contradiction
+    other = "Does monitoring for liver complications help coinfected patients?"
+    assert answering.negative_claims(other, src[1]) == []
+    assert answering.has_negative_finding("Low-certainty evidence suggests a benefit.")
