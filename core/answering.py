@@ -135,14 +135,15 @@ def quote_support(quote: str, source_text: str) -> float:
     return matched / len(q)
 
 
-def sentence_support(sentence: str, source_text: str) -> float:
-    """Share of the sentence's content words that occur in the source: cheap evidence that it says what it cites."""
+def sentence_support(sentence: str, source_text: str, stem: int = 6) -> float:
+    """Share of the sentence's content words that occur in the source (or share its first ``stem`` letters with one
+    there): cheap evidence that it says what it cites."""
     words = content_words(sentence)
     if not words:
         return 0.0
     vocab = set(content_words(source_text))
-    stems = {w[:6] for w in vocab}
-    return sum(1 for w in words if w in vocab or w[:6] in stems) / len(words)
+    stems = {w[:stem] for w in vocab}
+    return sum(1 for w in words if w in vocab or w[:stem] in stems) / len(words)
 
 
 def has_negative_finding(text: str) -> bool:

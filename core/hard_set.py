@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
-from core.answering import content_words, is_yes_no
+from core.answering import content_words, is_yes_no, sentence_support
 
 HARD_SET_VERSION = "golden-hard-v3"
 POLARITIES = ("supports", "refutes", "insufficient")
@@ -97,13 +97,8 @@ def claim_of(conclusion: str) -> tuple[str, str] | None:
 
 
 def claim_overlap(question: str, claim: str) -> float:
-    """Share of the question's content words (or their stems) found in the claim: the question is about it."""
-    words = content_words(question)
-    if not words:
-        return 0.0
-    vocab = set(content_words(claim))
-    stems = {w[:5] for w in vocab}
-    return sum(1 for w in words if w in vocab or w[:5] in stems) / len(words)
+    """Share of the question's content words (or their 5-letter stems) found in the claim: the question is about it."""
+    return sentence_support(question, claim, stem=5)
 
 
 def title_overlap(question: str, title: str) -> float:
