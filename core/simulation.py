@@ -56,8 +56,12 @@ class Timeline:
         alive = set()
         for c in claims:
             alive.add(c["name"])
-            if c["name"] not in self.spans:
+            span = self.spans.get(c["name"])
+            if span is None:
                 self.spans[c["name"]] = NodeSpan(c["name"], c["pool"], c["instance_type"], hour)
+            elif not span.instance_type and c["instance_type"]:
+                # Karpenter labels a claim's instance type once it resolves the launch, not at creation
+                span.instance_type = c["instance_type"]
         for name, span in self.spans.items():
             if span.end_h is None and name not in alive:
                 span.end_h = hour
@@ -69,6 +73,8 @@ class Timeline:
     def node_hours(self, until_h: float) -> dict[tuple[str, str], float]:
         out: dict[tuple[str, str], float] = {}
         for s in self.spans.values():
+            if not s.instance_type:
+                continue  # a claim deleted before it launched was never an instance: nothing to price
             key = (s.pool, s.instance_type)
             out[key] = out.get(key, 0.0) + s.hours(until_h)
         return out

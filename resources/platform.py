@@ -153,7 +153,7 @@ class ClusterPlatform(PlatformResource):
                 {
                     "name": c["metadata"]["name"],
                     "pool": c["metadata"]["labels"].get("karpenter.sh/nodepool", "?"),
-                    "instance_type": c["metadata"]["labels"].get("node.kubernetes.io/instance-type", "?"),
+                    "instance_type": c["metadata"]["labels"].get("node.kubernetes.io/instance-type", ""),
                 }
                 for c in claims_api.get().to_dict()["items"]
             ]

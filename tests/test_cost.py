@@ -212,3 +212,19 @@ def test_price_list_refresh_and_cost_explorer_requests_are_valid_at_the_boundary
         )
     assert out["period"] == ["2026-10-01", "2026-11-01"] and out["actual_total_usd"] == 3573.25
     assert {s["service"] for s in out["services"]} == {"Amazon EC2", "Amazon Elastic Kubernetes Service"}
+
+
+def test_simulation_timeline_takes_the_instance_type_once_karpenter_sets_it():
+    # Regression: a NodeClaim seen before Karpenter labelled its instance type kept "?" and failed pricing.
+    from core.cost import load_price_book
+    from core.simulation import Timeline, price_timeline
+
+    t = Timeline(step_s=10.0)
+    t.observe(
+        0.0,
+        [{"name": "a", "pool": "general", "instance_type": ""}, {"name": "b", "pool": "general", "instance_type": ""}],
+    )
+    t.observe(10.0, [{"name": "a", "pool": "general", "instance_type": "m7i.large"}])  # b deleted before launch
+    t.observe(30.0, [])
+    lines = price_timeline(t, until_h=3.0, book=load_price_book("us-east-1"))
+    assert [(line["instance_type"], line["node_hours_simulated"]) for line in lines] == [("m7i.large", 3.0)]
