@@ -489,8 +489,17 @@ class AnswerService:
             if checked.ok:
                 if attempt:
                     plan.notes.append("The first answer failed the support check; the corrected one passed.")
+                if checked.repaired:
+                    plan.notes.append(f"Corrected in code: {checked.repaired}.")
                 text, numbers = answering.render(checked)
                 return text, numbers, checked
+            repaired = answering.repair(checked)
+            if repaired is not None:
+                # the verdict contradicts the evidence's own conclusion: fixed from that conclusion, no second call
+                plan.notes.append(f"Corrected in code: {repaired.repaired}.")
+                plan.span.set_attribute("agentic.check.repaired", repaired.repaired)
+                text, numbers = answering.render(repaired)
+                return text, numbers, repaired
             messages = [*plan.messages, {"role": "assistant", "content": raw}]
             messages.append({"role": "user", "content": answering.correction_message(checked)})
         plan.notes.append(

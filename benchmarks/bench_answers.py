@@ -161,8 +161,10 @@ def main() -> int:
                 "relevance": answer.relevance,
                 "route": answer.route,
                 "llm_calls": answer.llm_calls,
+                "repaired": next((n for n in answer.notes if n.startswith("Corrected in code")), ""),
                 "seconds": round(secs, 2),
                 "answer": answer.answer,
+                "notes": answer.notes,
                 "gold_doc_key": item.gold_doc_key,
             }
         )
@@ -201,6 +203,7 @@ def main() -> int:
                 "first": r["question"],
                 "follow_up": follow,
                 "standalone": plan.standalone,
+                "rewrite_fell_back": "(about: " in plan.standalone,
                 "gold_retrieved": gold_id in {s.id for s in plan.sources},
                 "right_subject": gold_id in {c["id"] for c in answer.citations},
                 "seconds": round(time.perf_counter() - t0, 2),
@@ -244,6 +247,8 @@ def main() -> int:
         "answer_p50_s": round(statistics.median(r["seconds"] for r in rows), 2),
         "answer_p90_s": round(percentile([r["seconds"] for r in rows], 90), 2),
         "llm_calls_per_answer": round(statistics.mean(r["llm_calls"] for r in rows), 2),
+        "repaired_in_code": sum(bool(r["repaired"]) for r in rows),
+        "follow_up_rewrite_fell_back": sum(c["rewrite_fell_back"] for c in conv_rows),
         "latency_ratio_vs_bare": round(
             statistics.median(b["answer_s"] for b in bare_rows) / statistics.median(b["bare_s"] for b in bare_rows), 3
         )

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-PROMPT_VERSION = "answer-v2-evidence-verdict"
+PROMPT_VERSION = "answer-v3-evidence-verdict-repair"
 
 YES_NO_VERDICTS = ("supports", "refutes", "insufficient", "not_in_sources")
 OPEN_VERDICTS = ("answered", "not_in_sources")
@@ -39,6 +39,15 @@ _NEGATIVE = re.compile(
     r"lack of (?:evidence|effect|benefit)|limited evidence|low[- ](?:quality|certainty) evidence|"
     r"(?:very )?low[- ]certainty|further (?:research|studies|"
     r"trials) (?:is|are) (?:needed|required|warranted))\b",
+    re.I,
+)
+# The subset of negative cues that say the evidence is too weak to decide (not that it decides "no"). "Further research
+# is needed" alone is not one: it closes many positive and negative conclusions alike.
+_INSUFFICIENT = re.compile(
+    r"\b(insufficient|not sufficient|inconclusive|remains? (?:unclear|uncertain|unknown|controversial)|unclear whether|"
+    r"uncertain whether|lack of (?:high[- ]quality )?evidence|limited evidence|low[- ](?:quality|certainty) evidence|"
+    r"(?:very )?low[- ]certainty|not (?:possible|able) to (?:draw|conclude|determine)|no (?:firm |definitive )?"
+    r"conclusions? (?:can|could) be drawn|cannot be (?:recommended|determined|concluded))\b",
     re.I,
 )
 _AFFIRMATIVE_OPENING = re.compile(
@@ -157,6 +166,11 @@ def conclusion_part(source_text: str) -> str:
     return source_text[len("Conclusion:") :].split("\nExcerpt:", 1)[0].strip()
 
 
+def verdict_of_claim(claim: str) -> str:
+    """The verdict a negative conclusion sentence gives: "insufficient" when it says the evidence cannot decide."""
+    return "insufficient" if _INSUFFICIENT.search(claim) else "refutes"
+
+
 def negative_claims(question: str, source_text: str, min_overlap: float = 0.4) -> list[str]:
     """Sentences of a source's conclusion that report no effect / no difference / weak evidence about what the
     question asks (they share ``min_overlap`` of its content words): a "supports" verdict over them is wrong."""
@@ -176,6 +190,9 @@ class Checked:
     sentences: list[dict]  # supported: {"sentence", "sources", "support"}
     problems: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # why sentences or quotes were dropped
+    # a "supports" verdict that the evidence itself contradicts: {"source": n, "claim": the negative sentence}
+    conflict: dict | None = None
+    repaired: str = ""  # what the code changed without another LLM call, if anything
 
     @property
     def ok(self) -> bool:
@@ -254,13 +271,15 @@ def check_answer(
     if not sentences:
         problems.append("no answer sentence is supported by the sources it cites")
     problems += [d for d in dropped if d.startswith("sentence")][:2]
+    conflict = None
     if yes_no and verdict:
-        quoted_negative = any(has_negative_finding(q["quote"]) for q in quotes)
-        if verdict == "supports" and quoted_negative:
+        negative_quote = next((q for q in quotes if has_negative_finding(q["quote"])), None)
+        if verdict == "supports" and negative_quote:
             problems.append(
                 "the verdict 'supports' contradicts the quoted evidence, which reports no effect, no difference or "
                 "insufficient evidence"
             )
+            conflict = {"source": negative_quote["source"], "claim": negative_quote["quote"]}
         elif verdict == "supports":
             # the model may quote a side sentence: the conclusion of each source it relies on is checked too
             relied = list(dict.fromkeys([q["source"] for q in quotes] + [n for s in sentences for n in s["sources"]]))
@@ -270,13 +289,53 @@ def check_answer(
                     problems.append(
                         f"source [{n}] concludes \"{claims[0][:160]}\", which the verdict 'supports' contradicts"
                     )
+                    conflict = {"source": n, "claim": claims[0]}
                     break
         for s in sentences:
             if verdict in ("refutes", "insufficient") and _AFFIRMATIVE_OPENING.match(s["sentence"]):
                 problems.append(f'the sentence "{s["sentence"][:60]}" says yes but the verdict is {verdict}')
             if verdict == "supports" and _NEGATIVE_OPENING.match(s["sentence"]):
                 problems.append(f'the sentence "{s["sentence"][:60]}" says no but the verdict is supports')
-    return Checked(verdict, quotes, sentences, problems, dropped)
+    checked = Checked(verdict, quotes, sentences, problems, dropped, conflict)
+    if yes_no and verdict == "refutes" and checked.ok:
+        refine_insufficient(checked, sources, question)
+    return checked
+
+
+def refine_insufficient(checked: Checked, sources: dict[int, str], question: str) -> None:
+    """A "refutes" whose evidence only says it cannot decide ("the evidence is insufficient") becomes "insufficient":
+    a clinician reads "no" and "we do not know" differently. Only the conclusions of the sources the answer cites."""
+    relied = list(
+        dict.fromkeys([q["source"] for q in checked.quotes] + [n for s in checked.sentences for n in s["sources"]])
+    )
+    claims = [c for n in relied for c in negative_claims(question, sources[n])]
+    claims += [q["quote"] for q in checked.quotes if has_negative_finding(q["quote"])]
+    if claims and all(verdict_of_claim(c) == "insufficient" for c in claims):
+        checked.verdict = "insufficient"
+        checked.repaired = "verdict refutes -> insufficient: the cited conclusion says the evidence cannot decide"
+
+
+def repair(checked: Checked) -> Checked | None:
+    """The correction that needs no LLM call: a "supports" verdict contradicted by the evidence's own negative
+    conclusion becomes that conclusion's verdict, and the model's sentences (written under the wrong verdict) are
+    replaced by the conclusion, quoted. None when there is no such conflict (then the model is asked again)."""
+    if checked.conflict is None:
+        return None
+    n, claim = checked.conflict["source"], checked.conflict["claim"].strip()
+    verdict = verdict_of_claim(claim)
+    others = [q for q in checked.quotes if q["quote"] != claim]
+    quotes = [{"source": n, "quote": claim, "support": 1.0}, *others]
+    quoted = claim.rstrip(". ")
+    sentence = {"sentence": f'Source [{n}] concludes: "{quoted}."', "sources": [n], "support": 1.0}
+    return Checked(
+        verdict,
+        quotes,
+        [sentence],
+        [],
+        checked.dropped,
+        None,
+        f"verdict supports -> {verdict}: source [{n}] concludes otherwise; its conclusion replaces the sentences",
+    )
 
 
 def _cites(numbers: list[int]) -> str:

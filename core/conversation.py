@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.answering import content_words
 
-REWRITE_VERSION = "rewrite-v1"
+REWRITE_VERSION = "rewrite-v2-subject-check"
 _ANAPHORA = re.compile(
     r"\b(it|its|they|them|their|theirs|this|that|these|those|he|she|him|her|such|there|the same|above|"
     r"the (?:study|trial|paper|article|review|analysis|drug|treatment|intervention|disease|condition|patients|"
@@ -80,10 +80,19 @@ def rewrite_messages(question: str, history: list[Turn]) -> list[dict]:
     ]
 
 
+def names_subject(original: str, rewritten: str, history: list[Turn], min_words: int = 2) -> bool:
+    """Whether a rewrite names what the conversation was about: it brings in ``min_words`` content words of the
+    earlier turns that the follow-up itself did not have ("How long was the follow-up in the study?" does not)."""
+    earlier = {w for t in history for w in content_words(t.content)}
+    own = set(content_words(original))
+    return len((set(content_words(rewritten)) - own) & earlier) >= min_words
+
+
 def accept_rewrite(original: str, rewritten: str, history: list[Turn]) -> str:
-    """The rewrite, unless it is empty or lost the question (then the original with the last user turn's topic)."""
+    """The rewrite when it is a question that names the conversation's subject; otherwise the follow-up with the last
+    user question attached, which retrieval can use (small models often keep "the study" unresolved)."""
     rewritten = (rewritten or "").strip()
-    if len(content_words(rewritten)) >= 2 and len(rewritten) <= 400:
+    if len(rewritten) <= 400 and names_subject(original, rewritten, history):
         return rewritten
     last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
-    return f"{original.strip()} (about: {last_user.strip()[:200]})" if last_user else original
+    return f"{original.strip()} (about: {last_user.strip()[:200]})" if last_user else (rewritten or original)

@@ -131,6 +131,20 @@ def test_follow_ups_are_detected_and_history_is_cut_to_a_budget():
     )
 
 
+def test_a_rewrite_that_leaves_the_subject_unresolved_gets_the_last_question_attached():
+    history = [
+        Turn("user", "Does adding fitness to the pooled cohort ASCVD risk improve the accuracy of the model?"),
+        Turn("assistant", "Yes: the cited sources support this [1]."),
+    ]
+    follow = "How long was the follow-up in it?"
+    # what the 1.5B model wrote for 6 of 30 follow-ups: "it" became "the study", the subject is still missing
+    unresolved = conversation.accept_rewrite(follow, "How long was the follow-up in the study?", history)
+    assert unresolved == f"{follow} (about: {history[0].content})"
+    named = "How long was the follow-up in the study of fitness and the pooled cohort ASCVD risk model?"
+    assert conversation.accept_rewrite(follow, named, history) == named
+    assert not conversation.names_subject(follow, "How long was the follow-up of the patients?", history)
+
+
 def test_hard_set_polarity_rules_and_question_filters():
     assert hard_set.polarity_of("RIPC did not prevent rheologic alterations in erythrocytes.") == "refutes"
     assert hard_set.polarity_of("There were no significant differences in mortality between groups.") == "refutes"
@@ -214,3 +228,53 @@ def test_supports_over_a_negative_conclusion_of_a_relied_on_source_is_caught():
     other = "Does monitoring for liver complications help coinfected patients?"
     assert answering.negative_claims(other, src[1]) == []
     assert answering.has_negative_finding("Low-certainty evidence suggests a benefit.")
+
+
+def test_a_supports_verdict_against_the_sources_conclusion_is_repaired_without_another_call():
+    obj = {
+        "evidence": [{"source": 1, "quote": "Simethicone added to bowel preparation improved bowel cleanliness"}],
+        "verdict": "supports",
+        "answer": [{"sentence": "Simethicone improves adenoma detection and bowel cleanliness.", "sources": [1]}],
+    }
+    question = "Does simethicone improve the adenoma detection rate?"
+    checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
+    assert not checked.ok and checked.conflict["source"] == 1
+    fixed = answering.repair(checked)
+    assert fixed.ok and fixed.verdict == "refutes" and "supports -> refutes" in fixed.repaired
+    text, cited = answering.render(fixed)
+    # the model's sentence (written under the wrong verdict) is gone; the source's own conclusion is quoted
+    assert text.startswith("No: the cited sources do not support this [1].") and cited == [1]
+    assert "did not improve the adenoma detection rate" in text and "improves adenoma detection" not in text
+    assert fixed.quotes[0]["quote"] in SRC[1]
+    # no conflict (a failed quote, not a verdict against the evidence): nothing to repair, the model is asked again
+    bad_quote = dict(
+        obj, evidence=[{"source": 2, "quote": "metformin cured diabetes in every patient"}], verdict="refutes"
+    )
+    assert answering.repair(answering.check_answer(bad_quote, SRC, yes_no=True, question=question)) is None
+
+
+def test_refutes_over_a_conclusion_that_cannot_decide_becomes_insufficient():
+    src = {
+        1: "Conclusion: The evidence is insufficient to recommend ivermectin with doxycycline for COVID-19.\n"
+        "Excerpt: Four small trials were included.",
+        2: "Conclusion: Ivermectin did not reduce mortality in hospitalised COVID-19 patients; further trials are needed.",
+    }
+    question = "Does ivermectin with doxycycline work against COVID-19?"
+    obj = {
+        "evidence": [{"source": 1, "quote": "The evidence is insufficient to recommend ivermectin with doxycycline"}],
+        "verdict": "refutes",
+        "answer": [
+            {"sentence": "The evidence is insufficient to recommend ivermectin with doxycycline.", "sources": [1]}
+        ],
+    }
+    checked = answering.check_answer(obj, src, yes_no=True, question=question)
+    assert checked.ok and checked.verdict == "insufficient" and checked.repaired
+    assert answering.render(checked)[0].startswith("The cited sources do not give enough evidence")
+    # a plain "did not reduce" stays refutes ("further trials are needed" alone does not make it undecided)
+    obj2 = {
+        "evidence": [{"source": 2, "quote": "Ivermectin did not reduce mortality in hospitalised COVID-19 patients"}],
+        "verdict": "refutes",
+        "answer": [{"sentence": "Ivermectin did not reduce mortality in hospitalised patients.", "sources": [2]}],
+    }
+    checked = answering.check_answer(obj2, src, yes_no=True, question="Does ivermectin reduce COVID-19 mortality?")
+    assert checked.ok and checked.verdict == "refutes" and not checked.repaired
