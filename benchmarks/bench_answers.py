@@ -206,6 +206,9 @@ def main() -> int:
                 "rewrite_fell_back": "(about: " in plan.standalone,
                 "gold_retrieved": gold_id in {s.id for s in plan.sources},
                 "right_subject": gold_id in {c["id"] for c in answer.citations},
+                "verdict": answer.verdict,
+                "cited": [c["id"] for c in answer.citations],
+                "answer": answer.answer,
                 "seconds": round(time.perf_counter() - t0, 2),
             }
         )
