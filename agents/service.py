@@ -505,10 +505,10 @@ class AnswerService:
         plan.notes.append(
             "The answer failed the support check ("
             + "; ".join(checked.problems[:3])
-            + "): the verified quotes from the sources are given instead."
+            + "): the verified quotes from the sources are given instead of its sentences."
         )
         text, numbers = answering.render_quotes(checked)
-        checked.verdict = "quotes_only" if checked.quotes else "unanswered"
+        checked.verdict = answering.fallback_verdict(checked)
         return text, numbers, checked
 
     def complete(self, plan: Plan) -> Answer:

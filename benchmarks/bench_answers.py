@@ -17,6 +17,9 @@ and web search off, then:
   and the routing accuracy at the configured threshold;
 - ``--conversations`` two-turn conversations: the first turn is a hard item with its answer from above, the second a
   follow-up that only says "it"; right subject = the follow-up's answer cites the first turn's gold document.
+
+``--ids a,b`` re-runs only those items (saved as ``answers_<llm>_rerun.json``): for a change that touches one path,
+e.g. the fallback after a failed correction, re-run the items that reached it.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def main() -> int:
     ap.add_argument("--conversations", type=int, default=30)
     ap.add_argument("--bare-every", type=int, default=5)
     ap.add_argument("--home", default="", help="reuse this home (its index is updated incrementally)")
+    ap.add_argument("--ids", default="", help="only these hard-set item ids (comma-separated); saved as a re-run")
     ap.add_argument("--relevance-only", action="store_true", help="score relevance features only (no LLM)")
     args = ap.parse_args()
 
@@ -100,6 +104,9 @@ def main() -> int:
 
     header, all_items = load_hard_set()
     items = balanced(all_items, args.items)
+    if args.ids:
+        wanted_ids = set(args.ids.split(","))
+        items = [i for i in all_items if i.id in wanted_ids]
     os.environ.setdefault("AGENTIC_GATEWAY_KEY", secrets.token_urlsafe(24))
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="bench-answers-"))
     home.mkdir(parents=True, exist_ok=True)
@@ -265,7 +272,7 @@ def main() -> int:
     }
     print(summary)
     save(
-        f"answers_{args.llm}",
+        f"answers_{args.llm}" + ("_rerun" if args.ids else ""),
         {
             "summary": summary,
             "rows": rows,

@@ -50,6 +50,13 @@ _INSUFFICIENT = re.compile(
     r"conclusions? (?:can|could) be drawn|cannot be (?:recommended|determined|concluded))\b",
     re.I,
 )
+# Conclusions that report an effect (used only where no negative cue is found in the same conclusion).
+_POSITIVE = re.compile(
+    r"\b(significantly (?:improved|reduced|increased|decreased|lowered|better|higher|lower|associated)|improved|"
+    r"improves|reduced|reduces|(?:is|are|was|were) (?:safe and )?(?:effective|beneficial|feasible|superior)|"
+    r"(?:is|are|was|were) (?:significantly |independently |strongly )?associated with)\b",
+    re.I,
+)
 _AFFIRMATIVE_OPENING = re.compile(
     r"^\s*(yes\b|there is (?:good|strong|clear|sufficient) evidence|it (?:is|does) (?:effective|work))", re.I
 )
@@ -183,6 +190,19 @@ def negative_claims(question: str, source_text: str, min_overlap: float = 0.4) -
     return found
 
 
+def positive_claims(question: str, source_text: str, min_overlap: float = 0.5) -> list[str]:
+    """Sentences of a source's conclusion that report an effect about what the question asks, when none of its
+    sentences about the question is negative: a "refutes" verdict over them is wrong ("Pain and physical function
+    improved with both doses of tanezumab compared to NSAIDs" answered "No")."""
+    if not question or negative_claims(question, source_text):
+        return []
+    return [
+        s
+        for s in text_sentences(conclusion_part(source_text))
+        if _POSITIVE.search(s) and not has_negative_finding(s) and sentence_support(question, s) >= min_overlap
+    ]
+
+
 @dataclass
 class Checked:
     verdict: str
@@ -193,6 +213,7 @@ class Checked:
     # a "supports" verdict that the evidence itself contradicts: {"source": n, "claim": the negative sentence}
     conflict: dict | None = None
     repaired: str = ""  # what the code changed without another LLM call, if anything
+    verdict_disputed: bool = True  # False when the verdict passed the polarity checks (other checks may have failed)
 
     @property
     def ok(self) -> bool:
@@ -272,6 +293,7 @@ def check_answer(
         problems.append("no answer sentence is supported by the sources it cites")
     problems += [d for d in dropped if d.startswith("sentence")][:2]
     conflict = None
+    before_polarity = len(problems)
     if yes_no and verdict:
         negative_quote = next((q for q in quotes if has_negative_finding(q["quote"])), None)
         if verdict == "supports" and negative_quote:
@@ -291,12 +313,24 @@ def check_answer(
                     )
                     conflict = {"source": n, "claim": claims[0]}
                     break
+        elif verdict == "refutes" and not any(has_negative_finding(q["quote"]) for q in quotes):
+            # the mirror error, rarer and less dangerous: "no" over a conclusion that reports the effect. Positive
+            # cues are weaker evidence than negative ones, so this asks the model again instead of fixing it in code.
+            relied = list(dict.fromkeys([q["source"] for q in quotes] + [n for s in sentences for n in s["sources"]]))
+            for n in relied:
+                claims = positive_claims(question, sources[n])
+                if claims:
+                    problems.append(
+                        f"source [{n}] concludes \"{claims[0][:160]}\", which the verdict 'refutes' contradicts"
+                    )
+                    break
         for s in sentences:
             if verdict in ("refutes", "insufficient") and _AFFIRMATIVE_OPENING.match(s["sentence"]):
                 problems.append(f'the sentence "{s["sentence"][:60]}" says yes but the verdict is {verdict}')
             if verdict == "supports" and _NEGATIVE_OPENING.match(s["sentence"]):
                 problems.append(f'the sentence "{s["sentence"][:60]}" says no but the verdict is supports')
     checked = Checked(verdict, quotes, sentences, problems, dropped, conflict)
+    checked.verdict_disputed = not verdict or len(problems) > before_polarity
     if yes_no and verdict == "refutes" and checked.ok:
         refine_insufficient(checked, sources, question)
     return checked
@@ -370,11 +404,26 @@ def render(checked: Checked) -> tuple[str, list[int]]:
 
 
 def render_quotes(checked: Checked) -> tuple[str, list[int]]:
-    """The fallback when the model's own sentences do not hold up: what the sources say, verbatim."""
+    """The fallback when the model's own sentences do not hold up: what the sources say, verbatim, after the verdict's
+    lead sentence when the checks did not dispute the verdict (only the sentences failed)."""
     if not checked.quotes:
         return "The sources I found do not clearly answer this question.", []
-    parts = [f'Source [{q["source"]}] states: "{q["quote"].rstrip(". ")}." [{q["source"]}]' for q in checked.quotes]
-    return " ".join(parts), list(dict.fromkeys(q["source"] for q in checked.quotes))
+    evidence_sources = list(dict.fromkeys(q["source"] for q in checked.quotes))
+    parts = []
+    if fallback_verdict(checked) in LEADS:
+        parts.append(f"{LEADS[checked.verdict]} {_cites(evidence_sources)}.")
+    parts += [f'Source [{q["source"]}] states: "{q["quote"].rstrip(". ")}." [{q["source"]}]' for q in checked.quotes]
+    return " ".join(parts), evidence_sources
+
+
+def fallback_verdict(checked: Checked) -> str:
+    """The verdict of a fallback answer: the model's, if verified quotes back it and no check disputed it;
+    otherwise "quotes_only" (the quotes alone) or "unanswered" (nothing verified)."""
+    if not checked.quotes:
+        return "unanswered"
+    if checked.verdict in LEADS and not checked.verdict_disputed:
+        return checked.verdict
+    return "quotes_only"
 
 
 def correction_message(checked: Checked) -> str:

@@ -278,3 +278,49 @@ def test_refutes_over_a_conclusion_that_cannot_decide_becomes_insufficient():
     }
     checked = answering.check_answer(obj2, src, yes_no=True, question="Does ivermectin reduce COVID-19 mortality?")
     assert checked.ok and checked.verdict == "refutes" and not checked.repaired
+
+
+def test_the_fallback_keeps_an_undisputed_verdict_and_drops_a_disputed_one():
+    question = "Does metformin reduce HbA1c compared with placebo?"
+    # the verdict agrees with the verified quote; only the sentence fails (it is not in the source)
+    obj = {
+        "evidence": [{"source": 2, "quote": "Metformin reduced HbA1c by 1.1% compared with placebo"}],
+        "verdict": "supports",
+        "answer": [{"sentence": "It also cured neuropathy in most elderly people.", "sources": [2]}],
+    }
+    checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
+    assert not checked.ok and not checked.verdict_disputed
+    text, cited = answering.render_quotes(checked)
+    assert answering.fallback_verdict(checked) == "supports" and cited == [2]
+    assert text.startswith("Yes: the cited sources support this [2]. Source [2] states:") and "neuropathy" not in text
+    # a verdict the checks dispute is not shown: the quotes alone
+    disputed = dict(obj, verdict="refutes", answer=[{"sentence": "Yes, metformin reduced HbA1c.", "sources": [2]}])
+    checked = answering.check_answer(disputed, SRC, yes_no=True, question=question)
+    assert checked.verdict_disputed and answering.fallback_verdict(checked) == "quotes_only"
+    assert answering.render_quotes(checked)[0].startswith("Source [2] states:")
+    # nothing verified: unanswered
+    empty = dict(obj, evidence=[{"source": 2, "quote": "metformin cured diabetes in every single patient"}])
+    assert (
+        answering.fallback_verdict(answering.check_answer(empty, SRC, yes_no=True, question=question)) == "unanswered"
+    )
+
+
+def test_refutes_over_a_conclusion_that_reports_the_effect_is_caught():
+    # the 1.5B model answered "No" here (bench_answers, golden-hard-v3): the safety sentence is not a negative finding
+    src = {
+        1: "Conclusion: In patients previously receiving a stable dose of NSAIDs, tanezumab resulted in more joint "
+        "safety events than continued NSAIDs. Pain and physical function improved with both doses of tanezumab "
+        "compared to NSAIDs, reaching statistical significance with tanezumab 5 mg at 16 weeks."
+    }
+    question = "Does tanezumab improve pain and physical function compared to NSAIDs?"
+    obj = {
+        "evidence": [{"source": 1, "quote": "tanezumab resulted in more joint safety events than continued NSAIDs"}],
+        "verdict": "refutes",
+        "answer": [{"sentence": "Tanezumab resulted in more joint safety events than NSAIDs.", "sources": [1]}],
+    }
+    checked = answering.check_answer(obj, src, yes_no=True, question=question)
+    assert not checked.ok and "which the verdict 'refutes' contradicts" in checked.problems[0]
+    assert answering.repair(checked) is None  # positive cues are weaker: the model is asked again, no code fix
+    # a conclusion with a negative finding about the question is never read as positive
+    mixed = {1: "Conclusion: X reduced pain scores. X did not improve physical function compared to NSAIDs."}
+    assert answering.positive_claims("Does X improve physical function compared to NSAIDs?", mixed[1]) == []
