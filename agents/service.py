@@ -483,6 +483,7 @@ class AnswerService:
                     self.config.min_quote_support,
                     self.config.min_sentence_support,
                     plan.standalone,
+                    on_topic=plan.route == "knowledge_base",
                 )
                 span.set_attribute("agentic.check.ok", checked.ok)
                 span.set_attribute("agentic.check.problems", len(checked.problems))

@@ -50,10 +50,10 @@ _INSUFFICIENT = re.compile(
     r"conclusions? (?:can|could) be drawn|cannot be (?:recommended|determined|concluded))\b",
     re.I,
 )
-# Conclusions that report an effect (used only where no negative cue is found in the same conclusion).
+# Conclusions that report an effect (read only in sentences or clauses without a negative cue).
 _POSITIVE = re.compile(
-    r"\b(significantly (?:improved|reduced|increased|decreased|lowered|better|higher|lower|associated)|improved|"
-    r"improves|reduced|reduces|(?:is|are|was|were) (?:safe and )?(?:effective|beneficial|feasible|superior)|"
+    r"\b(significantly (?:improved|reduced|increased|decreased|lowered|better|higher|lower|associated)|"
+    r"improve[sd]?|reduce[sd]?|(?:is|are|was|were) (?:safe and )?(?:effective|beneficial|feasible|superior)|"
     r"(?:is|are|was|were) (?:significantly |independently |strongly )?associated with)\b",
     re.I,
 )
@@ -178,15 +178,31 @@ def verdict_of_claim(claim: str) -> str:
     return "insufficient" if _INSUFFICIENT.search(claim) else "refutes"
 
 
+_CLAUSE = re.compile(r"\s*;\s*|,?\s+\b(?:but|whereas|while|although|though|however|yet)\b,?\s*", re.I)
+
+
 def negative_claims(question: str, source_text: str, min_overlap: float = 0.4) -> list[str]:
     """Sentences of a source's conclusion that report no effect / no difference / weak evidence about what the
-    question asks (they share ``min_overlap`` of its content words): a "supports" verdict over them is wrong."""
+    question asks (they share ``min_overlap`` of its content words): a "supports" verdict over them is wrong.
+
+    A mixed sentence ("improved pain and function but did not improve PtGA") counts only when its negative clause is
+    at least as close to the question as its positive one: asked about pain, that sentence says yes."""
     if not question:
         return []
     found = []
     for sentence in text_sentences(conclusion_part(source_text)):
-        if has_negative_finding(sentence) and sentence_support(question, sentence) >= min_overlap:
-            found.append(sentence)
+        if not has_negative_finding(sentence) or sentence_support(question, sentence) < min_overlap:
+            continue
+        parts = [c for c in _CLAUSE.split(sentence) if c and c.strip()]
+        if len(parts) > 1:
+            neg = max((sentence_support(question, c) for c in parts if has_negative_finding(c)), default=0.0)
+            pos = max(
+                (sentence_support(question, c) for c in parts if _POSITIVE.search(c) and not has_negative_finding(c)),
+                default=0.0,
+            )
+            if pos > neg:
+                continue
+        found.append(sentence)
     return found
 
 
@@ -237,11 +253,15 @@ def check_answer(
     min_quote_support: float = 0.85,
     min_sentence_support: float = 0.5,
     question: str = "",
+    on_topic: bool = False,
 ) -> Checked:
     """Verify a model answer object against ``sources`` ({n: text}); what fails is dropped and named in problems.
 
     ``question``: when given, a "not_in_sources" verdict over a verified quote that is about the question (half its
-    content words) is a contradiction too: small models say "not in the sources" over the very passage they quote."""
+    content words) is a contradiction too: small models say "not in the sources" over the very passage they quote.
+    ``on_topic``: retrieval evidence says the sources are about the question (the knowledge-base route); then a
+    "not_in_sources" with no quote at all is questioned once too (follow-ups like "Which patients were studied in
+    the study of X?" got it over the very abstract about X)."""
     verdicts = YES_NO_VERDICTS if yes_no else OPEN_VERDICTS
     verdict = obj.get("verdict") if obj.get("verdict") in verdicts else ""
     problems: list[str] = []
@@ -277,13 +297,24 @@ def check_answer(
                 continue
             sentences.append({"sentence": text, "sources": cited, "support": round(support, 3)})
     if verdict == "not_in_sources":
-        on_topic = [q for q in quotes if question and sentence_support(question, q["quote"]) >= 0.5]
-        if on_topic:
+        about = [q for q in quotes if question and sentence_support(question, q["quote"]) >= 0.5]
+        if about:
             return Checked(
                 verdict,
                 quotes,
                 sentences,
-                [f"the verdict says no source is about the question, but source [{on_topic[0]['source']}] is"],
+                [f"the verdict says no source is about the question, but source [{about[0]['source']}] is"],
+                dropped,
+            )
+        if on_topic and not quotes:
+            return Checked(
+                verdict,
+                [],
+                [],
+                [
+                    "the verdict says no source is about the question, but the search found sources about it: quote "
+                    "the sentence that answers the question, and say not_in_sources only if no sentence does"
+                ],
                 dropped,
             )
         return Checked(verdict, [], [], [], dropped)

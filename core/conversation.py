@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.answering import content_words
+from core.answering import LEADS, NOT_IN_SOURCES, content_words
 
 REWRITE_VERSION = "rewrite-v2-subject-check"
 _ANAPHORA = re.compile(
@@ -80,10 +80,14 @@ def rewrite_messages(question: str, history: list[Turn]) -> list[dict]:
     ]
 
 
+# words of the answers' own framing ("Yes: the cited sources support this"): never a conversation's subject
+_FRAMING = frozenset(content_words(" ".join([*LEADS.values(), NOT_IN_SOURCES, "source sources states concludes"])))
+
+
 def names_subject(original: str, rewritten: str, history: list[Turn], min_words: int = 2) -> bool:
     """Whether a rewrite names what the conversation was about: it brings in ``min_words`` content words of the
     earlier turns that the follow-up itself did not have ("How long was the follow-up in the study?" does not)."""
-    earlier = {w for t in history for w in content_words(t.content)}
+    earlier = {w for t in history for w in content_words(t.content)} - _FRAMING
     own = set(content_words(original))
     return len((set(content_words(rewritten)) - own) & earlier) >= min_words
 

@@ -324,3 +324,36 @@ def test_refutes_over_a_conclusion_that_reports_the_effect_is_caught():
     # a conclusion with a negative finding about the question is never read as positive
     mixed = {1: "Conclusion: X reduced pain scores. X did not improve physical function compared to NSAIDs."}
     assert answering.positive_claims("Does X improve physical function compared to NSAIDs?", mixed[1]) == []
+
+
+def test_a_mixed_conclusion_is_read_by_the_clause_the_question_asks_about():
+    # the code repair once turned this "supports" into "refutes" (bench_answers): the sentence says yes about pain
+    src = (
+        "Conclusion: Tanezumab 5 mg significantly improved pain and physical function but did not improve PtGA at "
+        "week 16 when compared to NSAIDs; joint safety events were more frequent."
+    )
+    assert answering.negative_claims("Does tanezumab improve pain and physical function compared to NSAIDs?", src) == []
+    assert answering.negative_claims("Does tanezumab improve PtGA at week 16 compared to NSAIDs?", src)
+    # asked about the negative clause, the simethicone sentence still counts
+    assert answering.negative_claims("Does simethicone improve the adenoma detection rate?", SRC[1])
+    assert answering.negative_claims("Does simethicone improve bowel cleanliness?", SRC[1]) == []
+
+
+def test_a_quoteless_not_in_sources_on_the_knowledge_base_route_is_questioned_once():
+    obj = {"evidence": [], "verdict": "not_in_sources", "answer": []}
+    question = "Which patients were studied in the metformin trial?"
+    assert answering.check_answer(obj, SRC, yes_no=False, question=question).ok  # e.g. on the web route
+    checked = answering.check_answer(obj, SRC, yes_no=False, question=question, on_topic=True)
+    assert not checked.ok and "the search found sources about it" in checked.problems[0]
+    assert answering.fallback_verdict(checked) == "unanswered"  # insisting twice: "do not clearly answer"
+
+
+def test_the_answers_own_framing_is_not_a_conversation_subject():
+    history = [
+        Turn("user", "Are maternal and fetal factors associated with non-cephalic malpresentation at term?"),
+        Turn("assistant", 'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].'),
+    ]
+    follow = "Which patients were studied in it?"
+    # "it" became "the cited sources", words of the answer's lead sentence, not of the subject
+    out = conversation.accept_rewrite(follow, "Which patients were studied in the cited sources?", history)
+    assert out.startswith(follow + " (about: Are maternal and fetal factors")
