@@ -335,26 +335,20 @@ def check_answer(
             conflict = {"source": negative_quote["source"], "claim": negative_quote["quote"]}
         elif verdict == "supports":
             # the model may quote a side sentence: the conclusion of each source it relies on is checked too
-            relied = list(dict.fromkeys([q["source"] for q in quotes] + [n for s in sentences for n in s["sources"]]))
-            for n in relied:
-                claims = negative_claims(question, sources[n])
-                if claims:
-                    problems.append(
-                        f"source [{n}] concludes \"{claims[0][:160]}\", which the verdict 'supports' contradicts"
-                    )
-                    conflict = {"source": n, "claim": claims[0]}
-                    break
+            found = _first_claim(negative_claims, question, sources, _relied(quotes, sentences))
+            if found:
+                problems.append(
+                    f"source [{found[0]}] concludes \"{found[1][:160]}\", which the verdict 'supports' contradicts"
+                )
+                conflict = {"source": found[0], "claim": found[1]}
         elif verdict == "refutes" and not any(has_negative_finding(q["quote"]) for q in quotes):
             # the mirror error, rarer and less dangerous: "no" over a conclusion that reports the effect. Positive
             # cues are weaker evidence than negative ones, so this asks the model again instead of fixing it in code.
-            relied = list(dict.fromkeys([q["source"] for q in quotes] + [n for s in sentences for n in s["sources"]]))
-            for n in relied:
-                claims = positive_claims(question, sources[n])
-                if claims:
-                    problems.append(
-                        f"source [{n}] concludes \"{claims[0][:160]}\", which the verdict 'refutes' contradicts"
-                    )
-                    break
+            found = _first_claim(positive_claims, question, sources, _relied(quotes, sentences))
+            if found:
+                problems.append(
+                    f"source [{found[0]}] concludes \"{found[1][:160]}\", which the verdict 'refutes' contradicts"
+                )
         for s in sentences:
             if verdict in ("refutes", "insufficient") and _AFFIRMATIVE_OPENING.match(s["sentence"]):
                 problems.append(f'the sentence "{s["sentence"][:60]}" says yes but the verdict is {verdict}')
@@ -367,13 +361,24 @@ def check_answer(
     return checked
 
 
+def _relied(quotes: list[dict], sentences: list[dict]) -> list[int]:
+    """The sources an answer relies on: those it quotes, then those its sentences cite."""
+    return list(dict.fromkeys([q["source"] for q in quotes] + [n for s in sentences for n in s["sources"]]))
+
+
+def _first_claim(find, question: str, sources: dict[int, str], relied: list[int]) -> tuple[int, str] | None:
+    """(source, sentence): the first claim ``find`` (negative_claims / positive_claims) reports among ``relied``."""
+    for n in relied:
+        claims = find(question, sources[n])
+        if claims:
+            return n, claims[0]
+    return None
+
+
 def refine_insufficient(checked: Checked, sources: dict[int, str], question: str) -> None:
     """A "refutes" whose evidence only says it cannot decide ("the evidence is insufficient") becomes "insufficient":
     a clinician reads "no" and "we do not know" differently. Only the conclusions of the sources the answer cites."""
-    relied = list(
-        dict.fromkeys([q["source"] for q in checked.quotes] + [n for s in checked.sentences for n in s["sources"]])
-    )
-    claims = [c for n in relied for c in negative_claims(question, sources[n])]
+    claims = [c for n in _relied(checked.quotes, checked.sentences) for c in negative_claims(question, sources[n])]
     claims += [q["quote"] for q in checked.quotes if has_negative_finding(q["quote"])]
     if claims and all(verdict_of_claim(c) == "insufficient" for c in claims):
         checked.verdict = "insufficient"
