@@ -326,7 +326,17 @@ def check_answer(
     conflict = None
     before_polarity = len(problems)
     if yes_no and verdict:
-        negative_quote = next((q for q in quotes if has_negative_finding(q["quote"])), None)
+        # a quoted negative finding counts when it is about the question ("differences between the 2.5 mg and NSAID
+        # groups were not significant" does not refute "Does tanezumab improve pain?"); without a question, any does
+        negative_quote = next(
+            (
+                q
+                for q in quotes
+                if has_negative_finding(q["quote"])
+                and (not question or negative_claims(question, "Conclusion: " + q["quote"]))
+            ),
+            None,
+        )
         if verdict == "supports" and negative_quote:
             problems.append(
                 "the verdict 'supports' contradicts the quoted evidence, which reports no effect, no difference or "

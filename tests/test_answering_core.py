@@ -357,3 +357,24 @@ def test_the_answers_own_framing_is_not_a_conversation_subject():
     # "it" became "the cited sources", words of the answer's lead sentence, not of the subject
     out = conversation.accept_rewrite(follow, "Which patients were studied in the cited sources?", history)
     assert out.startswith(follow + " (about: Are maternal and fetal factors")
+
+
+def test_a_quoted_negative_side_finding_does_not_refute_the_question():
+    # the code repair turned this "yes" into "no" in bench_answers: the quote is about the 2.5 mg dose, not the question
+    conclusion = (
+        "Tanezumab 5 mg significantly improved pain and physical function but did not improve PtGA at week 16 when "
+        "compared to NSAIDs; corresponding differences between the tanezumab 2.5 mg and NSAID groups were not "
+        "statistically significant."
+    )
+    side = "corresponding differences between the tanezumab 2.5 mg and NSAID groups were not statistically significant"
+    obj = {
+        "evidence": [{"source": 1, "quote": side}],
+        "verdict": "supports",
+        "answer": [{"sentence": "Tanezumab 5 mg significantly improved pain and physical function.", "sources": [1]}],
+    }
+    question = "Does tanezumab improve pain and physical function compared to NSAIDs?"
+    checked = answering.check_answer(obj, {1: "Conclusion: " + conclusion}, yes_no=True, question=question)
+    assert checked.ok and checked.verdict == "supports", checked.problems
+    # the same quote answers a question about the 2.5 mg dose: then it is the conclusion, and "supports" is caught
+    dose = "Were there significant differences between tanezumab 2.5 mg and NSAID groups?"
+    assert answering.check_answer(obj, {1: "Conclusion: " + conclusion}, yes_no=True, question=dose).conflict
