@@ -229,7 +229,6 @@ class Checked:
     # a "supports" verdict that the evidence itself contradicts: {"source": n, "claim": the negative sentence}
     conflict: dict | None = None
     repaired: str = ""  # what the code changed without another LLM call, if anything
-    verdict_disputed: bool = True  # False when the verdict passed the polarity checks (other checks may have failed)
 
     @property
     def ok(self) -> bool:
@@ -324,7 +323,6 @@ def check_answer(
         problems.append("no answer sentence is supported by the sources it cites")
     problems += [d for d in dropped if d.startswith("sentence")][:2]
     conflict = None
-    before_polarity = len(problems)
     if yes_no and verdict:
         # a quoted negative finding counts when it is about the question ("differences between the 2.5 mg and NSAID
         # groups were not significant" does not refute "Does tanezumab improve pain?"); without a question, any does
@@ -365,7 +363,6 @@ def check_answer(
             if verdict == "supports" and _NEGATIVE_OPENING.match(s["sentence"]):
                 problems.append(f'the sentence "{s["sentence"][:60]}" says no but the verdict is supports')
     checked = Checked(verdict, quotes, sentences, problems, dropped, conflict)
-    checked.verdict_disputed = not verdict or len(problems) > before_polarity
     if yes_no and verdict == "refutes" and checked.ok:
         refine_insufficient(checked, sources, question)
     return checked
@@ -450,26 +447,18 @@ def render(checked: Checked) -> tuple[str, list[int]]:
 
 
 def render_quotes(checked: Checked) -> tuple[str, list[int]]:
-    """The fallback when the model's own sentences do not hold up: what the sources say, verbatim, after the verdict's
-    lead sentence when the checks did not dispute the verdict (only the sentences failed)."""
+    """The fallback when the model's answer does not hold up after its correction: what the sources say, verbatim,
+    and no verdict. Keeping a verdict that no check disputed was tried: after two failed attempts it is not
+    trustworthy ("Is patient education beneficial?" got "Yes" over a source whose evidence was insufficient)."""
     if not checked.quotes:
         return "The sources I found do not clearly answer this question.", []
-    evidence_sources = list(dict.fromkeys(q["source"] for q in checked.quotes))
-    parts = []
-    if fallback_verdict(checked) in LEADS:
-        parts.append(f"{LEADS[checked.verdict]} {_cites(evidence_sources)}.")
-    parts += [f'Source [{q["source"]}] states: "{q["quote"].rstrip(". ")}." [{q["source"]}]' for q in checked.quotes]
-    return " ".join(parts), evidence_sources
+    parts = [f'Source [{q["source"]}] states: "{q["quote"].rstrip(". ")}." [{q["source"]}]' for q in checked.quotes]
+    return " ".join(parts), list(dict.fromkeys(q["source"] for q in checked.quotes))
 
 
 def fallback_verdict(checked: Checked) -> str:
-    """The verdict of a fallback answer: the model's, if verified quotes back it and no check disputed it;
-    otherwise "quotes_only" (the quotes alone) or "unanswered" (nothing verified)."""
-    if not checked.quotes:
-        return "unanswered"
-    if checked.verdict in LEADS and not checked.verdict_disputed:
-        return checked.verdict
-    return "quotes_only"
+    """The verdict of a fallback answer: "quotes_only" (verified quotes) or "unanswered" (nothing verified)."""
+    return "quotes_only" if checked.quotes else "unanswered"
 
 
 def correction_message(checked: Checked) -> str:

@@ -280,25 +280,20 @@ def test_refutes_over_a_conclusion_that_cannot_decide_becomes_insufficient():
     assert checked.ok and checked.verdict == "refutes" and not checked.repaired
 
 
-def test_the_fallback_keeps_an_undisputed_verdict_and_drops_a_disputed_one():
+def test_the_fallback_never_shows_a_verdict():
+    # bench_answers: keeping a verdict no check disputed after two failed attempts answered "Yes" on an
+    # insufficient-evidence item; the fallback is the verified quotes alone
     question = "Does metformin reduce HbA1c compared with placebo?"
-    # the verdict agrees with the verified quote; only the sentence fails (it is not in the source)
     obj = {
         "evidence": [{"source": 2, "quote": "Metformin reduced HbA1c by 1.1% compared with placebo"}],
         "verdict": "supports",
         "answer": [{"sentence": "It also cured neuropathy in most elderly people.", "sources": [2]}],
     }
     checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
-    assert not checked.ok and not checked.verdict_disputed
+    assert not checked.ok
     text, cited = answering.render_quotes(checked)
-    assert answering.fallback_verdict(checked) == "supports" and cited == [2]
-    assert text.startswith("Yes: the cited sources support this [2]. Source [2] states:") and "neuropathy" not in text
-    # a verdict the checks dispute is not shown: the quotes alone
-    disputed = dict(obj, verdict="refutes", answer=[{"sentence": "Yes, metformin reduced HbA1c.", "sources": [2]}])
-    checked = answering.check_answer(disputed, SRC, yes_no=True, question=question)
-    assert checked.verdict_disputed and answering.fallback_verdict(checked) == "quotes_only"
-    assert answering.render_quotes(checked)[0].startswith("Source [2] states:")
-    # nothing verified: unanswered
+    assert answering.fallback_verdict(checked) == "quotes_only" and cited == [2]
+    assert text.startswith("Source [2] states:") and "Yes" not in text and "neuropathy" not in text
     empty = dict(obj, evidence=[{"source": 2, "quote": "metformin cured diabetes in every single patient"}])
     assert (
         answering.fallback_verdict(answering.check_answer(empty, SRC, yes_no=True, question=question)) == "unanswered"
