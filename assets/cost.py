@@ -11,7 +11,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.metadata import png_bytes
 from core.cost import (
     HOURS_PER_MONTH,
     Item,
@@ -27,6 +26,7 @@ from core.cost import (
     total,
     unit_costs,
 )
+from core.plots import png_bytes
 from core.simulation import DEFAULT_PROFILE, ReplicaPolicy, price_timeline
 from resources.aws import AWSResource
 from resources.platform import PlatformResource

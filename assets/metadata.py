@@ -33,16 +33,3 @@ def quarantine_table(rows: list[dict], key: str = "key", limit: int = 100) -> dg
         dg.TableRecord({key: r[key], "reason": r["reason"], "size": int(r.get("size") or 0)}) for r in rows[:limit]
     ]
     return dg.MetadataValue.table(records=records, schema=schema)
-
-
-def png_bytes(fig, dpi: int | None = None) -> bytes:
-    """A matplotlib figure as PNG bytes, in memory (the caller puts them in the state store or the metadata; no
-    step writes a local file), and the figure closed."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", **({"dpi": dpi} if dpi else {}))
-    plt.close(fig)
-    return buf.getvalue()

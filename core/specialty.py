@@ -128,11 +128,19 @@ class SoftmaxClassifier:
         idx = p.argmax(axis=1)
         return [self.classes[i] for i in idx], p[np.arange(len(idx)), idx]
 
-    def to_npz(self) -> dict:
-        return {"weights": self.weights, "classes": np.array(self.classes)}
+    def to_bytes(self) -> bytes:
+        """The model as .npz bytes, in memory: the caller puts them in the state store (no step writes a file)."""
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, weights=self.weights, classes=np.array(self.classes))
+        return buf.getvalue()
 
     @classmethod
-    def from_npz(cls, data) -> "SoftmaxClassifier":
+    def from_bytes(cls, raw: bytes) -> "SoftmaxClassifier":
+        import io
+
+        data = np.load(io.BytesIO(raw))
         return cls(np.asarray(data["weights"]), tuple(str(c) for c in data["classes"]))
 
 

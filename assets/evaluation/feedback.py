@@ -22,8 +22,9 @@ from assets.evaluation.state import (
     OWNERS,
     read_feedback_candidates,
 )
-from assets.metadata import md_table, png_bytes
+from assets.metadata import md_table
 from core.feedback import NEEDS_REVIEW, daily_rollup, golden_candidate, is_negative
+from core.plots import png_bytes
 from resources.state_store import PipelineStateStore
 
 PLOT_DAYS = 90

@@ -19,9 +19,10 @@ from assets.evaluation.state import (
     read_last_run,
 )
 from assets.knowledge.state import read_candidate, save_candidate
-from assets.metadata import md_table, png_bytes
+from assets.metadata import md_table
 from core.evaluation import JUDGE_METRICS, promotion_gate
 from core.generations import transition
+from core.plots import png_bytes
 from resources.state_store import PipelineStateStore
 from resources.vector_store import VectorStoreResource
 

@@ -6,7 +6,6 @@ by more than ``retrain_change``: a run that changed 1% of the corpus does not re
 """
 
 import hashlib
-import io
 import time
 from collections import Counter
 
@@ -139,14 +138,13 @@ def specialty_classifier(
         model = train_softmax(x[train], [labels[i] for i in train], SPECIALTIES, l2=config.l2, epochs=config.epochs)
         pred, _ = model.predict(x[test]) if test else ([], None)
         f1, per_class = macro_f1([labels[i] for i in test], pred, SPECIALTIES)
-        buf = io.BytesIO()
-        np.savez(buf, **model.to_npz())
-        pipeline_state.put_bytes(CLASSIFIER_MODEL, buf.getvalue())
+        raw = model.to_bytes()
+        pipeline_state.put_bytes(CLASSIFIER_MODEL, raw)
         metrics.update(
             {
                 "macro_f1": round(f1, 4),
                 "per_class": per_class,
-                "model_digest": hashlib.sha256(buf.getvalue()).hexdigest()[:16],
+                "model_digest": hashlib.sha256(raw).hexdigest()[:16],
             }
         )
     else:
@@ -224,7 +222,7 @@ def document_classes(
     vtable = vectors_table(embedder.model_id)
     record = pipeline_state.read_json(CLASSIFIER_RECORD) or {}
     raw = pipeline_state.get_bytes(CLASSIFIER_MODEL) if record.get("trained") else None
-    model = SoftmaxClassifier.from_npz(np.load(io.BytesIO(raw))) if raw else None
+    model = SoftmaxClassifier.from_bytes(raw) if raw else None
     items = plan(
         pipeline_state,
         CLASSES_TABLE,
