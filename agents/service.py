@@ -333,14 +333,15 @@ class AnswerService:
         span_name: str,
         messages: list[dict],
         max_tokens: int,
-        response_format: dict | None = None,
+        schema: dict | None = None,
         models: list[str] | None = None,
         **extra,
     ) -> str:
+        """One chat call; with ``schema`` the gateway's structured output makes the reply compact JSON of it."""
         with tracer().start_as_current_span(span_name) as span:
             span.set_attribute("gen_ai.system", "openai")
             span.set_attribute("gen_ai.request.model", self.gateway.chat_model)
-            kwargs = dict(extra, response_format=response_format) if response_format else extra
+            kwargs = dict(extra, **self.gateway.structured(span_name, schema)) if schema else extra
             r = self.client.chat.completions.create(
                 model=self.gateway.chat_model,
                 messages=messages,
@@ -364,13 +365,12 @@ class AnswerService:
         if not conversation.needs_rewrite(question, history):
             return question, 0
         window = conversation.history_window(history, self.config.history_budget_tokens)
-        fmt = {"type": "json_schema", "json_schema": {"name": "standalone", "schema": conversation.REWRITE_SCHEMA}}
         text = self._chat(
             tokens,
             "rewrite_question",
             conversation.rewrite_messages(question, window),
             self.config.rewrite_max_tokens,
-            fmt,
+            conversation.REWRITE_SCHEMA,
             models,
         )
         try:
@@ -460,20 +460,14 @@ class AnswerService:
     def _structured(self, plan: Plan) -> tuple[str, list[int], answering.Checked]:
         """The answer call, the code checks, at most ``max_corrections`` correction calls, the quote fallback."""
         by_n = {s.n: s.text for s in plan.sources}
-        fmt = {
-            "type": "json_schema",
-            "json_schema": {
-                "name": "answer",
-                "schema": answering.answer_schema(
-                    len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences
-                ),
-            },
-        }
+        schema = answering.answer_schema(
+            len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences
+        )
         messages = list(plan.messages)
         checked = None
         for attempt in range(1 + self.config.max_corrections):
             name = "generate_answer" if attempt == 0 else "correct_answer"
-            raw = self._chat(plan.tokens, name, messages, self.config.answer_max_tokens, fmt, plan.models)
+            raw = self._chat(plan.tokens, name, messages, self.config.answer_max_tokens, schema, plan.models)
             plan.llm_calls += 1
             with tracer().start_as_current_span("check_answer") as span:
                 checked = answering.check_answer(

@@ -1,7 +1,7 @@
 """Faithful answers on the harder golden set: agreement with the source's conclusion, supported sentences,
 relevance AUROC on on-topic vs off-topic questions, follow-ups about the right subject, latency vs a bare call.
 
-    python benchmarks/bench_answers.py [--llm 1.5b] [--items 0] [--docs 1000] [--conversations 30] [--bare-every 5]
+    python benchmarks/bench_answers.py [--llm 1.5b] [--items 0] [--docs 1000] [--conversations 30] [--bare-every 3]
 
 Builds a home with ``--docs`` sampled abstracts plus every gold document of the harder set
 (``assets/evaluation/data/golden_hard.jsonl``), deploys the serving assets (Ray Serve + LiteLLM) with the chosen LLM
@@ -84,7 +84,7 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=0)
     ap.add_argument("--docs", type=int, default=1000)
     ap.add_argument("--conversations", type=int, default=30)
-    ap.add_argument("--bare-every", type=int, default=5)
+    ap.add_argument("--bare-every", type=int, default=3)
     ap.add_argument("--home", default="", help="reuse this home (its index is updated incrementally)")
     ap.add_argument("--ids", default="", help="only these hard-set item ids (comma-separated); saved as a re-run")
     ap.add_argument("--relevance-only", action="store_true", help="score relevance features only (no LLM)")
@@ -170,6 +170,7 @@ def main() -> int:
                 "llm_calls": answer.llm_calls,
                 "repaired": next((n for n in answer.notes if n.startswith("Corrected in code")), ""),
                 "seconds": round(secs, 2),
+                "completion_tokens": answer.tokens.get("completion"),
                 "answer": answer.answer,
                 "notes": answer.notes,
                 "gold_doc_key": item.gold_doc_key,
@@ -183,10 +184,18 @@ def main() -> int:
                 {"role": "user", "content": user_prompt(plan.standalone, plan.sources, ANSWER_TASK)},
             ]
             t1 = time.perf_counter()
-            client.chat.completions.create(
+            bare = client.chat.completions.create(
                 model=gateway.chat_model, messages=messages, max_tokens=200, temperature=cfg.temperature
             )
-            bare_rows.append({"id": item.id, "bare_s": round(time.perf_counter() - t1, 2), "answer_s": round(secs, 2)})
+            bare_rows.append(
+                {
+                    "id": item.id,
+                    "bare_s": round(time.perf_counter() - t1, 2),
+                    "answer_s": round(secs, 2),
+                    "llm_calls": answer.llm_calls,
+                    "bare_completion_tokens": bare.usage.completion_tokens if bare.usage else None,
+                }
+            )
         print(
             f"{n}/{len(items)} {secs:5.1f}s {item.polarity:>12} -> {answer.verdict:<14} calls={answer.llm_calls} "
             f"{'OPPOSITE ' if opposite else ''}{item.question[:70]}",
@@ -265,6 +274,14 @@ def main() -> int:
         if bare_rows
         else None,
         "bare_p50_s": round(statistics.median(b["bare_s"] for b in bare_rows), 2) if bare_rows else None,
+        "latency_pairs": len(bare_rows),
+        # the fast path: answers that took the one answer call (no correction call)
+        "latency_ratio_fast_path": round(
+            statistics.median(b["answer_s"] for b in fast) / statistics.median(b["bare_s"] for b in fast), 3
+        )
+        if (fast := [b for b in bare_rows if b["llm_calls"] == 1])
+        else None,
+        "completion_tokens_p50": statistics.median(r["completion_tokens"] or 0 for r in rows),
         "documents_indexed": args.docs + len(gold),
         "index_seconds": round(index_s, 1),
         "deploy_seconds": round(deploy_s, 1),

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-PROMPT_VERSION = "answer-v3-evidence-verdict-repair"
+PROMPT_VERSION = "answer-v4-compact-json"
 
 YES_NO_VERDICTS = ("supports", "refutes", "insufficient", "not_in_sources")
 OPEN_VERDICTS = ("answered", "not_in_sources")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.answering import LEADS, NOT_IN_SOURCES, content_words
 
-REWRITE_VERSION = "rewrite-v2-subject-check"
+REWRITE_VERSION = "rewrite-v3-first-question"
 _ANAPHORA = re.compile(
     r"\b(it|its|they|them|their|theirs|this|that|these|those|he|she|him|her|such|there|the same|above|"
     r"the (?:study|trial|paper|article|review|analysis|drug|treatment|intervention|disease|condition|patients|"
@@ -92,10 +92,20 @@ def names_subject(original: str, rewritten: str, history: list[Turn], min_words:
     return len((set(content_words(rewritten)) - own) & earlier) >= min_words
 
 
+_FIRST_QUESTION = re.compile(r"^(.+?\?)(?:\s|$)", re.S)
+
+
+def first_question(text: str) -> str:
+    """The rewrite's first question: small models append an answer after it ("Which patients were studied? The study
+    involved patients with hypertension ..."), and that invented text steers retrieval to other articles."""
+    m = _FIRST_QUESTION.match(text.strip())
+    return m.group(1).strip() if m else text.strip()
+
+
 def accept_rewrite(original: str, rewritten: str, history: list[Turn]) -> str:
-    """The rewrite when it is a question that names the conversation's subject; otherwise the follow-up with the last
+    """The rewrite's first question when it names the conversation's subject; otherwise the follow-up with the last
     user question attached, which retrieval can use (small models often keep "the study" unresolved)."""
-    rewritten = (rewritten or "").strip()
+    rewritten = first_question(rewritten or "")
     if len(rewritten) <= 400 and names_subject(original, rewritten, history):
         return rewritten
     last_user = next((t.content for t in reversed(history) if t.role == "user"), "")

@@ -51,6 +51,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
                 embedding_model=embedder.model_id,
                 state_dir=str(settings.serving_root),
+                structured_output="grammar",  # the local LLM is llama-server
             ),
         }
     else:

@@ -39,6 +39,20 @@ class LLMGatewayResource(dg.ConfigurableResource):
     litellm_bin: str = str(REPO / ".venv-gateway" / "bin" / "litellm")
     request_timeout_s: int = 300
     retries: int = 2
+    # how a JSON schema is enforced upstream: "json_schema" (response_format; vLLM renders it compact through its
+    # disable_any_whitespace) or "grammar" (a compact GBNF grammar: llama-server, whose own schema conversion lets
+    # small models pretty-print, a fifth of the answer's tokens)
+    structured_output: str = "json_schema"
+
+    def structured(self, name: str, schema: dict) -> dict:
+        """Request kwargs (for the OpenAI client) that make the model write ``schema`` as compact JSON."""
+        if self.structured_output == "grammar":
+            from core.grammar import schema_to_gbnf
+
+            return {"extra_body": {"grammar": schema_to_gbnf(schema)}}
+        if self.structured_output != "json_schema":
+            raise ValueError("structured_output must be 'json_schema' or 'grammar'")
+        return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}}
 
     # -- client side -------------------------------------------------------------------------
     def openai_client(self, **kw):

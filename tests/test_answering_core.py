@@ -354,6 +354,24 @@ def test_the_answers_own_framing_is_not_a_conversation_subject():
     assert out.startswith(follow + " (about: Are maternal and fetal factors")
 
 
+def test_a_rewrite_that_appends_an_invented_answer_keeps_only_its_question():
+    # bench_answers: the 1.5B model answered its own rewrite, and "hypertension" pulled in hypertension papers
+    history = [
+        Turn("user", "Is it true that patient-centered activities lead to improved health outcomes?"),
+        Turn("assistant", 'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].'),
+    ]
+    follow = "Which patients were studied in it?"
+    rewritten = (
+        "Which patients were studied in the cited sources? The study involved patients with a specific disease, "
+        "such as hypertension, and found that patient-centered activities led to improved health outcomes."
+    )
+    out = conversation.accept_rewrite(follow, rewritten, history)
+    assert "hypertension" not in out
+    assert out.startswith(follow + " (about: Is it true that patient-centered")
+    named = "Which patients were studied in the trial of patient-centered activities? Patients with diabetes."
+    assert conversation.accept_rewrite(follow, named, history) == named.split("? ")[0] + "?"
+
+
 def test_a_quoted_negative_side_finding_does_not_refute_the_question():
     # the code repair turned this "yes" into "no" in bench_answers: the quote is about the 2.5 mg dose, not the question
     conclusion = (
@@ -373,3 +391,26 @@ def test_a_quoted_negative_side_finding_does_not_refute_the_question():
     # the same quote answers a question about the 2.5 mg dose: then it is the conclusion, and "supports" is caught
     dose = "Were there significant differences between tanezumab 2.5 mg and NSAID groups?"
     assert answering.check_answer(obj, {1: "Conclusion: " + conclusion}, yes_no=True, question=dose).conflict
+
+
+def test_compact_grammar_covers_the_answer_schemas_and_refuses_what_it_cannot_enforce():
+    import pytest
+
+    from core.grammar import schema_to_gbnf
+
+    g = schema_to_gbnf(answering.answer_schema(3, yes_no=True, max_quotes=2, max_sentences=3))
+    rules = dict(line.split(" ::= ", 1) for line in g.strip().splitlines())
+    # fields in the schema's order (evidence before the verdict), no whitespace rule anywhere
+    assert rules["root"].index('"\\"evidence\\":"') < rules["root"].index('",\\"verdict\\":"')
+    assert "space ::=" not in g and '"\\n"' not in g
+    assert rules["root-evidence"].endswith('("," root-evidence-item){0,1} "]"')  # 1 or 2 quotes
+    assert rules["root-evidence-item-source"] == '"1" | "2" | "3"'
+    assert '"\\"refutes\\""' in rules["root-verdict"]
+    assert "char{5,300}" in schema_to_gbnf(conversation.REWRITE_SCHEMA)
+    for bad in (
+        {"type": "object", "properties": {"a": {"type": "string"}}},  # optional property
+        {"type": "number"},
+        {"type": "integer", "minimum": 0},  # unbounded
+    ):
+        with pytest.raises(ValueError):
+            schema_to_gbnf(bad)

@@ -143,6 +143,19 @@ def test_gateway_enforces_json_schema_and_serves_embeddings(serving_stack, embed
     )
     obj = json.loads(r.choices[0].message.content)
     assert obj["organ"] in {"heart", "lung", "liver"} and 0 <= obj["confidence"] <= 5
+    # the way the service asks (a compact GBNF grammar on the local profile) reaches llama-server through LiteLLM
+    # and Ray Serve: the reply is the same object with no whitespace between its tokens
+    assert serving_stack.gateway.structured_output == "grammar"
+    r = client.chat.completions.create(
+        model="chat",
+        messages=[{"role": "user", "content": "Which organ pumps blood? Reply as indented JSON."}],
+        max_tokens=40,
+        **serving_stack.gateway.structured("x", schema),
+    )
+    text = r.choices[0].message.content
+    obj = json.loads(text)
+    assert obj["organ"] in {"heart", "lung", "liver"} and 0 <= obj["confidence"] <= 5
+    assert text == json.dumps(obj, separators=(",", ":")), text
 
     texts = [f"patients with condition number {i} were treated" for i in range(16)]
     with ThreadPoolExecutor(8) as pool:  # concurrent requests are batched by @serve.batch
@@ -244,7 +257,7 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
     lineage = answer.lineage
     assert lineage["index_generation"] == serving_stack.retriever.vector_store.serving_generation()
     assert lineage["embedding_model"] == serving_stack.retriever.embedder.model_id
-    assert lineage["chunker_version"] and lineage["prompt_version"].startswith("answer-v3")
+    assert lineage["chunker_version"] and lineage["prompt_version"].startswith("answer-v4")
     assert "0.5b" in lineage["llm"]  # the model that answered, as the gateway reported it
     # The spans of this answer reached the OTLP receiver, under one trace.
     from agents.tracing import flush
