@@ -18,6 +18,10 @@ SRC = {
 }
 
 
+def two_turns(question: str, answer: str) -> list[Turn]:
+    return [Turn("user", question), Turn("assistant", answer)]
+
+
 def test_quotes_are_checked_against_the_source_text():
     assert answering.quote_support("did not improve the adenoma detection rate", SRC[1]) == 1.0
     # case and punctuation do not matter; invented words do
@@ -132,10 +136,10 @@ def test_follow_ups_are_detected_and_history_is_cut_to_a_budget():
 
 
 def test_a_rewrite_that_leaves_the_subject_unresolved_gets_the_last_question_attached():
-    history = [
-        Turn("user", "Does adding fitness to the pooled cohort ASCVD risk improve the accuracy of the model?"),
-        Turn("assistant", "Yes: the cited sources support this [1]."),
-    ]
+    history = two_turns(
+        "Does adding fitness to the pooled cohort ASCVD risk improve the accuracy of the model?",
+        "Yes: the cited sources support this [1].",
+    )
     follow = "How long was the follow-up in it?"
     # what the 1.5B model wrote for 6 of 30 follow-ups: "it" became "the study", the subject is still missing
     unresolved = conversation.accept_rewrite(follow, "How long was the follow-up in the study?", history)
@@ -344,10 +348,10 @@ def test_a_quoteless_not_in_sources_on_the_knowledge_base_route_is_questioned_on
 
 
 def test_the_answers_own_framing_is_not_a_conversation_subject():
-    history = [
-        Turn("user", "Are maternal and fetal factors associated with non-cephalic malpresentation at term?"),
-        Turn("assistant", 'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].'),
-    ]
+    history = two_turns(
+        "Are maternal and fetal factors associated with non-cephalic malpresentation at term?",
+        'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].',
+    )
     follow = "Which patients were studied in it?"
     # "it" became "the cited sources", words of the answer's lead sentence, not of the subject
     out = conversation.accept_rewrite(follow, "Which patients were studied in the cited sources?", history)
@@ -356,10 +360,10 @@ def test_the_answers_own_framing_is_not_a_conversation_subject():
 
 def test_a_rewrite_that_appends_an_invented_answer_keeps_only_its_question():
     # bench_answers: the 1.5B model answered its own rewrite, and "hypertension" pulled in hypertension papers
-    history = [
-        Turn("user", "Is it true that patient-centered activities lead to improved health outcomes?"),
-        Turn("assistant", 'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].'),
-    ]
+    history = two_turns(
+        "Is it true that patient-centered activities lead to improved health outcomes?",
+        'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].',
+    )
     follow = "Which patients were studied in it?"
     rewritten = (
         "Which patients were studied in the cited sources? The study involved patients with a specific disease, "
