@@ -147,13 +147,12 @@ def user_prompt(question: str, sources: list[Source], task: str) -> str:
 def passage_text(conclusion: str, text: str, limit: int) -> str:
     """A source as the model reads it: its conclusions first (labelled), then the best-matching excerpt."""
     conclusion, text = (conclusion or "").strip(), (text or "").strip()
-    if conclusion and conclusion != text:
-        body = f"Conclusion: {conclusion}\nExcerpt: {text}"
-    elif conclusion:
-        body = f"Conclusion: {conclusion}"
-    else:
-        body = text
-    return body[:limit]
+    if not conclusion:
+        return text[:limit]
+    fitted = answering.fit_conclusion(conclusion, limit - len("Conclusion: "))
+    if conclusion != text:
+        return f"Conclusion: {fitted}\nExcerpt: {text}"[:limit]
+    return f"Conclusion: {fitted}"
 
 
 def citations_for(answer: str, sources: list[Source], notes: list[str]) -> list[dict]:

@@ -173,6 +173,30 @@ def conclusion_part(source_text: str) -> str:
     return source_text[len("Conclusion:") :].split("\nExcerpt:", 1)[0].strip()
 
 
+# a conclusions label inside a chunk: the conclusion chunk often starts with the end of RESULTS
+_IN_TEXT_CONCLUSION = re.compile(r"\b(?:CONCLUSIONS?(?: AND RELEVANCE)?|INTERPRETATION|IMPLICATIONS?)\s*:", re.I)
+
+
+def fit_conclusion(text: str, limit: int) -> str:
+    """``text`` (a conclusion chunk) within ``limit`` characters, never losing its conclusions: when it is too long
+    and its conclusions label is not at the start, the text before the label is shortened, not the conclusions
+    ("... did no" was all that survived of "did not reduce the incidence ..." in a chunk that began with RESULTS).
+    The conclusions themselves are cut at the end only when they alone exceed the limit."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    found = [m.start() for m in _IN_TEXT_CONCLUSION.finditer(text)]
+    at = found[-1] if found else 0
+    if at <= 0:
+        return text[:limit]
+    tail = text[at:]
+    room = limit - len(tail) - 5  # " ... "
+    if room < 80:  # not enough room for a useful piece of what came before
+        return tail[:limit]
+    head = text[:room].rsplit(" ", 1)[0]
+    return f"{head} ... {tail}"
+
+
 def verdict_of_claim(claim: str) -> str:
     """The verdict a negative conclusion sentence gives: "insufficient" when it says the evidence cannot decide."""
     return "insufficient" if _INSUFFICIENT.search(claim) else "refutes"

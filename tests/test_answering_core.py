@@ -418,3 +418,30 @@ def test_compact_grammar_covers_the_answer_schemas_and_refuses_what_it_cannot_en
     ):
         with pytest.raises(ValueError):
             schema_to_gbnf(bad)
+
+
+def test_a_long_conclusion_chunk_keeps_its_conclusions_and_the_check_reads_them():
+    # bench_answers: the chunk began with RESULTS, the 700-character cut left "... did no", the model said "Yes"
+    # (opposite) and no check could see the negative conclusion
+    chunk = (
+        "RESULTS: A total of 222 women were enrolled (113 in the experimental arm and 109 in the control arm). No "
+        "significant differences between the two arms were found in composite measures of maternal (23.9% in the "
+        "experimental group vs 22.9% in the control group, odds ratio 1.055, 95% CI 0.567-1.964) or neonatal "
+        "morbidity (9.7% in the experimental group vs 6.4% in the control group, odds ratio 1.571, 95% CI "
+        "0.586-4.215), nor in any of the individual outcomes. CONCLUSIONS: In this small randomized controlled trial "
+        "that was stopped for futility before reaching the required sample size, transabdominal and transperineal "
+        "ultrasound performed just before instrumental vaginal delivery did not reduce the incidence of adverse "
+        "maternal and neonatal outcomes, when compared with routine clinical care."
+    )
+    question = (
+        "Does transabdominal and transperineal ultrasound performed just before instrumental vaginal delivery "
+        "reduce the incidence of adverse maternal and neonatal outcomes?"
+    )
+    assert not answering.negative_claims(question, "Conclusion: " + chunk[:688])  # the old cut
+    fitted = answering.fit_conclusion(chunk, 688)
+    assert len(fitted) <= 688 and fitted.endswith("routine clinical care.")
+    assert fitted.startswith("RESULTS: A total of 222 women were enrolled") and " ... CONCLUSIONS: In this" in fitted
+    assert answering.negative_claims(question, "Conclusion: " + fitted)
+    assert answering.fit_conclusion(chunk, 2000) == chunk
+    # conclusions longer than the limit on their own: cut at the end, as before
+    assert answering.fit_conclusion(chunk, 200) == chunk[chunk.index("CONCLUSIONS:") :][:200]
