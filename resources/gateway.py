@@ -39,9 +39,9 @@ class LLMGatewayResource(dg.ConfigurableResource):
     litellm_bin: str = str(REPO / ".venv-gateway" / "bin" / "litellm")
     request_timeout_s: int = 300
     retries: int = 2
-    # how a JSON schema is enforced upstream: "json_schema" (response_format; vLLM renders it compact through its
-    # disable_any_whitespace) or "grammar" (a compact GBNF grammar: llama-server, whose own schema conversion lets
-    # small models pretty-print, a fifth of the answer's tokens)
+    # how a JSON schema is enforced upstream: "json_schema" (response_format, what vLLM takes) or "grammar" (a
+    # compact GBNF grammar for llama-server, whose own schema conversion lets small models pretty-print: a fifth of
+    # the answer's tokens on 2 CPU cores)
     structured_output: str = "json_schema"
 
     def structured(self, name: str, schema: dict) -> dict:

@@ -145,8 +145,6 @@ def test_node_pools_and_deployments_match(cfg):
         engine["tensor_parallel_size"] == 4
         and engine["enable_auto_tool_choice"]
         and engine["tool_call_parser"] == "hermes"
-        # the gateway sends answer schemas as response_format (structured_output "json_schema"): vLLM keeps them compact
-        and engine["structured_outputs_config"]["disable_any_whitespace"] is True
     )
     embed = services["agentic-embed"]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     assert embed["nodeSelector"] == {"karpenter.sh/nodepool": "graviton"}

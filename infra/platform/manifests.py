@@ -425,8 +425,6 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
                         "tool_call_parser": "hermes",
                         "reasoning_parser": "qwen3",
                         "gpu_memory_utilization": 0.9,
-                        # answers are schema-constrained JSON: compact, no tokens spent on indentation
-                        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
                     },
                     "deployment_config": {
                         "autoscaling_config": {
