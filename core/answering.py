@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.evaluation import CONCLUSION_LABELS
+
 PROMPT_VERSION = "answer-v4-compact-json"
 
 YES_NO_VERDICTS = ("supports", "refutes", "insufficient", "not_in_sources")
@@ -173,8 +175,9 @@ def conclusion_part(source_text: str) -> str:
     return source_text[len("Conclusion:") :].split("\nExcerpt:", 1)[0].strip()
 
 
-# a conclusions label inside a chunk: the conclusion chunk often starts with the end of RESULTS
-_IN_TEXT_CONCLUSION = re.compile(r"\b(?:CONCLUSIONS?(?: AND RELEVANCE)?|INTERPRETATION|IMPLICATIONS?)\s*:", re.I)
+# a conclusions label inside a chunk ("LABEL: text", as the chunker writes sections): the conclusion chunk often
+# starts with the end of RESULTS
+_IN_TEXT_CONCLUSION = re.compile(rf"\b(?:{CONCLUSION_LABELS})\s*:", re.I)
 
 
 def fit_conclusion(text: str, limit: int) -> str:

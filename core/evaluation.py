@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 GOLDEN_SET_VERSION = "golden-v1"  # bump when the selection or templating rules change
-_CONCLUSION_LABEL = re.compile(
-    r"^\s*(conclusions?|interpretation|conclusions? and relevance|implications?)\s*:?\s*$", re.I
-)
+# the section labels that hold an abstract's conclusions (a label alone here; inside chunk text in core.answering)
+CONCLUSION_LABELS = r"conclusions?(?: and relevance)?|interpretation|implications?"
+_CONCLUSION_LABEL = re.compile(rf"^\s*(?:{CONCLUSION_LABELS})\s*:?\s*$", re.I)
 _WS = re.compile(r"\s+")
 
 # Metrics: higher is better for all of them. Judge metrics come from RAGAS, the rest need no LLM.

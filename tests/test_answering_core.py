@@ -442,6 +442,10 @@ def test_a_long_conclusion_chunk_keeps_its_conclusions_and_the_check_reads_them(
     assert len(fitted) <= 688 and fitted.endswith("routine clinical care.")
     assert fitted.startswith("RESULTS: A total of 222 women were enrolled") and " ... CONCLUSIONS: In this" in fitted
     assert answering.negative_claims(question, "Conclusion: " + fitted)
+    # the passage the model and the checks read is built with it
+    from agents.service import passage_text
+
+    assert answering.negative_claims(question, passage_text(chunk, chunk, 700))
     assert answering.fit_conclusion(chunk, 2000) == chunk
     # conclusions longer than the limit on their own: cut at the end, as before
     assert answering.fit_conclusion(chunk, 200) == chunk[chunk.index("CONCLUSIONS:") :][:200]
