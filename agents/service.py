@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from agents.tracing import trace_id_of, tracer
-from core import answering, conversation
+from core import answering, chunking, conversation
 from core.conversation import Turn
 from core.relevance import RELEVANCE_VERSION
 from resources.gateway import LLMGatewayResource
@@ -54,11 +54,16 @@ class AgentConfig:
     retrieval_mode: str = "hybrid"
     relevance_threshold: float = 0.5  # P(on topic) from retrieval evidence below this -> web search / not covered
     max_passage_chars: int = 700
+    # an open question ("How large was that study?") reads its top document whole, up to this many characters:
+    # its answer is often in METHODS, which the conclusions and the best-matching chunk leave out
+    max_document_chars: int = 2400
     answer_max_tokens: int = 360  # the JSON answer: quotes, verdict, sentences
     rewrite_max_tokens: int = 80
     history_budget_tokens: int = 600
     max_corrections: int = 1
-    max_quotes: int = 2  # evidence quotes per answer (the schema's bound)
+    # evidence quotes per answer (the schema's bound): one, from a conclusion, is what the checks need; a second cost
+    # ~35 generated tokens (~4 s on 2 cores) and was often the first one again, for another source
+    max_quotes: int = 1
     max_sentences: int = 3  # answer sentences per answer
     min_quote_support: float = 0.85  # share of a quote's words found in order in its source
     min_sentence_support: float = 0.5  # share of a sentence's content words found in the sources it cites
@@ -144,9 +149,16 @@ def user_prompt(question: str, sources: list[Source], task: str) -> str:
     return f"Sources:\n{format_sources(sources)}\n\nQuestion: {question}\n\n{task}"
 
 
-def passage_text(conclusion: str, text: str, limit: int) -> str:
-    """A source as the model reads it: its conclusions first (labelled), then the best-matching excerpt."""
-    conclusion, text = (conclusion or "").strip(), (text or "").strip()
+def passage_text(conclusion: str, text: str, limit: int, document: str = "", document_limit: int = 0) -> str:
+    """A source as the model reads it: its conclusions first (labelled), then the best-matching excerpt, or, when
+    ``document`` is given, the rest of the whole document (up to ``document_limit`` characters in all)."""
+    conclusion, text, document = (conclusion or "").strip(), (text or "").strip(), (document or "").strip()
+    if document:
+        limit = max(limit, document_limit)
+        if not conclusion:
+            return document[:limit]
+        fitted = answering.fit_conclusion(conclusion, limit - len("Conclusion: "))
+        return f"Conclusion: {fitted}\nExcerpt: {chunking.without_sentences(document, fitted)}"[:limit]
     if not conclusion:
         return text[:limit]
     fitted = answering.fit_conclusion(conclusion, limit - len("Conclusion: "))
@@ -285,11 +297,14 @@ class AnswerService:
         }
 
     # -- building blocks (also the orchestrator's tools) ----------------------------------------
-    def retrieve(self, question: str, filters: dict | None = None, k: int | None = None) -> tuple[list[Source], dict]:
-        """``k`` documents as numbered sources (conclusions first) and the relevance evidence ({} if none found)."""
+    def retrieve(
+        self, question: str, filters: dict | None = None, k: int | None = None, whole: int = 0
+    ) -> tuple[list[Source], dict]:
+        """``k`` documents as numbered sources (conclusions first; the first ``whole`` of them entire) and the
+        relevance evidence ({} if none found)."""
         with tracer().start_as_current_span("retrieve") as span:
             found = self.retriever.passages(
-                question, k=k or self.config.k, filters=filters, generation=self.config.generation
+                question, k=k or self.config.k, filters=filters, generation=self.config.generation, whole=whole
             )
             span.set_attribute("retrieval.mode", "hybrid+conclusions")
             span.set_attribute("retrieval.hits", len(found.passages))
@@ -298,7 +313,9 @@ class AnswerService:
                 n=i + 1,
                 id=_source_id(p.hit),
                 title=p.hit.title or "",
-                text=passage_text(p.conclusion, p.hit.text, self.config.max_passage_chars),
+                text=passage_text(
+                    p.conclusion, p.hit.text, self.config.max_passage_chars, p.document, self.config.max_document_chars
+                ),
                 origin="knowledge_base",
                 score=float(p.hit.score),
                 doc_key=p.hit.doc_key or "",
@@ -397,8 +414,10 @@ class AnswerService:
             if calls:
                 timings["rewrite"] = (time.perf_counter() - t) * 1000
                 span.set_attribute("agentic.standalone_question", standalone[:300])
+            yes_no = answering.is_yes_no(standalone)
             t = time.perf_counter()
-            sources, evidence = self.retrieve(standalone, filters)
+            # a yes/no question is decided by the conclusions; an open one reads its top document whole
+            sources, evidence = self.retrieve(standalone, filters, whole=0 if yes_no else 1)
             timings["retrieve"] = (time.perf_counter() - t) * 1000
             relevance: float | None = evidence.get("score") if sources else None
             with tracer().start_as_current_span("assess_relevance") as rspan:
@@ -423,10 +442,12 @@ class AnswerService:
             span.set_attribute("agentic.route", route)
             if relevance is not None:
                 span.set_attribute("agentic.relevance", relevance)
-            yes_no = answering.is_yes_no(standalone)
             messages = [
                 {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": user_prompt(standalone, sources, answering.task_text(yes_no))},
+                {
+                    "role": "user",
+                    "content": user_prompt(standalone, sources, answering.task_text(yes_no, self.config.max_quotes)),
+                },
             ]
             plan = Plan(question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings)
             plan.notes, plan.standalone, plan.yes_no = notes, standalone, yes_no
@@ -522,6 +543,10 @@ class AnswerService:
                 evidence = [{"n": q["source"], "id": by_n[q["source"]].id, "quote": q["quote"]} for q in checked.quotes]
                 if verdict == "not_in_sources":
                     plan.notes.append("The model found no source about the question.")
+                if verdict in ("not_in_sources", "unanswered") and plan.route == "knowledge_base" and plan.sources:
+                    # retrieval says the sources are about the question: say where it looked, not "not covered"
+                    top = plan.sources[0]
+                    text, numbers = answering.render_closest(top.n, top.title)
             plan.timings_ms["generate"] = (time.perf_counter() - t) * 1000
             chosen = set(numbers)
             citations = [
@@ -699,7 +724,12 @@ class AnswerService:
                     plan.yes_no, plan.models = yes_no, models
                     plan.messages = [
                         {"role": "system", "content": SYSTEM},
-                        {"role": "user", "content": user_prompt(standalone, sources, answering.task_text(yes_no))},
+                        {
+                            "role": "user",
+                            "content": user_prompt(
+                                standalone, sources, answering.task_text(yes_no, self.config.max_quotes)
+                            ),
+                        },
                     ]
                     text, _numbers, checked = self._structured(plan)
                     llm_calls[0] += plan.llm_calls

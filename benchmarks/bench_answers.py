@@ -95,7 +95,7 @@ def main() -> int:
     from agents.service import SYSTEM, AgentConfig, AnswerService, WebSearch, user_prompt
     from assets.evaluation.golden_hard import load_hard_set
     from assets.serving import serving_assets, serving_checks
-    from core.answering import supported_share
+    from core.answering import NOT_FOUND, supported_share
     from core.corpus import ARTICLE_TABLE, document_bytes, document_key, load_sample
     from core.relevance import auroc
     from pipelines.profiles import build_resources
@@ -222,6 +222,8 @@ def main() -> int:
                 "rewrite_fell_back": "(about: " in plan.standalone,
                 "gold_retrieved": gold_id in {s.id for s in plan.sources},
                 "right_subject": gold_id in {c["id"] for c in answer.citations},
+                # "The sources found do not state this. The closest source is ... [1]": the right study named, no detail
+                "closest_only": answer.answer.startswith(NOT_FOUND),
                 "verdict": answer.verdict,
                 "cited": [c["id"] for c in answer.citations],
                 "answer": answer.answer,
@@ -260,6 +262,12 @@ def main() -> int:
         "follow_up_right_subject": round(statistics.mean(c["right_subject"] for c in conv_rows), 3)
         if conv_rows
         else None,
+        "follow_up_answered_with_content": round(
+            statistics.mean(c["right_subject"] and not c["closest_only"] for c in conv_rows), 3
+        )
+        if conv_rows
+        else None,
+        "follow_up_closest_only": sum(c["closest_only"] for c in conv_rows),
         "follow_up_gold_retrieved": round(statistics.mean(c["gold_retrieved"] for c in conv_rows), 3)
         if conv_rows
         else None,

@@ -21,7 +21,7 @@ from typing import Any
 
 from core.evaluation import CONCLUSION_LABELS
 
-PROMPT_VERSION = "answer-v4-compact-json"
+PROMPT_VERSION = "answer-v5-one-quote-open-question-whole-document"
 
 YES_NO_VERDICTS = ("supports", "refutes", "insufficient", "not_in_sources")
 OPEN_VERDICTS = ("answered", "not_in_sources")
@@ -83,7 +83,7 @@ def content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 2]
 
 
-def answer_schema(n_sources: int, yes_no: bool, max_quotes: int = 2, max_sentences: int = 3) -> dict[str, Any]:
+def answer_schema(n_sources: int, yes_no: bool, max_quotes: int = 1, max_sentences: int = 3) -> dict[str, Any]:
     """The object the model must write, properties in the order it writes them (evidence before verdict)."""
     n = max(n_sources, 1)
     source = {"type": "integer", "minimum": 1, "maximum": n}
@@ -119,7 +119,7 @@ def answer_schema(n_sources: int, yes_no: bool, max_quotes: int = 2, max_sentenc
     }
 
 
-def task_text(yes_no: bool) -> str:
+def task_text(yes_no: bool, max_quotes: int = 1) -> str:
     if yes_no:
         verdict = (
             'verdict: "supports" only if the quoted conclusion says yes; "refutes" if it says no, no effect, no '
@@ -130,8 +130,8 @@ def task_text(yes_no: bool) -> str:
         verdict = 'verdict: "answered", or "not_in_sources" if no source is about the question.'
     return (
         "Task: reply with one JSON object.\n"
-        "evidence: copy word for word one or two sentences from the sources that answer the question, preferring a "
-        "source's Conclusion; give each quote's source number.\n"
+        f"evidence: copy word for word {'the sentence' if max_quotes == 1 else 'one or two sentences'} from the "
+        "sources that answers the question, preferring a source's Conclusion; give its source number.\n"
         f"{verdict}\n"
         "answer: one to three short sentences that say what the sources conclude, in your own words, agreeing with "
         "the evidence and the verdict; give each sentence the numbers of the sources it comes from. Do not start "
@@ -471,6 +471,17 @@ def render(checked: Checked) -> tuple[str, list[int]]:
         parts.append(f"{sentence} {_cites(s['sources'])}{end}")
         cited += s["sources"]
     return " ".join(parts), list(dict.fromkeys(cited))
+
+
+NOT_FOUND = "The sources found do not state this."
+
+
+def render_closest(n: int, title: str) -> tuple[str, list[int]]:
+    """What a knowledge-base answer says when it found nothing to state: where it looked. Retrieval judged the question
+    on topic, so "the knowledge base does not cover this" would mislead; and the reader of a follow-up ("How long was
+    the follow-up?", often not in an abstract) learns which study was checked and can open it."""
+    title = re.sub(r"\s+", " ", title or "").strip().rstrip(".") or "untitled"
+    return f'{NOT_FOUND} The closest source is "{title}" [{n}].', [n]
 
 
 def render_quotes(checked: Checked) -> tuple[str, list[int]]:

@@ -161,3 +161,44 @@ class Chunker:
                 )
             )
         return out
+
+
+_LABEL_PREFIX = re.compile(r"^[A-Z][A-Z &/,-]{2,40}:\s+")
+
+
+def _bare(sentence: str) -> str:
+    """A sentence without the "LABEL: " a chunk puts before its first sentence (overlap repeats it unlabelled)."""
+    return _LABEL_PREFIX.sub("", sentence).strip()
+
+
+def reassemble(chunks: Sequence[tuple[int, str, str]]) -> str:
+    """One document's text from its chunks ((seq, section, text) in any order, as a search returns them): the inverse
+    of :meth:`Chunker.chunk`. The overlap (trailing text of a chunk repeated at the start of the next) appears once,
+    and a section's label once where the section begins, not again where a chunk continues it."""
+    out, last_label = "", None
+    for _, section, text in sorted(chunks, key=lambda c: c[0]):
+        text, labels = (text or "").strip(), (section or "").split("|")
+        if not text:
+            continue
+        if out and labels[0] and labels[0] == last_label and text.startswith(f"{labels[0]}: "):
+            text = text[len(labels[0]) + 2 :]
+        out = _join_overlapping(out, text)
+        last_label = labels[-1]
+    return out
+
+
+def _join_overlapping(head: str, tail: str, min_overlap: int = 12, max_overlap: int = 2000) -> str:
+    """``head`` + ``tail`` without the longest piece that ends ``head`` and begins ``tail`` (at word boundaries)."""
+    if not head:
+        return tail
+    for n in range(min(len(head), len(tail), max_overlap), min_overlap - 1, -1):
+        if (n == len(tail) or tail[n] == " ") and (n == len(head) or head[-n - 1] == " ") and head.endswith(tail[:n]):
+            return head + tail[n:]
+    return f"{head} {tail}"
+
+
+def without_sentences(text: str, other: str) -> str:
+    """``text`` without the sentences that ``other`` already holds whole (labels ignored): a document shown after its
+    conclusions does not repeat them."""
+    other = other or ""
+    return " ".join(s for s in split_sentences(text or "") if _bare(s) not in other)

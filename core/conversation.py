@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.answering import LEADS, NOT_IN_SOURCES, content_words
+from core.answering import LEADS, NOT_FOUND, NOT_IN_SOURCES, content_words
 
 REWRITE_VERSION = "rewrite-v3-first-question"
 _ANAPHORA = re.compile(
@@ -81,7 +81,9 @@ def rewrite_messages(question: str, history: list[Turn]) -> list[dict]:
 
 
 # words of the answers' own framing ("Yes: the cited sources support this"): never a conversation's subject
-_FRAMING = frozenset(content_words(" ".join([*LEADS.values(), NOT_IN_SOURCES, "source sources states concludes"])))
+_FRAMING = frozenset(
+    content_words(" ".join([*LEADS.values(), NOT_IN_SOURCES, NOT_FOUND, "source sources states concludes closest"]))
+)
 
 
 def names_subject(original: str, rewritten: str, history: list[Turn], min_words: int = 2) -> bool:

@@ -56,7 +56,8 @@ class _Converter:
             if hi is not None and int(hi) < lo:
                 raise ValueError(f"{name}: maxItems < minItems")
             more = f"{max(lo - 1, 0)},{'' if hi is None else int(hi) - 1}"
-            body = f'{item} ("," {item}){{{more}}}'
+            # exactly one item: no repetition group ("{0,0}" is legal GBNF but pointless work for the sampler)
+            body = item if hi is not None and int(hi) == 1 else f'{item} ("," {item}){{{more}}}'
             return self.add(name, f'"[" {body} "]"' if lo >= 1 else f'"[" ({body})? "]"')
         if kind == "string":
             lo, hi = int(schema.get("minLength", 0)), schema.get("maxLength")

@@ -52,7 +52,7 @@ from resources.vector_store import (
 )
 
 OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v2"  # v2: sections (keyword list) and specialty
-_SOURCE = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal", "specialty"]
+_SOURCE = ["chunk_id", "doc_key", "doc_id", "seq", "title", "text", "section", "year", "journal", "specialty"]
 log = logging.getLogger(__name__)
 
 GB = 1024**3
@@ -598,6 +598,7 @@ class OpenSearchVectorStore(VectorStoreResource):
                     score=float(score_of(h)),
                     rank=i + 1,
                     specialty=s.get("specialty") or "",
+                    seq=s.get("seq"),
                 )
             )
         return out

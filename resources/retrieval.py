@@ -11,6 +11,7 @@ from typing import Literal
 
 import dagster as dg
 
+from core.chunking import reassemble
 from core.evaluation import is_conclusion_label
 from core.fusion import reciprocal_rank_fusion
 from core.relevance import RelevanceEvidence, relevance_evidence
@@ -28,6 +29,7 @@ class Passage:
     hit: SearchHit
     conclusion: str = ""
     chunk_ids: list[str] = field(default_factory=list)
+    document: str = ""  # the whole document, reassembled from its chunks (only for the first ``whole`` passages)
 
 
 @dataclass
@@ -82,9 +84,20 @@ class RetrieverResource(dg.ConfigurableResource):
             out.append(hit)
         return out
 
-    def passages(self, query: str, k: int = 5, filters: dict | None = None, generation: str | None = None) -> Retrieval:
+    def passages(
+        self,
+        query: str,
+        k: int = 5,
+        filters: dict | None = None,
+        generation: str | None = None,
+        whole: int = 0,
+    ) -> Retrieval:
         """Hybrid retrieval for answering: ``k`` distinct documents, each with its conclusions section when the index
-        has one (one more filtered dense query over those documents), and the evidence that scores relevance."""
+        has one (one more filtered dense query over those documents), and the evidence that scores relevance.
+
+        ``whole``: the first ``whole`` documents also come whole (``Passage.document``), reassembled from the chunks
+        that the same filtered query returns: a detail question ("How large was that study?") is answered in
+        METHODS, which neither the conclusions nor the best-matching chunk may hold."""
         query = (query or "").strip()
         if not query:
             raise ValueError("empty query")
@@ -107,12 +120,19 @@ class RetrieverResource(dg.ConfigurableResource):
         passages = {key: Passage(hit, chunk_ids=[hit.chunk_id]) for key, hit in best.items()}
         # Conclusions are the evidence a clinician reads first: fetch each chosen document's conclusion chunk.
         scoped = dict(filters or {}, doc_key=list(best))
+        wanted = set(list(best)[:whole])
+        pieces: dict[str, list[tuple[int, str, str]]] = {key: [] for key in wanted}
         for h in store.search_dense(vector, min(10 * len(best), 100), scoped, generation):
+            if h.doc_key in wanted:
+                seq = h.seq if h.seq is not None else len(pieces[h.doc_key])
+                pieces[h.doc_key].append((seq, h.section or "", h.text or ""))
             p = passages.get(h.doc_key)
             if p is None or p.conclusion or not any(is_conclusion_label(s) for s in (h.section or "").split("|")):
                 continue
             p.conclusion = h.text or ""
             p.chunk_ids.append(h.chunk_id)
+        for key, chunks in pieces.items():
+            passages[key].document = reassemble(chunks)
         texts = [f"{p.hit.title} {p.hit.text}" for p in list(passages.values())[:3]]
         evidence = relevance_evidence(query, dense_docs, bm25_docs, texts)
         return Retrieval(list(passages.values()), evidence)

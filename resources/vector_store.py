@@ -83,6 +83,7 @@ class SearchHit:
     rank: int = 0
     scores: dict[str, float] = field(default_factory=dict)
     specialty: str = ""
+    seq: int | None = None  # the chunk's position in its document
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -533,11 +534,12 @@ class LanceDBVectorStore(VectorStoreResource):
                 score=float(score_of(r)),
                 rank=i + 1,
                 specialty=r.get("specialty") or "",
+                seq=r.get("seq"),
             )
             for i, r in enumerate(rows)
         ]
 
-    _COLUMNS = ["chunk_id", "doc_key", "doc_id", "title", "text", "section", "year", "journal", "specialty"]
+    _COLUMNS = ["chunk_id", "doc_key", "doc_id", "seq", "title", "text", "section", "year", "journal", "specialty"]
 
     def search_dense(
         self,

@@ -73,6 +73,10 @@ def test_unsupported_and_uncited_sentences_are_dropped_and_invented_quotes_rejec
 def test_not_in_sources_renders_no_citations_and_the_quote_fallback_is_verbatim():
     checked = answering.check_answer({"evidence": [], "verdict": "not_in_sources", "answer": []}, SRC, yes_no=False)
     assert checked.ok and answering.render(checked) == (answering.NOT_IN_SOURCES, [])
+    # on the knowledge-base route the service says where it looked instead
+    text, cited = answering.render_closest(3, "Ramadan  fasting and gliclazide.\n")
+    assert text == 'The sources found do not state this. The closest source is "Ramadan fasting and gliclazide" [3].'
+    assert cited == [3]
     bad = answering.check_answer(
         {"evidence": [{"source": 2, "quote": "Metformin reduced HbA1c by 1.1%"}], "verdict": "answered", "answer": []},
         SRC,
@@ -409,6 +413,8 @@ def test_compact_grammar_covers_the_answer_schemas_and_refuses_what_it_cannot_en
     assert "space ::=" not in g and '"\\n"' not in g
     assert rules["root-evidence"].endswith('("," root-evidence-item){0,1} "]"')  # 1 or 2 quotes
     assert rules["root-evidence-item-source"] == '"1" | "2" | "3"'
+    one = dict(line.split(" ::= ", 1) for line in schema_to_gbnf(answering.answer_schema(3, yes_no=True)).splitlines())
+    assert one["root-evidence"] == '"[" root-evidence-item "]"'  # the default: exactly one quote
     assert '"\\"refutes\\""' in rules["root-verdict"]
     assert "char{5,300}" in schema_to_gbnf(conversation.REWRITE_SCHEMA)
     for bad in (
@@ -449,3 +455,20 @@ def test_a_long_conclusion_chunk_keeps_its_conclusions_and_the_check_reads_them(
     assert answering.fit_conclusion(chunk, 2000) == chunk
     # conclusions longer than the limit on their own: cut at the end, as before
     assert answering.fit_conclusion(chunk, 200) == chunk[chunk.index("CONCLUSIONS:") :][:200]
+
+
+def test_an_open_question_reads_its_top_document_whole():
+    # bench_answers: "How large was that study?" got "not in the sources" over the right abstract, whose "n = 7,439"
+    # is in METHODS, which neither the conclusions nor the best-matching chunk showed the model
+    from agents.service import passage_text
+
+    methods = "METHODS: We followed a national sample of older adults (n = 7,439) annually from 2011 to 2016."
+    conclusion = "CONCLUSIONS: Frailty is associated with lower levels and steeper declines in cognitive function."
+    document = f"BACKGROUND: Frail older adults may be more vulnerable to stressors. {methods} {conclusion}"
+    short = passage_text(conclusion, conclusion, 700)
+    assert "7,439" not in short
+    whole = passage_text(conclusion, conclusion, 700, document, 2400)
+    assert whole.startswith(f"Conclusion: {conclusion}\nExcerpt: BACKGROUND: Frail") and "(n = 7,439)" in whole
+    assert whole.count("steeper declines") == 1  # the conclusions are not repeated after themselves
+    assert answering.conclusion_part(whole) == conclusion  # the checks still read the conclusions
+    assert len(passage_text(conclusion, conclusion, 700, document * 40, 2400)) == 2400

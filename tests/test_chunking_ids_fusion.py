@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.chunking import Chunker, split_sentences
+from core.chunking import Chunker, reassemble, split_sentences, without_sentences
 from core.documents import Section, parse_document
 from core.fusion import reciprocal_rank_fusion
 from core.ids import chunk_id, generation_id
@@ -51,6 +51,34 @@ def test_section_boundaries_are_preferred_and_overlap_stays_in_section(chunker):
         "BACKGROUND" in c.section and "METHODS" in c.section for c in chunks if c.section.startswith("METHODS")
     )
     assert chunks[-1].text.endswith("Early antibiotics save lives.")
+
+
+def test_a_document_is_reassembled_from_its_chunks_in_any_order(chunker, pubmed_sample):
+    """The inverse of chunking, for answering an open question from the whole document: every sentence once, in
+    order, whatever order the search returned the chunks in (the overlap's repeated sentences appear once)."""
+    checked = 0
+    for pmid, data in pubmed_sample[:30]:
+        doc = parse_document(pmid, data)
+        chunks = chunker.chunk(doc.sections)
+        if len(chunks) < 3:
+            continue
+        checked += 1
+        shuffled = [(c.seq, c.section, c.text) for c in reversed(chunks)]
+        text = reassemble(shuffled)
+        expected = [sent for s in doc.sections for sent in split_sentences(s.text)]
+        positions = [text.find(sent) for sent in expected]
+        assert all(p >= 0 for p in positions), pmid
+        assert positions == sorted(positions), pmid  # in document order
+        assert all(text.count(sent) == 1 for sent in expected if len(sent) > 40), pmid  # the overlap is not repeated
+        labels = [s.label for s in doc.sections if s.label]
+        assert all(text.count(f"{label}: ") == labels.count(label) for label in labels), pmid
+        # what follows a document's conclusions does not repeat them
+        last = chunks[-1].text
+        rest = without_sentences(text, last)
+        held = [sent for sent in expected if sent in last]
+        assert not any(sent in rest for sent in held), pmid
+        assert all(sent in rest for sent in expected if sent not in last and sent not in held), pmid
+    assert checked >= 5
 
 
 def test_an_overlong_sentence_is_split(chunker, embedder_resource):

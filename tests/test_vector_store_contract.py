@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from core.chunking import Chunker
+from core.chunking import Chunker, reassemble, split_sentences
 from core.documents import parse_document
 from resources.retrieval import RetrieverResource
 from resources.vector_store import LanceDBVectorStore, chunk_schema
@@ -120,6 +120,7 @@ def test_dense_search(served, rows):
     for i in (0, 7, rows.num_rows - 1):
         hits = served.search_dense(_vec(rows, i), 5)
         assert hits[0].chunk_id == rows.column("chunk_id")[i].as_py()
+        assert hits[0].seq == rows.column("seq")[i].as_py()  # its position in the document
         assert hits[0].score == pytest.approx(1.0, abs=1e-3)  # cosine of a vector with itself
         exact = served.search_dense(_vec(rows, i), 5, exact=True)
         assert [h.chunk_id for h in exact] == [h.chunk_id for h in hits]
@@ -170,6 +171,14 @@ def test_hybrid_through_the_retriever(served, rows, embedder_resource):
     hits = retriever.search(title, k=3, mode="hybrid")
     assert rows.column("doc_key")[0].as_py() in {h.doc_key for h in hits}
     assert [h.rank for h in hits] == [1, 2, 3]
+    # an open question reads its top document whole: every chunk of it, in order, the overlap once
+    found = retriever.passages(title, k=3, whole=1)
+    top = found.passages[0].hit.doc_key
+    doc_rows = sorted((r for r in rows.to_pylist() if r["doc_key"] == top), key=lambda r: r["seq"])
+    assert found.passages[0].document == reassemble([(r["seq"], r["section"], r["text"]) for r in doc_rows])
+    for r in doc_rows:
+        assert all(sentence in found.passages[0].document for sentence in split_sentences(r["text"])[1:])
+    assert all(p.document == "" for p in found.passages[1:])
 
 
 def test_fetch_by_chunk_id(served, rows):
