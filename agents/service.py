@@ -44,6 +44,7 @@ ANSWER_TASK = (
     "Task: answer the question in 2 to 4 sentences. After each claim put the number of the source it comes from "
     "in square brackets at the end of the sentence, like this: '... [1].'"
 )
+REPLY = "Reply with the JSON object."
 NOT_COVERED = "The knowledge base does not cover this question, and no other source was available to answer it."
 _CITE = re.compile(r"\[(\d{1,2})\]")
 
@@ -147,6 +148,16 @@ def format_sources(sources: list[Source]) -> str:
 
 def user_prompt(question: str, sources: list[Source], task: str) -> str:
     return f"Sources:\n{format_sources(sources)}\n\nQuestion: {question}\n\n{task}"
+
+
+def answer_messages(question: str, sources: list[Source], yes_no: bool, max_quotes: int) -> list[dict]:
+    """The structured answer's prompt. Its instructions are static, so they go first, in the system message: the
+    serving engine's prefix cache (llama-server's slots, vLLM's automatic prefix caching) then skips them on every
+    answer (~150 tokens, ~3 s of prompt processing on 2 cores); only the sources and the question are new."""
+    return [
+        {"role": "system", "content": f"{SYSTEM}\n\n{answering.task_text(yes_no, max_quotes)}"},
+        {"role": "user", "content": f"Sources:\n{format_sources(sources)}\n\nQuestion: {question}\n\n{REPLY}"},
+    ]
 
 
 def passage_text(conclusion: str, text: str, limit: int, document: str = "", document_limit: int = 0) -> str:
@@ -442,13 +453,7 @@ class AnswerService:
             span.set_attribute("agentic.route", route)
             if relevance is not None:
                 span.set_attribute("agentic.relevance", relevance)
-            messages = [
-                {"role": "system", "content": SYSTEM},
-                {
-                    "role": "user",
-                    "content": user_prompt(standalone, sources, answering.task_text(yes_no, self.config.max_quotes)),
-                },
-            ]
+            messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes)
             plan = Plan(question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings)
             plan.notes, plan.standalone, plan.yes_no = notes, standalone, yes_no
             plan.relevance_evidence, plan.models = evidence, models
@@ -722,15 +727,7 @@ class AnswerService:
                     yes_no = answering.is_yes_no(standalone)
                     plan = Plan(question, sources, relevance, route, [], "", span, 0, tokens)
                     plan.yes_no, plan.models = yes_no, models
-                    plan.messages = [
-                        {"role": "system", "content": SYSTEM},
-                        {
-                            "role": "user",
-                            "content": user_prompt(
-                                standalone, sources, answering.task_text(yes_no, self.config.max_quotes)
-                            ),
-                        },
-                    ]
+                    plan.messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes)
                     text, _numbers, checked = self._structured(plan)
                     llm_calls[0] += plan.llm_calls
                     verdict = checked.verdict

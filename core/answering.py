@@ -21,7 +21,7 @@ from typing import Any
 
 from core.evaluation import CONCLUSION_LABELS
 
-PROMPT_VERSION = "answer-v5-one-quote-open-question-whole-document"
+PROMPT_VERSION = "answer-v6-instructions-first"
 
 YES_NO_VERDICTS = ("supports", "refutes", "insufficient", "not_in_sources")
 OPEN_VERDICTS = ("answered", "not_in_sources")

@@ -257,7 +257,7 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
     lineage = answer.lineage
     assert lineage["index_generation"] == serving_stack.retriever.vector_store.serving_generation()
     assert lineage["embedding_model"] == serving_stack.retriever.embedder.model_id
-    assert lineage["chunker_version"] and lineage["prompt_version"].startswith("answer-v5")
+    assert lineage["chunker_version"] and lineage["prompt_version"].startswith("answer-v6")
     assert "0.5b" in lineage["llm"]  # the model that answered, as the gateway reported it
     # The spans of this answer reached the OTLP receiver, under one trace.
     from agents.tracing import flush
