@@ -34,7 +34,8 @@ _CITE = re.compile(r"\s*\[\d{1,2}\](?:\s*\[\d{1,2}\])*")
 # Conclusions that do not support a positive claim. Deliberately phrase-level: "not" alone is too common.
 _NEGATIVE = re.compile(
     r"\b(no (?:significant|statistically significant|clear|clinically (?:relevant|meaningful)|consistent)?\s*"
-    r"(?:difference|differences|effect|effects|benefit|improvement|association|evidence|reduction|impact|change)s?"
+    r"(?:difference|differences|effect|effects|benefit|improvement|association|evidence|reduction|impact|change|"
+    r"relationship|relation|correlation|link|increase|decrease|advantage)s?"
     r"|did not|does not|do not|was not|were not|is not|are not|has not|have not|cannot|could not|failed to|"
     r"not (?:significantly|associated|effective|superior|improve|reduce)|"
     r"insufficient|not sufficient|inconclusive|remains? (?:unclear|uncertain|unknown)|unclear whether|"
@@ -230,6 +231,12 @@ def negative_claims(question: str, source_text: str, min_overlap: float = 0.4) -
             if pos > neg:
                 continue
         found.append(sentence)
+    # the conclusions' own sentences before the RESULTS that a conclusion chunk may begin with: they are what a
+    # repaired answer quotes
+    labels = list(_IN_TEXT_CONCLUSION.finditer(conclusion_part(source_text)))
+    if labels:
+        tail = conclusion_part(source_text)[labels[-1].start() :]
+        found.sort(key=lambda sentence: sentence not in tail)
     return found
 
 

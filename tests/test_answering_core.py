@@ -472,3 +472,26 @@ def test_an_open_question_reads_its_top_document_whole():
     assert whole.count("steeper declines") == 1  # the conclusions are not repeated after themselves
     assert answering.conclusion_part(whole) == conclusion  # the checks still read the conclusions
     assert len(passage_text(conclusion, conclusion, 700, document * 40, 2400)) == 2400
+
+
+def test_no_significant_relationship_is_a_negative_conclusion():
+    # bench_answers (run at 10a342b): "Does ... poor sleep quality during pregnancy ... associated with preterm birth?"
+    # got "Yes" over a source concluding "no significant relationship was found"; "relationship" was not a cue
+    source = (
+        "Conclusion: RESULTS: With each unit increase in the Petersburg Sleep Quality Index score in the second and "
+        "third trimesters, preterm birth increased by 42% and 28%, respectively, but the p-values of these factors "
+        "were not significant. CONCLUSIONS: Although a significant percentage of pregnant women had poor sleep "
+        "quality, no significant relationship was found between sleep quality during pregnancy and preterm birth."
+    )
+    question = "Does the evidence suggest that poor sleep quality during pregnancy is associated with preterm birth?"
+    obj = {
+        "evidence": [{"source": 1, "quote": "preterm birth increased by 42% and 28%, respectively"}],
+        "verdict": "supports",
+        "answer": [{"sentence": "Poor sleep quality during pregnancy increased preterm birth.", "sources": [1]}],
+    }
+    checked = answering.check_answer(obj, {1: source}, yes_no=True, question=question)
+    assert not checked.ok and checked.conflict and checked.conflict["source"] == 1
+    fixed = answering.repair(checked)
+    assert fixed.verdict == "refutes" and "no significant relationship" in answering.render(fixed)[0]
+    for cue in ("no correlation", "no significant link", "no increase", "no clear advantage"):
+        assert answering.has_negative_finding(f"There was {cue} between A and B.")
