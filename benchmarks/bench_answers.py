@@ -281,6 +281,10 @@ def main() -> int:
         )
         if bare_rows
         else None,
+        # per item (same sources, same question): insensitive to which items happen to have long prompts
+        "latency_ratio_paired_median": round(statistics.median(b["answer_s"] / b["bare_s"] for b in bare_rows), 3)
+        if bare_rows
+        else None,
         "bare_p50_s": round(statistics.median(b["bare_s"] for b in bare_rows), 2) if bare_rows else None,
         "latency_pairs": len(bare_rows),
         # the fast path: answers that took the one answer call (no correction call)
