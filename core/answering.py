@@ -31,11 +31,12 @@ _YES_NO_START = re.compile(
 )
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 _CITE = re.compile(r"\s*\[\d{1,2}\](?:\s*\[\d{1,2}\])*")
-# Conclusions that do not support a positive claim. Deliberately phrase-level: "not" alone is too common.
+# Conclusions that do not support a positive claim. Deliberately phrase-level: "not" alone is too common. Not "no
+# increase": "X reduced Y with no increase in complications" is a positive conclusion with a safety clause.
 _NEGATIVE = re.compile(
     r"\b(no (?:significant|statistically significant|clear|clinically (?:relevant|meaningful)|consistent)?\s*"
     r"(?:difference|differences|effect|effects|benefit|improvement|association|evidence|reduction|impact|change|"
-    r"relationship|relation|correlation|link|increase|decrease|advantage)s?"
+    r"relationship|relation|correlation|link)s?"
     r"|did not|does not|do not|was not|were not|is not|are not|has not|have not|cannot|could not|failed to|"
     r"not (?:significantly|associated|effective|superior|improve|reduce)|"
     r"insufficient|not sufficient|inconclusive|remains? (?:unclear|uncertain|unknown)|unclear whether|"

@@ -493,5 +493,7 @@ def test_no_significant_relationship_is_a_negative_conclusion():
     assert not checked.ok and checked.conflict and checked.conflict["source"] == 1
     fixed = answering.repair(checked)
     assert fixed.verdict == "refutes" and "no significant relationship" in answering.render(fixed)[0]
-    for cue in ("no correlation", "no significant link", "no increase", "no clear advantage"):
+    for cue in ("no correlation", "no significant link", "no clear relationship"):
         assert answering.has_negative_finding(f"There was {cue} between A and B.")
+    # a safety clause is not a negative finding about the question
+    assert not answering.has_negative_finding("Drug A reduced pain with no increase in complications.")
