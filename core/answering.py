@@ -219,7 +219,8 @@ def negative_claims(question: str, source_text: str, min_overlap: float = 0.4) -
     if not question:
         return []
     found = []
-    for sentence in text_sentences(conclusion_part(source_text)):
+    conclusion = conclusion_part(source_text)
+    for sentence in text_sentences(conclusion):
         if not has_negative_finding(sentence) or sentence_support(question, sentence) < min_overlap:
             continue
         parts = [c for c in _CLAUSE.split(sentence) if c and c.strip()]
@@ -234,9 +235,9 @@ def negative_claims(question: str, source_text: str, min_overlap: float = 0.4) -
         found.append(sentence)
     # the conclusions' own sentences before the RESULTS that a conclusion chunk may begin with: they are what a
     # repaired answer quotes
-    labels = list(_IN_TEXT_CONCLUSION.finditer(conclusion_part(source_text)))
-    if labels:
-        tail = conclusion_part(source_text)[labels[-1].start() :]
+    labels = list(_IN_TEXT_CONCLUSION.finditer(conclusion))
+    if found and labels:
+        tail = conclusion[labels[-1].start() :]
         found.sort(key=lambda sentence: sentence not in tail)
     return found
 
