@@ -7,6 +7,7 @@ manifests cannot drift apart.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,40 @@ class ObservabilityConfig:
     langfuse_secret: str = "langfuse-keys"  # K8s Secret with LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY
 
 
+# the four cluster roles: the EKS access policy each maps to and the built-in ClusterRole that policy grants (EKS maps
+# AmazonEKSClusterAdminPolicy -> cluster-admin, AmazonEKSAdminPolicy -> admin, AmazonEKSEditPolicy -> edit,
+# AmazonEKSViewPolicy -> view); the Kubernetes group is what the rendered RBAC bindings name
+ACCESS_ROLES: dict[str, dict[str, str]] = {
+    "cluster-admin": {"policy": "AmazonEKSClusterAdminPolicy", "cluster_role": "cluster-admin"},
+    "admin": {"policy": "AmazonEKSAdminPolicy", "cluster_role": "admin"},
+    "edit": {"policy": "AmazonEKSEditPolicy", "cluster_role": "edit"},
+    "read": {"policy": "AmazonEKSViewPolicy", "cluster_role": "view"},
+}
+INGRESS_SCHEMES = ("internal", "internet-facing")
+
+
+@dataclass
+class AccessEntryConfig:
+    principal_arn: str  # an IAM role or user
+    role: str  # cluster-admin | admin | edit | read
+    namespaces: list[str] = field(
+        default_factory=list
+    )  # empty: the platform's namespaces (cluster-admin: cluster-wide)
+
+
+@dataclass
+class SecurityConfig:
+    # envelope encryption of Kubernetes Secrets: an existing key, or empty for the platform's own (alias/<cluster>-secrets)
+    kms_key_arn: str = ""
+    key_admin_arns: list[str] = field(default_factory=list)  # who may administer the key besides the account root
+    access_entries: list[AccessEntryConfig] = field(default_factory=list)
+    ingress_scheme: str = "internal"  # the API's ALB; internet-facing needs certificate_arn
+    certificate_arn: str = ""  # ACM certificate for the API's HTTPS listener
+    ingress_allowed_cidrs: list[str] = field(default_factory=list)  # empty: the VPC's CIDR
+    pod_security: str = "restricted"  # Pod Security Standard enforced on the platform's namespaces
+    allow_external_https: bool = True  # pods that need it (Bedrock, S3, Langfuse, web search) may reach :443 outside
+
+
 @dataclass
 class PlatformConfig:
     cluster_name: str = "agentic-rag"
@@ -99,6 +134,7 @@ class PlatformConfig:
     opensearch: OpenSearchConfig = field(default_factory=OpenSearchConfig)
     observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
     load_balancers: int = 2  # ALBs: the API and the Dagster UI (internal)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def pool(self, name: str) -> NodePoolConfig:
         for p in self.node_pools:
@@ -122,11 +158,14 @@ def _build(cls, data: dict):
             "models": ModelDeploymentConfig,
             "opensearch": OpenSearchConfig,
             "observability": ObservabilityConfig,
+            "security": SecurityConfig,
         }.get(key)
         if sub is not None:
             value = _build(sub, value)
         elif key == "node_pools":
             value = [_build(NodePoolConfig, p) for p in value]
+        elif key == "access_entries":
+            value = [_build(AccessEntryConfig, e) for e in value]
         kwargs[f.name] = value
     return cls(**kwargs)
 
@@ -142,7 +181,35 @@ def load_platform_config(path: str | Path | None = None, overrides: dict | None 
         raise ValueError("opensearch.knn_engine must be lucene or faiss (nmslib is deprecated)")
     if cfg.vpc.nat_gateways not in (0, 1, cfg.vpc.azs):
         raise ValueError(f"vpc.nat_gateways must be 1 or one per AZ ({cfg.vpc.azs})")
+    check_security(cfg)
     return cfg
+
+
+def check_security(cfg: PlatformConfig) -> None:
+    """Refuse a security section the cluster could not honour (raised at load, before anything renders)."""
+    sec = cfg.security
+    if sec.ingress_scheme not in INGRESS_SCHEMES:
+        raise ValueError(f"security.ingress_scheme must be one of {INGRESS_SCHEMES}, not {sec.ingress_scheme!r}")
+    if sec.ingress_scheme == "internet-facing" and not sec.certificate_arn:
+        raise ValueError(
+            "security.ingress_scheme is internet-facing but security.certificate_arn is empty: an internet-facing API "
+            "serves HTTPS only, and the load balancer controller needs an ACM certificate ARN for that listener"
+        )
+    if sec.certificate_arn and not (sec.certificate_arn.startswith("arn:aws") and ":acm:" in sec.certificate_arn):
+        raise ValueError(f"security.certificate_arn is not an ACM certificate ARN: {sec.certificate_arn!r}")
+    if sec.ingress_scheme == "internet-facing" and "0.0.0.0/0" in sec.ingress_allowed_cidrs:
+        raise ValueError("security.ingress_allowed_cidrs: name the callers' ranges, never 0.0.0.0/0")
+    for cidr in sec.ingress_allowed_cidrs:
+        ipaddress.ip_network(cidr)  # raises on a malformed range
+    if sec.pod_security not in ("restricted", "baseline"):
+        raise ValueError("security.pod_security must be restricted (or baseline while a workload is fixed)")
+    for e in sec.access_entries:
+        if e.role not in ACCESS_ROLES:
+            raise ValueError(f"security.access_entries: role {e.role!r} is not one of {sorted(ACCESS_ROLES)}")
+        if not e.principal_arn.startswith("arn:aws") or ":iam::" not in e.principal_arn:
+            raise ValueError(f"security.access_entries: {e.principal_arn!r} is not an IAM principal ARN")
+        if e.role == "cluster-admin" and e.namespaces:
+            raise ValueError("security.access_entries: cluster-admin is cluster-wide, it takes no namespaces")
 
 
 def to_plain(obj):

@@ -17,6 +17,7 @@ Labels are the standard ones (``kubernetes.io/arch``, ``karpenter.sh/nodepool``)
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -24,6 +25,18 @@ import yaml
 
 from infra.platform.config import MANAGED_BY, NodePoolConfig, PlatformConfig
 from infra.platform.gateway import render_litellm_config
+from infra.platform.security import (
+    CONTAINER_SECURITY,
+    NODE_AGENT_SECURITY,
+    NODE_NAMESPACE,
+    POD_SECURITY,
+    RAY_LABEL,
+    ingress_annotations,
+    render_namespaces,
+    render_network_policies,
+    render_rbac,
+    restricted,
+)
 
 RAY_VERSION = "2.60.0"
 VLLM_IMAGE_TAG = "2.60.0-py311-cu128"  # rayproject/ray-llm: Ray Serve LLM with vLLM, matching the Ray version
@@ -100,13 +113,20 @@ PRUNE_KINDS: dict[str, set[tuple[str, str]]] = {
         ("karpenter.k8s.aws/v1", "EC2NodeClass"),
         ("karpenter.kwok.sh/v1alpha1", "KWOKNodeClass"),
     },
-    "cluster_addons": {("v1", "Namespace"), ("apps/v1", "DaemonSet"), ("monitoring.coreos.com/v1", "ServiceMonitor")},
+    "cluster_addons": {
+        ("v1", "Namespace"),
+        ("apps/v1", "DaemonSet"),
+        ("monitoring.coreos.com/v1", "ServiceMonitor"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    },
     "platform_workloads": {
         ("v1", "ServiceAccount"),
         ("v1", "ConfigMap"),
         ("apps/v1", "Deployment"),
         ("v1", "Service"),
         ("networking.k8s.io/v1", "Ingress"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
         ("ray.io/v1", "RayService"),
         ("ray.io/v1", "RayCluster"),
     },
@@ -238,7 +258,7 @@ def _daemonset(
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
-        "metadata": _meta(cfg, name, "device-plugin", "kube-system"),
+        "metadata": _meta(cfg, name, "device-plugin", NODE_NAMESPACE),
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "updateStrategy": {"type": "RollingUpdate"},
@@ -246,6 +266,7 @@ def _daemonset(
                 "metadata": {"labels": {"app.kubernetes.io/name": name}},
                 "spec": {
                     "priorityClassName": "system-node-critical",
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                     "tolerations": [{"key": toleration, "operator": "Exists", "effect": "NoSchedule"}],
                     "affinity": {
                         "nodeAffinity": {
@@ -269,7 +290,7 @@ def _daemonset(
                             "name": name,
                             "image": image,
                             **({"args": args} if args else {}),
-                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                            "securityContext": copy.deepcopy(NODE_AGENT_SECURITY),
                             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                             "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
                         }
@@ -291,8 +312,9 @@ def _service_monitor(cfg: PlatformConfig, name: str, selector: dict, port: str, 
 
 
 def render_cluster_addons(cfg: PlatformConfig, compute_mode: str = "auto") -> list[dict]:
-    # the platform's namespace comes first: the ServiceMonitors here and every workload after live in it
-    out: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(cfg, cfg.namespace, "namespace")}]
+    # the namespaces come first (the ServiceMonitors here and every workload after live in them), with their Pod
+    # Security labels, then the access roles' bindings in them
+    out: list[dict] = [*render_namespaces(cfg, node_agents=compute_mode != "auto"), *render_rbac(cfg)]
     if compute_mode != "auto":  # Auto Mode nodes come with the NVIDIA and Neuron device plugins
         out.append(
             _daemonset(
@@ -371,20 +393,33 @@ def _worker_group(
         "minReplicas": min_r,
         "maxReplicas": max_r,
         "rayStartParams": {},
-        "template": {"spec": spec},
+        "template": {"metadata": {"labels": {}}, "spec": restricted(spec)},  # labelled by _ray_cluster_spec
     }
 
 
-def _head(image: str) -> dict:
+def _head(image: str, cluster: str) -> dict:
+    spec = {
+        "nodeSelector": {"karpenter.sh/nodepool": "general"},
+        "serviceAccountName": "ray",
+        "containers": [_ray_container("ray-head", image, {"cpu": "2", "memory": "8Gi"}, probes=True)],
+    }
     return {
         "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0", "metrics-export-port": "8080"},
-        "template": {
-            "spec": {
-                "nodeSelector": {"karpenter.sh/nodepool": "general"},
-                "serviceAccountName": "ray",
-                "containers": [_ray_container("ray-head", image, {"cpu": "2", "memory": "8Gi"}, probes=True)],
-            }
-        },
+        "template": {"metadata": {"labels": {RAY_LABEL: cluster}}, "spec": restricted(spec)},
+    }
+
+
+def _ray_cluster_spec(name: str, image: str, workers: list[dict]) -> dict:
+    """A RayCluster spec: its head, its workers labelled with the cluster's name (the NetworkPolicies select on it),
+    and the autoscaler sidecar KubeRay adds to the head held to the same Pod Security as the rest."""
+    for w in workers:
+        w["template"]["metadata"]["labels"][RAY_LABEL] = name
+    return {
+        "rayVersion": RAY_VERSION,
+        "enableInTreeAutoscaling": True,
+        "autoscalerOptions": {"securityContext": copy.deepcopy(CONTAINER_SECURITY)},
+        "headGroupSpec": _head(image, name),
+        "workerGroupSpecs": workers,
     }
 
 
@@ -396,12 +431,7 @@ def _rayservice(cfg: PlatformConfig, name: str, serve_config: dict, workers: lis
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
             "upgradeStrategy": {"type": "NewCluster"},
-            "rayClusterConfig": {
-                "rayVersion": RAY_VERSION,
-                "enableInTreeAutoscaling": True,
-                "headGroupSpec": _head(image),
-                "workerGroupSpecs": workers,
-            },
+            "rayClusterConfig": _ray_cluster_spec(name, image, workers),
         },
     }
 
@@ -496,14 +526,11 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
             "apiVersion": "ray.io/v1",
             "kind": "RayCluster",
             "metadata": _meta(cfg, "agentic-data", "ray-data", cfg.namespace),
-            "spec": {
-                "rayVersion": RAY_VERSION,
-                "enableInTreeAutoscaling": True,
-                "headGroupSpec": _head(cfg.image),
-                "workerGroupSpecs": [
-                    _worker_group("cpu-data", "graviton", cfg.image, {"cpu": "8", "memory": "16Gi"}, 0, 16)
-                ],
-            },
+            "spec": _ray_cluster_spec(
+                "agentic-data",
+                cfg.image,
+                [_worker_group("cpu-data", "graviton", cfg.image, {"cpu": "8", "memory": "16Gi"}, 0, 16)],
+            ),
         },
     ]
     if m.inferentia:
@@ -561,13 +588,13 @@ def _deployment(
         "resources": resources or {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
         "readinessProbe": _probe(health, port, 10),
         "livenessProbe": _probe(health, port, 30),
-        "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if args:
         container["args"] = args
     if mounts:
         container["volumeMounts"] = mounts
     pod: dict[str, Any] = {"nodeSelector": {"karpenter.sh/nodepool": "general"}, "containers": [container]}
+    restricted(pod)
     if sa:
         pod["serviceAccountName"] = sa
     if volumes:
@@ -727,12 +754,7 @@ def render_gateway_and_observability(cfg: PlatformConfig, litellm_config: dict) 
             "kind": "Ingress",
             "metadata": {
                 **_meta(cfg, "agentic-api", "gateway", ns),
-                "annotations": {
-                    "alb.ingress.kubernetes.io/scheme": "internet-facing",
-                    "alb.ingress.kubernetes.io/target-type": "ip",
-                    "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS":443}]',
-                    "alb.ingress.kubernetes.io/ssl-redirect": "443",
-                },
+                "annotations": ingress_annotations(cfg),
             },
             "spec": {
                 "ingressClassName": "alb",
@@ -795,6 +817,8 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
                     "includeConfigInLaunchedRuns": {"enabled": True},
                     "nodeSelector": {"karpenter.sh/nodepool": "general"},
                     "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                    "podSecurityContext": copy.deepcopy(POD_SECURITY),
+                    "securityContext": copy.deepcopy(CONTAINER_SECURITY),
                 }
             ],
         },
@@ -804,7 +828,14 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
                 "k8sRunLauncher": {
                     "jobNamespace": "dagster",
                     "envSecrets": [{"name": "agentic-secrets"}],
-                    "runK8sConfig": {"podSpecConfig": {"nodeSelector": {"karpenter.sh/nodepool": "general"}}},
+                    # run pods, and through the run launcher every step pod dagster-k8s makes, pass PSS restricted
+                    "runK8sConfig": {
+                        "podSpecConfig": {
+                            "nodeSelector": {"karpenter.sh/nodepool": "general"},
+                            "securityContext": copy.deepcopy(POD_SECURITY),
+                        },
+                        "containerConfig": {"securityContext": copy.deepcopy(CONTAINER_SECURITY)},
+                    },
                 }
             },
         },
@@ -815,10 +846,18 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
             "postgresqlDatabase": "dagster",
         },
         "generatePostgresqlPasswordSecret": False,
-        "dagsterWebserver": {"nodeSelector": {"karpenter.sh/nodepool": "general"}, "service": {"type": "ClusterIP"}},
+        # the chart gives each Deployment's init containers the same securityContext as its main container
+        "dagsterWebserver": {
+            "nodeSelector": {"karpenter.sh/nodepool": "general"},
+            "service": {"type": "ClusterIP"},
+            "podSecurityContext": copy.deepcopy(POD_SECURITY),
+            "securityContext": copy.deepcopy(CONTAINER_SECURITY),
+        },
         "dagsterDaemon": {
             "enabled": True,
             "nodeSelector": {"karpenter.sh/nodepool": "general"},
+            "podSecurityContext": copy.deepcopy(POD_SECURITY),
+            "securityContext": copy.deepcopy(CONTAINER_SECURITY),
             "runCoordinator": {
                 "enabled": True,
                 "type": "QueuedRunCoordinator",
@@ -834,6 +873,7 @@ def render_all(cfg: PlatformConfig, litellm_config: dict, compute_mode: str = "a
         "cluster_addons": render_cluster_addons(cfg, compute_mode),
         "model_deployments": render_model_deployments(cfg),
         "gateway_and_observability": render_gateway_and_observability(cfg, litellm_config),
+        "network_policies": render_network_policies(cfg),
     }
 
 
@@ -857,5 +897,9 @@ def render_everything(cfg: PlatformConfig, compute_mode: str = "auto") -> dict[s
     return {
         "node_pools": render_node_pools(cfg, compute_mode),
         "cluster_addons": render_cluster_addons(cfg, compute_mode),
-        "platform_workloads": [*render_gateway_and_observability(cfg, litellm), *render_model_deployments(cfg)],
+        "platform_workloads": [
+            *render_network_policies(cfg),  # before the pods they isolate
+            *render_gateway_and_observability(cfg, litellm),
+            *render_model_deployments(cfg),
+        ],
     }
