@@ -7,17 +7,22 @@ streaming too (Server-Sent Events, OpenAI chunk format, citations in a final chu
 field). ``POST /query`` takes a ``conversation_id`` and keeps the history itself.
 ``POST /v1/feedback`` records thumbs or a 1-5 score for an answer id or trace id; every answer is
 recorded with its lineage so feedback can be traced back to what produced it.
-Every route but ``/health`` needs ``Authorization: Bearer <AGENTIC_API_KEY>``; without a key
-configured the app refuses to start (never open by default).
+Every route but ``/health`` needs ``Authorization: Bearer <key>``: a principal's key from the key store
+(``agentic keys create``) or the deployment's AGENTIC_API_KEY (the admin principal); without an admin key configured
+the app refuses to start (never open by default). Every answer and search reads only the documents the caller's
+groups may read (the filter is inside the store query). Per key: a request rate and a concurrency limit (429 with
+Retry-After), and a body size limit (413). Every request but ``/health`` and ``/metrics`` leaves an audit record.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import json
+import threading
 import time
 import uuid
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, Field, field_validator
 
 from agents.service import AnswerService
+from core.access import AuditRecord, ConcurrencyLimiter, Principal, RateLimiter, question_hash
 
 MODEL_NAME = "agentic-rag"
 
@@ -44,7 +50,7 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(BaseModel):
     model: str = MODEL_NAME
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
     stream: bool = False
     max_tokens: int | None = Field(default=None, ge=1, le=4096)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -93,32 +99,164 @@ def _err(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
 
 
-def create_app(service: AnswerService, api_key: str, records=None, conversations=None) -> FastAPI:
-    """``records``: an ``agents.records.AnswerRecords`` (answers + feedback); ``conversations``: an
-    ``agents.conversations.ConversationStore``. Both live in the state store; without them the API answers but keeps
-    no records and ``/query`` refuses a ``conversation_id``."""
-    if not api_key:
+@dataclass(frozen=True)
+class Limits:
+    """Per key: sustained requests per minute (bursts of ``burst_factor`` times that per minute's worth, at least 2)
+    and requests in flight; a principal's key may set its own. Per request: body bytes. 0 = unlimited."""
+
+    rate_per_minute: int = 60
+    burst_factor: float = 0.25
+    concurrency: int = 4
+    max_body_bytes: int = 256 * 1024
+
+
+class Authenticator:
+    """Bearer token -> principal through the key store, cached for ``ttl_s`` (a revoked key stops working within
+    that); the cache is keyed by a hash of the token and bounded."""
+
+    def __init__(self, keys, ttl_s: float = 5.0, max_entries: int = 10_000):
+        self.keys, self.ttl_s, self.max_entries = keys, ttl_s, max_entries
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, token: str) -> Principal | None:
+        if not token:
+            return None
+        h = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(h)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        principal = self.keys.authenticate(token)
+        with self._lock:
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[h] = (now, principal)
+        return principal
+
+
+UNAUDITED = ("/health", "/metrics")
+
+
+def require_key(request: Request) -> Principal:
+    """The caller (authenticated by the app's middleware), or 401."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        raise HTTPException(
+            status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return principal
+
+
+Caller = Annotated[Principal, Depends(require_key)]
+
+
+def create_app(
+    service: AnswerService,
+    keys,
+    records=None,
+    conversations=None,
+    audit=None,
+    limits: Limits | None = None,
+    auth_ttl_s: float = 5.0,
+) -> FastAPI:
+    """``keys``: a ``resources.access.KeyStoreResource`` (its ``admin_key`` is the admin principal's token).
+    ``records``: an ``agents.records.AnswerRecords`` (answers + feedback); ``conversations``: an
+    ``agents.conversations.ConversationStore``; ``audit``: an ``agents.audit.AuditTrail``. All live in the state
+    store; without them the API answers but keeps no records and ``/query`` refuses a ``conversation_id``."""
+    if not getattr(keys, "admin_key", ""):
         raise ValueError("AGENTIC_API_KEY is empty: the API never runs without a key")
+    limits = limits or Limits()
+    authenticate = Authenticator(keys, auth_ttl_s)
+    rate, inflight = RateLimiter(), ConcurrencyLimiter()
     app = FastAPI(title="agentic-rag", version="0.1.0")
     metrics = Metrics()
     app.state.metrics = metrics
+    app.state.audit = audit
 
-    def require_key(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise HTTPException(
-                status_code=401, detail="missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
+    def _audit(request: Request, status: int, t0: float) -> None:
+        path = request.url.path
+        if audit is None or path in UNAUDITED:
+            return
+        p: Principal | None = getattr(request.state, "principal", None)
+        info = getattr(request.state, "audit", {}) or {}
+        audit.record(
+            AuditRecord(
+                time=time.time(),
+                principal=p.name if p else "",
+                key_id=p.key_id if p else "",
+                path=path,
+                status=status,
+                question_sha256=question_hash(info.get("question", "")),
+                route=info.get("route", ""),
+                doc_ids=list(info.get("doc_ids", [])),
+                answer_id=info.get("answer_id", ""),
+                ms=round((time.perf_counter() - t0) * 1000, 1),
             )
+        )
 
     @app.middleware("http")
-    async def measure(request: Request, call_next):
+    async def admit_and_measure(request: Request, call_next):
+        """Authenticate, apply the key's limits, then measure and audit (for a stream: when its last chunk is sent)."""
         t = time.perf_counter()
-        response = await call_next(request)
-        path = request.scope.get("route").path if request.scope.get("route") else "unmatched"
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - t)
+        request.state.audit = {}
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        principal = authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        request.state.principal = principal
+        slot = None
+        response = None
+        if principal is not None and request.url.path not in UNAUDITED:
+            per_minute = principal.rate_per_minute or limits.rate_per_minute
+            burst = max(2, int(per_minute * limits.burst_factor))
+            ok, wait = rate.check(principal.key_id or principal.name, per_minute, burst)
+            if not ok:
+                response = _err(429, f"rate limit of {per_minute} requests/minute for this key", "rate_limit_error")
+                response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+            else:
+                cap = principal.concurrency or limits.concurrency
+                slot = principal.key_id or principal.name
+                if not inflight.acquire(slot, cap):
+                    slot = None
+                    response = _err(429, f"at most {cap} requests in flight for this key", "rate_limit_error")
+                    response.headers["Retry-After"] = "1"
+        if response is None and request.method in ("POST", "PUT", "PATCH") and limits.max_body_bytes:
+            length = request.headers.get("content-length")
+            if length is None:
+                response = _err(411, "a Content-Length header is required", "invalid_request_error")
+            elif not length.isdigit() or int(length) > limits.max_body_bytes:
+                response = _err(413, f"request body larger than {limits.max_body_bytes} bytes", "invalid_request_error")
+        if response is not None:
+            if slot is not None:
+                inflight.release(slot)
+            _finish(request, response.status_code, t)
+            return response
+        try:
+            response = await call_next(request)
+        except BaseException:
+            if slot is not None:
+                inflight.release(slot)
+            raise
+        inner = response.body_iterator
+
+        async def body():
+            try:
+                async for chunk in inner:
+                    yield chunk
+            finally:
+                if slot is not None:
+                    inflight.release(slot)
+                _finish(request, response.status_code, t)
+
+        response.body_iterator = body()
         return response
+
+    def _finish(request: Request, status: int, t: float) -> None:
+        path = request.scope.get("route").path if request.scope.get("route") else "unmatched"
+        metrics.requests.labels(path, str(status)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - t)
+        _audit(request, status, t)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
@@ -155,8 +293,13 @@ def create_app(service: AnswerService, api_key: str, records=None, conversations
             return _err(503, "model gateway unreachable; retry shortly", "upstream_unavailable")
         raise exc
 
-    def _record(answer) -> None:
+    def _record(answer, request: Request) -> None:
         metrics.answered(answer)
+        request.state.audit.update(
+            route=answer.route,
+            answer_id=answer.answer_id,
+            doc_ids=[c.get("id", "") for c in answer.citations if c.get("origin") == "knowledge_base"],
+        )
         if records is not None:
             records.record_answer(answer.to_dict())
 
@@ -165,23 +308,31 @@ def create_app(service: AnswerService, api_key: str, records=None, conversations
 
         register_feedback_routes(app, records, require_key)
 
-    @app.post("/query", dependencies=[Depends(require_key)])
-    def query(req: QueryRequest):
+    def _owner(principal: Principal) -> str | None:
+        return None if principal.admin else principal.name
+
+    @app.post("/query")
+    def query(req: QueryRequest, request: Request, principal: Caller):
         history = []
         cid = req.conversation_id
+        request.state.audit["question"] = req.question
         try:
             if cid is not None:
                 if conversations is None:
                     return _err(400, "this deployment keeps no conversations", "invalid_request_error")
-                history = conversations.history(cid)
-            answer = service.answer(req.question, req.filters, req.mode, history=history, conversation_id=cid)
+                history = conversations.history(cid, owner=_owner(principal))
+            answer = service.answer(
+                req.question, req.filters, req.mode, history=history, conversation_id=cid, scope=principal.scope()
+            )
+        except LookupError as exc:
+            return _err(404, str(exc).strip("'\""), "invalid_request_error")
         except ValueError as exc:
             return _err(400, str(exc), "invalid_request_error")
         except Exception as exc:  # upstream failures become clean 5xx with a reason, not a traceback
             return _upstream_error(exc)
         if cid is not None:
-            conversations.append(cid, req.question, answer.answer, answer.answer_id)
-        _record(answer)
+            conversations.append(cid, req.question, answer.answer, answer.answer_id, owner=_owner(principal))
+        _record(answer, request)
         return answer.to_dict()
 
     @app.post("/v1/conversations", dependencies=[Depends(require_key)])
@@ -190,14 +341,16 @@ def create_app(service: AnswerService, api_key: str, records=None, conversations
             return _err(400, "this deployment keeps no conversations", "invalid_request_error")
         return {"conversation_id": conversations.new_id()}
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(require_key)])
-    def chat(req: ChatRequest):
+    @app.post("/v1/chat/completions")
+    def chat(req: ChatRequest, request: Request, principal: Caller):
         if req.model not in (MODEL_NAME, "default"):
             return _err(404, f"model {req.model!r} not found; use {MODEL_NAME!r}", "invalid_request_error")
         last = max((i for i, m in enumerate(req.messages) if m.role == "user" and m.text().strip()), default=None)
         if last is None:
             return _err(400, "messages must contain a non-empty user message", "invalid_request_error")
         question = req.messages[last].text()
+        request.state.audit["question"] = question
+        scope = principal.scope()
         # the conversation so far: every user and assistant turn before the question (system prompts are ours)
         history = [
             {"role": m.role, "content": m.text()} for m in req.messages[:last] if m.role in ("user", "assistant")
@@ -209,8 +362,8 @@ def create_app(service: AnswerService, api_key: str, records=None, conversations
         created = int(time.time())
         try:
             if not req.stream or mode == "agent":
-                answer = service.answer(question, filters, mode, history=history)
-                _record(answer)
+                answer = service.answer(question, filters, mode, history=history, scope=scope)
+                _record(answer, request)
                 if req.stream:  # the orchestrator is not token-streamed: one chunk, then done
                     return StreamingResponse(_one_chunk_stream(cid, created, answer), media_type="text/event-stream")
                 return {
@@ -232,7 +385,7 @@ def create_app(service: AnswerService, api_key: str, records=None, conversations
                     },
                     "agentic": _extra(answer),
                 }
-            plan = service.plan(question, filters, history)
+            plan = service.plan(question, filters, history, scope=scope)
         except ValueError as exc:
             return _err(400, str(exc), "invalid_request_error")
         except Exception as exc:
@@ -262,7 +415,8 @@ def create_app(service: AnswerService, api_key: str, records=None, conversations
                 yield "data: [DONE]\n\n"
                 return
             answer = plan.result
-            _record(answer)
+            answer.principal = principal.name
+            _record(answer, request)
             yield _sse(
                 {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "agentic": _extra(answer)}
             )

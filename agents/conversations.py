@@ -1,6 +1,7 @@
 """Conversation history for ``/query``'s ``conversation_id``: kept in the state store, so any API replica continues a
 conversation another one started (a local folder on ``local``, S3 on ``eks``). Bounded: the newest ``max_turns``
-turns per conversation, each cut to ``max_chars``."""
+turns per conversation, each cut to ``max_chars``. A conversation belongs to the principal who started it: another
+principal's history would carry answers from documents they may not read, so for them it does not exist."""
 
 from __future__ import annotations
 
@@ -28,15 +29,25 @@ class ConversationStore:
     def valid(conversation_id: str) -> bool:
         return bool(_ID.match(conversation_id or ""))
 
-    def history(self, conversation_id: str) -> list[Turn]:
+    def history(self, conversation_id: str, owner: str | None = None) -> list[Turn]:
+        """The turns so far. ``owner``: the asking principal (None: the operator, who reads any); a conversation
+        owned by someone else raises ``LookupError``, as an unknown one would for them."""
         if not self.valid(conversation_id):
             raise ValueError("conversation_id must be 8-64 letters, digits, '-' or '_'")
         record = self.state.read_json(PREFIX + conversation_id) or {}
+        if owner is not None and record.get("owner", owner) != owner:
+            raise LookupError(f"no conversation {conversation_id}")
         return [Turn(t["role"], t["content"]) for t in record.get("turns", [])]
 
-    def append(self, conversation_id: str, question: str, answer: str, answer_id: str = "") -> None:
+    def append(
+        self, conversation_id: str, question: str, answer: str, answer_id: str = "", owner: str | None = None
+    ) -> None:
         with self._lock:  # one writer per process; replicas write whole objects, last writer wins per turn pair
             record = self.state.read_json(PREFIX + conversation_id) or {"id": conversation_id, "turns": []}
+            if owner is not None:
+                if record.get("owner", owner) != owner:
+                    raise LookupError(f"no conversation {conversation_id}")
+                record["owner"] = owner
             record["turns"] += [
                 {"role": "user", "content": question[: self.max_chars]},
                 {"role": "assistant", "content": answer[: self.max_chars], "answer_id": answer_id},

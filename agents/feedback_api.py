@@ -54,6 +54,11 @@ async def _read_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
+def _may_see(request: Request, answer: dict) -> bool:
+    principal = request.state.principal
+    return principal.admin or answer.get("principal", "") == principal.name
+
+
 def register_feedback_routes(app: FastAPI, records: AnswerRecords, require_key: Callable) -> None:
     """Add the feedback routes to ``app``; ``require_key`` is the app's API-key dependency."""
 
@@ -75,8 +80,11 @@ def register_feedback_routes(app: FastAPI, records: AnswerRecords, require_key: 
             return _error(400, "the body must be a JSON object")
         if not isinstance(payload, dict):
             return _error(400, "the body must be a JSON object")
+        principal = request.state.principal
         try:
-            record = await run_in_threadpool(records.record_feedback, payload)
+            record = await run_in_threadpool(
+                records.record_feedback, payload, None if principal.admin else principal.name
+            )
         except InvalidFeedback as exc:
             return _error(422, str(exc), exc.param)
         except LookupError as exc:
@@ -87,8 +95,9 @@ def register_feedback_routes(app: FastAPI, records: AnswerRecords, require_key: 
         )
 
     @app.get("/v1/answers/{answer_id}", dependencies=[Depends(require_key)])
-    def get_answer(answer_id: str):
+    def get_answer(answer_id: str, request: Request):
         found = records.find_answer(answer_id=answer_id.lower())
-        if found is None:
+        if found is None or not _may_see(request, found):
+            # another principal's answer may quote documents this caller may not read: for them it does not exist
             return _error(404, f"no answer with answer_id {answer_id[:64]}", "answer_id")
         return found

@@ -43,6 +43,7 @@ ANSWER_FIELDS = (
     "relevance_evidence",
     "conversation_id",
     "lineage",
+    "principal",
     "at",
 )
 
@@ -127,19 +128,19 @@ class AnswerRecords:
                     yield date
 
     # ------------------------------------------------------------ feedback
-    def record_feedback(self, payload: dict) -> dict:
+    def record_feedback(self, payload: dict, owner: str | None = None) -> dict:
         """Validate (``core.feedback``; ``InvalidFeedback``, a ValueError), find the answer (``LookupError`` if
-        unknown) and store the feedback; returns the stored record."""
+        unknown, or if ``owner`` is given and did not ask it) and store the feedback; returns the stored record."""
         fb = normalize_feedback(payload)
         if fb["answer_id"] is not None:
             answer = self.find_answer(answer_id=fb["answer_id"])
-            if answer is None:
+            if answer is None or (owner is not None and answer.get("principal", "") != owner):
                 raise LookupError(f"no answer with answer_id {fb['answer_id']}")
             if fb["trace_id"] is not None and answer.get("trace_id") != fb["trace_id"]:
                 raise InvalidFeedback("trace_id does not belong to answer_id", "trace_id")
         else:
             answer = self.find_answer(trace_id=fb["trace_id"])
-            if answer is None:
+            if answer is None or (owner is not None and answer.get("principal", "") != owner):
                 raise LookupError(f"no answer with trace_id {fb['trace_id']}")
         date = utc_date(float(answer["at"]))
         record = {

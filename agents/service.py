@@ -30,6 +30,7 @@ from typing import Iterator
 
 from agents.tracing import trace_id_of, tracer
 from core import answering, chunking, conversation
+from core.access import ReadScope
 from core.conversation import Turn
 from core.relevance import RELEVANCE_VERSION
 from resources.gateway import LLMGatewayResource
@@ -108,6 +109,7 @@ class Answer:
     conversation_id: str | None = None
     relevance_evidence: dict = field(default_factory=dict)
     lineage: dict = field(default_factory=dict)
+    principal: str = ""  # who asked: the answer came from what they may read
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -309,14 +311,26 @@ class AnswerService:
 
     # -- building blocks (also the orchestrator's tools) ----------------------------------------
     def retrieve(
-        self, question: str, filters: dict | None = None, k: int | None = None, whole: int = 0
+        self,
+        question: str,
+        filters: dict | None = None,
+        k: int | None = None,
+        whole: int = 0,
+        *,
+        scope: ReadScope,
     ) -> tuple[list[Source], dict]:
-        """``k`` documents as numbered sources (conclusions first; the first ``whole`` of them entire) and the
-        relevance evidence ({} if none found)."""
+        """``k`` documents the ``scope`` may read, as numbered sources (conclusions first; the first ``whole`` of
+        them entire), and the relevance evidence ({} if none found)."""
         with tracer().start_as_current_span("retrieve") as span:
             found = self.retriever.passages(
-                question, k=k or self.config.k, filters=filters, generation=self.config.generation, whole=whole
+                question,
+                k=k or self.config.k,
+                filters=filters,
+                generation=self.config.generation,
+                whole=whole,
+                scope=scope,
             )
+            span.set_attribute("agentic.principal", scope.principal)
             span.set_attribute("retrieval.mode", "hybrid+conclusions")
             span.set_attribute("retrieval.hits", len(found.passages))
         sources = [
@@ -407,7 +421,9 @@ class AnswerService:
         return conversation.accept_rewrite(question, rewritten, window), 1
 
     # -- fast path ------------------------------------------------------------------------------
-    def plan(self, question: str, filters: dict | None = None, history: list | None = None) -> Plan:
+    def plan(
+        self, question: str, filters: dict | None = None, history: list | None = None, *, scope: ReadScope
+    ) -> Plan:
         question = question.strip()
         if not question:
             raise ValueError("question is empty")
@@ -428,7 +444,7 @@ class AnswerService:
             yes_no = answering.is_yes_no(standalone)
             t = time.perf_counter()
             # a yes/no question is decided by the conclusions; an open one reads its top document whole
-            sources, evidence = self.retrieve(standalone, filters, whole=0 if yes_no else 1)
+            sources, evidence = self.retrieve(standalone, filters, whole=0 if yes_no else 1, scope=scope)
             timings["retrieve"] = (time.perf_counter() - t) * 1000
             relevance: float | None = evidence.get("score") if sources else None
             with tracer().start_as_current_span("assess_relevance") as rspan:
@@ -472,14 +488,17 @@ class AnswerService:
         mode: str = "auto",
         history: list | None = None,
         conversation_id: str | None = None,
+        *,
+        scope: ReadScope,
     ) -> Answer:
+        """The answer from what ``scope`` may read (its filter is in every retrieval, the orchestrator's too)."""
         if mode == "agent":
-            result = self.agent_answer(question, filters, history)
+            result = self.agent_answer(question, filters, history, scope=scope)
         elif mode == "auto":
-            result = self.complete(self.plan(question, filters, history))
+            result = self.complete(self.plan(question, filters, history, scope=scope))
         else:
             raise ValueError("mode must be 'auto' or 'agent'")
-        result.conversation_id = conversation_id
+        result.conversation_id, result.principal = conversation_id, scope.principal
         return result
 
     def _structured(self, plan: Plan) -> tuple[str, list[int], answering.Checked]:
@@ -599,7 +618,9 @@ class AnswerService:
             yield (" " if i else "") + word
 
     # -- orchestrator agent -----------------------------------------------------------------------
-    def agent_answer(self, question: str, filters: dict | None = None, history: list | None = None) -> Answer:
+    def agent_answer(
+        self, question: str, filters: dict | None = None, history: list | None = None, *, scope: ReadScope
+    ) -> Answer:
         from opentelemetry import trace
         from strands import Agent, tool
         from strands.hooks import BeforeToolCallEvent
@@ -619,7 +640,7 @@ class AnswerService:
         @tool
         def search_knowledge_base(query: str) -> str:
             """Search the biomedical knowledge base (PubMed abstracts). Returns numbered sources."""
-            found, evidence = self.retrieve(query, filters)
+            found, evidence = self.retrieve(query, filters, scope=scope)
             offset = len(state["sources"])
             for s in found:
                 s.n += offset

@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import bench_settings, materialize, percentile, save  # noqa: E402  (sets Ray env defaults)
+from core.access import FULL_SCOPE  # noqa: E402
 
 FOLLOW_UPS = (
     "Which patients were studied in it?",
@@ -141,12 +142,14 @@ def main() -> int:
     cfg = AgentConfig(web_search="off")
     service = AnswerService(res["retriever"], gateway, cfg, WebSearch("off"), state=res["pipeline_state"])
     client = gateway.openai_client()
-    service.answer("Does metformin lower HbA1c in type 2 diabetes?")  # warm-up: weights in the page cache
+    service.answer(
+        "Does metformin lower HbA1c in type 2 diabetes?", scope=FULL_SCOPE
+    )  # warm-up: weights in the page cache
 
     rows, bare_rows = [], []
     for n, item in enumerate(items, start=1):
         t0 = time.perf_counter()
-        plan = service.plan(item.question)
+        plan = service.plan(item.question, scope=FULL_SCOPE)
         answer = service.complete(plan)
         secs = time.perf_counter() - t0
         sources = {s.n: s.text for s in plan.sources}
@@ -211,7 +214,7 @@ def main() -> int:
         follow = FOLLOW_UPS[j % len(FOLLOW_UPS)]
         history = [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}]
         t0 = time.perf_counter()
-        plan = service.plan(follow, history=history)
+        plan = service.plan(follow, history=history, scope=FULL_SCOPE)
         answer = service.complete(plan)
         gold_id = "PMID:" + r["gold_doc_key"][7:-4]
         conv_rows.append(

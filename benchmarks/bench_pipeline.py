@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, read_table  # noqa: E402
 from benchmarks.common import bench_settings, materialize, resources_for, retrieval_metrics, save  # noqa: E402
+from core.access import FULL_SCOPE  # noqa: E402
 from core.corpus import ARTICLE_TABLE, document_key, load_sample  # noqa: E402
 from core.documents import parse_document  # noqa: E402
 
@@ -83,7 +84,7 @@ def main() -> None:
     quality = {}
     for mode in ("dense", "bm25", "hybrid"):
         t = time.perf_counter()
-        ranked = [[h.doc_key for h in res["retriever"].search(q, k=30, mode=mode)] for q in titles]
+        ranked = [[h.doc_key for h in res["retriever"].search(q, k=30, mode=mode, scope=FULL_SCOPE)] for q in titles]
         ms = (time.perf_counter() - t) / len(titles) * 1000
         quality[mode] = {**retrieval_metrics(ranked, relevant, 10), "mean_ms": round(ms, 2)}
     out["title_to_abstract"] = quality

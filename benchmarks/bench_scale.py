@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, bench_settings, chunk_run_config, materialize, percentile, resources_for, save  # noqa: E402
+from core.access import FULL_SCOPE  # noqa: E402
 from core.corpus import ARTICLE_TABLE, document_key, load_sample  # noqa: E402
 from core.documents import parse_document  # noqa: E402
 
@@ -127,7 +128,7 @@ def main() -> None:
     hyb = []
     for q in queries[:200]:
         t = time.perf_counter()
-        res["retriever"].search(q, k=10, mode="hybrid")
+        res["retriever"].search(q, k=10, mode="hybrid", scope=FULL_SCOPE)
         hyb.append((time.perf_counter() - t) * 1000)
     exact_lat = []
     for v in vectors[:100]:

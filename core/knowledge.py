@@ -20,7 +20,24 @@ from core.documents import PARSER_VERSION, ParsedDocument, Quarantine, Section, 
 from core.ids import chunk_id, content_hash
 
 INVENTORY = pa.schema(
-    [("key", pa.string()), ("size", pa.int64()), ("etag", pa.string()), ("last_modified", pa.float64())]
+    [
+        ("key", pa.string()),
+        ("size", pa.int64()),
+        ("etag", pa.string()),
+        ("last_modified", pa.float64()),
+        ("access", pa.string()),  # the store's access stamp: moves when the object's declared groups may have
+    ]
+)
+# Who may read each document (``document_access``): its declared groups (null: none declared), the groups in
+# force and where they came from (declared, rule:<prefix>, default, or error: <reason>, which no one but admins read).
+ACCESS = pa.schema(
+    [
+        ("doc_key", pa.string()),
+        ("access", pa.string()),
+        ("declared", pa.list_(pa.string())),
+        ("groups", pa.list_(pa.string())),
+        ("source", pa.string()),
+    ]
 )
 DOCUMENTS = pa.schema(
     [
@@ -81,7 +98,14 @@ CLASSES = pa.schema(
         ("source", pa.string()),
     ]
 )
-INDEXED = pa.schema([("chunk_id", pa.string()), ("doc_key", pa.string()), ("specialty", pa.string())])
+INDEXED = pa.schema(
+    [
+        ("chunk_id", pa.string()),
+        ("doc_key", pa.string()),
+        ("specialty", pa.string()),
+        ("groups", pa.list_(pa.string())),
+    ]
+)
 
 
 def vectors_schema(dimension: int) -> pa.Schema:
@@ -244,9 +268,11 @@ def invalid_vectors(vectors: np.ndarray, dimension: int) -> list[str | None]:
     ]
 
 
-def index_delta(live: pa.Table, indexed: pa.Table) -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """What one shard's index rows need: (chunk ids to add, chunk ids to delete, doc keys to re-label by new specialty).
-    ``live`` and ``indexed`` have (chunk_id, doc_key, specialty)."""
+def index_delta(
+    live: pa.Table, indexed: pa.Table
+) -> tuple[list[str], list[str], dict[str, list[str]], dict[tuple[str, ...], list[str]]]:
+    """What one shard's index rows need: (chunk ids to add, chunk ids to delete, doc keys to re-label by new specialty,
+    doc keys to re-permission by new groups). ``live`` and ``indexed`` have (chunk_id, doc_key, specialty, groups)."""
     live_ids, old_ids = set(live.column("chunk_id").to_pylist()), set(indexed.column("chunk_id").to_pylist())
     add, delete = sorted(live_ids - old_ids), sorted(old_ids - live_ids)
     old_class = dict(zip(indexed.column("doc_key").to_pylist(), indexed.column("specialty").to_pylist()))
@@ -259,7 +285,69 @@ def index_delta(live: pa.Table, indexed: pa.Table) -> tuple[list[str], list[str]
     for key, spec in sorted(set(zip(live.column("doc_key").to_pylist(), live.column("specialty").to_pylist()))):
         if key not in added_docs and key in old_class and old_class[key] != spec:
             relabel.setdefault(spec, []).append(key)
-    return add, delete, relabel
+    old_groups = {
+        k: tuple(g or ()) for k, g in zip(indexed.column("doc_key").to_pylist(), indexed.column("groups").to_pylist())
+    }
+    regroup: dict[tuple[str, ...], list[str]] = {}
+    live_groups = {
+        k: tuple(g or ()) for k, g in zip(live.column("doc_key").to_pylist(), live.column("groups").to_pylist())
+    }
+    for key, groups in sorted(live_groups.items()):
+        if key not in added_docs and key in old_groups and old_groups[key] != groups:
+            regroup.setdefault(groups, []).append(key)
+    return add, delete, relabel, regroup
+
+
+def resolve_access(
+    keys: list[str],
+    stamps: list[str],
+    previous: pa.Table,
+    policy,
+    read_declared,
+) -> tuple[pa.Table, dict[str, int]]:
+    """One shard's ``ACCESS`` rows. A document's declaration is read (``read_declared(key)``, one sidecar read or
+    HEAD) only when its access stamp moved since ``previous``; the policy (``core.access.AccessPolicy``) is applied to
+    every row, so a changed rule re-decides without reading anything. A declaration that cannot be read or parsed
+    gives the document no groups (only admins read it) and says why in ``source``: it is never published under a
+    guess. Returns (rows, counts: read, reused, declared, rule, default, error)."""
+    from core.access import index_groups
+
+    prev = {
+        k: (a, d, s)
+        for k, a, d, s in zip(
+            previous.column("doc_key").to_pylist(),
+            previous.column("access").to_pylist(),
+            previous.column("declared").to_pylist(),
+            previous.column("source").to_pylist(),
+        )
+    }
+    counts = {"read": 0, "reused": 0, "declared": 0, "rule": 0, "default": 0, "error": 0}
+    rows = []
+    for key, stamp in zip(keys, stamps):
+        stamp = stamp or ""
+        old = prev.get(key)
+        error = ""
+        if old is not None and old[0] == stamp and not (old[2] or "").startswith("error:"):  # errors are retried
+            declared = old[1]
+            counts["reused"] += 1
+        elif not stamp:
+            declared = None
+        else:
+            counts["read"] += 1
+            try:
+                declared = read_declared(key)
+            except (ValueError, OSError) as exc:
+                declared, error = None, f"error: {exc}"[:300]
+        if error:
+            groups, source = [], error
+        else:
+            found, source = policy.groups_for(key, declared)
+            groups = list(found)
+        counts[source.split(":")[0]] += 1
+        rows.append(
+            {"doc_key": key, "access": stamp, "declared": declared, "groups": index_groups(groups), "source": source}
+        )
+    return pa.Table.from_pylist(rows, schema=ACCESS), counts
 
 
 def document_vectors(chunk_doc_keys: list[str], vectors: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.access import ADMIN_PRINCIPAL, FULL_SCOPE, ReadScope
 from pipelines.settings import Settings, load_settings
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json")
@@ -168,7 +169,7 @@ def cmd_run(args, settings: Settings) -> int:
 
         retriever = build_resources(settings)["retriever"]
         _print(f'sample search (hybrid): "{args.sample_query}"')
-        for h in retriever.search(args.sample_query, k=3, mode="hybrid"):
+        for h in retriever.search(args.sample_query, k=3, mode="hybrid", scope=FULL_SCOPE):
             _print(f"  {h.rank}. [{h.doc_id}] {h.title[:100]}")
     return 0
 
@@ -379,10 +380,13 @@ def _parse_filters(items: list[str]) -> dict:
 def cmd_search(args, settings: Settings) -> int:
     from pipelines.profiles import build_resources
 
-    retriever = build_resources(settings)["retriever"]
+    res = build_resources(settings)
     t0 = time.perf_counter()
     try:
-        hits = retriever.search(args.query, k=args.k, mode=args.mode, filters=_parse_filters(args.filter))
+        scope = principal_scope(res["api_keys"], args.principal)
+        hits = res["retriever"].search(
+            args.query, k=args.k, mode=args.mode, filters=_parse_filters(args.filter), scope=scope
+        )
     except (LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -545,21 +549,27 @@ def cmd_down(args, settings: Settings) -> int:
 def cmd_serve(args, settings: Settings) -> int:
     import uvicorn
 
-    from agents.api import create_app
+    from agents.api import Limits, create_app
+    from agents.audit import AuditTrail
     from agents.conversations import ConversationStore
     from agents.records import AnswerRecords
-    from pipelines.services import build_answer_service
+    from pipelines.profiles import build_key_store
+    from pipelines.services import build_answer_service, resolve_env
 
     service = build_answer_service(settings)
+    audit = AuditTrail(service.state)
     app = create_app(
         service,
-        os.environ.get("AGENTIC_API_KEY", ""),
+        resolve_env(build_key_store(settings)),
         records=AnswerRecords(service.state),
         conversations=ConversationStore(service.state),
+        audit=audit,
+        limits=Limits(rate_per_minute=settings.api_rate_per_minute, concurrency=settings.api_concurrency),
     )
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
     finally:
+        audit.close()
         service.close()
     return 0
 
@@ -575,6 +585,9 @@ def cmd_ask(args, settings: Settings) -> int:
     try:
         t0 = time.perf_counter()
         try:
+            from pipelines.profiles import build_key_store
+
+            scope = principal_scope(build_key_store(settings), args.principal)
             history = conversations.history(args.conversation) if args.conversation else []
             answer = service.answer(
                 args.question,
@@ -582,6 +595,7 @@ def cmd_ask(args, settings: Settings) -> int:
                 "agent" if args.agent else "auto",
                 history=history,
                 conversation_id=args.conversation,
+                scope=scope,
             )
             if args.conversation:
                 conversations.append(args.conversation, args.question, answer.answer, answer.answer_id)
@@ -614,13 +628,97 @@ def cmd_ask(args, settings: Settings) -> int:
     return 0
 
 
+def principal_scope(keys, name: str | None) -> ReadScope:
+    """What the CLI may read as ``name``: the groups of the principal's active keys (None or ``admin``: everything,
+    the operator's view)."""
+    if name is None or name == ADMIN_PRINCIPAL:
+        return FULL_SCOPE
+    active = keys.list_keys(principal=name)
+    if not active:
+        raise LookupError(f"principal {name!r} has no active key (`agentic keys create {name} --groups ...`)")
+    return ReadScope.of({g for r in active for g in r.groups}, name)
+
+
 def cmd_keys(args, settings: Settings) -> int:
+    """API keys of principals. Tokens are printed once, at create/rotate; the store keeps only their hashes."""
+    from pipelines.profiles import build_key_store
     from pipelines.secrets import LOCAL_SECRETS
 
+    keys = build_key_store(settings)
+    action = args.action or "where"
+    try:
+        if action == "create":
+            groups = [g for g in args.groups.split(",") if g.strip()]
+            record, token = keys.create(args.principal, groups, args.rate, args.concurrency, args.description)
+            if args.json:
+                print(json.dumps({**record.public(), "token": token}))
+            else:
+                _print(f"key {record.key_id} for {record.principal} (groups {', '.join(record.groups)})")
+                _print(f"token (shown once, store it now): {token}")
+            return 0
+        if action == "rotate":
+            record, token = keys.rotate(args.key_id)
+            if args.json:
+                print(json.dumps({**record.public(), "token": token, "replaces": args.key_id}))
+            else:
+                _print(f"key {args.key_id} revoked; new key {record.key_id} for {record.principal}")
+                _print(f"token (shown once, store it now): {token}")
+            return 0
+        if action == "revoke":
+            record = keys.revoke(args.key_id)
+            _print(f"key {record.key_id} of {record.principal} revoked (API caches drop it within seconds)")
+            return 0
+    except (KeyError, ValueError) as exc:
+        print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
+        return 2
+    if action == "list":
+        rows = [r.public() for r in keys.list_keys(args.principal, include_revoked=args.all)]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        _print(f"{len(rows)} key(s) in {keys.describe()}")
+        for r in rows:
+            state = (
+                "active" if r["revoked"] is None else f"revoked{' -> ' + r['rotated_to'] if r['rotated_to'] else ''}"
+            )
+            _print(f"  {r['key_id']}  {r['principal']:<20} {','.join(r['groups']):<30} {state}")
+        return 0
     for var, name in LOCAL_SECRETS.items():
         path = settings.secrets_dir / name
         in_file = path.exists() and path.read_text().strip() == os.environ.get(var)
         _print(f"{var}: {f'in {path} (mode 0600)' if in_file else 'from the environment'}")
+    _print(f"principals' keys: {keys.describe()} (`agentic keys list`)")
+    return 0
+
+
+def cmd_audit(args, settings: Settings) -> int:
+    """The audit trail: one record per API request (principal, time, question hash, documents returned, route)."""
+    from agents.audit import AuditTrail
+    from pipelines.profiles import build_resources
+    from pipelines.services import resolve_env
+
+    trail = AuditTrail(resolve_env(build_resources(settings)["pipeline_state"]), background=False)
+    since = time.time() - args.hours * 3600 if args.hours else None
+    question = None
+    if args.question:
+        from core.access import question_hash
+
+        question = question_hash(args.question)
+    n = 0
+    for r in trail.query(since=since, principal=args.principal, doc_id=args.doc, path=args.path):
+        if question is not None and r.get("question_sha256") != question:
+            continue
+        n += 1
+        if args.json:
+            print(json.dumps(r))
+        elif n <= args.limit:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["time"]))
+            _print(
+                f"{when}Z {r['principal'] or '-':<16} {r['status']} {r['path']:<22} {r['route'] or '-':<22} "
+                f"docs={','.join(r['doc_ids'][:5]) or '-'} q={r['question_sha256'][:12] or '-'}"
+            )
+    if not args.json:
+        _print(f"{n} record(s)")
     return 0
 
 
@@ -644,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default="hybrid")
     p.add_argument("--filter", action="append", default=[], help="field=value | year>=2000 (repeatable)")
+    p.add_argument("--principal", default=None, help="search as this principal (default: admin, who reads all)")
     p.add_argument("--json", action="store_true")
     sub.add_parser("status", help="what is indexed and serving")
     p = sub.add_parser("opensearch", help="the local OpenSearch node with k-NN (run | start | stop | status)")
@@ -669,8 +768,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--conversation", default=None, help="continue (or start) a conversation with this id; follow-ups may say 'it'"
     )
+    p.add_argument("--principal", default=None, help="answer as this principal (default: admin, who reads all)")
     p.add_argument("--json", action="store_true")
-    sub.add_parser("keys", help="where the local API and gateway keys are (never prints them)")
+    p = sub.add_parser(
+        "keys", help="API keys of principals: create | list | rotate | revoke (no action: where keys are)"
+    )
+    ksub = p.add_subparsers(dest="action")
+    k = ksub.add_parser("create", help="a new key for a principal; prints its token once")
+    k.add_argument("principal")
+    k.add_argument("--groups", required=True, help="comma-separated groups whose documents the key may read")
+    k.add_argument("--rate", type=int, default=0, help="requests per minute (0: the deployment default)")
+    k.add_argument("--concurrency", type=int, default=0, help="requests in flight (0: the deployment default)")
+    k.add_argument("--description", default="")
+    k.add_argument("--json", action="store_true")
+    k = ksub.add_parser("list", help="keys (never their tokens)")
+    k.add_argument("--principal", default=None)
+    k.add_argument("--all", action="store_true", help="revoked keys too")
+    k.add_argument("--json", action="store_true")
+    k = ksub.add_parser("rotate", help="replace a key: a new token, the old key revoked")
+    k.add_argument("key_id")
+    k.add_argument("--json", action="store_true")
+    k = ksub.add_parser("revoke", help="revoke a key")
+    k.add_argument("key_id")
+    p = sub.add_parser("audit", help="the audit trail of API requests")
+    p.add_argument("--hours", type=float, default=24, help="how far back (0: all)")
+    p.add_argument("--principal", default=None)
+    p.add_argument("--doc", default=None, help="requests that returned this document id")
+    p.add_argument("--path", default=None, help="e.g. /query, /v1/chat/completions")
+    p.add_argument("--question", default=None, help="requests that asked exactly this question (matched by hash)")
+    p.add_argument("--limit", type=int, default=50, help="records printed (text output)")
+    p.add_argument("--json", action="store_true", help="every matching record as a JSON line")
     p = sub.add_parser(
         "eval", help="evaluate the index and agent on the golden set (needs `agentic up` unless --answers 0)"
     )
@@ -729,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": cmd_serve,
         "ask": cmd_ask,
         "keys": cmd_keys,
+        "audit": cmd_audit,
         "eval": cmd_eval,
         "platform": cmd_platform,
         "cost": cmd_cost,

@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from pipelines.settings import Settings
+from resources.access import DocumentAccessResource, KeyStoreResource, LocalKeyStore, SecretsManagerKeyStore
 from resources.document_store import LocalDocumentStore, S3DocumentStore
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
@@ -105,6 +106,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     aws = AWSResource(region=settings.aws_region)
     resources.update(
         {
+            "access_policy": DocumentAccessResource(
+                rules={prefix: list(groups) for prefix, groups in settings.access_rules},
+                default_groups=list(settings.access_default),
+            ),
+            "api_keys": build_key_store(settings),
             # platform (and cost) assets: render only, a live cluster (the local control plane), or EKS + AWS
             "platform": build_platform(settings, state_store, aws),
             "aws": aws,
@@ -116,6 +122,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         }
     )
     return resources
+
+
+def build_key_store(settings: Settings) -> KeyStoreResource:
+    """API keys of principals: hashed files in the home's secrets folder (local), Secrets Manager (eks). The
+    deployment's AGENTIC_API_KEY is the admin principal on both."""
+    if settings.profile == "local":
+        return LocalKeyStore(root=str(settings.secrets_dir / "keys"), admin_key=dg.EnvVar("AGENTIC_API_KEY"))
+    return SecretsManagerKeyStore(region_name=settings.aws_region, admin_key=dg.EnvVar("AGENTIC_API_KEY"))
 
 
 def build_platform(settings: Settings, store, aws):

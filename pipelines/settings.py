@@ -6,6 +6,7 @@ Everything else receives a :class:`Settings` (or resources built from it by
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,17 @@ def _port(env, name: str, default: int) -> int:
     if not 0 < port < 65536:
         raise ValueError(f"{name} must be a port number, got {raw!r}")
     return port
+
+
+def _nonnegative(env, name: str, default: int) -> int:
+    raw = env.get(name, str(default)).strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer >= 0, got {raw!r}") from exc
+    if value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {raw!r}")
+    return value
 
 
 def _positive(env, name: str, default: int) -> int:
@@ -67,6 +79,12 @@ class Settings:
     compute_mode: str = "auto"  # AGENTIC_COMPUTE_MODE: auto | karpenter | kwok (default kwok on the local cluster)
     state_shards: int = 32  # AGENTIC_STATE_SHARDS: shards of the pipeline state, fixed when a store is created
     document_queue_url: str = ""  # AGENTIC_DOCUMENT_QUEUE_URL (eks): the SQS queue of the bucket's event notifications
+    # AGENTIC_ACCESS_RULES: JSON {"<key prefix>": ["<group>", ...]} for documents that declare no groups
+    access_rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    access_default: tuple[str, ...] = ("public",)  # AGENTIC_ACCESS_DEFAULT (comma-separated): when no rule matches
+    api_rate_per_minute: int = 60  # AGENTIC_API_RATE: requests per minute per key (0 = unlimited), bursts of 2x
+    api_concurrency: int = 4  # AGENTIC_API_CONCURRENCY: requests in flight per key (0 = unlimited)
+    audit_retention_days: int = 90  # AGENTIC_AUDIT_RETENTION_DAYS: the audit_trail asset drops older days
 
     @property
     def secrets_dir(self) -> Path:
@@ -153,7 +171,21 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     web = env.get("AGENTIC_WEB_SEARCH", "stdio").strip() or "stdio"
     if web not in ("stdio", "http", "off"):
         raise ValueError(f"AGENTIC_WEB_SEARCH must be stdio, http or off, got {web!r}")
+    try:
+        rules = json.loads(env.get("AGENTIC_ACCESS_RULES", "") or "{}")
+        if not isinstance(rules, dict) or not all(
+            isinstance(v, list) and all(isinstance(g, str) for g in v) for v in rules.values()
+        ):
+            raise ValueError("not an object of lists of strings")
+    except ValueError as exc:
+        raise ValueError(f'AGENTIC_ACCESS_RULES must be JSON like {{"internal/": ["staff"]}}: {exc}') from exc
+    default_groups = tuple(g.strip() for g in env.get("AGENTIC_ACCESS_DEFAULT", "public").split(",") if g.strip())
     return Settings(
+        access_rules=tuple(sorted((k, tuple(v)) for k, v in rules.items())),
+        access_default=default_groups,
+        api_rate_per_minute=_nonnegative(env, "AGENTIC_API_RATE", 60),
+        api_concurrency=_nonnegative(env, "AGENTIC_API_CONCURRENCY", 4),
+        audit_retention_days=_positive(env, "AGENTIC_AUDIT_RETENTION_DAYS", 90),
         llm=llm,
         serve_port=_port(env, "AGENTIC_SERVE_PORT", 8001),
         gateway_port=_port(env, "AGENTIC_GATEWAY_PORT", 4000),

@@ -20,6 +20,7 @@ class ObjectInfo:
     size: int
     etag: str  # changes whenever the content may have changed
     last_modified: float  # epoch seconds
+    access: str = ""  # changes whenever the object's declared groups may have changed ("": it declares none)
 
 
 def validate_key(key: str) -> str:
@@ -29,8 +30,21 @@ def validate_key(key: str) -> str:
     return str(p)
 
 
+ACCESS_SIDECAR = ".access.json"  # ``<key>.access.json`` next to a document in the local store: its groups
+
+
 class DocumentStoreResource(dg.ConfigurableResource):
-    """Objects by key, like a bucket: ``list_objects``, ``get``, ``exists``, ``put``, ``delete``."""
+    """Objects by key, like a bucket: ``list_objects``, ``get``, ``exists``, ``put``, ``delete``; and who may read
+    each one (``declared_groups``, ``set_groups``)."""
+
+    def declared_groups(self, key: str) -> list[str] | None:
+        """The groups a document declares (None: it declares none, the access policy decides). Raises ValueError
+        with the reason when the declaration is malformed."""
+        raise NotImplementedError
+
+    def set_groups(self, key: str, groups: list[str] | None) -> None:
+        """Declare who may read ``key`` (None: remove the declaration) without touching its content."""
+        raise NotImplementedError
 
     def iter_objects(self, prefix: str | None = None) -> Iterator[ObjectInfo]:
         """Objects one at a time, in no promised order: memory stays flat however large the store."""
@@ -74,15 +88,35 @@ class LocalDocumentStore(DocumentStoreResource):
         if not root.exists():
             return
         for dirpath, _dirs, files in os.walk(root):
+            present = set(files)
             for name in files:
-                if name.startswith(".tmp-"):
+                if name.startswith(".tmp-") or name.endswith(ACCESS_SIDECAR):
                     continue
                 full = Path(dirpath) / name
                 key = full.relative_to(root).as_posix()
                 if not key.startswith(prefix):
                     continue
                 st = full.stat()
-                yield ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime)
+                access = ""
+                if name + ACCESS_SIDECAR in present:
+                    side = (Path(dirpath) / (name + ACCESS_SIDECAR)).stat()
+                    access = f"{side.st_size}-{side.st_mtime_ns}"
+                yield ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime, access)
+
+    def declared_groups(self, key: str) -> list[str] | None:
+        from core.access import parse_declared
+
+        try:
+            raw = self._path(key + ACCESS_SIDECAR).read_bytes()
+        except FileNotFoundError:
+            return None
+        return parse_declared(raw)
+
+    def set_groups(self, key: str, groups: list[str] | None) -> None:
+        if groups is None:
+            self._path(key + ACCESS_SIDECAR).unlink(missing_ok=True)
+        else:
+            self.put(key + ACCESS_SIDECAR, json.dumps({"groups": list(groups)}).encode())
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
@@ -100,9 +134,11 @@ class LocalDocumentStore(DocumentStoreResource):
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+        self._path(key + ACCESS_SIDECAR).unlink(missing_ok=True)
 
 
 NOTIFICATION_ID = "agentic-documents"
+GROUPS_METADATA = "groups"  # x-amz-meta-groups
 
 
 class S3DocumentStore(DocumentStoreResource):
@@ -131,7 +167,40 @@ class S3DocumentStore(DocumentStoreResource):
         prefix = self.prefix if prefix is None else prefix
         for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for o in page.get("Contents", []):
-                yield ObjectInfo(o["Key"], int(o["Size"]), o["ETag"].strip('"'), o["LastModified"].timestamp())
+                modified = o["LastModified"].timestamp()
+                # Metadata is not in the listing; changing it (a copy onto itself) moves LastModified, so that is
+                # the access stamp: a HEAD is made only for objects whose stamp moved.
+                yield ObjectInfo(o["Key"], int(o["Size"]), o["ETag"].strip('"'), modified, f"m{modified:.6f}")
+
+    def declared_groups(self, key: str) -> list[str] | None:
+        """``x-amz-meta-groups`` (comma-separated), read with one HEAD."""
+        from botocore.exceptions import ClientError
+
+        from core.access import parse_declared
+
+        try:
+            meta = self._client().head_object(Bucket=self.bucket, Key=validate_key(key)).get("Metadata", {})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(key) from exc
+            raise
+        raw = meta.get(GROUPS_METADATA)
+        return None if raw is None else parse_declared(raw)
+
+    def set_groups(self, key: str, groups: list[str] | None) -> None:
+        """Replaces the object's metadata in place (a copy onto itself): the content and its ETag stay."""
+        client, key = self._client(), validate_key(key)
+        meta = dict(client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {}))
+        meta.pop(GROUPS_METADATA, None)
+        if groups is not None:
+            meta[GROUPS_METADATA] = ",".join(groups)
+        client.copy_object(
+            Bucket=self.bucket,
+            Key=key,
+            CopySource={"Bucket": self.bucket, "Key": key},
+            Metadata=meta,
+            MetadataDirective="REPLACE",
+        )
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import ClientError

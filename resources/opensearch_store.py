@@ -42,7 +42,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
+from core.access import NOBODY
 from resources.vector_store import (
+    ACCESS_FILTER,
     FILTER_FIELDS,
     LIST_FIELDS,
     SearchHit,
@@ -51,8 +53,8 @@ from resources.vector_store import (
     complete_rows,
 )
 
-OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v2"  # v2: sections (keyword list) and specialty
-_SOURCE = ["chunk_id", "doc_key", "doc_id", "seq", "title", "text", "section", "year", "journal", "specialty"]
+OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v3"  # v2: sections (keyword list) and specialty; v3: groups
+_SOURCE = ["chunk_id", "doc_key", "doc_id", "seq", "title", "text", "section", "year", "journal", "specialty", "groups"]
 log = logging.getLogger(__name__)
 
 GB = 1024**3
@@ -109,6 +111,7 @@ def index_body(
                 "mesh_terms": {"type": "keyword"},
                 "sections": {"type": "keyword"},
                 "specialty": {"type": "keyword"},
+                "groups": {"type": "keyword"},
                 "source_format": {"type": "keyword"},
                 "n_tokens": {"type": "integer"},
                 "vector": {
@@ -131,6 +134,10 @@ def build_filter(filters: dict[str, Any] | None) -> list[dict]:
     clauses: list[dict] = []
     for name, value in (filters or {}).items():
         if value is None:
+            continue
+        if name == ACCESS_FILTER:  # the read scope: a filter clause, so it applies before ranking (k-NN included)
+            groups = [str(g) for g in value]
+            clauses.append({"terms": {"groups": groups}} if groups else {"match_none": {}})
             continue
         if name in LIST_FIELDS:
             terms = list(value) if isinstance(value, list | tuple) else [value]
@@ -483,6 +490,30 @@ class OpenSearchVectorStore(VectorStoreResource):
                 n += len(part)
         return n
 
+    def set_groups(
+        self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]], batch: int = 500
+    ) -> int:
+        name = self.table_name(generation)
+        n = 0
+        for groups, keys in doc_keys_by_groups.items():
+            for i in range(0, len(keys), batch):
+                part = keys[i : i + batch]
+                self.client().update_by_query(
+                    index=name,
+                    refresh=True,
+                    conflicts="proceed",
+                    body={
+                        "query": {"terms": {"doc_key": part}},
+                        "script": {
+                            "source": "ctx._source.groups = params.v",
+                            "lang": "painless",
+                            "params": {"v": list(groups) or [NOBODY]},
+                        },
+                    },
+                )
+                n += len(part)
+        return n
+
     def delete(self, generation: str, chunk_ids: list[str]) -> int:
         """Bulk delete by id (parallel, 429 retries like ``upsert``); an id not there (404) is not an error."""
         if not chunk_ids:
@@ -599,6 +630,7 @@ class OpenSearchVectorStore(VectorStoreResource):
                     rank=i + 1,
                     specialty=s.get("specialty") or "",
                     seq=s.get("seq"),
+                    groups=list(s.get("groups") or []),
                 )
             )
         return out

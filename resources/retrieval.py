@@ -11,12 +11,13 @@ from typing import Literal
 
 import dagster as dg
 
+from core.access import ReadScope
 from core.chunking import reassemble
 from core.evaluation import is_conclusion_label
 from core.fusion import reciprocal_rank_fusion
 from core.relevance import RelevanceEvidence, relevance_evidence
 from resources.embedder import EmbedderResource
-from resources.vector_store import SearchHit, VectorStoreResource
+from resources.vector_store import ACCESS_FILTER, SearchHit, VectorStoreResource
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
@@ -38,6 +39,17 @@ class Retrieval:
     evidence: RelevanceEvidence | None  # None when nothing was found
 
 
+def scoped_filters(filters: dict | None, scope: ReadScope) -> dict:
+    """The caller's filters plus the read scope's. A caller cannot name the scope's field, so its filters can only
+    narrow what the scope admits (every filter is ANDed in the store query)."""
+    if not isinstance(scope, ReadScope):
+        raise TypeError("retrieval needs a ReadScope (core.access): whose documents may it return?")
+    if filters and ACCESS_FILTER in filters:
+        raise ValueError(f"unknown filter field {ACCESS_FILTER!r}")
+    value = scope.filter_value()
+    return dict(filters or {}) if value is None else {**(filters or {}), ACCESS_FILTER: value}
+
+
 class RetrieverResource(dg.ConfigurableResource):
     vector_store: VectorStoreResource
     embedder: EmbedderResource
@@ -45,8 +57,17 @@ class RetrieverResource(dg.ConfigurableResource):
     candidates: int = 50  # per retriever, before fusion
 
     def search(
-        self, query: str, k: int = 10, mode: Mode = "hybrid", filters: dict | None = None, generation: str | None = None
+        self,
+        query: str,
+        k: int = 10,
+        mode: Mode = "hybrid",
+        filters: dict | None = None,
+        generation: str | None = None,
+        *,
+        scope: ReadScope,
     ) -> list[SearchHit]:
+        """Hits the ``scope`` may read: its filter is part of the store query, so ranking never sees anything else."""
+        filters = scoped_filters(filters, scope)
         query = (query or "").strip()
         if not query:
             raise ValueError("empty query")
@@ -91,13 +112,17 @@ class RetrieverResource(dg.ConfigurableResource):
         filters: dict | None = None,
         generation: str | None = None,
         whole: int = 0,
+        *,
+        scope: ReadScope,
     ) -> Retrieval:
         """Hybrid retrieval for answering: ``k`` distinct documents, each with its conclusions section when the index
         has one (one more filtered dense query over those documents), and the evidence that scores relevance.
 
         ``whole``: the first ``whole`` documents also come whole (``Passage.document``), reassembled from the chunks
         that the same filtered query returns: a detail question ("How large was that study?") is answered in
-        METHODS, which neither the conclusions nor the best-matching chunk may hold."""
+        METHODS, which neither the conclusions nor the best-matching chunk may hold. Every store query carries the
+        ``scope``'s filter (the conclusions and whole-document queries too)."""
+        filters = scoped_filters(filters, scope)
         query = (query or "").strip()
         if not query:
             raise ValueError("empty query")

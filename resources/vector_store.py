@@ -23,7 +23,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
-MAPPING_VERSION = "lancedb-chunks-v2"  # v2: sections (list) and specialty columns
+from core.access import NOBODY
+
+MAPPING_VERSION = "lancedb-chunks-v3"  # v2: sections (list) and specialty columns; v3: groups (who may read)
 FILTER_FIELDS = {
     "doc_key": "string",
     "doc_id": "string",
@@ -35,6 +37,9 @@ FILTER_FIELDS = {
 }
 # list-valued fields: filter value(s) match when any of the row's values is among them
 LIST_FIELDS = {"section": "sections", "mesh": "mesh_terms"}
+# The read scope's filter: set only by the retriever (RetrieverResource), never taken from a caller's filters. A row
+# matches when one of its ``groups`` is among the value's; an empty value matches nothing.
+ACCESS_FILTER = "__read_groups__"
 
 
 def chunk_schema(dimension: int) -> pa.Schema:
@@ -52,6 +57,7 @@ def chunk_schema(dimension: int) -> pa.Schema:
             ("mesh_terms", pa.list_(pa.string())),
             ("sections", pa.list_(pa.string())),
             ("specialty", pa.string()),
+            ("groups", pa.list_(pa.string())),
             ("source_format", pa.string()),
             ("n_tokens", pa.int32()),
             ("vector", pa.list_(pa.float32(), dimension)),
@@ -60,12 +66,19 @@ def chunk_schema(dimension: int) -> pa.Schema:
 
 
 def complete_rows(rows: pa.Table) -> pa.Table:
-    """Derived index columns: ``sections`` from the chunk's "|"-joined section labels; ``specialty`` "" if absent."""
+    """Derived index columns: ``sections`` from the chunk's "|"-joined section labels; ``specialty`` "" if absent;
+    ``groups`` nobody's if absent (a row that does not say who may read it is read only by the admin scope)."""
     if "sections" not in rows.column_names:
         sections = [[p for p in (s or "").split("|") if p] for s in rows.column("section").to_pylist()]
         rows = rows.append_column("sections", pa.array(sections, pa.list_(pa.string())))
     if "specialty" not in rows.column_names:
         rows = rows.append_column("specialty", pa.array([""] * rows.num_rows, pa.string()))
+    if "groups" not in rows.column_names:
+        rows = rows.append_column("groups", pa.array([[NOBODY]] * rows.num_rows, pa.list_(pa.string())))
+    elif rows.column("groups").null_count:
+        i = rows.schema.get_field_index("groups")
+        filled = [g if g else [NOBODY] for g in rows.column("groups").to_pylist()]
+        rows = rows.set_column(i, "groups", pa.array(filled, pa.list_(pa.string())))
     return rows
 
 
@@ -84,6 +97,7 @@ class SearchHit:
     scores: dict[str, float] = field(default_factory=dict)
     specialty: str = ""
     seq: int | None = None  # the chunk's position in its document
+    groups: list[str] = field(default_factory=list)  # who may read the chunk's document
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -109,6 +123,11 @@ def build_where(filters: dict[str, Any] | None) -> str | None:
     clauses = []
     for name, value in filters.items():
         if value is None:
+            continue
+        if name == ACCESS_FILTER:
+            groups = list(value)
+            arr = ", ".join(_sql_literal(g, "string") for g in groups)
+            clauses.append(f"array_has_any(groups, [{arr}])" if groups else "false")
             continue
         if name in LIST_FIELDS:
             terms = value if isinstance(value, list | tuple) else [value]
@@ -233,6 +252,10 @@ class VectorStoreResource(dg.ConfigurableResource):
 
     def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]]) -> int:
         """Set the ``specialty`` of every row of the given documents (in place: vectors and ids unchanged)."""
+        raise NotImplementedError
+
+    def set_groups(self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]]) -> int:
+        """Set the ``groups`` of every row of the given documents (in place: vectors and ids unchanged)."""
         raise NotImplementedError
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
@@ -427,6 +450,19 @@ class LanceDBVectorStore(VectorStoreResource):
                 n += len(part)
         return n
 
+    def set_groups(
+        self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]], batch: int = 500
+    ) -> int:
+        tbl = self._open(generation)
+        n = 0
+        for groups, keys in doc_keys_by_groups.items():
+            for i in range(0, len(keys), batch):
+                part = keys[i : i + batch]
+                where = f"doc_key IN ({', '.join(_sql_literal(k, 'string') for k in part)})"
+                tbl.update(where=where, values={"groups": list(groups) or [NOBODY]})
+                n += len(part)
+        return n
+
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
         """Bring the BM25 (FTS) index and, from ``ann_min_rows`` on, the ANN index up to date.
 
@@ -535,11 +571,24 @@ class LanceDBVectorStore(VectorStoreResource):
                 rank=i + 1,
                 specialty=r.get("specialty") or "",
                 seq=r.get("seq"),
+                groups=list(r.get("groups") or []),
             )
             for i, r in enumerate(rows)
         ]
 
-    _COLUMNS = ["chunk_id", "doc_key", "doc_id", "seq", "title", "text", "section", "year", "journal", "specialty"]
+    _COLUMNS = [
+        "chunk_id",
+        "doc_key",
+        "doc_id",
+        "seq",
+        "title",
+        "text",
+        "section",
+        "year",
+        "journal",
+        "specialty",
+        "groups",
+    ]
 
     def search_dense(
         self,

@@ -264,16 +264,26 @@ def api_server(serving_stack, answer_service):
 
     import uvicorn
 
-    from agents.api import create_app
+    from agents.api import Limits, create_app
+    from agents.audit import AuditTrail
     from agents.conversations import ConversationStore
     from agents.records import AnswerRecords
+    from resources.access import LocalKeyStore
 
     state = serving_stack.resources["pipeline_state"]
+    keys = LocalKeyStore(
+        root=str(serving_stack.settings.secrets_dir / "keys"), admin_key=serving_stack.keys["AGENTIC_API_KEY"]
+    )
+    audit = AuditTrail(state, flush_s=0.5)
     app = create_app(
         answer_service,
-        serving_stack.keys["AGENTIC_API_KEY"],
+        keys,
         records=AnswerRecords(state),
         conversations=ConversationStore(state),
+        audit=audit,
+        # the suite's own load (20 concurrent questions as admin) fits; the limit tests give their keys their own
+        limits=Limits(rate_per_minute=600, concurrency=32),
+        auth_ttl_s=0.5,
     )
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -284,9 +294,12 @@ def api_server(serving_stack, answer_service):
         _time.sleep(0.1)
     from types import SimpleNamespace
 
-    yield SimpleNamespace(url=f"http://127.0.0.1:{port}", key=serving_stack.keys["AGENTIC_API_KEY"], app=app)
+    yield SimpleNamespace(
+        url=f"http://127.0.0.1:{port}", key=serving_stack.keys["AGENTIC_API_KEY"], app=app, keys=keys, audit=audit
+    )
     server.should_exit = True
     thread.join(10)
+    audit.close()
 
 
 @pytest.fixture(scope="session")

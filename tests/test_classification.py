@@ -6,6 +6,7 @@ import numpy as np
 
 from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, CLASSES_TABLE, read_table
 from assets.knowledge.state import CLASSES as CLASSES_SCHEMA
+from core.access import FULL_SCOPE
 from core.corpus import document_key
 from core.specialty import CLASSES, branches_of, label_document, macro_f1, train_softmax
 from tests.test_knowledge_pipeline import materialize, seeded_home
@@ -59,9 +60,13 @@ def test_classes_in_the_index_filters_and_reclassification(settings_factory, tmp
     retriever = res["retriever"]
     present = [c for c in CLASSES if meta["document_classes"][f"docs_{c}"]]
     for c in present[:2]:
-        hits = retriever.search("treatment outcomes in patients", k=10, mode="hybrid", filters={"specialty": c})
+        hits = retriever.search(
+            "treatment outcomes in patients", k=10, mode="hybrid", filters={"specialty": c}, scope=FULL_SCOPE
+        )
         assert hits and all(h.specialty == c for h in hits)
-    hits = retriever.search("patients were randomized", k=10, mode="hybrid", filters={"section": "METHODS"})
+    hits = retriever.search(
+        "patients were randomized", k=10, mode="hybrid", filters={"section": "METHODS"}, scope=FULL_SCOPE
+    )
     assert hits and all("METHODS" in h.section.split("|") for h in hits)
 
     # A different classifier (one training step) relabels documents: rows are updated in place, nothing re-added.

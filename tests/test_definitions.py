@@ -21,10 +21,10 @@ def test_definitions_load(profile, tmp_path):
     defs = build_definitions(load_settings({"AGENTIC_PROFILE": profile, "AGENTIC_HOME": str(tmp_path)}))
     repo = defs.get_repository_def()
     job = defs.resolve_job_def("knowledge_job")
-    assert {n.name for n in job.nodes_in_topological_order} >= {"document_inventory", "vector_index"}
+    assert {n.name for n in job.nodes_in_topological_order} >= {"document_inventory", "document_access", "vector_index"}
     graph = defs.resolve_asset_graph()
     knowledge = [k for k in graph.get_all_asset_keys() if graph.get(k).group_name == "knowledge"]
-    assert len(knowledge) == 7
+    assert len(knowledge) == 8  # document_access among them
     for key in knowledge:
         node = graph.get(key)
         assert node.description and node.kinds and node.owners, key

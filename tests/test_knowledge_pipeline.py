@@ -9,6 +9,7 @@ import pytest
 
 from assets.knowledge import ParseConfig, knowledge_assets, knowledge_checks, parsed_documents
 from assets.knowledge.state import PARSE_QUARANTINE_TABLE, QUARANTINE, read_candidate, read_table
+from core.access import FULL_SCOPE
 from core.corpus import document_key
 from pipelines.profiles import build_resources
 from resources.embedder import EmbedderResource
@@ -95,7 +96,7 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
     # 3. Delete one: its chunks are gone from search.
     deleted_key = sorted(pubmed_docs)[1]
     title = next(r["title"] for r in store.scan(gen, ["doc_key", "title"]).to_pylist() if r["doc_key"] == deleted_key)
-    before = {h.doc_key for h in res["retriever"].search(title, k=5, mode="hybrid")}
+    before = {h.doc_key for h in res["retriever"].search(title, k=5, mode="hybrid", scope=FULL_SCOPE)}
     assert deleted_key in before
     res["document_store"].delete(deleted_key)
     meta, checks, _ = materialize(settings)
@@ -105,7 +106,7 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
     # like OpenSearch's refresh interval).
     time.sleep(res["vector_store"].read_consistency_s + 0.1)
     for mode in ("dense", "bm25", "hybrid"):
-        assert deleted_key not in {h.doc_key for h in res["retriever"].search(title, k=50, mode=mode)}
+        assert deleted_key not in {h.doc_key for h in res["retriever"].search(title, k=50, mode=mode, scope=FULL_SCOPE)}
     assert meta["chunk_embeddings"]["pruned_from_cache"] > 0
 
 
@@ -135,7 +136,7 @@ def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp
     assert all(checks.values())
     quarantine = {r["key"] for r in read_table(res["pipeline_state"], PARSE_QUARANTINE_TABLE, QUARANTINE).to_pylist()}
     assert "uploads/truncated.xml" not in quarantine and len(quarantine) == len(bad) - 1
-    hits = res["retriever"].search("Antimicrobial stewardship carbapenem audit", k=3, mode="hybrid")
+    hits = res["retriever"].search("Antimicrobial stewardship carbapenem audit", k=3, mode="hybrid", scope=FULL_SCOPE)
     assert hits[0].doc_key == "uploads/report.pdf"
 
 
@@ -201,7 +202,7 @@ def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensea
         assert meta["chunk_embeddings"]["embedded_this_run"] == 0 and store.version(gen) == version
         key = sorted(docs)[2]
         title = next(r["title"] for r in store.scan(gen, ["doc_key", "title"]).to_pylist() if r["doc_key"] == key)
-        assert key in {h.doc_key for h in retriever.search(title, k=3, mode="hybrid")}
+        assert key in {h.doc_key for h in retriever.search(title, k=3, mode="hybrid", scope=FULL_SCOPE)}
     finally:
         store.client().indices.delete(index=f"{store.index_prefix}__*", ignore_unavailable=True)
 

@@ -19,6 +19,7 @@ import pytest
 
 from agents.actions import FINAL, action_schema, parse_action, render_history
 from agents.service import AnswerService, Source, WebSearch, cited
+from core.access import FULL_SCOPE
 from core.gguf import ModelArtifactError, assemble, get_model
 from tests.conftest import small_agent_config
 from tests.fixtures_http import TAVILY_KEY
@@ -225,7 +226,7 @@ def test_llm_server_killed_mid_request_gives_clean_error_and_recovers(serving_st
 def _indexed_title(serving_stack, i: int = 0) -> tuple[str, str]:
     """(title, doc key) of the i-th distinct document the session's index returns for a broad query."""
     seen = []
-    for h in serving_stack.retriever.search("patients treatment outcomes study", k=40, mode="bm25"):
+    for h in serving_stack.retriever.search("patients treatment outcomes study", k=40, mode="bm25", scope=FULL_SCOPE):
         if h.title and h.doc_key not in [k for _, k in seen]:
             seen.append((h.title.rstrip("."), h.doc_key))
     return seen[i]
@@ -235,7 +236,7 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
     from core.answering import quote_support
 
     title, key = _indexed_title(serving_stack)
-    plan = answer_service.plan(f"What did the study {title!r} find?")
+    plan = answer_service.plan(f"What did the study {title!r} find?", scope=FULL_SCOPE)
     sources = {s.n: s for s in plan.sources}
     answer = answer_service.complete(plan)
     assert answer.route == "knowledge_base" and answer.relevance >= 0.5  # an indexed title is on topic
@@ -283,9 +284,12 @@ def test_off_topic_question_gets_a_plain_not_covered_answer_without_the_llm(serv
     cfg = small_agent_config(web_search="off")
     service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("off"))
     try:
-        off = [service.answer(q) for q in ("What is the capital of France?", "Who won the 2018 football world cup?")]
+        off = [
+            service.answer(q, scope=FULL_SCOPE)
+            for q in ("What is the capital of France?", "Who won the 2018 football world cup?")
+        ]
         title, _ = _indexed_title(serving_stack, 1)
-        on = service.plan(f"What did the study {title!r} find?")
+        on = service.plan(f"What did the study {title!r} find?", scope=FULL_SCOPE)
         on.span.end()
     finally:
         service.close()
@@ -306,7 +310,7 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
     try:
         for i in range(4):
             title, _ = _indexed_title(serving_stack, i)
-            plan = service.plan(f"What did the study {title!r} find?")
+            plan = service.plan(f"What did the study {title!r} find?", scope=FULL_SCOPE)
             sources = {s.n: s.text for s in plan.sources}
             answer = service.complete(plan)
             assert answer.llm_calls <= 2  # bounded: the answer and at most one correction
@@ -339,7 +343,7 @@ def test_routing_low_relevance_goes_to_web_search(serving_stack, web_search_mcp,
     service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp))
     try:
         n = len(tavily.requests)
-        answer = service.answer("What is the incidence of sepsis in intensive care units?")
+        answer = service.answer("What is the incidence of sepsis in intensive care units?", scope=FULL_SCOPE)
     finally:
         service.close()
     assert answer.route == "web_search" and answer.llm_calls in (1, 2)
@@ -349,7 +353,7 @@ def test_routing_low_relevance_goes_to_web_search(serving_stack, web_search_mcp,
 
 def test_empty_knowledge_base_result_searches_the_web(answer_service):
     answer = answer_service.answer(
-        "What is the incidence of sepsis?", filters={"journal": "No Such Journal Of Anything"}
+        "What is the incidence of sepsis?", filters={"journal": "No Such Journal Of Anything"}, scope=FULL_SCOPE
     )
     assert answer.route == "web_search" and answer.relevance is None
     assert answer.llm_calls in (1, 2)
@@ -362,7 +366,7 @@ def test_without_tavily_key_an_uncovered_question_says_so_without_citations(serv
         serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("stdio", env=env)
     )  # MCP over stdio
     try:
-        answer = service.answer("What are the effects of treatment in patients with heart failure?")
+        answer = service.answer("What are the effects of treatment in patients with heart failure?", scope=FULL_SCOPE)
     finally:
         service.close()
     assert answer.route == "not_in_knowledge_base" and answer.citations == [] and answer.llm_calls == 0
@@ -375,7 +379,7 @@ def test_follow_up_is_rewritten_from_the_conversation(answer_service, serving_st
         {"role": "user", "content": f"What did the study {title!r} find?"},
         {"role": "assistant", "content": "It reported its main findings [1]."},
     ]
-    plan = answer_service.plan("Which patients were included in it?", history=history)
+    plan = answer_service.plan("Which patients were included in it?", history=history, scope=FULL_SCOPE)
     plan.span.end()
     assert plan.llm_calls == 1 and "rewrite" in plan.timings_ms  # one short call made the question standalone
     assert plan.standalone != "Which patients were included in it?"
@@ -384,7 +388,7 @@ def test_follow_up_is_rewritten_from_the_conversation(answer_service, serving_st
     # the rewrite carries the conversation's subject (a word of the earlier question's title)
     assert set(content_words(plan.standalone)) & set(content_words(title)), plan.standalone
     question = "Does metformin lower HbA1c in adults with type 2 diabetes?"
-    standalone = answer_service.plan(question, history=history)
+    standalone = answer_service.plan(question, history=history, scope=FULL_SCOPE)
     standalone.span.end()
     assert standalone.llm_calls == 0 and standalone.standalone == question  # already standalone: no call
 
@@ -412,9 +416,13 @@ def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_m
         WebSearch("http", web_search_mcp),
     )
     try:
-        kb = service.answer("What are the effects of treatment in patients with heart failure?", mode="agent")
+        kb = service.answer(
+            "What are the effects of treatment in patients with heart failure?", mode="agent", scope=FULL_SCOPE
+        )
         before = len(tavily.requests)
-        web = low.answer("What are the effects of treatment in patients with heart failure?", mode="agent")
+        web = low.answer(
+            "What are the effects of treatment in patients with heart failure?", mode="agent", scope=FULL_SCOPE
+        )
     finally:
         service.close()
         low.close()
@@ -611,8 +619,10 @@ def test_api_twenty_concurrent_questions_no_5xx(api_server):
 def test_api_refuses_to_start_without_a_key(answer_service):
     from agents.api import create_app
 
+    from resources.access import LocalKeyStore
+
     with pytest.raises(ValueError, match="never runs without a key"):
-        create_app(answer_service, "")
+        create_app(answer_service, LocalKeyStore(root="/nonexistent", admin_key=""))
 
 
 @pytest.mark.e2e

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from core.access import FULL_SCOPE
 from core.chunking import Chunker, reassemble, split_sentences
 from core.documents import parse_document
 from resources.retrieval import RetrieverResource
@@ -168,11 +169,11 @@ def test_delete(served, rows):
 def test_hybrid_through_the_retriever(served, rows, embedder_resource):
     retriever = RetrieverResource(vector_store=served, embedder=embedder_resource)
     title = rows.column("title")[0].as_py()
-    hits = retriever.search(title, k=3, mode="hybrid")
+    hits = retriever.search(title, k=3, mode="hybrid", scope=FULL_SCOPE)
     assert rows.column("doc_key")[0].as_py() in {h.doc_key for h in hits}
     assert [h.rank for h in hits] == [1, 2, 3]
     # an open question reads its top document whole: every chunk of it, in order, the overlap once
-    found = retriever.passages(title, k=3, whole=1)
+    found = retriever.passages(title, k=3, whole=1, scope=FULL_SCOPE)
     top = found.passages[0].hit.doc_key
     doc_rows = sorted((r for r in rows.to_pylist() if r["doc_key"] == top), key=lambda r: r["seq"])
     assert found.passages[0].document == reassemble([(r["seq"], r["section"], r["text"]) for r in doc_rows])
@@ -558,3 +559,82 @@ def test_local_node_starts_fast_stops_cleanly_and_keeps_its_data(tmp_path, rows)
         assert store.serving_generation() == "g" and store.count() == 5
     finally:
         node2.stop()
+
+
+def _with_groups(rows: pa.Table, doc_groups: dict[str, list[str]]) -> pa.Table:
+    from core.access import index_groups
+
+    col = pa.array([index_groups(doc_groups[k]) for k in rows.column("doc_key").to_pylist()], pa.list_(pa.string()))
+    return rows.set_column(rows.schema.get_field_index("groups"), "groups", col)
+
+
+def test_a_read_scope_never_returns_a_document_outside_it(store, rows, embedder_resource):
+    """Property-style: random document groups, random principals, every retrieval path of the retriever, crafted
+    filters; a hit outside the principal's groups is never returned, and the filter runs before ranking (an
+    exhaustive exact query returns every admitted chunk, so top-k is never filled by post-filtering)."""
+    import random
+
+    from core.access import ReadScope
+    from resources.vector_store import ACCESS_FILTER
+
+    rng = random.Random(16)
+    pool = ["cardiology", "oncology", "staff", "public", "research"]
+    keys = rows.column("doc_key").to_pylist()
+    docs = sorted(set(keys))
+    doc_groups = {d: rng.sample(pool, rng.randint(0, 2)) for d in docs}  # none: only the admin scope reads it
+    store.create_generation("g1", DIM, _with_groups(rows, doc_groups))
+    store.refresh_indexes("g1")
+    store.promote("g1")
+    retriever = RetrieverResource(vector_store=store, embedder=embedder_resource)
+    titles = {k: t for k, t in zip(keys, rows.column("title").to_pylist())}
+    queries = [titles[d] for d in rng.sample(docs, 5)] + ["patients treatment outcomes", "randomized trial mortality"]
+    cases = leaks = 0
+    for trial in range(8):
+        groups = set(rng.sample(pool, rng.randint(1, 3)))
+        scope = ReadScope.of(groups, f"p{trial}")
+        admitted = {d for d, g in doc_groups.items() if groups & set(g)}
+        outside = sorted(set(docs) - admitted)
+        for q in queries:
+            got: list = []
+            for mode in ("dense", "bm25", "hybrid"):
+                got += retriever.search(q, k=50, mode=mode, scope=scope)
+            found = retriever.passages(q, k=5, whole=1, scope=scope)
+            got += [p.hit for p in found.passages]
+            if outside:  # a caller naming restricted documents gets nothing from them
+                got += retriever.search(q, k=10, mode="hybrid", filters={"doc_key": outside}, scope=scope)
+            cases += 6
+            leaks += sum(1 for h in got if h.doc_key not in admitted or not groups & set(h.groups))
+            assert all(p.document == "" or p.hit.doc_key in admitted for p in found.passages)
+        exhaustive = store.search_dense(_vec(rows, 0), rows.num_rows, {ACCESS_FILTER: sorted(groups)}, exact=True)
+        assert len(exhaustive) == sum(1 for k in keys if k in admitted)
+    assert leaks == 0, f"{leaks} hits outside the scope in {cases} cases"
+    everything = retriever.search(queries[0], k=rows.num_rows, mode="bm25", scope=FULL_SCOPE)
+    assert {h.doc_key for h in everything} - {d for d, g in doc_groups.items() if g}  # admins read the closed ones
+    # the scope's own filter field cannot be named or imitated by a caller
+    scope = ReadScope.of({"public"})
+    with pytest.raises(ValueError, match="unknown filter field"):
+        retriever.search("x", filters={ACCESS_FILTER: pool}, scope=scope)
+    with pytest.raises(ValueError, match="unknown filter field"):
+        retriever.search("x", filters={"groups": pool}, scope=scope)
+    with pytest.raises(TypeError):
+        retriever.search("x")  # no scope, no retrieval
+
+
+def test_a_permission_change_updates_rows_in_place(served, rows):
+    from core.access import ReadScope
+    from resources.vector_store import ACCESS_FILTER
+
+    key = rows.column("doc_key")[0].as_py()
+    ids = [c for c, k in zip(rows.column("chunk_id").to_pylist(), rows.column("doc_key").to_pylist()) if k == key]
+    before = served.fetch("g1", ids, ["chunk_id", "vector"]).to_pylist()
+    assert served.set_groups("g1", {("oncology", "staff"): [key]}) == 1
+    served.refresh_indexes("g1")
+    only = {ACCESS_FILTER: ReadScope.of({"staff"}).filter_value()}
+    assert {h.doc_key for h in served.search_dense(_vec(rows, 0), 50, only, exact=True)} == {key}
+    assert {h.doc_key for h in served.search_bm25("patients", 50, only)} <= {key}
+    assert served.search_dense(_vec(rows, 0), 5, {ACCESS_FILTER: ["cardiology"]}, exact=True) == []
+    hit = served.search_dense(_vec(rows, 0), 1, only, exact=True)[0]
+    assert hit.groups == ["oncology", "staff"]
+    after = served.fetch("g1", ids, ["chunk_id", "vector"]).to_pylist()
+    assert sorted(before, key=lambda r: r["chunk_id"]) == sorted(after, key=lambda r: r["chunk_id"])  # same vectors
+    assert served.count() == rows.num_rows

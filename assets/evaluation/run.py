@@ -22,6 +22,7 @@ from assets.evaluation.state import (
 )
 from assets.knowledge.state import read_candidate
 from assets.metadata import md_table
+from core.access import ReadScope
 from core.evaluation import ID_METRICS, JUDGE_METRICS, TEXT_METRICS, id_metrics, rouge_l, summarize
 from infra.platform.config import k8s_step
 from resources.embedder import EmbedderResource
@@ -38,14 +39,20 @@ class EvalConfig(dg.Config):
     k: int = 5  # contexts per question (the agent's k)
     judge_timeout_s: float = 240.0
     judge_attempts: int = 2
+    # The evaluation runs as this principal: its retrieval and answers see only these groups' documents ("*": all,
+    # which measures the index itself; name a user's groups to measure what they get).
+    principal: str = "evaluator"
+    groups: list[str] = ["*"]
 
 
-def _retrieval_rows(retriever: RetrieverResource, items: list[dict], generation: str, k: int) -> list[dict]:
+def _retrieval_rows(
+    retriever: RetrieverResource, items: list[dict], generation: str, k: int, scope: ReadScope
+) -> list[dict]:
     rows = []
     for it in items:
         row = {"id": it["id"]}
         for mode in RETRIEVAL_MODES:
-            hits = retriever.search(it["question"], k=k, mode=mode, generation=generation)
+            hits = retriever.search(it["question"], k=k, mode=mode, generation=generation, scope=scope)
             for name, v in id_metrics([h.doc_key for h in hits], it["gold_doc_keys"]).items():
                 row[f"{mode}_{name}"] = v
         rows.append(row)
@@ -95,9 +102,10 @@ def rag_eval_run(
         f"evaluating generation {generation} ({'candidate' if pending else 'serving'}) on {len(items)} questions"
     )
 
-    rows = _retrieval_rows(retriever, items, generation, config.k)
+    scope = ReadScope.of(config.groups, config.principal)
+    rows = _retrieval_rows(retriever, items, generation, config.k, scope)
     t_retrieval = time.perf_counter() - t0
-    baseline_rows = _retrieval_rows(retriever, items, serving, config.k) if pending and serving else None
+    baseline_rows = _retrieval_rows(retriever, items, serving, config.k, scope) if pending and serving else None
 
     n_answers = len(items) if config.answers < 0 else min(config.answers, len(items))
     answered: list[dict] = []
@@ -116,7 +124,7 @@ def rag_eval_run(
         try:
             for i, it in enumerate(items[:n_answers], start=1):
                 a0 = time.perf_counter()
-                plan = agent.plan(it["question"])
+                plan = agent.plan(it["question"], scope=scope)
                 contexts = [s.text for s in plan.sources if s.origin == "knowledge_base"]
                 ans = agent.complete(plan)
                 answered.append(

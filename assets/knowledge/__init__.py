@@ -3,6 +3,7 @@
 One module per step; ``state`` owns the tables (other stages read it, never a step's private helpers).
 """
 
+from assets.knowledge.access import document_access, every_document_has_access
 from assets.knowledge.chunking import ChunkingConfig, document_chunks
 from assets.knowledge.classification import ClassifierConfig, document_classes, specialty_classifier, specialty_macro_f1
 from assets.knowledge.embeddings import EmbeddingConfig, chunk_embeddings
@@ -12,6 +13,7 @@ from assets.knowledge.parsing import ParseConfig, every_document_accounted_for, 
 
 knowledge_assets = [
     document_inventory,
+    document_access,
     parsed_documents,
     document_chunks,
     chunk_embeddings,
@@ -21,6 +23,7 @@ knowledge_assets = [
 ]
 knowledge_checks = [
     shards_within_memory_bound,
+    every_document_has_access,
     every_document_accounted_for,
     specialty_macro_f1,
     index_matches_live_chunks,
@@ -34,6 +37,7 @@ __all__ = [
     "IndexConfig",
     "ParseConfig",
     "chunk_embeddings",
+    "document_access",
     "document_chunks",
     "document_classes",
     "document_inventory",

@@ -1,9 +1,9 @@
 """vector_index: the searchable index (vectors + BM25 text + filter fields), one generation per model/mapping.
 
 Shard by shard, the step compares what the index generation holds for a shard (``indexed/<generation>``, written
-after the store accepted it) with the shard's live chunks, vectors and classes, and applies only the delta: new
-chunks in, deleted chunks out, re-labelled documents updated in place. A new generation is bulk-loaded (OpenSearch:
-refresh off, no replicas until it is built). The lifecycle (serve at once, candidate, superseded) is
+after the store accepted it) with the shard's live chunks, vectors, classes and access, and applies only the delta:
+new chunks in, deleted chunks out, re-labelled or re-permissioned documents updated in place (no re-embedding). A new
+generation is bulk-loaded (OpenSearch: refresh off, no replicas until it is built). The lifecycle (serve at once, candidate, superseded) is
 ``core.generations``; old generations beyond ``keep_generations`` are dropped.
 """
 
@@ -16,10 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from assets.knowledge.access import document_access
 from assets.knowledge.classification import document_classes
 from assets.knowledge.common import GROUP, OWNERS, RETRY
 from assets.knowledge.embeddings import chunk_embeddings
 from assets.knowledge.state import (
+    ACCESS,
+    ACCESS_TABLE,
     CHUNKS,
     CHUNKS_TABLE,
     CLASSES,
@@ -33,6 +36,7 @@ from assets.knowledge.state import (
     vectors_schema,
     vectors_table,
 )
+from core.access import NOBODY
 from core.embedding import vectors_to_numpy
 from core.generations import on_build, rebuild_name, target_generation
 from core.ids import generation_id
@@ -69,7 +73,8 @@ def maintained_generation(
 def live_rows(
     store: PipelineStateStore, shard: int, item: dict, vtable: str, dimension: int
 ) -> tuple[pa.Table, pa.Table]:
-    """(chunks of the shard that have a vector, with vector and specialty; their (chunk_id, doc_key, specialty))."""
+    """(chunks of the shard that have a vector, with vector, specialty and groups; their (chunk_id, doc_key,
+    specialty, groups)). A chunk whose document has no access row is readable by admins only."""
     chunks = store.read_shard(CHUNKS_TABLE, shard, CHUNKS, entry=item["reads"][CHUNKS_TABLE])
     vecs = store.read_shard(
         vtable, shard, vectors_schema(dimension), entry=item["reads"][vtable], columns=["chunk_id", "vector"]
@@ -88,8 +93,24 @@ def live_rows(
         else pa.array([""] * chunks.num_rows, pa.string())
     )
     chunks = chunks.append_column("specialty", specialty)
+    access = store.read_shard(
+        ACCESS_TABLE, shard, ACCESS, entry=item["reads"][ACCESS_TABLE], columns=["doc_key", "groups"]
+    )
+    aidx = pc.index_in(chunks.column("doc_key"), value_set=access.column("doc_key"))
+    groups = pa.array(
+        [g if g else [NOBODY] for g in access.column("groups").take(aidx).to_pylist()]
+        if access.num_rows
+        else [[NOBODY]] * chunks.num_rows,
+        pa.list_(pa.string()),
+    )
+    chunks = chunks.append_column("groups", groups)
     return chunks, pa.table(
-        {"chunk_id": chunks.column("chunk_id"), "doc_key": chunks.column("doc_key"), "specialty": specialty},
+        {
+            "chunk_id": chunks.column("chunk_id"),
+            "doc_key": chunks.column("doc_key"),
+            "specialty": specialty,
+            "groups": groups,
+        },
         schema=INDEXED,
     )
 
@@ -99,9 +120,9 @@ def live_rows(
     kinds={"lancedb", "opensearch"},
     owners=OWNERS,
     retry_policy=RETRY,
-    deps=[chunk_embeddings, document_classes],
+    deps=[chunk_embeddings, document_classes, document_access],
     description="The searchable index: vectors + text (BM25) + filter fields (specialty and section labels among them) in one "
-    "generation per model/mapping. Applies only the delta of the dirty shards (new chunks in, deleted chunks out, re-labelled "
+    "generation per model/mapping. Applies only the delta of the dirty shards (new chunks in, deleted chunks out, re-labelled and re-permissioned "
     "documents in place); a new generation is bulk-loaded beside the serving one and, for a rebuild of the same lineage, "
     "becomes a promotion candidate that the evaluation gate switches to atomically (the first generation, or a new model's, "
     "serves at once). Generations beyond keep_generations are dropped.",
@@ -127,8 +148,9 @@ def vector_index(
         pipeline_state.drop_table(itable)  # whatever an earlier generation of this name held is gone with it
         vector_store.create_generation(generation, embedder.dimension, expected_rows=pipeline_state.table_rows(vtable))
         context.log.info(f"created index generation {generation}")
-    items = plan(pipeline_state, itable, (CHUNKS_TABLE, vtable, CLASSES_TABLE), "index-v1", prev=(itable,))
-    totals = {"added": 0, "deleted": 0, "reclassified": 0}
+    reads = (CHUNKS_TABLE, vtable, CLASSES_TABLE, ACCESS_TABLE)
+    items = plan(pipeline_state, itable, reads, "index-v2", prev=(itable,))
+    totals = {"added": 0, "deleted": 0, "reclassified": 0, "permissions_changed": 0}
     pending: dict[int, dict] = {}
     bulk = vector_store.bulk_load(generation) if created else contextlib.nullcontext()
     with bulk:
@@ -136,7 +158,7 @@ def vector_index(
             shard = item["shard"]
             rows, live = live_rows(pipeline_state, shard, item, vtable, embedder.dimension)
             before = pipeline_state.read_shard(itable, shard, INDEXED, entry=item["prev"].get(itable) or {})
-            add, delete, relabel = index_delta(live, before)
+            add, delete, relabel, regroup = index_delta(live, before)
             if add:
                 vector_store.upsert(
                     generation, rows.filter(pc.is_in(rows.column("chunk_id"), value_set=pa.array(add, pa.string())))
@@ -144,15 +166,17 @@ def vector_index(
             if delete:
                 vector_store.delete(generation, delete)
             relabelled = vector_store.set_specialty(generation, relabel) if relabel else 0
+            regrouped = vector_store.set_groups(generation, regroup) if regroup else 0
             totals["added"] += len(add)
             totals["deleted"] += len(delete)
             totals["reclassified"] += relabelled
+            totals["permissions_changed"] += regrouped
             pending[shard] = pipeline_state.write_shard(
                 itable,
                 shard,
                 item["input"],
                 live,
-                {"added": len(add), "deleted": len(delete), "reclassified": relabelled},
+                {"added": len(add), "deleted": len(delete), "reclassified": relabelled, "regrouped": regrouped},
             )
             if n % COMMIT_EVERY == 0:
                 pipeline_state.commit(itable, pending)
@@ -191,6 +215,7 @@ def vector_index(
             "added": totals["added"],
             "deleted": totals["deleted"],
             "reclassified_documents": totals["reclassified"],
+            "permission_changed_documents": totals["permissions_changed"],
             "dirty_shards": len(items),
             "dropped_generations": dg.MetadataValue.json(dropped),
             "table_version": vector_store.version(generation),
@@ -215,7 +240,7 @@ def index_matches_live_chunks(
     itable, vtable = indexed_table(generation), vectors_table(embedder.model_id)
     expected = pipeline_state.table_rows(itable)
     rows = vector_store.count(generation)
-    items = plan(pipeline_state, "__check__", (CHUNKS_TABLE, vtable, CLASSES_TABLE), "check", force=True)
+    items = plan(pipeline_state, "__check__", (CHUNKS_TABLE, vtable, CLASSES_TABLE, ACCESS_TABLE), "check", force=True)
     sample = random.Random(0).sample(items, min(4, len(items)))
     mismatched, missing, checked = 0, 0, 0
     indexed_m = pipeline_state.manifest(itable)

@@ -24,8 +24,8 @@ SPILL_ROWS = 20_000  # rows buffered in memory before they are spilled to the st
 
 def _listing_digest(table: pa.Table) -> str:
     h = hashlib.sha256()
-    for k, e, s in zip(*(table.column(c).to_pylist() for c in ("key", "etag", "size"))):
-        h.update(f"{k}\x1f{e}\x1f{s}\n".encode())
+    for k, e, s, a in zip(*(table.column(c).to_pylist() for c in ("key", "etag", "size", "access"))):
+        h.update(f"{k}\x1f{e}\x1f{s}\x1f{a}\n".encode())
     return h.hexdigest()[:24]
 
 
@@ -34,7 +34,7 @@ def _listing_digest(table: pa.Table) -> str:
     kinds={"python", "s3"},
     owners=OWNERS,
     retry_policy=RETRY,
-    description="Every object in the document store (key, size, ETag), sharded by a hash of the key. Streams the listing; "
+    description="Every object in the document store (key, size, ETag, access stamp), sharded by a hash of the key. Streams the listing; "
     "a shard whose listing is unchanged keeps its object, so nothing downstream of it runs.",
 )
 def document_inventory(
@@ -61,7 +61,13 @@ def document_inventory(
 
         for obj in document_store.iter_objects():
             buffers.setdefault(shard_of(obj.key, shards), []).append(
-                {"key": obj.key, "size": obj.size, "etag": obj.etag, "last_modified": obj.last_modified}
+                {
+                    "key": obj.key,
+                    "size": obj.size,
+                    "etag": obj.etag,
+                    "last_modified": obj.last_modified,
+                    "access": obj.access,
+                }
             )
             buffered += 1
             listed += 1

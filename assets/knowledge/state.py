@@ -5,8 +5,9 @@ document key. A step works out which shards are *dirty* (their output is missing
 objects, see ``plan``), has them computed, and commits the new entries in one manifest write.
 
 Tables: ``inventory`` (listing), ``documents`` + ``parse_quarantine`` (parsing), ``chunks`` (chunking),
-``vectors_<model>`` + ``chunk_quarantine_<model>`` (embedding), ``document_classes`` (classification) and
-``indexed/<generation>`` (what each index generation holds). The generation lifecycle record is ``index/candidate``.
+``vectors_<model>`` + ``chunk_quarantine_<model>`` (embedding), ``document_classes`` (classification),
+``document_access`` (who may read each document) and ``indexed/<generation>`` (what each index generation holds).
+The generation lifecycle record is ``index/candidate``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 
 from core.generations import LINEAGE_PREFIX, Candidate
 from core.knowledge import (  # noqa: F401  (the schemas are part of this module's interface)
+    ACCESS,
     CHUNK_QUARANTINE,
     CHUNKS,
     CLASSES,
@@ -35,6 +37,7 @@ DOCUMENTS_TABLE = "documents"
 PARSE_QUARANTINE_TABLE = "parse_quarantine"
 CHUNKS_TABLE = "chunks"
 CLASSES_TABLE = "document_classes"
+ACCESS_TABLE = "document_access"
 CANDIDATE_RECORD = "index/candidate"
 CLASSIFIER_MODEL = "models/specialty_classifier.npz"
 CLASSIFIER_RECORD = "models/specialty_classifier"
@@ -113,6 +116,12 @@ def iter_live_documents(store: PipelineStateStore) -> Iterator[pa.Table]:
 
 def iter_chunks(store: PipelineStateStore, columns: list[str] | None = None) -> Iterator[pa.Table]:
     for _, table in store.iter_shards(CHUNKS_TABLE, CHUNKS, columns=columns):
+        yield table
+
+
+def iter_access(store: PipelineStateStore) -> Iterator[pa.Table]:
+    """Who may read each document (doc_key, access, declared, groups, source), one shard at a time."""
+    for _, table in store.iter_shards(ACCESS_TABLE, ACCESS):
         yield table
 
 
