@@ -206,9 +206,10 @@ def _port(p: int, proto: str = "TCP") -> dict:
 def _policy(cfg: PlatformConfig, name: str, selector: dict, ingress=None, egress=None) -> dict:
     types = [t for t, rules in (("Ingress", ingress), ("Egress", egress)) if rules is not None]
     spec: dict[str, Any] = {"podSelector": {"matchLabels": selector} if selector else {}, "policyTypes": types}
-    if ingress is not None:
+    # an empty rule list (deny all) is left out: the API server drops it, and a re-plan would show it as drift
+    if ingress:
         spec["ingress"] = ingress
-    if egress is not None:
+    if egress:
         spec["egress"] = egress
     return {
         "apiVersion": "networking.k8s.io/v1",
