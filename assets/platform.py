@@ -58,11 +58,40 @@ def _kube_step(context, name: str, manifests: list[dict], platform: PlatformReso
 
 @dg.asset(
     group_name=GROUP,
+    kinds={"aws", "eks"},
+    owners=OWNERS,
+    description="Before anything is applied: the region is one EKS serves and the account has enabled, and the account's "
+    "service quotas (EC2 vCPU per instance class for the node pools' limits, Elastic IPs, NAT gateways per AZ, VPCs) cover "
+    "the declared platform. A plan that exceeds a quota fails here, naming the quota, its code, the need and the limit.",
+)
+def platform_preflight(platform: PlatformResource) -> dg.MaterializeResult:
+    result = platform.preflight(platform.load())
+    if not result["ok"]:
+        raise dg.Failure(
+            description="the platform does not fit this account:\n" + "\n".join(result["refusals"]),
+            metadata={"quotas": dg.MetadataValue.json(result["quotas"])},
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "mode": result["mode"],
+            "region": result["region"],
+            "quotas_checked": len(result["quotas"]) - len(result["unchecked"]),
+            "quotas_unchecked": dg.MetadataValue.json(result["unchecked"]),
+            "quotas": dg.MetadataValue.json(result["quotas"]),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
     kinds={"eks", "iam", "vpc"},
     owners=OWNERS,
+    deps=[platform_preflight],
     description="EKS with Auto Mode (managed compute, block storage, load balancing) through boto3: describe, then create "
     "or update what differs; the IAM roles it and the workloads need (least privilege, Pod Identity); the VPC (existing "
-    "subnets or a new one with the NAT layout the config asks for). Status, endpoint and version as metadata.",
+    "subnets or a new one with the NAT layout the config asks for); the KMS key that envelope-encrypts its Secrets; "
+    "access entries for the cluster-admin / admin / edit / read principals of the config. Status, endpoint and version "
+    "as metadata.",
 )
 def eks_cluster(
     context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
@@ -217,5 +246,5 @@ def opensearch_domain_secure(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
-platform_assets = [eks_cluster, node_pools, cluster_addons, platform_workloads, opensearch_domain]
+platform_assets = [platform_preflight, eks_cluster, node_pools, cluster_addons, platform_workloads, opensearch_domain]
 platform_checks = [iam_least_privilege, opensearch_domain_secure]

@@ -15,6 +15,7 @@ import dagster as dg
 import yaml
 
 from infra.platform import aws as awsplan
+from infra.platform import preflight as preflightplan
 from infra.platform.config import PlatformConfig, load_platform_config
 from infra.platform.manifests import PRUNE_KINDS
 from resources.aws import AWSResource
@@ -58,6 +59,11 @@ class PlatformResource(dg.ConfigurableResource):
         """Plan (or apply) one step's manifests on the target's cluster; metadata for the asset."""
         return {"mode": "rendered (no cluster is called)"}
 
+    def preflight(self, cfg: PlatformConfig) -> dict:
+        """Region and service quotas against the declared pools: here the region from botocore's endpoint data and
+        the needs only (no account to ask)."""
+        return {"mode": "rendered (AWS is not called)", **preflightplan.preflight(cfg)}
+
     def cluster(self, cfg: PlatformConfig, apply: bool, wait: bool, log) -> dict:
         """IAM roles, VPC and the EKS cluster: rendered here, planned/applied on EKS."""
         account = self.account_id()
@@ -69,6 +75,8 @@ class PlatformResource(dg.ConfigurableResource):
             ["subnet-<private-a>", "subnet-<private-b>"],
         )
         self.save("iam_roles.json", roles)
+        self.save("kms_secrets_key_policy.json", awsplan.kms_key_policy(cfg, account))
+        self.save("eks_access_entries.json", awsplan.access_entry_requests(cfg))
         layout = awsplan.subnet_layout(cfg.vpc.cidr, [f"{cfg.region}{c}" for c in "abcdef"[: cfg.vpc.azs]])
         return {
             "mode": "rendered (AWS is not called)",
@@ -77,6 +85,8 @@ class PlatformResource(dg.ConfigurableResource):
             "roles": dg.MetadataValue.json(sorted(roles)),
             "subnets": dg.MetadataValue.json(layout),
             "nat_gateways": cfg.vpc.nat_gateways,
+            "access_entries": len(cfg.security.access_entries),
+            "secrets_key": request["encryptionConfig"][0]["provider"]["keyArn"],
             "request": self.save("eks_cluster_request.json", request),
         }
 
@@ -204,15 +214,25 @@ class EKSPlatform(ClusterPlatform):
     def account_id(self) -> str:
         return self.aws.account_id()
 
+    def preflight(self, cfg: PlatformConfig) -> dict:
+        return {
+            "mode": "checked with the account",
+            **preflightplan.preflight(cfg, self.aws.client("ec2"), self.aws.client("service-quotas")),
+        }
+
     def cluster(self, cfg: PlatformConfig, apply: bool, wait: bool, log) -> dict:
         account = self.account_id()
         iam, ec2, eks = self.aws.client("iam"), self.aws.client("ec2"), self.aws.client("eks")
+        kms = self.aws.client("kms")
         steps = awsplan.plan_iam(iam, cfg, account)
         vpc = awsplan.plan_vpc(ec2, cfg)
-        plan = [*(a.as_dict() for a in steps), *(a.as_dict() for a in vpc)]
+        key = awsplan.plan_kms(kms, cfg, account)
+        plan = [*(a.as_dict() for a in steps), *(a.as_dict() for a in vpc), key.as_dict()]
+        key_arn = key.request.get("KeyArn", "")
         if apply:
             awsplan.apply_iam(iam, steps)
             subnets = awsplan.apply_vpc(ec2, cfg, vpc[0])
+            key_arn = awsplan.apply_kms(kms, cfg, key)  # after IAM: its policy names the cluster role
         else:
             subnets = {"private": vpc[0].request.get("subnets", []) if vpc[0].name == "existing" else ["<planned>"]}
         request = awsplan.cluster_request(
@@ -220,9 +240,12 @@ class EKSPlatform(ClusterPlatform):
             f"arn:aws:iam::{account}:role/{cfg.cluster_name}-cluster",
             f"arn:aws:iam::{account}:role/{cfg.cluster_name}-node",
             [s for s in subnets["private"] if isinstance(s, str)],
+            key_arn,
         )
         action = awsplan.plan_cluster(eks, cfg, request)
         plan.append({k: v for k, v in action.as_dict().items() if k != "request"})
+        entries = awsplan.plan_access_entries(eks, cfg, cluster_exists=action.action != "create")
+        plan += [{k: v for k, v in a.as_dict().items() if k != "request"} for a in entries]
         info: dict = {}
         if apply:
             info = awsplan.apply_cluster(eks, action, request)
@@ -235,6 +258,7 @@ class EKSPlatform(ClusterPlatform):
             for pia in awsplan.plan_pod_identities(eks, cfg, account):
                 if pia.action == "create":
                     eks.create_pod_identity_association(**pia.request)
+            awsplan.apply_access_entries(eks, awsplan.plan_access_entries(eks, cfg))
         return {
             "mode": "applied" if apply else "planned",
             "plan": dg.MetadataValue.json(plan),

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from infra.platform.config import PlatformConfig
+from infra.platform.config import ACCESS_ROLES, PlatformConfig
 
 AUTO_MODE_NODE_POOLS = ["system"]  # Auto Mode's built-in pool for cluster components; workloads use our NodePools
 CLUSTER_MANAGED_POLICIES = [
@@ -375,7 +375,194 @@ def apply_vpc(ec2, cfg: PlatformConfig, action: Action) -> dict[str, list[str]]:
 # ------------------------------------------------------------------ EKS (Auto Mode)
 
 
-def cluster_request(cfg: PlatformConfig, cluster_role_arn: str, node_role_arn: str, subnet_ids: list[str]) -> dict:
+# ------------------------------------------------------------------ KMS (envelope encryption of Kubernetes Secrets)
+
+
+def secrets_key_alias(cfg: PlatformConfig) -> str:
+    return f"alias/{cfg.cluster_name}-secrets"
+
+
+def secrets_key_ref(cfg: PlatformConfig, account: str, partition: str = "aws") -> str:
+    """The key EKS encrypts Secrets with: the configured one, else the platform's own by its alias ARN (EKS accepts
+    either; apply passes the key's own ARN once it exists)."""
+    return cfg.security.kms_key_arn or _arn(partition, "kms", cfg.region, account, secrets_key_alias(cfg))
+
+
+def kms_key_policy(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict:
+    """The key's policy: the account (so IAM policies can delegate, as AWS's default key policy does), the named key
+    administrators (manage, never use), and the cluster role (use for EKS, grants only for AWS resources)."""
+    root = f"arn:{partition}:iam::{account}:root"
+    cluster_role = f"arn:{partition}:iam::{account}:role/{cfg.cluster_name}-cluster"
+    statements: list[dict] = [
+        {"Sid": "AccountRoot", "Effect": "Allow", "Principal": {"AWS": root}, "Action": "kms:*", "Resource": "*"},
+        {
+            "Sid": "ClusterEncryptsSecrets",
+            "Effect": "Allow",
+            "Principal": {"AWS": cluster_role},
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:ListGrants"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "ClusterGrantsForAwsResources",
+            "Effect": "Allow",
+            "Principal": {"AWS": cluster_role},
+            "Action": ["kms:CreateGrant"],
+            "Resource": "*",
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        },
+    ]
+    if cfg.security.key_admin_arns:
+        statements.append(
+            {
+                "Sid": "KeyAdministrators",
+                "Effect": "Allow",
+                "Principal": {"AWS": list(cfg.security.key_admin_arns)},
+                "Action": [
+                    "kms:Create*",
+                    "kms:Describe*",
+                    "kms:Enable*",
+                    "kms:List*",
+                    "kms:Put*",
+                    "kms:Update*",
+                    "kms:Revoke*",
+                    "kms:Disable*",
+                    "kms:Get*",
+                    "kms:Delete*",
+                    "kms:TagResource",
+                    "kms:UntagResource",
+                    "kms:ScheduleKeyDeletion",
+                    "kms:CancelKeyDeletion",
+                ],
+                "Resource": "*",
+            }
+        )
+    return {"Version": "2012-10-17", "Id": f"{cfg.cluster_name}-secrets", "Statement": statements}
+
+
+def plan_kms(kms, cfg: PlatformConfig, account: str) -> Action:
+    """The Secrets key: none to create when the config names one; else found by its alias (policy and rotation
+    compared) or created."""
+    if cfg.security.kms_key_arn:
+        return Action("kms_key", cfg.security.kms_key_arn, "none", request={"KeyArn": cfg.security.kms_key_arn})
+    alias, policy = secrets_key_alias(cfg), kms_key_policy(cfg, account)
+    found = [
+        a for page in kms.get_paginator("list_aliases").paginate() for a in page["Aliases"] if a["AliasName"] == alias
+    ]
+    if not found:
+        return Action(
+            "kms_key",
+            alias,
+            "create",
+            request={
+                "Description": f"Envelope encryption of the {cfg.cluster_name} cluster's Kubernetes Secrets",
+                "KeyUsage": "ENCRYPT_DECRYPT",
+                "KeySpec": "SYMMETRIC_DEFAULT",
+                "Policy": json.dumps(policy),
+                "Tags": [{"TagKey": "agentic/cluster", "TagValue": cfg.cluster_name}],
+            },
+        )
+    key_id = found[0]["TargetKeyId"]
+    arn = kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"]
+    changes = {}
+    have = json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+    if have != policy:
+        changes["policy"] = {"have": have, "want": policy}
+    if not kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"]:
+        changes["rotation"] = {"have": False, "want": True}
+    return Action("kms_key", alias, "update" if changes else "none", changes, {"KeyArn": arn, "KeyId": key_id})
+
+
+def apply_kms(kms, cfg: PlatformConfig, action: Action) -> str:
+    """Creates or fixes the key; returns its ARN."""
+    if action.action == "create":
+        key = kms.create_key(**action.request)["KeyMetadata"]
+        kms.create_alias(AliasName=secrets_key_alias(cfg), TargetKeyId=key["KeyId"])
+        kms.enable_key_rotation(KeyId=key["KeyId"])
+        return key["Arn"]
+    if action.action == "update":
+        if "policy" in action.changes:
+            kms.put_key_policy(
+                KeyId=action.request["KeyId"], PolicyName="default", Policy=json.dumps(action.changes["policy"]["want"])
+            )
+        if "rotation" in action.changes:
+            kms.enable_key_rotation(KeyId=action.request["KeyId"])
+    return action.request["KeyArn"]
+
+
+# ------------------------------------------------------------------ EKS access entries
+
+
+def access_entry_requests(cfg: PlatformConfig, partition: str = "aws") -> list[dict]:
+    """Per configured principal: the access entry (its Kubernetes group, which the rendered RBAC binds too) and the
+    access policy association (cluster-wide for cluster-admin, else the platform's namespaces or those named)."""
+    from infra.platform.security import access_group, platform_namespaces
+
+    out = []
+    for e in cfg.security.access_entries:
+        scope: dict[str, Any] = (
+            {"type": "cluster"}
+            if e.role == "cluster-admin"
+            else {"type": "namespace", "namespaces": list(e.namespaces) or platform_namespaces(cfg)}
+        )
+        out.append(
+            {
+                "entry": {
+                    "clusterName": cfg.cluster_name,
+                    "principalArn": e.principal_arn,
+                    "kubernetesGroups": [access_group(cfg, e.role)],
+                    "type": "STANDARD",
+                    "tags": {"agentic/cluster": cfg.cluster_name, "agentic/access-role": e.role},
+                },
+                "association": {
+                    "clusterName": cfg.cluster_name,
+                    "principalArn": e.principal_arn,
+                    "policyArn": f"arn:{partition}:eks::aws:cluster-access-policy/{ACCESS_ROLES[e.role]['policy']}",
+                    "accessScope": scope,
+                },
+            }
+        )
+    return out
+
+
+def plan_access_entries(eks, cfg: PlatformConfig, cluster_exists: bool = True) -> list[Action]:
+    wanted = access_entry_requests(cfg)
+    if not cluster_exists:  # nothing to list yet: every entry is created with the cluster
+        return [Action("access_entry", w["entry"]["principalArn"], "create", request=w) for w in wanted]
+    have = set(eks.list_access_entries(clusterName=cfg.cluster_name).get("accessEntries", []))
+    out = []
+    for w in wanted:
+        principal = w["entry"]["principalArn"]
+        if principal not in have:
+            out.append(Action("access_entry", principal, "create", request=w))
+            continue
+        assoc = eks.list_associated_access_policies(clusterName=cfg.cluster_name, principalArn=principal)
+        policies = {p["policyArn"]: p.get("accessScope", {}) for p in assoc.get("associatedAccessPolicies", [])}
+        want = w["association"]
+        changes = {}
+        if policies.get(want["policyArn"]) is None or sorted(
+            policies[want["policyArn"]].get("namespaces", [])
+        ) != sorted(want["accessScope"].get("namespaces", [])):
+            changes["policy"] = {"have": policies, "want": {want["policyArn"]: want["accessScope"]}}
+        out.append(Action("access_entry", principal, "update" if changes else "none", changes, w))
+    return out
+
+
+def apply_access_entries(eks, actions: list[Action]) -> None:
+    for a in actions:
+        if a.action == "create":
+            eks.create_access_entry(**a.request["entry"])
+        if a.action in ("create", "update"):
+            eks.associate_access_policy(**a.request["association"])
+
+
+def cluster_request(
+    cfg: PlatformConfig,
+    cluster_role_arn: str,
+    node_role_arn: str,
+    subnet_ids: list[str],
+    secrets_key_arn: str = "",
+) -> dict:
+    account = cluster_role_arn.split(":")[4]
     return {
         "name": cfg.cluster_name,
         "version": cfg.kubernetes_version,
@@ -392,6 +579,10 @@ def cluster_request(cfg: PlatformConfig, cluster_role_arn: str, node_role_arn: s
         "accessConfig": {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": True},
         "bootstrapSelfManagedAddons": False,  # Auto Mode manages networking, storage and load balancing itself
         "logging": {"clusterLogging": [{"types": ["api", "audit", "authenticator"], "enabled": True}]},
+        # a customer-managed KMS layer over EKS's default envelope encryption of the Secrets in etcd
+        "encryptionConfig": [
+            {"resources": ["secrets"], "provider": {"keyArn": secrets_key_arn or secrets_key_ref(cfg, account)}}
+        ],
         "upgradePolicy": {"supportType": "STANDARD"},
         "tags": {"agentic/cluster": cfg.cluster_name},
     }
@@ -425,6 +616,9 @@ def plan_cluster(eks, cfg: PlatformConfig, request: dict) -> Action:
             "have": vpc["publicAccessCidrs"],
             "want": request["resourcesVpcConfig"]["publicAccessCidrs"],
         }
+    # Secrets encryption can be added to a cluster, never removed or changed
+    if not any("secrets" in e.get("resources", []) for e in have.get("encryptionConfig") or []):
+        changes["encryptionConfig"] = {"have": have.get("encryptionConfig") or [], "want": request["encryptionConfig"]}
     # compared only where the API reports them (EKS does; emulators may not)
     for key in ("computeConfig", "storageConfig"):
         if (
@@ -457,6 +651,8 @@ def apply_cluster(eks, action: Action, request: dict) -> dict:
             update.update({k: request[k] for k in ("computeConfig", "storageConfig", "kubernetesNetworkConfig")})
         if update:
             eks.update_cluster_config(name=request["name"], **update)
+        if "encryptionConfig" in action.changes:
+            eks.associate_encryption_config(clusterName=request["name"], encryptionConfig=request["encryptionConfig"])
     return eks.describe_cluster(name=request["name"])["cluster"]
 
 
