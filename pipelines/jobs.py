@@ -53,3 +53,12 @@ simulation_job = dg.define_asset_job(
     description="A simulated month on the local control plane (`agentic cluster up`, AGENTIC_PLATFORM_TARGET=cluster): "
     "traffic drives replicas, Karpenter provisions and consolidates NodeClaims, the node-hours they had are priced.",
 )
+
+
+def governance_job_for(retention_days: int):
+    return dg.define_asset_job(
+        "governance_job",
+        selection=dg.AssetSelection.groups("governance"),
+        config={"ops": {"audit_trail": {"config": {"retention_days": retention_days}}}},
+        description="The audit trail's retention and summary, and the API keys in force (AGENTIC_AUDIT_RETENTION_DAYS).",
+    )

@@ -31,3 +31,14 @@ monthly_cost_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Monthly, on the 2nd (Cost Explorer has the last month by then): the cost report and actual spend.",
 )
+
+
+def daily_governance_schedule(job) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="daily_governance",
+        job=job,
+        cron_schedule="30 0 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description="Daily: audit retention (whole days dropped) and the keys in force, after the UTC day closes.",
+    )
