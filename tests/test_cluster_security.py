@@ -508,6 +508,244 @@ def test_network_policies_are_accepted_by_the_api_server(kube_cluster, cfg, secu
     assert deny.spec.pod_selector.match_labels is None and set(deny.spec.policy_types) == {"Ingress", "Egress"}
 
 
+# ------------------------------------------------------------------ AWS: the Secrets key, access entries, the preflight
+
+
+@pytest.fixture
+def moto_server():
+    import os
+
+    import httpx
+    from moto.server import ThreadedMotoServer
+
+    from tests.helpers import free_port
+
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10).raise_for_status()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    for k, v in saved.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def _client(service: str, endpoint: str | None = None):
+    import boto3
+
+    creds = {} if endpoint else {"aws_access_key_id": "x", "aws_secret_access_key": "x"}
+    return boto3.client(service, region_name="us-east-1", endpoint_url=endpoint, **creds)
+
+
+def test_secrets_are_envelope_encrypted_with_the_platforms_kms_key(cfg, moto_server):
+    """KMS and EKS on moto (botocore validates every request): the key is created with its policy and rotation, the
+    cluster is created naming it, and a second plan finds nothing to do; a widened key policy shows as drift."""
+    from infra.platform import aws as awsplan
+
+    kms, eks = _client("kms", moto_server), _client("eks", moto_server)
+    account = _client("sts", moto_server).get_caller_identity()["Account"]
+    key = awsplan.plan_kms(kms, cfg, account)
+    assert key.action == "create" and key.request["KeySpec"] == "SYMMETRIC_DEFAULT"
+    arn = awsplan.apply_kms(kms, cfg, key)
+    meta = kms.describe_key(KeyId=arn)["KeyMetadata"]
+    assert meta["KeyUsage"] == "ENCRYPT_DECRYPT" and kms.get_key_rotation_status(KeyId=arn)["KeyRotationEnabled"]
+    policy = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
+    cluster_role = f"arn:aws:iam::{account}:role/{cfg.cluster_name}-cluster"
+    use = next(st for st in policy["Statement"] if st["Sid"] == "ClusterEncryptsSecrets")
+    assert use["Principal"] == {"AWS": cluster_role} and "kms:Decrypt" in use["Action"] and "kms:*" not in use["Action"]
+    grant = next(st for st in policy["Statement"] if st["Sid"] == "ClusterGrantsForAwsResources")
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert awsplan.plan_kms(kms, cfg, account).action == "none"
+
+    request = awsplan.cluster_request(cfg, cluster_role, f"arn:aws:iam::{account}:role/x-node", ["subnet-1"], arn)
+    assert request["encryptionConfig"] == [{"resources": ["secrets"], "provider": {"keyArn": arn}}]
+    awsplan.apply_cluster(eks, awsplan.plan_cluster(eks, cfg, request), request)
+    have = eks.describe_cluster(name=cfg.cluster_name)["cluster"]
+    assert have["encryptionConfig"][0]["provider"]["keyArn"] == arn
+    assert awsplan.plan_cluster(eks, cfg, request).action == "none"
+
+    wide = copy.deepcopy(policy)
+    wide["Statement"].append(
+        {"Sid": "Anyone", "Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt", "Resource": "*"}
+    )
+    kms.put_key_policy(KeyId=arn, PolicyName="default", Policy=json.dumps(wide))
+    drift = awsplan.plan_kms(kms, cfg, account)
+    assert drift.action == "update" and "policy" in drift.changes
+    awsplan.apply_kms(kms, cfg, drift)
+    assert awsplan.plan_kms(kms, cfg, account).action == "none"
+
+
+def test_an_existing_cluster_without_secrets_encryption_gets_it_associated(cfg):
+    """moto has no AssociateEncryptionConfig: botocore's Stubber checks the request against the EKS model."""
+    from botocore.stub import Stubber
+
+    from infra.platform import aws as awsplan
+
+    eks = _client("eks")
+    request = awsplan.cluster_request(
+        cfg, "arn:aws:iam::123456789012:role/c", "arn:aws:iam::123456789012:role/n", ["s"]
+    )
+    assert (
+        request["encryptionConfig"][0]["provider"]["keyArn"]
+        == "arn:aws:kms:us-east-1:123456789012:alias/agentic-rag-secrets"
+    )
+    live = {
+        "name": cfg.cluster_name,
+        "version": cfg.kubernetes_version,
+        "status": "ACTIVE",
+        "logging": request["logging"],
+    }
+    with Stubber(eks) as stub:
+        stub.add_response("describe_cluster", {"cluster": live}, {"name": cfg.cluster_name})
+        action = awsplan.plan_cluster(eks, cfg, request)
+        assert action.action == "update" and set(action.changes) == {"encryptionConfig"}
+        stub.add_response(
+            "associate_encryption_config",
+            {"update": {"id": "u-1", "status": "InProgress"}},
+            {"clusterName": cfg.cluster_name, "encryptionConfig": request["encryptionConfig"]},
+        )
+        stub.add_response("describe_cluster", {"cluster": live}, {"name": cfg.cluster_name})
+        awsplan.apply_cluster(eks, action, request)
+        stub.assert_no_pending_responses()
+
+
+def test_access_entries_map_the_four_roles_to_eks_access_policies(cfg):
+    """moto has no access entries: botocore's Stubber checks create-access-entry / associate-access-policy against the
+    EKS model; the groups they name are the ones the rendered RBAC binds (tested on the real API server above)."""
+    from botocore.stub import Stubber
+
+    from infra.platform import aws as awsplan
+
+    wanted = awsplan.access_entry_requests(cfg)
+    assert len(wanted) == 4
+    by_role = {w["entry"]["tags"]["agentic/access-role"]: w for w in wanted}
+    assert {r: w["association"]["policyArn"].rsplit("/", 1)[1] for r, w in by_role.items()} == {
+        "cluster-admin": "AmazonEKSClusterAdminPolicy",
+        "admin": "AmazonEKSAdminPolicy",
+        "edit": "AmazonEKSEditPolicy",
+        "read": "AmazonEKSViewPolicy",
+    }
+    assert by_role["cluster-admin"]["association"]["accessScope"] == {"type": "cluster"}
+    assert by_role["read"]["association"]["accessScope"] == {
+        "type": "namespace",
+        "namespaces": platform_namespaces(cfg),
+    }
+    assert by_role["edit"]["entry"]["kubernetesGroups"] == [access_group(cfg, "edit")]
+
+    eks = _client("eks")
+    reader = by_role["read"]["entry"]["principalArn"]
+    with Stubber(eks) as stub:
+        stub.add_response("list_access_entries", {"accessEntries": [reader]}, {"clusterName": cfg.cluster_name})
+        stub.add_response(
+            "list_associated_access_policies",
+            {
+                "clusterName": cfg.cluster_name,
+                "principalArn": reader,
+                "associatedAccessPolicies": [
+                    {
+                        "policyArn": by_role["read"]["association"]["policyArn"],
+                        "accessScope": {"type": "namespace", "namespaces": [cfg.namespace]},
+                    }
+                ],
+            },
+            {"clusterName": cfg.cluster_name, "principalArn": reader},
+        )
+        plan = {a.name: a for a in awsplan.plan_access_entries(eks, cfg)}
+        # the reader exists with too narrow a scope (dagster missing): updated, the others created
+        assert plan[reader].action == "update" and {a.action for n, a in plan.items() if n != reader} == {"create"}
+        for a in plan.values():
+            if a.action == "create":
+                stub.add_response("create_access_entry", {"accessEntry": {"principalArn": a.name}}, a.request["entry"])
+            stub.add_response(
+                "associate_access_policy",
+                {"clusterName": cfg.cluster_name, "principalArn": a.name},
+                a.request["association"],
+            )
+        awsplan.apply_access_entries(eks, list(plan.values()))
+        stub.assert_no_pending_responses()
+    # a shape EKS would refuse is refused before anything is sent
+    from botocore.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        eks.associate_access_policy(**{**by_role["read"]["association"], "accessScope": {"kind": "namespace"}})
+
+
+def _quota(code: str, value: float, service: str = "ec2") -> dict:
+    return {"Quota": {"ServiceCode": service, "QuotaCode": code, "QuotaName": code, "Value": value}}
+
+
+def _stub_quotas(stub, needs, limits: dict[str, float]) -> None:
+    for n in needs:
+        params = {"ServiceCode": n.service, "QuotaCode": n.code}
+        if n.code in limits:
+            stub.add_response("get_service_quota", _quota(n.code, limits[n.code], n.service), params)
+        else:  # never adjusted: the applied value is not there, AWS's default is
+            stub.add_client_error(
+                "get_service_quota", "NoSuchResourceException", http_status_code=404, expected_params=params
+            )
+            stub.add_response("get_aws_default_service_quota", _quota(n.code, 5.0, n.service), params)
+
+
+def test_the_quota_preflight_passes_a_plan_that_fits_and_refuses_one_that_does_not(cfg, moto_server):
+    """Region on moto's EC2 (DescribeRegions); the VPC quotas on moto's Service Quotas; the EC2 vCPU quotas, which
+    moto does not implement, through botocore's Stubber (request shapes validated either way)."""
+    from botocore.stub import Stubber
+
+    from infra.platform.preflight import look_up, preflight, quota_needs
+
+    needs = {n.code: n for n in quota_needs(cfg)}
+    # the shipped pools: graviton 128 + general 64 standard vCPU, gpu 192 G vCPU, inferentia 96 Inf vCPU
+    assert needs["L-1216C47A"].need == 192 and needs["L-DB2E81BA"].need == 192 and needs["L-1945791B"].need == 96
+    assert needs["L-0263D0A3"].need == cfg.vpc.nat_gateways and needs["L-FE5A380F"].need == 1
+    # moto knows the VPC quotas' defaults
+    vpc_needs = [n for n in needs.values() if n.service == "vpc"]
+    look_up(_client("service-quotas", moto_server), vpc_needs)
+    assert all(n.limit == 5.0 for n in vpc_needs) and not any(n.exceeded for n in vpc_needs)
+
+    ec2 = _client("ec2", moto_server)
+    fits = {"L-1216C47A": 256, "L-DB2E81BA": 192, "L-1945791B": 128, "L-0263D0A3": 5, "L-FE5A380F": 5, "L-F678F1CE": 5}
+    quotas = _client("service-quotas")
+    with Stubber(quotas) as stub:
+        _stub_quotas(stub, quota_needs(cfg), fits)
+        ok = preflight(cfg, ec2, quotas)
+    assert ok["ok"] and ok["refusals"] == [] and ok["unchecked"] == [], ok
+
+    tight = {**fits, "L-DB2E81BA": 64}  # a new account's GPU quota: the GPU pool's 192 vCPU do not fit
+    with Stubber(quotas) as stub:
+        _stub_quotas(stub, quota_needs(cfg), {k: v for k, v in tight.items() if k != "L-0263D0A3"})
+        refused = preflight(cfg, ec2, quotas)
+    assert not refused["ok"] and len(refused["refusals"]) == 1, refused["refusals"]
+    message = refused["refusals"][0]
+    for part in ("Running On-Demand G and VT instances", "L-DB2E81BA", "needs 192", "limit is 64", "gpu"):
+        assert part in message, (part, message)
+    # three NAT gateways need three Elastic IPs; AWS's default of 5 (from GetAWSDefaultServiceQuota) covers them
+    assert next(q for q in refused["quotas"] if q["code"] == "L-0263D0A3")["limit"] == 5.0
+
+
+def test_the_preflight_asset_stops_the_platform_before_anything_is_applied(tmp_path):
+    import dagster as dg
+
+    from assets.platform import platform_assets, platform_preflight
+    from pipelines.profiles import build_resources
+    from pipelines.settings import load_settings
+
+    res = build_resources(load_settings({"AGENTIC_HOME": str(tmp_path / "home")}))
+    ok = dg.materialize(
+        [platform_preflight], resources={"platform": res["platform"]}, instance=dg.DagsterInstance.ephemeral()
+    )
+    assert ok.success
+    eks = next(a for a in platform_assets if a.key.to_user_string() == "eks_cluster")
+    assert platform_preflight.key in eks.dependency_keys  # the cluster waits for it
+    from resources.platform import RenderedPlatform
+
+    elsewhere = RenderedPlatform(store=res["pipeline_state"], region="mars-north-1")
+    with pytest.raises(dg.Failure, match="region 'mars-north-1' is not one where Amazon EKS is available"):
+        dg.materialize([platform_preflight], resources={"platform": elsewhere}, instance=dg.DagsterInstance.ephemeral())
+
+
 pytestmark = pytest.mark.skipif(
     not crd_dir().is_dir(), reason=f"CRD schemas not found at {crd_dir()} (set AGENTIC_CRD_DIR)"
 )
