@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from infra.platform.config import load_platform_config
-from infra.platform.manifests import PRUNE_KINDS, render_everything
+from infra.platform.manifests import PRUNE_KINDS, render_dagster_values, render_everything
+from infra.platform.security import NODE_NAMESPACE
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("node_pools", "cluster_addons", "platform_workloads")
@@ -244,7 +245,7 @@ def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(k
     # the NodePools changed (consolidateAfter), so Karpenter may replace nodes the previous test left: wait until no
     # pod of any workload is Pending (this fails if a nodeSelector or toleration matches no pool)
     def settled():
-        pods = _pods(kube_cluster, cfg.namespace) + _pods(kube_cluster, "kube-system")
+        pods = _pods(kube_cluster, cfg.namespace) + _pods(kube_cluster, NODE_NAMESPACE)  # + the device plugins
         pending = [p.metadata.name for p in pods if p.status.phase != "Running" or not p.spec.node_name]
         workers = [p for p in pods if (p.metadata.labels or {}).get("ray.io/node-type") == "worker"]
         return pods if pods and not pending and len(workers) >= 3 else pending
@@ -341,6 +342,9 @@ def test_dagster_k8s_builds_step_jobs_that_are_scheduled_on_the_general_pool(kub
     from tests.k8s_step_jobs import SELECTED
 
     cfg = load_platform_config()
+    # the run launcher's pod and container config from the rendered Helm values: the namespace enforces PSS
+    # `restricted`, and the step pods pass it only with the security contexts the values give the launcher
+    launcher = render_dagster_values(cfg)["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
     # the instance as the Helm chart configures it in the cluster: K8sRunLauncher (the executor reads its defaults)
     (tmp_path / "dagster").mkdir()
     (tmp_path / "dagster" / "dagster.yaml").write_text(
@@ -357,6 +361,10 @@ def test_dagster_k8s_builds_step_jobs_that_are_scheduled_on_the_general_pool(kub
                         "load_incluster_config": False,
                         "kubeconfig_file": str(kube_cluster.kubeconfig),
                         "job_image": cfg.image,
+                        "run_k8s_config": {
+                            "pod_spec_config": launcher["podSpecConfig"],
+                            "container_config": launcher["containerConfig"],
+                        },
                     },
                 },
             }
@@ -413,7 +421,12 @@ def test_dagster_k8s_builds_step_jobs_that_are_scheduled_on_the_general_pool(kub
     for step, pod in pods.items():
         assert nodes[pod.spec.node_name]["karpenter.sh/nodepool"] == "general"
         assert pod.spec.node_selector == {"karpenter.sh/nodepool": "general"}
+        assert (
+            pod.spec.security_context.run_as_non_root
+            and pod.spec.security_context.seccomp_profile.type == "RuntimeDefault"
+        )
         container = pod.spec.containers[0]
+        assert container.security_context.allow_privilege_escalation is False
         assert container.image == cfg.image
         assert container.args[:3] == ["dagster", "api", "execute_step"]
     # each asset's own `dagster-k8s/config` tag sizes its pod; the others get the executor's default
