@@ -139,8 +139,10 @@ def node_pools(
     kinds={"helm", "kubernetes"},
     owners=OWNERS,
     deps=[node_pools],
-    description="Cluster add-ons: KubeRay operator and the Prometheus agent (AMP remote write) as pinned Helm charts, the NVIDIA "
-    "and Neuron device plugins (karpenter mode; Auto Mode ships them), ServiceMonitors for Ray Serve, LiteLLM and the API.",
+    description="Cluster add-ons: the platform's namespaces (Pod Security `restricted` enforced), the access roles' RBAC "
+    "bindings, KubeRay operator and the Prometheus agent (AMP remote write) as pinned Helm charts, the NVIDIA and Neuron "
+    "device plugins (karpenter mode, in their own privileged namespace; Auto Mode ships them), ServiceMonitors for Ray "
+    "Serve, LiteLLM and the API.",
 )
 def cluster_addons(
     context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
@@ -162,7 +164,8 @@ def cluster_addons(
     deps=[cluster_addons, dg.AssetKey("model_gateway")],
     description="The workloads: RayServices (embedder on Graviton, vLLM Qwen3-14B tensor-parallel on the GPU pool, a Neuron "
     "variant), the Ray Data cluster, LiteLLM with the gateway config, the API with its Ingress, Grafana dashboards (agent "
-    "latency, tokens, routes, ingestion throughput). Secrets only by reference.",
+    "latency, tokens, routes, ingestion throughput), default-deny NetworkPolicies with the graph's allows. Secrets only by "
+    "reference; the API's ALB internal unless the config asks for internet-facing (with its ACM certificate).",
 )
 def platform_workloads(
     context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
