@@ -64,7 +64,8 @@ def _kube_step(context, name: str, manifests: list[dict], platform: PlatformReso
     "service quotas (EC2 vCPU per instance class for the node pools' limits, Elastic IPs, NAT gateways per AZ, VPCs) cover "
     "the declared platform. A plan that exceeds a quota fails here, naming the quota, its code, the need and the limit.",
 )
-def platform_preflight(platform: PlatformResource) -> dg.MaterializeResult:
+def platform_preflight(config: ApplyConfig, platform: PlatformResource) -> dg.MaterializeResult:
+    # `config` is the one every platform step gets (the CLI sends it to all); the preflight reads only, plan or apply
     result = platform.preflight(platform.load())
     if not result["ok"]:
         raise dg.Failure(
@@ -78,6 +79,21 @@ def platform_preflight(platform: PlatformResource) -> dg.MaterializeResult:
             "quotas_checked": len(result["quotas"]) - len(result["unchecked"]),
             "quotas_unchecked": dg.MetadataValue.json(result["unchecked"]),
             "quotas": dg.MetadataValue.json(result["quotas"]),
+            # one row per quota in the shape the CLI prints plans in
+            "plan": dg.MetadataValue.json(
+                [
+                    {
+                        "resource": "service_quota",
+                        "name": f"{q['code']} {q['name']}",
+                        "action": "unchecked" if q["limit"] is None else "covered",
+                        "changes": [
+                            f"need {q['need']:g}",
+                            f"limit {q['limit']:g}" if q["limit"] is not None else q["note"],
+                        ],
+                    }
+                    for q in result["quotas"]
+                ]
+            ),
         }
     )
 

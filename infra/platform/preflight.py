@@ -55,7 +55,7 @@ class QuotaNeed:
     need: float
     why: str
     limit: float | None = None  # None: not looked up (rendered target) or the quota service has no value for it
-    note: str = ""  # why the limit is missing
+    note: str = "not looked up"  # why the limit is missing
 
     @property
     def exceeded(self) -> bool:
