@@ -30,7 +30,7 @@ from typing import Iterator
 
 from agents.tracing import trace_id_of, tracer
 from core import answering, chunking, conversation
-from core.access import ReadScope
+from core.access import ReadScope, web_query_from
 from core.conversation import Turn
 from core.relevance import RELEVANCE_VERSION
 from resources.gateway import LLMGatewayResource
@@ -661,7 +661,10 @@ class AnswerService:
         @tool
         def web_search(query: str) -> str:
             """Search the web. Allowed only when the knowledge base was searched and found too little."""
-            found, result = self.web_sources(query, start=len(state["sources"]) + 1)
+            # the model proposes the query after reading documents: only the question's own words may leave
+            found, result = self.web_sources(
+                web_query_from(state.get("asked", question), query), start=len(state["sources"]) + 1
+            )
             state["web_calls"] += 1
             state["sources"].extend(found)
             if not result.get("available"):
@@ -727,6 +730,7 @@ class AnswerService:
         notes: list[str] = []
         try:
             standalone, rewrites = self.standalone(question, turns, tokens, models)
+            state["asked"] = standalone
             llm_calls[0] += rewrites
             result = agent(standalone)
             text = str(result).strip()

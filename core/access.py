@@ -326,3 +326,21 @@ class AuditRecord:
 
 def question_hash(question: str) -> str:
     return hashlib.sha256(question.strip().encode()).hexdigest() if question else ""
+
+
+# ------------------------------------------------------------------ untrusted text
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def web_query_from(question: str, proposed: str) -> str:
+    """The query that may leave for web search. The orchestrating model proposes it after reading documents, and a
+    document can tell it to put other sources' text (or anything it holds) into it: that would carry what the caller
+    may read to a third party. So a proposal passes only when its words are the question's (order, case and short
+    words aside); anything else searches the question itself."""
+    asked = set(_WORD.findall(question.lower()))
+    words = [w for w in _WORD.findall(proposed.lower()) if len(w) > 3]
+    if proposed.strip() and len(proposed) <= 2 * len(question) + 40 and all(w in asked for w in words):
+        return proposed.strip()
+    return question.strip()

@@ -618,7 +618,6 @@ def test_api_twenty_concurrent_questions_no_5xx(api_server):
 
 def test_api_refuses_to_start_without_a_key(answer_service):
     from agents.api import create_app
-
     from resources.access import LocalKeyStore
 
     with pytest.raises(ValueError, match="never runs without a key"):
