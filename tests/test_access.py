@@ -283,6 +283,31 @@ def test_a_permission_change_reaches_the_index_in_one_run_with_nothing_re_embedd
     table = pa.concat_tables([t for _, t in res["pipeline_state"].iter_shards("document_access", ACCESS)]).to_pylist()
     assert {r["doc_key"]: r["source"] for r in table}[keys[1]] == "declared"
 
+    # `agentic search` runs as a principal: the groups of their active keys (the operator, by default, reads all)
+    from resources.access import LocalKeyStore
+
+    LocalKeyStore(root=str(settings.secrets_dir / "keys")).create("alice", ["staff"])  # the new default
+    env = {**os.environ, "AGENTIC_HOME": str(settings.home), "AGENTIC_API_KEY": "x" * 32}
+
+    def search(*extra):
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "search", title[keys[1]], "--k", "10", "--json", *extra],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        return out.returncode, out.stdout, out.stderr
+
+    rc, out, err = search()
+    assert rc == 0 and keys[1] in {h["doc_key"] for h in json.loads(out)["hits"]}, err
+    rc, out, err = search("--principal", "alice")
+    hits = json.loads(out)["hits"] if rc == 0 else []
+    assert hits and keys[1] not in {h["doc_key"] for h in hits} and all("staff" in h["groups"] for h in hits), err
+    rc, _, err = search("--principal", "mallory")
+    assert rc == 2 and "no active key" in err
+
 
 def test_only_the_questions_own_words_leave_for_web_search():
     from core.access import web_query_from
@@ -294,47 +319,3 @@ def test_only_the_questions_own_words_leave_for_web_search():
     assert web_query_from(q, "vitamin D fractures " + "tranexamic acid mortality 14.5% trauma") == q
     assert web_query_from(q, "") == q
     assert web_query_from(q, "vitamin " * 40) == q  # no smuggling by length either
-
-
-def test_agentic_search_runs_as_a_principal(settings_factory, tmp_path, pubmed_sample):
-    from pipelines.profiles import build_resources
-    from resources.access import LocalKeyStore
-    from tests.test_knowledge_pipeline import materialize, seed
-
-    settings = settings_factory(tmp_path / "home")
-    res = build_resources(settings)
-    docs = {document_key(p): d for p, d in pubmed_sample[20:26]}
-    seed(res, docs)
-    closed = sorted(docs)[0]
-    res["document_store"].set_groups(closed, ["oncology"])
-    meta, _, res = materialize(settings)
-    title = next(
-        r["title"]
-        for r in res["vector_store"].scan(meta["vector_index"]["generation"], ["doc_key", "title"]).to_pylist()
-        if r["doc_key"] == closed
-    )
-    LocalKeyStore(root=str(settings.secrets_dir / "keys")).create("alice", ["public"])
-    env = {**os.environ, "AGENTIC_HOME": str(settings.home), "AGENTIC_API_KEY": "x" * 32}
-    if settings.ray_address:
-        env["AGENTIC_RAY_ADDRESS"] = settings.ray_address
-
-    def search(*extra):
-        out = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "search", title, "--k", "10", "--json", *extra],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        return out.returncode, out.stdout, out.stderr
-
-    rc, out, err = search()
-    assert rc == 0, err
-    assert closed in {h["doc_key"] for h in json.loads(out)["hits"]}  # the operator (admin) reads it
-    rc, out, err = search("--principal", "alice")
-    assert rc == 0, err
-    hits = json.loads(out)["hits"]
-    assert hits and closed not in {h["doc_key"] for h in hits} and all("public" in h["groups"] for h in hits)
-    rc, _, err = search("--principal", "mallory")
-    assert rc == 2 and "no active key" in err
