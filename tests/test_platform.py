@@ -172,10 +172,22 @@ def test_iam_is_least_privilege_and_the_rule_bites(cfg):
     dagster = {s["Sid"]: s for s in roles["agentic-rag-dagster"]["inline"]["Statement"]}
     assert dagster["DocumentObjects"]["Resource"] == [f"arn:aws:s3:::{cfg.document_bucket}/*"]
     assert dagster["Index"]["Resource"] == ["arn:aws:es:us-east-1:123456789012:domain/agentic-rag/*"]
+    # the API authenticates principals from their hashed key records only, and writes its records under state/
+    api = {s["Sid"]: s for s in roles["agentic-rag-api"]["inline"]["Statement"]}
+    assert api["ApiKeys"] == {
+        "Sid": "ApiKeys",
+        "Effect": "Allow",
+        "Action": ["secretsmanager:GetSecretValue"],
+        "Resource": ["arn:aws:secretsmanager:us-east-1:123456789012:secret:agentic/api-keys/*"],
+    }
+    assert all(r.startswith(f"arn:aws:s3:::{cfg.document_bucket}/state/") for r in api["AnswerRecords"]["Resource"])
     bad = copy.deepcopy(roles)
     bad["agentic-rag-ray"]["inline"]["Statement"][0]["Action"] = ["s3:*"]
     bad["agentic-rag-node"]["managed"] = ["AmazonS3FullAccess"]
-    assert len(awsplan.policy_violations(bad)) == 2
+    # "*" is allowed only for a statement of actions that cannot be scoped (ListSecrets), never smuggled beside one
+    listing = next(st for st in bad["agentic-rag-dagster"]["inline"]["Statement"] if st["Sid"] == "ListApiKeys")
+    listing["Action"] = ["secretsmanager:ListSecrets", "secretsmanager:GetSecretValue"]
+    assert len(awsplan.policy_violations(bad)) == 3
 
 
 # ------------------------------------------------------------------ AWS against moto

@@ -64,6 +64,8 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
     queue = _arn(partition, "sqs", region, account, f"{n}-documents")  # S3 event notifications of the document bucket
     amp = _arn(partition, "aps", region, account, f"workspace/{n}-*")
     pods = "pods.eks.amazonaws.com"
+    # principals' API keys (resources/access.py SecretsManagerKeyStore): one secret per key under this name prefix
+    api_keys = _arn(partition, "secretsmanager", region, account, "secret:agentic/api-keys/*")
     es_rw = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"]
 
     def policy(*statements: dict) -> dict:
@@ -103,6 +105,14 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
                 },
                 {"Sid": "Index", "Effect": "Allow", "Action": es_rw, "Resource": [f"{domain}/*"]},
                 {"Sid": "Domain", "Effect": "Allow", "Action": ["es:DescribeDomain"], "Resource": [domain]},
+                # api_keys_inventory reads the keys' hashed records (never a token: none is stored)
+                {
+                    "Sid": "ApiKeys",
+                    "Effect": "Allow",
+                    "Action": ["secretsmanager:GetSecretValue"],
+                    "Resource": [api_keys],
+                },
+                {"Sid": "ListApiKeys", "Effect": "Allow", "Action": ["secretsmanager:ListSecrets"], "Resource": ["*"]},
             ),
         },
         f"{n}-ray": {
@@ -145,6 +155,31 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
                     "Action": ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpHead"],
                     "Resource": [f"{domain}/*"],
                 },
+                # authenticating a principal: one GetSecretValue by key id (cached a few seconds)
+                {
+                    "Sid": "ApiKeys",
+                    "Effect": "Allow",
+                    "Action": ["secretsmanager:GetSecretValue"],
+                    "Resource": [api_keys],
+                },
+                # answers, feedback, conversations and the audit trail go to the state store; lineage is read
+                {
+                    "Sid": "AnswerRecords",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject"],
+                    "Resource": [
+                        f"{bucket}/state/answers/*",
+                        f"{bucket}/state/feedback/*",
+                        f"{bucket}/state/conversations/*",
+                        f"{bucket}/state/audit/*",
+                    ],
+                },
+                {
+                    "Sid": "Lineage",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject"],
+                    "Resource": [f"{bucket}/state/index/*"],
+                },
             ),
         },
         f"{n}-prometheus": {
@@ -158,8 +193,13 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
     }
 
 
+# Actions AWS defines without resource-level permissions: their only possible Resource is "*".
+UNSCOPABLE_ACTIONS = {"secretsmanager:ListSecrets"}
+
+
 def policy_violations(roles: dict[str, dict]) -> list[str]:
-    """Least-privilege rules the generated IAM must keep: no wildcard action or resource, no *FullAccess policy."""
+    """Least-privilege rules the generated IAM must keep: no wildcard action or resource (but for a statement made
+    only of actions that cannot be scoped), no *FullAccess policy."""
     out = []
     for name, role in roles.items():
         for p in role["managed"]:
@@ -169,6 +209,8 @@ def policy_violations(roles: dict[str, dict]) -> list[str]:
             for a in st["Action"]:
                 if a == "*" or a.endswith(":*"):
                     out.append(f"{name}/{st.get('Sid')}: wildcard action {a}")
+            if set(st["Action"]) <= UNSCOPABLE_ACTIONS:
+                continue
             for r in st["Resource"]:
                 if r == "*" or r.endswith(":*"):
                     out.append(f"{name}/{st.get('Sid')}: wildcard resource {r}")
