@@ -21,6 +21,7 @@ def main() -> int:
         "bench_answers.py",
         "bench_scale.py",
         "bench_vector_stores.py",
+        "bench_access.py",
         "bench_scale_sweep.py",
     ):
         print(f"== {script}", flush=True)

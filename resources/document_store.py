@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -21,6 +22,12 @@ class ObjectInfo:
     etag: str  # changes whenever the content may have changed
     last_modified: float  # epoch seconds
     access: str = ""  # changes whenever the object's declared groups may have changed ("": it declares none)
+
+
+def _sensed(o: ObjectInfo) -> ObjectInfo:
+    """What the sensor compares: a permission change is a change too (it must reach the index), so the access stamp
+    joins the ETag there (never in the inventory's, which decides re-parsing)."""
+    return dataclasses.replace(o, etag=f"{o.etag}+{o.access}") if o.access else o
 
 
 def validate_key(key: str) -> str:
@@ -70,7 +77,7 @@ class DocumentStoreResource(dg.ConfigurableResource):
         This default lists the store (``core.sensing.detect_changes``, bounded cursor); a store fed by events
         (``S3DocumentStore`` with ``queue_url``) reads at most ``max_messages`` of them instead. Call
         ``ChangeBatch.ack()`` once the changes are safely handed on (the run request is built)."""
-        return listing_changes(self.iter_objects(), cursor)
+        return listing_changes((_sensed(o) for o in self.iter_objects()), cursor)
 
 
 class LocalDocumentStore(DocumentStoreResource):
@@ -97,11 +104,12 @@ class LocalDocumentStore(DocumentStoreResource):
                 if not key.startswith(prefix):
                     continue
                 st = full.stat()
-                access = ""
+                access, modified = "", st.st_mtime
                 if name + ACCESS_SIDECAR in present:
                     side = (Path(dirpath) / (name + ACCESS_SIDECAR)).stat()
                     access = f"{side.st_size}-{side.st_mtime_ns}"
-                yield ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", st.st_mtime, access)
+                    modified = max(modified, side.st_mtime)  # as on S3, where a metadata change moves LastModified
+                yield ObjectInfo(key, st.st_size, f"{st.st_size}-{st.st_mtime_ns}", modified, access)
 
     def declared_groups(self, key: str) -> list[str] | None:
         from core.access import parse_declared

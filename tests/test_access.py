@@ -194,6 +194,7 @@ def test_local_store_sidecars_declare_groups_and_move_the_stamp(tmp_path):
     store = LocalDocumentStore(root=str(tmp_path / "docs"))
     store.put("a/1.txt", b"one")
     store.put("a/2.txt", b"two")
+    _, cursor = store.poll_changes(None)
     listing = {o.key: o for o in store.iter_objects()}
     assert set(listing) == {"a/1.txt", "a/2.txt"} and listing["a/1.txt"].access == ""
     assert store.declared_groups("a/1.txt") is None
@@ -202,6 +203,8 @@ def test_local_store_sidecars_declare_groups_and_move_the_stamp(tmp_path):
     assert set(after) == {"a/1.txt", "a/2.txt"}  # the sidecar is not a document
     assert after["a/1.txt"].access and after["a/1.txt"].etag == listing["a/1.txt"].etag  # content untouched
     assert store.declared_groups("a/1.txt") == ["oncology"]
+    batch, _ = store.poll_changes(cursor)  # the sensor sees a permission change: it must reach the index
+    assert [k for k, _ in batch.changed] == ["a/1.txt"]
     store.put("a/1.txt.access.json", b"{broken")
     with pytest.raises(ValueError, match="not valid JSON"):
         store.declared_groups("a/1.txt")
