@@ -134,8 +134,22 @@ def guarded(serving_stack, base_settings, ray_address, tmp_path_factory, pubmed_
         limits=Limits(rate_per_minute=600, concurrency=8, max_body_bytes=64 * 1024),
         auth_ttl_s=0.3,
     )
+    import logging
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.INFO)
+            self.lines: list[str] = []
+
+        def emit(self, record):
+            self.lines.append(self.format(record))
+
+    logs, root = Keep(), logging.getLogger()
+    old_level = root.level
+    root.addHandler(logs)
+    root.setLevel(logging.INFO)  # what a deployment logs: everything the process says at INFO and above is kept
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -159,8 +173,14 @@ def guarded(serving_stack, base_settings, ray_address, tmp_path_factory, pubmed_
         secrets=[admin, alice_token, bob_token, serving_stack.keys["AGENTIC_GATEWAY_KEY"]],
         responses=[],
         tavily=tavily,
+        logs=logs,
+        log_files=[
+            *Path(serving_stack.settings.serving_root).rglob("*.log"),  # the gateway's and llama-server's logs
+        ],
     )
     yield g
+    root.removeHandler(logs)
+    root.setLevel(old_level)
     server.should_exit = True
     thread.join(10)
     audit.close()
@@ -367,8 +387,12 @@ def test_audit_records_every_request_and_no_secret_is_anywhere(guarded):
     cli = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(cli) == len([r for r in records if r["principal"] == "alice"]) and cli
 
-    # no secret in any response, nor in anything the API stored (answers, conversations, audit)
+    # no secret in any response, nor in anything the API stored (answers, conversations, audit), nor in any log:
+    # this process's (the API, the answer service, the orchestrator) and the gateway's and LLM server's files
     assert not [s for s in g.secrets if any(s in text for text in g.responses)]
+    logged = "\n".join(g.logs.lines) + "".join(f.read_text(errors="ignore") for f in g.log_files)
+    assert len(g.logs.lines) > 10 and g.log_files, "nothing was logged: the check would be empty"
+    assert not [s for s in g.secrets if s in logged]
     stored = "".join(p.read_text(errors="ignore") for p in Path(g.home, "state").rglob("*.json*") if p.is_file())
     assert stored and not [s for s in g.secrets if s in stored]
 

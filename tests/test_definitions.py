@@ -142,6 +142,7 @@ def test_every_group_is_documented_and_wired(tmp_path):
     evaluation = {n.name for n in defs.resolve_job_def("evaluation_job").nodes_in_topological_order}
     assert "feedback_candidates" in evaluation and "eval_history" in evaluation
     assert groups["platform"] == {
+        "platform_preflight",
         "eks_cluster",
         "node_pools",
         "cluster_addons",
@@ -164,6 +165,8 @@ def test_every_group_is_documented_and_wired(tmp_path):
     assert {"index_promotion_gate", "eval_quality_floors", "iam_least_privilege", "opensearch_domain_secure"} <= set(
         checks
     )
+    assert groups["governance"] == {"audit_trail", "api_keys_inventory"}
+    assert defs.resolve_schedule_def("daily_governance").job_name == "governance_job"
     assert defs.resolve_schedule_def("weekly_evaluation").job_name == "evaluation_job"
     assert defs.resolve_schedule_def("monthly_cost_report").job_name == "cost_job"
     assert defs.resolve_sensor_def("evaluate_after_reembedding").job_name == "evaluation_job"
