@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -54,23 +55,23 @@ async def _read_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
-def _may_see(request: Request, answer: dict) -> bool:
-    principal = request.state.principal
-    return principal.admin or answer.get("principal", "") == principal.name
+def _may_see(principal, answer: dict) -> bool:
+    """An answer is its asker's (and the admins'): it may quote documents another principal may not read."""
+    return principal is not None and (principal.admin or answer.get("principal", "") == principal.name)
 
 
 def register_feedback_routes(app: FastAPI, records: AnswerRecords, require_key: Callable) -> None:
-    """Add the feedback routes to ``app``; ``require_key`` is the app's API-key dependency."""
+    """Add the feedback routes to ``app``; ``require_key`` is the app's API-key dependency, which returns the caller
+    (a ``core.access.Principal``) or raises 401."""
 
     @app.post(
         "/v1/feedback",
         status_code=201,
-        dependencies=[Depends(require_key)],
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": FEEDBACK_BODY_SCHEMA}}}
         },
     )
-    async def post_feedback(request: Request):
+    async def post_feedback(request: Request, principal: Any = Depends(require_key)):  # noqa: B008
         body = await _read_body(request)
         if body is None:
             return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
@@ -80,7 +81,8 @@ def register_feedback_routes(app: FastAPI, records: AnswerRecords, require_key: 
             return _error(400, "the body must be a JSON object")
         if not isinstance(payload, dict):
             return _error(400, "the body must be a JSON object")
-        principal = request.state.principal
+        if principal is None:
+            return _error(404, "no answer for this caller", "answer_id")
         try:
             record = await run_in_threadpool(
                 records.record_feedback, payload, None if principal.admin else principal.name
@@ -94,10 +96,10 @@ def register_feedback_routes(app: FastAPI, records: AnswerRecords, require_key: 
             content={"feedback_id": record["feedback_id"], "answer_id": record["answer_id"], "recorded": True},
         )
 
-    @app.get("/v1/answers/{answer_id}", dependencies=[Depends(require_key)])
-    def get_answer(answer_id: str, request: Request):
+    @app.get("/v1/answers/{answer_id}")
+    def get_answer(answer_id: str, principal: Any = Depends(require_key)):  # noqa: B008
         found = records.find_answer(answer_id=answer_id.lower())
-        if found is None or not _may_see(request, found):
+        if found is None or not _may_see(principal, found):
             # another principal's answer may quote documents this caller may not read: for them it does not exist
             return _error(404, f"no answer with answer_id {answer_id[:64]}", "answer_id")
         return found

@@ -249,10 +249,13 @@ KEY = "test-api-key-0123456789"
 
 @pytest.fixture
 def client(records):
-    def require_key(request: Request) -> None:
+    from core.access import ALL, Principal
+
+    def require_key(request: Request) -> Principal:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), KEY.encode()):
             raise HTTPException(status_code=401, detail="missing or invalid bearer token")
+        return Principal("admin", (ALL,))
 
     app = FastAPI()
     register_feedback_routes(app, records, require_key)
