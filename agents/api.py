@@ -16,7 +16,6 @@ Retry-After), and a body size limit (413). Every request but ``/health`` and ``/
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -31,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import BaseModel, Field, field_validator
 
 from agents.service import AnswerService
-from core.access import AuditRecord, ConcurrencyLimiter, Principal, RateLimiter, question_hash
+from core.access import AuditRecord, ConcurrencyLimiter, Principal, RateLimiter, hash_token, question_hash
 
 MODEL_NAME = "agentic-rag"
 
@@ -122,7 +121,7 @@ class Authenticator:
     def __call__(self, token: str) -> Principal | None:
         if not token:
             return None
-        h = hashlib.sha256(token.encode()).hexdigest()
+        h = hash_token(token)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(h)

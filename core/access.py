@@ -225,6 +225,14 @@ def index_groups(groups: Iterable[str]) -> list[str]:
     return sorted(set(groups)) or [NOBODY]
 
 
+def by_index_groups(doc_keys_by_groups: dict) -> dict[tuple[str, ...], list[str]]:
+    """Documents grouped by their groups as the index stores them (``index_groups``), for an in-place update."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    for groups, keys in doc_keys_by_groups.items():
+        out.setdefault(tuple(index_groups(groups)), []).extend(keys)
+    return out
+
+
 def parse_declared(raw: bytes | str) -> list[str]:
     """A document's declared groups: a sidecar's JSON (``{"groups": ["cardiology", "staff"]}``) or S3 metadata's
     comma-separated list. Raises ValueError with the reason for anything else (the document is then quarantined

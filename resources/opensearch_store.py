@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
-from core.access import NOBODY
+from core.access import by_index_groups
 from resources.vector_store import (
     ACCESS_FILTER,
     FILTER_FIELDS,
@@ -468,10 +468,11 @@ class OpenSearchVectorStore(VectorStoreResource):
         self._refresh_unless_bulk(name)
         return stats["ok"]
 
-    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]], batch: int = 500) -> int:
+    def _set_field(self, generation: str, field: str, doc_keys_by_value: dict, batch: int = 500) -> int:
+        """Set ``field`` on every row of the documents listed under each value, in place (update_by_query)."""
         name = self.table_name(generation)
         n = 0
-        for value, keys in doc_keys_by_class.items():
+        for value, keys in doc_keys_by_value.items():
             for i in range(0, len(keys), batch):
                 part = keys[i : i + batch]
                 self.client().update_by_query(
@@ -481,38 +482,20 @@ class OpenSearchVectorStore(VectorStoreResource):
                     body={
                         "query": {"terms": {"doc_key": part}},
                         "script": {
-                            "source": "ctx._source.specialty = params.v",
+                            "source": f"ctx._source.{field} = params.v",
                             "lang": "painless",
-                            "params": {"v": value},
+                            "params": {"v": list(value) if isinstance(value, tuple) else value},
                         },
                     },
                 )
                 n += len(part)
         return n
 
-    def set_groups(
-        self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]], batch: int = 500
-    ) -> int:
-        name = self.table_name(generation)
-        n = 0
-        for groups, keys in doc_keys_by_groups.items():
-            for i in range(0, len(keys), batch):
-                part = keys[i : i + batch]
-                self.client().update_by_query(
-                    index=name,
-                    refresh=True,
-                    conflicts="proceed",
-                    body={
-                        "query": {"terms": {"doc_key": part}},
-                        "script": {
-                            "source": "ctx._source.groups = params.v",
-                            "lang": "painless",
-                            "params": {"v": list(groups) or [NOBODY]},
-                        },
-                    },
-                )
-                n += len(part)
-        return n
+    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]]) -> int:
+        return self._set_field(generation, "specialty", doc_keys_by_class)
+
+    def set_groups(self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]]) -> int:
+        return self._set_field(generation, "groups", by_index_groups(doc_keys_by_groups))
 
     def delete(self, generation: str, chunk_ids: list[str]) -> int:
         """Bulk delete by id (parallel, 429 retries like ``upsert``); an id not there (404) is not an error."""

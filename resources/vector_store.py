@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
-from core.access import NOBODY
+from core.access import NOBODY, by_index_groups
 
 MAPPING_VERSION = "lancedb-chunks-v3"  # v2: sections (list) and specialty columns; v3: groups (who may read)
 FILTER_FIELDS = {
@@ -439,29 +439,25 @@ class LanceDBVectorStore(VectorStoreResource):
         delete_chunk_ids(self._open(generation), chunk_ids)
         return len(chunk_ids)
 
-    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]], batch: int = 500) -> int:
+    def _set_field(self, generation: str, field: str, doc_keys_by_value: dict, batch: int = 500) -> int:
+        """Set ``field`` to a value on every row of the documents listed under it, in place (an UPDATE per batch)."""
         tbl = self._open(generation)
         n = 0
-        for value, keys in doc_keys_by_class.items():
+        for value, keys in doc_keys_by_value.items():
             for i in range(0, len(keys), batch):
                 part = keys[i : i + batch]
-                where = f"doc_key IN ({', '.join(_sql_literal(k, 'string') for k in part)})"
-                tbl.update(where=where, values={"specialty": value})
+                tbl.update(
+                    where=f"doc_key IN ({', '.join(_sql_literal(k, 'string') for k in part)})",
+                    values={field: list(value) if isinstance(value, tuple) else value},
+                )
                 n += len(part)
         return n
 
-    def set_groups(
-        self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]], batch: int = 500
-    ) -> int:
-        tbl = self._open(generation)
-        n = 0
-        for groups, keys in doc_keys_by_groups.items():
-            for i in range(0, len(keys), batch):
-                part = keys[i : i + batch]
-                where = f"doc_key IN ({', '.join(_sql_literal(k, 'string') for k in part)})"
-                tbl.update(where=where, values={"groups": list(groups) or [NOBODY]})
-                n += len(part)
-        return n
+    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]]) -> int:
+        return self._set_field(generation, "specialty", doc_keys_by_class)
+
+    def set_groups(self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]]) -> int:
+        return self._set_field(generation, "groups", by_index_groups(doc_keys_by_groups))
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
         """Bring the BM25 (FTS) index and, from ``ann_min_rows`` on, the ANN index up to date.

@@ -259,10 +259,6 @@ def answer_service(serving_stack):
 @pytest.fixture(scope="session")
 def api_server(serving_stack, answer_service):
     """The agentic API (uvicorn, real HTTP) on a free port, over the session's answer service."""
-    import threading
-    import time as _time
-
-    import uvicorn
 
     from agents.api import Limits, create_app
     from agents.audit import AuditTrail
@@ -285,20 +281,12 @@ def api_server(serving_stack, answer_service):
         limits=Limits(rate_per_minute=600, concurrency=32),
         auth_ttl_s=0.5,
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = _time.time() + 30
-    while not server.started and _time.time() < deadline:
-        _time.sleep(0.1)
     from types import SimpleNamespace
 
-    yield SimpleNamespace(
-        url=f"http://127.0.0.1:{port}", key=serving_stack.keys["AGENTIC_API_KEY"], app=app, keys=keys, audit=audit
-    )
-    server.should_exit = True
-    thread.join(10)
+    from tests.helpers import serve_in_thread
+
+    with serve_in_thread(app) as url:
+        yield SimpleNamespace(url=url, key=serving_stack.keys["AGENTIC_API_KEY"], app=app, keys=keys, audit=audit)
     audit.close()
 
 

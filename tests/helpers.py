@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
+import time
 
 
 def start_moto_server():
@@ -130,3 +132,24 @@ def bad_files() -> dict[str, tuple[bytes, str]]:
         "uploads/archive.gz": (b"\x1f\x8b\x08\x00" + bytes(64), "compressed archive"),
         "uploads/whitespace.md": (b"   \n\n   \n", "no extractable text"),
     }
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, log_level: str = "warning"):
+    """An ASGI app under uvicorn on a free loopback port, in a daemon thread: yields its base URL, stops it after."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

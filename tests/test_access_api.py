@@ -24,7 +24,7 @@ import pytest
 
 from core.corpus import document_key
 from tests.conftest import REPO, make_settings, small_agent_config
-from tests.helpers import free_port
+from tests.helpers import serve_in_thread
 
 RESTRICTED = "oncology-team"
 
@@ -82,7 +82,6 @@ Vitamin D3 supplementation reduced hip fractures in elderly women.
 @pytest.fixture(scope="module")
 def guarded(serving_stack, base_settings, ray_address, tmp_path_factory, pubmed_sample, web_search_mcp, tavily):
     import dagster as dg
-    import uvicorn
 
     from agents.api import Limits, create_app
     from agents.audit import AuditTrail
@@ -148,15 +147,8 @@ def guarded(serving_stack, base_settings, ray_address, tmp_path_factory, pubmed_
     old_level = root.level
     root.addHandler(logs)
     root.setLevel(logging.INFO)  # what a deployment logs: everything the process says at INFO and above is kept
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.1)
     g = SimpleNamespace(
-        url=f"http://127.0.0.1:{port}",
+        url="",
         home=home,
         keys=keys,
         audit=audit,
@@ -178,11 +170,10 @@ def guarded(serving_stack, base_settings, ray_address, tmp_path_factory, pubmed_
             *Path(serving_stack.settings.serving_root).rglob("*.log"),  # the gateway's and llama-server's logs
         ],
     )
-    yield g
+    with serve_in_thread(app, log_level="info") as g.url:
+        yield g
     root.removeHandler(logs)
     root.setLevel(old_level)
-    server.should_exit = True
-    thread.join(10)
     audit.close()
     service.close()
 
