@@ -13,7 +13,7 @@ from infra.platform.gateway import render_litellm_config
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
 from resources.model_serving import MANIFEST_KEY, ModelServingResource, ServingError  # noqa: F401 (MANIFEST_KEY: API)
-from resources.probes import chat_ok, embed_ok
+from resources.probes import chat_ok, embed_ok, vision_ok
 from resources.state_store import PipelineStateStore
 
 GROUP = "serving"
@@ -61,8 +61,8 @@ def model_artifacts(
     owners=OWNERS,
     deps=[model_artifacts],
     description="Model deployments. local: Ray Serve applications on the Ray cluster (an LLM app supervising llama-server, "
-    "an embedding app with batched requests). eks: the same applications as a KubeRay RayService (vLLM), rendered here "
-    "and applied by the platform assets.",
+    "an embedding app with batched requests). eks: the same applications as KubeRay RayServices (vLLM), plus the vision "
+    "model (Qwen2.5-VL-7B on vLLM, one GPU per replica), rendered here and applied by the platform assets.",
 )
 def model_deployments(
     context: dg.AssetExecutionContext,
@@ -116,12 +116,31 @@ def model_gateway(
         judge_name=gateway.judge_model,
         judge_backend=gateway.judge_backend,
         aws_region=gateway.aws_region,
+        # eks: the vision RayService; local deployments record none, so there is no `vision` route
+        vision_name=dep.get("vision", ""),
+        vision_api_base=dep["endpoints"].get("vision", ""),
     )
     if gateway.master_key and gateway.master_key in json.dumps(config):
         raise dg.Failure("refusing to write the gateway master key into its config")  # referenced, never written
+    routes = dg.MetadataValue.md(
+        "\n".join(
+            f"- `{m['model_name']}` -> `{m['litellm_params'].get('api_base', m['litellm_params']['model'])}`"
+            for m in config["model_list"]
+        )
+    )
+    vision = dg.MetadataValue.json(
+        [m["model_name"] for m in config["model_list"] if m["model_info"].get("supports_vision")]
+    )
     if not model_serving.runs_gateway_here():  # eks: LiteLLM is a Deployment the platform group applies
         path = gateway.write_config(config)
-        return dg.MaterializeResult(metadata={"mode": "rendered", "config": dg.MetadataValue.path(str(path))})
+        return dg.MaterializeResult(
+            metadata={
+                "mode": "rendered",
+                "config": dg.MetadataValue.path(str(path)),
+                "routes": routes,
+                "vision_routes": vision,
+            }
+        )
     info = gateway.start(config)
     models = gateway.models()
     context.log.info(f"LiteLLM proxy up in {info['startup_seconds']:.1f} s at {gateway.url}: {models}")
@@ -131,15 +150,16 @@ def model_gateway(
             "models": dg.MetadataValue.json(models),
             "startup_seconds": round(info["startup_seconds"], 1),
             "config": dg.MetadataValue.path(info["config"]),
-            "routes": dg.MetadataValue.md(
-                "\n".join(f"- `{m['model_name']}` -> `{m['litellm_params']['api_base']}`" for m in config["model_list"])
-            ),
+            "routes": routes,
+            "vision_routes": vision,
         }
     )
 
 
 @dg.asset_check(
-    asset=model_gateway, description="Through the gateway: chat and embeddings answer with the key; no key gets 401."
+    asset=model_gateway,
+    description="Through the gateway: chat and embeddings answer with the key (and, where a vision model is deployed, "
+    "a chat completion with an image on the `vision` route); no key gets 401.",
 )
 def gateway_routes_models(
     model_serving: ModelServingResource,
@@ -153,6 +173,9 @@ def gateway_routes_models(
     base = f"{gateway.url}/v1"
     c_ok, chat = chat_ok(base, gateway.chat_model, auth)
     e_ok, emb = embed_ok(base, gateway.embedding_model, embedder.dimension, auth)
+    v_ok, vis = True, {"skipped": "no vision model deployed on this profile (the knowledge side uses NoVision)"}
+    if _read(pipeline_state, "model_deployments").get("vision"):
+        v_ok, vis = vision_ok(base, "vision", auth)
     body = {"model": gateway.chat_model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     anon = httpx.post(f"{base}/chat/completions", json=body, timeout=30)
     # LiteLLM without a database answers a wrong key with 400 "No connected db" (it looks for virtual keys there)
@@ -160,10 +183,11 @@ def gateway_routes_models(
         f"{base}/chat/completions", json=body, headers={"Authorization": "Bearer not-the-key"}, timeout=30
     )
     return dg.AssetCheckResult(
-        passed=c_ok and e_ok and anon.status_code == 401 and 400 <= wrong.status_code < 500,
+        passed=c_ok and e_ok and v_ok and anon.status_code == 401 and 400 <= wrong.status_code < 500,
         metadata={
             "chat": dg.MetadataValue.json(chat),
             "embeddings": dg.MetadataValue.json(emb),
+            "vision": dg.MetadataValue.json(vis),
             "no_key_status": anon.status_code,
             "wrong_key_status": wrong.status_code,
         },

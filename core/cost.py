@@ -217,6 +217,7 @@ def platform_items(cfg, usage: UsageAssumptions) -> list[Item]:
             )
         )
         ec2_hours += hours
+    items += vision_items(cfg, h)
     items.append(
         Item("Amazon EBS", "snapshots", usage.ebs_snapshot_gb, "ebs_snapshot_gb_month", f"{usage.ebs_snapshot_gb:g} GB")
     )
@@ -315,6 +316,37 @@ def platform_items(cfg, usage: UsageAssumptions) -> list[Item]:
         ),
     ]
     return items
+
+
+def vision_items(cfg, hours_per_month: float) -> list[Item]:
+    """The vision model's always-on replicas, one GPU node each (``models.vision_instance``, a 1 x L4 g6.xlarge by
+    default: the LLM's 4-GPU node has no GPU to spare), at the GPU pool's hours. Its own lines, not the pool's
+    ``expected_count``: the pool's expected node stands for the LLM's replicas, and the simulated month scales those."""
+    m = cfg.models
+    if not m.vision or m.vision_min_replicas <= 0:
+        return []
+    pool = next((p for p in cfg.node_pools if p.name == "gpu"), None)
+    per_day = pool.hours_per_day if pool else 24.0
+    volume = pool.volume_gi if pool else 100
+    n = m.vision_min_replicas
+    return [
+        Item(
+            "Amazon EC2",
+            f"vision model on the gpu pool: {n} x {m.vision_instance}",
+            n * per_day / 24 * hours_per_month,
+            f"ec2_{m.vision_instance}_hour",
+            f"{n} replica(s) x {m.vision_gpus_per_replica} GPU, {m.vision_model_id} on vLLM, {per_day:g} h/day",
+            "omitted-by-reference",
+        ),
+        Item(
+            "Amazon EBS",
+            "vision model volumes",
+            n * volume,
+            "ebs_gp3_gb_month",
+            f"{n} x {volume} GB gp3",
+            "omitted-by-reference",
+        ),
+    ]
 
 
 def auto_mode_fee(lines: list[dict], book: PriceBook) -> dict:

@@ -2,9 +2,12 @@
 
 - ``LocalRayServe`` (local): the GGUF LLM assembled from its part wheels, Ray Serve applications on the local Ray
   cluster (an LLM app supervising llama-server, a batched embedding app), endpoints probed with real requests.
-- ``KubeRayServing`` (eks): vLLM loads Qwen3-14B inside the cluster; the RayServices are rendered, validated and saved
-  in the state store for the platform group to apply; endpoints are cluster DNS names, probed by the platform's
-  readiness checks, not from here.
+- ``KubeRayServing`` (eks): vLLM loads Qwen3-14B (and the vision model, Qwen2.5-VL-7B) inside the cluster; the
+  RayServices are rendered, validated and saved in the state store for the platform group to apply; endpoints are
+  cluster DNS names, probed by the platform's readiness checks, not from here.
+
+A deployment record may name a ``vision`` model and endpoint (eks); locally there is none (no vision-language model
+can be had offline here), so the gateway gets no ``vision`` route and the knowledge side uses ``NoVision``.
 """
 
 from __future__ import annotations
@@ -52,18 +55,25 @@ class KubeRayServing(ModelServingResource):
     llm_source: str = "Qwen/Qwen3-14B"
 
     def prepare(self, llm_key: str, embedder, log) -> tuple[dict, dict, str | None]:
+        from infra.platform.config import load_platform_config
+
         # vLLM loads the weights from their source inside the cluster; the embedding image carries its model
         manifest = {
             "llm": {"key": "qwen3-14b", "served_name": "qwen3-14b", "source": self.llm_source},
             "embedder": {"model_id": embedder.model_id, "path": embedder.model_path, "dimension": embedder.dimension},
         }
-        return manifest, {"llm": "qwen3-14b (vLLM loads it in the cluster)", "embedder": embedder.model_id}, None
+        meta = {"llm": "qwen3-14b (vLLM loads it in the cluster)", "embedder": embedder.model_id}
+        m = load_platform_config(self.config_path or None).models
+        if m.vision:
+            manifest["vision"] = {"served_name": m.vision_model_id, "source": m.vision_source}
+            meta["vision"] = f"{m.vision_model_id} ({m.vision_source}; vLLM loads it in the cluster)"
+        return manifest, meta, None
 
     def deploy(self, artifacts: dict, embedder, store, log) -> tuple[dict, dict]:
         import yaml
 
         from infra.platform.config import load_platform_config
-        from infra.platform.manifests import render_model_deployments
+        from infra.platform.manifests import render_model_deployments, vision_endpoint
         from infra.validate import validate_manifest
 
         cfg = load_platform_config(self.config_path or None)
@@ -88,6 +98,11 @@ class KubeRayServing(ModelServingResource):
             "manifest": out,
             "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests]),
         }
+        if cfg.models.vision:
+            record["endpoints"]["vision"] = vision_endpoint(cfg)
+            record["vision"] = cfg.models.vision_model_id
+            meta["vision_model"] = f"{cfg.models.vision_model_id} ({cfg.models.vision_source})"
+            meta["vision_endpoint"] = vision_endpoint(cfg)
         return record, meta
 
     def probe(self, record: dict, embedder) -> tuple[bool, dict]:

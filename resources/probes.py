@@ -1,4 +1,4 @@
-"""Endpoint probes: a real chat completion and real embeddings, with bounded waits."""
+"""Endpoint probes: a real chat completion, real embeddings and a chat completion with an image, with bounded waits."""
 
 from __future__ import annotations
 
@@ -46,3 +46,31 @@ def embed_ok(base: str, model: str, dim: int, headers: dict | None = None) -> tu
     norms = [math.sqrt(sum(x * x for x in v)) for v in vecs]
     ok = len(vecs) == 2 and all(len(v) == dim for v in vecs) and all(abs(n - 1) < 1e-3 for n in norms)
     return ok, {"vectors": len(vecs), "dimension": len(vecs[0]) if vecs else 0, "norms": [round(n, 4) for n in norms]}
+
+
+def vision_ok(base: str, model: str, headers: dict | None = None) -> tuple[bool, dict]:
+    """A real chat completion with an image part (a red square, as a base64 PNG data URL): the route takes images."""
+    from resources.vision import image_message, solid_png
+
+    t = time.perf_counter()
+    r = httpx.post(
+        f"{base}/chat/completions",
+        headers=headers or {},
+        timeout=300,
+        json={
+            "model": model,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": image_message(solid_png(32, 32, (220, 20, 20)), "Name its colour. One word."),
+                }
+            ],
+            "max_tokens": 8,
+            "temperature": 0,
+        },
+    )
+    ms = (time.perf_counter() - t) * 1000
+    if r.status_code != 200:
+        return False, {"status": r.status_code, "body": r.text[:300]}
+    content = r.json()["choices"][0]["message"].get("content") or ""
+    return bool(content.strip()), {"reply": content.strip()[:80], "latency_ms": round(ms)}

@@ -1,14 +1,19 @@
-"""Local HTTP peers for what cannot run here: Tavily's REST API and an OTLP/HTTP trace receiver.
+"""Local HTTP peers for what cannot run here: Tavily's REST API, an OTLP/HTTP trace receiver and a vision model.
 
-Both speak the real protocol at the boundary: the Tavily fixture takes ``POST /search`` with a
+Each speaks the real protocol at the boundary: the Tavily fixture takes ``POST /search`` with a
 Bearer key and answers in Tavily's response shape; the OTLP receiver decodes the protobuf
-``ExportTraceServiceRequest`` the OpenTelemetry exporter sends and answers with the protobuf response.
+``ExportTraceServiceRequest`` the OpenTelemetry exporter sends and answers with the protobuf response;
+the vision fixture takes OpenAI ``POST .../chat/completions`` (what vLLM serves for Qwen2.5-VL), decodes the
+``image_url`` data URLs it is sent and answers a ``chat.completion`` that describes them.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.helpers import free_port
@@ -133,3 +138,70 @@ class OTLPReceiver(_Server):
     def trace(self, trace_id: str) -> list[dict]:
         with self.lock:
             return [s for s in self.spans if s["trace_id"] == trace_id]
+
+
+class OpenAIVisionFixture(_Server):
+    """An OpenAI-compatible vision model (vLLM's chat-completions route shape): every request is kept; an image part
+    must be a base64 PNG data URL, and the reply names each image's size read from its PNG header, so a test sees
+    that the bytes arrived whole. ``key``: the Bearer token it requires (None: any)."""
+
+    def __init__(self, key: str | None = None, model: str = "qwen2.5-vl-7b"):
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
+                if not self.path.endswith("/chat/completions"):
+                    return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                if key is not None and self.headers.get("authorization") != f"Bearer {key}":
+                    return self._send(401, {"error": {"message": "invalid api key", "type": "authentication_error"}})
+                if body.get("model") != model:
+                    return self._send(404, {"error": {"message": f"model {body.get('model')!r} does not exist"}})
+                sizes = []
+                for msg in body.get("messages", []):
+                    parts = msg.get("content") if isinstance(msg.get("content"), list) else []
+                    for part in parts:
+                        if part.get("type") != "image_url":
+                            continue
+                        url = part["image_url"]["url"]
+                        if not url.startswith("data:image/png;base64,"):
+                            return self._send(400, {"error": {"message": "only PNG data URLs here"}})
+                        png = base64.b64decode(url.split(",", 1)[1])
+                        if png[:8] != b"\x89PNG\r\n\x1a\n":
+                            return self._send(400, {"error": {"message": "not a PNG"}})
+                        sizes.append("%dx%d" % struct.unpack(">II", png[16:24]))
+                if not sizes:
+                    return self._send(400, {"error": {"message": "no image in the request"}})
+                text = "A PNG image of " + ", ".join(sizes) + " pixels."
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{len(outer.requests)}",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 64, "completion_tokens": 8, "total_tokens": 72},
+                    },
+                )
+
+            def _send(self, status, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        super().__init__(Handler)

@@ -113,6 +113,7 @@ def test_the_network_policies_allow_the_graph_and_nothing_else_reaches_the_model
     llm = _pod(cfg, {RAY_LABEL: "agentic-llm", "ray.io/node-type": "worker"})
     llm_head = _pod(cfg, {RAY_LABEL: "agentic-llm", "ray.io/node-type": "head"})
     embed = _pod(cfg, {RAY_LABEL: "agentic-embed", "ray.io/node-type": "worker"})
+    vision = _pod(cfg, {RAY_LABEL: "agentic-vision", "ray.io/node-type": "worker"})
     data = _pod(cfg, {RAY_LABEL: "agentic-data", "ray.io/node-type": "head"})
     stranger = _pod(cfg, {"app": "debug-shell"})
     other_ns = _pod(cfg, {"app.kubernetes.io/name": "agentic-api"}, ns="default")
@@ -126,7 +127,9 @@ def test_the_network_policies_allow_the_graph_and_nothing_else_reaches_the_model
     # the graph: ALB -> API -> gateway -> models; Dagster -> Ray Data and the gateway; DNS; Prometheus scrapes
     assert r(alb, api, 8000)
     assert r(api, gateway, 4000) and r(step, gateway, 4000)
-    assert r(gateway, llm, 8000) and r(gateway, embed, 8000)
+    assert r(data, gateway, 4000)  # parse workers: the vision route, for scans OCR cannot read and figures
+    assert not r(llm, gateway, 4000) and not r(data, api, 8000)
+    assert r(gateway, llm, 8000) and r(gateway, embed, 8000) and r(gateway, vision, 8000)
     assert r(step, data, 8265) and r(step, data, 10001)
     assert r(llm_head, llm, 6379) and r(llm, llm_head, 6379)  # a Ray cluster's own nodes talk on any port
     assert r(kuberay, llm_head, 8265)
@@ -139,6 +142,9 @@ def test_the_network_policies_allow_the_graph_and_nothing_else_reaches_the_model
         assert not r(src, llm, 8000), src
     assert not r(prometheus, llm, 8000)  # scrape port only
     assert not r(llm, data, 8265) and not r(llm, embed, 8000)  # no lateral moves between Ray clusters
+    assert not r(llm, vision, 8000) and not r(vision, llm, 8000)
+    for src in (api, step, data, stranger, other_ns, alb):
+        assert not r(src, vision, 8000), src
     assert not r(stranger, gateway, 4000) and not r(other_ns, gateway, 4000) and not r(alb, gateway, 4000)
     assert not r(api, data, 8265) and not r(stranger, data, 10001)
     assert not r(api, internet, 80) and not r(stranger, internet, 443)  # default deny out, HTTPS only where needed
@@ -313,8 +319,8 @@ def test_every_rendered_workload_is_admitted_under_restricted(kube_cluster, cfg,
         if m["kind"] in ("Deployment", "Job"):
             assert _dry_run_warnings(api, m) == "", m["metadata"]["name"]
     print(f"\nPSS restricted: {len(templates)} pod templates admitted ({sorted(what for what, _, _ in templates)})")
-    # 2 Deployments, 3 RayServices and the Ray Data cluster (a head and a worker group each), a step Job
-    assert len(templates) == 11
+    # 2 Deployments, 4 RayServices and the Ray Data cluster (a head and a worker group each), a step Job
+    assert len(templates) == 13
 
     # the Dagster chart's pods (webserver, daemon, user code, their init containers) get these contexts in `dagster`
     values = render_dagster_values(cfg)

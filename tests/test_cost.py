@@ -100,6 +100,13 @@ def test_bill_of_materials_follows_the_platform_config():
     )
     gpu_line = next(x for x in platform_lines(cfg, UsageAssumptions(), book) if x["dimension"].startswith("gpu pool:"))
     assert gpu_line["monthly_usd"] == round(730 * book.price("ec2_g6.12xlarge_hour"), 2)
+    # the vision model: one GPU per always-on replica, a 1 x L4 node each, priced from the same book
+    lines = platform_lines(cfg, UsageAssumptions(), book)
+    vision = next(x for x in lines if x["dimension"].startswith("vision model on the gpu pool"))
+    assert vision["service"] == "Amazon EC2" and vision["price_key"] == "ec2_g6.xlarge_hour"
+    assert vision["monthly_usd"] == round(cfg.models.vision_min_replicas * 730 * book.price("ec2_g6.xlarge_hour"), 2)
+    assert any(x["dimension"] == "vision model volumes" for x in lines)
+    assert any(x["dimension"] == vision["dimension"] for x in omitted_lines(cfg, UsageAssumptions(), book))
     # dropping the GPU pool removes its EC2 and EBS lines and their Auto Mode fee
     assert total(platform_lines(no_gpu, UsageAssumptions(), book)) < base - gpu_line["monthly_usd"]
     assert {x["service"] for x in omitted_lines(cfg, UsageAssumptions(), book)} >= {

@@ -30,6 +30,10 @@ def test_definitions_load(profile, tmp_path):
         assert node.description and node.kinds and node.owners, key
     assert len(list(graph.asset_check_keys)) >= 3
     assert repo.get_top_level_resources()["vector_store"]
+    # image descriptions: the gateway's vision route on eks; none can be had offline on local
+    vision = defs.resources["vision"]
+    assert type(vision).__name__ == {"local": "NoVision", "eks": "GatewayVision"}[profile]
+    assert vision.available is (profile == "eks")
     assert defs.resolve_sensor_def("new_documents_sensor").job_name == "knowledge_job"
 
 
@@ -115,9 +119,14 @@ def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path
     }
     assert apps["agentic-llm"]["import_path"] == "ray.serve.llm:build_openai_app"
     assert apps["agentic-embed"]["import_path"] == "resources.serve_apps:embedding_app"
+    vision_args = apps["agentic-vision"]["args"]["llm_configs"][0]
+    assert apps["agentic-vision"]["import_path"] == "ray.serve.llm:build_openai_app"
+    assert vision_args["model_loading_config"]["model_source"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     gateway = yaml.safe_load((tmp_path / "serving" / "gateway" / "litellm.yaml").read_text())
     assert gateway["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
-    assert {m["model_name"] for m in gateway["model_list"]} >= {"chat", "judge"}
+    assert {m["model_name"] for m in gateway["model_list"]} >= {"chat", "judge", "vision"}
+    vision_route = next(m for m in gateway["model_list"] if m["model_name"] == "vision")
+    assert vision_route["litellm_params"]["api_base"] == "http://agentic-vision-serve-svc.agentic:8000/vision/v1"
     judge = next(m for m in gateway["model_list"] if m["model_name"] == "judge")
     assert judge["litellm_params"]["model"].startswith("bedrock/")  # eks: the judge is a Bedrock model through LiteLLM
     assert "k" * 32 not in (tmp_path / "serving" / "gateway" / "litellm.yaml").read_text()

@@ -272,6 +272,8 @@ def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(k
             workers.setdefault(p.metadata.labels["ray.io/group"], set()).add(where(p))
     # vLLM (tensor parallel 4) gets the GPU pool's 4-GPU type, cheapest first; the embedder lands on Graviton
     assert workers["gpu-llm"] == {("gpu", "g6.12xlarge", "amd64")}, workers
+    # the vision model's one-GPU worker gets the pool's cheapest one-GPU type (the LLM's node has no GPU to spare)
+    assert workers["gpu-vision"] == {("gpu", "g6.xlarge", "amd64")}, workers
     assert {pool for pool, _, arch in workers["cpu-embed"]} == {"graviton"}
     assert {arch for _, _, arch in workers["cpu-embed"]} == {"arm64"}
     assert {pool for pool, _, _ in workers["neuron-llm"]} == {"inferentia"}
@@ -301,7 +303,12 @@ def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(k
         return owners if set(owners.values()) == {"ready"} else None
 
     owners = _wait("KubeRay to report the RayServices' clusters ready", owned_clusters, timeout=60)
-    assert owners == {"agentic-llm": "ready", "agentic-embed": "ready", "agentic-llm-neuron": "ready"}
+    assert owners == {
+        "agentic-llm": "ready",
+        "agentic-embed": "ready",
+        "agentic-llm-neuron": "ready",
+        "agentic-vision": "ready",
+    }
     for svc in custom.list_namespaced_custom_object("ray.io", "v1", cfg.namespace, "rayservices")["items"]:
         assert svc.get("status", {}).get("serviceStatus") != "Running"
 

@@ -118,7 +118,7 @@ def test_node_pools_and_deployments_match(cfg):
     }
     assert (
         pools["gpu"]["spec"]["template"]["spec"]["taints"][0]["key"] == "nvidia.com/gpu"
-        and pools["gpu"]["spec"]["limits"]["nvidia.com/gpu"] == "8"
+        and pools["gpu"]["spec"]["limits"]["nvidia.com/gpu"] == "10"  # the LLM's 2 x 4, the vision model's 2 x 1
     )
     assert set(reqs(pools["gpu"])["eks.amazonaws.com/instance-family"]["values"]) == {"g5", "g6"}
     assert pools["inferentia"]["spec"]["limits"]["aws.amazon.com/neuron"] == "12"
@@ -148,6 +148,29 @@ def test_node_pools_and_deployments_match(cfg):
     )
     embed = services["agentic-embed"]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     assert embed["nodeSelector"] == {"karpenter.sh/nodepool": "graviton"}
+    # the vision model: Qwen2.5-VL on vLLM, one GPU per replica on the GPU pool, images bounded per prompt
+    vision = services["agentic-vision"]
+    assert validate_manifest(vision) == []
+    group = vision["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    assert (group["groupName"], group["minReplicas"], group["maxReplicas"]) == ("gpu-vision", 1, 2)
+    vworker = group["template"]["spec"]
+    assert vworker["nodeSelector"] == {"karpenter.sh/nodepool": "gpu"}
+    assert vworker["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert vworker["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert vworker["containers"][0]["image"].startswith("rayproject/ray-llm:")
+    assert vworker["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] == cfg.models.hf_token_secret
+    app = yaml.safe_load(vision["spec"]["serveConfigV2"])["applications"][0]
+    assert (app["name"], app["route_prefix"], app["import_path"]) == (
+        "vision",
+        "/vision",
+        "ray.serve.llm:build_openai_app",
+    )
+    vcfg = app["args"]["llm_configs"][0]
+    assert vcfg["model_loading_config"] == {"model_id": "qwen2.5-vl-7b", "model_source": "Qwen/Qwen2.5-VL-7B-Instruct"}
+    assert vcfg["accelerator_type"] == "L4" and vcfg["engine_kwargs"]["tensor_parallel_size"] == 1
+    assert vcfg["engine_kwargs"]["limit_mm_per_prompt"] == {"image": 2, "video": 0}
+    assert vcfg["engine_kwargs"]["max_model_len"] == 8192
+    assert vcfg["deployment_config"]["autoscaling_config"]["max_replicas"] == 2
     neuron = services["agentic-llm-neuron"]["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
     assert (
         neuron["nodeSelector"] == {"karpenter.sh/nodepool": "inferentia"}
@@ -159,6 +182,39 @@ def test_node_pools_and_deployments_match(cfg):
             for e in c.get("env", []):
                 if any(s in e["name"] for s in ("KEY", "TOKEN", "SECRET", "HEADERS")):
                     assert "valueFrom" in e, (m["metadata"]["name"], e)
+
+
+def test_the_gateway_routes_vision_and_the_vision_switch_removes_it_everywhere(cfg):
+    from core.cost import UsageAssumptions, load_price_book, platform_lines
+    from infra.platform.manifests import litellm_config, render_everything
+    from infra.platform.security import reachable, render_network_policies
+
+    routes = {m["model_name"]: m for m in litellm_config(cfg)["model_list"]}
+    for name in ("vision", "qwen2.5-vl-7b"):  # OpenAI-compatible: a chat completion with image_url parts goes through
+        params = routes[name]["litellm_params"]
+        assert params["model"] == "openai/qwen2.5-vl-7b"
+        assert params["api_base"] == "http://agentic-vision-serve-svc.agentic:8000/vision/v1"
+        assert params["api_key"] == "os.environ/AGENTIC_UPSTREAM_KEY"
+        assert routes[name]["model_info"] == {"mode": "chat", "supports_vision": True}
+    # the gateway (and only it) reaches the vision RayService's Serve port
+    policies = render_network_policies(cfg)
+    gateway = {"namespace": "agentic", "labels": {"app.kubernetes.io/name": "litellm"}}
+    api = {"namespace": "agentic", "labels": {"app.kubernetes.io/name": "agentic-api"}}
+    worker = {"namespace": "agentic", "labels": {"agentic/ray": "agentic-vision", "ray.io/node-type": "worker"}}
+    assert reachable(policies, gateway, worker, 8000) and not reachable(policies, api, worker, 8000)
+
+    off = load_platform_config(overrides={"models": {**cfg.as_dict()["models"], "vision": False}})
+    names = {m["metadata"]["name"] for m in render_everything(off)["platform_workloads"]}
+    assert "agentic-vision" not in names and "agentic-llm" in names
+    assert "vision" not in {m["model_name"] for m in litellm_config(off)["model_list"]}
+    book = load_price_book("us-east-1")
+    assert not [x for x in platform_lines(off, UsageAssumptions(), book) if "vision" in x["dimension"]]
+
+    # a GPU pool too small for the models at their max replicas is refused when the config loads
+    pools = [dict(p.__dict__, gpu_limit=8 if p.name == "gpu" else p.gpu_limit) for p in cfg.node_pools]
+    with pytest.raises(ValueError, match=r"gpu_limit 8 is below .* \(10: the LLM 2 x 4, the vision model 2 x 1\)"):
+        load_platform_config(overrides={"node_pools": pools})
+    assert load_platform_config(overrides={"node_pools": pools, "models": off.as_dict()["models"]})
 
 
 # ------------------------------------------------------------------ IAM

@@ -63,6 +63,17 @@ class ModelDeploymentConfig:
     inferentia: bool = True  # render the Neuron (inf2) variant of the LLM app
     inferentia_model_id: str = "qwen3-8b-neuron"
     inferentia_source: str = "Qwen/Qwen3-8B"
+    # the vision-language model (the gateway's `vision` route): its own RayService on the GPU pool
+    vision: bool = True
+    vision_model_id: str = "qwen2.5-vl-7b"
+    vision_source: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    vision_gpus_per_replica: int = 1  # bf16 weights ~16.6 GB on one 24 GB L4 (tensor parallel = this)
+    vision_min_replicas: int = 1  # 0 lets the GPU node go outside working hours
+    vision_max_replicas: int = 2
+    vision_max_model_len: int = 8192
+    vision_images_per_prompt: int = 2  # vLLM limit_mm_per_prompt: what the KV cache is sized for
+    vision_max_pixels: int = 1280 * 28 * 28  # Qwen2.5-VL: at most 1,280 image tokens per image
+    vision_instance: str = "g6.xlarge"  # 1 x L4: what Karpenter picks for a replica, priced in the bill of materials
 
 
 @dataclass
@@ -181,8 +192,27 @@ def load_platform_config(path: str | Path | None = None, overrides: dict | None 
         raise ValueError("opensearch.knn_engine must be lucene or faiss (nmslib is deprecated)")
     if cfg.vpc.nat_gateways not in (0, 1, cfg.vpc.azs):
         raise ValueError(f"vpc.nat_gateways must be 1 or one per AZ ({cfg.vpc.azs})")
+    check_gpu_pool(cfg)
     check_security(cfg)
     return cfg
+
+
+def check_gpu_pool(cfg: PlatformConfig) -> None:
+    """The GPU pool's limit must hold every GPU model at its max replicas, or Karpenter stops short of the max."""
+    m = cfg.models
+    need = m.llm_gpus_per_replica * m.llm_max_replicas
+    if m.vision:
+        if m.vision_gpus_per_replica < 1 or not 0 <= m.vision_min_replicas <= m.vision_max_replicas:
+            raise ValueError("models: vision needs >= 1 GPU per replica and 0 <= vision_min_replicas <= max_replicas")
+        need += m.vision_gpus_per_replica * m.vision_max_replicas
+    gpu = next((p for p in cfg.node_pools if p.name == "gpu"), None)
+    if gpu is not None and gpu.gpu_limit and gpu.gpu_limit < need:
+        raise ValueError(
+            f"node pool gpu: gpu_limit {gpu.gpu_limit} is below what the models need at their max replicas ({need}: "
+            f"the LLM {m.llm_max_replicas} x {m.llm_gpus_per_replica}"
+            + (f", the vision model {m.vision_max_replicas} x {m.vision_gpus_per_replica}" if m.vision else "")
+            + ")"
+        )
 
 
 def check_security(cfg: PlatformConfig) -> None:

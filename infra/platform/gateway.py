@@ -14,12 +14,19 @@ def render_litellm_config(
     judge_name: str = "",
     judge_backend: str = "",
     aws_region: str = "us-east-1",
+    vision_name: str = "",
+    vision_api_base: str = "",
+    vision_aliases: tuple[str, ...] = ("vision",),
 ) -> dict:
     """LiteLLM proxy config: model names -> OpenAI-compatible endpoints, retries, timeouts, key by reference.
 
     The evaluation judge is ``judge_name``: with no ``judge_backend`` it is one more alias of the deployed LLM
     (local); with one (e.g. ``bedrock/anthropic.claude-3-5-haiku-20241022-v1:0``) LiteLLM calls that provider,
-    authenticated by the pod's IAM role (no key in the config)."""
+    authenticated by the pod's IAM role (no key in the config).
+
+    With ``vision_name`` and ``vision_api_base`` (eks: the vision RayService), the vision-language model is routed under
+    its name and ``vision_aliases``: an OpenAI chat completion whose content carries ``image_url`` parts is passed
+    through to vLLM as it is. Without them (local: no vision model) there is no such route."""
     models = []
     if judge_name and not judge_backend:
         llm_aliases = (*llm_aliases, judge_name)
@@ -50,6 +57,21 @@ def render_litellm_config(
             "model_info": {"mode": "embedding"},
         }
     )
+    if vision_name and vision_api_base:
+        for name in (vision_name, *vision_aliases):
+            models.append(
+                {
+                    "model_name": name,
+                    "litellm_params": {
+                        "model": f"openai/{vision_name}",
+                        "api_base": vision_api_base,
+                        "api_key": "os.environ/AGENTIC_UPSTREAM_KEY",
+                        "timeout": timeout_s,
+                        "max_retries": 0,
+                    },
+                    "model_info": {"mode": "chat", "supports_vision": True},
+                }
+            )
     if judge_name and judge_backend:
         models.append(
             {

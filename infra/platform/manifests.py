@@ -7,8 +7,8 @@ prune what is no longer declared):
   With EKS Auto Mode (the default) the pools reference Auto Mode's built-in ``eks.amazonaws.com`` NodeClass.
 - ``cluster_addons``: pinned Helm charts (KubeRay operator, Prometheus agent for AMP) as data, the NVIDIA and Neuron
   device plugins (karpenter mode; Auto Mode ships both), ServiceMonitors.
-- ``model_deployments``: RayServices (embedder on Graviton, vLLM Qwen3-14B on the GPU pool, a Neuron variant), the
-  RayCluster that runs the pipeline's Ray Data embedding, their Secrets as references.
+- ``model_deployments``: RayServices (embedder on Graviton, vLLM Qwen3-14B and vLLM Qwen2.5-VL-7B on the GPU pool, a
+  Neuron variant), the RayCluster that runs the pipeline's Ray Data embedding, their Secrets as references.
 - ``gateway_and_observability``: LiteLLM (ConfigMap from ``model_gateway``'s config, Deployment, Service), the API
   (Deployment, Service, Ingress), Grafana dashboards as ConfigMaps.
 
@@ -436,6 +436,52 @@ def _rayservice(cfg: PlatformConfig, name: str, serve_config: dict, workers: lis
     }
 
 
+def _vision_service(cfg: PlatformConfig, image: str, hf_env: list[dict]) -> list[dict]:
+    """The vision-language model (Qwen2.5-VL-7B-Instruct) on vLLM: its own RayService, so that it scales, upgrades and
+    is isolated apart from the reasoning LLM; one L4 per replica on the GPU pool."""
+    m = cfg.models
+    if not m.vision:
+        return []
+    app = {
+        "name": "vision",
+        "route_prefix": "/vision",
+        "import_path": "ray.serve.llm:build_openai_app",
+        "args": {
+            "llm_configs": [
+                {
+                    "model_loading_config": {"model_id": m.vision_model_id, "model_source": m.vision_source},
+                    "engine_kwargs": {
+                        "tensor_parallel_size": m.vision_gpus_per_replica,
+                        "max_model_len": m.vision_max_model_len,
+                        # images only: vLLM sizes its memory profile for the largest allowed request, and a
+                        # video slot would take KV cache the L4 does not have beside the 16.6 GB of weights
+                        "limit_mm_per_prompt": {"image": m.vision_images_per_prompt, "video": 0},
+                        # bounds a page scan's image tokens (Qwen2.5-VL's default allows ~16k per image)
+                        "mm_processor_kwargs": {"min_pixels": 28 * 28, "max_pixels": m.vision_max_pixels},
+                        "gpu_memory_utilization": 0.9,
+                    },
+                    "deployment_config": {
+                        "autoscaling_config": {
+                            "min_replicas": m.vision_min_replicas,
+                            "max_replicas": m.vision_max_replicas,
+                            "target_ongoing_requests": 8,
+                        },
+                        "health_check_period_s": 10,
+                        "health_check_timeout_s": 30,
+                    },
+                    "accelerator_type": "L4",
+                }
+            ]
+        },
+    }
+    # fits a g6.xlarge (4 vCPU, 16 GiB) after the kubelet's reserve and the device plugin: the cheapest 1-GPU type
+    gpu = {"cpu": "3", "memory": "12Gi", "nvidia.com/gpu": str(m.vision_gpus_per_replica)}
+    worker = _worker_group(
+        "gpu-vision", "gpu", image, gpu, m.vision_min_replicas, m.vision_max_replicas, "nvidia.com/gpu", hf_env
+    )
+    return [_rayservice(cfg, "agentic-vision", {"applications": [app]}, [worker], image)]
+
+
 def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
     m = cfg.models
     hf_env = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": m.hf_token_secret, "key": "token"}}}]
@@ -522,6 +568,7 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
             ],
             cfg.image,
         ),
+        *_vision_service(cfg, llm_image, hf_env),
         {
             "apiVersion": "ray.io/v1",
             "kind": "RayCluster",
@@ -529,7 +576,23 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
             "spec": _ray_cluster_spec(
                 "agentic-data",
                 cfg.image,
-                [_worker_group("cpu-data", "graviton", cfg.image, {"cpu": "8", "memory": "16Gi"}, 0, 16)],
+                [
+                    _worker_group(
+                        "cpu-data",
+                        "graviton",
+                        cfg.image,
+                        {"cpu": "8", "memory": "16Gi"},
+                        0,
+                        16,
+                        # parse workers call the gateway's vision route (scans OCR cannot read, figures)
+                        env=[
+                            {
+                                "name": "AGENTIC_GATEWAY_KEY",
+                                "valueFrom": {"secretKeyRef": {"name": "litellm-master-key", "key": "key"}},
+                            }
+                        ],
+                    )
+                ],
             ),
         },
     ]
@@ -888,7 +951,15 @@ def litellm_config(cfg: PlatformConfig) -> dict:
         judge_name="judge",
         judge_backend=f"bedrock/{cfg.bedrock_model_ids[0]}",
         aws_region=cfg.region,
+        vision_name=cfg.models.vision_model_id if cfg.models.vision else "",
+        vision_api_base=vision_endpoint(cfg),
     )
+
+
+def vision_endpoint(cfg: PlatformConfig) -> str:
+    """The vision RayService's OpenAI base URL inside the cluster (KubeRay names its Serve service <name>-serve-svc),
+    or "" when the platform declares no vision model."""
+    return f"http://agentic-vision-serve-svc.{cfg.namespace}:8000/vision/v1" if cfg.models.vision else ""
 
 
 def render_everything(cfg: PlatformConfig, compute_mode: str = "auto") -> dict[str, list[dict]]:

@@ -190,7 +190,7 @@ API = {"app.kubernetes.io/name": "agentic-api"}
 GATEWAY = {"app.kubernetes.io/name": "litellm"}
 DAGSTER_STEP = {"app.kubernetes.io/name": "dagster"}  # dagster-k8s labels every step pod with it
 RAY_LABEL = "agentic/ray"  # set on every pod template of a RayService / RayCluster: which Ray cluster it belongs to
-MODEL_CLUSTERS = ("agentic-llm", "agentic-embed", "agentic-llm-neuron")
+MODEL_CLUSTERS = ("agentic-llm", "agentic-embed", "agentic-llm-neuron", "agentic-vision")
 DATA_CLUSTER = "agentic-data"
 PORTS = {"api": 8000, "gateway": 4000, "serve": 8000, "dashboard": 8265, "client": 10001, "metrics": 8080}
 
@@ -267,7 +267,12 @@ def render_network_policies(cfg: PlatformConfig) -> list[dict]:
             GATEWAY,
             ingress=[
                 {
-                    "from": [{"podSelector": {"matchLabels": API}}, {"podSelector": {"matchLabels": DAGSTER_STEP}}],
+                    # the data cluster's parse workers call the vision model for scans OCR cannot read and figures
+                    "from": [
+                        {"podSelector": {"matchLabels": API}},
+                        {"podSelector": {"matchLabels": DAGSTER_STEP}},
+                        {"podSelector": {"matchLabels": ray(DATA_CLUSTER)}},
+                    ],
                     "ports": [_port(PORTS["gateway"])],
                 },
                 {**scrape, "ports": [_port(PORTS["gateway"])]},
@@ -323,7 +328,13 @@ def render_network_policies(cfg: PlatformConfig) -> list[dict]:
                 f"ray-{name}",
                 ray(name),
                 ingress=ingress,
-                egress=[{"to": [{"podSelector": {"matchLabels": ray(name)}}]}] + _outside_https(cfg),
+                egress=[{"to": [{"podSelector": {"matchLabels": ray(name)}}]}]
+                + (
+                    [{"to": [{"podSelector": {"matchLabels": GATEWAY}}], "ports": [_port(PORTS["gateway"])]}]
+                    if name == DATA_CLUSTER
+                    else []
+                )
+                + _outside_https(cfg),
             )
         )
     return out
