@@ -88,6 +88,27 @@ class Source:
     url: str = ""
     score: float = 0.0
     doc_key: str = ""
+    page: str = ""  # "3" or "3-4": where in a paged source (PDF, scan) the passage is; "" otherwise
+
+    def citation(self) -> dict:
+        c = {"n": self.n, "id": self.id, "title": self.title, "origin": self.origin, "url": self.url}
+        if self.page:
+            c["page"] = self.page
+        return c
+
+
+def page_label(hit) -> str:
+    """The page(s) a hit's text is on, "3" or "3-4"; "" for a source without pages."""
+    first, last = getattr(hit, "page", None), getattr(hit, "page_end", None)
+    if not first:
+        return ""
+    return str(first) if not last or last == first else f"{first}-{last}"
+
+
+def cite_label(citation: dict) -> str:
+    """How a citation is shown: "PMID:123", or "scans/x.pdf, page 2" for a paged source."""
+    page = citation.get("page") or ""
+    return f"{citation['id']}, {'pages' if '-' in page else 'page'} {page}" if page else citation["id"]
 
 
 @dataclass
@@ -186,7 +207,7 @@ def citations_for(answer: str, sources: list[Source], notes: list[str]) -> list[
     if found or not sources:
         return found
     notes.append("The model cited no source by number; the sources it was given are listed.")
-    return [{"n": s.n, "id": s.id, "title": s.title, "origin": s.origin, "url": s.url} for s in sources]
+    return [s.citation() for s in sources]
 
 
 def cited(answer: str, sources: list[Source]) -> list[dict]:
@@ -196,8 +217,7 @@ def cited(answer: str, sources: list[Source]) -> list[dict]:
         n = int(m.group(1))
         if n in by_n and n not in seen:
             seen.add(n)
-            s = by_n[n]
-            out.append({"n": n, "id": s.id, "title": s.title, "origin": s.origin, "url": s.url})
+            out.append(by_n[n].citation())
     return out
 
 
@@ -344,6 +364,7 @@ class AnswerService:
                 origin="knowledge_base",
                 score=float(p.hit.score),
                 doc_key=p.hit.doc_key or "",
+                page=page_label(p.hit),
             )
             for i, p in enumerate(found.passages)
         ]
@@ -573,11 +594,7 @@ class AnswerService:
                     text, numbers = answering.render_closest(top.n, top.title)
             plan.timings_ms["generate"] = (time.perf_counter() - t) * 1000
             chosen = set(numbers)
-            citations = [
-                {"n": s.n, "id": s.id, "title": s.title, "origin": s.origin, "url": s.url}
-                for s in plan.sources
-                if s.n in chosen
-            ]
+            citations = [s.citation() for s in plan.sources if s.n in chosen]
             plan.span.set_attribute("agentic.citations", len(citations))
             plan.span.set_attribute("agentic.verdict", verdict)
             result = Answer(

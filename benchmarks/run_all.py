@@ -22,6 +22,7 @@ def main() -> int:
         "bench_scale.py",
         "bench_vector_stores.py",
         "bench_access.py",
+        "bench_ocr.py",
         "bench_scale_sweep.py",
     ):
         print(f"== {script}", flush=True)

@@ -37,6 +37,8 @@ class Chunk:
     text: str
     section: str  # labels covered, "|" separated ("" for unlabelled text)
     n_tokens: int
+    page: int | None = None  # first and last page the chunk's text is on (paged sources only)
+    page_end: int | None = None
 
 
 @dataclass
@@ -44,6 +46,7 @@ class _Piece:
     label: str
     text: str
     n_tokens: int
+    page: int | None = None
 
 
 class Chunker:
@@ -59,7 +62,35 @@ class Chunker:
 
     @property
     def version(self) -> str:
-        return f"section-aware-v2:max{self.max_tokens}:overlap{self.overlap_tokens}"
+        # v3: tables are chunked by whole rows under their header; chunks keep their pages
+        return f"section-aware-v3:max{self.max_tokens}:overlap{self.overlap_tokens}"
+
+    def _table_chunks(self, section: Section) -> list[list[_Piece]]:
+        """A Markdown table as chunks of whole rows, each under the table's label and header (header + rule line),
+        so a chunk never ends mid-row and every chunk reads as a table on its own. A row longer than a chunk is a
+        chunk of its own (the embedder truncates it; its text stays whole)."""
+        lines = [ln for ln in section.text.split("\n") if ln.strip()]
+        head, rows = lines[:2], lines[2:] or []
+        if not rows:
+            head, rows = lines[:1], lines[1:]
+        label = section.label
+        head_text = "\n".join(head)
+        head_n = self.count_tokens([head_text])[0] + (self.label_cost if label else 0)
+        counts = self.count_tokens(rows) if rows else []
+        out: list[list[_Piece]] = []
+        current: list[_Piece] = []
+        used = head_n
+        for row, n in zip(rows, counts):
+            if current and used + n > self.max_tokens:
+                out.append(current)
+                current, used = [], head_n
+            if not current:
+                current.append(_Piece(label, head_text, head_n - (self.label_cost if label else 0), section.page))
+            current.append(_Piece(label, row, n, section.page))
+            used += n
+        if current or not rows:
+            out.append(current or [_Piece(label, head_text, head_n, section.page)])
+        return out
 
     def _pieces(self, section: Section) -> list[_Piece]:
         sentences = split_sentences(section.text)
@@ -70,7 +101,7 @@ class Chunker:
         pieces: list[_Piece] = []
         for sent, n in zip(sentences, counts):
             if n <= limit:
-                pieces.append(_Piece(section.label, sent, n))
+                pieces.append(_Piece(section.label, sent, n, section.page))
                 continue
             # A sentence longer than a chunk (tables, lists): pack whole words up to the limit.
             # WordPiece tokenizes each whitespace-separated word on its own, so word counts add up.
@@ -79,16 +110,20 @@ class Chunker:
             used = 0
             for word, wn in zip(words, self.count_tokens(words)):
                 if window and used + wn > limit:
-                    pieces.append(_Piece(section.label, " ".join(window), used))
+                    pieces.append(_Piece(section.label, " ".join(window), used, section.page))
                     window, used = [], 0
                 window.append(word)
                 used += wn
             if window:
-                pieces.append(_Piece(section.label, " ".join(window), used))
+                pieces.append(_Piece(section.label, " ".join(window), used, section.page))
         return pieces
 
     @staticmethod
-    def _render(pieces: list[_Piece]) -> tuple[str, str]:
+    def _render(pieces: list[_Piece], table: bool = False) -> tuple[str, str]:
+        if table:  # label on its own line, then the header and the rows, one per line
+            label = pieces[0].label
+            body = "\n".join(p.text for p in pieces)
+            return (f"{label}:\n{body}" if label else body), label
         out: list[str] = []
         labels: list[str] = []
         last = None
@@ -108,6 +143,7 @@ class Chunker:
     def chunk(self, sections: Sequence[Section]) -> list[Chunk]:
         budget = self.max_tokens
         chunks: list[list[_Piece]] = []
+        tables: set[int] = set()  # indexes in ``chunks`` of table chunks
         current: list[_Piece] = []
         used = 0
 
@@ -122,6 +158,12 @@ class Chunker:
             current, used = [], 0
 
         for section in sections:
+            if section.kind == "table":
+                emit()  # a table never shares a chunk with text: it is cut at its rows only
+                for part in self._table_chunks(section):
+                    tables.add(len(chunks))
+                    chunks.append(part)
+                continue
             pieces = self._pieces(section)
             if not pieces:
                 continue
@@ -154,10 +196,21 @@ class Chunker:
         emit()
         out = []
         for seq, pieces in enumerate(chunks):
-            text, labels = self._render(pieces)
+            text, labels = self._render(pieces, seq in tables)
+            pages = [p.page for p in pieces if p.page is not None]
+            n_tokens = (
+                sum(p.n_tokens for p in pieces) + (self.label_cost if pieces[0].label else 0)
+                if seq in tables
+                else sum(cost(p, pieces[:i]) for i, p in enumerate(pieces))
+            )
             out.append(
                 Chunk(
-                    seq=seq, text=text, section=labels, n_tokens=sum(cost(p, pieces[:i]) for i, p in enumerate(pieces))
+                    seq=seq,
+                    text=text,
+                    section=labels,
+                    n_tokens=n_tokens,
+                    page=min(pages) if pages else None,
+                    page_end=max(pages) if pages else None,
                 )
             )
         return out

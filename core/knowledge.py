@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.chunking import Chunker
-from core.documents import PARSER_VERSION, ParsedDocument, Quarantine, Section, parse_document
+from core.documents import PARSER_VERSION, OcrOptions, ParsedDocument, Quarantine, Section, parse_document
 from core.ids import chunk_id, content_hash
 
 INVENTORY = pa.schema(
@@ -55,6 +55,13 @@ DOCUMENTS = pa.schema(
         ("mesh_terms", pa.list_(pa.string())),
         ("mesh_ids", pa.list_(pa.string())),
         ("text_chars", pa.int64()),
+        ("doc_type", pa.string()),  # core.doctypes: article, clinical_note, form, table_report
+        ("pages", pa.int32()),  # pages of a paged source (0 otherwise)
+        ("ocr_pages", pa.int32()),
+        ("ocr_confidence", pa.float32()),
+        ("tables", pa.int32()),
+        ("vision_pages", pa.int32()),  # pages OCR could not read, transcribed by the vision model (eks)
+        ("figures", pa.int32()),  # embedded figures the vision model described
     ]
 )
 QUARANTINE = pa.schema(
@@ -84,6 +91,9 @@ CHUNKS = pa.schema(
         ("mesh_terms", pa.list_(pa.string())),
         ("source_format", pa.string()),
         ("n_tokens", pa.int32()),
+        ("doc_type", pa.string()),
+        ("page", pa.int32()),  # first and last page of the chunk's text (paged sources; null otherwise)
+        ("page_end", pa.int32()),
     ]
 )
 CHUNK_QUARANTINE = pa.schema(
@@ -126,40 +136,64 @@ def _quarantine_row(item: dict, reason: str, digest: str = "") -> dict:
     }
 
 
+def parser_version(ocr_version: str = "") -> str:
+    """The version a parsed row records: the parsers', plus the OCR engine's for a document read by OCR (a new
+    engine or threshold re-reads scans, and only them)."""
+    return f"{PARSER_VERSION}+ocr:{ocr_version}" if ocr_version else PARSER_VERSION
+
+
 def doc_row(doc: ParsedDocument, item: dict, digest: str) -> dict:
     return {
         "key": doc.key,
         "etag": item["etag"],
         "size": item["size"],
         "content_hash": digest,
-        "parser_version": PARSER_VERSION,
+        "parser_version": parser_version(doc.ocr_version),
         "source_format": doc.source_format,
         "doc_id": doc.doc_id,
         "title": doc.title,
-        "sections": json.dumps([[s.label, s.text] for s in doc.sections]),
+        # [label, text] as before; [label, text, page, kind] for paged sources and tables
+        "sections": json.dumps(
+            [
+                [s.label, s.text] if s.page is None and s.kind == "text" else [s.label, s.text, s.page, s.kind]
+                for s in doc.sections
+            ]
+        ),
         "journal": doc.journal,
         "year": doc.year,
         "mesh_terms": doc.mesh_terms,
         "mesh_ids": doc.mesh_ids,
         "text_chars": len(doc.text),
+        "doc_type": doc.doc_type,
+        "pages": doc.pages,
+        "ocr_pages": doc.ocr_pages,
+        "ocr_confidence": doc.ocr_confidence,
+        "tables": sum(1 for s in doc.sections if s.kind == "table"),
+        "vision_pages": doc.vision_pages,
+        "figures": doc.figures,
     }
 
 
-def _unchanged(row: dict | None, item: dict) -> bool:
-    """The object is the one this row was made from (same ETag and size) by this parser version."""
+def _unchanged(row: dict | None, item: dict, versions: tuple[str, ...] = (PARSER_VERSION,)) -> bool:
+    """The object is the one this row was made from (same ETag and size) by this parser version (and OCR engine)."""
     return (
-        bool(row)
-        and row["etag"] == item["etag"]
-        and row["size"] == item["size"]
-        and row["parser_version"] == PARSER_VERSION
+        bool(row) and row["etag"] == item["etag"] and row["size"] == item["size"] and row["parser_version"] in versions
     )
 
 
 def parse_shard(
-    inventory: pa.Table, prev_docs: pa.Table, prev_quarantine: pa.Table, fetch: Callable[[str], bytes], max_bytes: int
+    inventory: pa.Table,
+    prev_docs: pa.Table,
+    prev_quarantine: pa.Table,
+    fetch: Callable[[str], bytes],
+    max_bytes: int,
+    ocr: OcrOptions | None = None,
 ) -> tuple[pa.Table, pa.Table, dict]:
     """Parsed documents and quarantine of one shard. A document is read only when its ETag or size changed, and
-    parsed only when its content hash or the parser version changed; anything that fails is quarantined with a reason."""
+    parsed only when its content hash or the parser version changed; anything that fails is quarantined with a reason.
+    Scans are read by ``ocr``; one quarantined for OCR (no engine, unreadable) is tried again when the engine changes."""
+    ocr_version = ocr.version if ocr is not None else "none"
+    versions = (PARSER_VERSION, parser_version(ocr_version))
     docs_by_key = {r["key"]: r for r in prev_docs.to_pylist()}
     q_by_key = {r["key"]: r for r in prev_quarantine.to_pylist()}
     docs, quarantine = [], []
@@ -167,10 +201,10 @@ def parse_shard(
     for item in inventory.to_pylist():
         key = item["key"]
         old, oldq = docs_by_key.get(key), q_by_key.get(key)
-        if _unchanged(old, item):
+        if _unchanged(old, item, versions):
             docs.append(old)
             continue
-        if _unchanged(oldq, item):
+        if _unchanged(oldq, item, versions):
             quarantine.append(oldq)
             continue
         stats["new" if not (old or oldq) else "changed"] += 1
@@ -181,13 +215,18 @@ def parse_shard(
             data = fetch(key)
             stats["read"] += 1
             digest = content_hash(data)
-            if old and old["content_hash"] == digest and old["parser_version"] == PARSER_VERSION:
+            if old and old["content_hash"] == digest and old["parser_version"] in versions:
                 docs.append(dict(old, etag=item["etag"], size=item["size"]))  # touched, not changed
                 continue
             stats["parsed"] += 1
-            docs.append(doc_row(parse_document(key, data, max_bytes), item, digest))
+            doc = parse_document(key, data, max_bytes, ocr)
+            stats["ocr_pages"] = stats.get("ocr_pages", 0) + doc.ocr_pages
+            docs.append(doc_row(doc, item, digest))
         except Quarantine as q:
-            quarantine.append(_quarantine_row(item, q.reason, digest))
+            row = _quarantine_row(item, q.reason, digest)
+            if q.ocr:
+                row["parser_version"] = parser_version(ocr_version)
+            quarantine.append(row)
         except FileNotFoundError:  # deleted between the listing and now: the next listing drops it
             continue
         except Exception as exc:  # a parser bug must not stop the run: quarantine it with the error
@@ -208,19 +247,22 @@ def chunk_shard(docs: pa.Table, prev_chunks: pa.Table, chunker: Chunker) -> tupl
         prev_by_doc.setdefault((r["doc_key"], r["content_hash"], r["chunker_version"]), []).append(r)
     rows, rechunked = [], 0
     for d in docs.to_pylist():
-        cached = prev_by_doc.get((d["key"], d["content_hash"], version))
+        # what the chunks were made from: the parsed document (parser version) by this chunker; a new parser that
+        # reads the same bytes differently gives new chunks and chunk ids, so no vector of the old text is reused
+        made_by = f"{version}|{d['parser_version']}"
+        cached = prev_by_doc.get((d["key"], d["content_hash"], made_by))
         if cached:
             rows.extend(cached)
             continue
         rechunked += 1
-        sections = [Section(label, text) for label, text in json.loads(d["sections"])]
+        sections = [Section(*s) for s in json.loads(d["sections"])]
         for c in chunker.chunk(sections):
             rows.append(
                 {
-                    "chunk_id": chunk_id(d["key"], d["content_hash"], version, c.seq),
+                    "chunk_id": chunk_id(d["key"], d["content_hash"], made_by, c.seq),
                     "doc_key": d["key"],
                     "content_hash": d["content_hash"],
-                    "chunker_version": version,
+                    "chunker_version": made_by,
                     "doc_id": d["doc_id"],
                     "seq": c.seq,
                     "title": d["title"],
@@ -231,6 +273,9 @@ def chunk_shard(docs: pa.Table, prev_chunks: pa.Table, chunker: Chunker) -> tupl
                     "mesh_terms": d["mesh_terms"],
                     "source_format": d["source_format"],
                     "n_tokens": c.n_tokens,
+                    "doc_type": d.get("doc_type") or "",
+                    "page": c.page,
+                    "page_end": c.page_end,
                 }
             )
     tokens = [r["n_tokens"] for r in rows]

@@ -170,7 +170,7 @@ def cmd_run(args, settings: Settings) -> int:
         retriever = build_resources(settings)["retriever"]
         _print(f'sample search (hybrid): "{args.sample_query}"')
         for h in retriever.search(args.sample_query, k=3, mode="hybrid", scope=FULL_SCOPE):
-            _print(f"  {h.rank}. [{h.doc_id}] {h.title[:100]}")
+            _print(f"  {h.rank}. [{h.doc_id}{f', page {h.page}' if h.page else ''}] {h.title[:100]}")
     return 0
 
 
@@ -407,7 +407,7 @@ def cmd_search(args, settings: Settings) -> int:
         return 0
     _print(f'{len(hits)} hits for "{args.query}" ({args.mode}, {ms:.0f} ms)')
     for h in hits:
-        _print(f"{h.rank:>3}. {h.score:.4f}  [{h.doc_id}] {h.title[:90]}")
+        _print(f"{h.rank:>3}. {h.score:.4f}  [{h.doc_id}{f', page {h.page}' if h.page else ''}] {h.title[:90]}")
         _print(f"      {h.doc_key} {h.section or ''} {h.year or ''} {h.journal[:40]}")
         _print(f"      {h.text[:160]}...")
     return 0
@@ -614,8 +614,10 @@ def cmd_ask(args, settings: Settings) -> int:
     if answer.standalone_question and answer.standalone_question != answer.question:
         _print(f"   (standalone: {answer.standalone_question})")
     _print(f"A: {answer.answer}")
+    from agents.service import cite_label
+
     for c in answer.citations:
-        _print(f"   [{c['n']}] {c['id']}  {c['title'][:90]}")
+        _print(f"   [{c['n']}] {cite_label(c)}  {c['title'][:90]}")
     rel = "n/a" if answer.relevance is None else f"{answer.relevance:.2f}"
     for q in answer.evidence:
         _print(f'   evidence [{q["n"]}]: "{q["quote"][:160]}"')

@@ -16,12 +16,14 @@ from resources.document_store import LocalDocumentStore, S3DocumentStore
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
 from resources.model_serving import KubeRayServing, LocalRayServe
+from resources.ocr import CachedTesseractOcr, SystemTesseractOcr, cached_tesseract_root
 from resources.opensearch_store import OpenSearchVectorStore
 from resources.ray_cluster import RayResource
 from resources.ray_jobs import LocalRayJobRunner, RayJobsApiRunner
 from resources.retrieval import RetrieverResource
 from resources.state_store import LocalStateStore, S3StateStore
 from resources.vector_store import LanceDBVectorStore
+from resources.vision import GatewayVision, NoVision
 
 # Production embedding model: snowflake-arctic-embed-s (384-d, BERT vocabulary) wants this query prefix.
 ARCTIC_QUERY_PREFIX = "Represent this sentence for searching relevant passages: "
@@ -54,6 +56,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 state_dir=str(settings.serving_root),
                 structured_output="grammar",  # the local LLM is llama-server
             ),
+            # no vision-language model can be had offline here: image descriptions are unavailable on local
+            "vision": NoVision(),
         }
     else:
         embedder = EmbedderResource(
@@ -70,6 +74,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             aws_region=dg.EnvVar("AWS_REGION"),
         )
         ray = RayResource(address=dg.EnvVar("AGENTIC_RAY_ADDRESS"))
+        gateway_url = "http://litellm.agentic:4000"
         resources = {
             # new documents arrive as S3 event notifications through SQS (AGENTIC_DOCUMENT_QUEUE_URL); without a queue, listings
             "document_store": S3DocumentStore(
@@ -81,13 +86,15 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             # KubeRay runs the apps (rendered here, applied by the platform assets); LiteLLM runs as a Deployment.
             "model_serving": KubeRayServing(config_path=settings.platform_config),
             "gateway": LLMGatewayResource(
-                url="http://litellm.agentic:4000",
+                url=gateway_url,
                 master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
                 embedding_model=embedder.model_id,
                 state_dir=str(settings.serving_root),
                 judge_backend=settings.judge_backend,
                 aws_region=settings.aws_region,
             ),
+            # the gateway's `vision` route: Qwen2.5-VL-7B on vLLM (the agentic-vision RayService)
+            "vision": GatewayVision(url=gateway_url, api_key=dg.EnvVar("AGENTIC_GATEWAY_KEY")),
         }
     # Pipeline state: a folder on local; on eks a bucket, since every step runs in its own pod with an empty disk.
     if settings.profile == "local":
@@ -111,6 +118,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 default_groups=list(settings.access_default),
             ),
             "api_keys": build_key_store(settings),
+            # OCR of scans: Tesseract unpacked into the user cache by setup (local), the image's package (eks)
+            "ocr": CachedTesseractOcr(root=str(cached_tesseract_root(settings.cache)))
+            if settings.profile == "local"
+            else SystemTesseractOcr(),
             # platform (and cost) assets: render only, a live cluster (the local control plane), or EKS + AWS
             "platform": build_platform(settings, state_store, aws),
             "aws": aws,

@@ -117,7 +117,14 @@ def _each(fn, items: list[dict], *args, **kwargs) -> list[dict]:
     return [fn(item, *args, **kwargs) for item in items]
 
 
-def _parse_one(item: dict, store_spec: dict, docs_spec: dict, max_bytes: int) -> dict:
+def _parse_one(
+    item: dict,
+    store_spec: dict,
+    docs_spec: dict,
+    max_bytes: int,
+    ocr_spec: dict | None = None,
+    vision_spec: dict | None = None,
+) -> dict:
     store = _store(store_spec)
     done = _done(store, ("documents", "parse_quarantine"), item)
     if done:
@@ -128,7 +135,12 @@ def _parse_one(item: dict, store_spec: dict, docs_spec: dict, max_bytes: int) ->
     prev_q = store.read_shard(
         "parse_quarantine", item["shard"], QUARANTINE, entry=item["prev"].get("parse_quarantine") or {}
     )
-    docs, quarantine, stats = parse_shard(inventory, prev_docs, prev_q, documents.get, max_bytes)
+    ocr = _opened("resource", json.dumps(ocr_spec, sort_keys=True)).options() if ocr_spec else None
+    if ocr is not None and vision_spec:
+        from resources.vision import vision_from_worker_spec
+
+        ocr.vision = vision_from_worker_spec(vision_spec)
+    docs, quarantine, stats = parse_shard(inventory, prev_docs, prev_q, documents.get, max_bytes, ocr)
     return {
         "shard": item["shard"],
         "entries": {
@@ -147,7 +159,15 @@ def parse_stage(payload: dict) -> dict:
     payload = _load(payload)
     task = ray.remote(num_cpus=1, max_retries=2)(_each).options(**_remote_options(payload))
     refs = [
-        task.remote(_parse_one, group, payload["store"], payload["documents"], max_bytes=payload["max_bytes"])
+        task.remote(
+            _parse_one,
+            group,
+            payload["store"],
+            payload["documents"],
+            max_bytes=payload["max_bytes"],
+            ocr_spec=payload.get("ocr"),
+            vision_spec=payload.get("vision"),
+        )
         for group in _groups(payload["items"])
     ]
     return _collect([r for rs in ray.get(refs) for r in rs])

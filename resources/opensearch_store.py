@@ -53,8 +53,24 @@ from resources.vector_store import (
     complete_rows,
 )
 
-OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v3"  # v2: sections (keyword list) and specialty; v3: groups
-_SOURCE = ["chunk_id", "doc_key", "doc_id", "seq", "title", "text", "section", "year", "journal", "specialty", "groups"]
+# v2: sections (keyword list) and specialty; v3: groups; v4: doc_type and pages
+OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v4"
+_SOURCE = [
+    "chunk_id",
+    "doc_key",
+    "doc_id",
+    "seq",
+    "title",
+    "text",
+    "section",
+    "year",
+    "journal",
+    "specialty",
+    "groups",
+    "page",
+    "page_end",
+    "doc_type",
+]
 log = logging.getLogger(__name__)
 
 GB = 1024**3
@@ -114,6 +130,9 @@ def index_body(
                 "groups": {"type": "keyword"},
                 "source_format": {"type": "keyword"},
                 "n_tokens": {"type": "integer"},
+                "doc_type": {"type": "keyword"},
+                "page": {"type": "integer"},
+                "page_end": {"type": "integer"},
                 "vector": {
                     "type": "knn_vector",
                     "dimension": dimension,
@@ -614,6 +633,9 @@ class OpenSearchVectorStore(VectorStoreResource):
                     specialty=s.get("specialty") or "",
                     seq=s.get("seq"),
                     groups=list(s.get("groups") or []),
+                    page=s.get("page"),
+                    page_end=s.get("page_end"),
+                    doc_type=s.get("doc_type") or "",
                 )
             )
         return out

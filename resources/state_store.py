@@ -155,11 +155,19 @@ class PipelineStateStore(dg.ConfigurableResource):
         raw = self.get_bytes(entry["object"])
         if raw is None:
             raise FileNotFoundError(f"state object {entry['object']} named by the manifest of {name!r} is missing")
-        table = pq.read_table(io.BytesIO(raw), columns=columns)
+        if columns:
+            present = set(pq.read_schema(io.BytesIO(raw)).names)
+            table = pq.read_table(io.BytesIO(raw), columns=[c for c in columns if c in present])
+        else:
+            table = pq.read_table(io.BytesIO(raw))
         if schema is not None:
             target = pa.schema([schema.field(c) for c in columns]) if columns else schema
             if table.schema != target:
-                table = table.cast(target)
+                # a column added to the schema since this shard was written reads as nulls (the next write fills it)
+                for f in target:
+                    if f.name not in table.column_names:
+                        table = table.append_column(f, pa.nulls(table.num_rows, f.type))
+                table = table.select(target.names).cast(target)
         return table
 
     def iter_shards(

@@ -25,7 +25,8 @@ from pydantic import PrivateAttr
 
 from core.access import NOBODY, by_index_groups
 
-MAPPING_VERSION = "lancedb-chunks-v3"  # v2: sections (list) and specialty columns; v3: groups (who may read)
+# v2: sections (list) and specialty columns; v3: groups (who may read); v4: doc_type and pages (page, page_end)
+MAPPING_VERSION = "lancedb-chunks-v4"
 FILTER_FIELDS = {
     "doc_key": "string",
     "doc_id": "string",
@@ -34,6 +35,8 @@ FILTER_FIELDS = {
     "source_format": "string",
     "year": "int",
     "specialty": "string",
+    "doc_type": "string",
+    "page": "int",
 }
 # list-valued fields: filter value(s) match when any of the row's values is among them
 LIST_FIELDS = {"section": "sections", "mesh": "mesh_terms"}
@@ -60,6 +63,9 @@ def chunk_schema(dimension: int) -> pa.Schema:
             ("groups", pa.list_(pa.string())),
             ("source_format", pa.string()),
             ("n_tokens", pa.int32()),
+            ("doc_type", pa.string()),
+            ("page", pa.int32()),
+            ("page_end", pa.int32()),
             ("vector", pa.list_(pa.float32(), dimension)),
         ]
     )
@@ -73,6 +79,9 @@ def complete_rows(rows: pa.Table) -> pa.Table:
         rows = rows.append_column("sections", pa.array(sections, pa.list_(pa.string())))
     if "specialty" not in rows.column_names:
         rows = rows.append_column("specialty", pa.array([""] * rows.num_rows, pa.string()))
+    for name, kind in (("doc_type", pa.string()), ("page", pa.int32()), ("page_end", pa.int32())):
+        if name not in rows.column_names:  # rows from before documents had types and pages
+            rows = rows.append_column(name, pa.nulls(rows.num_rows, kind))
     if "groups" not in rows.column_names:
         rows = rows.append_column("groups", pa.array([[NOBODY]] * rows.num_rows, pa.list_(pa.string())))
     elif rows.column("groups").null_count:
@@ -98,6 +107,9 @@ class SearchHit:
     specialty: str = ""
     seq: int | None = None  # the chunk's position in its document
     groups: list[str] = field(default_factory=list)  # who may read the chunk's document
+    page: int | None = None  # first and last page of a paged source (PDF, scan) the chunk's text is on
+    page_end: int | None = None
+    doc_type: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -568,6 +580,9 @@ class LanceDBVectorStore(VectorStoreResource):
                 specialty=r.get("specialty") or "",
                 seq=r.get("seq"),
                 groups=list(r.get("groups") or []),
+                page=r.get("page"),
+                page_end=r.get("page_end"),
+                doc_type=r.get("doc_type") or "",
             )
             for i, r in enumerate(rows)
         ]
@@ -584,6 +599,9 @@ class LanceDBVectorStore(VectorStoreResource):
         "journal",
         "specialty",
         "groups",
+        "page",
+        "page_end",
+        "doc_type",
     ]
 
     def search_dense(

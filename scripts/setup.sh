@@ -84,6 +84,34 @@ for llm in $LLMS; do
   .venv/bin/python -m infra.local.llama_server --cache "$CACHE" --llm "$llm" --pip-python "$PY"
 done
 
+# Tesseract 5 (OCR for scans and images) from Debian packages, unpacked into the cache without root: the engine, its
+# two libraries, the English model, and any of its shared-library dependencies this host lacks.
+TESS_VERSION=5.3.0-2
+tdir="$CACHE/tesseract-$TESS_VERSION"
+if [ ! -f "$tdir/.done" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: fetching Tesseract $TESS_VERSION (Debian packages)"
+    rm -rf "$tdir" && mkdir -p "$tdir/debs"
+    pkgs="tesseract-ocr=$TESS_VERSION libtesseract5=$TESS_VERSION liblept5 tesseract-ocr-eng libwebpmux3"
+    for dep in libarchive13 libcurl4 libgif7 libjpeg62-turbo libopenjp2-7 libpng16-16 libtiff6 libwebp7 libgomp1 libicu72; do
+      dpkg -s "$dep" >/dev/null 2>&1 || pkgs="$pkgs $dep"
+    done
+    if (cd "$tdir/debs" && apt-get download -qq $pkgs >/dev/null 2>&1); then
+      for deb in "$tdir"/debs/*.deb; do dpkg -x "$deb" "$tdir/root"; done
+      rm -rf "$tdir/debs"
+      if LD_LIBRARY_PATH="$(echo "$tdir"/root/usr/lib/*-linux-gnu | tr ' ' :)" "$tdir/root/usr/bin/tesseract" --version >/dev/null 2>&1; then
+        touch "$tdir/.done"
+      else
+        echo "setup: WARNING: the unpacked Tesseract does not run here; OCR of scans will quarantine them"
+      fi
+    else
+      echo "setup: WARNING: could not download Tesseract from Debian; OCR of scans will quarantine them"
+    fi
+  else
+    echo "setup: WARNING: no apt-get to fetch Tesseract; OCR of scans will quarantine them"
+  fi
+fi
+
 AGENTIC_CACHE="$CACHE" .venv/bin/agentic setup-data --packages "$CACHE/pkgs" >/dev/null
 
 # The local OpenSearch node (Maven project; jars go to ~/.m2). Rebuilt only when its sources change.

@@ -199,6 +199,14 @@ def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, o
     res = build_resources(settings)
     for pmid, data in pubmed_sample[:80]:
         res["document_store"].put(document_key(pmid), data)
+    # two abstracts that are not in the XML set, as scanned PDFs: read by OCR, searchable, cited with their page
+    from tests.helpers import scanned_abstract
+
+    scanned = []
+    for i, (pmid, data) in enumerate(pubmed_sample[390:392]):
+        pdf, title = scanned_abstract(document_key(pmid), data, seed=i)
+        res["document_store"].put(f"scans/{pmid}.pdf", pdf)
+        scanned.append((f"scans/{pmid}.pdf", title))
     instance = dg.DagsterInstance.ephemeral()
     knowledge = dg.materialize([*knowledge_assets, *knowledge_checks], resources=res, instance=instance)
     assert knowledge.success
@@ -213,6 +221,7 @@ def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, o
         keys=keys,
         instance=instance,
         serving=res["model_serving"],
+        scanned=scanned,
     )
     try:
         yield stack

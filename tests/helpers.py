@@ -153,3 +153,16 @@ def serve_in_thread(app, log_level: str = "warning"):
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def scanned_abstract(key: str, data: bytes, seed: int, dpi: int = 200) -> tuple[bytes, str]:
+    """A real abstract as a scanner delivers it: rendered, slightly rotated and speckled, in an image-only PDF.
+    Returns (pdf bytes, the abstract's title)."""
+    from core import scans
+    from core.documents import parse_document
+
+    doc = parse_document(key, data)
+    paras = scans.abstract_paragraphs([(s.label, s.text) for s in doc.sections])
+    rendered = scans.render_document(doc.title, f"{doc.journal}. {doc.year}.", paras, dpi=dpi)
+    pages = [scans.degrade(p, seed + i, rotate_deg=2.0, noise=0.01, blur=0.5) for i, p in enumerate(rendered.pages)]
+    return scans.scan_pdf(pages, dpi), doc.title

@@ -152,6 +152,8 @@ def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubm
         document_store=res["document_store"],
         pipeline_state=res["pipeline_state"],
         ray_jobs=res["ray_jobs"],
+        ocr=res["ocr"],
+        vision=res["vision"],
     )
     assert result.metadata["documents"] == 3
     assert result.metadata["quarantined"] == 1

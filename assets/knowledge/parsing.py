@@ -19,12 +19,23 @@ from assets.metadata import md_table, quarantine_table
 from core.documents import DEFAULT_MAX_BYTES, PARSER_VERSION
 from resources.data_path import resource_spec
 from resources.document_store import DocumentStoreResource
+from resources.ocr import OcrResource
 from resources.ray_jobs import RayJobRunner
 from resources.state_store import PipelineStateStore
+from resources.vision import VisionResource
 
 
 class ParseConfig(dg.Config):
     max_bytes: int = DEFAULT_MAX_BYTES
+
+
+def document_types(store: PipelineStateStore) -> list[dict]:
+    """Documents per (type, source format), counted shard by shard."""
+    counts: dict[tuple[str, str], int] = {}
+    for _, t in store.iter_shards(DOCUMENTS_TABLE, DOCUMENTS, columns=["doc_type", "source_format"]):
+        for d, f in zip(t.column("doc_type").to_pylist(), t.column("source_format").to_pylist()):
+            counts[(d or "unknown", f)] = counts.get((d or "unknown", f), 0) + 1
+    return [{"doc_type": d, "source_format": f, "documents": n} for (d, f), n in sorted(counts.items())]
 
 
 def quarantine_rows(store: PipelineStateStore, limit: int = 100) -> list[dict]:
@@ -43,8 +54,12 @@ def quarantine_rows(store: PipelineStateStore, limit: int = 100) -> list[dict]:
     retry_policy=RETRY,
     deps=[document_inventory],
     description="Text and metadata of every document, one parser per format (PubMed XML, JATS, text, Markdown, HTML, PDF, "
-    "JSON, CSV) chosen from the content, as Ray tasks over the dirty shards. A document is read only when its ETag changed "
-    "and parsed only when its content did; one that fails is quarantined with its key and reason, and the run goes on.",
+    "JSON, CSV, PNG/JPEG/TIFF) chosen from the content, as Ray tasks over the dirty shards. PDF pages keep their page "
+    "numbers and their tables (as Markdown); pages without a text layer and images are read by OCR (Tesseract), and "
+    "where a vision model is deployed (eks) it reads the pages OCR cannot and describes figures; each "
+    "document gets a type (article, clinical note, form, table-heavy report). A document is read only when its ETag "
+    "changed and parsed only when its content did; one that fails (an unreadable scan too) is quarantined with its key "
+    "and reason, and the run goes on.",
 )
 def parsed_documents(
     context: dg.AssetExecutionContext,
@@ -52,13 +67,25 @@ def parsed_documents(
     document_store: DocumentStoreResource,
     pipeline_state: PipelineStateStore,
     ray_jobs: RayJobRunner,
+    ocr: OcrResource,
+    vision: VisionResource,
 ) -> dg.MaterializeResult:
     t0 = time.perf_counter()
+    try:
+        options = ocr.options()
+        if vision.available:
+            options.vision = vision
+        ocr_version = options.version
+        ocr_spec = resource_spec(ocr)
+    except (RuntimeError, OSError) as exc:
+        # no engine here: scans are quarantined with the reason and read once an engine is there; the rest parses
+        context.log.warning(f"OCR unavailable, scans will be quarantined: {exc}")
+        ocr_version, ocr_spec = "none", None
     items = plan(
         pipeline_state,
         DOCUMENTS_TABLE,
         (INVENTORY_TABLE,),
-        f"{PARSER_VERSION}:{config.max_bytes}",
+        f"{PARSER_VERSION}:{config.max_bytes}:{ocr_version}",
         prev=(DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE),
     )
     entries, info = run_stage(
@@ -66,10 +93,16 @@ def parsed_documents(
         ray_jobs,
         pipeline_state,
         "resources.data_path:parse_stage",
-        {"items": items, "documents": resource_spec(document_store), "max_bytes": config.max_bytes},
+        {
+            "items": items,
+            "documents": resource_spec(document_store),
+            "max_bytes": config.max_bytes,
+            "ocr": ocr_spec,
+            "vision": vision.worker_spec(),
+        },
         (DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE),
     )
-    stats = sum_stats(info["computed"][DOCUMENTS_TABLE], "parsed", "read", "new", "changed", "deleted")
+    stats = sum_stats(info["computed"][DOCUMENTS_TABLE], "parsed", "read", "new", "changed", "deleted", "ocr_pages")
     quarantine = quarantine_rows(pipeline_state)
     quarantined = pipeline_state.table_rows(PARSE_QUARANTINE_TABLE)
     if quarantined:
@@ -82,6 +115,10 @@ def parsed_documents(
             "documents": pipeline_state.table_rows(DOCUMENTS_TABLE),
             "quarantined": quarantined,
             "parsed_this_run": stats["parsed"],
+            "ocr_pages_this_run": stats["ocr_pages"],
+            "ocr_engine": ocr_version,
+            "vision_model": vision.worker_spec()["model"] if vision.available else "none (OCR alone)",
+            "document_types": md_table(document_types(pipeline_state), ["doc_type", "source_format", "documents"], 20),
             "read_this_run": stats["read"],
             "dirty_shards": len(items),
             "resumed_shards": info.get("resumed", 0),
