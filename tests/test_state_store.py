@@ -71,3 +71,13 @@ def test_shard_of_is_stable_and_spreads_keys():
     assert [shard_of(k, 32) for k in keys[:50]] == [shard_of(k, 32) for k in keys[:50]]
     counts = Counter(shard_of(k, 32) for k in keys)
     assert len(counts) == 32 and max(counts.values()) < 2 * 4000 / 32
+
+
+def test_a_shard_written_before_a_column_was_added_reads_with_it_as_nulls(store):
+    """An upgrade adds columns (documents got doc_type and pages): shards written before read with them as nulls,
+    whole or by columns, instead of failing the cast."""
+    store.commit("docs", {1: store.write_shard("docs", 1, "in1", table(3))})
+    newer = pa.schema([("key", pa.string()), ("tag", pa.string()), ("pages", pa.int32())])
+    got = store.read_shard("docs", 1, newer)
+    assert got.schema == newer and got.column("pages").null_count == 3 and got.column("key").to_pylist()[0] == "doc/0"
+    assert store.read_shard("docs", 1, newer, columns=["key", "pages"]).column_names == ["key", "pages"]
