@@ -14,6 +14,7 @@ import csv
 import functools
 import io
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -108,7 +109,11 @@ class TesseractEngine:
         # one thread per page: the pipeline runs one page per core (Ray tasks), OpenMP threads would oversubscribe
         env["OMP_THREAD_LIMIT"] = "1"
         if self.root is None:
-            return "tesseract", env
+            # resolved here, not by the cached version probe: an engine gone from PATH is an error, not a cache hit
+            found = shutil.which("tesseract", path=env.get("PATH"))
+            if not found:
+                raise RuntimeError("tesseract is not on PATH (the eks image installs tesseract-ocr)")
+            return found, env
         libs = [str(p) for p in (self.root / "usr" / "lib").glob("*-linux-gnu")]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + [env.get("LD_LIBRARY_PATH", "")]).strip(os.pathsep)
         data = sorted((self.root / "usr" / "share" / "tesseract-ocr").glob("*/tessdata"))
@@ -116,14 +121,10 @@ class TesseractEngine:
             env["TESSDATA_PREFIX"] = str(data[-1])
         return str(self.root / "usr" / "bin" / "tesseract"), env
 
-    @functools.cached_property
+    @property
     def version(self) -> str:
         binary, env = self._cmd_env()
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, env=env, timeout=30)
-        first = (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else ""
-        if out.returncode != 0 or not first.startswith("tesseract"):
-            raise RuntimeError(f"tesseract does not run ({binary}): {out.stderr.strip()[:300]}")
-        return f"{first.replace(' ', '-')}:{self.lang}:psm{self.psm}"
+        return f"{_tesseract_version(binary, env.get('LD_LIBRARY_PATH', ''))}:{self.lang}:psm{self.psm}"
 
     def read(self, image: Image.Image, dpi: int | None = None) -> OcrPage:
         t0 = time.perf_counter()
@@ -138,9 +139,19 @@ class TesseractEngine:
         return _from_tsv(out.stdout.decode("utf-8", errors="replace"), time.perf_counter() - t0)
 
 
+@functools.lru_cache(maxsize=8)
+def _tesseract_version(binary: str, lib_path: str) -> str:
+    """``tesseract --version``, once per process and installation (every parse task asks, per shard)."""
+    env = dict(os.environ, LD_LIBRARY_PATH=lib_path) if lib_path else dict(os.environ)
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, env=env, timeout=30)
+    first = (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else ""
+    if out.returncode != 0 or not first.startswith("tesseract"):
+        raise RuntimeError(f"tesseract does not run ({binary}): {out.stderr.strip()[:300]}")
+    return first.replace(" ", "-")
+
+
 def _from_tsv(tsv: str, seconds: float) -> OcrPage:
-    lines: dict[tuple[int, int, int], list[str]] = {}
-    paragraphs: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    lines: dict[tuple[int, int, int], list[str]] = {}  # (block, paragraph, line) -> words, in reading order
     conf_sum = weight = words = 0.0
     for row in csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE):
         if row.get("level") != "5":
@@ -150,15 +161,15 @@ def _from_tsv(tsv: str, seconds: float) -> OcrPage:
             continue
         block, par, line = int(row["block_num"]), int(row["par_num"]), int(row["line_num"])
         lines.setdefault((block, par, line), []).append(word)
-        paragraphs.setdefault((block, par), [])
-        if (block, par, line) not in paragraphs[(block, par)]:
-            paragraphs[(block, par)].append((block, par, line))
         conf = max(float(row.get("conf") or 0), 0.0)
         conf_sum += conf * len(word)
         weight += len(word)
         words += 1
-    texts = [" ".join(lines[k]) for k in lines]
-    paras = ["\n".join(" ".join(lines[k]) for k in ks) for ks in paragraphs.values()]
+    paragraphs: dict[tuple[int, int], list[str]] = {}
+    for (block, par, _), ws in lines.items():
+        paragraphs.setdefault((block, par), []).append(" ".join(ws))
+    texts = [line for p in paragraphs.values() for line in p]
+    paras = ["\n".join(p) for p in paragraphs.values()]
     return OcrPage(
         text="\n\n".join(paras),
         confidence=round(conf_sum / weight, 2) if weight else 0.0,

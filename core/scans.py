@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import random
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +220,3 @@ def latin1_safe(text: str) -> str:
 
 def abstract_paragraphs(sections: list[tuple[str, str]]) -> list[str]:
     return [f"{label}: {text}" if label else text for label, text in sections if text]
-
-
-def wrap_plain(text: str, width: int = 90) -> str:
-    return "\n".join(textwrap.wrap(text, width))

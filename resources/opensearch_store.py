@@ -46,6 +46,7 @@ from core.access import by_index_groups
 from resources.vector_store import (
     ACCESS_FILTER,
     FILTER_FIELDS,
+    HIT_FIELDS,
     LIST_FIELDS,
     SearchHit,
     VectorStoreResource,
@@ -55,22 +56,7 @@ from resources.vector_store import (
 
 # v2: sections (keyword list) and specialty; v3: groups; v4: doc_type and pages
 OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v4"
-_SOURCE = [
-    "chunk_id",
-    "doc_key",
-    "doc_id",
-    "seq",
-    "title",
-    "text",
-    "section",
-    "year",
-    "journal",
-    "specialty",
-    "groups",
-    "page",
-    "page_end",
-    "doc_type",
-]
+_SOURCE = HIT_FIELDS
 log = logging.getLogger(__name__)
 
 GB = 1024**3
@@ -615,30 +601,7 @@ class OpenSearchVectorStore(VectorStoreResource):
 
     @staticmethod
     def _hits(raw: list[dict], score_of) -> list[SearchHit]:
-        out = []
-        for i, h in enumerate(raw):
-            s = h["_source"]
-            out.append(
-                SearchHit(
-                    chunk_id=s["chunk_id"],
-                    doc_key=s["doc_key"],
-                    doc_id=s["doc_id"],
-                    title=s["title"],
-                    text=s["text"],
-                    section=s["section"],
-                    year=s.get("year"),
-                    journal=s["journal"],
-                    score=float(score_of(h)),
-                    rank=i + 1,
-                    specialty=s.get("specialty") or "",
-                    seq=s.get("seq"),
-                    groups=list(s.get("groups") or []),
-                    page=s.get("page"),
-                    page_end=s.get("page_end"),
-                    doc_type=s.get("doc_type") or "",
-                )
-            )
-        return out
+        return [SearchHit.from_row(h["_source"], float(score_of(h)), i + 1) for i, h in enumerate(raw)]
 
     def search_dense(
         self,

@@ -8,29 +8,33 @@ import time
 import httpx
 
 
-def chat_ok(base: str, model: str, headers: dict | None = None, loading_s: float = 120) -> tuple[bool, dict]:
-    t = time.perf_counter()
-    while True:
-        r = httpx.post(
-            f"{base}/chat/completions",
-            headers=headers or {},
-            timeout=300,
-            json={
-                "model": model,
-                "messages": [{"role": "user", "content": "Name one organ of the human body. One word."}],
-                "max_tokens": 8,
-                "temperature": 0,
-            },
-        )
-        # llama-server answers 503 "Loading model" while it reads the weights: wait for it, bounded
-        if r.status_code != 503 or "Loading model" not in r.text or time.perf_counter() - t > loading_s:
-            break
-        time.sleep(1.0)
-    ms = (time.perf_counter() - t) * 1000
+def _complete(base: str, model: str, content, headers: dict | None) -> httpx.Response:
+    """One short, deterministic chat completion of one user message."""
+    return httpx.post(
+        f"{base}/chat/completions",
+        headers=headers or {},
+        timeout=300,
+        json={"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 8, "temperature": 0},
+    )
+
+
+def _reply(r: httpx.Response, t0: float) -> tuple[bool, dict]:
+    ms = (time.perf_counter() - t0) * 1000
     if r.status_code != 200:
         return False, {"status": r.status_code, "body": r.text[:300]}
     content = r.json()["choices"][0]["message"].get("content") or ""
     return bool(content.strip()), {"reply": content.strip()[:80], "latency_ms": round(ms)}
+
+
+def chat_ok(base: str, model: str, headers: dict | None = None, loading_s: float = 120) -> tuple[bool, dict]:
+    t = time.perf_counter()
+    while True:
+        r = _complete(base, model, "Name one organ of the human body. One word.", headers)
+        # llama-server answers 503 "Loading model" while it reads the weights: wait for it, bounded
+        if r.status_code != 503 or "Loading model" not in r.text or time.perf_counter() - t > loading_s:
+            break
+        time.sleep(1.0)
+    return _reply(r, t)
 
 
 def embed_ok(base: str, model: str, dim: int, headers: dict | None = None) -> tuple[bool, dict]:
@@ -53,24 +57,5 @@ def vision_ok(base: str, model: str, headers: dict | None = None) -> tuple[bool,
     from resources.vision import image_message, solid_png
 
     t = time.perf_counter()
-    r = httpx.post(
-        f"{base}/chat/completions",
-        headers=headers or {},
-        timeout=300,
-        json={
-            "model": model,
-            "messages": [
-                {
-                    "role": "user",
-                    "content": image_message(solid_png(32, 32, (220, 20, 20)), "Name its colour. One word."),
-                }
-            ],
-            "max_tokens": 8,
-            "temperature": 0,
-        },
-    )
-    ms = (time.perf_counter() - t) * 1000
-    if r.status_code != 200:
-        return False, {"status": r.status_code, "body": r.text[:300]}
-    content = r.json()["choices"][0]["message"].get("content") or ""
-    return bool(content.strip()), {"reply": content.strip()[:80], "latency_ms": round(ms)}
+    content = image_message(solid_png(32, 32, (220, 20, 20)), "Name its colour. One word.")
+    return _reply(_complete(base, model, content, headers), t)

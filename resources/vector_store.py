@@ -114,6 +114,47 @@ class SearchHit:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    @classmethod
+    def from_row(cls, r: dict[str, Any], score: float, rank: int) -> SearchHit:
+        """A hit from a stored row (the HIT_FIELDS of either store)."""
+        return cls(
+            chunk_id=r["chunk_id"],
+            doc_key=r["doc_key"],
+            doc_id=r["doc_id"],
+            title=r["title"],
+            text=r["text"],
+            section=r["section"],
+            year=r.get("year"),
+            journal=r["journal"],
+            score=score,
+            rank=rank,
+            specialty=r.get("specialty") or "",
+            seq=r.get("seq"),
+            groups=list(r.get("groups") or []),
+            page=r.get("page"),
+            page_end=r.get("page_end"),
+            doc_type=r.get("doc_type") or "",
+        )
+
+
+# the stored fields a search reads back into a SearchHit (LanceDB's select, OpenSearch's _source)
+HIT_FIELDS = [
+    "chunk_id",
+    "doc_key",
+    "doc_id",
+    "seq",
+    "title",
+    "text",
+    "section",
+    "year",
+    "journal",
+    "specialty",
+    "groups",
+    "page",
+    "page_end",
+    "doc_type",
+]
+
 
 def _sql_literal(value: Any, kind: str) -> str:
     if kind == "int":
@@ -565,44 +606,9 @@ class LanceDBVectorStore(VectorStoreResource):
 
     @staticmethod
     def _hits(rows: list[dict[str, Any]], score_of) -> list[SearchHit]:
-        return [
-            SearchHit(
-                chunk_id=r["chunk_id"],
-                doc_key=r["doc_key"],
-                doc_id=r["doc_id"],
-                title=r["title"],
-                text=r["text"],
-                section=r["section"],
-                year=r["year"],
-                journal=r["journal"],
-                score=float(score_of(r)),
-                rank=i + 1,
-                specialty=r.get("specialty") or "",
-                seq=r.get("seq"),
-                groups=list(r.get("groups") or []),
-                page=r.get("page"),
-                page_end=r.get("page_end"),
-                doc_type=r.get("doc_type") or "",
-            )
-            for i, r in enumerate(rows)
-        ]
+        return [SearchHit.from_row(r, float(score_of(r)), i + 1) for i, r in enumerate(rows)]
 
-    _COLUMNS = [
-        "chunk_id",
-        "doc_key",
-        "doc_id",
-        "seq",
-        "title",
-        "text",
-        "section",
-        "year",
-        "journal",
-        "specialty",
-        "groups",
-        "page",
-        "page_end",
-        "doc_type",
-    ]
+    _COLUMNS = HIT_FIELDS
 
     def search_dense(
         self,

@@ -21,6 +21,21 @@ from tests.helpers import free_port
 TAVILY_KEY = "tvly-test-0123456789"
 
 
+class _JSONHandler(BaseHTTPRequestHandler):
+    """A fixture's request handler: quiet, answers JSON."""
+
+    def log_message(self, *a):
+        pass
+
+    def _send(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 class _Server:
     def __init__(self, handler):
         self.port = free_port()
@@ -44,10 +59,7 @@ class TavilyFixture(_Server):
         self.requests: list[dict] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(_JSONHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
@@ -68,14 +80,6 @@ class TavilyFixture(_Server):
                     for i in range(min(n, 2))
                 ]
                 self._send(200, {"query": q, "answer": None, "images": [], "results": results, "response_time": 0.01})
-
-            def _send(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         super().__init__(Handler)
 
@@ -149,10 +153,7 @@ class OpenAIVisionFixture(_Server):
         self.requests: list[dict] = []
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
+        class Handler(_JSONHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 outer.requests.append({"path": self.path, "body": body, "auth": self.headers.get("authorization")})
@@ -195,13 +196,5 @@ class OpenAIVisionFixture(_Server):
                         "usage": {"prompt_tokens": 64, "completion_tokens": 8, "total_tokens": 72},
                     },
                 )
-
-            def _send(self, status, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
         super().__init__(Handler)

@@ -166,3 +166,20 @@ def scanned_abstract(key: str, data: bytes, seed: int, dpi: int = 200) -> tuple[
     rendered = scans.render_document(doc.title, f"{doc.journal}. {doc.year}.", paras, dpi=dpi)
     pages = [scans.degrade(p, seed + i, rotate_deg=2.0, noise=0.01, blur=0.5) for i, p in enumerate(rendered.pages)]
     return scans.scan_pdf(pages, dpi), doc.title
+
+
+def stack_cli(stack) -> tuple[str, dict]:
+    """(path of the `agentic` console script, its environment) for CLI runs against the session's serving stack."""
+    import os
+    import sys
+
+    s = stack.settings
+    env = dict(
+        os.environ,
+        AGENTIC_HOME=str(s.home),
+        AGENTIC_LLM="0.5b",
+        AGENTIC_GATEWAY_PORT=str(s.gateway_port),
+        AGENTIC_WEB_SEARCH="http",
+        AGENTIC_WEB_SEARCH_URL=s.web_search_url,
+    )
+    return os.path.join(os.path.dirname(sys.executable), "agentic"), env

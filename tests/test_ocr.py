@@ -248,18 +248,10 @@ def test_scans_in_the_store_are_searchable_and_cited_with_their_page(serving_sta
     """Two scanned abstracts seeded into the serving stack's store: `agentic search` finds each by its title in the
     top 3, and `agentic ask` cites it as "<key>, page 1"."""
     import subprocess
-    import sys
 
-    s = serving_stack.settings
-    env = dict(
-        os.environ,
-        AGENTIC_HOME=str(s.home),
-        AGENTIC_LLM="0.5b",
-        AGENTIC_GATEWAY_PORT=str(s.gateway_port),
-        AGENTIC_WEB_SEARCH="http",
-        AGENTIC_WEB_SEARCH_URL=s.web_search_url,
-    )
-    agentic = os.path.join(os.path.dirname(sys.executable), "agentic")
+    from tests.helpers import stack_cli
+
+    agentic, env = stack_cli(serving_stack)
     for key, title in serving_stack.scanned:
         out = subprocess.run(
             [agentic, "search", title, "--k", "3", "--json"], env=env, capture_output=True, text=True, timeout=300

@@ -627,18 +627,10 @@ def test_api_refuses_to_start_without_a_key(answer_service):
 @pytest.mark.e2e
 def test_cli_ask_and_keys(serving_stack, tmp_path):
     import subprocess
-    import sys
 
-    s = serving_stack.settings
-    env = dict(
-        os.environ,
-        AGENTIC_HOME=str(s.home),
-        AGENTIC_LLM="0.5b",
-        AGENTIC_GATEWAY_PORT=str(s.gateway_port),
-        AGENTIC_WEB_SEARCH="http",
-        AGENTIC_WEB_SEARCH_URL=s.web_search_url,
-    )
-    agentic = os.path.join(os.path.dirname(sys.executable), "agentic")
+    from tests.helpers import stack_cli
+
+    agentic, env = stack_cli(serving_stack)
     title, _ = _indexed_title(serving_stack, 4)
     out = subprocess.run(
         [agentic, "ask", "--json", f"What did the study {title!r} find?"],
