@@ -6,8 +6,9 @@
   ``spec.versions[].schema.openAPIV3Schema``, with unknown fields reported the way ``kubectl apply --validate=strict``
   reports them (the API server would silently prune them).
 
-The CRD files are not copied into this repository: they are read from ``AGENTIC_CRD_DIR`` or, by default, the project
+Most CRD files are not copied into this repository: they are read from ``AGENTIC_CRD_DIR`` or, by default, the project
 lead's shared folder ``../shared/crds`` beside the checkout (see its README for their upstream tags and blob SHAs).
+Those the shared folder lacks (PrometheusRule) are vendored in ``infra/crds`` (its README names their source).
 Karpenter-kwok's own CRDs (KWOKNodeClass) come from where `make setup` built the local control plane. This offline check
 runs before anything is sent; the real API server (`agentic cluster up`) then enforces the CEL rules this cannot.
 """
@@ -25,8 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 KUBERNETES_VERSION = "1.33"
 
 
+VENDORED_CRDS = REPO / "infra" / "crds"
+
+
 def crd_dir() -> Path:
     return Path(os.environ.get("AGENTIC_CRD_DIR") or REPO.parent / "shared" / "crds")
+
+
+def crd_dirs() -> tuple[Path, ...]:
+    """Every folder of platform CRDs, the shared one last (it wins for a kind in both): what a cluster must have."""
+    return (VENDORED_CRDS, crd_dir())
 
 
 def extra_crd_dirs() -> tuple[Path, ...]:
@@ -55,7 +64,7 @@ def crd_schemas() -> dict[tuple[str, str], dict]:
         raise FileNotFoundError(
             f"CRD schemas not found in {root}: set AGENTIC_CRD_DIR to a folder of upstream CRD YAML files"
         )
-    return _crd_schemas(*map(str, extra_crd_dirs()), str(root))
+    return _crd_schemas(*map(str, (*extra_crd_dirs(), *crd_dirs())))
 
 
 def _unknown_fields(obj, schema: dict, path: str) -> list[str]:

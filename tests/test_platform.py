@@ -373,7 +373,7 @@ def test_cli_platform_render_plan_and_apply_run_the_job(tmp_path, moto_server, k
     ]
     assert docs and all(validate_manifest(d) == [] for d in docs)
     assert {d["kind"] for d in docs} >= {"NodePool", "KWOKNodeClass", "RayService", "Deployment"}
-    assert (out / "dagster-values.yaml").exists() and len(list((out / "dashboards").glob("*.json"))) == 2
+    assert (out / "dagster-values.yaml").exists() and len(list((out / "dashboards").glob("*.json"))) == 4
     assert (out / "iam_roles.json").exists()
 
     r = _cli(["platform", "plan", "--target", "eks", "--json"], env)

@@ -5,12 +5,14 @@ prune what is no longer declared):
 
 - ``node_pools``: Karpenter ``NodePool`` per pool; with ``compute_mode="karpenter"`` also an ``EC2NodeClass`` per pool.
   With EKS Auto Mode (the default) the pools reference Auto Mode's built-in ``eks.amazonaws.com`` NodeClass.
-- ``cluster_addons``: pinned Helm charts (KubeRay operator, Prometheus agent for AMP) as data, the NVIDIA and Neuron
-  device plugins (karpenter mode; Auto Mode ships both), ServiceMonitors.
+- ``cluster_addons``: pinned Helm charts (KubeRay operator, kube-prometheus-stack: Prometheus evaluating the alert
+  rules and remote-writing to AMP, Alertmanager) as data, the NVIDIA and Neuron device plugins (karpenter mode; Auto
+  Mode ships both), the DCGM exporter and Neuron monitor (not on kwok), ServiceMonitors (observability.py).
 - ``model_deployments``: RayServices (embedder on Graviton, vLLM Qwen3-14B and vLLM Qwen2.5-VL-7B on the GPU pool, a
   Neuron variant), the RayCluster that runs the pipeline's Ray Data embedding, their Secrets as references.
 - ``gateway_and_observability``: LiteLLM (ConfigMap from ``model_gateway``'s config, Deployment, Service), the API
-  (Deployment, Service, Ingress), Grafana dashboards as ConfigMaps.
+  (Deployment, Service, Ingress), the GPU exporters' Services, the SLO PrometheusRule, Grafana dashboards as
+  ConfigMaps (what is scraped, charted and alerted on is defined once, in ``observability.py``).
 
 Labels are the standard ones (``kubernetes.io/arch``, ``karpenter.sh/nodepool``), not custom node labels.
 """
@@ -25,6 +27,14 @@ import yaml
 
 from infra.platform.config import MANAGED_BY, NodePoolConfig, PlatformConfig
 from infra.platform.gateway import render_litellm_config
+from infra.platform.observability import (
+    PROMETHEUS_RELEASE,
+    exporter_services,
+    gpu_exporters,
+    grafana_dashboards,
+    prometheus_rule,
+    service_monitors,
+)
 from infra.platform.security import (
     CONTAINER_SECURITY,
     NODE_AGENT_SECURITY,
@@ -54,19 +64,29 @@ HELM_CHARTS = [
         "values": {"batchScheduler": {"enabled": False}},
     },
     {
-        "name": "prometheus-agent",
+        # Prometheus in server mode (an agent evaluates no rules): short local retention for rules and alerts, every
+        # sample still remote-written to AMP. The release keeps its name: a new one would install a second stack.
+        "name": PROMETHEUS_RELEASE,
         "repo": "https://prometheus-community.github.io/helm-charts",
         "chart": "kube-prometheus-stack",
         "version": "75.15.1",
         "namespace": "monitoring",
         "values": {
             "grafana": {"enabled": False},
-            "alertmanager": {"enabled": False},
+            # receivers (Slack, PagerDuty, SNS...) come from the Secret alertmanager-receivers (key alertmanager.yaml),
+            # created out of band: no webhook URL or key lives in this repository
+            "alertmanager": {
+                "enabled": True,
+                "alertmanagerSpec": {"useExistingSecret": True, "configSecret": "alertmanager-receivers"},
+            },
             "prometheus": {
-                "agentMode": True,
+                "agentMode": False,
                 "serviceAccount": {"name": "prometheus-amp"},
                 "prometheusSpec": {
                     "serviceMonitorSelectorNilUsesHelmValues": False,
+                    "ruleSelectorNilUsesHelmValues": False,  # every PrometheusRule, not only the release's own
+                    "retention": "2d",  # AMP keeps the history; locally only what rules and alerts look back on
+                    "retentionSize": "8GB",
                     "remoteWrite": [{"url": "${AMP_REMOTE_WRITE_URL}", "sigv4": {"region": "${AWS_REGION}"}}],
                 },
             },
@@ -129,6 +149,7 @@ PRUNE_KINDS: dict[str, set[tuple[str, str]]] = {
         ("networking.k8s.io/v1", "NetworkPolicy"),
         ("ray.io/v1", "RayService"),
         ("ray.io/v1", "RayCluster"),
+        ("monitoring.coreos.com/v1", "PrometheusRule"),
     },
 }
 # Where instance labels live and which node class a pool references, per compute target: EKS Auto Mode, self-managed
@@ -302,19 +323,11 @@ def _daemonset(
     }
 
 
-def _service_monitor(cfg: PlatformConfig, name: str, selector: dict, port: str, path: str = "/metrics") -> dict:
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": _meta(cfg, name, "metrics", cfg.namespace),
-        "spec": {"selector": {"matchLabels": selector}, "endpoints": [{"port": port, "path": path, "interval": "30s"}]},
-    }
-
-
 def render_cluster_addons(cfg: PlatformConfig, compute_mode: str = "auto") -> list[dict]:
     # the namespaces come first (the ServiceMonitors here and every workload after live in them), with their Pod
     # Security labels, then the access roles' bindings in them
-    out: list[dict] = [*render_namespaces(cfg, node_agents=compute_mode != "auto"), *render_rbac(cfg)]
+    # the node namespace in every mode: Auto Mode brings its own device plugins, not the GPU / Neuron exporters
+    out: list[dict] = [*render_namespaces(cfg, node_agents=True), *render_rbac(cfg)]
     if compute_mode != "auto":  # Auto Mode nodes come with the NVIDIA and Neuron device plugins
         out.append(
             _daemonset(
@@ -335,11 +348,9 @@ def render_cluster_addons(cfg: PlatformConfig, compute_mode: str = "auto") -> li
                 "aws.amazon.com/neuron",
             )
         )
-    out += [
-        _service_monitor(cfg, "ray-serve", {"ray.io/node-type": "head"}, "metrics"),
-        _service_monitor(cfg, "litellm", {"app.kubernetes.io/name": "litellm"}, "http", "/metrics/"),
-        _service_monitor(cfg, "agentic-api", {"app.kubernetes.io/name": "agentic-api"}, "http"),
-    ]
+    if compute_mode != "kwok":  # kwok's nodes have no GPU or Neuron device to read; Auto Mode ships no exporters
+        out += gpu_exporters(cfg)
+    out += service_monitors(cfg)  # last: they select Services the later steps create
     return out
 
 
@@ -682,83 +693,6 @@ def _deployment(
     ]
 
 
-def grafana_dashboards() -> dict[str, dict]:
-    """Dashboards as Grafana JSON: agent latency, tokens, route counts, ingestion throughput."""
-
-    def panel(pid: int, title: str, expr: str, unit: str, x: int, y: int) -> dict:
-        return {
-            "id": pid,
-            "type": "timeseries",
-            "title": title,
-            "datasource": {"type": "prometheus", "uid": "${datasource}"},
-            "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "targets": [{"refId": "A", "expr": expr}],
-        }
-
-    return {
-        "agentic-rag-agents": {
-            "title": "Agentic RAG: agents",
-            "uid": "agentic-agents",
-            "schemaVersion": 39,
-            "time": {"from": "now-6h", "to": "now"},
-            "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
-            "panels": [
-                panel(
-                    1,
-                    "Answer latency p50 / p95",
-                    "histogram_quantile(0.95, sum by (le) (rate(agentic_answer_seconds_bucket[5m])))",
-                    "s",
-                    0,
-                    0,
-                ),
-                panel(
-                    2,
-                    "Tokens per second (prompt, completion)",
-                    "sum by (kind) (rate(agentic_tokens_total[5m]))",
-                    "short",
-                    12,
-                    0,
-                ),
-                panel(3, "Answers by route", "sum by (route) (rate(agentic_answers_total[5m]))", "reqps", 0, 8),
-                panel(
-                    4,
-                    "Gateway requests by model",
-                    "sum by (model) (rate(litellm_requests_metric_total[5m]))",
-                    "reqps",
-                    12,
-                    8,
-                ),
-            ],
-        },
-        "agentic-rag-ingestion": {
-            "title": "Agentic RAG: ingestion",
-            "uid": "agentic-ingestion",
-            "schemaVersion": 39,
-            "time": {"from": "now-7d", "to": "now"},
-            "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
-            "panels": [
-                panel(
-                    1,
-                    "Embedding throughput (chunks/s)",
-                    'sum(rate(ray_serve_deployment_processing_latency_ms_count{deployment="embedder"}[5m]))',
-                    "short",
-                    0,
-                    0,
-                ),
-                panel(
-                    2,
-                    "Ray Serve replicas",
-                    "sum by (deployment) (ray_serve_deployment_replica_healthy)",
-                    "short",
-                    12,
-                    0,
-                ),
-            ],
-        },
-    }
-
-
 def render_gateway_and_observability(cfg: PlatformConfig, litellm_config: dict) -> list[dict]:
     if "master_key" in json.dumps(litellm_config.get("general_settings", {})) and "os.environ/" not in json.dumps(
         litellm_config.get("general_settings", {})
@@ -837,6 +771,8 @@ def render_gateway_and_observability(cfg: PlatformConfig, litellm_config: dict) 
             },
         }
     )
+    out += exporter_services(cfg)  # Services are this step's kind; their DaemonSets are cluster add-ons
+    out.append(prometheus_rule(cfg))
     for name, dash in grafana_dashboards().items():
         out.append(
             {

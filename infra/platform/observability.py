@@ -1,0 +1,626 @@
+"""What Prometheus scrapes, the dashboards and the alert rules: one source for the cluster and the local stack.
+
+Pure rendering, no I/O:
+
+- ``METRICS_SERVICES``: every metrics endpoint (API, LiteLLM, Ray head, DCGM exporter, Neuron monitor). From it come
+  the ServiceMonitors (``service_monitors``) and the local Prometheus config (``local_scrape_config``), so the two
+  cannot drift apart.
+- ``grafana_dashboards`` (Grafana JSON) and ``dashboard_panels`` (every panel query, with what it needs to return data).
+- ``alert_rules`` (Prometheus ``groups:``: recording rules and the SLO alerts) and ``prometheus_rule`` (the same as a
+  ``PrometheusRule`` for kube-prometheus-stack).
+- ``gpu_exporters`` / ``exporter_services``: the DCGM exporter and Neuron monitor DaemonSets and their Services.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from infra.platform.config import MANAGED_BY, PlatformConfig
+from infra.platform.security import NODE_NAMESPACE
+
+API_KEY_SECRET = "agentic-api-key"  # the Secret the API reads its key from (key ``key``); the scrape reuses it
+PROMETHEUS_RELEASE = "prometheus-agent"  # the kube-prometheus-stack Helm release (manifests.HELM_CHARTS)
+DCGM_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04"
+NEURON_MONITOR_IMAGE = "public.ecr.aws/neuron/neuron-monitor:1.3.0"
+EXPORTER_PORTS = {"dcgm-exporter": 9400, "neuron-monitor": 8000}
+ANSWER_PATHS = "/query|/v1/chat/completions"  # the API routes that answer a question
+RUNBOOK = "infra/README.md#"  # + the alert name in lower case: its section under "Monitoring and alerts"
+
+# SLO thresholds (documented in infra/README.md, "Monitoring and alerts")
+ANSWER_P95_SECONDS = 20
+API_ERROR_RATIO = 0.05
+GATEWAY_FAILURE_RATIO = 0.05
+EMBEDDER_BACKLOG = 100
+
+
+@dataclass(frozen=True)
+class MetricsService:
+    """One metrics endpoint: the Service it is behind (``selector`` matches the Service's labels), the Service port's
+    name, the HTTP path, whether it runs beside the apps or as a node agent, its auth and the accelerator it needs."""
+
+    name: str
+    selector: dict = field(hash=False)
+    port: str
+    path: str
+    namespace: Literal["app", "node"] = "app"
+    scheme_auth: Literal["bearer"] | None = None
+    gpu: str | None = None
+
+
+METRICS_SERVICES: tuple[MetricsService, ...] = (
+    MetricsService("agentic-api", {"app.kubernetes.io/name": "agentic-api"}, "http", "/metrics", scheme_auth="bearer"),
+    # LiteLLM mounts its exporter at /metrics/ (/metrics answers a 307 redirect)
+    MetricsService("litellm", {"app.kubernetes.io/name": "litellm"}, "http", "/metrics/"),
+    # the head's metrics agent: Serve's proxy, controller and the replicas on that node report through it
+    MetricsService("ray-serve", {"ray.io/node-type": "head"}, "metrics", "/metrics"),
+    MetricsService(
+        "dcgm-exporter", {"app.kubernetes.io/name": "dcgm-exporter"}, "metrics", "/metrics", "node", gpu="nvidia"
+    ),
+    MetricsService(
+        "neuron-monitor", {"app.kubernetes.io/name": "neuron-monitor"}, "metrics", "/metrics", "node", gpu="neuron"
+    ),
+)
+
+
+def _meta(cfg: PlatformConfig, name: str, component: str, namespace: str, extra: dict | None = None) -> dict:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            "app.kubernetes.io/part-of": cfg.cluster_name,
+            "app.kubernetes.io/component": component,
+            **(extra or {}),
+        },
+    }
+
+
+def _namespace(cfg: PlatformConfig, svc: MetricsService) -> str:
+    return NODE_NAMESPACE if svc.namespace == "node" else cfg.namespace
+
+
+# ------------------------------------------------------------------ scraping
+
+
+def service_monitors(cfg: PlatformConfig) -> list[dict]:
+    """A ServiceMonitor per service, in the service's own namespace and naming it explicitly (an SM without a
+    namespaceSelector only looks in its own namespace, which is how the node agents' targets would go missing)."""
+    out = []
+    for svc in METRICS_SERVICES:
+        ns = _namespace(cfg, svc)
+        endpoint: dict[str, Any] = {"port": svc.port, "path": svc.path, "interval": "30s"}
+        if svc.scheme_auth == "bearer":
+            # the API's /metrics wants its bearer key; the operator reads it from the Secret (same namespace as the SM)
+            endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": API_KEY_SECRET, "key": "key"}}
+        out.append(
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "ServiceMonitor",
+                "metadata": _meta(cfg, svc.name, "metrics", ns),
+                "spec": {
+                    "selector": {"matchLabels": dict(svc.selector)},
+                    "namespaceSelector": {"matchNames": [ns]},
+                    "endpoints": [endpoint],
+                },
+            }
+        )
+    return out
+
+
+def local_scrape_config(
+    targets: dict[str, str],
+    *,
+    bearer_file: str | None = None,
+    interval: str = "5s",
+    rule_files: tuple[str, ...] = (),
+) -> dict:
+    """A Prometheus config for the local stack: one job per service named in ``targets`` (``"127.0.0.1:PORT"``),
+    scraped on the same path as its ServiceMonitor; bearer services read their key from ``bearer_file``. Services
+    absent from ``targets`` (the GPU exporters, locally) are left out."""
+    known = {s.name: s for s in METRICS_SERVICES}
+    unknown = sorted(set(targets) - set(known))
+    if unknown:
+        raise ValueError(f"unknown metrics services {unknown}; known: {sorted(known)}")
+    jobs = []
+    for svc in METRICS_SERVICES:
+        if svc.name not in targets:
+            continue
+        job: dict[str, Any] = {
+            "job_name": svc.name,
+            "metrics_path": svc.path,
+            "static_configs": [{"targets": [targets[svc.name]]}],
+        }
+        if svc.scheme_auth == "bearer":
+            if not bearer_file:
+                raise ValueError(f"{svc.name} needs its bearer key: pass bearer_file")
+            job["authorization"] = {"type": "Bearer", "credentials_file": bearer_file}
+        jobs.append(job)
+    out: dict[str, Any] = {"global": {"scrape_interval": interval, "evaluation_interval": interval}}
+    if rule_files:
+        out["rule_files"] = list(rule_files)
+    out["scrape_configs"] = jobs
+    return out
+
+
+# ------------------------------------------------------------------ dashboards
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    """One query of a dashboard panel; ``needs`` is None when the local stack serves it, else the accelerator
+    ("nvidia" / "neuron") whose exporter it reads."""
+
+    dashboard: str
+    title: str
+    expr: str
+    needs: str | None = None
+
+
+@dataclass(frozen=True)
+class _Panel:
+    title: str
+    targets: tuple[tuple[str, str], ...]  # (legend, expr)
+    unit: str
+    needs: str | None = None
+
+
+def _latency_quantile(q: float) -> str:
+    return f'histogram_quantile({q}, sum by (le) (rate(agentic_request_seconds_bucket{{path=~"{ANSWER_PATHS}"}}[5m])))'
+
+
+# 5xx over every request but the scrapes and health checks (those would dilute the ratio); no 5xx at all is 0, not
+# an empty result
+_API_ERROR_RATIO = (
+    '(sum(rate(agentic_requests_total{status=~"5..",path!~"/metrics|/health"}[5m])) or vector(0))'
+    ' / sum(rate(agentic_requests_total{path!~"/metrics|/health"}[5m]))'
+)
+_GATEWAY_FAILURE_RATIO = (
+    "(sum(rate(litellm_proxy_failed_requests_metric_total[5m])) or vector(0))"
+    " / sum(rate(litellm_proxy_total_requests_metric_total[5m]))"
+)
+# what waits in the embedder's handles; 0 (not nothing) while the embedder runs and no handle has queued yet
+_EMBEDDER_BACKLOG = (
+    'sum(ray_serve_deployment_queued_queries{deployment="embedder"})'
+    ' or (sum(ray_serve_deployment_replica_healthy{deployment="embedder"}) * 0)'
+)
+_NOT_HEALTH = 'route!~"/-/.*"'  # Serve's own health routes
+
+DASHBOARDS: dict[str, dict[str, Any]] = {
+    "agentic-rag-agents": {
+        "title": "Agentic RAG: agents",
+        "uid": "agentic-agents",
+        "panels": (
+            _Panel(
+                "Answer latency p50 / p95", (("p50", _latency_quantile(0.5)), ("p95", _latency_quantile(0.95))), "s"
+            ),
+            _Panel("API error ratio (5xx)", (("5xx", _API_ERROR_RATIO),), "percentunit"),
+            _Panel(
+                "LLM tokens per second (prompt, completion)",
+                (("{{kind}}", "sum by (kind) (rate(agentic_llm_tokens_total[5m]))"),),
+                "short",
+            ),
+            _Panel(
+                "Answers by route", (("{{route}}", "sum by (route) (rate(agentic_answer_routes_total[5m]))"),), "reqps"
+            ),
+            _Panel(
+                "LLM calls per answer",
+                (
+                    (
+                        "calls/answer",
+                        "sum(rate(agentic_llm_calls_total[5m])) / sum(rate(agentic_answer_routes_total[5m]))",
+                    ),
+                ),
+                "short",
+            ),
+            _Panel(
+                "API requests by path and status",
+                (("{{path}} {{status}}", "sum by (path, status) (rate(agentic_requests_total[5m]))"),),
+                "reqps",
+            ),
+        ),
+    },
+    "agentic-rag-gateway": {
+        "title": "Agentic RAG: model gateway (LiteLLM)",
+        "uid": "agentic-gateway",
+        "panels": (
+            _Panel(
+                "Requests by model",
+                (
+                    (
+                        "{{requested_model}}",
+                        "sum by (requested_model) (rate(litellm_proxy_total_requests_metric_total[5m]))",
+                    ),
+                ),
+                "reqps",
+            ),
+            _Panel(
+                "Upstream latency p95 by model",
+                (
+                    (
+                        "{{requested_model}}",
+                        "histogram_quantile(0.95, sum by (le, requested_model) "
+                        "(rate(litellm_llm_api_latency_metric_bucket[5m])))",
+                    ),
+                ),
+                "s",
+            ),
+            _Panel(
+                "Request latency p95 (through the proxy)",
+                (
+                    (
+                        "p95",
+                        "histogram_quantile(0.95, sum by (le) (rate(litellm_request_total_latency_metric_bucket[5m])))",
+                    ),
+                ),
+                "s",
+            ),
+            _Panel(
+                "Failed requests by model",
+                (
+                    (
+                        "{{requested_model}}",
+                        # 0 per model until the first failure creates the series
+                        "sum by (requested_model) (rate(litellm_proxy_failed_requests_metric_total[5m]))"
+                        " or sum by (requested_model) (rate(litellm_proxy_total_requests_metric_total[5m])) * 0",
+                    ),
+                ),
+                "reqps",
+            ),
+            _Panel("Failure ratio", (("failed", _GATEWAY_FAILURE_RATIO),), "percentunit"),
+            _Panel(
+                "Tokens per second (input, output)",
+                (
+                    ("input", "sum(rate(litellm_input_tokens_metric_total[5m]))"),
+                    ("output", "sum(rate(litellm_output_tokens_metric_total[5m]))"),
+                    ("total", "sum(rate(litellm_total_tokens_metric_total[5m]))"),
+                ),
+                "short",
+            ),
+        ),
+    },
+    "agentic-rag-ray-serve": {
+        "title": "Agentic RAG: Ray Serve",
+        "uid": "agentic-ray-serve",
+        "panels": (
+            _Panel(
+                "HTTP requests by application and route",
+                (
+                    (
+                        "{{application}} {{route}}",
+                        f"sum by (application, route) (rate(ray_serve_num_http_requests_total{{{_NOT_HEALTH}}}[5m]))",
+                    ),
+                ),
+                "reqps",
+            ),
+            _Panel(
+                "HTTP latency p95 by application",
+                (
+                    (
+                        "{{application}}",
+                        "histogram_quantile(0.95, sum by (application, le) "
+                        f"(rate(ray_serve_http_request_latency_ms_bucket{{{_NOT_HEALTH}}}[5m])))",
+                    ),
+                ),
+                "ms",
+            ),
+            _Panel(
+                "Healthy replicas",
+                (
+                    (
+                        "{{application}}/{{deployment}}",
+                        "sum by (application, deployment) (ray_serve_deployment_replica_healthy)",
+                    ),
+                ),
+                "short",
+            ),
+            _Panel("Embedding backlog (embedder queued queries)", (("queued", _EMBEDDER_BACKLOG),), "short"),
+            _Panel(
+                "Ray nodes: CPU utilisation",
+                (("{{instance}}", "avg by (instance) (ray_node_cpu_utilization)"),),
+                "percent",
+            ),
+            _Panel("Ray nodes: memory used", (("{{instance}}", "sum by (instance) (ray_node_mem_used)"),), "bytes"),
+        ),
+    },
+    "agentic-rag-gpu": {
+        "title": "Agentic RAG: GPUs and NeuronCores",
+        "uid": "agentic-gpu",
+        "panels": (
+            _Panel(
+                "GPU utilisation",
+                (("{{Hostname}} gpu {{gpu}}", "avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)"),),
+                "percent",
+                "nvidia",
+            ),
+            _Panel(
+                "GPU memory used",
+                (("{{Hostname}} gpu {{gpu}}", "sum by (Hostname, gpu) (DCGM_FI_DEV_FB_USED)"),),
+                "decmbytes",
+                "nvidia",
+            ),
+            _Panel(
+                "GPU memory used (share of total)",
+                (
+                    (
+                        "{{Hostname}} gpu {{gpu}}",
+                        "sum by (Hostname, gpu) (DCGM_FI_DEV_FB_USED)"
+                        " / (sum by (Hostname, gpu) (DCGM_FI_DEV_FB_USED) + sum by (Hostname, gpu) (DCGM_FI_DEV_FB_FREE))",
+                    ),
+                ),
+                "percentunit",
+                "nvidia",
+            ),
+            _Panel(
+                "GPU temperature and power",
+                (
+                    ("{{Hostname}} gpu {{gpu}} °C", "max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP)"),
+                    ("{{Hostname}} W", "sum by (Hostname) (DCGM_FI_DEV_POWER_USAGE)"),
+                ),
+                "short",
+                "nvidia",
+            ),
+            _Panel(
+                "GPU XID errors (last code)",
+                (("{{Hostname}} gpu {{gpu}}", "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS)"),),
+                "short",
+                "nvidia",
+            ),
+            _Panel(
+                "NeuronCore utilisation",
+                (("{{instance_id}}", "avg by (instance_id) (neuroncore_utilization_ratio)"),),
+                "percentunit",
+                "neuron",
+            ),
+            _Panel(
+                "Neuron runtime memory used",
+                (
+                    (
+                        "{{instance_id}} {{memory_location}}",
+                        "sum by (instance_id, memory_location) (neuron_runtime_memory_used_bytes)",
+                    ),
+                ),
+                "bytes",
+                "neuron",
+            ),
+        ),
+    },
+}
+
+
+def dashboard_panels() -> list[PanelQuery]:
+    """Every query of every dashboard panel (one per panel target)."""
+    return [
+        PanelQuery(name, panel.title, expr, panel.needs)
+        for name, dash in DASHBOARDS.items()
+        for panel in dash["panels"]
+        for _legend, expr in panel.targets
+    ]
+
+
+def grafana_dashboards() -> dict[str, dict]:
+    """The dashboards as Grafana JSON (provisioned from ConfigMaps labelled ``grafana_dashboard``)."""
+    out = {}
+    for name, dash in DASHBOARDS.items():
+        panels = []
+        for i, p in enumerate(dash["panels"]):
+            panels.append(
+                {
+                    "id": i + 1,
+                    "type": "timeseries",
+                    "title": p.title,
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+                    "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
+                    "targets": [
+                        {"refId": chr(ord("A") + j), "expr": expr, "legendFormat": legend}
+                        for j, (legend, expr) in enumerate(p.targets)
+                    ],
+                }
+            )
+        out[name] = {
+            "title": dash["title"],
+            "uid": dash["uid"],
+            "schemaVersion": 39,
+            "time": {"from": "now-6h", "to": "now"},
+            "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
+            "panels": panels,
+        }
+    return out
+
+
+# ------------------------------------------------------------------ alerts
+
+
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary, "description": description, "runbook_url": RUNBOOK + name.lower()},
+    }
+
+
+def alert_rules() -> dict:
+    """Recording rules for the SLIs and the SLO alerts, as a Prometheus rule file (``groups:``)."""
+    return {
+        "groups": [
+            {
+                "name": "agentic-rag.sli",
+                "rules": [
+                    {"record": "agentic:answer_seconds:p95_5m", "expr": _latency_quantile(0.95)},
+                    {"record": "agentic:api_error_ratio:5m", "expr": _API_ERROR_RATIO},
+                    {"record": "litellm:failed_ratio:5m", "expr": _GATEWAY_FAILURE_RATIO},
+                    {
+                        "record": "ray_serve:embedder_queued_queries:sum",
+                        "expr": 'sum(ray_serve_deployment_queued_queries{deployment="embedder"})',
+                    },
+                ],
+            },
+            {
+                "name": "agentic-rag.slo",
+                "rules": [
+                    _alert(
+                        "AgenticAnswerLatencyHigh",
+                        f"agentic:answer_seconds:p95_5m > {ANSWER_P95_SECONDS}",
+                        "10m",
+                        "warning",
+                        f"Answer latency p95 is {{{{ $value | humanizeDuration }}}} (SLO {ANSWER_P95_SECONDS}s)",
+                        "For 10 minutes 5% of answers (/query, /v1/chat/completions) took longer than "
+                        f"{ANSWER_P95_SECONDS}s.",
+                    ),
+                    _alert(
+                        "AgenticApiErrorRatioHigh",
+                        f"agentic:api_error_ratio:5m > {API_ERROR_RATIO}",
+                        "10m",
+                        "critical",
+                        "API 5xx ratio is {{ $value | humanizePercentage }}",
+                        f"More than {API_ERROR_RATIO:.0%} of API requests failed with a 5xx for 10 minutes.",
+                    ),
+                    _alert(
+                        "GatewayUpstreamFailuresHigh",
+                        f"litellm:failed_ratio:5m > {GATEWAY_FAILURE_RATIO}",
+                        "10m",
+                        "warning",
+                        "Model gateway failure ratio is {{ $value | humanizePercentage }}",
+                        f"More than {GATEWAY_FAILURE_RATIO:.0%} of LiteLLM requests failed for 10 minutes.",
+                    ),
+                    _alert(
+                        "EmbeddingBacklogHigh",
+                        f"ray_serve:embedder_queued_queries:sum > {EMBEDDER_BACKLOG}",
+                        "15m",
+                        "warning",
+                        "{{ $value }} embedding queries queued",
+                        f"More than {EMBEDDER_BACKLOG} queries waited for the embedder for 15 minutes: its replicas "
+                        "do not keep up.",
+                    ),
+                    _alert(
+                        "AgenticMetricsDown",
+                        'up{job=~"agentic-api|litellm"} == 0',
+                        "10m",
+                        "warning",
+                        "{{ $labels.job }} metrics unreachable",
+                        "Prometheus could not scrape {{ $labels.job }} ({{ $labels.instance }}) for 10 minutes; the "
+                        "SLO alerts above are blind to it meanwhile.",
+                    ),
+                    _alert(
+                        "GpuXidErrors",
+                        "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS) > 0",
+                        "1m",
+                        "critical",
+                        "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reported XID {{ $value }}",
+                        "The driver reported an XID error; the GPU may need its node replaced.",
+                    ),
+                ],
+            },
+        ]
+    }
+
+
+def prometheus_rule(cfg: PlatformConfig) -> dict:
+    """``alert_rules`` as a PrometheusRule (kube-prometheus-stack evaluates every PrometheusRule: the chart's
+    ``ruleSelectorNilUsesHelmValues`` is off; the ``release`` label also satisfies the chart's default selector)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta(cfg, "agentic-rag-slo", "observability", cfg.namespace, {"release": PROMETHEUS_RELEASE}),
+        "spec": copy.deepcopy(alert_rules()),
+    }
+
+
+# ------------------------------------------------------------------ GPU exporters
+
+
+def _node_agent(cfg: PlatformConfig, name: str, pool: str, taint: str, container: dict, volumes: list[dict]) -> dict:
+    sel = {"app.kubernetes.io/name": name}
+    spec: dict[str, Any] = {
+        "priorityClassName": "system-node-critical",
+        "automountServiceAccountToken": False,  # neither reads the Kubernetes API
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "karpenter.sh/nodepool", "operator": "In", "values": [pool]}]}
+                    ]
+                }
+            }
+        },
+        "containers": [container],
+    }
+    if volumes:
+        spec["volumes"] = volumes
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _meta(cfg, name, "metrics-exporter", NODE_NAMESPACE, sel),
+        "spec": {
+            "selector": {"matchLabels": sel},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": sel}, "spec": spec},
+        },
+    }
+
+
+def gpu_exporters(cfg: PlatformConfig) -> list[dict]:
+    """The DCGM exporter on the GPU pool and the Neuron monitor on the inferentia pool (both as root in the
+    privileged node namespace: DCGM needs SYS_ADMIN for its profiling counters, neuron-monitor the Neuron devices)."""
+    dcgm = {
+        "name": "dcgm-exporter",
+        "image": DCGM_IMAGE,
+        "env": [
+            {"name": "DCGM_EXPORTER_LISTEN", "value": f":{EXPORTER_PORTS['dcgm-exporter']}"},
+            {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"},  # pod/namespace labels from the kubelet's socket
+        ],
+        "ports": [{"name": "metrics", "containerPort": EXPORTER_PORTS["dcgm-exporter"]}],
+        # no allowPrivilegeEscalation: false here, the API server refuses it beside CAP_SYS_ADMIN
+        "securityContext": {"runAsNonRoot": False, "runAsUser": 0, "capabilities": {"add": ["SYS_ADMIN"]}},
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "readinessProbe": {"httpGet": {"path": "/health", "port": EXPORTER_PORTS["dcgm-exporter"]}},
+        "volumeMounts": [{"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True}],
+    }
+    neuron = {
+        "name": "neuron-monitor",
+        "image": NEURON_MONITOR_IMAGE,
+        "command": ["/opt/bin/entrypoint.sh"],
+        "args": ["--port", str(EXPORTER_PORTS["neuron-monitor"])],
+        "env": [{"name": "GOMEMLIMIT", "value": "160MiB"}],
+        "ports": [{"name": "metrics", "containerPort": EXPORTER_PORTS["neuron-monitor"]}],
+        "securityContext": {"privileged": True},
+        "resources": {"requests": {"cpu": "256m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+    }
+    return [
+        _node_agent(
+            cfg,
+            "dcgm-exporter",
+            "gpu",
+            "nvidia.com/gpu",
+            dcgm,
+            [{"name": "pod-resources", "hostPath": {"path": "/var/lib/kubelet/pod-resources"}}],
+        ),
+        _node_agent(cfg, "neuron-monitor", "inferentia", "aws.amazon.com/neuron", neuron, []),
+    ]
+
+
+def exporter_services(cfg: PlatformConfig) -> list[dict]:
+    """The Services the node agents' ServiceMonitors select (labelled like their pods)."""
+    out = []
+    for svc in METRICS_SERVICES:
+        if svc.namespace != "node":
+            continue
+        port = EXPORTER_PORTS[svc.name]
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": _meta(cfg, svc.name, "metrics-exporter", NODE_NAMESPACE, dict(svc.selector)),
+                "spec": {
+                    "selector": dict(svc.selector),
+                    "ports": [{"name": svc.port, "port": port, "targetPort": port}],
+                },
+            }
+        )
+    return out
