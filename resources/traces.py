@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import httpx
@@ -52,12 +53,28 @@ class TraceStoreResource(dg.ConfigurableResource):
 
 
 class PhoenixTraceStore(TraceStoreResource):
-    url: str  # e.g. http://127.0.0.1:6006
+    url: str = ""  # e.g. http://127.0.0.1:6006
+    # this home's Phoenix writes its port here when it starts (infra.local.phoenix.PhoenixServer); read at call time,
+    # because the definitions load before `agentic up` starts it, and a restart picks a new port
+    port_file: str = ""
     project: str = "agentic-rag"
     timeout_s: float = 30.0
 
+    @property
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        if self.port_file:
+            port = Path(self.port_file)
+            if port.exists():
+                return f"http://127.0.0.1:{port.read_text().strip()}"
+        raise RuntimeError(
+            f"no Phoenix to read traces from: no url, and no port file at {self.port_file!r} "
+            "(`agentic up` starts this home's Phoenix)"
+        )
+
     def _get(self, params: list[tuple[str, str]]) -> dict:
-        r = httpx.get(f"{self.url}/v1/projects/{self.project}/spans", params=params, timeout=self.timeout_s)
+        r = httpx.get(f"{self.base_url}/v1/projects/{self.project}/spans", params=params, timeout=self.timeout_s)
         if r.status_code == 404:  # no span has reached the project yet
             return {"data": [], "next_cursor": None}
         r.raise_for_status()
@@ -95,4 +112,88 @@ class PhoenixTraceStore(TraceStoreResource):
         return self._pages(params, page_size)
 
     def trace_url(self, trace_id: str) -> str:
-        return f"{self.url}/redirects/traces/{trace_id}"
+        return f"{self.base_url}/redirects/traces/{trace_id}"
+
+
+# Langfuse turns OpenTelemetry's GenAI attributes into first-class fields at ingest; these put them back.
+GENAI_MODEL = "gen_ai.request.model"
+GENAI_INPUT = "gen_ai.usage.input_tokens"
+GENAI_OUTPUT = "gen_ai.usage.output_tokens"
+
+
+class LangfuseTraceStore(TraceStoreResource):
+    """Langfuse's public API (``/api/public/observations``, HTTP basic auth with the project's key pair).
+
+    An OpenTelemetry span is one observation: ``id`` is the span id, ``traceId`` the trace id, ``parentObservationId``
+    the parent span id; the span's own attributes are kept under ``metadata.attributes``, and the GenAI ones are also
+    mapped to ``model`` and ``usageDetails`` (``usage`` on older servers). Langfuse keeps a level, not the OTel status:
+    ERROR maps back to ERROR, anything else to UNSET (it cannot tell OK from UNSET).
+    """
+
+    host: str  # e.g. https://cloud.langfuse.com
+    public_key: str
+    secret_key: str
+    timeout_s: float = 30.0
+    max_page_size: int = 100  # the API's page limit
+
+    def _get(self, params: list[tuple[str, str]]) -> dict:
+        r = httpx.get(
+            f"{self.host.rstrip('/')}/api/public/observations",
+            params=params,
+            auth=(self.public_key, self.secret_key),
+            timeout=self.timeout_s,
+        )
+        r.raise_for_status()
+        return r.json()
+
+    @staticmethod
+    def _span(row: dict) -> Span:
+        meta = row.get("metadata") or {}
+        attrs = dict(meta.get("attributes") or {}) if isinstance(meta, dict) else {}
+        usage = row.get("usageDetails") or row.get("usage") or {}
+        if row.get("model"):
+            attrs.setdefault(GENAI_MODEL, row["model"])
+        for key, field_name in ((GENAI_INPUT, "input"), (GENAI_OUTPUT, "output")):
+            if usage.get(field_name) is not None:
+                attrs[key] = int(usage[field_name])
+        start = _ts(row["startTime"])
+        return Span(
+            trace_id=row["traceId"],
+            span_id=row["id"],
+            parent_id=row.get("parentObservationId") or None,
+            name=row.get("name") or "",
+            start=start,
+            end=_ts(row["endTime"]) if row.get("endTime") else start,
+            status="ERROR" if row.get("level") == "ERROR" else "UNSET",
+            attributes=attrs,
+        )
+
+    def _pages(self, params: list[tuple[str, str]], page_size: int) -> Iterator[Span]:
+        limit = max(1, min(page_size, self.max_page_size))
+        page = 1
+        while True:
+            body = self._get([*params, ("page", str(page)), ("limit", str(limit))])
+            yield from (self._span(row) for row in body.get("data", []))
+            meta = body.get("meta") or {}
+            if not body.get("data") or page >= int(meta.get("totalPages") or 0):
+                return
+            page += 1
+
+    def spans(self, trace_id: str) -> list[Span]:
+        return sorted(self._pages([("traceId", trace_id)], self.max_page_size), key=lambda s: s.start)
+
+    def iter_spans(self, name: str, since: datetime | None = None, page_size: int = 200) -> Iterator[Span]:
+        # Pages are numbered, not cursored: a fixed upper bound keeps spans that arrive meanwhile from shifting
+        # later pages (which would repeat spans already read).
+        params = [("name", name), ("toStartTime", _iso(datetime.now(timezone.utc)))]
+        if since is not None:
+            params.append(("fromStartTime", _iso(since)))
+        return self._pages(params, page_size)
+
+    def trace_url(self, trace_id: str) -> str:
+        return f"{self.host.rstrip('/')}/trace/{trace_id}"
+
+
+def _iso(t: datetime) -> str:
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
