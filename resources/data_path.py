@@ -33,6 +33,7 @@ from core.knowledge import (
     vectors_schema,
     vectors_to_reuse,
 )
+from resources.ray_jobs import report_progress
 from resources.state_store import PipelineStateStore, state_store_from_spec
 
 
@@ -117,6 +118,31 @@ def _each(fn, items: list[dict], *args, **kwargs) -> list[dict]:
     return [fn(item, *args, **kwargs) for item in items]
 
 
+def _report(results: list[dict], table: str, *stats: str) -> None:
+    """Progress of finished shards: ``done`` shards, ``items`` (and any further ``stats``) counted in ``table``'s
+    entries; a resumed shard counts as done, its work not (an earlier attempt did it)."""
+    counts = {"done": len(results)}
+    for name in stats:
+        counts[name] = sum(
+            int((r["entries"].get(table) or {}).get("stats", {}).get(name, 0)) for r in results if not r.get("resumed")
+        )
+    report_progress(items=counts.pop(stats[0], 0) if stats else 0, **counts)
+
+
+def _gather(refs: list, table: str, *stats: str) -> list[dict]:
+    """The shard results of ``_each`` tasks, reporting progress as each task finishes rather than at the end."""
+    import ray
+
+    results: list[dict] = []
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for rs in ray.get(ready):
+            results.extend(rs)
+            _report(rs, table, *stats)
+    return results
+
+
 def _parse_one(
     item: dict,
     store_spec: dict,
@@ -170,7 +196,7 @@ def parse_stage(payload: dict) -> dict:
         )
         for group in _groups(payload["items"])
     ]
-    return _collect([r for rs in ray.get(refs) for r in rs])
+    return _collect(_gather(refs, "documents", "parsed", "ocr_pages"))
 
 
 # ------------------------------------------------------------------ chunk
@@ -224,7 +250,7 @@ def chunk_stage(payload: dict) -> dict:
         )
         for group in _groups(payload["items"])
     ]
-    return _collect([r for rs in ray.get(refs) for r in rs])
+    return _collect(_gather(refs, "chunks", "chunks"))
 
 
 # ------------------------------------------------------------------ embed
@@ -390,7 +416,10 @@ def embed_stage(payload: dict) -> dict:
         num_cpus=threads,
         **_remote_options(payload),
     )
-    results = [json.loads(r["result"]) for r in ds.take_all()]
+    results = []
+    for row in ds.iter_rows():  # streamed: progress as each call's shards are written, not once at the end
+        results.append(json.loads(row["result"]))
+        _report(results[-1:], payload["vectors_table"], "embedded", "quarantined")
     out = _collect(results)
     out["actors"] = actors
     return out

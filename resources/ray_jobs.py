@@ -18,6 +18,11 @@ they travel on the entrypoint's command line, limited to ``MAX_PAYLOAD_BYTES``.
   traceback); on success the result is the last ``AGENTIC_RAY_JOB_RESULT <json>`` line of the logs, printed by this
   module's ``__main__``. On timeout the job is stopped and ``TimeoutError`` raised.
 
+Progress: a target calls ``report_progress(done=..., items=...)`` as its work completes. The local runner sums the
+counts and hands them to ``run(on_progress=...)`` in the caller's thread every ``poll_interval_s``; as a Ray job the
+counts go out as ``AGENTIC_RAY_JOB_PROGRESS <json>`` lines, which the Jobs API runner reads from the job's logs every
+``progress_interval_s``. Either way the step that called ``run`` logs them (``core.progress``).
+
 Why not dagster-ray (0.4.8)? It would fit without pin conflicts (it needs ``dagster>=1.10`` and ``tenacity``), but
 its ``PipesRayJobClient`` is a Dagster Pipes client: ``run`` needs an op/asset execution context, returns Pipes
 results rather than the job's return value, expects ``dagster-pipes`` on the job side, and bounds only its internal
@@ -38,6 +43,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -49,6 +55,7 @@ import dagster as dg
 from resources.ray_cluster import RayResource, apply_ray_env_defaults
 
 RESULT_MARKER = "AGENTIC_RAY_JOB_RESULT"
+PROGRESS_MARKER = "AGENTIC_RAY_JOB_PROGRESS"
 MAX_PAYLOAD_BYTES = 64 * 1024  # base64 on a command line; Linux caps one argument at 128 KiB
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -127,6 +134,59 @@ def _tail(text: str, chars: int) -> str:
     return text if len(text) <= chars else "..." + text[-chars:]
 
 
+# ------------------------------------------------------------------ progress: target -> runner -> step
+
+
+class _Counts:
+    """Summed progress increments (numbers only): what a runner hands its ``on_progress`` at each poll. Bounded:
+    one counter per key, however many increments arrive."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, float] = {}
+
+    def add(self, counts: dict) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    self._counts[k] = self._counts.get(k, 0) + v
+
+    def take(self) -> dict:
+        with self._lock:
+            out, self._counts = self._counts, {}
+        return out
+
+
+_sink = threading.local()  # the LocalRayJobRunner's _Counts in the thread that runs its target
+
+
+def report_progress(**counts: int | float) -> None:
+    """Called by a target as its work completes (increments, e.g. ``done=1, items=120``). In-process (local) the
+    counts go to the runner's ``on_progress``; as a Ray job (``main``) they go out as a ``PROGRESS_MARKER`` line,
+    which ``RayJobsApiRunner`` reads from the job's logs; with no runner listening, nowhere."""
+    counts = {k: v for k, v in counts.items() if v}
+    if not counts:
+        return
+    sink = getattr(_sink, "counts", None)
+    if sink is not None:
+        sink.add(counts)
+    elif getattr(_sink, "stdout", False):
+        sys.stdout.write(f"\n{PROGRESS_MARKER} {json.dumps(counts, separators=(',', ':'))}\n")
+        sys.stdout.flush()
+
+
+def parse_progress(text: str) -> dict:
+    """The summed counts of every complete ``PROGRESS_MARKER`` line in ``text``."""
+    counts = _Counts()
+    for line in text.splitlines():
+        if line.startswith(PROGRESS_MARKER + " "):
+            try:
+                counts.add(json.loads(line[len(PROGRESS_MARKER) + 1 :]))
+            except (json.JSONDecodeError, AttributeError):
+                continue
+    return counts.take()
+
+
 # ------------------------------------------------------------------ job side: python -m resources.ray_jobs
 
 
@@ -144,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         # A job's driver gets RAY_ADDRESS from the job supervisor; run by hand without it, start a cluster of its own
         # rather than joining whichever one is running on this machine.
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local", namespace="agentic")
+        _sink.stdout = True
         result = _json_result(target, load_target(target)(decode_payload(encoded)))
         line = f"{RESULT_MARKER} {json.dumps(result, separators=(',', ':'))}\n"
     except BaseException:
@@ -165,7 +226,17 @@ def main(argv: list[str] | None = None) -> int:
 class RayJobRunner(dg.ConfigurableResource):
     """Runs ``target`` (``"package.module:function"``, called with ``payload``) as a Ray job; returns its dict."""
 
-    def run(self, target: str, payload: dict, *, timeout_s: float = 3600, env: dict[str, str] | None = None) -> dict:
+    def run(
+        self,
+        target: str,
+        payload: dict,
+        *,
+        timeout_s: float = 3600,
+        env: dict[str, str] | None = None,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> dict:
+        """``on_progress``: called in the caller's thread, at most once per poll, with the counts the target reported
+        (``report_progress``) since the last call, summed."""
         raise NotImplementedError
 
 
@@ -178,20 +249,49 @@ class LocalRayJobRunner(RayJobRunner):
 
     ray_cluster: RayResource
 
-    def run(self, target: str, payload: dict, *, timeout_s: float = 3600, env: dict[str, str] | None = None) -> dict:
+    poll_interval_s: float = 0.5  # how often on_progress hears from the target
+
+    def run(
+        self,
+        target: str,
+        payload: dict,
+        *,
+        timeout_s: float = 3600,
+        env: dict[str, str] | None = None,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> dict:
         fn = load_target(target)
         self.ray_cluster.ensure()
         call_payload = dict(payload)
         if env:
             call_payload["_runtime_env"] = {"env_vars": {k: str(v) for k, v in env.items()}}
+        counts = _Counts()
 
         def call() -> dict:
-            with _environ(env):
-                return _json_result(target, fn(call_payload))
+            _sink.counts = counts if on_progress else None
+            try:
+                with _environ(env):
+                    return _json_result(target, fn(call_payload))
+            finally:
+                _sink.counts = None
 
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-job")
+        deadline = time.monotonic() + timeout_s
         try:
-            return pool.submit(call).result(timeout=timeout_s)
+            future = pool.submit(call)
+            while True:
+                # on_progress runs here, in the caller's thread (a Dagster step logs from its own thread)
+                try:
+                    result = future.result(timeout=max(0.0, min(self.poll_interval_s, deadline - time.monotonic())))
+                except concurrent.futures.TimeoutError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    if on_progress and (delta := counts.take()):
+                        on_progress(delta)
+                    continue
+                if on_progress and (delta := counts.take()):
+                    on_progress(delta)
+                return result
         except concurrent.futures.TimeoutError as exc:
             raise TimeoutError(
                 f"{target} did not finish within {timeout_s}s (it keeps running in this process)"
@@ -209,6 +309,7 @@ class RayJobsApiRunner(RayJobRunner):
     address: str
     working_dir: str = ""
     poll_interval_s: float = 2.0
+    progress_interval_s: float = 10.0
     log_tail_chars: int = 6000
 
     def client(self):
@@ -235,15 +336,27 @@ class RayJobsApiRunner(RayJobRunner):
             "metadata": {"target": target, "payload_sha256": digest, "submitted_by": "agentic"},
         }
 
-    def run(self, target: str, payload: dict, *, timeout_s: float = 3600, env: dict[str, str] | None = None) -> dict:
+    def run(
+        self,
+        target: str,
+        payload: dict,
+        *,
+        timeout_s: float = 3600,
+        env: dict[str, str] | None = None,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> dict:
         from ray.job_submission import JobStatus
 
         params = self.submit_params(target, payload, env)
         client = self.client()
         job_id = client.submit_job(**params)
         deadline = time.monotonic() + timeout_s
+        read, progress_at = 0, 0.0  # characters of the job's logs scanned for progress lines; when last
         while True:
             status = client.get_job_status(job_id)
+            # the Jobs API returns the whole log: read it for progress every progress_interval_s, not every poll
+            if on_progress and (status.is_terminal() or time.monotonic() - progress_at >= self.progress_interval_s):
+                read, progress_at = self._progress(client, job_id, read, on_progress), time.monotonic()
             if status.is_terminal():
                 break
             if time.monotonic() > deadline:
@@ -273,6 +386,19 @@ class RayJobsApiRunner(RayJobRunner):
                 logs_tail=tail,
             )
         return result
+
+    def _progress(self, client, job_id: str, read: int, on_progress: Callable[[dict], None]) -> int:
+        """Hand on_progress the counts of the progress lines the job printed since ``read``; the new offset."""
+        try:
+            logs = client.get_job_logs(job_id)
+        except Exception:  # progress is a courtesy: the job's status decides, not its logs
+            return read
+        end = logs.rfind("\n") + 1  # complete lines only; a line being written is read at the next poll
+        if end > read:
+            if delta := parse_progress(logs[read:end]):
+                on_progress(delta)
+            return end
+        return read
 
     def _logs_tail(self, client, job_id: str) -> str:
         try:

@@ -24,6 +24,7 @@ from assets.knowledge.state import read_candidate
 from assets.metadata import md_table
 from core.access import ReadScope
 from core.evaluation import ID_METRICS, JUDGE_METRICS, TEXT_METRICS, id_metrics, rouge_l, summarize
+from core.progress import Progress
 from infra.platform.config import k8s_step
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
@@ -45,8 +46,23 @@ class EvalConfig(dg.Config):
     groups: list[str] = ["*"]
 
 
+def _logger(context: dg.AssetExecutionContext, progress: Progress):
+    """A step's progress line when one is due (every few seconds or tenth of the questions, and at the end)."""
+
+    def log(due: bool) -> None:
+        if due:
+            context.log.info(progress.line(), extra={"progress": progress.snapshot()})
+
+    return log
+
+
 def _retrieval_rows(
-    retriever: RetrieverResource, items: list[dict], generation: str, k: int, scope: ReadScope
+    retriever: RetrieverResource,
+    items: list[dict],
+    generation: str,
+    k: int,
+    scope: ReadScope,
+    on_row=lambda: None,
 ) -> list[dict]:
     rows = []
     for it in items:
@@ -56,6 +72,7 @@ def _retrieval_rows(
             for name, v in id_metrics([h.doc_key for h in hits], it["gold_doc_keys"]).items():
                 row[f"{mode}_{name}"] = v
         rows.append(row)
+        on_row()
     return rows
 
 
@@ -103,11 +120,21 @@ def rag_eval_run(
     )
 
     scope = ReadScope.of(config.groups, config.principal)
-    rows = _retrieval_rows(retriever, items, generation, config.k, scope)
+    baseline = bool(pending and serving)
+    retrieval = Progress("retrieval", total=len(items) * (2 if baseline else 1), unit="questions")
+    log_retrieval = _logger(context, retrieval)
+    rows = _retrieval_rows(
+        retriever, items, generation, config.k, scope, on_row=lambda: log_retrieval(retrieval.advance())
+    )
     t_retrieval = time.perf_counter() - t0
-    baseline_rows = _retrieval_rows(retriever, items, serving, config.k, scope) if pending and serving else None
+    baseline_rows = (
+        _retrieval_rows(retriever, items, serving, config.k, scope, on_row=lambda: log_retrieval(retrieval.advance()))
+        if baseline
+        else None
+    )
 
     n_answers = len(items) if config.answers < 0 else min(config.answers, len(items))
+    answering = Progress("answering", total=n_answers, unit="questions")
     answered: list[dict] = []
     t1 = time.perf_counter()
     if n_answers and not gateway.alive():
@@ -122,7 +149,8 @@ def rag_eval_run(
             retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), WebSearch("off")
         )
         try:
-            for i, it in enumerate(items[:n_answers], start=1):
+            log_answer = _logger(context, answering)
+            for it in items[:n_answers]:
                 a0 = time.perf_counter()
                 plan = agent.plan(it["question"], scope=scope)
                 contexts = [s.text for s in plan.sources if s.origin == "knowledge_base"]
@@ -139,8 +167,7 @@ def rag_eval_run(
                         "rouge_l": rouge_l(ans.answer, it["reference"]),
                     }
                 )
-                if i % 5 == 0 or i == n_answers:
-                    context.log.info(f"answered {i}/{n_answers} questions")
+                log_answer(answering.advance())
         finally:
             agent.close()
     t_answers = time.perf_counter() - t1
@@ -149,10 +176,9 @@ def rag_eval_run(
         from resources.judge import JudgeSettings, RagasJudge
 
         judge = RagasJudge(gateway, JudgeSettings(timeout_s=config.judge_timeout_s, attempts=config.judge_attempts))
-        scores = judge.score_all(
-            answered,
-            progress=lambda d, n: context.log.info(f"judged {d}/{n} questions") if d % 5 == 0 or d == n else None,
-        )
+        judging = Progress("judging", total=len(answered), unit="questions")
+        log_judged = _logger(context, judging)
+        scores = judge.score_all(answered, progress=lambda d, n: log_judged(judging.update(d)))
         for a, s in zip(answered, scores):
             a.update(s)
     t_judge = time.perf_counter() - t2
@@ -215,6 +241,11 @@ def rag_eval_run(
             "golden_version": run["golden_version"],
             "judge_failures": dg.MetadataValue.json(failures),
             "seconds": dg.MetadataValue.json(run["seconds"]),
+            # totals, wall time and rate of each part: retrieval_questions_per_second, answering_..., judging_...
+            **retrieval.metadata("retrieval_"),
+            **(answering.metadata("answering_") if n_answers else {}),
+            **(judging.metadata("judging_") if answered and config.judge else {}),
+            "wall_seconds": round(time.perf_counter() - t0, 3),
             "baseline_retrieval": dg.MetadataValue.json(baseline or {}),
             "results": md_table(
                 [dict(r, **{m: r.get(m) for m in JUDGE_METRICS}) for r in results if r["response"]] or results,

@@ -54,6 +54,8 @@ def document_chunks(
         "resources.data_path:chunk_stage",
         {"items": items, "chunker": chunker},
         (CHUNKS_TABLE,),
+        label="chunking",
+        item_unit="chunks",
     )
     stats = sum_stats(info["computed"][CHUNKS_TABLE], "rechunked")
     manifest = pipeline_state.manifest(CHUNKS_TABLE)
@@ -63,6 +65,7 @@ def document_chunks(
     preview = next((t for _, t in pipeline_state.iter_shards(CHUNKS_TABLE, CHUNKS) if t.num_rows), None)
     return dg.MaterializeResult(
         metadata={
+            **info["progress"],  # shards done, chunks this run, wall seconds, rates
             "chunks": chunks,
             "documents": docs,
             "rechunked_documents": stats["rechunked"],

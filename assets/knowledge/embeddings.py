@@ -57,7 +57,14 @@ def chunk_embeddings(
         "quarantine_table": qtable,
     }
     entries, info = run_stage(
-        context, ray_jobs, pipeline_state, "resources.data_path:embed_stage", payload, (vtable, qtable)
+        context,
+        ray_jobs,
+        pipeline_state,
+        "resources.data_path:embed_stage",
+        payload,
+        (vtable, qtable),
+        label="embedding",
+        item_unit="chunks",
     )
     stats = sum_stats(info["computed"][vtable], "embedded", "reused", "quarantined", "removed")
     embed_seconds = sum(float(e["stats"].get("seconds", 0)) for e in info["computed"][vtable].values())
@@ -71,6 +78,7 @@ def chunk_embeddings(
     live = pipeline_state.table_rows(vtable)
     return dg.MaterializeResult(
         metadata={
+            **info["progress"],  # shards done, chunks embedded this run, wall seconds, rates
             "model": embedder.model_id,
             "dimension": embedder.dimension,
             "live_chunks": live,

@@ -101,6 +101,8 @@ def parsed_documents(
             "vision": vision.worker_spec(),
         },
         (DOCUMENTS_TABLE, PARSE_QUARANTINE_TABLE),
+        label="parsing",
+        item_unit="documents",
     )
     stats = sum_stats(info["computed"][DOCUMENTS_TABLE], "parsed", "read", "new", "changed", "deleted", "ocr_pages")
     quarantine = quarantine_rows(pipeline_state)
@@ -112,6 +114,7 @@ def parsed_documents(
     preview = next((t for _, t in pipeline_state.iter_shards(DOCUMENTS_TABLE, DOCUMENTS) if t.num_rows), None)
     return dg.MaterializeResult(
         metadata={
+            **info["progress"],  # shards done, documents parsed this run, wall seconds, rates
             "documents": pipeline_state.table_rows(DOCUMENTS_TABLE),
             "quarantined": quarantined,
             "parsed_this_run": stats["parsed"],
