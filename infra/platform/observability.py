@@ -468,8 +468,8 @@ def alert_rules() -> dict:
                         "10m",
                         "warning",
                         f"Answer latency p95 is {{{{ $value | humanizeDuration }}}} (SLO {ANSWER_P95_SECONDS}s)",
-                        "For 10 minutes 5% of answers (/query, /v1/chat/completions) took longer than "
-                        f"{ANSWER_P95_SECONDS}s.",
+                        "For 10 minutes more than 5% of answers (/query, /v1/chat/completions) took longer than "
+                        f"{ANSWER_P95_SECONDS}s (p95 over 5-minute windows).",
                     ),
                     _alert(
                         "AgenticApiErrorRatioHigh",
