@@ -31,6 +31,13 @@ class ActionModel(OpenAIModel):
         self.action_filter = action_filter
         super().__init__(**kwargs)
 
+    def _resolve_client_args(self) -> dict[str, Any]:
+        # a fresh traced HTTP client per request (Strands closes the OpenAI client after each), so the gateway's
+        # spans join the agent's trace
+        from resources.gateway import traced_http_client
+
+        return {**super()._resolve_client_args(), "http_client": traced_http_client(asynchronous=True)}
+
     def _allowed(self, tool_specs, first_turn: bool):
         allow_final = not (self.tool_first and first_turn)
         if self.action_filter is not None and tool_specs:

@@ -285,6 +285,17 @@ class WebSearch:
             self._client = None
 
 
+def _trace_lineage(span, answer) -> None:
+    """The answer's lineage and token totals on its root span: a trace says what the answer was made from."""
+    for key, value in answer.lineage.items():
+        if value is not None:
+            span.set_attribute(f"agentic.lineage.{key}", str(value))
+    # totals under agentic.*: gen_ai.usage.* here would count the answer's tokens twice in trace stores' sums
+    span.set_attribute("agentic.tokens.prompt", int(answer.tokens.get("prompt", 0)))
+    span.set_attribute("agentic.tokens.completion", int(answer.tokens.get("completion", 0)))
+    span.set_attribute("agentic.llm_calls", int(answer.llm_calls))
+
+
 class AnswerService:
     def __init__(
         self,
@@ -615,6 +626,7 @@ class AnswerService:
                 lineage=self.lineage(",".join(plan.models)),
             )
             plan.span.set_attribute("agentic.answer_id", result.answer_id)
+            _trace_lineage(plan.span, result)
             plan.result = result
             return result
         except Exception as exc:
@@ -783,8 +795,7 @@ class AnswerService:
             trace.context_api.detach(token)
         span.set_attribute("agentic.route", route)
         citations = citations_for(text, sources, notes) if route != "not_in_knowledge_base" else []
-        span.end()
-        return Answer(
+        answer = Answer(
             question,
             text,
             citations,
@@ -801,6 +812,10 @@ class AnswerService:
             relevance_evidence=state.get("kb_evidence") or {},
             lineage=self.lineage(",".join(models)),
         )
+        span.set_attribute("agentic.answer_id", answer.answer_id)
+        _trace_lineage(span, answer)
+        span.end()
+        return answer
 
     def close(self) -> None:
         self.web.close()

@@ -116,6 +116,7 @@ def model_gateway(
         judge_name=gateway.judge_model,
         judge_backend=gateway.judge_backend,
         aws_region=gateway.aws_region,
+        callbacks=gateway.callbacks(),
         # eks: the vision RayService; local deployments record none, so there is no `vision` route
         vision_name=dep.get("vision", ""),
         vision_api_base=dep["endpoints"].get("vision", ""),

@@ -1,8 +1,9 @@
 """Long-running local services: the persistent Ray head, the serving job, the API process.
 
-``agentic up`` starts a Ray head (``ray start --head``) unless ``AGENTIC_RAY_ADDRESS`` names one,
-materializes the ``serving`` group on it (Ray Serve apps + LiteLLM gateway, both outliving the
-CLI), then starts the API (``agentic serve``) in the background. ``agentic down`` stops them.
+``agentic up`` starts the trace store (Arize Phoenix) unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` names one, a Ray
+head (``ray start --head``) unless ``AGENTIC_RAY_ADDRESS`` names one, materializes the ``serving`` group on it (Ray
+Serve apps + LiteLLM gateway, both outliving the CLI), starts the API (``agentic serve``) in the background, and last
+Prometheus, scraping the API, the gateway and Ray and evaluating the alert rules. ``agentic down`` stops them.
 """
 
 from __future__ import annotations
@@ -80,11 +81,16 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
     port = _free_port()
     # The head's temp dir is this home's: `agentic down` stops exactly the processes that name it, never another home's Ray.
     settings.ray_root.mkdir(parents=True, exist_ok=True)
+    metrics_port = _free_port()
     cmd = [
         str(Path(sys.executable).with_name("ray")),
         "start",
         "--head",
         f"--port={port}",
+        # a fixed metrics port for Prometheus (no dashboard writes service discovery), on loopback: Ray binds the
+        # metrics agent to the node's address
+        "--node-ip-address=127.0.0.1",
+        f"--metrics-export-port={metrics_port}",
         f"--num-cpus={os.cpu_count()}",
         "--include-dashboard=false",
         "--disable-usage-stats",
@@ -96,6 +102,7 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
         raise RuntimeError(f"ray start failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     address = f"127.0.0.1:{port}"
     addr_file.write_text(address)
+    (_run_dir(settings) / "ray.metrics").write_text(f"127.0.0.1:{metrics_port}")
     return address
 
 
@@ -128,6 +135,62 @@ def start_api(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log
     raise RuntimeError(f"agentic serve not healthy after 120 s; see {logfile}")
 
 
+def phoenix_server(settings: Settings):
+    from infra.local.phoenix import PhoenixServer
+
+    return PhoenixServer(settings.serving_root / "phoenix")
+
+
+def prometheus_server(settings: Settings):
+    from infra.local.prometheus import PrometheusServer
+
+    return PrometheusServer(settings.serving_root / "prometheus", settings.cache)
+
+
+def start_trace_store(settings: Settings, log=print) -> Settings:
+    """This home's Phoenix, and the OTLP settings that send the API's and the gateway's spans to it (exported to the
+    environment too, for the processes started after). A configured ``OTEL_EXPORTER_OTLP_ENDPOINT`` wins."""
+    from dataclasses import replace
+
+    if settings.otlp_endpoint:
+        log(f"traces go to {settings.otlp_endpoint}")
+        return settings
+    phoenix = phoenix_server(settings)
+    info = phoenix.start()
+    log(f"trace store (Arize Phoenix) on {info['url']} (pid {info['pid']}, up in {info['startup_seconds']} s)")
+    env = phoenix.otlp_env()
+    os.environ.update(env)
+    return replace(
+        settings, otlp_endpoint=env["OTEL_EXPORTER_OTLP_ENDPOINT"], otlp_headers=env["OTEL_EXPORTER_OTLP_HEADERS"]
+    )
+
+
+def metrics_targets(settings: Settings, api: str | None) -> dict[str, str]:
+    """service name (as in the platform's service list) -> 127.0.0.1:port of what this home runs."""
+    targets = {"litellm": f"127.0.0.1:{settings.gateway_port}"}
+    if api:
+        targets["agentic-api"] = api
+    ray_metrics = _run_dir(settings) / "ray.metrics"
+    if ray_metrics.exists() and not settings.ray_address:
+        targets["ray-serve"] = ray_metrics.read_text().strip()
+    return targets
+
+
+def start_metrics(settings: Settings, targets: dict[str, str], log=print) -> str:
+    """Prometheus scraping ``targets`` with the platform's alert rules; returns its URL. The API's bearer key goes to
+    a 0600 file Prometheus reads, never into its config."""
+    from infra.platform.observability import alert_rules, local_scrape_config
+
+    prom = prometheus_server(settings)
+    prom.workdir.mkdir(parents=True, exist_ok=True)
+    key_file = prom.workdir / "api.key"
+    key_file.touch(mode=0o600)
+    key_file.write_text(os.environ.get("AGENTIC_API_KEY", ""))
+    info = prom.start(local_scrape_config(targets, bearer_file=str(key_file)), alert_rules())
+    log(f"Prometheus on {info['url']} scraping {', '.join(sorted(targets))} (pid {info['pid']})")
+    return info["url"]
+
+
 def stop_pid(pidfile: Path) -> bool:
     from infra.local.processes import stop_pidfile
 
@@ -143,12 +206,17 @@ def down(settings: Settings, log=print) -> None:
     res = build_resources(settings)
     res["gateway"].model_copy(update={"master_key": ""}).stop()  # stopping needs no key
     log("stopped the gateway")
+    if prometheus_server(settings).stop():
+        log("stopped Prometheus")
+    if phoenix_server(settings).stop():
+        log("stopped the trace store")
     addr_file = run / "ray.address"
     if addr_file.exists() and not settings.ray_address:
         from infra.local.processes import stop_processes_naming
 
         stop_processes_naming(str(settings.ray_root))  # `ray stop` would stop every Ray on the machine
         addr_file.unlink()
+        (run / "ray.metrics").unlink(missing_ok=True)
         log("stopped the Ray head (and its Serve applications)")
 
 

@@ -25,6 +25,23 @@ class GatewayError(RuntimeError):
     pass
 
 
+def _inject_trace_context(request: httpx.Request) -> None:
+    from opentelemetry import propagate
+
+    propagate.inject(request.headers)
+
+
+async def _ainject_trace_context(request: httpx.Request) -> None:
+    _inject_trace_context(request)
+
+
+def traced_http_client(asynchronous: bool = False, **kw):
+    """An httpx client that sends the current span's W3C ``traceparent`` with every request."""
+    if asynchronous:
+        return httpx.AsyncClient(event_hooks={"request": [_ainject_trace_context]}, **kw)
+    return httpx.Client(event_hooks={"request": [_inject_trace_context]}, **kw)
+
+
 class LLMGatewayResource(dg.ConfigurableResource):
     """Where the gateway is and the key to reach it; locally it also runs the proxy."""
 
@@ -43,6 +60,12 @@ class LLMGatewayResource(dg.ConfigurableResource):
     # compact GBNF grammar for llama-server, whose own schema conversion lets small models pretty-print: a fifth of
     # the answer's tokens on 2 CPU cores)
     structured_output: str = "json_schema"
+    # where the proxy exports its spans (OTLP/HTTP); "" -> no "otel" callback. Locally the home's Phoenix; on eks the
+    # Deployment's environment names Langfuse and this only switches the callback on.
+    otlp_endpoint: str = ""  # its headers (a project name, or a key) come from OTEL_EXPORTER_OTLP_HEADERS, never config
+
+    def callbacks(self) -> tuple[str, ...]:
+        return ("prometheus", "otel") if self.otlp_endpoint else ("prometheus",)
 
     def structured(self, name: str, schema: dict) -> dict:
         """Request kwargs (for the OpenAI client) that make the model write ``schema`` as compact JSON."""
@@ -55,9 +78,12 @@ class LLMGatewayResource(dg.ConfigurableResource):
         return {"response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}}
 
     # -- client side -------------------------------------------------------------------------
+    # Every client sends the current span's ``traceparent``, so the proxy's spans join the caller's trace (the openai
+    # client sends none of its own).
     def openai_client(self, **kw):
         import openai
 
+        kw.setdefault("http_client", traced_http_client())
         return openai.OpenAI(
             base_url=f"{self.url}/v1", api_key=self.master_key, timeout=self.request_timeout_s, max_retries=0, **kw
         )
@@ -65,6 +91,7 @@ class LLMGatewayResource(dg.ConfigurableResource):
     def async_openai_client(self, **kw):
         import openai
 
+        kw.setdefault("http_client", traced_http_client(asynchronous=True))
         return openai.AsyncOpenAI(
             base_url=f"{self.url}/v1", api_key=self.master_key, timeout=self.request_timeout_s, max_retries=0, **kw
         )
@@ -128,6 +155,19 @@ class LLMGatewayResource(dg.ConfigurableResource):
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        # PHOENIX_* would make LiteLLM register a second (Phoenix) exporter beside "otel": every span twice
+        headers = env.get("OTEL_EXPORTER_OTLP_HEADERS", "")
+        for key in [k for k in env if k.startswith("PHOENIX_") or k.startswith("OTEL_")]:
+            env.pop(key)
+        if self.otlp_endpoint:
+            env.update(
+                {
+                    "OTEL_EXPORTER": "otlp_http",
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
+                    "OTEL_EXPORTER_OTLP_HEADERS": headers,
+                    "OTEL_SERVICE_NAME": "litellm",
+                }
+            )
         t0 = time.perf_counter()
         with open(logfile, "ab") as log:
             proc = subprocess.Popen(

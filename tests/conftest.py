@@ -63,6 +63,7 @@ def ray_address() -> str:
             include_dashboard=False,
             namespace="agentic",
             log_to_driver=False,
+            _node_ip_address="127.0.0.1",  # loopback: Ray binds its metrics agent (scraped in tests) to the node IP
         )
     address = ray.get_runtime_context().gcs_address
     yield address
@@ -126,14 +127,39 @@ def tavily():
 
 
 @pytest.fixture(scope="session")
-def otlp_receiver():
-    from agents.tracing import setup_tracing
-    from tests.fixtures_http import OTLPReceiver
+def trace_store(tmp_path_factory):
+    """A real trace store for the session (Arize Phoenix on 127.0.0.1): this process's spans and the gateway's go
+    there; ``wait(trace_id, names)`` polls until those spans are readable (ingest is asynchronous)."""
+    import time as _time
+    from types import SimpleNamespace
 
-    receiver = OTLPReceiver()
-    setup_tracing(receiver.url)
-    yield receiver
-    receiver.close()
+    from agents.tracing import flush, setup_tracing
+    from infra.local.phoenix import PROJECT, PhoenixServer
+    from resources.traces import PhoenixTraceStore
+
+    server = PhoenixServer(tmp_path_factory.mktemp("phoenix"))
+    server.start()
+    # processes started later (the gateway, CLI subprocesses) send the project header from the environment
+    saved = os.environ.get("OTEL_EXPORTER_OTLP_HEADERS")
+    os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = server.otlp_env()["OTEL_EXPORTER_OTLP_HEADERS"]
+    setup_tracing(server.url, {"x-project-name": PROJECT})
+    store = PhoenixTraceStore(url=server.url)
+
+    def wait(trace_id: str, names: set[str] = frozenset(), timeout_s: float = 30.0):
+        flush()
+        deadline = _time.time() + timeout_s
+        spans = store.spans(trace_id)
+        while _time.time() < deadline and not (spans and names <= {s.name for s in spans}):
+            _time.sleep(0.5)
+            spans = store.spans(trace_id)
+        return spans
+
+    yield SimpleNamespace(server=server, store=store, url=server.url, wait=wait)
+    if saved is None:
+        os.environ.pop("OTEL_EXPORTER_OTLP_HEADERS", None)
+    else:
+        os.environ["OTEL_EXPORTER_OTLP_HEADERS"] = saved
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -170,7 +196,7 @@ def web_search_mcp(tavily):
 
 
 @pytest.fixture(scope="session")
-def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, otlp_receiver, web_search_mcp):
+def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, trace_store, web_search_mcp):
     """Knowledge index (80 real abstracts) + Ray Serve apps (0.5B LLM, embedder) + LiteLLM gateway, via the assets."""
     import dataclasses
     import secrets as _secrets
@@ -195,6 +221,7 @@ def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, o
         gateway_port=free_port(),
         web_search="http",
         web_search_url=web_search_mcp,
+        otlp_endpoint=trace_store.url,  # the gateway's spans join the agents' traces there
     )
     res = build_resources(settings)
     for pmid, data in pubmed_sample[:80]:

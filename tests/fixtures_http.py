@@ -84,66 +84,6 @@ class TavilyFixture(_Server):
         super().__init__(Handler)
 
 
-class OTLPReceiver(_Server):
-    """OTLP/HTTP (protobuf) trace receiver: keeps every span it is sent."""
-
-    def __init__(self):
-        self.spans: list[dict] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-                    ExportTraceServiceRequest,
-                    ExportTraceServiceResponse,
-                )
-
-                data = self.rfile.read(int(self.headers.get("content-length", 0)))
-                if self.path != "/v1/traces" or self.headers.get("content-type") != "application/x-protobuf":
-                    self.send_response(415)
-                    self.end_headers()
-                    return
-                req = ExportTraceServiceRequest()
-                req.ParseFromString(data)
-                with outer.lock:
-                    for rs in req.resource_spans:
-                        service = next(
-                            (a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), ""
-                        )
-                        for ss in rs.scope_spans:
-                            for sp in ss.spans:
-                                attrs = {}
-                                for a in sp.attributes:
-                                    v = a.value
-                                    attrs[a.key] = v.string_value or v.int_value or v.double_value or v.bool_value
-                                outer.spans.append(
-                                    {
-                                        "name": sp.name,
-                                        "trace_id": sp.trace_id.hex(),
-                                        "span_id": sp.span_id.hex(),
-                                        "parent": sp.parent_span_id.hex(),
-                                        "attributes": attrs,
-                                        "service": service,
-                                    }
-                                )
-                body = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        super().__init__(Handler)
-
-    def trace(self, trace_id: str) -> list[dict]:
-        with self.lock:
-            return [s for s in self.spans if s["trace_id"] == trace_id]
-
-
 class OpenAIVisionFixture(_Server):
     """An OpenAI-compatible vision model (vLLM's chat-completions route shape): every request is kept; an image part
     must be a base64 PNG data URL, and the reply names each image's size read from its PNG header, so a test sees

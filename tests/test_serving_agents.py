@@ -232,7 +232,7 @@ def _indexed_title(serving_stack, i: int = 0) -> tuple[str, str]:
     return seen[i]
 
 
-def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service, serving_stack, otlp_receiver):
+def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service, serving_stack, trace_store):
     from core.answering import quote_support
 
     title, key = _indexed_title(serving_stack)
@@ -262,22 +262,16 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
     assert lineage["embedding_model"] == serving_stack.retriever.embedder.model_id
     assert lineage["chunker_version"] and lineage["prompt_version"].startswith("answer-v6")
     assert "0.5b" in lineage["llm"]  # the model that answered, as the gateway reported it
-    # The spans of this answer reached the OTLP receiver, under one trace.
-    from agents.tracing import flush
-
+    # The spans of this answer reached the trace store, under one trace.
     want = {"agentic.answer", "retrieve", "assess_relevance", "generate_answer", "check_answer"}
-    flush()
-    deadline = time.time() + 10
-    while time.time() < deadline and not want <= {s["name"] for s in otlp_receiver.trace(answer.trace_id)}:
-        time.sleep(0.2)
-    spans = otlp_receiver.trace(answer.trace_id)
-    names = {s["name"] for s in spans}
+    spans = trace_store.wait(answer.trace_id, want)
+    names = {s.name for s in spans}
     assert want <= names, names
-    gen = next(s for s in spans if s["name"] == "generate_answer")
-    assert gen["attributes"]["gen_ai.usage.output_tokens"] > 0
-    root = next(s for s in spans if s["name"] == "agentic.answer")
-    assert root["attributes"]["agentic.route"] == answer.route and root["service"] == "agentic-rag"
-    assert root["attributes"]["agentic.answer_id"] == answer.answer_id
+    gen = next(s for s in spans if s.name == "generate_answer")
+    assert gen.attributes["gen_ai.usage.output_tokens"] > 0
+    root = next(s for s in spans if s.name == "agentic.answer")
+    assert root.attributes["agentic.route"] == answer.route
+    assert root.attributes["agentic.answer_id"] == answer.answer_id
 
 
 def test_off_topic_question_gets_a_plain_not_covered_answer_without_the_llm(serving_stack):
@@ -406,7 +400,7 @@ def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
     assert tavily.requests[-1]["body"]["query"] == "statins and stroke"
 
 
-def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_mcp, otlp_receiver, tavily):
+def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_mcp, trace_store, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
     service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp))
     low = AnswerService(
@@ -432,11 +426,7 @@ def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_m
         assert kb.route == "knowledge_base"
     # below the threshold the rule forces the web search (which sources the model then cites is its own choice)
     assert web.route == "web_search" and len(tavily.requests) == before + 1
-    from agents.tracing import flush
-
-    flush()
-    time.sleep(1)
-    names = {s["name"] for s in otlp_receiver.trace(web.trace_id)}
+    names = {s.name for s in trace_store.wait(web.trace_id, {"agentic.answer"})}
     assert (
         "agentic.answer" in names
         and any("search_knowledge_base" in n for n in names)

@@ -17,6 +17,7 @@ def render_litellm_config(
     vision_name: str = "",
     vision_api_base: str = "",
     vision_aliases: tuple[str, ...] = ("vision",),
+    callbacks: tuple[str, ...] = ("prometheus",),
 ) -> dict:
     """LiteLLM proxy config: model names -> OpenAI-compatible endpoints, retries, timeouts, key by reference.
 
@@ -26,7 +27,11 @@ def render_litellm_config(
 
     With ``vision_name`` and ``vision_api_base`` (eks: the vision RayService), the vision-language model is routed under
     its name and ``vision_aliases``: an OpenAI chat completion whose content carries ``image_url`` parts is passed
-    through to vLLM as it is. Without them (local: no vision model) there is no such route."""
+    through to vLLM as it is. Without them (local: no vision model) there is no such route.
+
+    ``callbacks``: ``prometheus`` serves ``/metrics/`` (requests, failures, latency, tokens by model); ``otel`` exports
+    a span per call over OTLP to where ``OTEL_EXPORTER_OTLP_ENDPOINT`` points, joined to the caller's trace by the
+    ``traceparent`` header the agents send."""
     models = []
     if judge_name and not judge_backend:
         llm_aliases = (*llm_aliases, judge_name)
@@ -92,6 +97,7 @@ def render_litellm_config(
             "request_timeout": timeout_s,
             "drop_params": True,
             "telemetry": False,
+            "callbacks": list(callbacks),
         },
         "router_settings": {"num_retries": retries, "retry_after": 1, "timeout": timeout_s},
         "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
