@@ -109,16 +109,62 @@ def _instance(settings: Settings):
     return dg.DagsterInstance.get()
 
 
-def run_job(settings: Settings, job_name: str | None = None, log_level: str = "INFO", ops: dict | None = None):
+def _bar_listener(bar):
+    """An instance event listener that feeds the run's step events and progress lines to ``bar``."""
+    from core.progress import PROGRESS_TAG
+
+    def on_event(entry) -> None:
+        step = entry.step_key or ""
+        if not entry.is_dagster_event:
+            if step and entry.user_message.startswith(PROGRESS_TAG + " "):
+                bar.step_progress(step, entry.user_message)
+            return
+        event = entry.get_dagster_event()
+        if event.is_step_start:
+            bar.step_started(step)
+        elif event.is_step_success:
+            bar.step_finished(step, "done")
+        elif event.is_step_failure:
+            bar.step_finished(step, "failed")
+        elif event.is_step_skipped:
+            bar.step_finished(step, "skipped")
+
+    return on_event
+
+
+def run_job(
+    settings: Settings,
+    job_name: str | None = None,
+    log_level: str = "INFO",
+    ops: dict | None = None,
+    progress: bool = False,
+):
+    """Runs a job in this process, recorded in this home's instance. ``progress``: a bar on stdout (steps done, the
+    current step and its latest progress line), redrawn in place on a terminal, one line per finished step
+    otherwise."""
+    from dagster._core.utils import make_new_run_id
+
+    from core.progress import RunBar
     from pipelines.definitions import build_definitions
     from pipelines.jobs import MAIN_JOB
 
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name or MAIN_JOB)
+    instance = _instance(settings)
+    run_id, bar = make_new_run_id(), None
+    if progress:
+        tty = sys.stdout.isatty()
+        bar = RunBar(len(job.graph.nodes), sys.stdout, tty, width=shutil.get_terminal_size().columns - 1)
+        instance.add_event_listener(run_id, _bar_listener(bar))
+        if tty:  # the bar stands for the info lines on a terminal; the UI and the event log keep them all
+            log_level = "WARNING"
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if ops:
         run_config["ops"] = ops
-    return job.execute_in_process(instance=_instance(settings), raise_on_error=False, run_config=run_config)
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, run_id=run_id)
+    if bar is not None:
+        bar.close(result.success)
+    return result
 
 
 def _summarize(result) -> list[str]:
@@ -153,7 +199,7 @@ def cmd_run(args, settings: Settings) -> int:
             f"seed: {s['sample']} PubMed articles in {s['root']} ({s['written']} written, {s['unchanged']} unchanged)"
         )
     t0 = time.perf_counter()
-    result = run_job(settings, args.job)
+    result = run_job(settings, args.job, progress=True)
     _print(
         f"{result.dagster_run.job_name} run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s"
     )
@@ -185,6 +231,7 @@ def cmd_eval(args, settings: Settings) -> int:
         settings,
         "evaluation_job",
         ops={"rag_eval_run": {"config": cfg}, "eval_questions": {"config": {"size": args.size}}},
+        progress=True,
     )
     _print(
         f"evaluation_job run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.perf_counter() - t0:.1f}s"

@@ -65,7 +65,6 @@ def document_chunks(
     preview = next((t for _, t in pipeline_state.iter_shards(CHUNKS_TABLE, CHUNKS) if t.num_rows), None)
     return dg.MaterializeResult(
         metadata={
-            **info["progress"],  # shards done, chunks this run, wall seconds, rates
             "chunks": chunks,
             "documents": docs,
             "rechunked_documents": stats["rechunked"],
@@ -82,5 +81,6 @@ def document_chunks(
             ),
             "ray_seconds": info["seconds"],
             "seconds": round(time.perf_counter() - t0, 3),
+            **info["progress"],  # shards done, chunks this run, wall seconds, chunks_per_second
         }
     )

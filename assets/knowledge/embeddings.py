@@ -78,7 +78,6 @@ def chunk_embeddings(
     live = pipeline_state.table_rows(vtable)
     return dg.MaterializeResult(
         metadata={
-            **info["progress"],  # shards done, chunks embedded this run, wall seconds, rates
             "model": embedder.model_id,
             "dimension": embedder.dimension,
             "live_chunks": live,
@@ -91,10 +90,8 @@ def chunk_embeddings(
             "resumed_shards": info.get("resumed", 0),
             "ray_actors_max": info.get("actors", 0),
             "ray_seconds": info["seconds"],
-            "chunks_per_second": round(stats["embedded"] / info["seconds"], 1)
-            if stats["embedded"] and info["seconds"]
-            else 0.0,
             "actor_embed_seconds": round(embed_seconds, 3),
             "seconds": round(time.perf_counter() - t0, 3),
+            **info["progress"],  # shards done, chunks embedded this run, wall seconds, chunks_per_second
         }
     )

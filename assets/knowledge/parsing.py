@@ -114,7 +114,6 @@ def parsed_documents(
     preview = next((t for _, t in pipeline_state.iter_shards(DOCUMENTS_TABLE, DOCUMENTS) if t.num_rows), None)
     return dg.MaterializeResult(
         metadata={
-            **info["progress"],  # shards done, documents parsed this run, wall seconds, rates
             "documents": pipeline_state.table_rows(DOCUMENTS_TABLE),
             "quarantined": quarantined,
             "parsed_this_run": stats["parsed"],
@@ -133,6 +132,7 @@ def parsed_documents(
             ),
             "ray_seconds": info["seconds"],
             "seconds": round(time.perf_counter() - t0, 3),
+            **info["progress"],  # shards done, documents parsed this run, wall seconds, documents_per_second
         }
     )
 
