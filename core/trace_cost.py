@@ -222,6 +222,8 @@ class LatencyHistogram:
         if not self.count:
             return None
         rank = max(1, math.ceil(q * self.count))
+        if rank == self.count:  # the largest value is known exactly (p95 of fewer than 20 values is the max)
+            return self.max
         seen = 0
         for i in sorted(self.buckets):
             seen += self.buckets[i]

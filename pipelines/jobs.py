@@ -42,7 +42,8 @@ platform_job = dg.define_asset_job(
 
 cost_job = dg.define_asset_job(
     "cost_job",
-    selection=dg.AssetSelection.groups("cost") - dg.AssetSelection.assets("simulated_month"),
+    # answer_costs reads the trace store, which runs only with the services (`agentic up`): materialized on its own
+    selection=dg.AssetSelection.groups("cost") - dg.AssetSelection.assets("simulated_month", "answer_costs"),
     description="Bill of materials -> priced monthly report (reference table reproduced, omitted components, this platform), "
     "unit economics from measured throughput, and on eks the actual spend from Cost Explorer.",
 )

@@ -44,7 +44,8 @@ class TraceStoreResource(dg.ConfigurableResource):
         raise NotImplementedError
 
     def iter_spans(self, name: str, since: datetime | None = None, page_size: int = 200) -> Iterator[Span]:
-        """Spans called ``name`` (e.g. ``agentic.answer``), newest first, fetched ``page_size`` at a time."""
+        """Spans called ``name`` (e.g. ``agentic.answer``) that started at or after ``since``, fetched ``page_size`` at
+        a time, each once, in the store's order (Phoenix: newest ingested first; Langfuse: newest start first)."""
         raise NotImplementedError
 
     def trace_url(self, trace_id: str) -> str:
@@ -150,7 +151,11 @@ class LangfuseTraceStore(TraceStoreResource):
     def _span(row: dict) -> Span:
         meta = row.get("metadata") or {}
         attrs = dict(meta.get("attributes") or {}) if isinstance(meta, dict) else {}
-        usage = row.get("usageDetails") or row.get("usage") or {}
+        # usageDetails is empty on a plain span; the legacy ``usage`` is zeros there, so it counts only on generations
+        if "usageDetails" in row:
+            usage = row.get("usageDetails") or {}
+        else:
+            usage = (row.get("usage") or {}) if row.get("type") == "GENERATION" else {}
         if row.get("model"):
             attrs.setdefault(GENAI_MODEL, row["model"])
         for key, field_name in ((GENAI_INPUT, "input"), (GENAI_OUTPUT, "output")):

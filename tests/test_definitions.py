@@ -34,6 +34,10 @@ def test_definitions_load(profile, tmp_path):
     vision = defs.resources["vision"]
     assert type(vision).__name__ == {"local": "NoVision", "eks": "GatewayVision"}[profile]
     assert vision.available is (profile == "eks")
+    # answers' traces are read back from this home's Phoenix (local) or Langfuse (eks)
+    assert (
+        type(defs.resources["traces"]).__name__ == {"local": "PhoenixTraceStore", "eks": "LangfuseTraceStore"}[profile]
+    )
     assert defs.resolve_sensor_def("new_documents_sensor").job_name == "knowledge_job"
 
 
@@ -165,10 +169,11 @@ def test_every_group_is_documented_and_wired(tmp_path):
         "unit_economics",
         "actual_spend",
         "simulated_month",
+        "answer_costs",
     }
-    # the simulation needs a live cluster: its own job, never in the monthly cost_job
+    # the simulation needs a live cluster, answer_costs the services' trace store: never in the monthly cost_job
     cost_nodes = {n.name for n in defs.resolve_job_def("cost_job").nodes_in_topological_order}
-    assert "simulated_month" not in cost_nodes and "monthly_cost_report" in cost_nodes
+    assert {"simulated_month", "answer_costs"}.isdisjoint(cost_nodes) and "monthly_cost_report" in cost_nodes
     assert {n.name for n in defs.resolve_job_def("simulation_job").nodes_in_topological_order} == {"simulated_month"}
     checks = {k.name: k for k in graph.asset_check_keys}
     assert {"index_promotion_gate", "eval_quality_floors", "iam_least_privilege", "opensearch_domain_secure"} <= set(
