@@ -59,9 +59,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             ),
             # no vision-language model can be had offline here: image descriptions are unavailable on local
             "vision": NoVision(),
-        }
             # this home's Phoenix, the one `agentic up` starts (its port is read when traces are)
             "traces": PhoenixTraceStore(port_file=str(settings.serving_root / "phoenix" / "phoenix.port")),
+        }
     else:
         embedder = EmbedderResource(
             model_id="snowflake-arctic-embed-s-onnx",
@@ -98,14 +98,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             ),
             # the gateway's `vision` route: Qwen2.5-VL-7B on vLLM (the agentic-vision RayService)
             "vision": GatewayVision(url=gateway_url, api_key=dg.EnvVar("AGENTIC_GATEWAY_KEY")),
-        }
-    # Pipeline state: a folder on local; on eks a bucket, since every step runs in its own pod with an empty disk.
             # where the services' OTLP spans land (the platform's observability.langfuse_host), read back by key pair
             "traces": LangfuseTraceStore(
                 host=_langfuse_host(settings),
                 public_key=dg.EnvVar("LANGFUSE_PUBLIC_KEY"),
                 secret_key=dg.EnvVar("LANGFUSE_SECRET_KEY"),
             ),
+        }
+    # Pipeline state: a folder on local; on eks a bucket, since every step runs in its own pod with an empty disk.
     if settings.profile == "local":
         state_store = LocalStateStore(root=str(settings.state_root), shards=settings.state_shards)
     else:
@@ -144,14 +144,14 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return resources
 
 
-def build_key_store(settings: Settings) -> KeyStoreResource:
-    """API keys of principals: hashed files in the home's secrets folder (local), Secrets Manager (eks). The
 def _langfuse_host(settings: Settings) -> str:
     from infra.platform.config import load_platform_config
 
     return load_platform_config(settings.platform_config or None).observability.langfuse_host
 
 
+def build_key_store(settings: Settings) -> KeyStoreResource:
+    """API keys of principals: hashed files in the home's secrets folder (local), Secrets Manager (eks). The
     deployment's AGENTIC_API_KEY is the admin principal on both."""
     if settings.profile == "local":
         return LocalKeyStore(root=str(settings.secrets_dir / "keys"), admin_key=dg.EnvVar("AGENTIC_API_KEY"))
