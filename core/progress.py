@@ -160,7 +160,7 @@ class RunBar:
     def step_started(self, step: str) -> None:
         self._step_started[step] = self.clock()
         self.current, self.detail = step, ""
-        self._draw()
+        self._draw(force=True)  # once per step: the step's name shows even when the last one just finished
 
     def step_progress(self, step: str, message: str) -> None:
         self.current, self.detail = step, message.removeprefix(PROGRESS_TAG + " ")
