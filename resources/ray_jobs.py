@@ -408,4 +408,7 @@ class RayJobsApiRunner(RayJobRunner):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # main of the importable module, not of __main__: a target's report_progress must find the sink main sets there
+    from resources.ray_jobs import main as _main
+
+    raise SystemExit(_main())

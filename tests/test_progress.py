@@ -20,8 +20,9 @@ from core.corpus import document_key
 from core.progress import PROGRESS_TAG, Progress, RunBar
 from pipelines.profiles import build_resources
 from resources.ray_cluster import RayResource
-from resources.ray_jobs import LocalRayJobRunner, parse_progress, report_progress
+from resources.ray_jobs import LocalRayJobRunner, RayJobsApiRunner, parse_progress, report_progress
 from tests.conftest import REPO
+from tests.test_ray_jobs import ray_head as jobs_api_head  # noqa: F401  (a fixture: a Ray head with the Jobs API)
 
 AGENTIC = str(Path(sys.executable).parent / "agentic")
 
@@ -169,6 +170,22 @@ def test_local_runner_hands_progress_to_the_caller_while_the_job_runs(ray_addres
     assert calls[0][0] < end - 0.5 and calls[0][0] > t0
     # with no listener a target's reports go nowhere
     assert runner.run("tests.test_progress:reporting_target", {"n": 2}) == {"total": 1}
+
+
+@pytest.mark.timeout(240)
+def test_jobs_api_runner_reads_progress_from_the_jobs_logs(jobs_api_head):  # noqa: F811 (the fixture imported above)
+    """The eks path: the target's reports travel as lines of the Ray job's logs, read back while the job runs."""
+    if jobs_api_head["dashboard_error"]:
+        pytest.skip(jobs_api_head["dashboard_error"])
+    runner = RayJobsApiRunner(address=jobs_api_head["dashboard"], poll_interval_s=0.3, progress_interval_s=0.3)
+    calls: list[dict] = []
+    env = {"PYTHONPATH": str(REPO)}
+    result = runner.run(
+        "tests.test_progress:reporting_target", {"n": 6}, env=env, timeout_s=120, on_progress=calls.append
+    )
+    assert result == {"total": 15}
+    assert sum(c["done"] for c in calls) == 6 and sum(c["items"] for c in calls) == 60  # each line read once
+    assert len(calls) >= 2, calls  # while the job ran, not only once it had ended
 
 
 def test_progress_lines_in_a_jobs_logs_are_summed():
