@@ -561,8 +561,9 @@ def cmd_cluster(args, settings: Settings) -> int:
 def cmd_up(args, settings: Settings) -> int:
     from dataclasses import replace
 
-    from pipelines.services import ensure_ray_head, start_api
+    from pipelines.services import ensure_ray_head, metrics_targets, start_api, start_metrics, start_trace_store
 
+    settings = start_trace_store(settings, log=_print)
     address = ensure_ray_head(settings, log=_print)
     settings = replace(settings, ray_address=address)
     os.environ["AGENTIC_RAY_ADDRESS"] = address
@@ -583,6 +584,7 @@ def cmd_up(args, settings: Settings) -> int:
         _print(
             f"API on http://{args.host}:{args.port} (pid {pid}); bearer token: AGENTIC_API_KEY or the file `agentic keys` names"
         )
+    start_metrics(settings, metrics_targets(settings, None if args.no_api else f"{args.host}:{args.port}"), log=_print)
     return 0
 
 

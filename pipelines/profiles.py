@@ -56,6 +56,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 embedding_model=embedder.model_id,
                 state_dir=str(settings.serving_root),
                 structured_output="grammar",  # the local LLM is llama-server
+                otlp_endpoint=settings.otlp_endpoint,
             ),
             # no vision-language model can be had offline here: image descriptions are unavailable on local
             "vision": NoVision(),
@@ -95,6 +96,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 state_dir=str(settings.serving_root),
                 judge_backend=settings.judge_backend,
                 aws_region=settings.aws_region,
+                otlp_endpoint=settings.otlp_endpoint,
             ),
             # the gateway's `vision` route: Qwen2.5-VL-7B on vLLM (the agentic-vision RayService)
             "vision": GatewayVision(url=gateway_url, api_key=dg.EnvVar("AGENTIC_GATEWAY_KEY")),

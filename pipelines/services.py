@@ -177,16 +177,20 @@ def metrics_targets(settings: Settings, api: str | None) -> dict[str, str]:
 
 
 def start_metrics(settings: Settings, targets: dict[str, str], log=print) -> str:
-    """Prometheus scraping ``targets`` with the platform's alert rules; returns its URL. The API's bearer key goes to
-    a 0600 file Prometheus reads, never into its config."""
-    from infra.platform.observability import alert_rules, local_scrape_config
+    """Prometheus scraping ``targets`` with the platform's alert rules; returns its URL. The API's and the gateway's
+    bearer keys go to 0600 files Prometheus reads, never into its config."""
+    from infra.platform.observability import METRICS_SERVICES, alert_rules, local_scrape_config
 
     prom = prometheus_server(settings)
     prom.workdir.mkdir(parents=True, exist_ok=True)
-    key_file = prom.workdir / "api.key"
-    key_file.touch(mode=0o600)
-    key_file.write_text(os.environ.get("AGENTIC_API_KEY", ""))
-    info = prom.start(local_scrape_config(targets, bearer_file=str(key_file)), alert_rules())
+    key_files = {}
+    for svc in METRICS_SERVICES:
+        if svc.name in targets and svc.key_env:
+            path = prom.workdir / f"{svc.name}.key"
+            path.touch(mode=0o600)
+            path.write_text(os.environ.get(svc.key_env, ""))
+            key_files[svc.name] = str(path)
+    info = prom.start(local_scrape_config(targets, key_files=key_files), alert_rules())
     log(f"Prometheus on {info['url']} scraping {', '.join(sorted(targets))} (pid {info['pid']})")
     return info["url"]
 
@@ -227,13 +231,13 @@ def local_cluster(settings: Settings):
     from infra.local.kube.cluster import LocalCluster
     from infra.local.kube.instance_types import kwok_instance_types
     from infra.platform.config import load_platform_config
-    from infra.validate import crd_dir
+    from infra.validate import crd_dirs
 
     cfg = load_platform_config(settings.platform_config or None)
     book = load_price_book(cfg.region)
     return LocalCluster(
         home=settings.home,
-        crd_dirs=(crd_dir(),),
+        crd_dirs=crd_dirs(),
         instance_types=kwok_instance_types(cfg, book),
         cache=settings.cache,
     )

@@ -148,8 +148,17 @@ def trace_store(tmp_path_factory):
     def wait(trace_id: str, names: set[str] = frozenset(), timeout_s: float = 30.0):
         flush()
         deadline = _time.time() + timeout_s
+
+        def complete(spans) -> bool:  # the names wanted, and no span whose parent has not arrived yet
+            ids = {s.span_id for s in spans}
+            return (
+                bool(spans)
+                and names <= {s.name for s in spans}
+                and all(s.parent_id in ids or not s.parent_id for s in spans)
+            )
+
         spans = store.spans(trace_id)
-        while _time.time() < deadline and not (spans and names <= {s.name for s in spans}):
+        while _time.time() < deadline and not complete(spans):
             _time.sleep(0.5)
             spans = store.spans(trace_id)
         return spans

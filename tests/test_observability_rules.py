@@ -197,11 +197,14 @@ def test_every_monitor_selects_a_rendered_service_by_its_labels_and_port(cfg):
 
 
 def test_local_scrape_config_passes_promtool_and_mirrors_the_monitors(tmp_path):
-    key = tmp_path / "api.key"
+    key, gw_key = tmp_path / "api.key", tmp_path / "gateway.key"
     key.write_text("not-a-real-key\n")
+    gw_key.write_text("not-a-real-key-either\n")
     rules = _write_rules(tmp_path, alert_rules())
     targets = {"agentic-api": "127.0.0.1:8000", "litellm": "127.0.0.1:4000", "ray-serve": "127.0.0.1:8080"}
-    config = local_scrape_config(targets, bearer_file=str(key), rule_files=(str(rules),))
+    config = local_scrape_config(
+        targets, key_files={"agentic-api": str(key), "litellm": str(gw_key)}, rule_files=(str(rules),)
+    )
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     r = promtool("check", "config", str(path))
@@ -214,10 +217,12 @@ def test_local_scrape_config_passes_promtool_and_mirrors_the_monitors(tmp_path):
             assert jobs[svc.name]["metrics_path"] == svc.path
             assert jobs[svc.name]["static_configs"] == [{"targets": [targets[svc.name]]}]
     assert jobs["agentic-api"]["authorization"] == {"type": "Bearer", "credentials_file": str(key)}
-    assert "authorization" not in jobs["litellm"] and "authorization" not in jobs["ray-serve"]
-    assert local_scrape_config({"litellm": "127.0.0.1:4000"}, interval="15s")["global"]["scrape_interval"] == "15s"
-    with pytest.raises(ValueError, match="bearer_file"):
-        local_scrape_config({"agentic-api": "127.0.0.1:8000"})
+    assert jobs["litellm"]["authorization"] == {"type": "Bearer", "credentials_file": str(gw_key)}
+    assert "authorization" not in jobs["ray-serve"]
+    assert local_scrape_config({"ray-serve": "127.0.0.1:8080"}, interval="15s")["global"]["scrape_interval"] == "15s"
+    for name in ("agentic-api", "litellm"):
+        with pytest.raises(ValueError, match="key_files"):
+            local_scrape_config({name: "127.0.0.1:8000"})
     with pytest.raises(ValueError, match="unknown"):
         local_scrape_config({"litelm": "127.0.0.1:4000"})
 

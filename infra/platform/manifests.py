@@ -722,6 +722,11 @@ def render_gateway_and_observability(cfg: PlatformConfig, litellm_config: dict) 
             secret_env("AGENTIC_UPSTREAM_KEY", "litellm-master-key", "upstream"),
             {"name": "AWS_REGION", "value": cfg.region},
             {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
+            # the otel callback's exporter: Langfuse's OTLP endpoint, its key pair from the Secret as headers
+            {"name": "OTEL_EXPORTER", "value": "otlp_http"},
+            {"name": "OTEL_SERVICE_NAME", "value": "litellm"},
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": f"{cfg.observability.langfuse_host}/api/public/otel"},
+            secret_env("OTEL_EXPORTER_OTLP_HEADERS", cfg.observability.langfuse_secret, "otlp_headers"),
         ],
         args=["--config", "/etc/litellm/config.yaml", "--port", "4000"],
         volumes=[{"name": "config", "configMap": {"name": "litellm-config"}}],
@@ -812,7 +817,7 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
                     "dagsterApiGrpcArgs": ["-m", "pipelines.definitions"],
                     "port": 3030,
                     "env": env,
-                    "envSecrets": [{"name": "agentic-secrets"}],
+                    "envSecrets": [{"name": "agentic-secrets"}, {"name": cfg.observability.langfuse_secret}],
                     "includeConfigInLaunchedRuns": {"enabled": True},
                     "nodeSelector": {"karpenter.sh/nodepool": "general"},
                     "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
@@ -826,7 +831,7 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
             "config": {
                 "k8sRunLauncher": {
                     "jobNamespace": "dagster",
-                    "envSecrets": [{"name": "agentic-secrets"}],
+                    "envSecrets": [{"name": "agentic-secrets"}, {"name": cfg.observability.langfuse_secret}],
                     # run pods, and through the run launcher every step pod dagster-k8s makes, pass PSS restricted
                     "runK8sConfig": {
                         "podSpecConfig": {
@@ -889,6 +894,7 @@ def litellm_config(cfg: PlatformConfig) -> dict:
         aws_region=cfg.region,
         vision_name=cfg.models.vision_model_id if cfg.models.vision else "",
         vision_api_base=vision_endpoint(cfg),
+        callbacks=("prometheus", "otel"),  # /metrics/ for the ServiceMonitor; spans to Langfuse, in the API's traces
     )
 
 

@@ -45,14 +45,32 @@ class MetricsService:
     port: str
     path: str
     namespace: Literal["app", "node"] = "app"
-    scheme_auth: Literal["bearer"] | None = None
+    # a bearer key guards the endpoint: the Secret holding it on eks (key ``key``) and, locally, the environment
+    # variable the process reads it from; None: no auth
+    key_secret: str | None = None
+    key_env: str | None = None
     gpu: str | None = None
 
 
 METRICS_SERVICES: tuple[MetricsService, ...] = (
-    MetricsService("agentic-api", {"app.kubernetes.io/name": "agentic-api"}, "http", "/metrics", scheme_auth="bearer"),
-    # LiteLLM mounts its exporter at /metrics/ (/metrics answers a 307 redirect)
-    MetricsService("litellm", {"app.kubernetes.io/name": "litellm"}, "http", "/metrics/"),
+    MetricsService(
+        "agentic-api",
+        {"app.kubernetes.io/name": "agentic-api"},
+        "http",
+        "/metrics",
+        key_secret=API_KEY_SECRET,
+        key_env="AGENTIC_API_KEY",
+    ),
+    # LiteLLM mounts its exporter at /metrics/ (/metrics answers a 307 redirect) behind its master key
+    # (require_auth_for_metrics_endpoint defaults to true)
+    MetricsService(
+        "litellm",
+        {"app.kubernetes.io/name": "litellm"},
+        "http",
+        "/metrics/",
+        key_secret="litellm-master-key",
+        key_env="AGENTIC_GATEWAY_KEY",
+    ),
     # the head's metrics agent: Serve's proxy, controller and the replicas on that node report through it
     MetricsService("ray-serve", {"ray.io/node-type": "head"}, "metrics", "/metrics"),
     MetricsService(
@@ -91,9 +109,9 @@ def service_monitors(cfg: PlatformConfig) -> list[dict]:
     for svc in METRICS_SERVICES:
         ns = _namespace(cfg, svc)
         endpoint: dict[str, Any] = {"port": svc.port, "path": svc.path, "interval": "30s"}
-        if svc.scheme_auth == "bearer":
-            # the API's /metrics wants its bearer key; the operator reads it from the Secret (same namespace as the SM)
-            endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": API_KEY_SECRET, "key": "key"}}
+        if svc.key_secret:
+            # the endpoint wants its bearer key; the operator reads it from the Secret (same namespace as the SM)
+            endpoint["authorization"] = {"type": "Bearer", "credentials": {"name": svc.key_secret, "key": "key"}}
         out.append(
             {
                 "apiVersion": "monitoring.coreos.com/v1",
@@ -112,12 +130,13 @@ def service_monitors(cfg: PlatformConfig) -> list[dict]:
 def local_scrape_config(
     targets: dict[str, str],
     *,
-    bearer_file: str | None = None,
+    key_files: dict[str, str] | None = None,
     interval: str = "5s",
     rule_files: tuple[str, ...] = (),
 ) -> dict:
     """A Prometheus config for the local stack: one job per service named in ``targets`` (``"127.0.0.1:PORT"``),
-    scraped on the same path as its ServiceMonitor; bearer services read their key from ``bearer_file``. Services
+    scraped on the same path as its ServiceMonitor; a keyed service reads its bearer key from ``key_files[name]``
+    (a 0600 file, so no key is in the config). Services
     absent from ``targets`` (the GPU exporters, locally) are left out."""
     known = {s.name: s for s in METRICS_SERVICES}
     unknown = sorted(set(targets) - set(known))
@@ -132,10 +151,10 @@ def local_scrape_config(
             "metrics_path": svc.path,
             "static_configs": [{"targets": [targets[svc.name]]}],
         }
-        if svc.scheme_auth == "bearer":
-            if not bearer_file:
-                raise ValueError(f"{svc.name} needs its bearer key: pass bearer_file")
-            job["authorization"] = {"type": "Bearer", "credentials_file": bearer_file}
+        if svc.key_secret:
+            if not (key_files or {}).get(svc.name):
+                raise ValueError(f"{svc.name} needs its bearer key: pass key_files[{svc.name!r}]")
+            job["authorization"] = {"type": "Bearer", "credentials_file": key_files[svc.name]}
         jobs.append(job)
     out: dict[str, Any] = {"global": {"scrape_interval": interval, "evaluation_interval": interval}}
     if rule_files:
