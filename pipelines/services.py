@@ -24,8 +24,13 @@ def build_answer_service(settings: Settings):
     from agents.tracing import setup_tracing
     from pipelines.profiles import build_resources
 
-    headers = dict(kv.split("=", 1) for kv in settings.otlp_headers.split(",") if "=" in kv)
-    setup_tracing(settings.otlp_endpoint or None, headers)
+    endpoint, header_text = settings.otlp_endpoint, settings.otlp_headers
+    phoenix = phoenix_server(settings)
+    if not endpoint and phoenix.alive():  # this home's `agentic up` runs a trace store: `agentic ask` reports there too
+        env = phoenix.otlp_env()
+        endpoint, header_text = env["OTEL_EXPORTER_OTLP_ENDPOINT"], env["OTEL_EXPORTER_OTLP_HEADERS"]
+    headers = dict(kv.split("=", 1) for kv in header_text.split(",") if "=" in kv)
+    setup_tracing(endpoint or None, headers)
     res = build_resources(settings)
     gateway = resolve_env(res["gateway"])
     retriever = resolve_env(res["retriever"])
@@ -170,8 +175,10 @@ def metrics_targets(settings: Settings, api: str | None) -> dict[str, str]:
     targets = {"litellm": f"127.0.0.1:{settings.gateway_port}"}
     if api:
         targets["agentic-api"] = api
-    ray_metrics = _run_dir(settings) / "ray.metrics"
-    if ray_metrics.exists() and not settings.ray_address:
+    # Ray's metrics when the head is the one `agentic up` started for this home (its port is on file)
+    run = _run_dir(settings)
+    ray_metrics, ray_address = run / "ray.metrics", run / "ray.address"
+    if ray_metrics.exists() and ray_address.exists() and ray_address.read_text().strip() == settings.ray_address:
         targets["ray-serve"] = ray_metrics.read_text().strip()
     return targets
 

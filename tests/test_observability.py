@@ -232,3 +232,36 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(api_server, s
         assert all(rule["health"] == "ok" for rule in loaded), [(x["name"], x.get("lastError")) for x in loaded]
     finally:
         prom.stop()
+
+
+@pytest.mark.e2e
+def test_agentic_ask_reports_to_the_homes_trace_store(serving_stack, trace_store):
+    """`agentic ask` in another shell finds the trace store `agentic up` runs for its home (no OTEL_* endpoint set):
+    its answer is a trace there, with the gateway's spans in it."""
+    import json
+    import os
+
+    from tests.helpers import stack_cli
+
+    agentic, env = stack_cli(serving_stack)
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    home_phoenix = serving_stack.settings.serving_root / "phoenix"
+    home_phoenix.mkdir(parents=True, exist_ok=True)
+    port_file = home_phoenix / "phoenix.port"
+    port_file.write_text(trace_store.url.rsplit(":", 1)[1])  # as `agentic up` leaves it
+    try:
+        out = subprocess.run(
+            [agentic, "ask", "--json", f"What did the study {_title(serving_stack)!r} find?"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        port_file.unlink()
+    assert out.returncode == 0, out.stderr[-2000:]
+    answer = json.loads(out.stdout)
+    want = {"agentic.answer", "retrieve"} | ({"litellm_request"} if answer["llm_calls"] else set())
+    spans = trace_store.wait(answer["trace_id"], want, timeout_s=60)
+    assert want <= {s.name for s in spans}, [s.name for s in spans]
+    assert not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")  # the endpoint came from the home, not the environment
