@@ -676,6 +676,11 @@ def cmd_ask(args, settings: Settings) -> int:
     )
     for note in answer.notes:
         _print(f"   note: {note}")
+    from pipelines.services import phoenix_server
+
+    phoenix = phoenix_server(settings)
+    if answer.trace_id and phoenix.alive():
+        _print(f"   trace: {phoenix.url}/redirects/traces/{answer.trace_id}")
     return 0
 
 

