@@ -9,57 +9,27 @@ nothing is sent to it; HTTP binds 127.0.0.1. Its Prometheus endpoint stays off (
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import time
 from pathlib import Path
 
-import httpx
+from infra.local.processes import DetachedServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PHOENIX_VERSION = "20.26.1"
 PROJECT = "agentic-rag"  # every service sends here: a trace belongs to the project of its first-ingested span
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PhoenixServer:
+class PhoenixServer(DetachedServer):
     """One Phoenix process for a home: its database, pid, port and log live in ``workdir``."""
 
+    name = "phoenix"
+    health_path = "/healthz"
+
     def __init__(self, workdir: Path, venv: Path = REPO / ".venv-phoenix"):
-        self.workdir = Path(workdir)
+        super().__init__(workdir)
         self.venv = Path(venv)
-
-    @property
-    def _pidfile(self) -> Path:
-        return self.workdir / "phoenix.pid"
-
-    @property
-    def _portfile(self) -> Path:
-        return self.workdir / "phoenix.port"
-
-    @property
-    def log(self) -> Path:
-        return self.workdir / "phoenix.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._portfile.read_text().strip()}" if self._portfile.exists() else ""
 
     def installed(self) -> bool:
         return (self.venv / "bin" / "phoenix").exists()
-
-    def alive(self) -> bool:
-        if not self.url:
-            return False
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def start(self, timeout_s: float = 240) -> dict:
         """Start Phoenix unless this home's is already up; returns its url, pid and startup seconds."""
@@ -68,11 +38,9 @@ class PhoenixServer:
         if not self.installed():
             raise RuntimeError(f"Arize Phoenix is not installed at {self.venv}; run `make setup`")
         self.stop()
-        self.workdir.mkdir(parents=True, exist_ok=True)
         port, grpc_port = free_port(), free_port()
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))
-        }  # a Service named phoenix injects PHOENIX_PORT=tcp://..., which Phoenix cannot parse
+        # a Service named phoenix injects PHOENIX_PORT=tcp://..., which Phoenix cannot parse
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
         env.update(
             {
                 "PHOENIX_HOST": "127.0.0.1",
@@ -86,34 +54,7 @@ class PhoenixServer:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        t0 = time.perf_counter()
-        with open(self.log, "ab") as out:
-            proc = subprocess.Popen(
-                [str(self.venv / "bin" / "phoenix"), "serve"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._pidfile.write_text(str(proc.pid))
-        self._portfile.write_text(str(port))
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                tail = self.log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"Phoenix exited with {proc.returncode}:\n{tail}")
-            if self.alive():
-                return {"url": self.url, "pid": proc.pid, "startup_seconds": round(time.perf_counter() - t0, 1)}
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"Phoenix not healthy after {timeout_s:.0f} s (log: {self.log})")
-
-    def stop(self) -> bool:
-        from infra.local.processes import stop_pidfile
-
-        stopped = stop_pidfile(self._pidfile)
-        self._portfile.unlink(missing_ok=True)
-        return stopped
+        return self._launch([str(self.venv / "bin" / "phoenix"), "serve"], env, port, timeout_s)
 
     def otlp_env(self, project: str = PROJECT) -> dict[str, str]:
         """The exporter settings that send a process's spans here (the API's and LiteLLM's alike)."""

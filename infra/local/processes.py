@@ -1,4 +1,4 @@
-"""Stopping a detached local service (its own process group, pid in a file)."""
+"""Detached local services: started in their own session (pid, port and log on file), stopped by their pid."""
 
 from __future__ import annotations
 
@@ -78,3 +78,74 @@ def stop_processes_naming(marker: str, grace_s: float = 3.0) -> int:
         if not pids:
             break
     return count
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DetachedServer:
+    """A local HTTP service of a home, detached from the CLI that starts it: ``<name>.pid``, ``<name>.port`` and
+    ``<name>.log`` live in ``workdir``, so another command (``agentic down``, ``agentic ask``) finds it."""
+
+    name = "server"
+    health_path = "/"
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+
+    @property
+    def _pidfile(self) -> Path:
+        return self.workdir / f"{self.name}.pid"
+
+    @property
+    def _portfile(self) -> Path:
+        return self.workdir / f"{self.name}.port"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._portfile.read_text().strip()}" if self._portfile.exists() else ""
+
+    def alive(self) -> bool:
+        import httpx
+
+        if not self.url:
+            return False
+        try:
+            return httpx.get(f"{self.url}{self.health_path}", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _launch(self, cmd: list[str], env: dict[str, str], port: int, timeout_s: float) -> dict:
+        """Start ``cmd`` in its own session, listening on ``port``; wait until healthy. Returns url, pid, seconds."""
+        import subprocess
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        with open(self.log, "ab") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self._pidfile.write_text(str(proc.pid))
+        self._portfile.write_text(str(port))
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{self.name} exited with {proc.returncode}:\n{tail}")
+            if self.alive():
+                return {"url": self.url, "pid": proc.pid, "startup_seconds": round(time.perf_counter() - t0, 1)}
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"{self.name} not healthy after {timeout_s:.0f} s (log: {self.log})")
+
+    def stop(self) -> bool:
+        stopped = stop_pidfile(self._pidfile)
+        self._portfile.unlink(missing_ok=True)
+        return stopped

@@ -8,14 +8,12 @@ web UI assets compiled out, so the UI pages answer 500 here; the HTTP API, which
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import yaml
 
-from infra.local.phoenix import free_port
+from infra.local.processes import DetachedServer, free_port
 
 PROMETHEUS_DEBIAN_VERSION = "2.42.0+ds-5+deb12u1"
 
@@ -28,39 +26,18 @@ def promtool(cache: Path) -> Path:
     return prometheus_root(cache) / "promtool"
 
 
-class PrometheusServer:
+class PrometheusServer(DetachedServer):
     """One Prometheus for a home: config, rules, TSDB, pid, port and log live in ``workdir``."""
 
+    name = "prometheus"
+    health_path = "/-/ready"
+
     def __init__(self, workdir: Path, cache: Path):
-        self.workdir = Path(workdir)
+        super().__init__(workdir)
         self.binary = prometheus_root(cache) / "prometheus"
-
-    @property
-    def _pidfile(self) -> Path:
-        return self.workdir / "prometheus.pid"
-
-    @property
-    def _portfile(self) -> Path:
-        return self.workdir / "prometheus.port"
-
-    @property
-    def log(self) -> Path:
-        return self.workdir / "prometheus.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._portfile.read_text().strip()}" if self._portfile.exists() else ""
 
     def installed(self) -> bool:
         return self.binary.exists()
-
-    def alive(self) -> bool:
-        if not self.url:
-            return False
-        try:
-            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
 
     def write_config(self, config: dict, rules: dict | None = None) -> Path:
         """Write ``config`` (plus ``rules`` as its one rule file); a running server re-reads both."""
@@ -82,40 +59,15 @@ class PrometheusServer:
         self.stop()
         path = self.write_config(config, rules)
         port = free_port()
-        t0 = time.perf_counter()
-        with open(self.log, "ab") as out:
-            proc = subprocess.Popen(
-                [
-                    str(self.binary),
-                    f"--config.file={path}",
-                    f"--storage.tsdb.path={self.workdir / 'data'}",
-                    "--storage.tsdb.retention.time=2d",
-                    f"--web.listen-address=127.0.0.1:{port}",  # the default is every interface
-                    "--web.enable-lifecycle",  # /-/reload after a config change
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")},
-            )
-        self._pidfile.write_text(str(proc.pid))
-        self._portfile.write_text(str(port))
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"Prometheus exited with {proc.returncode}: {self.log.read_text()[-2000:]}")
-            if self.alive():
-                return {"url": self.url, "pid": proc.pid, "startup_seconds": round(time.perf_counter() - t0, 1)}
-            time.sleep(0.25)
-        self.stop()
-        raise RuntimeError(f"Prometheus not ready after {timeout_s:.0f} s (log: {self.log})")
-
-    def stop(self) -> bool:
-        from infra.local.processes import stop_pidfile
-
-        stopped = stop_pidfile(self._pidfile)
-        self._portfile.unlink(missing_ok=True)
-        return stopped
+        cmd = [
+            str(self.binary),
+            f"--config.file={path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            "--storage.tsdb.retention.time=2d",
+            f"--web.listen-address=127.0.0.1:{port}",  # the default is every interface
+            "--web.enable-lifecycle",  # /-/reload after a config change
+        ]
+        return self._launch(cmd, {k: v for k, v in os.environ.items() if not k.startswith("AGENTIC_")}, port, timeout_s)
 
     # -- reading ---------------------------------------------------------------------------
     def query(self, expr: str) -> list[dict]:
