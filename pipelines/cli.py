@@ -142,7 +142,7 @@ def run_job(
     """Runs a job in this process, recorded in this home's instance. ``progress``: a bar on stdout (steps done, the
     current step and its latest progress line), redrawn in place on a terminal, one line per finished step
     otherwise."""
-    from dagster._core.utils import make_new_run_id
+    import uuid
 
     from core.progress import RunBar
     from pipelines.definitions import build_definitions
@@ -151,7 +151,7 @@ def run_job(
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name or MAIN_JOB)
     instance = _instance(settings)
-    run_id, bar = make_new_run_id(), None
+    run_id, bar = str(uuid.uuid4()), None  # known before the run starts, so the bar can listen for it
     if progress:
         tty = sys.stdout.isatty()
         bar = RunBar(len(job.graph.nodes), sys.stdout, tty, width=shutil.get_terminal_size().columns - 1)
