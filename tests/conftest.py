@@ -63,7 +63,6 @@ def ray_address() -> str:
             include_dashboard=False,
             namespace="agentic",
             log_to_driver=False,
-            _node_ip_address="127.0.0.1",  # loopback: Ray binds its metrics agent (scraped in tests) to the node IP
         )
     address = ray.get_runtime_context().gcs_address
     yield address
