@@ -265,3 +265,44 @@ def test_agentic_ask_reports_to_the_homes_trace_store(serving_stack, trace_store
     spans = trace_store.wait(answer["trace_id"], want, timeout_s=60)
     assert want <= {s.name for s in spans}, [s.name for s in spans]
     assert not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")  # the endpoint came from the home, not the environment
+
+
+def test_agentic_up_scrapes_its_own_services_with_keys_kept_out_of_the_config(base_settings, tmp_path, monkeypatch):
+    """`agentic up`'s metrics wiring: the targets are this home's gateway, API and Ray head (only when the head is the
+    one it started), Prometheus runs with the rendered config and rules, and the bearer keys sit in 0600 files, never
+    in prometheus.yml."""
+    import stat
+
+    from pipelines.services import metrics_targets, prometheus_server, start_metrics
+    from tests.conftest import make_settings
+
+    settings = make_settings(base_settings, tmp_path / "home", ray_address="127.0.0.1:6379")
+    run = settings.serving_root / "run"
+    run.mkdir(parents=True)
+    assert "ray-serve" not in metrics_targets(settings, "127.0.0.1:8000")  # no head of this home's on file
+    (run / "ray.address").write_text("127.0.0.1:6379")
+    (run / "ray.metrics").write_text("127.0.0.1:6380")
+    targets = metrics_targets(settings, "127.0.0.1:8000")
+    assert targets == {
+        "litellm": f"127.0.0.1:{settings.gateway_port}",
+        "agentic-api": "127.0.0.1:8000",
+        "ray-serve": "127.0.0.1:6380",
+    }
+    monkeypatch.setenv("AGENTIC_API_KEY", "api-key-for-this-test")
+    monkeypatch.setenv("AGENTIC_GATEWAY_KEY", "gateway-key-for-this-test")
+    prom = prometheus_server(settings)
+    url = start_metrics(settings, targets, log=lambda *_: None)
+    try:
+        deadline = time.time() + 30  # targets appear after the first discovery cycle
+        while time.time() < deadline and len(prom.targets()) < len(targets):
+            time.sleep(0.5)
+        assert {t["labels"]["job"] for t in prom.targets()} == set(targets)
+        config = (prom.workdir / "prometheus.yml").read_text()
+        assert "key-for-this-test" not in config
+        for name, key in (("agentic-api", "api-key-for-this-test"), ("litellm", "gateway-key-for-this-test")):
+            path = prom.workdir / f"{name}.key"
+            assert path.read_text() == key and stat.S_IMODE(path.stat().st_mode) == 0o600
+        rules = httpx.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        assert sum(len(g["rules"]) for g in rules) > 0
+    finally:
+        assert prom.stop() and not prom.alive()
