@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import gc
 import hashlib
 import importlib
 import json
@@ -274,6 +275,10 @@ class LocalRayJobRunner(RayJobRunner):
                     return _json_result(target, fn(call_payload))
             finally:
                 _sink.counts = None
+                # A stage's Ray handles (a Data pool's actors) can end up in cyclic garbage, which only a collection
+                # frees: in a long-lived driver (a run's process, the suite) an idle pool actor then kept its CPU
+                # until some later GC, and on a 2-CPU cluster beside Serve the next stage's tasks waited forever.
+                gc.collect()
 
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-job")
         deadline = time.monotonic() + timeout_s

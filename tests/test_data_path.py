@@ -183,3 +183,44 @@ def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(
     gen = meta["vector_index"]["generation"]
     ids = res["vector_store"].scan(gen, ["chunk_id"]).column("chunk_id").to_pylist()
     assert len(ids) == len(set(ids)) == meta["document_chunks"]["chunks"]  # exact, no duplicate ids
+
+
+def test_a_stage_frees_pool_actors_left_in_cyclic_garbage(tmp_path, embedder_resource, ray_address, monkeypatch):
+    """Regression (the suite hung in CI and here): an embed stage's idle Ray Data pool actor outlived the stage,
+    referenced only from cyclic garbage in the long-lived driver, and kept its CPU until some later collection; on
+    the suite's 2-CPU cluster the next stage's tasks waited forever behind it and Serve's replicas. Here every actor
+    the stage creates has its handle put in a reference cycle, and automatic GC is off: the CPUs must come back when
+    the stage returns."""
+    import gc
+
+    import ray
+    import ray.actor
+
+    create = ray.actor.ActorClass._remote
+
+    def create_in_cycle(self, *args, **kwargs):
+        handle = create(self, *args, **kwargs)
+        cycle = {"handle": handle}
+        cycle["self"] = cycle  # garbage once this returns; only a collection frees it
+        return handle
+
+    store = LocalStateStore(root=str(tmp_path / "state"), shards=2)
+    store.layout()
+    rows = [_chunk(i, f"Statin therapy lowered LDL cholesterol in cohort {i}.") for i in range(4)]
+    store.commit(CHUNKS_TABLE, {0: store.write_shard(CHUNKS_TABLE, 0, "x", pa.Table.from_pylist(rows, schema=CHUNKS))})
+    total = ray.cluster_resources()["CPU"]
+    gc.collect()
+    gc.disable()
+    try:
+        monkeypatch.setattr(ray.actor.ActorClass, "_remote", create_in_cycle)
+        vtable, _, result = _embed_committed_chunks(store, embedder_resource, ray_address)
+        monkeypatch.undo()
+        assert result["entries"][vtable]["0"]
+        deadline = time.time() + 20
+        while time.time() < deadline and ray.available_resources().get("CPU", 0) < total:
+            time.sleep(0.25)
+        free = ray.available_resources().get("CPU", 0)
+    finally:
+        gc.enable()
+        gc.collect()
+    assert free == total, f"an embedding actor still holds a CPU ({free} of {total} free)"
