@@ -23,7 +23,9 @@ fi
 stamp=.venv/.deps-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "setup: installing dependencies into .venv"
-  "${UV[@]}" pip sync -q -p .venv/bin/python requirements.lock
+  # bytecode now: where PYTHONDONTWRITEBYTECODE is set (this image) no .pyc is ever written, and every CLI run, step
+  # pod and Ray worker compiled dagster, ray and the rest again (importing them took 21 s instead of 10 here)
+  "${UV[@]}" pip sync -q --compile-bytecode -p .venv/bin/python requirements.lock
   "${UV[@]}" pip install -q -p .venv/bin/python --no-deps -e .
   rm -f .venv/.deps-*
   touch "$stamp"
