@@ -41,3 +41,20 @@ def sleep(payload: dict) -> dict:
 
     time.sleep(float(payload.get("s", 1)))
     return {"slept": payload.get("s", 1)}
+
+
+def actor_left_in_cyclic_garbage(payload: dict) -> dict:
+    """Starts a 1-CPU actor and leaves its only handle in a reference cycle, as Ray Data's finished pool once did:
+    the actor lives until the driver's garbage collector frees that cycle."""
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class Idle:
+        def ready(self) -> bool:
+            return True
+
+    actor = Idle.remote()
+    ray.get(actor.ready.remote())
+    cycle = {"actor": actor}
+    cycle["self"] = cycle
+    return {"started": True}

@@ -188,6 +188,30 @@ def test_local_runner_runs_target_on_the_session_cluster(ray_address):
         runner.run(f"{TARGETS}:sleep", {"s": 1}, timeout_s=0.3)
 
 
+def test_local_runner_frees_a_targets_actors_left_in_cyclic_garbage(ray_address):
+    """Regression (the suite hung in CI and here): an embed stage's idle Ray Data pool actor, reachable only from
+    cyclic garbage in the long-lived driver, kept its CPUs until some later collection; on the suite's 2-CPU cluster
+    the next stage's tasks waited forever behind it. Automatic GC is off here, so only the runner can free it."""
+    import gc
+
+    import ray
+
+    runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address))
+    total = ray.cluster_resources()["CPU"]
+    gc.collect()
+    gc.disable()
+    try:
+        assert runner.run(f"{TARGETS}:actor_left_in_cyclic_garbage", {}, timeout_s=60) == {"started": True}
+        deadline = time.time() + 20
+        while time.time() < deadline and ray.available_resources().get("CPU", 0) < total:
+            time.sleep(0.25)
+        free = ray.available_resources().get("CPU", 0)
+    finally:
+        gc.enable()
+        gc.collect()
+    assert free == total, f"the target's actor still holds a CPU ({free} of {total} free)"
+
+
 # ---------------------------------------------------------------- RayJobsApiRunner on a real head (Jobs API)
 
 
