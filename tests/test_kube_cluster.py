@@ -142,9 +142,14 @@ def test_simulated_month_prices_the_nodeclaims_karpenter_really_had(kube_cluster
     book = load_price_book("us-east-1")
     lines = {(x["pool"], x["instance_type"]): x for x in record["simulated"]}
     g = lines[("gpu", "g6.12xlarge")]
+    # What is priced is what the GPU NodeClaims really lived, each one ended (consolidated) within the day.
+    claims = [c for c in record["node_claims"] if c["pool"] == "gpu"]
+    assert len(claims) >= 2 and all(c["end_h"] is not None and c["end_h"] <= 6.0 for c in claims), claims
+    assert g["node_hours_simulated"] == pytest.approx(sum(c["end_h"] - c["start_h"] for c in claims), abs=2e-3)
     # 4 replica-hours of GPU workers; Karpenter adds its provisioning time and keeps an emptied node for the
-    # (compressed) 30 min consolidateAfter plus its own loop: more than 3, well under the 11 of never consolidating
-    assert 3.0 < g["node_hours_simulated"] < 8.0, g
+    # (compressed) 30 min consolidateAfter plus its own loop, which on a loaded 2-core CI machine took up to 2 h of
+    # 20 s hours (8.1 node-hours): more than 3, under the 11 of never consolidating
+    assert 3.0 < g["node_hours_simulated"] < 10.0, g
     want = g["node_hours_simulated"] * 30.4 * 24 / 6 * book.price("ec2_g6.12xlarge_hour")
     assert g["monthly_usd"] == pytest.approx(want, rel=2e-3)
     assert record["static_monthly_usd"] > 0 and {x["pool"] for x in record["static_bill_of_materials"]} >= {"gpu"}
