@@ -489,12 +489,14 @@ def cmd_ui(args, settings: Settings) -> int:
 
 
 def ensure_opensearch(settings: Settings) -> str:
-    """Start the local OpenSearch node (detached) unless one already answers; returns its URL."""
-    from infra.local.opensearch_node import OpenSearchNode, _healthy
+    """Start the local OpenSearch node (detached) unless one already answers; returns its URL. Builds the node first
+    when it is not built yet (setup builds it only for `make opensearch` and `make test`)."""
+    from infra.local.opensearch_node import OpenSearchNode, _healthy, ensure_built
 
     node = OpenSearchNode(settings.opensearch_data, settings.opensearch_port)
     if _healthy(node.url):
         return node.url
+    ensure_built(log=_print)
     _print(f"starting OpenSearch with k-NN on {node.url} (data in {settings.opensearch_data}) ...")
     node.start()
     _print(f"OpenSearch ready in {node.startup_seconds:.1f}s; stop it with `agentic opensearch stop`")
@@ -502,7 +504,7 @@ def ensure_opensearch(settings: Settings) -> str:
 
 
 def cmd_opensearch(args, settings: Settings) -> int:
-    from infra.local.opensearch_node import OpenSearchError, OpenSearchNode, _healthy
+    from infra.local.opensearch_node import OpenSearchError, OpenSearchNode, _healthy, ensure_built
 
     node = OpenSearchNode(settings.opensearch_data, settings.opensearch_port)
     try:
@@ -513,7 +515,8 @@ def cmd_opensearch(args, settings: Settings) -> int:
             _print("stopped" if code is not None or not _healthy(node.url) else "no node to stop")
         elif args.action == "status":
             _print(json.dumps({"url": node.url, "healthy": _healthy(node.url), "data": str(settings.opensearch_data)}))
-        else:  # run: foreground until Ctrl+C
+        else:  # run: foreground until Ctrl+C (built first if it is not yet)
+            ensure_built(log=_print)
             node.start()
             _print(f"OpenSearch with k-NN on {node.url} (ready in {node.startup_seconds:.1f}s); Ctrl+C stops it")
             try:
@@ -534,13 +537,15 @@ def cmd_opensearch(args, settings: Settings) -> int:
 
 def cmd_cluster(args, settings: Settings) -> int:
     """up: start etcd, the API server, controller manager, scheduler, kwok, Karpenter (kwok) and KubeRay on 127.0.0.1
-    under this home; down: stop them (--wipe: delete their data too); status: what runs."""
-    from infra.local.kube.cluster import ClusterError
+    under this home, built first into the user cache if they are not yet (once per version); down: stop them (--wipe:
+    delete their data too); status: what runs."""
+    from infra.local.kube.cluster import ClusterError, ensure_built
     from pipelines.services import local_cluster
 
     cluster = local_cluster(settings)
     try:
         if args.action == "up":
+            ensure_built(settings.cache, log=_print)
             info = cluster.up()
             _print(f"control plane ready in {info['started_in_s']:.1f}s at {info['server']}")
             _print(f"kubeconfig: {info['kubeconfig']}  (export KUBECONFIG={info['kubeconfig']})")

@@ -1,6 +1,7 @@
 """Build and run the local OpenSearch node (Maven project beside this file).
 
-``ensure_built()`` runs ``mvn package`` once (jars land in the user's Maven cache, ~/.m2);
+``ensure_built()`` runs ``mvn package`` once (jars land in the user's Maven cache, ~/.m2): ``scripts/setup.sh
+opensearch`` (``make opensearch``, ``make test``) calls it, and ``agentic opensearch run|start`` on demand;
 ``OpenSearchNode`` starts ``java -cp ... agentic.OpenSearchNode DATA_DIR PORT`` in its own session,
 waits until the cluster is yellow (60 s budget), and stops it with SIGTERM (the node closes cleanly
 on shutdown).
@@ -42,8 +43,16 @@ def _fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def ensure_built(quiet: bool = True) -> Path:
-    """mvn package if the sources changed since the last build; returns the classpath file."""
+def needs_build() -> bool:
+    """Whether ``ensure_built()`` would run Maven (no build yet, or the sources changed since the last one)."""
+    target = PROJECT / "target"
+    return not ((target / f".built-{_fingerprint()}").exists() and (target / "classpath.txt").exists())
+
+
+def ensure_built(quiet: bool = True, log=None) -> Path:
+    """mvn package if the sources changed since the last build; returns the classpath file.
+
+    ``log`` (e.g. ``print``), when given, is told that a build starts and how long it took (nothing when cached)."""
     target = PROJECT / "target"
     stamp = target / f".built-{_fingerprint()}"
     cp = target / "classpath.txt"
@@ -52,6 +61,9 @@ def ensure_built(quiet: bool = True) -> Path:
     mvn = shutil.which("mvn")
     if not mvn:
         raise OpenSearchError("mvn not found: Maven is needed to fetch the OpenSearch jars")
+    if log:
+        log(f"building the local OpenSearch node (mvn package in {PROJECT}; jars into ~/.m2) ...")
+    t0 = time.monotonic()
     cmd = [mvn, "-B", "-q" if quiet else "-ntp", "-DskipTests", "package"]
     proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -59,6 +71,8 @@ def ensure_built(quiet: bool = True) -> Path:
     for old in target.glob(".built-*"):
         old.unlink()
     stamp.touch()
+    if log:
+        log(f"built the local OpenSearch node in {time.monotonic() - t0:.0f} s")
     return cp
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from infra.local.processes import free_port
+
 VERSIONS = {
     "etcd": "v3.6.4",
     "kubernetes": "v1.34.2",
@@ -57,12 +59,43 @@ def missing_binaries(cache: Path | None = None) -> list[str]:
     return [n for n in VERSIONS if not (component_dir(n, cache) / ".done").exists()]
 
 
-def free_port() -> int:
-    import socket
+BUILD_SCRIPT = Path(__file__).resolve().parent / "build.sh"
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
+def ensure_built(cache: Path | None = None, log=None) -> float | None:
+    """Build the missing components with ``build.sh`` (the script ``scripts/setup.sh kube`` runs), each cached by
+    version; returns the seconds it took, or None when everything was built already. Its progress lines go to stdout,
+    Go's output to ``<cache>/kube/build.log`` (its tail is in the error when the build fails)."""
+    missing = missing_binaries(cache)
+    if not missing:
+        return None
+    log = log or (lambda msg: print(msg, flush=True))  # flushed: build.sh's own lines share this stdout
+    root = kube_cache(cache)
+    if not shutil.which("go"):
+        raise ClusterError(
+            f"the local control plane is not built ({', '.join(missing)} missing in {root}) and Go is not installed "
+            "to build it: install Go 1.24+ (the build fetches the sources from the Go module proxy)"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    build_log = root / "build.log"
+    log(
+        f"building the local control plane ({', '.join(missing)}) from the Go module proxy into {root}: "
+        "about 10-15 min cold on 2 cores, once per version; Go's output in " + str(build_log)
+    )
+    t0 = time.monotonic()
+    env = {**os.environ, "AGENTIC_CACHE": str(root.parent)}
+    with open(build_log, "w") as err:
+        proc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, stdin=subprocess.DEVNULL, stderr=err)
+    seconds = time.monotonic() - t0
+    still = missing_binaries(cache)
+    if proc.returncode != 0 or still:
+        tail = "\n".join(build_log.read_text(errors="replace").splitlines()[-20:])
+        raise ClusterError(
+            f"building the local control plane failed after {seconds:.0f} s (exit {proc.returncode}; "
+            f"missing: {', '.join(still) or 'none'}; log {build_log}):\n{tail}"
+        )
+    log(f"built the local control plane in {seconds:.0f} s")
+    return seconds
 
 
 def _group_alive(pgid: int) -> bool:
@@ -314,7 +347,7 @@ class LocalCluster:
         if missing:
             raise ClusterError(
                 f"the local control plane is not built ({', '.join(missing)} missing in {kube_cache(self.cache)}): "
-                "run `make setup` (or `bash infra/local/kube/build.sh`)"
+                "run `agentic cluster up` or `make cluster` (they build it), or `bash infra/local/kube/build.sh`"
             )
         t0 = time.monotonic()
         st = self.status()
