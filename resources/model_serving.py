@@ -211,7 +211,7 @@ class LocalRayServe(ModelServingResource):
         from resources.serve_apps import EmbeddingDeployment, LlamaServerDeployment
 
         self.ray_cluster.ensure()
-        binary, env, origin = resolve_binary(Path(self.cache_dir), probe_model=Path(model_path))
+        binary, env, origin = resolve_binary(Path(self.cache_dir), probe_model=Path(model_path), threads=self.threads)
         logs = Path(self.state_dir) / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
