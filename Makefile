@@ -1,4 +1,4 @@
-.PHONY: setup run test lint bench ui opensearch cluster up down serve clean-state
+.PHONY: setup run test test-unit check lint bench ui opensearch cluster up down serve clean-state
 
 export RAY_USAGE_STATS_ENABLED ?= 0
 export RAY_AUTH_MODE ?= disabled
@@ -7,17 +7,27 @@ setup:
 	@bash scripts/setup.sh
 
 run:
-	@bash scripts/setup.sh 1.5b
+	@bash scripts/setup.sh core llm:1.5b
 	.venv/bin/agentic run
 	.venv/bin/agentic up
 	.venv/bin/agentic ask "What are the risk factors for type 2 diabetes?"
 	.venv/bin/agentic ask "How is hypertension treated in older adults?"
 
 test:
-	@bash scripts/setup.sh 0.5b
+	@bash scripts/setup.sh all llm:0.5b
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/python -m pytest
+
+# the inner loop: lint and the unit tier (pure logic, no process started; a few minutes). Other tiers by marker or
+# folder: `.venv/bin/python -m pytest -m contract` or `tests/integration`, ... (README: Tests)
+test-unit:
+	@bash scripts/setup.sh venv data llm:0.5b
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/python -m pytest -m unit
+
+check: test-unit
 
 lint:
 	.venv/bin/ruff check --fix .
@@ -26,22 +36,27 @@ lint:
 bench: setup
 	.venv/bin/python benchmarks/run_all.py
 
-opensearch: setup
+opensearch:
+	@bash scripts/setup.sh opensearch
 	.venv/bin/agentic opensearch run
 
-cluster: setup
+cluster:
+	@bash scripts/setup.sh kube
 	.venv/bin/agentic cluster up
 
-ui: setup
+ui:
+	@bash scripts/setup.sh core llm:1.5b
 	.venv/bin/agentic ui
 
-up: setup
+up:
+	@bash scripts/setup.sh core llm:1.5b
 	.venv/bin/agentic up
 
 down:
 	.venv/bin/agentic down
 
-serve: setup
+serve:
+	@bash scripts/setup.sh core llm:1.5b
 	.venv/bin/agentic serve
 
 clean-state:

@@ -99,9 +99,9 @@ def main() -> int:
     from core.answering import NOT_FOUND, supported_share
     from core.corpus import ARTICLE_TABLE, document_bytes, document_key, load_sample
     from core.relevance import auroc
+    from infra.local.processes import free_port
     from pipelines.profiles import build_resources
     from pipelines.services import resolve_env
-    from tests.helpers import free_port
 
     header, all_items = load_hard_set()
     items = balanced(all_items, args.items)

@@ -34,9 +34,9 @@ def main() -> int:
     from ray import serve
 
     from core.corpus import ARTICLE_TABLE, document_key, load_sample
+    from infra.local.processes import free_port
     from pipelines.profiles import build_resources
     from resources.serve_apps import EmbeddingDeployment
-    from tests.helpers import free_port
 
     home = Path(tempfile.mkdtemp(prefix="bench-embed-served-"))
     settings = dataclasses.replace(bench_settings(home), serve_port=free_port())

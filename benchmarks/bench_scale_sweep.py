@@ -39,7 +39,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from infra.local.processes import free_port  # noqa: E402
 
 STEPS = [
     "document_inventory",
@@ -222,12 +223,6 @@ def child_raw(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------ the Ray head and its workers
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ppid_map() -> dict[int, int]:
     out = {}
     for d in os.listdir("/proc"):
@@ -271,7 +266,7 @@ class RayHead:
             object_store_memory=self.object_store_mb * 1024 * 1024,
             include_dashboard=False,
             dashboard_host="127.0.0.1",
-            dashboard_port=_free_port(),
+            dashboard_port=free_port(),
             _node_ip_address="127.0.0.1",
             _temp_dir=self.temp_dir,
             namespace="agentic-scale-sweep",
@@ -573,7 +568,6 @@ class Sweep:
         self.save()
         if args.vector_store == "opensearch":
             from infra.local.opensearch_node import OpenSearchNode
-            from tests.helpers import free_port
 
             self.opensearch = OpenSearchNode(self.root / "opensearch", free_port(), heap=args.opensearch_heap)
             self.opensearch.start(timeout_s=180)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from infra.local.processes import free_port
 from pipelines.settings import Settings
 
 
@@ -83,10 +84,10 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
     from resources.ray_cluster import apply_ray_env_defaults
 
     apply_ray_env_defaults()
-    port = _free_port()
+    port = free_port()
     # The head's temp dir is this home's: `agentic down` stops exactly the processes that name it, never another home's Ray.
     settings.ray_root.mkdir(parents=True, exist_ok=True)
-    metrics_port = _free_port()
+    metrics_port = free_port()
     cmd = [
         str(Path(sys.executable).with_name("ray")),
         "start",
@@ -109,14 +110,6 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
     addr_file.write_text(address)
     (_run_dir(settings) / "ray.metrics").write_text(f"127.0.0.1:{metrics_port}")
     return address
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_api(settings: Settings, host: str = "127.0.0.1", port: int = 8000, log=print) -> int:

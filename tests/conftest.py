@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +18,62 @@ from pipelines.settings import Settings, load_settings  # noqa: E402
 from tests.helpers import free_port, start_moto_server  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# ---------------------------------------------------------------- tiers (README: "Tests")
+
+TIERS = ("unit", "contract", "integration", "e2e")
+# fixtures that start a process or a server, or reach one: a test that uses none of them is pure logic
+SERVICES = {
+    "ray_address", "moto_endpoint", "opensearch_url", "serving_stack", "answer_service", "api_server", "kube_cluster",
+    "trace_store", "tavily", "web_search_mcp", "settings_factory", "s3_endpoint", "moto_server",
+    "guarded", "index", "ray_head", "jobs_api_head", "cli_env", "cli_home_env", "secured", "stores", "one_answer",
+    "vision_peer", "ocr", "key_store", "store", "served", "indexed_home", "answers", "llama_binaries",
+}  # fmt: skip
+
+
+def tier_of(item) -> str:
+    """An explicit tier marker wins; else the folder (unit/, contract/, integration/, e2e/); a test in contract/ or
+    integration/ that uses no service fixture is unit (so `-m unit` finds every pure test wherever it lives)."""
+    explicit = [t for t in TIERS if item.get_closest_marker(t)]
+    if len(explicit) > 1:
+        raise pytest.UsageError(f"{item.nodeid}: more than one tier marker {explicit}")
+    if explicit:
+        return explicit[0]
+    folder = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
+    if folder not in TIERS:
+        raise pytest.UsageError(f"{item.nodeid}: tests live in tests/<tier>/ ({', '.join(TIERS)})")
+    if folder in ("contract", "integration") and not set(item.fixturenames) & SERVICES:
+        return "unit"
+    return folder
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = tier_of(item)
+        if not item.get_closest_marker(tier):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_process(request, monkeypatch):
+    """The unit tier is pure logic: a unit test that starts a process fails, naming the tier it belongs in."""
+    if not request.node.get_closest_marker("unit"):
+        return
+    import subprocess
+    import threading
+
+    real_init = subprocess.Popen.__init__
+
+    def guarded(self, args, *a, **kw):
+        # matplotlib probes fontconfig (`fc-list`) once, when it first builds its font cache: a library's own look-up
+        if threading.current_thread() is threading.main_thread() and "fc-list" not in str(args):
+            raise AssertionError(
+                f"{request.node.nodeid} is in the unit tier but starts {args!r}: mark it contract or e2e"
+            )
+        real_init(self, args, *a, **kw)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +104,32 @@ def moto_endpoint():
     proc.wait(10)
 
 
+@pytest.fixture
+def moto_server():
+    """moto in this process (real HTTP on 127.0.0.1) for the AWS control-plane tests (IAM, VPC, EKS, KMS, quotas) and
+    for seeding S3 straight into its backend: its state is this process's, reset for each test. The session's
+    ``moto_endpoint`` (S3/SQS that Ray workers and step processes reach) is another process and keeps its state."""
+    import httpx
+    from moto.server import ThreadedMotoServer
+
+    # moto knows AWS's managed policies (the EKS Auto Mode ones included) only when asked to load them
+    env = {**MOTO_CREDENTIALS, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    httpx.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+    try:
+        yield url
+    finally:
+        httpx.post(f"{url}/moto-api/reset", timeout=30)
+        server.stop()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
 @pytest.fixture(scope="session")
 def ray_address() -> str:
     """One local Ray cluster for the session; CLI subprocesses join it through AGENTIC_RAY_ADDRESS."""
@@ -67,6 +151,17 @@ def ray_address() -> str:
     address = ray.get_runtime_context().gcs_address
     yield address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def crds() -> Path:
+    """The shared CRD schemas (KubeRay, Karpenter, ...): they come with the project's shared/ folder beside the
+    checkout, as CI has it; missing, the tests that validate against them fail rather than skip."""
+    from infra.validate import crd_dir
+
+    if not crd_dir().is_dir():
+        pytest.fail(f"CRD schemas not found at {crd_dir()}: set AGENTIC_CRD_DIR to the shared crds folder")
+    return crd_dir()
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +231,9 @@ def trace_store(tmp_path_factory):
     from infra.local.phoenix import PROJECT, PhoenixServer
     from resources.traces import PhoenixTraceStore
 
-    server = PhoenixServer(tmp_path_factory.mktemp("phoenix"))
+    # at the path `agentic up` uses for a home, so the profile's trace store finds it by that home's port file
+    home = tmp_path_factory.mktemp("trace-home")
+    server = PhoenixServer(load_settings({"AGENTIC_HOME": str(home)}).serving_root / "phoenix")
     server.start()
     # processes started later (the gateway, CLI subprocesses) send the project header from the environment
     saved = os.environ.get("OTEL_EXPORTER_OTLP_HEADERS")
@@ -162,7 +259,7 @@ def trace_store(tmp_path_factory):
             spans = store.spans(trace_id)
         return spans
 
-    yield SimpleNamespace(server=server, store=store, url=server.url, wait=wait)
+    yield SimpleNamespace(server=server, store=store, url=server.url, wait=wait, home=home)
     if saved is None:
         os.environ.pop("OTEL_EXPORTER_OTLP_HEADERS", None)
     else:
@@ -204,26 +301,80 @@ def web_search_mcp(tavily):
 
 
 @pytest.fixture(scope="session")
-def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, trace_store, web_search_mcp):
-    """Knowledge index (80 real abstracts) + Ray Serve apps (0.5B LLM, embedder) + LiteLLM gateway, via the assets."""
-    import dataclasses
-    import secrets as _secrets
-    from types import SimpleNamespace
-
+def indexed_home(base_settings, ray_address, tmp_path_factory, pubmed_sample):
+    """The suite's one indexed home: the knowledge assets materialized once over a fixed corpus that retrieval,
+    access, serving, evaluation and OCR tests read. 150 real abstracts ([:150]); 30 more ([300:330]), the first 6
+    readable only by ``oncology-team``; one under a path rule (``internal/`` -> ``staff``); three poisoned documents;
+    two abstracts as scanned PDFs (OCR, cited with their page); a CSV table. Tests that change a home build their
+    own."""
     import dagster as dg
 
     from assets.knowledge import knowledge_assets, knowledge_checks
-    from assets.serving import serving_assets, serving_checks
     from core.corpus import document_key
+    from core.documents import parse_document
+    from pipelines.profiles import build_resources
+    from tests.helpers import GOOD_FILES, POISONED, RESTRICTED, scanned_abstract
+
+    home = tmp_path_factory.mktemp("indexed-home")
+    settings = dataclasses.replace(
+        make_settings(base_settings, home, ray_address), access_rules=(("internal/", ("staff",)),)
+    )
+    res = build_resources(settings)
+    store = res["document_store"]
+    for pmid, data in pubmed_sample[:150] + pubmed_sample[300:330]:
+        store.put(document_key(pmid), data)
+    restricted = [document_key(p) for p, _ in pubmed_sample[300:306]]
+    for key in restricted:
+        store.set_groups(key, [RESTRICTED])
+    pmid, data = pubmed_sample[330]
+    internal = f"internal/{pmid}.xml"
+    store.put(internal, data)  # the path rule: staff only
+    for key, text in POISONED.items():
+        store.put(key, text.encode())
+    store.put("uploads/trials.csv", GOOD_FILES["uploads/trials.csv"])
+    scanned = []
+    for i, (pmid, data) in enumerate(pubmed_sample[390:392]):
+        pdf, title = scanned_abstract(document_key(pmid), data, seed=i)
+        store.put(f"scans/{pmid}.pdf", pdf)
+        scanned.append((f"scans/{pmid}.pdf", title))
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([*knowledge_assets, *knowledge_checks], resources=res, instance=instance)
+    assert result.success
+    meta = {
+        e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+        for e in result.get_asset_materialization_events()
+    }
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    titles = {document_key(p): parse_document(document_key(p), d).title for p, d in pubmed_sample[:150]}
+    return SimpleNamespace(
+        settings=settings,
+        resources=res,
+        instance=instance,
+        meta=meta,
+        checks=checks,
+        titles=titles,
+        restricted=restricted,
+        internal=internal,
+        scanned=scanned,
+    )
+
+
+@pytest.fixture(scope="session")
+def serving_stack(indexed_home, trace_store, web_search_mcp):
+    """The indexed home served: Ray Serve apps (0.5B LLM, embedder) and the LiteLLM gateway, via the serving assets."""
+    import secrets as _secrets
+
+    import dagster as dg
+
+    from assets.serving import serving_assets, serving_checks
     from pipelines.profiles import build_resources
     from pipelines.services import resolve_env
 
     keys = {"AGENTIC_GATEWAY_KEY": _secrets.token_urlsafe(24), "AGENTIC_API_KEY": _secrets.token_urlsafe(24)}
     saved = {k: os.environ.get(k) for k in keys}
     os.environ.update(keys)
-    home = tmp_path_factory.mktemp("serving-home")
     settings = dataclasses.replace(
-        make_settings(base_settings, home, ray_address),
+        indexed_home.settings,
         llm="0.5b",
         serve_port=free_port(),
         gateway_port=free_port(),
@@ -232,19 +383,7 @@ def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, t
         otlp_endpoint=trace_store.url,  # the gateway's spans join the agents' traces there
     )
     res = build_resources(settings)
-    for pmid, data in pubmed_sample[:80]:
-        res["document_store"].put(document_key(pmid), data)
-    # two abstracts that are not in the XML set, as scanned PDFs: read by OCR, searchable, cited with their page
-    from tests.helpers import scanned_abstract
-
-    scanned = []
-    for i, (pmid, data) in enumerate(pubmed_sample[390:392]):
-        pdf, title = scanned_abstract(document_key(pmid), data, seed=i)
-        res["document_store"].put(f"scans/{pmid}.pdf", pdf)
-        scanned.append((f"scans/{pmid}.pdf", title))
-    instance = dg.DagsterInstance.ephemeral()
-    knowledge = dg.materialize([*knowledge_assets, *knowledge_checks], resources=res, instance=instance)
-    assert knowledge.success
+    instance = indexed_home.instance
     serving = dg.materialize([*serving_assets, *serving_checks], resources=res, instance=instance)
     gateway = resolve_env(res["gateway"])
     stack = SimpleNamespace(
@@ -256,7 +395,7 @@ def serving_stack(base_settings, ray_address, tmp_path_factory, pubmed_sample, t
         keys=keys,
         instance=instance,
         serving=res["model_serving"],
-        scanned=scanned,
+        scanned=indexed_home.scanned,
     )
     try:
         yield stack
@@ -314,7 +453,7 @@ def api_server(serving_stack, answer_service):
     keys = LocalKeyStore(
         root=str(serving_stack.settings.secrets_dir / "keys"), admin_key=serving_stack.keys["AGENTIC_API_KEY"]
     )
-    audit = AuditTrail(state, flush_s=0.5)
+    audit = AuditTrail(state, flush_s=0.3)
     app = create_app(
         answer_service,
         keys,
@@ -322,14 +461,14 @@ def api_server(serving_stack, answer_service):
         conversations=ConversationStore(state),
         audit=audit,
         # the suite's own load (20 concurrent questions as admin) fits; the limit tests give their keys their own
-        limits=Limits(rate_per_minute=600, concurrency=32),
-        auth_ttl_s=0.5,
+        limits=Limits(rate_per_minute=600, concurrency=32, max_body_bytes=64 * 1024),
+        auth_ttl_s=0.3,
     )
     from types import SimpleNamespace
 
     from tests.helpers import serve_in_thread
 
-    with serve_in_thread(app) as url:
+    with serve_in_thread(app, log_level="info") as url:  # what a deployment logs (the secrets checks read it)
         yield SimpleNamespace(url=url, key=serving_stack.keys["AGENTIC_API_KEY"], app=app, keys=keys, audit=audit)
     audit.close()
 
@@ -350,3 +489,64 @@ def kube_cluster(tmp_path_factory, base_settings):
     cluster.info = info
     yield cluster
     cluster.down(wipe=True)
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A second Ray head, ``ray start --head`` with the dashboard (the Jobs API, as eks uses it), every port a free
+    loopback one, its temp dir private; also plays 'another home's head'. Stopped by killing exactly the processes
+    of that temp dir (never ``ray stop``). A dashboard that does not answer in time fails the test, never skips it."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from infra.local.processes import stop_processes_naming
+
+    venv_bin = Path(sys.executable).parent
+    root = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths live under it
+    temp_dir = f"{root}/ray"
+    gcs_port, dash_port = free_port(), free_port()
+    ports = ("ray-client-server", "dashboard-agent-listen", "dashboard-agent-grpc", "runtime-env-agent")
+    ports += ("node-manager", "object-manager", "metrics-export")
+    cmd = [str(venv_bin / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}"]
+    cmd += ["--num-cpus=1", "--object-store-memory=100000000", "--include-dashboard=true"]
+    cmd += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}"]
+    cmd += ["--disable-usage-stats", *(f"--{p}-port={free_port()}" for p in ports)]
+    # The job entrypoint runs `python` from the head's PATH: this venv's.
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
+    env.update(PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            pytest.fail(f"ray start failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        dashboard = f"http://127.0.0.1:{dash_port}"
+        error = _wait_for_dashboard(dashboard, temp_dir)
+        if error:
+            pytest.fail(error)
+        yield {"gcs": f"127.0.0.1:{gcs_port}", "dashboard": dashboard, "root": root, "temp_dir": temp_dir}
+    finally:
+        stop_processes_naming(root + "/")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_dashboard(url: str, temp_dir: str, timeout_s: float = 120) -> str:
+    """ "" once the Jobs API answers, else why not (with the dashboard's log tail)."""
+    import time
+
+    import httpx
+
+    deadline = time.time() + timeout_s
+    last = ""
+    while time.time() < deadline:
+        try:
+            r = httpx.get(f"{url}/api/jobs/", timeout=2)
+            if r.status_code == 200:
+                return ""
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    logs = sorted(Path(temp_dir).glob("session_*/logs/dashboard.*"))
+    tail = logs[-1].read_text(errors="replace")[-1500:] if logs else "(no dashboard log)"
+    return f"the Ray dashboard did not answer on {url} in {timeout_s:.0f} s ({last}); its log tail:\n{tail}"

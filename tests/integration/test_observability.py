@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -267,6 +267,7 @@ def test_agentic_ask_reports_to_the_homes_trace_store(serving_stack, trace_store
     assert not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")  # the endpoint came from the home, not the environment
 
 
+@pytest.mark.integration
 def test_agentic_up_scrapes_its_own_services_with_keys_kept_out_of_the_config(base_settings, tmp_path, monkeypatch):
     """`agentic up`'s metrics wiring: the targets are this home's gateway, API and Ray head (only when the head is the
     one it started), Prometheus runs with the rendered config and rules, and the bearer keys sit in 0600 files, never

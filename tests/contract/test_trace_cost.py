@@ -27,7 +27,7 @@ from core.trace_cost import (
     iter_answers,
     markdown,
 )
-from resources.traces import LangfuseTraceStore, Span
+from resources.traces import LangfuseTraceStore, PhoenixTraceStore, Span
 from tests.helpers import free_port
 
 # ---------------------------------------------------------------------------------------------- (a) the maths by hand
@@ -377,32 +377,35 @@ def _expected_span_count(key: str) -> int:
     return 2 + sum(1 + len(children) for *_, children in ANSWERS[key][3])
 
 
+COST_PROJECT = "agentic-cost-test"  # the session's Phoenix, a project of this module's own answers
+
+
 @pytest.fixture(scope="module")
-def stores(tmp_path_factory):
-    """A real Phoenix at the path `agentic up` uses for this home, the Langfuse fixture, and the same answers written
-    to both by the real OTLP exporter. Yields (settings, phoenix store from the profile, langfuse store, trace ids)."""
+def stores(trace_store):
+    """The session's real Phoenix, at the path `agentic up` uses for its home, the Langfuse fixture, and the same
+    answers written to both by the real OTLP exporter (to Phoenix in a project of their own). Yields (settings, the
+    profile's phoenix store on that project, langfuse store, trace ids, the Langfuse fixture)."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    from infra.local.phoenix import PROJECT, PhoenixServer
     from pipelines.profiles import build_resources
     from pipelines.settings import load_settings
 
-    home = tmp_path_factory.mktemp("home")
-    settings = load_settings({"AGENTIC_HOME": str(home)})
-    server = PhoenixServer(settings.serving_root / "phoenix")
+    settings = load_settings({"AGENTIC_HOME": str(trace_store.home)})
+    server = trace_store.server
     langfuse = LangfuseFixture()
     try:
-        server.start()
         auth = base64.b64encode(f"{LF_PUBLIC}:{LF_SECRET}".encode()).decode()
         ids = _write_answers(
             [
-                OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", headers={"x-project-name": PROJECT}),
+                OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", headers={"x-project-name": COST_PROJECT}),
                 OTLPSpanExporter(
                     endpoint=f"{langfuse.url}/api/public/otel/v1/traces", headers={"Authorization": f"Basic {auth}"}
                 ),
             ]
         )
-        phoenix = build_resources(settings)["traces"]
+        profile = build_resources(settings)["traces"]  # finds this home's Phoenix by its port file
+        phoenix = PhoenixTraceStore(port_file=profile.port_file, project=COST_PROJECT)
+        assert profile.base_url == server.url
         deadline = time.time() + 60
         while time.time() < deadline:  # Phoenix ingests asynchronously
             counts = {k: len(phoenix.spans(tid)) for k, tid in ids.items()}
@@ -413,7 +416,6 @@ def stores(tmp_path_factory):
         yield settings, phoenix, lf, ids, langfuse
     finally:
         langfuse.close()
-        server.stop()  # by the pid file it wrote
 
 
 # ---------------------------------------------------------------------------------------------- (b) the contract
@@ -498,7 +500,10 @@ def test_answer_costs_asset_over_real_phoenix(stores):
     res = build_resources(settings)
     result = dg.materialize(
         [answer_costs],
-        resources={k: res[k] for k in ("platform", "prices", "traces", "pipeline_state")},
+        resources={
+            **{k: res[k] for k in ("platform", "prices", "pipeline_state")},
+            "traces": PhoenixTraceStore(port_file=res["traces"].port_file, project=COST_PROJECT),
+        },
         instance=dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"answer_costs": {"config": {"days": 7, "page_size": 2, "trace_batch": 2}}}},
     )

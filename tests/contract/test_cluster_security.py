@@ -24,9 +24,9 @@ from infra.platform.security import (
     reachable,
     render_network_policies,
 )
-from infra.validate import crd_dir, validate_manifest
+from infra.validate import validate_manifest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -517,28 +517,6 @@ def test_network_policies_are_accepted_by_the_api_server(kube_cluster, cfg, secu
 # ------------------------------------------------------------------ AWS: the Secrets key, access entries, the preflight
 
 
-@pytest.fixture
-def moto_server():
-    import os
-
-    import httpx
-    from moto.server import ThreadedMotoServer
-
-    from tests.helpers import free_port
-
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10).raise_for_status()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
 def _client(service: str, endpoint: str | None = None):
     import boto3
 
@@ -752,6 +730,4 @@ def test_the_preflight_asset_stops_the_platform_before_anything_is_applied(tmp_p
         dg.materialize([platform_preflight], resources={"platform": elsewhere}, instance=dg.DagsterInstance.ephemeral())
 
 
-pytestmark = pytest.mark.skipif(
-    not crd_dir().is_dir(), reason=f"CRD schemas not found at {crd_dir()} (set AGENTIC_CRD_DIR)"
-)
+pytestmark = pytest.mark.usefixtures("crds")

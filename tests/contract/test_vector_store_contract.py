@@ -514,6 +514,7 @@ def test_bulk_retries_429_from_a_real_node(opensearch_url, rows):
         proxy.close()
 
 
+@pytest.mark.contract
 def test_same_results_on_every_store(rows, tmp_path, request):
     """Dense results agree exactly between LanceDB and OpenSearch (same vectors, same cosine)."""
     from resources.opensearch_store import OpenSearchVectorStore
@@ -539,6 +540,7 @@ def test_same_results_on_every_store(rows, tmp_path, request):
         stores[1].client().indices.delete(index=f"{stores[1].index_prefix}__*", ignore_unavailable=True)
 
 
+@pytest.mark.contract
 def test_local_node_starts_fast_stops_cleanly_and_keeps_its_data(tmp_path, rows):
     """The launcher itself: startup under 60 s, SIGTERM shuts down cleanly, data survives a restart."""
     from infra.local.opensearch_node import OpenSearchNode, _healthy

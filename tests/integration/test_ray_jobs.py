@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from infra.local.processes import stop_processes_naming
 from resources.ray_cluster import RayResource
 from resources.ray_jobs import (
     RESULT_MARKER,
@@ -32,86 +29,13 @@ from resources.ray_jobs import (
 )
 from tests.helpers import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 TARGETS = "tests.ray_job_targets"
 
 
 def _port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
-
-
-def _kill_ours(marker: str) -> None:
-    """Only the processes of our own temp dir."""
-    stop_processes_naming(marker)
-
-
-@pytest.fixture(scope="module")
-def ray_head():
-    """``ray start --head`` with the dashboard, every port a free loopback one; also 'another home's head'."""
-    root = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths live under it
-    temp_dir = f"{root}/ray"
-    gcs_port, dash_port = free_port(), free_port()
-    cmd = [
-        str(VENV_BIN / "ray"),
-        "start",
-        "--head",
-        "--node-ip-address=127.0.0.1",
-        f"--port={gcs_port}",
-        "--num-cpus=1",
-        "--object-store-memory=100000000",
-        "--include-dashboard=true",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dash_port}",
-        f"--temp-dir={temp_dir}",
-        "--disable-usage-stats",
-        f"--ray-client-server-port={free_port()}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--dashboard-agent-grpc-port={free_port()}",
-        f"--runtime-env-agent-port={free_port()}",
-        f"--node-manager-port={free_port()}",
-        f"--object-manager-port={free_port()}",
-        f"--metrics-export-port={free_port()}",
-    ]
-    # The job entrypoint runs `python` from the head's PATH: this venv's.
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
-    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
-    try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        if proc.returncode != 0:
-            pytest.fail(f"ray start failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        dashboard = f"http://127.0.0.1:{dash_port}"
-        dashboard_error = _wait_for_dashboard(dashboard, temp_dir)
-        yield {
-            "gcs": f"127.0.0.1:{gcs_port}",
-            "dashboard": dashboard,
-            "dashboard_error": dashboard_error,
-            "root": root,
-            "temp_dir": temp_dir,
-        }
-    finally:
-        _kill_ours(root + "/")
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_for_dashboard(url: str, temp_dir: str, timeout_s: float = 60) -> str:
-    """ "" once the Jobs API answers, else why not (with the dashboard's log tail)."""
-    import httpx
-
-    deadline = time.time() + timeout_s
-    last = ""
-    while time.time() < deadline:
-        try:
-            r = httpx.get(f"{url}/api/jobs/", timeout=2)
-            if r.status_code == 200:
-                return ""
-            last = f"HTTP {r.status_code}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.5)
-    logs = sorted(Path(temp_dir).glob("session_*/logs/dashboard.*"))
-    tail = logs[-1].read_text(errors="replace")[-1500:] if logs else "(no dashboard log)"
-    return f"Ray dashboard did not answer on {url} in {timeout_s}s ({last}); dashboard log tail:\n{tail}"
 
 
 # ---------------------------------------------------------------- pure parts (no Ray)
@@ -217,8 +141,6 @@ def test_local_runner_frees_a_targets_actors_left_in_cyclic_garbage(ray_address)
 
 @pytest.mark.timeout(240)
 def test_jobs_api_runner_result_and_failure(ray_head):
-    if ray_head["dashboard_error"]:
-        pytest.skip(ray_head["dashboard_error"])
     runner = RayJobsApiRunner(address=ray_head["dashboard"], poll_interval_s=0.5)
     env = {"PYTHONPATH": str(REPO), "AGENTIC_TEST_JOB_ENV": "api-value"}
     result = runner.run(f"{TARGETS}:square_sum", {"n": 4, "env_name": "AGENTIC_TEST_JOB_ENV"}, env=env, timeout_s=120)

@@ -9,7 +9,7 @@ from assets.knowledge.state import CLASSES as CLASSES_SCHEMA
 from core.access import FULL_SCOPE
 from core.corpus import document_key
 from core.specialty import CLASSES, branches_of, label_document, macro_f1, train_softmax
-from tests.test_knowledge_pipeline import materialize, seeded_home
+from tests.integration.test_knowledge_pipeline import materialize, seeded_home
 
 
 def test_mesh_descriptors_map_to_branches():

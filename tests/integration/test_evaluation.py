@@ -231,10 +231,11 @@ def _eval_on_stack(stack, **config):
 JUDGED = ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
 
 
-def test_ragas_judge_scores_real_answers_through_the_gateway(serving_stack):
-    rows = _eval_on_stack(serving_stack, limit=2, answers=2, judge=True, k=3)
+def test_ragas_judge_scores_a_real_answer_through_the_gateway(serving_stack):
+    """The asset's path: one question answered by the agent and judged on all four metrics by the local model."""
+    rows = _eval_on_stack(serving_stack, limit=1, answers=1, judge=True, k=3)
     answered = [r for r in rows if r["response"]]
-    assert len(answered) == 2
+    assert len(answered) == 1
     scored = 0
     for r in answered:
         assert json.loads(r["contexts"]) and 0.0 <= r["rouge_l"] <= 1.0
@@ -245,7 +246,31 @@ def test_ragas_judge_scores_real_answers_through_the_gateway(serving_stack):
             if has_score:
                 assert 0.0 <= r[m] <= 1.0
                 scored += 1
-    assert scored >= 4, rows  # the local judge produces most verdicts through json_schema-constrained output
+    assert scored >= 2, rows  # the local judge produces most verdicts through json_schema-constrained output
+
+
+def test_ragas_judge_scores_a_faithful_answer_above_an_unfaithful_one(serving_stack):
+    """Two answers to one question over one real abstract: its own sentences, and claims it never makes. The judge
+    (the session's 0.5B model behind the gateway) must tell them apart on faithfulness."""
+    from core.answering import text_sentences
+    from resources.judge import RagasJudge
+
+    vs = serving_stack.resources["vector_store"]
+    chunks = vs.scan(vs.serving_generation(), ["title", "text"]).to_pylist()
+    chunk = next(c for c in chunks if len(text_sentences(c["text"])) >= 3 and len(c["text"]) > 400)
+    faithful = " ".join(text_sentences(chunk["text"])[:2])
+    unfaithful = (
+        "The study found that the treatment doubled mortality in children within one week. "
+        "It was stopped early because every patient in the control group was cured."
+    )
+    question = f"What did the study {chunk['title']!r} find?"
+    sample = {"question": question, "contexts": [chunk["text"]], "reference": faithful}
+    judge = RagasJudge(serving_stack.gateway)
+    good, bad = judge.score_all(
+        [{**sample, "response": faithful}, {**sample, "response": unfaithful}], metrics=("faithfulness",)
+    )
+    assert "faithfulness" in good and "faithfulness" in bad, (good, bad)
+    assert good["faithfulness"] > bad["faithfulness"], (faithful, good, bad)
 
 
 def test_judge_timeouts_are_recorded_as_failures_never_as_scores(serving_stack):

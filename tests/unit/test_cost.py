@@ -28,7 +28,7 @@ from core.cost import (
 )
 from infra.platform.config import load_platform_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 REFERENCE = [  # the reference design's README table, us-east-1, November 2025
     ("Amazon EKS", "1 cluster", 73.00),
@@ -55,6 +55,7 @@ def test_reference_table_is_reproduced_line_by_line():
             assert part["assumption"] and book.prices[part["price_key"]]["source"].startswith("https://aws.amazon.com/")
 
 
+@pytest.mark.e2e
 def test_cli_prints_the_reference_scenario_as_json(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "cost", "--reference", "--json"],

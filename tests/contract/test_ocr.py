@@ -217,6 +217,7 @@ def test_chunk_ids_change_with_the_parser_so_no_stale_vector_is_reused():
     assert same["rechunked"] == 0
 
 
+@pytest.mark.contract
 def test_both_tesseract_installations_read_alike(tesseract_root, abstracts, monkeypatch):
     """The eks implementation finds the image's tesseract on PATH (here: the cached Debian tree put on PATH, as the
     image's package is); the local one is given the tree. Same page, same text."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.platform.gateway import render_litellm_config
-from resources.gateway import REPO, LLMGatewayResource
+from resources.gateway import LLMGatewayResource
 from resources.probes import vision_ok
 from resources.vision import GatewayVision, NoVision, VisionError, VisionUnavailable, solid_png
 from tests.fixtures_http import OpenAIVisionFixture
@@ -76,9 +76,6 @@ def test_no_vision_is_unavailable_and_says_why():
         vision.describe(solid_png(2, 2, (0, 0, 0)), "Describe it.")
 
 
-@pytest.mark.skipif(
-    not (REPO / ".venv-gateway" / "bin" / "litellm").exists(), reason="the gateway venv is not set up (make setup)"
-)
 def test_the_gateway_routes_vision_to_the_vision_deployment(vision_peer, tmp_path: Path):
     """The real LiteLLM proxy with the config the serving assets render: `vision` reaches the vision deployment's
     OpenAI route (its RayService's path on eks) with the image part as sent, the served model's name upstream."""

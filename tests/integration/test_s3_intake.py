@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,29 +17,13 @@ from core.sensing import ChangeBatch, ChangeCursor, changes_from_s3_events, dete
 from pipelines.profiles import build_resources
 from pipelines.sensors import new_documents_sensor
 from resources.document_store import S3DocumentStore
-from tests.helpers import free_port, start_moto_server
+
 
 # moto accepts any credentials; these throwaway values only satisfy botocore's signer.
-TEST_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
 @pytest.fixture(scope="module")
-def s3_endpoint():
-    saved = {k: os.environ.get(k) for k in TEST_CREDENTIALS}
-    os.environ.update(TEST_CREDENTIALS)
-    proc, url = start_moto_server()
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def s3_endpoint(moto_endpoint):
+    """The session's moto server (its buckets and queues are named per test)."""
+    return moto_endpoint
 
 
 def make_bucket(endpoint: str, name: str) -> S3DocumentStore:
@@ -340,33 +322,15 @@ def _bulk_put(store: S3DocumentStore, keys: list[str]) -> None:
         list(pool.map(lambda k: client.put_object(Bucket=store.bucket, Key=k, Body=b"."), keys))
 
 
-@pytest.fixture
-def inprocess_moto():
-    """A moto server in this process (real HTTP on 127.0.0.1), so a backlog of thousands of objects can be seeded
-    straight into its backend: the subprocess server takes ~300 PutObject/s here, 20,000 would take a minute."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-    from moto.server import ThreadedMotoServer
-
-    saved = {k: os.environ.get(k) for k in TEST_CREDENTIALS}
-    os.environ.update(TEST_CREDENTIALS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{server._port}"
-    yield url, s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST"), timeout=30)
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def test_sensor_over_20000_objects_on_moto(inprocess_moto, capsys):
+def test_sensor_over_20000_objects_on_moto(moto_server, capsys):
     """The sensor over 20,000 objects on moto: seconds per tick and cursor size stay flat as objects grow (SQS);
     a listing tick grows with the bucket (reported, not asserted)."""
-    endpoint, backend = inprocess_moto
+    # moto in this process: the backlog is seeded straight into its backend (the moto_endpoint subprocess takes ~300
+    # PutObject/s here, 20,000 would take a minute)
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    endpoint, backend = moto_server, s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
     queue = queue_store(endpoint, "scale")
     listing = S3DocumentStore(bucket="scale", prefix="incoming/", endpoint_url=endpoint)
     sqs_cursor = list_cursor = None

@@ -4,10 +4,7 @@ steps on real Ray and Dagster, and the `agentic run` bar in a pseudo-terminal an
 from __future__ import annotations
 
 import io
-import os
 import re
-import select
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -22,7 +19,6 @@ from pipelines.profiles import build_resources
 from resources.ray_cluster import RayResource
 from resources.ray_jobs import LocalRayJobRunner, RayJobsApiRunner, parse_progress, report_progress
 from tests.conftest import REPO
-from tests.test_ray_jobs import ray_head as jobs_api_head  # noqa: F401  (a fixture: a Ray head with the Jobs API)
 
 AGENTIC = str(Path(sys.executable).parent / "agentic")
 
@@ -161,7 +157,9 @@ def test_local_runner_hands_progress_to_the_caller_while_the_job_runs(ray_addres
     calls: list[tuple[float, dict]] = []
     t0 = time.monotonic()
     result = runner.run(
-        "tests.test_progress:reporting_target", {"n": 5}, on_progress=lambda c: calls.append((time.monotonic(), c))
+        "tests.integration.test_progress:reporting_target",
+        {"n": 5},
+        on_progress=lambda c: calls.append((time.monotonic(), c)),
     )
     end = time.monotonic()
     assert result == {"total": 10}
@@ -169,19 +167,17 @@ def test_local_runner_hands_progress_to_the_caller_while_the_job_runs(ray_addres
     assert len(calls) >= 3  # as tasks finish, not one sum at the end
     assert calls[0][0] < end - 0.5 and calls[0][0] > t0
     # with no listener a target's reports go nowhere
-    assert runner.run("tests.test_progress:reporting_target", {"n": 2}) == {"total": 1}
+    assert runner.run("tests.integration.test_progress:reporting_target", {"n": 2}) == {"total": 1}
 
 
 @pytest.mark.timeout(240)
-def test_jobs_api_runner_reads_progress_from_the_jobs_logs(jobs_api_head):  # noqa: F811 (the fixture imported above)
+def test_jobs_api_runner_reads_progress_from_the_jobs_logs(ray_head):
     """The eks path: the target's reports travel as lines of the Ray job's logs, read back while the job runs."""
-    if jobs_api_head["dashboard_error"]:
-        pytest.skip(jobs_api_head["dashboard_error"])
-    runner = RayJobsApiRunner(address=jobs_api_head["dashboard"], poll_interval_s=0.3, progress_interval_s=0.3)
+    runner = RayJobsApiRunner(address=ray_head["dashboard"], poll_interval_s=0.3, progress_interval_s=0.3)
     calls: list[dict] = []
     env = {"PYTHONPATH": str(REPO)}
     result = runner.run(
-        "tests.test_progress:reporting_target", {"n": 6}, env=env, timeout_s=120, on_progress=calls.append
+        "tests.integration.test_progress:reporting_target", {"n": 6}, env=env, timeout_s=120, on_progress=calls.append
     )
     assert result == {"total": 15}
     assert sum(c["done"] for c in calls) == 6 and sum(c["items"] for c in calls) == 60  # each line read once
@@ -226,7 +222,9 @@ def test_the_data_path_reports_each_shard_task_as_it_finishes(ray_address, tmp_p
         gate.touch()
 
     runner = LocalRayJobRunner(ray_cluster=RayResource(address=ray_address), poll_interval_s=0.1)
-    result = runner.run("tests.test_progress:gathering_target", {"gate": str(gate)}, on_progress=on_progress)
+    result = runner.run(
+        "tests.integration.test_progress:gathering_target", {"gate": str(gate)}, on_progress=on_progress
+    )
     assert result == {"shards": [0, 1]}
     assert calls == [{"done": 1, "items": 10}, {"done": 1, "items": 11}], calls
 
@@ -280,75 +278,3 @@ def test_knowledge_steps_log_progress_and_report_rates(settings_factory, tmp_pat
         assert m["shards_done"] == m["dirty_shards"] and m[f"{unit}_this_run"] == done
         assert m["wall_seconds"] > 0 and m[f"{unit}_per_second"] > 0 and m["shards_per_second"] > 0
         assert m[f"{unit}_per_second"] == pytest.approx(done / m["wall_seconds"], rel=0.2)
-
-
-# ---------------------------------------------------------------- `agentic run`: the bar
-
-
-@pytest.fixture(scope="module")
-def cli_home_env(tmp_path_factory, ray_address, base_settings):
-    return {
-        **os.environ,
-        "AGENTIC_HOME": str(tmp_path_factory.mktemp("progress-home")),
-        "AGENTIC_CORPUS_LIMIT": "10",
-        "AGENTIC_RAY_ADDRESS": ray_address,
-        "AGENTIC_CACHE": str(base_settings.cache),
-        "COLUMNS": "120",
-    }
-
-
-def _run_in_pty(args: list[str], env: dict, timeout: float = 300) -> tuple[int, str]:
-    master, slave = os.openpty()
-    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=slave, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    os.close(slave)
-    chunks, deadline = [], time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    return rc, b"".join(chunks).decode(errors="replace")
-
-
-@pytest.mark.e2e
-def test_agentic_run_shows_a_bar_on_a_terminal_and_lines_in_a_pipe(cli_home_env):
-    rc, out = _run_in_pty([AGENTIC, "run", "--sample-query", ""], cli_home_env)
-    assert rc == 0, out[-3000:]
-    frames = re.findall(r"\r(\[[#-]{20}\] (\d+)/(\d+) steps[^\r\n\x1b]*)\x1b\[K", out)
-    total = int(frames[0][2])
-    assert total >= 8 and len(frames) >= total  # redrawn in place as steps start, progress and finish
-    assert [int(f[1]) for f in frames] == sorted(int(f[1]) for f in frames)  # steps done only go up
-    assert any(re.search(r"parsed_documents: parsing: \d+/\d+ shards", f[0]) for f in frames)
-    assert any("chunk_embeddings: embedding: " in f[0] and "chunks/s" in f[0] for f in frames)
-    assert re.search(rf"\r\[#{{20}}\] {total}/{total} steps, succeeded in \d+ s\x1b\[K\r?\n", out)
-    assert "knowledge_job run" in out and "succeeded" in out
-
-    # in a pipe (CI logs): one plain line per finished step, no carriage returns; a second run embeds nothing
-    proc = subprocess.run(
-        [AGENTIC, "run", "--no-seed", "--sample-query", ""],
-        env=cli_home_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "\r" not in proc.stdout and "\x1b" not in proc.stdout
-    steps = re.findall(rf"^\[(\d+)/{total}\] (\w+) (done|skipped) in \d+ s", proc.stdout, re.M)
-    assert [int(n) for n, _, _ in steps] == list(range(1, total + 1))
-    assert {"parsed_documents", "chunk_embeddings", "vector_index"} <= {s for _, s, _ in steps}
-    assert re.search(rf"^{total}/{total} steps, succeeded in \d+ s$", proc.stdout, re.M)
-    assert '"embedded_this_run": 0' in proc.stdout

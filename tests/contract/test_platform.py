@@ -18,46 +18,17 @@ import yaml
 from infra.platform import aws as awsplan
 from infra.platform.config import MANAGED_BY, load_platform_config
 from infra.platform.manifests import render_all
-from infra.validate import crd_dir, validate_manifest
+from infra.validate import validate_manifest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 LITELLM = {"model_list": [], "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"}}
 
-pytestmark = pytest.mark.skipif(
-    not crd_dir().is_dir(), reason=f"CRD schemas not found at {crd_dir()} (set AGENTIC_CRD_DIR)"
-)
+pytestmark = pytest.mark.usefixtures("crds")
 
 
 @pytest.fixture(scope="module")
 def cfg():
     return load_platform_config()
-
-
-@pytest.fixture
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    from tests.helpers import free_port
-
-    # moto knows AWS's managed policies (the EKS Auto Mode ones included) only when asked to load them
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    import httpx
-
-    httpx.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10).raise_for_status()  # moto's state is per process
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-    for k, v in saved.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 # ------------------------------------------------------------------ rendering and validation

@@ -10,7 +10,6 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from infra.validate import crd_dir
 from pipelines.definitions import build_definitions
 from pipelines.settings import load_settings
 from tests.conftest import REPO
@@ -57,6 +56,7 @@ def test_settings_validation():
     assert s.profile == "local" and s.corpus_limit == 2000 and s.home == Path(".agentic").resolve()
 
 
+@pytest.mark.e2e
 def test_workspace_loads_with_dagster_cli(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "AGENTIC_HOME": str(tmp_path / "home")}
     proc = subprocess.run(
@@ -83,7 +83,7 @@ def test_serving_group_is_documented_and_has_its_job(tmp_path):
     assert order == ["model_artifacts", "model_deployments", "model_gateway"]
 
 
-@pytest.mark.skipif(not crd_dir().is_dir(), reason="CRD schemas not found at ../shared/crds (set AGENTIC_CRD_DIR)")
+@pytest.mark.usefixtures("crds")
 def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path, monkeypatch):
     """On eks the serving assets render (no cluster here): RayServices and the RayCluster validate against KubeRay's CRDs."""
     import yaml

@@ -15,7 +15,7 @@ from pipelines.profiles import build_resources
 from resources.embedder import EmbedderResource
 from tests.helpers import GOOD_FILES, bad_files
 
-REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def materialize(settings, selection=None, run_config=None, **resource_overrides):

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import dagster as dg
 import pytest
 
-from assets.knowledge import knowledge_assets
 from core.access import FULL_SCOPE
-from core.corpus import document_key
-from core.documents import parse_document
-from pipelines.profiles import build_resources
 from resources.vector_store import build_where
-from tests.conftest import make_settings
-
-N_DOCS = 150
 
 
 @pytest.fixture(scope="module")
-def index(base_settings, ray_address, pubmed_sample, tmp_path_factory):
-    settings = make_settings(base_settings, tmp_path_factory.mktemp("retrieval"), ray_address)
-    res = build_resources(settings)
-    docs = pubmed_sample[:N_DOCS]
-    for pmid, data in docs:
-        res["document_store"].put(document_key(pmid), data)
-    assert dg.materialize(knowledge_assets, resources=res, instance=dg.DagsterInstance.ephemeral()).success
-    titles = {document_key(p): parse_document(document_key(p), d).title for p, d in docs}
-    return res, titles
+def index(indexed_home):
+    """The indexed home's resources and the titles of its 150 plain abstracts."""
+    return indexed_home.resources, indexed_home.titles
 
 
 @pytest.mark.parametrize("mode", ["dense", "hybrid", "bm25"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import free_port
+from tests.helpers import AGENTIC, free_port
 
 ARTIFACTS = Path(os.environ.get("AGENTIC_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
@@ -76,13 +75,9 @@ def _wait_text(browser, texts: list[str], shot: str, timeout: float = 90) -> Non
 
 
 @pytest.mark.e2e
-def test_dagster_ui_shows_graph_materialization_and_sensor(tmp_path, ray_address):
-    env = dict(
-        os.environ, AGENTIC_HOME=str(tmp_path / "home"), AGENTIC_CORPUS_LIMIT="40", AGENTIC_RAY_ADDRESS=ray_address
-    )
-    agentic = os.path.join(os.path.dirname(sys.executable), "agentic")
-    run = subprocess.run([agentic, "run"], env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+def test_dagster_ui_shows_graph_materialization_and_sensor(tmp_path, cli_home):
+    env = cli_home.env  # a home whose first `agentic run` is recorded in its Dagster instance
+    agentic = AGENTIC
 
     port = free_port()
     ui = subprocess.Popen(

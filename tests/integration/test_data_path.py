@@ -26,7 +26,7 @@ from core.knowledge import invalid_vectors
 from resources.ray_cluster import RayResource
 from resources.ray_jobs import LocalRayJobRunner
 from resources.state_store import LocalStateStore
-from tests.test_knowledge_pipeline import REPO_ROOT, materialize, seeded_home
+from tests.integration.test_knowledge_pipeline import REPO_ROOT, materialize, seeded_home
 
 
 def _chunk(i: int, text: str) -> dict:

@@ -29,10 +29,10 @@ from infra.platform.observability import (
     service_monitors,
 )
 from infra.platform.security import NODE_NAMESPACE
-from infra.validate import crd_dir, validate_manifest
+from infra.validate import validate_manifest
 from pipelines.settings import load_settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ALERT_TESTS = REPO / "infra" / "observability" / "alerts.test.yml"
 PROM_VERSION = "2.42.0+ds-5+deb12u1"  # scripts/setup.sh
 
@@ -40,7 +40,7 @@ PROM_VERSION = "2.42.0+ds-5+deb12u1"  # scripts/setup.sh
 def _promtool() -> Path:
     path = load_settings().cache / f"prometheus-{PROM_VERSION}" / "root" / "usr" / "bin" / "promtool"
     if not path.exists():
-        pytest.skip(f"promtool not found at {path} (run `make setup`)")
+        pytest.fail(f"promtool not found at {path}: `make setup` (which `make test` runs) fetches it")
     return path
 
 
@@ -60,7 +60,8 @@ def cfg():
 
 
 PLUGINS = {"nvidia-device-plugin", "neuron-device-plugin"}
-needs_crds = pytest.mark.skipif(not crd_dir().is_dir(), reason=f"CRD schemas not found at {crd_dir()}")
+needs_crds = pytest.mark.usefixtures("crds")
+pytestmark = pytest.mark.contract  # promtool is this module's service
 
 
 # ------------------------------------------------------------------ alert rules

@@ -20,7 +20,7 @@ from infra.platform.config import load_platform_config
 from infra.platform.manifests import PRUNE_KINDS, render_dagster_values, render_everything
 from infra.platform.security import NODE_NAMESPACE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STEPS = ("node_pools", "cluster_addons", "platform_workloads")
 
 

@@ -156,6 +156,7 @@ def test_key_store_contract(key_store):
         key_store.revoke("0123456789abcdef")
 
 
+@pytest.mark.e2e
 def test_cli_keys_create_list_rotate_revoke(tmp_path):
     env = {**os.environ, "AGENTIC_HOME": str(tmp_path / "home"), "AGENTIC_API_KEY": "x" * 32}
 
@@ -241,7 +242,7 @@ def test_a_permission_change_reaches_the_index_in_one_run_with_nothing_re_embedd
     import dataclasses
 
     from pipelines.profiles import build_resources
-    from tests.test_knowledge_pipeline import materialize, seed
+    from tests.integration.test_knowledge_pipeline import materialize, seed
 
     settings = settings_factory(tmp_path / "home")
     res = build_resources(settings)
