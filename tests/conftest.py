@@ -474,24 +474,6 @@ def api_server(serving_stack, answer_service):
 
 
 @pytest.fixture(scope="session")
-def kube_cluster(tmp_path_factory, base_settings):
-    """The real local control plane (etcd, kube-apiserver, controller manager, scheduler, kwok, Karpenter-kwok,
-    KubeRay) on loopback ports, for the session; stopped and wiped after it."""
-    from infra.local.kube.cluster import missing_binaries
-    from pipelines.services import local_cluster
-
-    missing = missing_binaries(base_settings.cache)
-    if missing:
-        pytest.fail(f"the local control plane is not built ({missing}): run `make setup`")
-    home = tmp_path_factory.mktemp("kube-home")
-    cluster = local_cluster(load_settings({"AGENTIC_HOME": str(home), "AGENTIC_CACHE": str(base_settings.cache)}))
-    info = cluster.up()
-    cluster.info = info
-    yield cluster
-    cluster.down(wipe=True)
-
-
-@pytest.fixture(scope="session")
 def ray_head():
     """A second Ray head, ``ray start --head`` with the dashboard (the Jobs API, as eks uses it), every port a free
     loopback one, its temp dir private; also plays 'another home's head'. Stopped by killing exactly the processes
@@ -517,9 +499,13 @@ def ray_head():
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
     env.update(PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        for attempt in (1, 2):  # a raylet that misses its startup deadline on a loaded machine gets one more try
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+            if proc.returncode == 0:
+                break
+            stop_processes_naming(root + "/")
         if proc.returncode != 0:
-            pytest.fail(f"ray start failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            pytest.fail(f"ray start failed twice:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         dashboard = f"http://127.0.0.1:{dash_port}"
         error = _wait_for_dashboard(dashboard, temp_dir)
         if error:

@@ -255,26 +255,36 @@ def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(k
         workers = [p for p in pods if (p.metadata.labels or {}).get("ray.io/node-type") == "worker"]
         return pods if pods and not pending and len(workers) >= 3 else pending
 
-    pods = _wait(
-        "every pod scheduled and Running",
-        lambda: (lambda r: r if r and not isinstance(r[0], str) else None)(settled()),
-        timeout=180,
-        poll=1,
-    )
-    nodes = _nodes(kube_cluster)
-
-    def where(pod) -> tuple[str, str, str]:
-        labels = nodes[pod.spec.node_name]
-        return (
-            labels["karpenter.sh/nodepool"],
-            labels["node.kubernetes.io/instance-type"],
-            labels["kubernetes.io/arch"],
+    def placement():
+        pods = _wait(
+            "every pod scheduled and Running",
+            lambda: (lambda r: r if r and not isinstance(r[0], str) else None)(settled()),
+            timeout=180,
+            poll=1,
         )
+        nodes = _nodes(kube_cluster)
 
-    workers = {}
-    for p in pods:
-        if (p.metadata.labels or {}).get("ray.io/node-type") == "worker":
-            workers.setdefault(p.metadata.labels["ray.io/group"], set()).add(where(p))
+        def where(pod) -> tuple[str, str, str]:
+            labels = nodes[pod.spec.node_name]
+            return (
+                labels["karpenter.sh/nodepool"],
+                labels["node.kubernetes.io/instance-type"],
+                labels["kubernetes.io/arch"],
+            )
+
+        workers = {}
+        for p in pods:
+            if (p.metadata.labels or {}).get("ray.io/node-type") == "worker":
+                workers.setdefault(p.metadata.labels["ray.io/group"], set()).add(where(p))
+        return pods, where, workers
+
+    # Settled is not converged: a worker may first land beside another on a node the previous test left, and
+    # consolidation (after 5 s here) then moves it to the cheapest type that fits. Wait for that, bounded.
+    deadline = time.time() + 180
+    pods, where, workers = placement()
+    while workers.get("gpu-vision") != {("gpu", "g6.xlarge", "amd64")} and time.time() < deadline:
+        time.sleep(2)
+        pods, where, workers = placement()
     # vLLM (tensor parallel 4) gets the GPU pool's 4-GPU type, cheapest first; the embedder lands on Graviton
     assert workers["gpu-llm"] == {("gpu", "g6.12xlarge", "amd64")}, workers
     # the vision model's one-GPU worker gets the pool's cheapest one-GPU type (the LLM's node has no GPU to spare)
