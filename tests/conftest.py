@@ -340,18 +340,11 @@ def indexed_home(base_settings, ray_address, tmp_path_factory, pubmed_sample):
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize([*knowledge_assets, *knowledge_checks], resources=res, instance=instance)
     assert result.success
-    meta = {
-        e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
-        for e in result.get_asset_materialization_events()
-    }
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     titles = {document_key(p): parse_document(document_key(p), d).title for p, d in pubmed_sample[:150]}
     return SimpleNamespace(
         settings=settings,
         resources=res,
         instance=instance,
-        meta=meta,
-        checks=checks,
         titles=titles,
         restricted=restricted,
         internal=internal,
