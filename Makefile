@@ -14,7 +14,7 @@ run:
 	.venv/bin/agentic ask "How is hypertension treated in older adults?"
 
 test:
-	@bash scripts/setup.sh all llm:0.5b
+	@bash scripts/setup.sh all llm:0.5b llm:1.5b
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/python -m pytest

@@ -85,14 +85,14 @@ def test_make_run_then_make_test_each_model_gets_a_binary_that_serves_it(tmp_pat
     """`make run` (setup and serve 1.5b), `make test` (setup and serve 0.5b), `make run` again, on a fresh cache."""
     models = [CACHE / "models" / "llm" / get_model(k).file_name for k in ("1.5b", "0.5b", "1.5b")]
     if missing := [m.name for m in models if not m.is_file()]:
-        pytest.skip(f"run `make setup` first (missing {missing})")
+        pytest.fail(f"missing {missing}: `make test` prepares both models (setup.sh all llm:0.5b llm:1.5b)")
     cache = tmp_path / "cache"
     (cache / "models" / "llm").mkdir(parents=True)
 
     def reuse_build(into, **_):  # the source build the user cache already has, not ~5 min of compiling
         built = ls._source_build_dir(CACHE)
         if not (built / "build" / "bin" / "llama-server").is_file():
-            pytest.skip(f"no source build in {CACHE}: run `make setup`")
+            pytest.fail(f"no source build in {CACHE}: `make test` builds it when the 0.5B fails its probe")
         ls._source_build_dir(into).parent.mkdir(parents=True, exist_ok=True)
         ls._source_build_dir(into).symlink_to(built)
         return ls.source_binary(into)
