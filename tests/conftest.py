@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,9 +28,9 @@ TIERS = ("unit", "contract", "integration", "e2e")
 # fixtures that start a process or a server, or reach one: a test that uses none of them is pure logic
 SERVICES = {
     "ray_address", "moto_endpoint", "opensearch_url", "serving_stack", "answer_service", "api_server", "kube_cluster",
-    "trace_store", "tavily", "web_search_mcp", "settings_factory", "s3_endpoint", "moto_server",
-    "guarded", "index", "ray_head", "jobs_api_head", "cli_env", "cli_home_env", "secured", "stores", "one_answer",
-    "vision_peer", "ocr", "key_store", "store", "served", "indexed_home", "answers", "llama_binaries",
+    "trace_store", "tavily", "web_search_mcp", "settings_factory", "s3_endpoint", "moto_server", "guarded", "index",
+    "ray_head", "cli_home", "empty_home_env", "secured", "stores", "one_answer", "vision_peer", "ocr", "key_store",
+    "store", "served", "indexed_home",
 }  # fmt: skip
 
 
@@ -55,25 +57,33 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, tier))
 
 
+_RUNNING_UNIT_TEST: dict[str, str] = {}  # the nodeid of the unit test running now, if one is
+_PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn", "os.exec"}
+
+
+def _no_process_in_a_unit_test(event: str, args) -> None:
+    """An audit hook (it observes, it replaces nothing): a unit test that starts a process fails, naming its tier.
+    Only the test's own thread counts (a session service may restart its process meanwhile); matplotlib's one-time
+    `fc-list` probe, when it first builds its font cache, is a library's own look-up and passes."""
+    nodeid = _RUNNING_UNIT_TEST.get("nodeid")
+    if nodeid and event in _PROCESS_EVENTS and threading.current_thread() is threading.main_thread():
+        if "fc-list" not in str(args):
+            raise AssertionError(f"{nodeid} is in the unit tier but starts {args!r}: mark it contract or e2e")
+
+
+sys.addaudithook(_no_process_in_a_unit_test)
+
+
 @pytest.fixture(autouse=True)
-def _unit_tests_start_no_process(request, monkeypatch):
-    """The unit tier is pure logic: a unit test that starts a process fails, naming the tier it belongs in."""
+def _unit_tests_start_no_process(request):
     if not request.node.get_closest_marker("unit"):
+        yield
         return
-    import subprocess
-    import threading
-
-    real_init = subprocess.Popen.__init__
-
-    def guarded(self, args, *a, **kw):
-        # matplotlib probes fontconfig (`fc-list`) once, when it first builds its font cache: a library's own look-up
-        if threading.current_thread() is threading.main_thread() and "fc-list" not in str(args):
-            raise AssertionError(
-                f"{request.node.nodeid} is in the unit tier but starts {args!r}: mark it contract or e2e"
-            )
-        real_init(self, args, *a, **kw)
-
-    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
+    _RUNNING_UNIT_TEST["nodeid"] = request.node.nodeid
+    try:
+        yield
+    finally:
+        _RUNNING_UNIT_TEST.pop("nodeid", None)
 
 
 @pytest.fixture(scope="session")
