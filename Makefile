@@ -1,7 +1,6 @@
 .PHONY: setup run test test-unit check lint bench ui opensearch cluster up down serve clean-state
 
 export RAY_USAGE_STATS_ENABLED ?= 0
-export RAY_AUTH_MODE ?= disabled
 
 setup:
 	@bash scripts/setup.sh

@@ -38,7 +38,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         else:
             vector_store = LanceDBVectorStore(uri=str(settings.index_root))
         # This home's Ray: AGENTIC_RAY_ADDRESS, else the head `agentic up` started for this home, else a new local one.
-        ray = RayResource(address=settings.ray_address or "", address_file=str(settings.ray_address_file))
+        ray = RayResource(
+            address=settings.ray_address or "",
+            address_file=str(settings.ray_address_file),
+            token_file=str(settings.ray_token_file),
+        )
         resources: dict[str, Any] = {
             "document_store": LocalDocumentStore(root=str(settings.document_root)),
             "ray_cluster": ray,

@@ -69,6 +69,9 @@ def _run_dir(settings: Settings) -> Path:
 
 
 def ensure_ray_head(settings: Settings, log=print) -> str:
+    from resources.ray_cluster import apply_ray_env_defaults, use_ray_token
+
+    use_ray_token(settings.ray_token_file)  # the head, `ray status` and everything `agentic up` starts after it
     if settings.ray_address:
         return settings.ray_address
     addr_file = _run_dir(settings) / "ray.address"
@@ -81,8 +84,6 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
         )
         if probe.returncode == 0:
             return address
-    from resources.ray_cluster import apply_ray_env_defaults
-
     apply_ray_env_defaults()
     port = free_port()
     # The head's temp dir is this home's: `agentic down` stops exactly the processes that name it, never another home's Ray.

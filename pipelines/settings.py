@@ -91,6 +91,11 @@ class Settings:
         return self.home / "secrets"
 
     @property
+    def ray_token_file(self) -> Path:
+        """This home's Ray token: every local Ray head, driver, worker and job of the home authenticates with it."""
+        return self.secrets_dir / "ray.token"
+
+    @property
     def serving_root(self) -> Path:
         return self.home / "serving"
 

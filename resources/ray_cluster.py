@@ -6,6 +6,7 @@ Bulk data work goes through ``resources.ray_jobs`` (Ray Jobs API on EKS, in-proc
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import warnings
 from pathlib import Path
@@ -15,7 +16,6 @@ import dagster as dg
 # Ray reads these at import/init time; they are part of how this platform runs Ray, not user settings.
 RAY_ENV_DEFAULTS = {
     "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled",
     "RAY_DEDUP_LOGS": "1",
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
 }
@@ -25,6 +25,25 @@ def apply_ray_env_defaults() -> None:
     """Set RAY_ENV_DEFAULTS where the environment does not say otherwise (before Ray is imported)."""
     for k, v in RAY_ENV_DEFAULTS.items():
         os.environ.setdefault(k, v)
+
+
+def ensure_token_file(path: str | Path) -> Path:
+    """A home's Ray token: created on first use (mode 0600), the same one ever after."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path
+
+
+def use_ray_token(token_file: str | Path) -> None:
+    """Token authentication for every Ray process this one starts or joins, and its children: the token the
+    environment already names (a test session's, or RAY_AUTH_TOKEN from a Secret), else this home's file."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(ensure_token_file(token_file))
 
 
 class RayResource(dg.ConfigurableResource):
@@ -43,6 +62,7 @@ class RayResource(dg.ConfigurableResource):
 
     address: str = ""
     address_file: str = ""  # local profile: AGENTIC_HOME/serving/run/ray.address, written by `agentic up`
+    token_file: str = ""  # local profile: this home's Ray token (AGENTIC_HOME/secrets/ray.token), created on first use
     num_cpus: int = 0  # local cluster only; 0 = all cores
     object_store_mb: int = 1024  # local cluster only
     namespace: str = "agentic"
@@ -62,6 +82,8 @@ class RayResource(dg.ConfigurableResource):
 
     def ensure(self) -> None:
         apply_ray_env_defaults()
+        if self.token_file:
+            use_ray_token(self.token_file)
         # Ray starts its processes with fork+exec; lancedb's at-fork warning is about forks that keep running
         # Python, which Ray does not do.
         warnings.filterwarnings("ignore", message="lancedb fork support is experimental")

@@ -141,8 +141,21 @@ def moto_server():
 
 
 @pytest.fixture(scope="session")
-def ray_address() -> str:
-    """One local Ray cluster for the session; CLI subprocesses join it through AGENTIC_RAY_ADDRESS."""
+def ray_token(tmp_path_factory) -> Path:
+    """The session's Ray token (a file, 0600): every Ray head the suite starts requires it, and every process the
+    suite starts (CLI runs, step processes, Ray workers) inherits it through RAY_AUTH_TOKEN_PATH."""
+    from resources.ray_cluster import use_ray_token
+
+    path = tmp_path_factory.mktemp("ray-auth") / "ray.token"
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    use_ray_token(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_token) -> str:
+    """One local Ray cluster for the session, token required; CLI subprocesses join it through AGENTIC_RAY_ADDRESS."""
     import ray
 
     for k, v in MOTO_CREDENTIALS.items():
@@ -477,7 +490,7 @@ def api_server(serving_stack, answer_service):
 
 
 @pytest.fixture(scope="session")
-def ray_head():
+def ray_head(ray_token):
     """A second Ray head, ``ray start --head`` with the dashboard (the Jobs API, as eks uses it), every port a free
     loopback one, its temp dir private; also plays 'another home's head'. Stopped by killing exactly the processes
     of that temp dir (never ``ray stop``). A dashboard that does not answer in time fails the test, never skips it."""
@@ -510,7 +523,7 @@ def ray_head():
         if proc.returncode != 0:
             pytest.fail(f"ray start failed twice:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         dashboard = f"http://127.0.0.1:{dash_port}"
-        error = _wait_for_dashboard(dashboard, temp_dir)
+        error = _wait_for_dashboard(dashboard, temp_dir, ray_token.read_text().strip())
         if error:
             pytest.fail(error)
         yield {"gcs": f"127.0.0.1:{gcs_port}", "dashboard": dashboard, "root": root, "temp_dir": temp_dir}
@@ -519,7 +532,7 @@ def ray_head():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _wait_for_dashboard(url: str, temp_dir: str, timeout_s: float = 120) -> str:
+def _wait_for_dashboard(url: str, temp_dir: str, token: str, timeout_s: float = 120) -> str:
     """ "" once the Jobs API answers, else why not (with the dashboard's log tail)."""
     import time
 
@@ -529,7 +542,7 @@ def _wait_for_dashboard(url: str, temp_dir: str, timeout_s: float = 120) -> str:
     last = ""
     while time.time() < deadline:
         try:
-            r = httpx.get(f"{url}/api/jobs/", timeout=2)
+            r = httpx.get(f"{url}/api/jobs/", headers={"Authorization": f"Bearer {token}"}, timeout=2)
             if r.status_code == 200:
                 return ""
             last = f"HTTP {r.status_code}"

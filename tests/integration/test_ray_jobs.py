@@ -165,6 +165,52 @@ def test_jobs_api_runner_result_and_failure(ray_head):
     assert client.get_job_status(job_id) == JobStatus.STOPPED
 
 
+# ---------------------------------------------------------------- token authentication
+
+_JOIN_SCRIPT = "import sys, ray; ray.init(address=sys.argv[1]); print('JOINED', ray.cluster_resources()['CPU'])"
+
+
+def _join(gcs: str, **auth) -> tuple[bool, str]:
+    """(joined, what it said) for a driver connecting to ``gcs`` with ``auth`` as its token settings; a refused one
+    keeps retrying, so it is stopped (by its pid) once the GCS has said why, or after 60 s."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")}
+    env.update(auth)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _JOIN_SCRIPT, gcs], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines, deadline = [], time.time() + 60
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("JOINED") or "InvalidAuthToken" in line or time.time() > deadline:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    out = "".join(lines)
+    return "JOINED" in out, out[-1500:]
+
+
+def test_a_head_refuses_a_client_without_the_token_or_with_a_wrong_one(ray_head, ray_token):
+    """The suite's Ray heads run with token authentication: the GCS and the dashboard (the Jobs API, which runs
+    code) refuse a caller without the token or with another, and take the one with it."""
+    import httpx
+
+    assert oct(ray_token.stat().st_mode & 0o777) == "0o600"
+    token = ray_token.read_text().strip()
+    jobs = f"{ray_head['dashboard']}/api/jobs/"
+    assert httpx.get(jobs, timeout=10).status_code == 401
+    assert httpx.get(jobs, headers={"Authorization": "Bearer " + "0" * 64}, timeout=10).status_code == 403
+    assert httpx.get(jobs, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
+
+    joined, out = _join(ray_head["gcs"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 64)
+    assert not joined and "InvalidAuthToken" in out, out
+    joined, out = _join(ray_head["gcs"], RAY_AUTH_MODE="disabled")
+    assert not joined, out
+    joined, out = _join(ray_head["gcs"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(ray_token))
+    assert joined, out
+
+
 # ---------------------------------------------------------------- one Ray per AGENTIC_HOME
 
 _OTHER_HOME_SCRIPT = textwrap.dedent("""
