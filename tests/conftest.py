@@ -17,9 +17,8 @@ apply_ray_env_defaults()
 
 from core.corpus import ARTICLE_TABLE, load_sample  # noqa: E402
 from pipelines.settings import Settings, load_settings  # noqa: E402
-from tests.helpers import free_port, start_moto_server  # noqa: E402
+from tests.helpers import REPO, free_port, start_moto_server  # noqa: E402, F401  (REPO: tests import it from here)
 
-REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 
 # ---------------------------------------------------------------- tiers (README: "Tests")
@@ -248,7 +247,6 @@ def trace_store(tmp_path_factory):
     """A real trace store for the session (Arize Phoenix on 127.0.0.1): this process's spans and the gateway's go
     there; ``wait(trace_id, names)`` polls until those spans are readable (ingest is asynchronous)."""
     import time as _time
-    from types import SimpleNamespace
 
     from agents.tracing import flush, setup_tracing
     from infra.local.phoenix import PROJECT, PhoenixServer
@@ -480,8 +478,6 @@ def api_server(serving_stack, answer_service):
         limits=Limits(rate_per_minute=600, concurrency=32, max_body_bytes=64 * 1024),
         auth_ttl_s=0.3,
     )
-    from types import SimpleNamespace
-
     from tests.helpers import serve_in_thread
 
     with serve_in_thread(app, log_level="info") as url:  # what a deployment logs (the secrets checks read it)
@@ -515,7 +511,7 @@ def ray_head(ray_token):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
     env.update(PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
     try:
-        for attempt in (1, 2):  # a raylet that misses its startup deadline on a loaded machine gets one more try
+        for _ in range(2):  # a raylet that misses its startup deadline on a loaded machine gets one more try
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
             if proc.returncode == 0:
                 break

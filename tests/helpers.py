@@ -5,8 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import socket
+import sys
 import time
+from pathlib import Path
+
+from infra.local.processes import free_port  # noqa: F401  (the one helper; tests import it from here too)
+
+REPO = Path(__file__).resolve().parents[1]
+AGENTIC = str(Path(sys.executable).parent / "agentic")
 
 
 def start_moto_server():
@@ -31,13 +37,6 @@ def start_moto_server():
         except Exception:  # noqa: BLE001 - not up yet
             time.sleep(0.1)
     return proc, url
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_pdf(lines: list[str], title: str = "") -> bytes:
@@ -168,9 +167,6 @@ def scanned_abstract(key: str, data: bytes, seed: int, dpi: int = 200) -> tuple[
     return scans.scan_pdf(pages, dpi), doc.title
 
 
-AGENTIC = str(__import__("pathlib").Path(__import__("sys").executable).parent / "agentic")
-
-
 def cli_env(home, **settings) -> dict:
     """The environment of an `agentic` command run against ``home``: this process's, the home, and any AGENTIC_*
     settings given as keyword arguments (``corpus_limit=40`` -> AGENTIC_CORPUS_LIMIT=40)."""
@@ -185,8 +181,6 @@ def agentic(*args, env, check=True, timeout=600):
     """Run the `agentic` console script from the repo root; a non-zero exit fails with its output when ``check``."""
     import subprocess
 
-    from tests.conftest import REPO
-
     proc = subprocess.run([AGENTIC, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -200,8 +194,6 @@ def run_in_pty(args: list[str], env: dict, timeout: float = 300) -> tuple[int, s
     import os
     import select
     import subprocess
-
-    from tests.conftest import REPO
 
     master, slave = os.openpty()
     proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=slave, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
@@ -230,7 +222,6 @@ def run_in_pty(args: list[str], env: dict, timeout: float = 300) -> tuple[int, s
 
 def stack_cli(stack) -> tuple[str, dict]:
     """(path of the `agentic` console script, its environment) for CLI runs against the session's serving stack."""
-
     s = stack.settings
     env = cli_env(s.home, llm="0.5b", gateway_port=s.gateway_port, web_search="http", web_search_url=s.web_search_url)
     return AGENTIC, env

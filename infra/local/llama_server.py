@@ -28,6 +28,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from infra.local.processes import free_port
+
 LLAMA_CPP_SOURCE = "llama-cpp-python==0.3.36"  # sdist carrying vendor/llama.cpp
 LLAMA_CPP_SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 BUILD_FLAGS = [
@@ -230,14 +232,6 @@ def build_from_source(
     return binary
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _health(url: str) -> int | None:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
@@ -270,7 +264,7 @@ class LlamaServer:
         log_path: Path | None = None,
     ):
         self.binary, self.env, self.model_path, self.alias = Path(binary), env, Path(model_path), alias
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.ctx_size, self.parallel = ctx_size, parallel
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.log_path = log_path

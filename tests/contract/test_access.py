@@ -158,19 +158,12 @@ def test_key_store_contract(key_store):
 
 @pytest.mark.e2e
 def test_cli_keys_create_list_rotate_revoke(tmp_path):
-    env = {**os.environ, "AGENTIC_HOME": str(tmp_path / "home"), "AGENTIC_API_KEY": "x" * 32}
+    from tests.helpers import agentic, cli_env
+
+    env = cli_env(tmp_path / "home", api_key="x" * 32)
 
     def cli(*args):
-        out = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "keys", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == 0, out.stderr
-        return out.stdout
+        return agentic("keys", *args, env=env, timeout=120).stdout
 
     created = json.loads(cli("create", "carol", "--groups", "staff,oncology", "--rate", "10", "--json"))
     assert created["groups"] == ["oncology", "staff"] and created["token"].startswith("agk_")

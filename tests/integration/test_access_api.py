@@ -8,10 +8,7 @@ citations, an attempt to make it print secrets). Two principals: alice (public) 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +18,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from tests.conftest import REPO
-from tests.helpers import RESTRICTED
+from tests.helpers import RESTRICTED, agentic, cli_env
 
 
 @pytest.fixture(scope="module")
@@ -265,16 +261,8 @@ def test_audit_records_every_request_and_no_secret_is_anywhere(guarded):
     assert any(r["question_sha256"] == question_hash(asked) for r in alice)
     assert not any(asked in json.dumps(r) for r in records)  # a hash, never the question
 
-    env = {**os.environ, "AGENTIC_HOME": str(g.home), "AGENTIC_API_KEY": g.admin}
-    out = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "audit", "--json", "--principal", "alice", "--hours", "1"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    env = cli_env(g.home, api_key=g.admin)
+    out = agentic("audit", "--json", "--principal", "alice", "--hours", "1", env=env, timeout=120)
     cli = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(cli) == len([r for r in records if r["principal"] == "alice"]) and cli
 
