@@ -19,6 +19,20 @@ import dagster as dg
 from pipelines.settings import Settings
 
 
+# Each step still gets a process of its own (forked from a server that imported these once, as a pod starts from an
+# image with them installed) and its own empty home: what it builds and writes is its alone.
+PRELOAD = [
+    "dagster",
+    "ray",
+    "pyarrow",
+    "lancedb",
+    "onnxruntime",
+    "assets.knowledge",
+    "assets.evaluation",
+    "pipelines.profiles",
+]
+
+
 def pod_definitions() -> dg.Definitions:
     from assets.evaluation import evaluation_assets, evaluation_checks
     from assets.knowledge import knowledge_assets, knowledge_checks
@@ -51,7 +65,9 @@ def pod_definitions() -> dg.Definitions:
         asset_checks=[*knowledge_checks, *evaluation_checks],
         jobs=[knowledge_job, evaluation_job],
         resources=res,
-        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
+        executor=dg.multiprocess_executor.configured(
+            {"max_concurrent": 2, "start_method": {"forkserver": {"preload_modules": PRELOAD}}}
+        ),
     )
 
 
