@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -29,7 +30,7 @@ SERVICES = {
     "ray_address", "moto_endpoint", "opensearch_url", "serving_stack", "answer_service", "api_server", "kube_cluster",
     "trace_store", "tavily", "web_search_mcp", "settings_factory", "s3_endpoint", "moto_server", "guarded", "index",
     "ray_head", "cli_home", "empty_home_env", "secured", "stores", "one_answer", "vision_peer", "ocr", "key_store",
-    "store", "served", "indexed_home",
+    "store", "served", "indexed_home", "indexed_copy",
 }  # fmt: skip
 
 
@@ -371,6 +372,27 @@ def indexed_home(base_settings, ray_address, tmp_path_factory, pubmed_sample):
         internal=internal,
         scanned=scanned,
     )
+
+
+@pytest.fixture
+def indexed_copy(indexed_home, tmp_path):
+    """A home of the test's own holding a copy of the indexed home's documents, state and index: tests that change a
+    home start from the shared one's state instead of running the knowledge job from scratch on an empty one."""
+    import shutil
+
+    from pipelines.profiles import build_resources
+
+    src = indexed_home.settings
+    settings = dataclasses.replace(src, home=tmp_path / "home")
+
+    def copy(a, b):  # the session's API may be writing audit records to the shared state meanwhile
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copy2(a, b)
+
+    for part in ("document_root", "state_root", "index_root"):
+        skip = shutil.ignore_patterns(".*.tmp", ".tmp-*")  # writes in flight (renamed into place when complete)
+        shutil.copytree(getattr(src, part), getattr(settings, part), ignore=skip, copy_function=copy)
+    return SimpleNamespace(settings=settings, resources=build_resources(settings), titles=indexed_home.titles)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ import dagster as dg
 
 from pipelines.settings import Settings
 
-
 # Each step still gets a process of its own (forked from a server that imported these once, as a pod starts from an
 # image with them installed) and its own empty home: what it builds and writes is its alone.
 PRELOAD = [

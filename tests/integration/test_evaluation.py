@@ -185,12 +185,11 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(
     )
 
 
-def test_evaluation_sensor_requests_a_run_only_after_a_reembedding(settings_factory, tmp_path, pubmed_sample):
+def test_evaluation_sensor_requests_a_run_only_after_a_reembedding(indexed_copy, pubmed_sample):
     from pipelines.sensors import evaluate_after_reembedding
 
-    settings = settings_factory(tmp_path / "home")
-    res = build_resources(settings)
-    for pmid, data in pubmed_sample[:3]:
+    res = indexed_copy.resources
+    for pmid, data in pubmed_sample[202:205]:  # new to the indexed home: this run embeds them
         res["document_store"].put(document_key(pmid), data)
     instance = dg.DagsterInstance.ephemeral()
     first, _, _ = _run(res, selection=dg.AssetSelection.groups("knowledge"), instance=instance)

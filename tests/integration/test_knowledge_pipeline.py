@@ -56,20 +56,18 @@ def pubmed_docs(pubmed_sample):
     return {document_key(p): d for p, d in pubmed_sample[:12]}
 
 
-def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample):
-    settings, _ = seeded_home(settings_factory, tmp_path, pubmed_docs)
-
-    meta, checks, res = materialize(settings)
-    assert checks and all(checks.values()), checks
-    chunks = meta["document_chunks"]["chunks"]
-    assert meta["chunk_embeddings"]["embedded_this_run"] == chunks > len(pubmed_docs)
-    assert meta["vector_index"]["rows"] == chunks
-    store, gen = res["vector_store"], meta["vector_index"]["generation"]
+def test_incremental_runs(indexed_copy, pubmed_sample):
+    """On a copy of the indexed home (a first run embedding every chunk is proven by the pod-per-step test and the
+    indexed home): no change, one changed document and one deleted each touch only what changed."""
+    settings, res = indexed_copy.settings, indexed_copy.resources
+    store = res["vector_store"]
+    gen = store.serving_generation()
     version, ids = store.version(gen), store.ids(gen)
 
     # 1. No change: nothing embedded, the index table is not even touched.
     meta, checks, _ = materialize(settings)
-    assert all(checks.values())
+    assert checks and all(checks.values()), checks
+    assert meta["vector_index"]["rows"] == meta["document_chunks"]["chunks"] == len(ids)
     assert meta["chunk_embeddings"]["embedded_this_run"] == 0
     assert meta["parsed_documents"]["parsed_this_run"] == 0
     assert meta["document_chunks"]["rechunked_documents"] == 0
@@ -77,11 +75,11 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
     assert store.version(gen) == version and store.ids(gen) == ids
 
     # 2. Change one document: only its chunks are re-embedded, its old chunks leave the index.
-    changed_key = sorted(pubmed_docs)[0]
+    changed_key, deleted_key = sorted(indexed_copy.titles)[:2]
     old_ids = {
         r["chunk_id"] for r in store.scan(gen, ["chunk_id", "doc_key"]).to_pylist() if r["doc_key"] == changed_key
     }
-    new_pmid, new_doc = pubmed_sample[100]
+    new_pmid, new_doc = pubmed_sample[200]  # not in the indexed home
     res["document_store"].put(changed_key, new_doc)
     meta, checks, _ = materialize(settings)
     assert all(checks.values())
@@ -94,7 +92,6 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
     assert not old_ids & store.ids(gen)
 
     # 3. Delete one: its chunks are gone from search.
-    deleted_key = sorted(pubmed_docs)[1]
     title = next(r["title"] for r in store.scan(gen, ["doc_key", "title"]).to_pylist() if r["doc_key"] == deleted_key)
     before = {h.doc_key for h in res["retriever"].search(title, k=5, mode="hybrid", scope=FULL_SCOPE)}
     assert deleted_key in before
@@ -110,11 +107,12 @@ def test_incremental_runs(settings_factory, tmp_path, pubmed_docs, pubmed_sample
     assert meta["chunk_embeddings"]["pruned_from_cache"] > 0
 
 
-def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp_path, pubmed_docs):
+def test_bad_documents_are_quarantined_and_nothing_is_lost(indexed_copy, pubmed_docs):
     bad = bad_files()
-    settings, res = seeded_home(
-        settings_factory, tmp_path, {**pubmed_docs, **GOOD_FILES, **{k: v[0] for k, v in bad.items()}}
-    )
+    settings, res = indexed_copy.settings, indexed_copy.resources
+    store = res["vector_store"]
+    before = {r["doc_key"] for r in store.scan(store.serving_generation(), ["doc_key"]).to_pylist()}
+    seed(res, {**GOOD_FILES, **{k: v[0] for k, v in bad.items()}})
 
     meta, checks, _ = materialize(settings)
     assert all(checks.values()), checks
@@ -127,7 +125,7 @@ def test_bad_documents_are_quarantined_and_nothing_is_lost(settings_factory, tmp
     indexed = {
         r["doc_key"] for r in res["vector_store"].scan(meta["vector_index"]["generation"], ["doc_key"]).to_pylist()
     }
-    assert indexed == set(pubmed_docs) | set(GOOD_FILES)
+    assert indexed == before | set(GOOD_FILES)
     assert meta["parsed_documents"]["quarantined"] == len(bad)
 
     # Fixing a quarantined document takes it out of quarantine and into the index.
@@ -209,11 +207,9 @@ def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensea
         store.client().indices.delete(index=f"{store.index_prefix}__*", ignore_unavailable=True)
 
 
-def test_full_rebuild_makes_a_candidate_generation_that_later_runs_maintain(settings_factory, tmp_path, pubmed_docs):
-    settings, res = seeded_home(settings_factory, tmp_path, dict(list(pubmed_docs.items())[:3]))
-    meta, _, _ = materialize(settings)
-    base = meta["vector_index"]["generation"]
-    assert meta["vector_index"]["promoted_this_run"]  # the very first generation serves at once
+def test_full_rebuild_makes_a_candidate_generation_that_later_runs_maintain(indexed_copy, pubmed_sample):
+    settings, res = indexed_copy.settings, indexed_copy.resources
+    base = res["vector_store"].serving_generation()  # a first generation serves at once (test_model_change_...)
     meta, checks, _ = materialize(settings, run_config={"ops": {"vector_index": {"config": {"rebuild": True}}}})
     assert all(checks.values())
     rebuilt = meta["vector_index"]["generation"]
@@ -225,8 +221,8 @@ def test_full_rebuild_makes_a_candidate_generation_that_later_runs_maintain(sett
     assert meta["vector_index"]["candidate_generation"] == rebuilt and not meta["vector_index"]["promoted_this_run"]
     assert read_candidate(res["pipeline_state"]).status == "pending"
     # later incremental runs maintain the pending candidate (the generation about to serve)
-    extra = next(k for k in pubmed_docs if k not in dict(list(pubmed_docs.items())[:3]))
-    res["document_store"].put(extra, pubmed_docs[extra])
+    pmid, data = pubmed_sample[201]  # not in the indexed home
+    res["document_store"].put(document_key(pmid), data)
     meta, checks, _ = materialize(settings)
     assert all(checks.values())
     assert meta["vector_index"]["generation"] == rebuilt and meta["vector_index"]["added"] > 0

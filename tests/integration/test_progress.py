@@ -232,12 +232,12 @@ def test_the_data_path_reports_each_shard_task_as_it_finishes(ray_address, tmp_p
 # ---------------------------------------------------------------- the knowledge steps on Ray, through Dagster
 
 
-def test_knowledge_steps_log_progress_and_report_rates(settings_factory, tmp_path, pubmed_sample):
+def test_knowledge_steps_log_progress_and_report_rates(indexed_copy, pubmed_sample):
+    """16 new articles arrive in a copy of the indexed home: the steps that work on them report their progress."""
     from assets.knowledge import knowledge_assets
 
-    settings = settings_factory(tmp_path / "home")
-    resources = build_resources(settings)
-    for pmid, data in pubmed_sample[:16]:
+    resources = build_resources(indexed_copy.settings)
+    for pmid, data in pubmed_sample[150:166]:  # not in the indexed home
         resources["document_store"].put(document_key(pmid), data)
     instance = dg.DagsterInstance.ephemeral()
     steps = ["document_inventory", "parsed_documents", "document_chunks", "chunk_embeddings"]
