@@ -456,3 +456,26 @@ def _one_chunk_stream(cid: str, created: int, answer):
     )
     yield _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "agentic": _extra(answer)})
     yield "data: [DONE]\n\n"
+
+
+def stateful_app(
+    service: AnswerService, keys, limits: Limits | None = None, auth_ttl_s: float = 5.0, audit_flush_s: float = 2.0
+):
+    """The API as a deployment runs it (`agentic serve`, and the suite's server): answers and feedback,
+    conversations and the audit trail kept in the answer service's state store. Returns (app, audit trail); close the
+    trail when the server stops, so its last records are written."""
+    from agents.audit import AuditTrail
+    from agents.conversations import ConversationStore
+    from agents.records import AnswerRecords
+
+    audit = AuditTrail(service.state, flush_s=audit_flush_s)
+    app = create_app(
+        service,
+        keys,
+        records=AnswerRecords(service.state),
+        conversations=ConversationStore(service.state),
+        audit=audit,
+        limits=limits,
+        auth_ttl_s=auth_ttl_s,
+    )
+    return app, audit

@@ -603,21 +603,14 @@ def cmd_down(args, settings: Settings) -> int:
 def cmd_serve(args, settings: Settings) -> int:
     import uvicorn
 
-    from agents.api import Limits, create_app
-    from agents.audit import AuditTrail
-    from agents.conversations import ConversationStore
-    from agents.records import AnswerRecords
+    from agents.api import Limits, stateful_app
     from pipelines.profiles import build_key_store
     from pipelines.services import build_answer_service, resolve_env
 
     service = build_answer_service(settings)
-    audit = AuditTrail(service.state)
-    app = create_app(
+    app, audit = stateful_app(
         service,
         resolve_env(build_key_store(settings)),
-        records=AnswerRecords(service.state),
-        conversations=ConversationStore(service.state),
-        audit=audit,
         limits=Limits(rate_per_minute=settings.api_rate_per_minute, concurrency=settings.api_concurrency),
     )
     try:

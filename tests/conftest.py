@@ -479,26 +479,19 @@ def answer_service(serving_stack):
 def api_server(serving_stack, answer_service):
     """The agentic API (uvicorn, real HTTP) on a free port, over the session's answer service."""
 
-    from agents.api import Limits, create_app
-    from agents.audit import AuditTrail
-    from agents.conversations import ConversationStore
-    from agents.records import AnswerRecords
+    from agents.api import Limits, stateful_app
     from resources.access import LocalKeyStore
 
-    state = serving_stack.resources["pipeline_state"]
     keys = LocalKeyStore(
         root=str(serving_stack.settings.secrets_dir / "keys"), admin_key=serving_stack.keys["AGENTIC_API_KEY"]
     )
-    audit = AuditTrail(state, flush_s=0.3)
-    app = create_app(
+    app, audit = stateful_app(
         answer_service,
         keys,
-        records=AnswerRecords(state),
-        conversations=ConversationStore(state),
-        audit=audit,
         # the suite's own load (20 concurrent questions as admin) fits; the limit tests give their keys their own
         limits=Limits(rate_per_minute=600, concurrency=32, max_body_bytes=64 * 1024),
         auth_ttl_s=0.3,
+        audit_flush_s=0.3,
     )
     from tests.helpers import serve_in_thread
 

@@ -9,7 +9,7 @@ from assets.knowledge.state import CLASSES as CLASSES_SCHEMA
 from core.access import FULL_SCOPE
 from core.corpus import document_key
 from core.specialty import CLASSES, branches_of, label_document, macro_f1, train_softmax
-from tests.integration.test_knowledge_pipeline import materialize, seeded_home
+from tests.integration.test_knowledge_pipeline import materialize, seed
 
 
 def test_mesh_descriptors_map_to_branches():
@@ -41,9 +41,11 @@ def test_softmax_classifier_and_macro_f1():
     )
 
 
-def test_classes_in_the_index_filters_and_reclassification(settings_factory, tmp_path, pubmed_sample):
-    docs = {document_key(p): d for p, d in pubmed_sample[:400]}
-    settings, _ = seeded_home(settings_factory, tmp_path, docs)
+def test_classes_in_the_index_filters_and_reclassification(indexed_copy, pubmed_sample):
+    """A copy of the indexed home with 70 more articles: the classifier retrains on the labelled ones and every
+    document and indexed row has its class."""
+    settings = indexed_copy.settings
+    seed(indexed_copy.resources, {document_key(p): d for p, d in pubmed_sample[230:300]})
     meta, checks, res = materialize(settings)
     assert all(checks.values()), checks
     assert meta["specialty_classifier"]["trained"] and meta["specialty_classifier"]["labelled_documents"] >= 30

@@ -160,11 +160,10 @@ def test_parsed_documents_asset_called_directly(settings_factory, tmp_path, pubm
     ]
 
 
-def test_model_change_builds_a_new_generation_and_switches_atomically(settings_factory, tmp_path, pubmed_docs):
-    settings, res = seeded_home(settings_factory, tmp_path, dict(list(pubmed_docs.items())[:4]))
-    meta, _, _ = materialize(settings)
-    first = meta["vector_index"]["generation"]
-    assert res["vector_store"].serving_generation() == first
+def test_model_change_builds_a_new_generation_and_switches_atomically(indexed_copy):
+    settings, res = indexed_copy.settings, indexed_copy.resources
+    first = res["vector_store"].serving_generation()  # the indexed home's first generation, serving since its run
+    assert first and res["vector_store"].generations() == [first]
 
     other = EmbedderResource(model_id="all-MiniLM-L6-v2-int8-onnx-rev2", tokenizer_path=res["embedder"].tokenizer_path)
     meta, checks, _ = materialize(settings, embedder=other)
