@@ -1,16 +1,14 @@
 """The jobs as the eks profile runs them, for tests: every step in its own process with its own empty scratch home.
 
 ``dg.reconstructable`` points each step process at these functions: every process builds its resources afresh,
-with a new empty temporary ``AGENTIC_HOME`` that is deleted when the process exits, so nothing a step writes to
-its local disk can reach another step. State and documents live in S3 (a moto server), vectors in OpenSearch;
+with a new empty ``AGENTIC_HOME`` of its own (under ``POD_TEST_SCRATCH``, which the test removes), so nothing a
+step writes to its local disk can reach another step. State and documents live in S3 (a moto server), vectors in OpenSearch;
 Ray is the session's cluster (as the KubeRay cluster is on EKS). Configured through ``POD_TEST_*`` variables.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,8 +41,8 @@ def pod_definitions() -> dg.Definitions:
     from resources.state_store import S3StateStore
 
     env = os.environ
-    home = Path(tempfile.mkdtemp(prefix="pod-step-"))  # this process's own empty disk
-    atexit.register(shutil.rmtree, home, True)
+    # this process's own empty disk, in a folder the test removes (a forked step ends without running atexit)
+    home = Path(tempfile.mkdtemp(prefix="pod-step-", dir=env["POD_TEST_SCRATCH"]))
     settings = Settings(
         profile="local",
         home=home,

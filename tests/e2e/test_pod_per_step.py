@@ -7,6 +7,7 @@ documents, and the index step, seeing no live chunks, deletes what the index hol
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import dagster as dg
@@ -50,9 +51,11 @@ def test_jobs_with_a_process_and_an_empty_disk_per_step(
         "AGENTIC_RAY_ADDRESS": ray_address,
         "AGENTIC_CACHE": str(base_settings.cache),
         "AGENTIC_GATEWAY_KEY": "unused-retrieval-only",
+        "POD_TEST_SCRATCH": str(tmp_path / "pods"),
     }.items():
         monkeypatch.setenv(k, v)
     (tmp_path / "dagster").mkdir()
+    (tmp_path / "pods").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
     store = OpenSearchVectorStore(hosts=opensearch_url, index_prefix=prefix)
     try:
@@ -117,3 +120,4 @@ def test_jobs_with_a_process_and_an_empty_disk_per_step(
         assert meta["document_inventory"]["deleted"] == 1 and meta["document_inventory"]["changed"] == 1
     finally:
         store.client().indices.delete(index=f"{prefix}__*", ignore_unavailable=True)
+        shutil.rmtree(tmp_path / "pods", ignore_errors=True)
