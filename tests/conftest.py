@@ -30,7 +30,7 @@ SERVICES = {
     "ray_address", "moto_endpoint", "opensearch_url", "serving_stack", "answer_service", "api_server", "kube_cluster",
     "trace_store", "tavily", "web_search_mcp", "settings_factory", "s3_endpoint", "moto_server", "guarded", "index",
     "ray_head", "cli_home", "empty_home_env", "secured", "stores", "one_answer", "vision_peer", "ocr", "key_store",
-    "store", "served", "indexed_home", "indexed_copy",
+    "store", "served", "indexed_home", "indexed_copy", "answers",
 }  # fmt: skip
 
 
@@ -498,6 +498,30 @@ def api_server(serving_stack, answer_service):
     with serve_in_thread(app, log_level="info") as url:  # what a deployment logs (the secrets checks read it)
         yield SimpleNamespace(url=url, key=serving_stack.keys["AGENTIC_API_KEY"], app=app, keys=keys, audit=audit)
     audit.close()
+
+
+@pytest.fixture(scope="session")
+def answers(api_server):
+    """Answers computed once: each distinct question asked once through the session's API (POST
+    /v1/chat/completions, as the admin) and its response kept for every test that only looks at an answer. Tests of
+    concurrency, streaming, limits and faults send their own requests."""
+    import httpx
+
+    kept: dict[str, dict] = {}
+
+    def ask(question: str) -> dict:
+        if question not in kept:
+            r = httpx.post(
+                f"{api_server.url}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {api_server.key}"},
+                json={"model": "agentic-rag", "messages": [{"role": "user", "content": question}]},
+                timeout=300,
+            )
+            assert r.status_code == 200, r.text
+            kept[question] = r.json()
+        return kept[question]
+
+    return ask
 
 
 @pytest.fixture(scope="session")

@@ -220,6 +220,18 @@ def run_in_pty(args: list[str], env: dict, timeout: float = 300) -> tuple[int, s
     return rc, b"".join(chunks).decode(errors="replace")
 
 
+def indexed_title(stack, i: int = 0) -> tuple[str, str]:
+    """(title, doc key) of the i-th distinct document the session's index returns for a broad query: tests ask about
+    the same few studies, so the answers fixture can share what was asked."""
+    from core.access import FULL_SCOPE
+
+    seen: list[tuple[str, str]] = []
+    for h in stack.retriever.search("patients treatment outcomes study", k=40, mode="bm25", scope=FULL_SCOPE):
+        if h.title and h.doc_key not in [k for _, k in seen]:
+            seen.append((h.title.rstrip("."), h.doc_key))
+    return seen[i]
+
+
 def stack_cli(stack) -> tuple[str, dict]:
     """(path of the `agentic` console script, its environment) for CLI runs against the session's serving stack."""
     s = stack.settings

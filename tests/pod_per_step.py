@@ -52,7 +52,7 @@ def pod_definitions() -> dg.Definitions:
     )
     res = build_resources(settings)
     endpoint, bucket = env["POD_TEST_S3_ENDPOINT"], env["POD_TEST_BUCKET"]
-    res["document_store"] = S3DocumentStore(bucket=bucket, prefix="incoming/", endpoint_url=endpoint)
+    res["document_store"] = S3DocumentStore(bucket=bucket, prefix="pubmed/", endpoint_url=endpoint)
     res["pipeline_state"] = S3StateStore(bucket=bucket, prefix="state/", endpoint_url=endpoint, shards=8)
     store = OpenSearchVectorStore(hosts=env["POD_TEST_OPENSEARCH"], index_prefix=env["POD_TEST_INDEX_PREFIX"])
     res["vector_store"] = store

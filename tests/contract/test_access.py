@@ -25,7 +25,6 @@ from core.access import (
     parse_declared,
     verify,
 )
-from core.corpus import document_key
 from core.knowledge import ACCESS, resolve_access
 from tests.conftest import REPO
 
@@ -229,22 +228,19 @@ def test_s3_metadata_declares_groups_without_changing_the_content(moto_endpoint)
 # ------------------------------------------------------------------ the pipeline
 
 
-def test_a_permission_change_reaches_the_index_in_one_run_with_nothing_re_embedded(
-    settings_factory, tmp_path, pubmed_sample
-):
+def test_a_permission_change_reaches_the_index_in_one_run_with_nothing_re_embedded(indexed_copy):
+    """On a copy of the indexed home: access declarations and the default policy change, and each change reaches
+    the index in one run without a chunk embedded again."""
     import dataclasses
 
-    from pipelines.profiles import build_resources
-    from tests.integration.test_knowledge_pipeline import materialize, seed
+    from tests.integration.test_knowledge_pipeline import materialize
 
-    settings = settings_factory(tmp_path / "home")
-    res = build_resources(settings)
-    docs = {document_key(p): d for p, d in pubmed_sample[:10]}
-    seed(res, docs)
-    keys = sorted(docs)
+    settings, res = indexed_copy.settings, indexed_copy.resources
+    keys = sorted(indexed_copy.titles)[:4]  # public documents of the indexed home, each under no declaration
     res["document_store"].set_groups(keys[0], ["oncology"])
     meta, checks, res = materialize(settings)
-    assert checks["every_document_has_access"] and meta["document_access"]["by_declaration"] == 1
+    assert checks["every_document_has_access"] and meta["vector_index"]["permission_changed_documents"] == 1
+    assert meta["document_access"]["declarations_read"] == 1 and meta["chunk_embeddings"]["embedded_this_run"] == 0
     retriever, store = res["retriever"], res["vector_store"]
     gen = meta["vector_index"]["generation"]
     title = {r["doc_key"]: r["title"] for r in store.scan(gen, ["doc_key", "title"]).to_pylist()}

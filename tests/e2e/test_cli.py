@@ -9,6 +9,7 @@ import pytest
 
 from core.corpus import ARTICLE_TABLE, load_sample
 from core.documents import parse_document
+from tests.e2e.conftest import CORPUS
 from tests.helpers import agentic, cli_env
 
 
@@ -55,20 +56,26 @@ def test_bad_settings_are_reported(empty_home_env):
 
 
 @pytest.mark.e2e
-def test_run_and_search_on_opensearch(empty_home_env, opensearch_url, tmp_path, base_settings):
-    """`AGENTIC_VECTOR_STORE=opensearch make run`: the CLI finds the node already answering on its port and indexes into it."""
+def test_run_and_search_on_opensearch(cli_home, opensearch_url, tmp_path, base_settings):
+    """`AGENTIC_VECTOR_STORE=opensearch make run` on a copy of the shared home: the CLI finds the node already answering
+    on its port and builds its index there from the vectors the home already has."""
+    import shutil
+
+    home = tmp_path / "home"
+    for part in ("documents", "state", "index"):
+        shutil.copytree(cli_home.home / part, home / part)
     port = opensearch_url.rsplit(":", 1)[1]
     env = {
-        **empty_home_env,
-        "AGENTIC_HOME": str(tmp_path / "home"),
+        **cli_home.env,
+        "AGENTIC_HOME": str(home),
         "AGENTIC_VECTOR_STORE": "opensearch",
         "AGENTIC_OPENSEARCH_PORT": port,
-        "AGENTIC_CORPUS_LIMIT": "15",
     }
-    proc = agentic("run", env=env)
+    proc = agentic("run", "--sample-query", "", env=env)
     assert "succeeded" in proc.stdout and "FAILED" not in proc.stdout
     assert "starting OpenSearch" not in proc.stdout  # reused the running node
-    pmid, data = load_sample(base_settings.pubmed_dir / ARTICLE_TABLE, 15)[4]
+    assert '"embedded_this_run": 0' in proc.stdout
+    pmid, data = load_sample(base_settings.pubmed_dir / ARTICLE_TABLE, CORPUS)[4]
     out = json.loads(agentic("search", parse_document(pmid, data).title, "--k", "3", "--json", env=env).stdout)
     assert pmid in [h["doc_id"] for h in out["hits"]]
     status = json.loads(agentic("opensearch", "status", env=env).stdout)

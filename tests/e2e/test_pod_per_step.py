@@ -20,6 +20,7 @@ from pipelines.profiles import build_resources
 from resources.document_store import S3DocumentStore
 from resources.opensearch_store import OpenSearchVectorStore
 from tests import pod_per_step
+from tests.e2e.conftest import CORPUS
 
 
 def _execute(fn, instance, run_config=None):
@@ -35,12 +36,22 @@ def _execute(fn, instance, run_config=None):
 
 @pytest.mark.e2e
 def test_jobs_with_a_process_and_an_empty_disk_per_step(
-    monkeypatch, tmp_path, moto_endpoint, opensearch_url, ray_address, base_settings, settings_factory, pubmed_sample
+    monkeypatch,
+    tmp_path,
+    moto_endpoint,
+    opensearch_url,
+    ray_address,
+    base_settings,
+    settings_factory,
+    pubmed_sample,
+    cli_home,
 ):
     bucket, prefix = f"pods-{uuid.uuid4().hex[:8]}", f"pod{uuid.uuid4().hex[:8]}"
-    docs = S3DocumentStore(bucket=bucket, prefix="incoming/", endpoint_url=moto_endpoint)
+    docs = S3DocumentStore(
+        bucket=bucket, prefix="pubmed/", endpoint_url=moto_endpoint
+    )  # the keys `agentic run` gives them
     docs._client().create_bucket(Bucket=bucket)
-    sample = {f"incoming/{document_key(p)}": d for p, d in pubmed_sample[:40]}
+    sample = {document_key(p): d for p, d in pubmed_sample[:CORPUS]}
     for key, data in sample.items():
         docs.put(key, data)
     for k, v in {
@@ -66,17 +77,12 @@ def test_jobs_with_a_process_and_an_empty_disk_per_step(
             meta["chunk_embeddings"]["embedded_this_run"] == meta["document_chunks"]["chunks"] == store.count(gen) > 40
         )
 
-        # The same documents on the local profile (one process, a folder, LanceDB) build the same index.
-        settings = settings_factory(tmp_path / "local-home")
-        local = build_resources(settings)
-        for key, data in sample.items():
-            local["document_store"].put(key, data)
-        result = dg.materialize(
-            __import__("assets.knowledge", fromlist=["knowledge_assets"]).knowledge_assets,
-            resources=local,
-            instance=dg.DagsterInstance.ephemeral(),
-        )
-        assert result.success
+        # The same documents on the local profile (one process, a folder, LanceDB) built the same index: the shared
+        # CLI home's first `agentic run` indexed the sample's first 40 articles too, under the same keys.
+        local = build_resources(settings_factory(cli_home.home))
+        assert {o.key for o in local["document_store"].list_objects()} == {
+            document_key(p) for p, _ in pubmed_sample[:CORPUS]
+        }
         lgen = local["vector_store"].serving_generation()
         mine = store.scan(gen, ["chunk_id", "doc_key", "text", "specialty", "vector"]).sort_by("chunk_id")
         theirs = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from core.knowledge import invalid_vectors
 from resources.ray_cluster import RayResource
 from resources.ray_jobs import LocalRayJobRunner
 from resources.state_store import LocalStateStore
-from tests.integration.test_knowledge_pipeline import REPO_ROOT, materialize, seeded_home
+from tests.integration.test_knowledge_pipeline import REPO_ROOT, materialize, seed
 
 
 def _chunk(i: int, text: str) -> dict:
@@ -129,26 +130,31 @@ def test_shards_embedded_together_each_get_their_own_vectors(tmp_path, embedder_
 
 
 KILLED_RUN = textwrap.dedent("""
+    import json
     import sys
     import dagster as dg
     from assets.knowledge import knowledge_assets
     from pipelines.profiles import build_resources
     from pipelines.settings import Settings
     from pathlib import Path
-    settings = Settings(profile="local", home=Path(sys.argv[1]), cache=Path(sys.argv[2]), corpus_limit=0, ray_address=sys.argv[3])
+    rules = tuple((prefix, tuple(groups)) for prefix, groups in json.loads(sys.argv[4]))
+    settings = Settings(profile="local", home=Path(sys.argv[1]), cache=Path(sys.argv[2]), corpus_limit=0,
+                        ray_address=sys.argv[3], access_rules=rules)
     dg.materialize(knowledge_assets, resources=build_resources(settings), instance=dg.DagsterInstance.ephemeral())
 """)
 
 
-def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(
-    settings_factory, tmp_path, pubmed_sample, ray_address
-):
-    docs = {document_key(p): d for p, d in pubmed_sample[:240]}
-    settings, res = seeded_home(settings_factory, tmp_path, docs)
+def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(indexed_copy, pubmed_sample, ray_address):
+    """150 new articles arrive in a copy of the indexed home; the run that embeds them is killed mid-embedding."""
+    settings, res = indexed_copy.settings, indexed_copy.resources
+    seed(res, {document_key(p): d for p, d in pubmed_sample[150:300]})  # none of them in the indexed home
     state = res["pipeline_state"]
     vtable = vectors_table(res["embedder"].model_id)
+    committed, chunks_before = state.manifest(vtable), state.table_rows(CHUNKS_TABLE)
+    before = set(state.list_keys(f"sharded/{vtable}/"))
+    rules = json.dumps([[prefix, list(groups)] for prefix, groups in settings.access_rules])
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_RUN, str(settings.home), str(settings.cache), ray_address],
+        [sys.executable, "-c", KILLED_RUN, str(settings.home), str(settings.cache), ray_address, rules],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -158,7 +164,11 @@ def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            written = [k for k in state.list_keys(f"sharded/{vtable}/") if k.endswith(".json") and "_manifest" not in k]
+            written = [
+                k
+                for k in set(state.list_keys(f"sharded/{vtable}/")) - before
+                if k.endswith(".json") and "_manifest" not in k
+            ]
             if written:
                 break
             time.sleep(0.05)
@@ -172,13 +182,14 @@ def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert state.manifest(vtable) == {}  # nothing was committed: the killed step never finished
+    assert state.manifest(vtable) == committed  # nothing was committed: the killed step never finished
 
     meta, checks, _ = materialize(settings)
     assert checks and all(checks.values()), checks
     emb = meta["chunk_embeddings"]
     assert emb["resumed_shards"] >= 1  # the shards the killed attempt had finished are not embedded again
-    assert emb["embedded_this_run"] < meta["document_chunks"]["chunks"] == emb["live_chunks"]
+    new_chunks = meta["document_chunks"]["chunks"] - chunks_before
+    assert 0 < emb["embedded_this_run"] < new_chunks and meta["document_chunks"]["chunks"] == emb["live_chunks"]
     assert meta["parsed_documents"]["parsed_this_run"] == 0 and meta["document_chunks"]["rechunked_documents"] == 0
     gen = meta["vector_index"]["generation"]
     ids = res["vector_store"].scan(gen, ["chunk_id"]).column("chunk_id").to_pylist()

@@ -180,28 +180,31 @@ def test_model_change_builds_a_new_generation_and_switches_atomically(indexed_co
     assert store.count(first) == store.count(second)
 
 
-def test_pipeline_on_opensearch(settings_factory, tmp_path, pubmed_docs, opensearch_url):
-    """The same assets, unchanged, index into a real OpenSearch node with k-NN."""
+def test_pipeline_on_opensearch(indexed_copy, opensearch_url):
+    """The same assets, unchanged, index into a real OpenSearch node with k-NN: a home moved from LanceDB to
+    OpenSearch gets its index built from the vectors it already has (nothing parsed or embedded again)."""
     import uuid
 
     from resources.opensearch_store import OpenSearchVectorStore
     from resources.retrieval import RetrieverResource
 
-    docs = dict(list(pubmed_docs.items())[:6])
-    settings, res = seeded_home(settings_factory, tmp_path, docs)
+    settings, res = indexed_copy.settings, indexed_copy.resources
     store = OpenSearchVectorStore(hosts=opensearch_url, index_prefix=f"kp{uuid.uuid4().hex[:8]}")
     retriever = RetrieverResource(vector_store=store, embedder=res["embedder"])
     try:
         meta, checks, _ = materialize(settings, vector_store=store, retriever=retriever)
         assert checks and all(checks.values()), checks
         gen = meta["vector_index"]["generation"]
-        assert store.serving_generation() == gen and store.count() == meta["document_chunks"]["chunks"]
+        chunks = meta["document_chunks"]["chunks"]
+        assert store.serving_generation() == gen and store.count() == chunks == meta["vector_index"]["added"]
+        assert meta["chunk_embeddings"]["embedded_this_run"] == 0 and meta["parsed_documents"]["parsed_this_run"] == 0
         version = store.version(gen)
         meta, checks, _ = materialize(settings, vector_store=store, retriever=retriever)
         assert meta["chunk_embeddings"]["embedded_this_run"] == 0 and store.version(gen) == version
-        key = sorted(docs)[2]
-        title = next(r["title"] for r in store.scan(gen, ["doc_key", "title"]).to_pylist() if r["doc_key"] == key)
-        assert key in {h.doc_key for h in retriever.search(title, k=3, mode="hybrid", scope=FULL_SCOPE)}
+        key = sorted(indexed_copy.titles)[2]
+        assert key in {
+            h.doc_key for h in retriever.search(indexed_copy.titles[key], k=3, mode="hybrid", scope=FULL_SCOPE)
+        }
     finally:
         store.client().indices.delete(index=f"{store.index_prefix}__*", ignore_unavailable=True)
 

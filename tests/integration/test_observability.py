@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import indexed_title
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -27,20 +29,13 @@ def _ask(api_server, question: str) -> dict:
 
 
 def _title(serving_stack) -> str:
-    from core.access import FULL_SCOPE
-
-    hit = next(
-        h
-        for h in serving_stack.retriever.search("patients treatment outcomes study", k=5, mode="bm25", scope=FULL_SCOPE)
-        if h.title
-    )
-    return hit.title.rstrip(".")
+    return indexed_title(serving_stack)[0]
 
 
 @pytest.fixture(scope="module")
-def one_answer(api_server, serving_stack, trace_store):
-    """One question through the API, and its trace as the trace store has it."""
-    body = _ask(api_server, f"What did the study {_title(serving_stack)!r} find?")
+def one_answer(answers, serving_stack, trace_store):
+    """One question through the API (the session's answer to it), and its trace as the trace store has it."""
+    body = answers(f"What did the study {_title(serving_stack)!r} find?")
     trace_id = body["agentic"]["trace_id"]
     want = {"agentic.answer", "retrieve", "assess_relevance", "generate_answer", "litellm_request"}
     spans = trace_store.wait(trace_id, want, timeout_s=60)

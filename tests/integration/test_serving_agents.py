@@ -23,6 +23,7 @@ from core.access import FULL_SCOPE
 from core.gguf import ModelArtifactError, assemble, get_model
 from tests.conftest import small_agent_config
 from tests.fixtures_http import TAVILY_KEY
+from tests.helpers import indexed_title
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -223,19 +224,10 @@ def test_llm_server_killed_mid_request_gives_clean_error_and_recovers(serving_st
 # ---------------------------------------------------------------- answers
 
 
-def _indexed_title(serving_stack, i: int = 0) -> tuple[str, str]:
-    """(title, doc key) of the i-th distinct document the session's index returns for a broad query."""
-    seen = []
-    for h in serving_stack.retriever.search("patients treatment outcomes study", k=40, mode="bm25", scope=FULL_SCOPE):
-        if h.title and h.doc_key not in [k for _, k in seen]:
-            seen.append((h.title.rstrip("."), h.doc_key))
-    return seen[i]
-
-
 def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service, serving_stack, trace_store):
     from core.answering import quote_support
 
-    title, key = _indexed_title(serving_stack)
+    title, key = indexed_title(serving_stack)
     plan = answer_service.plan(f"What did the study {title!r} find?", scope=FULL_SCOPE)
     sources = {s.n: s for s in plan.sources}
     answer = answer_service.complete(plan)
@@ -282,7 +274,7 @@ def test_off_topic_question_gets_a_plain_not_covered_answer_without_the_llm(serv
             service.answer(q, scope=FULL_SCOPE)
             for q in ("What is the capital of France?", "Who won the 2018 football world cup?")
         ]
-        title, _ = _indexed_title(serving_stack, 1)
+        title, _ = indexed_title(serving_stack, 1)
         on = service.plan(f"What did the study {title!r} find?", scope=FULL_SCOPE)
         on.span.end()
     finally:
@@ -303,7 +295,7 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
     corrected = []
     try:
         for i in range(4):
-            title, _ = _indexed_title(serving_stack, i)
+            title, _ = indexed_title(serving_stack, i)
             plan = service.plan(f"What did the study {title!r} find?", scope=FULL_SCOPE)
             sources = {s.n: s.text for s in plan.sources}
             answer = service.complete(plan)
@@ -368,7 +360,7 @@ def test_without_tavily_key_an_uncovered_question_says_so_without_citations(serv
 
 
 def test_follow_up_is_rewritten_from_the_conversation(answer_service, serving_stack):
-    title, key = _indexed_title(serving_stack, 2)
+    title, key = indexed_title(serving_stack, 2)
     history = [
         {"role": "user", "content": f"What did the study {title!r} find?"},
         {"role": "assistant", "content": "It reported its main findings [1]."},
@@ -458,7 +450,7 @@ def test_api_openai_client_chat_stream_and_models(api_server):
     assert len(chunks) > 3 and final and re.fullmatch(r"[0-9a-f]{32}", final["trace_id"])
 
 
-def test_api_auth_validation_and_metrics(api_server):
+def test_api_auth_validation_and_metrics(api_server, answers, serving_stack):
     h = {"Authorization": f"Bearer {api_server.key}"}
     assert httpx.get(f"{api_server.url}/health").status_code == 200  # liveness stays open
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": api_server.key}):
@@ -485,12 +477,10 @@ def test_api_auth_validation_and_metrics(api_server):
     )
     assert wrong_model.status_code == 404
 
-    q = httpx.post(
-        f"{api_server.url}/query", json={"question": "What is the treatment of sepsis?"}, headers=h, timeout=300
-    )
-    assert q.status_code == 200
-    body = q.json()
-    assert {"answer", "citations", "relevance", "route", "trace_id"} <= set(body)
+    # an answer this app gave (the session's first question, asked once for every test that looks at it)
+    reply = answers(f"What did the study {indexed_title(serving_stack)[0]!r} find?")
+    body = reply["agentic"]
+    assert reply["choices"][0]["message"]["content"] and {"citations", "relevance", "route", "trace_id"} <= set(body)
     metrics = httpx.get(f"{api_server.url}/metrics", headers=h).text
     assert re.search(r'agentic_requests_total\{path="/query",status="401"\} [3-9]', metrics)
     assert re.search(r'agentic_answer_routes_total\{route="%s"\} [1-9]' % body["route"], metrics)
@@ -499,7 +489,7 @@ def test_api_auth_validation_and_metrics(api_server):
 
 def test_api_conversation_feedback_and_lineage(api_server, serving_stack):
     h = {"Authorization": f"Bearer {api_server.key}"}
-    title, _ = _indexed_title(serving_stack, 3)
+    title, _ = indexed_title(serving_stack, 3)
     cid = httpx.post(f"{api_server.url}/v1/conversations", headers=h).json()["conversation_id"]
     first = httpx.post(
         f"{api_server.url}/query",
@@ -621,7 +611,7 @@ def test_cli_ask_and_keys(serving_stack, tmp_path):
     from tests.helpers import stack_cli
 
     agentic, env = stack_cli(serving_stack)
-    title, _ = _indexed_title(serving_stack, 4)
+    title, _ = indexed_title(serving_stack, 4)
     out = subprocess.run(
         [agentic, "ask", "--json", f"What did the study {title!r} find?"],
         env=env,
