@@ -505,20 +505,13 @@ def answers(api_server):
     """Answers computed once: each distinct question asked once through the session's API (POST
     /v1/chat/completions, as the admin) and its response kept for every test that only looks at an answer. Tests of
     concurrency, streaming, limits and faults send their own requests."""
-    import httpx
+    from tests.helpers import ask_api
 
     kept: dict[str, dict] = {}
 
     def ask(question: str) -> dict:
         if question not in kept:
-            r = httpx.post(
-                f"{api_server.url}/v1/chat/completions",
-                headers={"Authorization": f"Bearer {api_server.key}"},
-                json={"model": "agentic-rag", "messages": [{"role": "user", "content": question}]},
-                timeout=300,
-            )
-            assert r.status_code == 200, r.text
-            kept[question] = r.json()
+            kept[question] = ask_api(api_server, question)
         return kept[question]
 
     return ask

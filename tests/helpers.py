@@ -220,6 +220,20 @@ def run_in_pty(args: list[str], env: dict, timeout: float = 300) -> tuple[int, s
     return rc, b"".join(chunks).decode(errors="replace")
 
 
+def ask_api(server, question: str) -> dict:
+    """One question through the session's API (POST /v1/chat/completions, as the admin): its reply, which must be 200."""
+    import httpx
+
+    r = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {server.key}"},
+        json={"model": "agentic-rag", "messages": [{"role": "user", "content": question}]},
+        timeout=300,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def indexed_title(stack, i: int = 0) -> tuple[str, str]:
     """(title, doc key) of the i-th distinct document the session's index returns for a broad query: tests ask about
     the same few studies, so the answers fixture can share what was asked."""

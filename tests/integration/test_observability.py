@@ -11,21 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import indexed_title
+from tests.helpers import ask_api, indexed_title
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-
-
-def _ask(api_server, question: str) -> dict:
-    r = httpx.post(
-        f"{api_server.url}/v1/chat/completions",
-        headers={"Authorization": f"Bearer {api_server.key}"},
-        json={"model": "agentic-rag", "messages": [{"role": "user", "content": question}]},
-        timeout=300,
-    )
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 def _title(serving_stack) -> str:
@@ -186,7 +175,7 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(api_server, s
         # bounded load on loopback: 3 questions, 2 refused requests, 6 embeddings and 1 unknown model at the gateway
         title = _title(serving_stack)
         for q in (f"What did the study {title!r} find?", "What are the risk factors for type 2 diabetes?"):
-            _ask(api_server, q)
+            ask_api(api_server, q)
         httpx.post(
             f"{api_server.url}/query",
             headers={"Authorization": f"Bearer {api_server.key}"},
@@ -236,25 +225,18 @@ def test_agentic_ask_reports_to_the_homes_trace_store(serving_stack, trace_store
     import json
     import os
 
-    from tests.helpers import stack_cli
+    from tests.helpers import agentic, stack_cli
 
-    agentic, env = stack_cli(serving_stack)
+    _, env = stack_cli(serving_stack)
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     home_phoenix = serving_stack.settings.serving_root / "phoenix"
     home_phoenix.mkdir(parents=True, exist_ok=True)
     port_file = home_phoenix / "phoenix.port"
     port_file.write_text(trace_store.url.rsplit(":", 1)[1])  # as `agentic up` leaves it
     try:
-        out = subprocess.run(
-            [agentic, "ask", "--json", f"What did the study {_title(serving_stack)!r} find?"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        out = agentic("ask", "--json", f"What did the study {_title(serving_stack)!r} find?", env=env, timeout=300)
     finally:
         port_file.unlink()
-    assert out.returncode == 0, out.stderr[-2000:]
     answer = json.loads(out.stdout)
     want = {"agentic.answer", "retrieve"} | ({"litellm_request"} if answer["llm_calls"] else set())
     spans = trace_store.wait(answer["trace_id"], want, timeout_s=60)

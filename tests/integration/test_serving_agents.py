@@ -608,18 +608,12 @@ def test_api_refuses_to_start_without_a_key(answer_service):
 def test_cli_ask_and_keys(serving_stack, tmp_path):
     import subprocess
 
+    from tests.helpers import agentic as run_agentic
     from tests.helpers import stack_cli
 
     agentic, env = stack_cli(serving_stack)
     title, _ = indexed_title(serving_stack, 4)
-    out = subprocess.run(
-        [agentic, "ask", "--json", f"What did the study {title!r} find?"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_agentic("ask", "--json", f"What did the study {title!r} find?", env=env, timeout=300)
     answer = json.loads(out.stdout)
     assert answer["answer"] and answer["llm_calls"] <= 2 and answer["lineage"]["index_generation"]
     assert answer["citations"] or answer["verdict"] == "not_in_sources"
