@@ -9,7 +9,7 @@ run:
 	@bash scripts/setup.sh core llm:1.5b
 	.venv/bin/agentic run
 	.venv/bin/agentic up
-	.venv/bin/agentic ask "What are the risk factors for type 2 diabetes?"
+	.venv/bin/agentic ask "Does a ketogenic diet reduce fat mass in physically active people?"
 	.venv/bin/agentic ask "How is hypertension treated in older adults?"
 
 test:

@@ -435,6 +435,8 @@ def _extra(answer) -> dict:
         "lineage": answer.lineage,
         "citations": answer.citations,
         "relevance": answer.relevance,
+        "answerability": answer.answerability,
+        "verdict_steps": answer.verdict_steps,
         "route": answer.route,
         "trace_id": answer.trace_id,
         "llm_calls": answer.llm_calls,

@@ -4,17 +4,18 @@ Fast path (one LLM call when all goes well):
 
 1. a follow-up in a conversation is rewritten into a standalone question (one short call, only when it leans on
    the conversation: ``core.conversation``);
-2. hybrid retrieval of ``k`` distinct documents, each with its conclusions section, and a relevance score from
-   retrieval evidence (``core.relevance``: dense similarity, dense/BM25 agreement, term coverage);
-3. routing is code: the knowledge base at or above ``relevance_threshold``; below it web search (MCP) when it is
-   configured, otherwise a plain "not in the knowledge base" answer with no citations and no LLM call;
+2. hybrid retrieval of ``k`` distinct documents, each with its conclusions section (with the retrieval evidence of
+   ``core.relevance`` recorded for the trace);
+3. answerability (``core.answerability``): one constrained call judges which sources address the question; routing
+   is code: the knowledge base when one does, and the answer may use only those; otherwise web search (MCP) when it
+   is configured, else "the indexed sources do not cover this" with the nearest studies named, nothing cited;
 4. one JSON-schema-constrained call writes evidence quotes, a verdict and cited sentences (``core.answering``);
    code checks every quote and sentence against the sources, and the verdict against the quotes. A failed check
    gets one correction call with the problems; if that fails too, the answer is the verified quotes themselves.
 
 Orchestrator (``mode="agent"``): a Strands ``Agent`` with the tools ``search_knowledge_base``,
-``assess_relevance`` and ``web_search``; the same routing rule is enforced by a hook that cancels a web search the
-rule does not allow, and its answer goes through the same support check (one structured correction when it fails).
+``assess_relevance`` (the answerability judge) and ``web_search``; the same routing rule is enforced by a hook that
+cancels a web search the rule does not allow, and its answer goes through the same support check (one structured correction when it fails).
 Agents import resources, never assets.
 """
 
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 from agents.tracing import trace_id_of, tracer
-from core import answering, chunking, conversation
+from core import answerability, answering, chunking, conversation
 from core.access import ReadScope, web_query_from
 from core.conversation import Turn
 from core.relevance import RELEVANCE_VERSION
@@ -46,7 +47,6 @@ ANSWER_TASK = (
     "in square brackets at the end of the sentence, like this: '... [1].'"
 )
 REPLY = "Reply with the JSON object."
-NOT_COVERED = "The knowledge base does not cover this question, and no other source was available to answer it."
 _CITE = re.compile(r"\[(\d{1,2})\]")
 
 
@@ -54,7 +54,6 @@ _CITE = re.compile(r"\[(\d{1,2})\]")
 class AgentConfig:
     k: int = 5
     retrieval_mode: str = "hybrid"
-    relevance_threshold: float = 0.5  # P(on topic) from retrieval evidence below this -> web search / not covered
     max_passage_chars: int = 700
     # an open question ("How large was that study?") reads its top document whole, up to this many characters:
     # its answer is often in METHODS, which the conclusions and the best-matching chunk leave out
@@ -89,6 +88,7 @@ class Source:
     score: float = 0.0
     doc_key: str = ""
     page: str = ""  # "3" or "3-4": where in a paged source (PDF, scan) the passage is; "" otherwise
+    dense: float = 0.0  # the document's best dense cosine similarity to the question
 
     def citation(self) -> dict:
         c = {"n": self.n, "id": self.id, "title": self.title, "origin": self.origin, "url": self.url}
@@ -131,6 +131,10 @@ class Answer:
     relevance_evidence: dict = field(default_factory=dict)
     lineage: dict = field(default_factory=dict)
     principal: str = ""  # who asked: the answer came from what they may read
+    # which sources address the question (core.answerability): scores per source, covered, related, route
+    answerability: dict = field(default_factory=dict)
+    # the verdict as the model wrote it, what the checks changed, and the final one (reported separately)
+    verdict_steps: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -156,6 +160,10 @@ class Plan:
     relevance_evidence: dict = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
     result: Answer | None = None
+    answerability: answerability.Answerability | None = None
+    nearest: list[tuple[str, str]] = field(default_factory=list)  # (id, title) named when nothing covers the question
+    verdict_steps: dict = field(default_factory=lambda: {"model": None, "checks": []})
+    allowed: list[int] | None = None  # the only sources the answer may quote or cite (None: all of them)
 
 
 def _source_id(hit) -> str:
@@ -173,14 +181,25 @@ def user_prompt(question: str, sources: list[Source], task: str) -> str:
     return f"Sources:\n{format_sources(sources)}\n\nQuestion: {question}\n\n{task}"
 
 
-def answer_messages(question: str, sources: list[Source], yes_no: bool, max_quotes: int) -> list[dict]:
+def answer_messages(
+    question: str, sources: list[Source], yes_no: bool, max_quotes: int, allowed: list[int] | None = None
+) -> list[dict]:
     """The structured answer's prompt. Its instructions are static, so they go first, in the system message: the
     serving engine's prefix cache (llama-server's slots, vLLM's automatic prefix caching) then skips them on every
-    answer (~150 tokens, ~3 s of prompt processing on 2 cores); only the sources and the question are new."""
+    answer (~150 tokens, ~3 s of prompt processing on 2 cores); only the sources and the question are new, and the
+    answerability judge has just read those (same prefix). ``allowed``: the sources judged to address the question,
+    the only ones the answer may use (the schema enforces it; the prompt says it)."""
+    reply = REPLY
+    if allowed is not None and len(allowed) < len(sources):
+        reply = f"Use only source{'s' if len(allowed) > 1 else ''} {_cites_of(allowed)}: the others do not address the question. {REPLY}"
     return [
         {"role": "system", "content": f"{SYSTEM}\n\n{answering.task_text(yes_no, max_quotes)}"},
-        {"role": "user", "content": f"Sources:\n{format_sources(sources)}\n\nQuestion: {question}\n\n{REPLY}"},
+        {"role": "user", "content": f"Sources:\n{format_sources(sources)}\n\nQuestion: {question}\n\n{reply}"},
     ]
+
+
+def _cites_of(numbers: list[int]) -> str:
+    return ", ".join(f"[{n}]" for n in numbers)
 
 
 def passage_text(conclusion: str, text: str, limit: int, document: str = "", document_limit: int = 0) -> str:
@@ -296,6 +315,18 @@ def _trace_lineage(span, answer) -> None:
     span.set_attribute("agentic.llm_calls", int(answer.llm_calls))
 
 
+def _count_usage(r, tokens: dict, span, models: list[str] | None) -> None:
+    if r.model:
+        span.set_attribute("gen_ai.response.model", r.model)
+        if models is not None and r.model not in models:
+            models.append(r.model)
+    if r.usage:
+        tokens["prompt"] += r.usage.prompt_tokens
+        tokens["completion"] += r.usage.completion_tokens
+        span.set_attribute("gen_ai.usage.input_tokens", r.usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", r.usage.completion_tokens)
+
+
 class AnswerService:
     def __init__(
         self,
@@ -304,13 +335,22 @@ class AnswerService:
         config: AgentConfig | None = None,
         web_search: WebSearch | None = None,
         state=None,  # a PipelineStateStore, for the index generation's lineage record (optional)
+        fit: answerability.Fit | None = None,  # the answerability fit; the committed one by default
     ):
         self.retriever, self.gateway = retriever, gateway
         self.config = config or AgentConfig()
         self.web = web_search or WebSearch(self.config.web_search, self.config.web_search_url)
         self.client = gateway.openai_client()
         self.state = state
+        self._fit = fit
         self._lineage_cache: tuple[float, dict] | None = None
+
+    @property
+    def fit(self) -> answerability.Fit:
+        """The answerability fit of the model that answers (resolved once, through the gateway)."""
+        if self._fit is None:
+            self._fit = answerability.load_fit(self.lineage()["llm"])
+        return self._fit
 
     # -- lineage --------------------------------------------------------------------------------
     def lineage(self, llm: str = "") -> dict:
@@ -337,7 +377,10 @@ class AnswerService:
         return {
             **cached,
             "llm": cached["llm"] if not llm or llm == self.gateway.chat_model else llm,
-            "prompt_version": f"{answering.PROMPT_VERSION}+{RELEVANCE_VERSION}+{conversation.REWRITE_VERSION}",
+            "prompt_version": (
+                f"{answering.PROMPT_VERSION}+{answerability.ANSWERABILITY_VERSION}+{RELEVANCE_VERSION}"
+                f"+{conversation.REWRITE_VERSION}"
+            ),
         }
 
     # -- building blocks (also the orchestrator's tools) ----------------------------------------
@@ -376,6 +419,7 @@ class AnswerService:
                 score=float(p.hit.score),
                 doc_key=p.hit.doc_key or "",
                 page=page_label(p.hit),
+                dense=float(p.dense),
             )
             for i, p in enumerate(found.passages)
         ]
@@ -422,16 +466,48 @@ class AnswerService:
                 temperature=self.config.temperature,
                 **kwargs,
             )
-            if r.model:
-                span.set_attribute("gen_ai.response.model", r.model)
-                if models is not None and r.model not in models:
-                    models.append(r.model)
-            if r.usage:
-                plan_tokens["prompt"] += r.usage.prompt_tokens
-                plan_tokens["completion"] += r.usage.completion_tokens
-                span.set_attribute("gen_ai.usage.input_tokens", r.usage.prompt_tokens)
-                span.set_attribute("gen_ai.usage.output_tokens", r.usage.completion_tokens)
+            _count_usage(r, plan_tokens, span, models)
             return r.choices[0].message.content or ""
+
+    def judge(
+        self, question: str, sources: list[Source], yes_no: bool, tokens: dict, models: list[str]
+    ) -> tuple[answerability.Answerability, list[answerability.Features]]:
+        """One constrained call: does each source address the question? Then the fitted per-source score and the
+        route (``core.answerability``). Its prompt is the answer's up to the question, so the answer call that
+        follows pays only its own instructions and output."""
+        messages = answerability.judge_messages(
+            answer_messages(question, sources, yes_no, self.config.max_quotes),
+            question,
+            [(s.n, s.title) for s in sources],
+        )
+        with tracer().start_as_current_span("judge_answerability") as span:
+            span.set_attribute("gen_ai.request.model", self.gateway.chat_model)
+            r = self.client.chat.completions.create(
+                model=self.gateway.chat_model,
+                messages=messages,
+                max_tokens=4 * len(sources) + 8,
+                temperature=0.0,
+                logprobs=True,
+                top_logprobs=5,
+                **self.gateway.structured("judge_answerability", answerability.judge_schema(len(sources))),
+            )
+            _count_usage(r, tokens, span, models)
+            choice = r.choices[0]
+            entries = [
+                {"token": c.token, "top_logprobs": [{"token": a.token, "logprob": a.logprob} for a in c.top_logprobs]}
+                for c in ((choice.logprobs.content or []) if choice.logprobs else [])
+            ]
+            probs = answerability.yes_probabilities(choice.message.content or "", entries, len(sources))
+            lead = answerability.leads([s.dense for s in sources])
+            features = [
+                answerability.Features(p, answerability.subject_overlap(question, f"{s.title}\n{s.text}"), s.dense, g)
+                for p, s, g in zip(probs, sources, lead)
+            ]
+            decided = answerability.decide([s.n for s in sources], features, self.fit)
+            span.set_attribute("agentic.answerability.route", decided.route)
+            span.set_attribute("agentic.answerability.score", decided.score)
+            span.set_attribute("agentic.answerability.covered", len(decided.covered))
+        return decided, features
 
     def standalone(self, question: str, history: list[Turn], tokens: dict, models: list[str]) -> tuple[str, int]:
         """The question made standalone from the conversation: (question, LLM calls made: 0 or 1)."""
@@ -478,11 +554,19 @@ class AnswerService:
             # a yes/no question is decided by the conclusions; an open one reads its top document whole
             sources, evidence = self.retrieve(standalone, filters, whole=0 if yes_no else 1, scope=scope)
             timings["retrieve"] = (time.perf_counter() - t) * 1000
-            relevance: float | None = evidence.get("score") if sources else None
             with tracer().start_as_current_span("assess_relevance") as rspan:
                 for name, value in evidence.items():
                     rspan.set_attribute(f"agentic.relevance.{name}", value)
-            if relevance is not None and relevance >= self.config.relevance_threshold:
+            judged, nearest = None, []
+            if sources:
+                t = time.perf_counter()
+                judged, _features = self.judge(standalone, sources, yes_no, tokens, models)
+                timings["judge"] = (time.perf_counter() - t) * 1000
+                calls += 1
+                order = sorted(sources, key=lambda s: -judged.scores.get(s.n, 0.0))
+                nearest = [(s.id, s.title) for s in order[:3]]
+            relevance: float | None = judged.score if judged else None
+            if judged is not None and judged.route == "covered":
                 route = "knowledge_base"
             else:
                 t = time.perf_counter()
@@ -493,18 +577,19 @@ class AnswerService:
                 else:
                     why = result.get("error") or ("no results" if result.get("available") else "not configured")
                     notes.append(
-                        f"Relevance {relevance if relevance is not None else 0:.2f} is below "
-                        f"{self.config.relevance_threshold}: the knowledge base does not cover this question, and web "
-                        f"search gave nothing ({why})."
+                        f"No indexed source addresses the question (answerability {relevance or 0:.2f}, needed "
+                        f"{self.fit.threshold:.2f}), and web search gave nothing ({why})."
                     )
                     route, sources = "not_in_knowledge_base", []
             span.set_attribute("agentic.route", route)
             if relevance is not None:
                 span.set_attribute("agentic.relevance", relevance)
-            messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes)
+            allowed = judged.covered if route == "knowledge_base" and judged is not None else None
+            messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes, allowed)
             plan = Plan(question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings)
             plan.notes, plan.standalone, plan.yes_no = notes, standalone, yes_no
             plan.relevance_evidence, plan.models = evidence, models
+            plan.answerability, plan.nearest, plan.allowed = judged, nearest, allowed
             return plan
         except Exception as exc:
             span.record_exception(exc)
@@ -534,17 +619,25 @@ class AnswerService:
         return result
 
     def _structured(self, plan: Plan) -> tuple[str, list[int], answering.Checked]:
-        """The answer call, the code checks, at most ``max_corrections`` correction calls, the quote fallback."""
-        by_n = {s.n: s.text for s in plan.sources}
+        """The answer call, the code checks, at most ``max_corrections`` correction calls, the quote fallback.
+        Only the sources judged to address the question may be quoted or cited (schema and checks alike)."""
+        allowed = plan.allowed
+        by_n = {s.n: s.text for s in plan.sources if allowed is None or s.n in allowed}
         schema = answering.answer_schema(
-            len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences
+            len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences, allowed
         )
         messages = list(plan.messages)
         checked = None
+        steps = plan.verdict_steps
         for attempt in range(1 + self.config.max_corrections):
             name = "generate_answer" if attempt == 0 else "correct_answer"
             raw = self._chat(plan.tokens, name, messages, self.config.answer_max_tokens, schema, plan.models)
             plan.llm_calls += 1
+            said = answering.parse_answer(raw).get("verdict")
+            if attempt == 0:
+                steps["model"] = said
+            else:
+                steps["checks"].append(f"correction call: the model said {said}")
             with tracer().start_as_current_span("check_answer") as span:
                 checked = answering.check_answer(
                     answering.parse_answer(raw),
@@ -562,6 +655,7 @@ class AnswerService:
                     plan.notes.append("The first answer failed the support check; the corrected one passed.")
                 if checked.repaired:
                     plan.notes.append(f"Corrected in code: {checked.repaired}.")
+                    steps["checks"].append(checked.repaired)
                 text, numbers = answering.render(checked)
                 return text, numbers, checked
             repaired = answering.repair(checked)
@@ -569,6 +663,7 @@ class AnswerService:
                 # the verdict contradicts the evidence's own conclusion: fixed from that conclusion, no second call
                 plan.notes.append(f"Corrected in code: {repaired.repaired}.")
                 plan.span.set_attribute("agentic.check.repaired", repaired.repaired)
+                steps["checks"].append(repaired.repaired)
                 text, numbers = answering.render(repaired)
                 return text, numbers, repaired
             messages = [*plan.messages, {"role": "assistant", "content": raw}]
@@ -580,6 +675,7 @@ class AnswerService:
         )
         text, numbers = answering.render_quotes(checked)
         checked.verdict = answering.fallback_verdict(checked)
+        steps["checks"].append(f"failed the checks after correction: {checked.verdict}")
         return text, numbers, checked
 
     def complete(self, plan: Plan) -> Answer:
@@ -591,7 +687,9 @@ class AnswerService:
             t = time.perf_counter()
             evidence: list[dict] = []
             if plan.route == "not_in_knowledge_base":
-                text, numbers, verdict = NOT_COVERED, [], "not_in_sources"
+                judged = plan.answerability
+                text = answerability.render_uncovered(judged.route if judged else "not_covered", plan.nearest)
+                numbers, verdict = [], "not_in_sources"
             else:
                 text, numbers, checked = self._structured(plan)
                 verdict = checked.verdict
@@ -600,8 +698,9 @@ class AnswerService:
                 if verdict == "not_in_sources":
                     plan.notes.append("The model found no source about the question.")
                 if verdict in ("not_in_sources", "unanswered") and plan.route == "knowledge_base" and plan.sources:
-                    # retrieval says the sources are about the question: say where it looked, not "not covered"
-                    top = plan.sources[0]
+                    # a source was judged to address the question: say which one it looked in, not "not covered"
+                    covered = plan.answerability.covered if plan.answerability else []
+                    top = next((s for s in plan.sources if s.n in covered), plan.sources[0])
                     text, numbers = answering.render_closest(top.n, top.title)
             plan.timings_ms["generate"] = (time.perf_counter() - t) * 1000
             chosen = set(numbers)
@@ -624,6 +723,8 @@ class AnswerService:
                 standalone_question=plan.standalone,
                 relevance_evidence=plan.relevance_evidence,
                 lineage=self.lineage(",".join(plan.models)),
+                answerability=plan.answerability.as_dict() if plan.answerability else {},
+                verdict_steps={**plan.verdict_steps, "final": verdict},
             )
             plan.span.set_attribute("agentic.answer_id", result.answer_id)
             _trace_lineage(plan.span, result)
@@ -657,7 +758,7 @@ class AnswerService:
         from agents.model import ActionModel
 
         cfg = self.config
-        state = {"sources": [], "relevance": None, "kb_searched": False, "web_calls": 0, "tool_calls": 0}
+        state = {"sources": [], "relevance": None, "kb_searched": False, "web_calls": 0, "tool_calls": 0, "covered": []}
         tokens = {"prompt": 0, "completion": 0}
         llm_calls = [0]
         models: list[str] = []
@@ -681,11 +782,18 @@ class AnswerService:
 
         @tool
         def assess_relevance(question: str) -> str:
-            """How well the knowledge base covers the question (0..1, from retrieval evidence)."""
-            evidence = state.get("kb_evidence") or {}
-            score = float(evidence.get("score", 0.0)) if state.get("kb_last") else 0.0
-            state["relevance"] = score
-            return json.dumps({"score": round(score, 3), "threshold": cfg.relevance_threshold, "evidence": evidence})
+            """Which knowledge-base sources address the question (the answerability judge)."""
+            last = state.get("kb_last") or []
+            if last:
+                asked = state.get("asked", question)
+                judged, _ = self.judge(asked, last, answering.is_yes_no(asked), tokens, models)
+                llm_calls[0] += 1
+                state["covered"] += judged.covered
+                state["relevance"] = judged.score
+            else:
+                state["relevance"] = 0.0
+            covered = [s.n for s in last if s.n in state["covered"]]
+            return json.dumps({"score": round(state["relevance"], 3), "covered": covered, "use_only": covered})
 
         @tool
         def web_search(query: str) -> str:
@@ -701,7 +809,7 @@ class AnswerService:
             return numbered(found)
 
         def routing_rule(event: BeforeToolCallEvent) -> None:
-            # The routing rule is code: knowledge base first, web search only below the relevance threshold.
+            # The routing rule is code: knowledge base first, web search only when no source addresses the question.
             state["tool_calls"] += 1
             name = event.tool_use["name"]
             if state["tool_calls"] > cfg.max_agent_tool_calls:
@@ -711,11 +819,13 @@ class AnswerService:
                     event.cancel_tool = "Search the knowledge base first."
                 elif state["kb_last"] and (state["relevance"] is None):
                     event.cancel_tool = "Assess the relevance of the knowledge-base sources first."
-                elif state["kb_last"] and state["relevance"] >= cfg.relevance_threshold:
+                elif state["kb_last"] and covered_now():
                     event.cancel_tool = (
-                        f"Not needed: knowledge-base relevance {state['relevance']:.2f} >= "
-                        f"{cfg.relevance_threshold}. Answer from those sources."
+                        f"Not needed: sources {covered_now()} address the question. Answer from those sources."
                     )
+
+        def covered_now() -> list[int]:
+            return [s.n for s in state.get("kb_last") or [] if s.n in state["covered"]]
 
         def next_actions() -> tuple[set[str], bool]:
             # The routing rule as a state machine: knowledge base -> relevance -> (web search if low) -> answer.
@@ -725,7 +835,7 @@ class AnswerService:
                 return {"search_knowledge_base"}, False
             if state.get("kb_last") and state["relevance"] is None:
                 return {"assess_relevance"}, False
-            low = not state.get("kb_last") or state["relevance"] < cfg.relevance_threshold
+            low = not covered_now()
             if low and state["web_calls"] == 0:
                 return {"web_search"}, False  # below the threshold the web is searched: code, not a suggestion
             return set(), True
@@ -746,8 +856,8 @@ class AnswerService:
             tools=[search_knowledge_base, assess_relevance, web_search],
             system_prompt=(
                 SYSTEM + " Cite sources with their numbers in square brackets, like [1]. Work in steps: "
-                "search_knowledge_base, then assess_relevance, then answer; use web_search only if the relevance is "
-                "low. Finish with the final answer citing [n]."
+                "search_knowledge_base, then assess_relevance, then answer from the sources it says address the "
+                "question; use web_search only if none does. Finish with the final answer citing [n]."
             ),
             callback_handler=None,
             trace_attributes={"agentic.mode": "agent"},
@@ -757,6 +867,7 @@ class AnswerService:
         token = trace.context_api.attach(trace.set_span_in_context(span))
         t0 = time.perf_counter()
         notes: list[str] = []
+        usable: list[int] = []
         try:
             standalone, rewrites = self.standalone(question, turns, tokens, models)
             state["asked"] = standalone
@@ -771,17 +882,22 @@ class AnswerService:
             route = "web_search" if state["web_calls"] else ("knowledge_base" if state["kb_searched"] else "model_only")
             verdict, evidence = "", []
             relevance = state["relevance"]
-            if not sources and relevance is not None and relevance < cfg.relevance_threshold:
-                text, route, verdict = NOT_COVERED, "not_in_knowledge_base", "not_in_sources"
-            elif sources:
-                # The post-answer support check: a free-text answer with uncited or unsupported sentences gets one
-                # structured correction over the same sources (the correction loop).
-                problems = answering.check_text_answer(text, {s.n: s.text for s in sources})
+            # only web results and the knowledge-base sources judged to address the question may carry a claim
+            usable = [s.n for s in sources if s.origin == "web" or s.n in state["covered"]]
+            if not usable:
+                nearest = [(s.id, s.title) for s in sources[:3]]
+                text = answerability.render_uncovered("not_covered", nearest)
+                route, verdict = "not_in_knowledge_base", "not_in_sources"
+            else:
+                # The post-answer support check: a free-text answer with uncited or unsupported sentences (or one
+                # citing a source that does not address the question) gets one structured correction over the
+                # usable sources (the correction loop).
+                problems = answering.check_text_answer(text, {s.n: s.text for s in sources if s.n in usable})
                 if problems:
                     yes_no = answering.is_yes_no(standalone)
                     plan = Plan(question, sources, relevance, route, [], "", span, 0, tokens)
-                    plan.yes_no, plan.models = yes_no, models
-                    plan.messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes)
+                    plan.yes_no, plan.models, plan.allowed = yes_no, models, usable
+                    plan.messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes, usable)
                     text, _numbers, checked = self._structured(plan)
                     llm_calls[0] += plan.llm_calls
                     verdict = checked.verdict
@@ -794,7 +910,8 @@ class AnswerService:
         finally:
             trace.context_api.detach(token)
         span.set_attribute("agentic.route", route)
-        citations = citations_for(text, sources, notes) if route != "not_in_knowledge_base" else []
+        allowed_sources = [s for s in sources if s.n in usable]
+        citations = citations_for(text, allowed_sources, notes) if route != "not_in_knowledge_base" else []
         answer = Answer(
             question,
             text,

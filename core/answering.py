@@ -85,10 +85,13 @@ def content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 2]
 
 
-def answer_schema(n_sources: int, yes_no: bool, max_quotes: int = 1, max_sentences: int = 3) -> dict[str, Any]:
-    """The object the model must write, properties in the order it writes them (evidence before verdict)."""
+def answer_schema(
+    n_sources: int, yes_no: bool, max_quotes: int = 1, max_sentences: int = 3, allowed: list[int] | None = None
+) -> dict[str, Any]:
+    """The object the model must write, properties in the order it writes them (evidence before verdict).
+    ``allowed``: the only source numbers it may quote or cite (those judged to address the question)."""
     n = max(n_sources, 1)
-    source = {"type": "integer", "minimum": 1, "maximum": n}
+    source = {"type": "integer", "enum": list(allowed)} if allowed else {"type": "integer", "minimum": 1, "maximum": n}
     return {
         "type": "object",
         "properties": {

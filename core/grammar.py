@@ -4,7 +4,7 @@ llama.cpp's own conversion of a ``response_format`` schema lets the model put ne
 fields, and small models pretty-print: on the answer object that was about a fifth of the generated tokens, paid
 at ~8 tokens/s on 2 cores. vLLM has the same switch built in (``disable_any_whitespace``); llama-server needs the
 grammar. Only the subset the answer and rewrite schemas use is supported: objects whose properties are all written
-in order, arrays with item bounds, strings with length bounds, integer ranges, string enums; anything else raises.
+in order, arrays with item bounds, strings with length bounds, integer ranges, string and integer enums; anything else raises.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ class _Converter:
         kind = schema.get("type")
         if "enum" in schema:
             values = schema["enum"]
+            if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                return self.add(name, " | ".join(_lit(str(v)) for v in values))  # e.g. the sources an answer may cite
             if not values or not all(isinstance(v, str) for v in values):
-                raise ValueError(f"{name}: only non-empty string enums are supported")
+                raise ValueError(f"{name}: only non-empty string or integer enums are supported")
             return self.add(name, " | ".join(_lit(json.dumps(v)) for v in values))
         if kind == "object":
             props = schema.get("properties") or {}

@@ -669,9 +669,12 @@ def cmd_ask(args, settings: Settings) -> int:
     for q in answer.evidence:
         _print(f'   evidence [{q["n"]}]: "{q["quote"][:160]}"')
     _print(
-        f"   verdict={answer.verdict or 'n/a'} route={answer.route} relevance={rel} llm_calls={answer.llm_calls} "
+        f"   verdict={answer.verdict or 'n/a'} route={answer.route} answerability={rel} llm_calls={answer.llm_calls} "
         f"{secs:.1f}s trace={answer.trace_id} answer_id={answer.answer_id}"
     )
+    steps = answer.verdict_steps or {}
+    if steps.get("checks"):
+        _print(f"   verdict: the model said {steps.get('model')}; the checks: {'; '.join(steps['checks'])}")
     for note in answer.notes:
         _print(f"   note: {note}")
     from pipelines.services import phoenix_server

@@ -31,6 +31,7 @@ class Passage:
     conclusion: str = ""
     chunk_ids: list[str] = field(default_factory=list)
     document: str = ""  # the whole document, reassembled from its chunks (only for the first ``whole`` passages)
+    dense: float = 0.0  # the document's best dense cosine similarity to the query (0 when only BM25 found it)
 
 
 @dataclass
@@ -142,7 +143,12 @@ class RetrieverResource(dg.ConfigurableResource):
                 break
         if not best:
             return Retrieval([], None)
-        passages = {key: Passage(hit, chunk_ids=[hit.chunk_id]) for key, hit in best.items()}
+        cosine: dict[str, float] = {}
+        for key, score in dense_docs:
+            cosine.setdefault(key, score)  # best first
+        passages = {
+            key: Passage(hit, chunk_ids=[hit.chunk_id], dense=cosine.get(key, 0.0)) for key, hit in best.items()
+        }
         # Conclusions are the evidence a clinician reads first: fetch each chosen document's conclusion chunk.
         scoped = dict(filters or {}, doc_key=list(best))
         wanted = set(list(best)[:whole])

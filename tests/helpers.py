@@ -246,6 +246,11 @@ def indexed_title(stack, i: int = 0) -> tuple[str, str]:
     return seen[i]
 
 
+def indexed_pmids(stack) -> set[str]:
+    """The PMIDs of the PubMed articles in the session's indexed home (its local document store's folder)."""
+    return {p.stem for p in (stack.settings.home / "documents" / "pubmed").glob("*.xml")}
+
+
 def stack_cli(stack) -> tuple[str, dict]:
     """(path of the `agentic` console script, its environment) for CLI runs against the session's serving stack."""
     s = stack.settings

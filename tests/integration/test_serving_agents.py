@@ -20,10 +20,14 @@ import pytest
 from agents.actions import FINAL, action_schema, parse_action, render_history
 from agents.service import AnswerService, Source, WebSearch, cited
 from core.access import FULL_SCOPE
+from core.answerability import Fit
 from core.gguf import ModelArtifactError, assemble, get_model
 from tests.conftest import small_agent_config
 from tests.fixtures_http import TAVILY_KEY
 from tests.helpers import indexed_title
+
+# an answerability fit no source can pass: the route below the knowledge base is taken whatever the judge says
+NOTHING_COVERED = Fit([0.0, 1.0, 0.0, 0.0, 0.0], threshold=1.01, related=1.0)
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -231,8 +235,12 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
     plan = answer_service.plan(f"What did the study {title!r} find?", scope=FULL_SCOPE)
     sources = {s.n: s for s in plan.sources}
     answer = answer_service.complete(plan)
-    assert answer.route == "knowledge_base" and answer.relevance >= 0.5  # an indexed title is on topic
-    assert answer.llm_calls in (1, 2)  # the answer, plus at most one correction
+    # an indexed title's own article addresses the question: the judge said so, and only covered sources are cited
+    assert answer.route == "knowledge_base" and answer.relevance >= answer_service.fit.threshold
+    assert answer.answerability["route"] == "covered"
+    assert {c["n"] for c in answer.citations} <= set(answer.answerability["covered"])
+    assert answer.llm_calls in (2, 3)  # the judge, the answer, plus at most one correction
+    assert answer.verdict_steps["final"] == answer.verdict and "model" in answer.verdict_steps
     assert (
         answer.answer
         and re.fullmatch(r"[0-9a-f]{32}", answer.trace_id)
@@ -255,7 +263,7 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
     assert lineage["chunker_version"] and lineage["prompt_version"].startswith("answer-v6")
     assert "0.5b" in lineage["llm"]  # the model that answered, as the gateway reported it
     # The spans of this answer reached the trace store, under one trace.
-    want = {"agentic.answer", "retrieve", "assess_relevance", "generate_answer", "check_answer"}
+    want = {"agentic.answer", "retrieve", "assess_relevance", "judge_answerability", "generate_answer", "check_answer"}
     spans = trace_store.wait(answer.trace_id, want)
     names = {s.name for s in spans}
     assert want <= names, names
@@ -266,7 +274,7 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
     assert root.attributes["agentic.answer_id"] == answer.answer_id
 
 
-def test_off_topic_question_gets_a_plain_not_covered_answer_without_the_llm(serving_stack):
+def test_off_topic_question_gets_a_not_covered_answer_after_the_judge_alone(serving_stack):
     cfg = small_agent_config(web_search="off")
     service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("off"))
     try:
@@ -280,8 +288,10 @@ def test_off_topic_question_gets_a_plain_not_covered_answer_without_the_llm(serv
     finally:
         service.close()
     for a in off:
-        assert a.route == "not_in_knowledge_base" and a.citations == [] and a.llm_calls == 0, a
-        assert "does not cover" in a.answer and a.relevance < cfg.relevance_threshold
+        # one call judged the sources; no answer was written from them, and none is cited
+        assert a.route == "not_in_knowledge_base" and a.citations == [] and a.llm_calls == 1, a
+        assert "do not cover this question" in a.answer and a.relevance < service.fit.threshold
+        assert a.answerability["covered"] == [] and a.verdict_steps["model"] is None
     assert on.route == "knowledge_base" and on.relevance > max(a.relevance for a in off)
 
 
@@ -299,20 +309,20 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
             plan = service.plan(f"What did the study {title!r} find?", scope=FULL_SCOPE)
             sources = {s.n: s.text for s in plan.sources}
             answer = service.complete(plan)
-            assert answer.llm_calls <= 2  # bounded: the answer and at most one correction
+            if answer.route != "knowledge_base":
+                continue  # the judge found no source about it: nothing was answered, so nothing to correct
+            assert answer.llm_calls <= 3  # bounded: the judge, the answer and at most one correction
             if answer.verdict in ("not_in_sources", "unanswered"):
-                # nothing to state on the knowledge-base route: where it looked, not "the knowledge base does not
-                # cover this" (retrieval found it on topic)
-                assert (
-                    answer.answer.startswith(NOT_FOUND)
-                    and f'"{plan.sources[0].title.rstrip(".")}" [1]' in answer.answer
-                )
-                assert [c["n"] for c in answer.citations] == [1]
+                # nothing to state on the knowledge-base route: where it looked (a source judged to address the
+                # question), not "the knowledge base does not cover this"
+                top = next(s for s in plan.sources if s.n in plan.answerability.covered)
+                assert answer.answer.startswith(NOT_FOUND) and f'"{top.title.rstrip(".")}" [{top.n}]' in answer.answer
+                assert [c["n"] for c in answer.citations] == [top.n]
             if answer.verdict == "not_in_sources":  # the model's honest "no" needs no correction
-                assert answer.llm_calls in (1, 2)
+                assert answer.llm_calls in (2, 3)
                 continue
             corrected.append(answer)
-            assert answer.llm_calls == 2 and any("failed the support check" in n for n in answer.notes)
+            assert answer.llm_calls == 3 and any("failed the support check" in n for n in answer.notes)
             assert answer.verdict in ("quotes_only", "unanswered")
             for q in re.findall(r'states: "([^"]+)\."', answer.answer):
                 assert max(quote_support(q, t) for t in sources.values()) >= 0.85
@@ -323,16 +333,16 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
 
 
 def test_routing_low_relevance_goes_to_web_search(serving_stack, web_search_mcp, tavily):
-    cfg = small_agent_config(
-        relevance_threshold=1.01, web_search_url=web_search_mcp
-    )  # nothing can pass: code routes to the web
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp))
+    cfg = small_agent_config(web_search_url=web_search_mcp)
+    service = AnswerService(  # no source can pass: code routes to the web
+        serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp), fit=NOTHING_COVERED
+    )
     try:
         n = len(tavily.requests)
         answer = service.answer("What is the incidence of sepsis in intensive care units?", scope=FULL_SCOPE)
     finally:
         service.close()
-    assert answer.route == "web_search" and answer.llm_calls in (1, 2)
+    assert answer.route == "web_search" and answer.llm_calls in (2, 3)  # the judge, then the answer from the web
     assert len(tavily.requests) == n + 1 and tavily.requests[-1]["auth"] == f"Bearer {TAVILY_KEY}"
     assert all(c["origin"] == "web" and c["url"].startswith("https://example.org/") for c in answer.citations)
 
@@ -347,16 +357,17 @@ def test_empty_knowledge_base_result_searches_the_web(answer_service):
 
 def test_without_tavily_key_an_uncovered_question_says_so_without_citations(serving_stack):
     env = {k: v for k, v in os.environ.items() if k not in ("TAVILY_API_KEY", "TAVILY_BASE_URL")}
-    cfg = small_agent_config(relevance_threshold=1.01, web_search="stdio")
-    service = AnswerService(
-        serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("stdio", env=env)
-    )  # MCP over stdio
+    cfg = small_agent_config(web_search="stdio")
+    service = AnswerService(  # MCP over stdio
+        serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("stdio", env=env), fit=NOTHING_COVERED
+    )
     try:
         answer = service.answer("What are the effects of treatment in patients with heart failure?", scope=FULL_SCOPE)
     finally:
         service.close()
-    assert answer.route == "not_in_knowledge_base" and answer.citations == [] and answer.llm_calls == 0
+    assert answer.route == "not_in_knowledge_base" and answer.citations == [] and answer.llm_calls == 1
     assert any("TAVILY_API_KEY is not set" in n for n in answer.notes)
+    assert "Nearest studies in the index" in answer.answer and not re.search(r"\[\d+\]", answer.answer)
 
 
 def test_follow_up_is_rewritten_from_the_conversation(answer_service, serving_stack):
@@ -367,7 +378,8 @@ def test_follow_up_is_rewritten_from_the_conversation(answer_service, serving_st
     ]
     plan = answer_service.plan("Which patients were included in it?", history=history, scope=FULL_SCOPE)
     plan.span.end()
-    assert plan.llm_calls == 1 and "rewrite" in plan.timings_ms  # one short call made the question standalone
+    # one short call made the question standalone (the other is the answerability judge)
+    assert plan.llm_calls == 2 and "rewrite" in plan.timings_ms and "judge" in plan.timings_ms
     assert plan.standalone != "Which patients were included in it?"
     from core.answering import content_words
 
@@ -376,7 +388,7 @@ def test_follow_up_is_rewritten_from_the_conversation(answer_service, serving_st
     question = "Does metformin lower HbA1c in adults with type 2 diabetes?"
     standalone = answer_service.plan(question, history=history, scope=FULL_SCOPE)
     standalone.span.end()
-    assert standalone.llm_calls == 0 and standalone.standalone == question  # already standalone: no call
+    assert standalone.llm_calls == 1 and standalone.standalone == question  # already standalone: the judge only
 
 
 def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
@@ -398,8 +410,9 @@ def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_m
     low = AnswerService(
         serving_stack.retriever,
         serving_stack.gateway,
-        small_agent_config(relevance_threshold=1.01, web_search_url=web_search_mcp),
+        small_agent_config(web_search_url=web_search_mcp),
         WebSearch("http", web_search_mcp),
+        fit=NOTHING_COVERED,
     )
     try:
         kb = service.answer(
@@ -413,10 +426,12 @@ def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_m
         service.close()
         low.close()
     assert kb.answer and kb.relevance is not None
-    assert kb.route in ("knowledge_base", "web_search")  # web only if the grade was below the threshold
-    if kb.relevance >= cfg.relevance_threshold:
+    assert kb.route in ("knowledge_base", "web_search", "not_in_knowledge_base")
+    if kb.relevance >= service.fit.threshold:  # the judge found a source that addresses it: no web search
         assert kb.route == "knowledge_base"
-    # below the threshold the rule forces the web search (which sources the model then cites is its own choice)
+    # when no source addresses the question the rule forces the web search (which sources the model then cites is
+    # its own choice), and no knowledge-base source is cited
+    assert all(c["origin"] == "web" for c in web.citations)
     assert web.route == "web_search" and len(tavily.requests) == before + 1
     names = {s.name for s in trace_store.wait(web.trace_id, {"agentic.answer"})}
     assert (
