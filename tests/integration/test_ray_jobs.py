@@ -173,7 +173,7 @@ _JOIN_SCRIPT = "import sys, ray; ray.init(address=sys.argv[1]); print('JOINED', 
 def _join(gcs: str, **auth) -> tuple[bool, str]:
     """(joined, what it said) for a driver connecting to ``gcs`` with ``auth`` as its token settings; a refused one
     keeps retrying, so it is stopped (by its pid) once the GCS has said why, or after 60 s."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}  # no auth setting: Ray's default
     env.update(auth)
     proc = subprocess.Popen(
         [sys.executable, "-c", _JOIN_SCRIPT, gcs], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -205,7 +205,7 @@ def test_a_head_refuses_a_client_without_the_token_or_with_a_wrong_one(ray_head,
 
     joined, out = _join(ray_head["gcs"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 64)
     assert not joined and "InvalidAuthToken" in out, out
-    joined, out = _join(ray_head["gcs"], RAY_AUTH_MODE="disabled")
+    joined, out = _join(ray_head["gcs"])  # a client with no authentication settings at all
     assert not joined, out
     joined, out = _join(ray_head["gcs"], RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(ray_token))
     assert joined, out

@@ -18,7 +18,7 @@ def test_a_home_token_is_created_once_private_and_its_own(tmp_path):
 def test_token_mode_with_the_homes_token_unless_the_environment_names_one(tmp_path, monkeypatch):
     for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a leftover setting does not switch authentication off
+    monkeypatch.setenv("RAY_AUTH_MODE", "")  # a leftover, emptied setting is replaced, not kept
     use_ray_token(tmp_path / "home" / "ray.token")
     assert os.environ["RAY_AUTH_MODE"] == "token"
     assert os.environ["RAY_AUTH_TOKEN_PATH"] == str(tmp_path / "home" / "ray.token")
