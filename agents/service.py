@@ -633,14 +633,15 @@ class AnswerService:
             name = "generate_answer" if attempt == 0 else "correct_answer"
             raw = self._chat(plan.tokens, name, messages, self.config.answer_max_tokens, schema, plan.models)
             plan.llm_calls += 1
-            said = answering.parse_answer(raw).get("verdict")
+            parsed = answering.parse_answer(raw)
+            said = parsed.get("verdict")
             if attempt == 0:
                 steps["model"] = said
             else:
                 steps["checks"].append(f"correction call: the model said {said}")
             with tracer().start_as_current_span("check_answer") as span:
                 checked = answering.check_answer(
-                    answering.parse_answer(raw),
+                    parsed,
                     by_n,
                     plan.yes_no,
                     self.config.min_quote_support,
