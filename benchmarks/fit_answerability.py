@@ -92,15 +92,8 @@ def cross_validated(rows: list[dict], folds: int = 5) -> float:
     return _auroc(scored)
 
 
-def main() -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--llm", default="1.5b")
-    ap.add_argument("--default", action="store_true", help="the fit used for models that have none")
-    args = ap.parse_args()
-    data = json.loads((RESULTS / f"answerability_features_dev_{args.llm}.json").read_text())
-    rows = data["rows"]
+def fit_rows(rows: list[dict], model: str) -> dict:
+    """The fit of one model from its dev features: weights, threshold and what they score on dev."""
     w = logistic(*examples(rows))
     fit = Fit(w, 0.5, 0.25)
     scored = question_scores(rows, fit)
@@ -116,7 +109,7 @@ def main() -> int:
             "split": "dev",
             "questions": len(rows),
             "covered": sum(r["covered"] for r in rows),
-            "llm": data["model"],
+            "llm": model,
             "auroc_in_sample": round(_auroc(scored), 3),
             "auroc_5fold": round(cross_validated(rows), 3),
             "auroc_judge_alone": round(_auroc(judge_only), 3),
@@ -128,6 +121,18 @@ def main() -> int:
             ),
         },
     }
+    return out
+
+
+def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--llm", default="1.5b")
+    ap.add_argument("--default", action="store_true", help="the fit used for models that have none")
+    args = ap.parse_args()
+    data = json.loads((RESULTS / f"answerability_features_dev_{args.llm}.json").read_text())
+    out = fit_rows(data["rows"], data["model"])
     fits = json.loads(FIT_PATH.read_text()) if FIT_PATH.exists() else {"default": data["model"], "fits": {}}
     fits["fits"][data["model"]] = out
     if args.default:

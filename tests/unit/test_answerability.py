@@ -118,6 +118,23 @@ def test_each_committed_fit_was_made_by_the_fit_script_on_dev():
     assert "no fit for vllm-qwen3" in answerability.load_fit("vllm-qwen3").fitted_on["note"]
 
 
+def test_each_committed_fit_is_reproduced_from_dev_features_alone():
+    """Every fitted number has its fitting code: the fit script, run on the committed dev features of each model,
+    gives the committed weights and threshold, and those features hold every dev item and no test item."""
+    fits = json.loads(answerability.FIT_PATH.read_text())["fits"]
+    dev = {r["id"] for r in eval_sets.covered("dev") + eval_sets.uncovered("dev")}
+    reproduced = set()
+    for path in sorted(fit_answerability.RESULTS.glob("answerability_features_dev_*.json")):
+        data = json.loads(path.read_text())
+        assert data["split"] == "dev" and {r["id"] for r in data["rows"]} == dev, path.name
+        w = fit_answerability.logistic(*fit_answerability.examples(data["rows"]))
+        threshold = fit_answerability.threshold_for(fit_answerability.question_scores(data["rows"], Fit(w, 0.5, 0.25)))
+        committed = fits[data["model"]]
+        assert [round(v, 4) for v in w] == committed["weights"] and round(threshold, 4) == committed["threshold"]
+        reproduced.add(data["model"])
+    assert reproduced == set(fits)
+
+
 def test_the_threshold_keeps_at_most_five_percent_of_covered_dev_questions_refused():
     scored = [(1, s / 100) for s in range(40, 100)] + [(0, s / 100) for s in range(0, 60)]
     t = fit_answerability.threshold_for(scored)
