@@ -9,9 +9,10 @@ import platform
 import time
 from pathlib import Path
 
-from resources.ray_cluster import apply_ray_env_defaults  # noqa: E402
+from resources.ray_cluster import apply_ray_env_defaults, ray_on_loopback  # noqa: E402
 
 apply_ray_env_defaults()
+ray_on_loopback()  # every Ray node here is a single node on 127.0.0.1
 
 import dagster as dg  # noqa: E402
 

@@ -41,6 +41,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ray = RayResource(
             address=settings.ray_address or "",
             address_file=str(settings.ray_address_file),
+            loopback=True,
             token_file=str(settings.ray_token_file),
         )
         resources: dict[str, Any] = {

@@ -69,7 +69,7 @@ def _run_dir(settings: Settings) -> Path:
 
 
 def ensure_ray_head(settings: Settings, log=print) -> str:
-    from resources.ray_cluster import apply_ray_env_defaults, use_ray_token
+    from resources.ray_cluster import apply_ray_env_defaults, ray_on_loopback, use_ray_token
 
     use_ray_token(settings.ray_token_file)  # the head, `ray status` and everything `agentic up` starts after it
     if settings.ray_address:
@@ -85,6 +85,7 @@ def ensure_ray_head(settings: Settings, log=print) -> str:
         if probe.returncode == 0:
             return address
     apply_ray_env_defaults()
+    ray_on_loopback()  # the head and every process it starts listen on 127.0.0.1 only
     port = free_port()
     # The head's temp dir is this home's: `agentic down` stops exactly the processes that name it, never another home's Ray.
     settings.ray_root.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,21 @@ RAY_ENV_DEFAULTS = {
 }
 
 
+def ray_on_loopback() -> None:
+    """One node on 127.0.0.1: GCS, raylet, agents and workers listen on loopback only.
+
+    Ray turns a node address of 127.0.0.1 into the host's reachable one (``resolve_ip_for_localhost``) and then binds
+    its servers there or on every interface; its single-node switch (the laptop default) keeps the node on loopback.
+    The local profile is one node; a KubeRay cluster's pods must reach each other, so eks never calls this. Every
+    process of the node inherits the variable; a process that imported Ray already gets the constant too."""
+    import sys
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
 def apply_ray_env_defaults() -> None:
     """Set RAY_ENV_DEFAULTS where the environment does not say otherwise (before Ray is imported)."""
     for k, v in RAY_ENV_DEFAULTS.items():
@@ -63,6 +78,7 @@ class RayResource(dg.ConfigurableResource):
     address: str = ""
     address_file: str = ""  # local profile: AGENTIC_HOME/serving/run/ray.address, written by `agentic up`
     token_file: str = ""  # local profile: this home's Ray token (AGENTIC_HOME/secrets/ray.token), created on first use
+    loopback: bool = False  # local profile: a single node whose every listener is on 127.0.0.1 (ray_on_loopback)
     num_cpus: int = 0  # local cluster only; 0 = all cores
     object_store_mb: int = 1024  # local cluster only
     namespace: str = "agentic"
@@ -82,6 +98,8 @@ class RayResource(dg.ConfigurableResource):
 
     def ensure(self) -> None:
         apply_ray_env_defaults()
+        if self.loopback:
+            ray_on_loopback()
         if self.token_file:
             use_ray_token(self.token_file)
         # Ray starts its processes with fork+exec; lancedb's at-fork warning is about forks that keep running

@@ -12,9 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from resources.ray_cluster import apply_ray_env_defaults  # noqa: E402
+from resources.ray_cluster import apply_ray_env_defaults, ray_on_loopback  # noqa: E402
 
 apply_ray_env_defaults()
+ray_on_loopback()  # every Ray node here is a single node on 127.0.0.1
 
 from core.corpus import ARTICLE_TABLE, load_sample  # noqa: E402
 from pipelines.settings import Settings, load_settings  # noqa: E402

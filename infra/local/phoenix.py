@@ -2,8 +2,9 @@
 
 Phoenix takes OTLP/HTTP protobuf at ``<url>/v1/traces`` and serves spans back at
 ``/v1/projects/{project}/spans``. It runs offline here: no web fonts, telemetry or sandbox downloads. Its gRPC
-receiver binds every interface whatever ``PHOENIX_HOST`` says (Phoenix 20.26), so it gets a free port of its own and
-nothing is sent to it; HTTP binds 127.0.0.1. Its Prometheus endpoint stays off (it would take port 9090).
+receiver binds every interface whatever ``PHOENIX_HOST`` says (Phoenix 20.26), so it is started through
+``infra/phoenix/serve_on_loopback.py``, which binds that receiver to 127.0.0.1 (nothing sends gRPC to it); HTTP binds
+127.0.0.1. Its Prometheus endpoint stays off (it would take port 9090).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class PhoenixServer(DetachedServer):
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        return self._launch([str(self.venv / "bin" / "phoenix"), "serve"], env, port, timeout_s)
+        launcher = REPO / "infra" / "phoenix" / "serve_on_loopback.py"  # `phoenix serve`, gRPC on loopback
+        return self._launch([str(self.venv / "bin" / "python"), str(launcher)], env, port, timeout_s)
 
     def otlp_env(self, project: str = PROJECT) -> dict[str, str]:
         """The exporter settings that send a process's spans here (the API's and LiteLLM's alike)."""

@@ -80,6 +80,71 @@ def stop_processes_naming(marker: str, grace_s: float = 3.0) -> int:
     return count
 
 
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        pass
+    return inodes
+
+
+def _hex_address(field: str) -> tuple[str, int]:
+    """/proc/net/tcp's ``0100007F:1F90`` -> ("127.0.0.1", 8080); tcp6's 32-hex-digit form -> its IPv6 text."""
+    import ipaddress
+
+    addr, port = field.split(":")
+    raw = bytes.fromhex(addr)
+    # each 32-bit word is in host (little-endian) order
+    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(raw)), int(port, 16)
+
+
+def listening_sockets(pids: set[int]) -> list[dict]:
+    """Every TCP socket in LISTEN state that one of ``pids`` holds: pid, command, address, port (from /proc)."""
+    owner = {inode: pid for pid in pids for inode in _socket_inodes(pid)}
+    table = _proc_table()
+    found = []
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in owner:  # 0A: TCP_LISTEN
+                continue
+            addr, port = _hex_address(cols[1])
+            pid = owner[cols[9]]
+            cmd = table.get(pid, (0, "?"))[1]
+            found.append({"pid": pid, "command": cmd[:160], "address": addr, "port": port})
+    return found
+
+
+def descendants(root: int) -> set[int]:
+    """``root`` and every process below it (a daemon that left its parent is not one: name it another way)."""
+    table = _proc_table()
+    ours, grew = {root}, True
+    while grew:
+        children = {pid for pid, (ppid, _) in table.items() if ppid in ours} - ours
+        ours |= children
+        grew = bool(children)
+    return ours
+
+
+def is_loopback(address: str) -> bool:
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
+
+
 def free_port() -> int:
     import socket
 
