@@ -779,7 +779,7 @@ def cmd_audit(args, settings: Settings) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentic", description="Agentic RAG platform: knowledge pipeline, search and more."
     )
@@ -886,15 +886,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--refresh-prices", action="store_true", help="fetch instance prices from the AWS Price List API first"
     )
-    args = parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a settings error")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-    except ValueError as exc:
+        from pipelines.secrets import ensure_local_secrets
+
+        ensure_local_secrets(settings)
+        if args.command != "setup-data":
+            from pipelines.env_check import check_env
+            from pipelines.profiles import build_resources
+
+            check_env(build_resources(settings), settings.profile)
+    except ValueError as exc:  # a missing or malformed setting: one line that names it
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from pipelines.secrets import ensure_local_secrets
-
-    ensure_local_secrets(settings)
     if args.command == "setup-data":
         print(json.dumps(setup_data(settings, Path(args.packages))))
         return 0

@@ -53,6 +53,11 @@ def test_run_then_search(cli_home, base_settings):
 def test_bad_settings_are_reported(empty_home_env):
     proc = agentic("status", env={**empty_home_env, "AGENTIC_PROFILE": "staging"}, check=False)
     assert proc.returncode == 2 and "AGENTIC_PROFILE" in proc.stderr
+    # the eks profile without its bucket: one line naming it, not Dagster's 76-line traceback
+    env = {k: v for k, v in empty_home_env.items() if k != "AGENTIC_DOCUMENT_BUCKET"} | {"AGENTIC_PROFILE": "eks"}
+    proc = agentic("platform", "render", "--out", "rendered", env=env, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "is not set" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.e2e
