@@ -126,6 +126,10 @@ class SecurityConfig:
     certificate_arn: str = ""  # ACM certificate for the API's HTTPS listener
     ingress_allowed_cidrs: list[str] = field(default_factory=list)  # empty: the VPC's CIDR
     pod_security: str = "restricted"  # Pod Security Standard enforced on the platform's namespaces
+    # Ray token authentication: the K8s Secret (key auth_token, synced from Secrets Manager) that KubeRay hands to
+    # every Ray container (namespace `namespace`) and the Dagster step pods (namespace dagster) read: one copy in each
+    # namespace, like agentic-secrets; never a literal token in a manifest
+    ray_auth_secret: str = "agentic-ray-auth"
     allow_external_https: bool = True  # pods that need it (Bedrock, S3, Langfuse, web search) may reach :443 outside
 
 

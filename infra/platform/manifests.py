@@ -420,13 +420,22 @@ def _head(image: str, cluster: str) -> dict:
     }
 
 
-def _ray_cluster_spec(name: str, image: str, workers: list[dict]) -> dict:
+def ray_token_env(cfg: PlatformConfig) -> list[dict]:
+    """What a pod that talks to a Ray cluster needs (Dagster steps: the Jobs API): token mode, and the token from the
+    Secret KubeRay's clusters use (by reference)."""
+    ref = {"secretKeyRef": {"name": cfg.security.ray_auth_secret, "key": "auth_token"}}
+    return [{"name": "RAY_AUTH_MODE", "value": "token"}, {"name": "RAY_AUTH_TOKEN", "valueFrom": ref}]
+
+
+def _ray_cluster_spec(cfg: PlatformConfig, name: str, image: str, workers: list[dict]) -> dict:
     """A RayCluster spec: its head, its workers labelled with the cluster's name (the NetworkPolicies select on it),
-    and the autoscaler sidecar KubeRay adds to the head held to the same Pod Security as the rest."""
+    the autoscaler sidecar KubeRay adds to the head held to the same Pod Security as the rest, and Ray's token
+    authentication (KubeRay sets RAY_AUTH_MODE and RAY_AUTH_TOKEN from the Secret on every Ray container)."""
     for w in workers:
         w["template"]["metadata"]["labels"][RAY_LABEL] = name
     return {
         "rayVersion": RAY_VERSION,
+        "authOptions": {"mode": "token", "secretName": cfg.security.ray_auth_secret},
         "enableInTreeAutoscaling": True,
         "autoscalerOptions": {"securityContext": copy.deepcopy(CONTAINER_SECURITY)},
         "headGroupSpec": _head(image, name),
@@ -442,7 +451,7 @@ def _rayservice(cfg: PlatformConfig, name: str, serve_config: dict, workers: lis
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
             "upgradeStrategy": {"type": "NewCluster"},
-            "rayClusterConfig": _ray_cluster_spec(name, image, workers),
+            "rayClusterConfig": _ray_cluster_spec(cfg, name, image, workers),
         },
     }
 
@@ -585,6 +594,7 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
             "kind": "RayCluster",
             "metadata": _meta(cfg, "agentic-data", "ray-data", cfg.namespace),
             "spec": _ray_cluster_spec(
+                cfg,
                 "agentic-data",
                 cfg.image,
                 [
@@ -801,6 +811,7 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
         {"name": "AGENTIC_RAY_ADDRESS", "value": f"ray://agentic-data-head-svc.{cfg.namespace}:10001"},
         # bulk data work goes to the data RayCluster as Ray jobs (its dashboard's Jobs API), state to S3 (state/)
         {"name": "AGENTIC_RAY_JOBS_ADDRESS", "value": f"http://agentic-data-head-svc.{cfg.namespace}:8265"},
+        *ray_token_env(cfg),  # the Jobs API and the GCS refuse a client without the cluster's token
         {
             "name": "AGENTIC_DOCUMENT_QUEUE_URL",
             "value": f"https://sqs.{cfg.region}.amazonaws.com/${{AWS_ACCOUNT_ID}}/{cfg.cluster_name}-documents",
@@ -838,7 +849,10 @@ def render_dagster_values(cfg: PlatformConfig) -> dict:
                             "nodeSelector": {"karpenter.sh/nodepool": "general"},
                             "securityContext": copy.deepcopy(POD_SECURITY),
                         },
-                        "containerConfig": {"securityContext": copy.deepcopy(CONTAINER_SECURITY)},
+                        "containerConfig": {
+                            "securityContext": copy.deepcopy(CONTAINER_SECURITY),
+                            "env": ray_token_env(cfg),  # step pods submit Ray jobs to the token-guarded cluster
+                        },
                     },
                 }
             },

@@ -429,3 +429,31 @@ def test_platform_assets_render_into_the_state_store(tmp_path):
     assert pools and all(validate_manifest(d) == [] for d in pools)
     written = {p for p in tmp_path.rglob("*") if p.is_file()} - before
     assert all(str(p).startswith(state.describe()) for p in written), sorted(map(str, written))[:5]
+
+
+def test_every_ray_cluster_runs_with_a_token_from_a_secret_and_the_steps_carry_it(cfg):
+    """KubeRay's authOptions on the RayCluster and every RayService (schema-valid for KubeRay's CRD), the Dagster code
+    location and its step pods given RAY_AUTH_MODE=token and the token by Secret reference; no token in any manifest."""
+    import json
+
+    from infra.platform.manifests import render_dagster_values
+
+    groups = render_all(cfg, LITELLM, "auto")
+    clusters = [
+        m["spec"].get("rayClusterConfig", m["spec"])
+        for ms in groups.values()
+        for m in ms
+        if m["kind"] in ("RayCluster", "RayService")
+    ]
+    assert len(clusters) >= 3
+    for spec in clusters:
+        assert spec["authOptions"] == {"mode": "token", "secretName": cfg.security.ray_auth_secret}
+    values = render_dagster_values(cfg)
+    ref = {"secretKeyRef": {"name": cfg.security.ray_auth_secret, "key": "auth_token"}}
+    want = [{"name": "RAY_AUTH_MODE", "value": "token"}, {"name": "RAY_AUTH_TOKEN", "valueFrom": ref}]
+    code_location = values["dagster-user-deployments"]["deployments"][0]["env"]
+    steps = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["containerConfig"]["env"]
+    for env in (code_location, steps):
+        assert [e for e in env if e["name"].startswith("RAY_AUTH")] == want
+    everything = json.dumps([groups, values])
+    assert '"RAY_AUTH_TOKEN", "value"' not in everything and "auth_token\": \"" not in everything
