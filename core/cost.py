@@ -35,7 +35,11 @@ class PriceBook:
 
 
 def load_price_book(region: str, path: Path | None = None) -> PriceBook:
-    data = json.loads(Path(path or PRICE_FILE).read_text())
+    return price_book_from(json.loads(Path(path or PRICE_FILE).read_text()), region)
+
+
+def price_book_from(data: dict, region: str) -> PriceBook:
+    """The book for ``region`` from a price book document (the shipped file's shape)."""
     if region not in data["regions"]:
         raise UnknownRegion(
             f"no prices for region {region!r}: the price book ({data['as_of']}) covers {sorted(data['regions'])}; "

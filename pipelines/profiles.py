@@ -141,7 +141,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             # platform (and cost) assets: render only, a live cluster (the local control plane), or EKS + AWS
             "platform": build_platform(settings, state_store, aws),
             "aws": aws,
-            "prices": PriceBookResource(refreshed_path=str(settings.home / "cost" / "aws-prices.refreshed.json")),
+            "prices": PriceBookResource(state=state_store),  # a refreshed book goes to the state store
             "pipeline_state": state_store,
             "embedder": embedder,
             "vector_store": vector_store,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from core.cost import PRICE_FILE, PriceBook, load_price_book
+from core.cost import PRICE_FILE, PriceBook, price_book_from
+from resources.state_store import PipelineStateStore
 
 REGION_NAMES = {
     "us-east-1": "US East (N. Virginia)",
@@ -34,23 +35,28 @@ def _on_demand_usd(price_list_item: str) -> float:
     raise ValueError(f"no on-demand USD price in {item.get('product', {}).get('sku')}")
 
 
+# where a refreshed book lives in the state store: every step (a pod of its own on eks) reads it from there
+REFRESHED_KEY = "cost/aws-prices.refreshed.json"
+
+
 class PriceBookResource(dg.ConfigurableResource):
+    """The shipped book, or the one a refresh wrote to the state store (read first when it covers the region)."""
+
+    state: PipelineStateStore
     path: str = ""  # default: the shipped book
-    refreshed_path: str = ""  # where a refreshed book is written (and read first when present)
+
+    def _shipped(self) -> dict:
+        return json.loads((Path(self.path) if self.path else PRICE_FILE).read_text())
 
     def load(self, region: str) -> PriceBook:
-        refreshed = Path(self.refreshed_path) if self.refreshed_path else None
-        if refreshed and refreshed.exists():
-            data = json.loads(refreshed.read_text())
-            if region in data["regions"]:
-                return load_price_book(region, refreshed)
-        return load_price_book(region, Path(self.path) if self.path else None)
+        refreshed = self.state.read_json(REFRESHED_KEY)
+        if refreshed and region in refreshed["regions"]:
+            return price_book_from(refreshed, region)
+        return price_book_from(self._shipped(), region)
 
     def refresh(self, client, region: str) -> dict:
         """Fetch the instance-hour prices the book holds for ``region`` from the Price List API; returns what changed."""
-        base = json.loads((Path(self.path) if self.path else PRICE_FILE).read_text())
-        if self.refreshed_path and Path(self.refreshed_path).exists():
-            base = json.loads(Path(self.refreshed_path).read_text())
+        base = self.state.read_json(REFRESHED_KEY) or self._shipped()
         prices = base["regions"].setdefault(region, json.loads(json.dumps(base["regions"]["us-east-1"])))
         changed = {}
         for key, entry in prices.items():
@@ -85,7 +91,5 @@ class PriceBookResource(dg.ConfigurableResource):
                 usd=usd, source=f"AWS Price List API ({service}, {region}) {time.strftime('%Y-%m-%d', time.gmtime())}"
             )
         base["as_of"] = time.strftime("%Y-%m", time.gmtime())
-        out = Path(self.refreshed_path or PRICE_FILE)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(base, indent=1))
+        self.state.write_json(REFRESHED_KEY, base)  # one atomic object; the shipped book is never rewritten
         return changed

@@ -171,9 +171,11 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
 
 def test_price_list_refresh_and_cost_explorer_requests_are_valid_at_the_boundary(tmp_path):
     from core.cost import compare_with_cost_explorer
-    from resources.pricing import PriceBookResource
+    from resources.pricing import REFRESHED_KEY, PriceBookResource
+    from resources.state_store import LocalStateStore
 
-    prices = PriceBookResource(refreshed_path=str(tmp_path / "refreshed.json"))
+    state = LocalStateStore(root=str(tmp_path / "state"))
+    prices = PriceBookResource(state=state)
     pricing = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     keys = [
         k
@@ -193,6 +195,11 @@ def test_price_list_refresh_and_cost_explorer_requests_are_valid_at_the_boundary
     book = prices.load("us-east-1")
     assert book.price("ec2_m6g.large_hour") == 0.08 and "Price List API" in book.prices["ec2_m6g.large_hour"]["source"]
     assert load_price_book("us-east-1").price("ec2_m6g.large_hour") == 0.077  # the shipped book is untouched
+    # the refresh is in the state store, so another step (another pod on eks) with only the store sees it
+    assert state.read_json(REFRESHED_KEY)["regions"]["us-east-1"]["ec2_m6g.large_hour"]["usd"] == 0.08
+    other_step = PriceBookResource(state=LocalStateStore(root=str(tmp_path / "state")))
+    assert other_step.load("us-east-1").price("ec2_m6g.large_hour") == 0.08
+    assert not list(tmp_path.glob("*.json")) and not (tmp_path / "cost").exists()  # nothing beside the store
 
     ce = boto3.client("ce", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(ce) as stub:
