@@ -456,4 +456,4 @@ def test_every_ray_cluster_runs_with_a_token_from_a_secret_and_the_steps_carry_i
     for env in (code_location, steps):
         assert [e for e in env if e["name"].startswith("RAY_AUTH")] == want
     everything = json.dumps([groups, values])
-    assert '"RAY_AUTH_TOKEN", "value"' not in everything and "auth_token\": \"" not in everything
+    assert '"RAY_AUTH_TOKEN", "value"' not in everything and 'auth_token": "' not in everything
