@@ -76,9 +76,13 @@ STOPWORDS = frozenset(
 
 
 def is_yes_no(question: str) -> bool:
-    """A question a clinician would answer yes / no / not known (decided by code, so the model need not)."""
+    """A question a clinician would answer yes / no / not known (decided by code, so the model need not): it opens
+    with an auxiliary verb, or with a framing phrase and a comma and then one ("In children on ECMO, is ...?",
+    "Among adults with X, does ...?"; 16 of the 77 covered dev questions are written that way)."""
     q = question.strip()
-    return bool(_YES_NO_START.match(q)) or bool(re.match(r"^\s*is there\b", q, re.I))
+    head, comma, rest = q.partition(",")
+    framed = bool(comma) and len(head) <= 120 and "?" not in head and bool(_YES_NO_START.match(rest))
+    return bool(_YES_NO_START.match(q)) or framed
 
 
 def content_words(text: str) -> list[str]:

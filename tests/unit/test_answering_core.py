@@ -97,6 +97,11 @@ def test_answer_schema_orders_evidence_before_verdict_and_bounds_sources():
     assert answering.is_yes_no("Is there good evidence that ivermectin works against COVID-19?")
     assert answering.is_yes_no("Does simethicone improve adenoma detection?")
     assert not answering.is_yes_no("What are the risk factors for type 2 diabetes?")
+    # a framing phrase before the auxiliary (the form of 16 of the 77 covered dev questions)
+    assert answering.is_yes_no("In children on ECMO, is impaired cerebral autoregulation associated with events?")
+    assert answering.is_yes_no("Among adults hospitalized with pneumonia, is RSV linked to higher mortality?")
+    assert not answering.is_yes_no("In adults with asthma, what reduces exacerbations?")
+    assert not answering.is_yes_no("How is hypertension treated in older adults, and is salt restriction enough?")
 
 
 def test_free_text_check_finds_uncited_and_unsupported_sentences():
