@@ -157,19 +157,25 @@ def model_gateway(
     )
 
 
+def _status(url: str, body: dict, headers: dict) -> int | None:
+    """The HTTP status of one request, or None when nothing answers (the check then fails)."""
+    try:
+        return httpx.post(url, json=body, headers=headers, timeout=30).status_code
+    except httpx.HTTPError:
+        return None
+
+
 @dg.asset_check(
     asset=model_gateway,
     description="Through the gateway: chat and embeddings answer with the key (and, where a vision model is deployed, "
     "a chat completion with an image on the `vision` route); no key gets 401.",
 )
 def gateway_routes_models(
-    model_serving: ModelServingResource,
     gateway: LLMGatewayResource,
     embedder: EmbedderResource,
     pipeline_state: PipelineStateStore,
 ) -> dg.AssetCheckResult:
-    if not model_serving.runs_gateway_here():
-        return dg.AssetCheckResult(passed=True, metadata={"skipped": "the gateway is a cluster workload"})
+    # on eks the gateway is a cluster workload, reached at its in-cluster Service from this check's pod
     auth = {"Authorization": f"Bearer {gateway.master_key}"}
     base = f"{gateway.url}/v1"
     c_ok, chat = chat_ok(base, gateway.chat_model, auth)
@@ -178,19 +184,17 @@ def gateway_routes_models(
     if _read(pipeline_state, "model_deployments").get("vision"):
         v_ok, vis = vision_ok(base, "vision", auth)
     body = {"model": gateway.chat_model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
-    anon = httpx.post(f"{base}/chat/completions", json=body, timeout=30)
+    anon = _status(f"{base}/chat/completions", body, {})
     # LiteLLM without a database answers a wrong key with 400 "No connected db" (it looks for virtual keys there)
-    wrong = httpx.post(
-        f"{base}/chat/completions", json=body, headers={"Authorization": "Bearer not-the-key"}, timeout=30
-    )
+    wrong = _status(f"{base}/chat/completions", body, {"Authorization": "Bearer not-the-key"})
     return dg.AssetCheckResult(
-        passed=c_ok and e_ok and v_ok and anon.status_code == 401 and 400 <= wrong.status_code < 500,
+        passed=c_ok and e_ok and v_ok and anon == 401 and wrong is not None and 400 <= wrong < 500,
         metadata={
             "chat": dg.MetadataValue.json(chat),
             "embeddings": dg.MetadataValue.json(emb),
             "vision": dg.MetadataValue.json(vis),
-            "no_key_status": anon.status_code,
-            "wrong_key_status": wrong.status_code,
+            "no_key_status": anon,
+            "wrong_key_status": wrong,
         },
     )
 

@@ -40,8 +40,14 @@ class ModelServingResource(dg.ConfigurableResource):
         raise NotImplementedError
 
     def probe(self, record: dict, embedder) -> tuple[bool, dict]:
-        """Do the endpoints answer real requests from here? (passed, metadata)."""
-        raise NotImplementedError
+        """Do the endpoints answer real requests from here? (passed, metadata). The same on both profiles: locally
+        Ray Serve on loopback, on eks the RayServices' in-cluster Services, reached from the check's own pod; an
+        endpoint that does not answer fails the check."""
+        from resources.probes import chat_ok, embed_ok
+
+        c_ok, chat = chat_ok(record["endpoints"]["llm"], record["llm"])
+        e_ok, emb = embed_ok(record["endpoints"]["embedder"], record["embedder"], embedder.dimension)
+        return c_ok and e_ok, {"chat": dg.MetadataValue.json(chat), "embeddings": dg.MetadataValue.json(emb)}
 
     def runs_gateway_here(self) -> bool:
         """Whether the gateway proxy runs next to these endpoints (local) or as a cluster workload (eks)."""
@@ -104,9 +110,6 @@ class KubeRayServing(ModelServingResource):
             meta["vision_model"] = f"{cfg.models.vision_model_id} ({cfg.models.vision_source})"
             meta["vision_endpoint"] = vision_endpoint(cfg)
         return record, meta
-
-    def probe(self, record: dict, embedder) -> tuple[bool, dict]:
-        return True, {"skipped": "cluster endpoints: the platform group applies them and waits for their readiness"}
 
 
 class LocalRayServe(ModelServingResource):
@@ -196,13 +199,6 @@ class LocalRayServe(ModelServingResource):
             "apps": dg.MetadataValue.json(self.status()),
         }
         return record, meta
-
-    def probe(self, record: dict, embedder) -> tuple[bool, dict]:
-        from resources.probes import chat_ok, embed_ok
-
-        c_ok, chat = chat_ok(record["endpoints"]["llm"], record["llm"])
-        e_ok, emb = embed_ok(record["endpoints"]["embedder"], record["embedder"], embedder.dimension)
-        return c_ok and e_ok, {"chat": dg.MetadataValue.json(chat), "embeddings": dg.MetadataValue.json(emb)}
 
     def serve(self, model_path: str, served_name: str, embedder_spec: dict, embed_model_id: str) -> dict:
         from ray import serve

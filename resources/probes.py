@@ -26,7 +26,19 @@ def _reply(r: httpx.Response, t0: float) -> tuple[bool, dict]:
     return bool(content.strip()), {"reply": content.strip()[:80], "latency_ms": round(ms)}
 
 
+def _unreachable(base: str, exc: httpx.HTTPError) -> tuple[bool, dict]:
+    """A check that cannot reach its endpoint fails, saying which and why (never passes with a 'skipped' note)."""
+    return False, {"unreachable": base, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
 def chat_ok(base: str, model: str, headers: dict | None = None, loading_s: float = 120) -> tuple[bool, dict]:
+    try:
+        return _chat_ok(base, model, headers, loading_s)
+    except httpx.HTTPError as exc:
+        return _unreachable(base, exc)
+
+
+def _chat_ok(base: str, model: str, headers: dict | None, loading_s: float) -> tuple[bool, dict]:
     t = time.perf_counter()
     while True:
         r = _complete(base, model, "Name one organ of the human body. One word.", headers)
@@ -38,12 +50,15 @@ def chat_ok(base: str, model: str, headers: dict | None = None, loading_s: float
 
 
 def embed_ok(base: str, model: str, dim: int, headers: dict | None = None) -> tuple[bool, dict]:
-    r = httpx.post(
-        f"{base}/embeddings",
-        headers=headers or {},
-        timeout=60,
-        json={"model": model, "input": ["aspirin and heart attack", "insulin"]},
-    )
+    try:
+        r = httpx.post(
+            f"{base}/embeddings",
+            headers=headers or {},
+            timeout=60,
+            json={"model": model, "input": ["aspirin and heart attack", "insulin"]},
+        )
+    except httpx.HTTPError as exc:
+        return _unreachable(base, exc)
     if r.status_code != 200:
         return False, {"status": r.status_code, "body": r.text[:300]}
     vecs = [d["embedding"] for d in r.json()["data"]]

@@ -131,6 +131,30 @@ def test_serving_assets_materialize_with_passing_checks(serving_stack):
     assert "os.environ/LITELLM_MASTER_KEY" in config and serving_stack.gateway.master_key not in config
 
 
+def test_the_eks_checks_send_real_requests_and_fail_when_nothing_answers(serving_stack, embedder_resource):
+    """On eks the endpoint and gateway checks passed with a 'skipped' note. Now the KubeRay probe sends the same real
+    requests to the record's endpoints (here the session's live ones, as a step pod reaches the RayServices'
+    Services), and both checks fail, saying what was unreachable, when nothing answers."""
+    from assets.serving import gateway_routes_models
+    from infra.local.processes import free_port
+    from resources.gateway import LLMGatewayResource
+    from resources.model_serving import KubeRayServing
+
+    state = serving_stack.resources["pipeline_state"]
+    record = state.read_json("serving/model_deployments")
+    eks = KubeRayServing()
+    ok, meta = eks.probe(record, embedder_resource)
+    assert ok and meta["chat"].value["reply"] and meta["embeddings"].value["dimension"] == embedder_resource.dimension
+    dead = f"http://127.0.0.1:{free_port()}"
+    gone = {**record, "endpoints": {"llm": f"{dead}/llm/v1", "embedder": f"{dead}/embed/v1"}}
+    ok, meta = eks.probe(gone, embedder_resource)
+    assert not ok and meta["chat"].value["unreachable"] == f"{dead}/llm/v1", meta
+    gateway = LLMGatewayResource(url=dead, master_key="k", state_dir=str(serving_stack.settings.serving_root))
+    result = gateway_routes_models(gateway=gateway, embedder=embedder_resource, pipeline_state=state)
+    assert not result.passed and result.metadata["no_key_status"].value is None
+    assert result.metadata["chat"].value["unreachable"] == f"{dead}/v1"
+
+
 def test_gateway_enforces_json_schema_and_serves_embeddings(serving_stack, embedder_resource):
     client = serving_stack.gateway.openai_client()
     schema = {
