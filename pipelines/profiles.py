@@ -34,7 +34,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     if settings.profile == "local":
         embedder = EmbedderResource(tokenizer_path=str(settings.model_dir / "tokenizer.json"))
         if settings.vector_store == "opensearch":
-            vector_store = OpenSearchVectorStore(hosts=settings.opensearch_url)
+            vector_store = OpenSearchVectorStore(hosts=settings.opensearch_url, index_prefix=settings.opensearch_index)
         else:
             vector_store = LanceDBVectorStore(uri=str(settings.index_root))
         # This home's Ray: AGENTIC_RAY_ADDRESS, else the head `agentic up` started for this home, else a new local one.
@@ -81,13 +81,17 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             use_sigv4=True,
             engine="lucene",
             aws_region=dg.EnvVar("AWS_REGION"),
+            index_prefix=settings.opensearch_index,
         )
         ray = RayResource(address=dg.EnvVar("AGENTIC_RAY_ADDRESS"))
         gateway_url = "http://litellm.agentic:4000"
         resources = {
             # new documents arrive as S3 event notifications through SQS (AGENTIC_DOCUMENT_QUEUE_URL); without a queue, listings
             "document_store": S3DocumentStore(
-                bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"), prefix="incoming/", queue_url=settings.document_queue_url
+                bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"),
+                prefix=settings.document_prefix,
+                queue_url=settings.document_queue_url,
+                endpoint_url=settings.s3_endpoint_url,
             ),
             "ray_cluster": ray,
             # bulk data work: Ray jobs submitted to the KubeRay cluster's dashboard (Ray Jobs API)
@@ -121,6 +125,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             bucket=dg.EnvVar("AGENTIC_DOCUMENT_BUCKET"),
             prefix="state/",
             region_name=settings.aws_region,
+            endpoint_url=settings.s3_endpoint_url,
             shards=settings.state_shards,
         )
     from resources.aws import AWSResource

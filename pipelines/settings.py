@@ -60,6 +60,7 @@ class Settings:
     ray_address: str | None
     vector_store: str = "lancedb"  # local profile: lancedb (default) or a local OpenSearch node
     opensearch_port: int = 9200
+    opensearch_index: str = "chunks"  # AGENTIC_OPENSEARCH_INDEX: the alias (and index prefix), for one domain shared
     llm: str = "1.5b"  # local LLM (core.gguf.LLM_CATALOG): 1.5b for make run, 0.5b in tests
     serve_port: int = 8001  # Ray Serve HTTP proxy (model deployments)
     gateway_port: int = 4000  # LiteLLM proxy
@@ -79,6 +80,10 @@ class Settings:
     compute_mode: str = "auto"  # AGENTIC_COMPUTE_MODE: auto | karpenter | kwok (default kwok on the local cluster)
     state_shards: int = 32  # AGENTIC_STATE_SHARDS: shards of the pipeline state, fixed when a store is created
     document_queue_url: str = ""  # AGENTIC_DOCUMENT_QUEUE_URL (eks): the SQS queue of the bucket's event notifications
+    # AWS_ENDPOINT_URL_S3 (eks): an S3-compatible endpoint (a VPC endpoint; a moto server in tests). boto3 reads it
+    # in this process; the stores also carry it in the specs Ray jobs open them from, whose environment may lack it
+    s3_endpoint_url: str = ""
+    document_prefix: str = "incoming/"  # AGENTIC_DOCUMENT_PREFIX (eks): where in the bucket documents arrive
     # AGENTIC_ACCESS_RULES: JSON {"<key prefix>": ["<group>", ...]} for documents that declare no groups
     access_rules: tuple[tuple[str, tuple[str, ...]], ...] = ()
     access_default: tuple[str, ...] = ("public",)  # AGENTIC_ACCESS_DEFAULT (comma-separated): when no rule matches
@@ -139,6 +144,21 @@ class Settings:
     @property
     def model_dir(self) -> Path:
         return self.cache / "models" / "all-MiniLM-L6-v2"
+
+
+def _prefix(prefix: str) -> str:
+    if prefix and (not prefix.endswith("/") or prefix.startswith("/") or prefix.startswith("state/")):
+        raise ValueError(f"AGENTIC_DOCUMENT_PREFIX must be a key prefix ending in '/', not state/, got {prefix!r}")
+    return prefix
+
+
+def _index_name(name: str) -> str:
+    import re
+
+    # OpenSearch index names: lowercase, no leading '_', '-' or '+', none of \ / * ? " < > | , # : or space
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,100}", name):
+        raise ValueError(f"AGENTIC_OPENSEARCH_INDEX must be a lowercase OpenSearch index name, got {name!r}")
+    return name
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -211,8 +231,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         or (str(home / "kube" / "kubeconfig") if target == "cluster" else ""),
         compute_mode=compute,
         document_queue_url=env.get("AGENTIC_DOCUMENT_QUEUE_URL", "").strip(),
+        s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3", "").strip(),
+        document_prefix=_prefix(env.get("AGENTIC_DOCUMENT_PREFIX", "incoming/").strip()),
         vector_store=store,
         opensearch_port=port,
+        opensearch_index=_index_name(env.get("AGENTIC_OPENSEARCH_INDEX", "chunks").strip() or "chunks"),
         profile=profile,
         home=home,
         cache=cache,

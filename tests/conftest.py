@@ -530,6 +530,8 @@ def ray_head(ray_token):
 
     from infra.local.processes import stop_processes_naming
 
+    for k, v in MOTO_CREDENTIALS.items():  # Ray jobs read S3 (the moto server) with what the head's environment has
+        os.environ.setdefault(k, v)
     venv_bin = Path(sys.executable).parent
     root = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths live under it
     temp_dir = f"{root}/ray"
@@ -537,7 +539,7 @@ def ray_head(ray_token):
     ports = ("ray-client-server", "dashboard-agent-listen", "dashboard-agent-grpc", "runtime-env-agent")
     ports += ("node-manager", "object-manager", "metrics-export")
     cmd = [str(venv_bin / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}"]
-    cmd += ["--num-cpus=1", "--object-store-memory=100000000", "--include-dashboard=true"]
+    cmd += ["--num-cpus=2", "--object-store-memory=200000000", "--include-dashboard=true"]
     cmd += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}"]
     cmd += ["--disable-usage-stats", *(f"--{p}-port={free_port()}" for p in ports)]
     # The job entrypoint runs `python` from the head's PATH: this venv's.

@@ -1,9 +1,10 @@
 """The jobs as the eks profile runs them, for tests: every step in its own process with its own empty scratch home.
 
-``dg.reconstructable`` points each step process at these functions: every process builds its resources afresh,
-with a new empty ``AGENTIC_HOME`` of its own (under ``POD_TEST_SCRATCH``, which the test removes), so nothing a
-step writes to its local disk can reach another step. State and documents live in S3 (a moto server), vectors in OpenSearch;
-Ray is the session's cluster (as the KubeRay cluster is on EKS). Configured through ``POD_TEST_*`` variables.
+``dg.reconstructable`` points each step process at these functions: every process builds the eks profile's
+resources afresh, with a new empty ``AGENTIC_HOME`` of its own (under ``POD_TEST_SCRATCH``, which the test removes),
+so nothing a step writes to its local disk can reach another step. State and documents live in S3 (a moto server),
+vectors in OpenSearch, and the data path runs as Ray jobs on a `ray start` head (as on the KubeRay cluster).
+Configured through the eks profile's own variables, and ``POD_TEST_SCRATCH``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-
-from pipelines.settings import Settings
 
 # Each step still gets a process of its own (forked from a server that imported these once, as a pod starts from an
 # image with them installed) and its own empty home: what it builds and writes is its alone.
@@ -31,32 +30,32 @@ PRELOAD = [
 
 
 def pod_definitions() -> dg.Definitions:
+    """The eks profile's resources, built as a step pod builds them (``AGENTIC_PROFILE=eks``, the platform's env),
+    pointed at local twins: S3 on a moto server (``AWS_ENDPOINT_URL_S3``), the Ray Jobs API of a real `ray start`
+    head with a token (``RayJobsApiRunner``), OpenSearch on the local node (SigV4-signed; the node ignores it).
+    Swapped, because they cannot run here: the embedding model (the image's snowflake-arctic-embed-s is not on this
+    machine: the local profile's MiniLM, so the index can equal the local one), Tesseract (the cached one, not the
+    image's system package) and the gateway's vision route (no gateway in this test; the corpus has no images)."""
     from assets.evaluation import evaluation_assets, evaluation_checks
     from assets.knowledge import knowledge_assets, knowledge_checks
     from pipelines.jobs import evaluation_job, knowledge_job
     from pipelines.profiles import build_resources
-    from resources.document_store import S3DocumentStore
-    from resources.opensearch_store import OpenSearchVectorStore
+    from pipelines.settings import load_settings
+    from resources.embedder import EmbedderResource
+    from resources.ocr import CachedTesseractOcr, cached_tesseract_root
     from resources.retrieval import RetrieverResource
-    from resources.state_store import S3StateStore
+    from resources.vision import NoVision
 
-    env = os.environ
+    env = dict(os.environ)
     # this process's own empty disk, in a folder the test removes (a forked step ends without running atexit)
     home = Path(tempfile.mkdtemp(prefix="pod-step-", dir=env["POD_TEST_SCRATCH"]))
-    settings = Settings(
-        profile="local",
-        home=home,
-        cache=Path(env["AGENTIC_CACHE"]),
-        corpus_limit=0,
-        ray_address=env["AGENTIC_RAY_ADDRESS"],
-    )
+    settings = load_settings({**env, "AGENTIC_PROFILE": "eks", "AGENTIC_HOME": str(home)})
     res = build_resources(settings)
-    endpoint, bucket = env["POD_TEST_S3_ENDPOINT"], env["POD_TEST_BUCKET"]
-    res["document_store"] = S3DocumentStore(bucket=bucket, prefix="pubmed/", endpoint_url=endpoint)
-    res["pipeline_state"] = S3StateStore(bucket=bucket, prefix="state/", endpoint_url=endpoint, shards=8)
-    store = OpenSearchVectorStore(hosts=env["POD_TEST_OPENSEARCH"], index_prefix=env["POD_TEST_INDEX_PREFIX"])
-    res["vector_store"] = store
-    res["retriever"] = RetrieverResource(vector_store=store, embedder=res["embedder"])
+    local = load_settings({"AGENTIC_HOME": str(home), "AGENTIC_CACHE": env["AGENTIC_CACHE"]})
+    res["embedder"] = EmbedderResource(tokenizer_path=str(local.model_dir / "tokenizer.json"))
+    res["retriever"] = RetrieverResource(vector_store=res["vector_store"], embedder=res["embedder"])
+    res["ocr"] = CachedTesseractOcr(root=str(cached_tesseract_root(local.cache)))
+    res["vision"] = NoVision()
     return dg.Definitions(
         assets=[*knowledge_assets, *evaluation_assets],
         asset_checks=[*knowledge_checks, *evaluation_checks],

@@ -1,5 +1,7 @@
-"""Pod per step, for real: the knowledge and evaluation jobs with every step in its own process and its own empty
-scratch home (tests/pod_per_step.py), state and documents on S3 (moto), vectors in a real OpenSearch node.
+"""Pod per step, for real, on the eks data path: the knowledge and evaluation jobs with the eks profile's resources,
+every step in its own process with its own empty scratch home (tests/pod_per_step.py), state and documents on S3
+(moto), the data path submitted as Ray jobs to a `ray start` head's Jobs API with a token (RayJobsApiRunner, what
+eks uses), vectors in a real OpenSearch node.
 
 On a pipeline that keeps state on local disk this fails at the first run: the chunking step finds no parsed
 documents, and the index step, seeing no live chunks, deletes what the index holds.
@@ -7,6 +9,7 @@ documents, and the index step, seeing no live chunks, deletes what the index hol
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 
@@ -40,31 +43,38 @@ def test_jobs_with_a_process_and_an_empty_disk_per_step(
     tmp_path,
     moto_endpoint,
     opensearch_url,
-    ray_address,
+    ray_head,
     base_settings,
     settings_factory,
     pubmed_sample,
     cli_home,
 ):
     bucket, prefix = f"pods-{uuid.uuid4().hex[:8]}", f"pod{uuid.uuid4().hex[:8]}"
-    docs = S3DocumentStore(
-        bucket=bucket, prefix="pubmed/", endpoint_url=moto_endpoint
-    )  # the keys `agentic run` gives them
+    # under the keys `agentic run` gives them locally (pubmed/...), the eks profile's document prefix set to match
+    docs = S3DocumentStore(bucket=bucket, prefix="pubmed/", endpoint_url=moto_endpoint)
     docs._client().create_bucket(Bucket=bucket)
     sample = {document_key(p): d for p, d in pubmed_sample[:CORPUS]}
     for key, data in sample.items():
         docs.put(key, data)
-    for k, v in {
-        "POD_TEST_S3_ENDPOINT": moto_endpoint,
-        "POD_TEST_BUCKET": bucket,
-        "POD_TEST_OPENSEARCH": opensearch_url,
-        "POD_TEST_INDEX_PREFIX": prefix,
-        "AGENTIC_RAY_ADDRESS": ray_address,
+    for k, v in {  # the eks profile's settings, as the platform renders them for a step pod, at the local twins
+        "AGENTIC_DOCUMENT_BUCKET": bucket,
+        "AGENTIC_DOCUMENT_PREFIX": "pubmed/",
+        "AWS_ENDPOINT_URL_S3": moto_endpoint,
+        "AWS_REGION": "us-east-1",
+        "AGENTIC_OPENSEARCH_ENDPOINT": opensearch_url,
+        "AGENTIC_OPENSEARCH_INDEX": prefix,
+        "AGENTIC_RAY_ADDRESS": ray_head["gcs"],
+        "AGENTIC_RAY_JOBS_ADDRESS": ray_head["dashboard"],
         "AGENTIC_CACHE": str(base_settings.cache),
         "AGENTIC_GATEWAY_KEY": "unused-retrieval-only",
         "POD_TEST_SCRATCH": str(tmp_path / "pods"),
     }.items():
         monkeypatch.setenv(k, v)
+    from pipelines.profiles import build_resources as _build
+    from pipelines.settings import load_settings
+    from resources.ray_jobs import RayJobsApiRunner
+
+    assert isinstance(_build(load_settings({**os.environ, "AGENTIC_PROFILE": "eks"}))["ray_jobs"], RayJobsApiRunner)
     (tmp_path / "dagster").mkdir()
     (tmp_path / "pods").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "dagster"))
@@ -72,6 +82,12 @@ def test_jobs_with_a_process_and_an_empty_disk_per_step(
     try:
         meta, checks = _execute(pod_per_step.knowledge_job_def, instance)
         assert checks and all(checks.values()), checks
+        # the data path ran as Ray jobs through the head's Jobs API (with the token), not in the step processes
+        from ray.job_submission import JobSubmissionClient
+
+        jobs = [j for j in JobSubmissionClient(ray_head["dashboard"]).list_jobs() if j.metadata.get("target")]
+        stages = {j.metadata["target"].rsplit(":", 1)[1] for j in jobs if j.status.value == "SUCCEEDED"}
+        assert {"parse_stage", "chunk_stage"} <= stages and any("embed" in s for s in stages), stages
         gen = meta["vector_index"]["generation"]
         assert (
             meta["chunk_embeddings"]["embedded_this_run"] == meta["document_chunks"]["chunks"] == store.count(gen) > 40
