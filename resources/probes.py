@@ -73,4 +73,7 @@ def vision_ok(base: str, model: str, headers: dict | None = None) -> tuple[bool,
 
     t = time.perf_counter()
     content = image_message(solid_png(32, 32, (220, 20, 20)), "Name its colour. One word.")
-    return _reply(_complete(base, model, content, headers), t)
+    try:
+        return _reply(_complete(base, model, content, headers), t)
+    except httpx.HTTPError as exc:
+        return _unreachable(base, exc)

@@ -110,6 +110,11 @@ def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
+    # no cluster here: both checks send their real requests to the in-cluster names and fail, saying so
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {"endpoints_answer", "gateway_routes_models"}
+    for check in checks.values():
+        assert not check.passed and check.metadata["chat"].value["unreachable"].startswith("http://"), check.metadata
     from assets.serving import MANIFEST_KEY
 
     state = LocalStateStore(root=str(tmp_path / "state"))
