@@ -220,7 +220,10 @@ def down(settings: Settings, log=print) -> None:
     if addr_file.exists() and not settings.ray_address:
         from infra.local.processes import stop_processes_naming
 
+        address = addr_file.read_text().strip()
         stop_processes_naming(str(settings.ray_root))  # `ray stop` would stop every Ray on the machine
+        if address:  # the head's Ray client server names its GCS address, not the temp dir
+            stop_processes_naming(f"--address={address} ")
         addr_file.unlink()
         (run / "ray.metrics").unlink(missing_ok=True)
         log("stopped the Ray head (and its Serve applications)")

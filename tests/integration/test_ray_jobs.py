@@ -275,3 +275,24 @@ def test_run_under_another_home_gets_its_own_ray(ray_head, tmp_path):
     other_nodes = {n.node_id for n in list_nodes(address=ray_head["dashboard"])}
     assert other_nodes and out["task_node"] not in other_nodes
     assert _port(out["same_home_gcs"]) == _port(ray_head["gcs"])  # this home's own head, found through its address file
+
+
+@pytest.mark.integration
+def test_agentic_down_stops_every_process_of_the_head_up_started(base_settings, tmp_path):
+    """`agentic up`'s head, then `agentic down`: nothing of it is left, the Ray client server included (it names the
+    head's GCS address, not its temp dir, and `agentic down` used to leave it listening)."""
+    import shutil
+    import tempfile
+
+    from infra.local.processes import pids_naming
+    from pipelines.services import down, ensure_ray_head
+    from tests.conftest import make_settings
+
+    home = Path(tempfile.mkdtemp(prefix="dn", dir="/tmp"))  # short: Ray's unix socket paths live under it
+    settings = make_settings(base_settings, home)
+    address = ensure_ray_head(settings, log=lambda *_: None)
+    client_server = f"--address={address} "
+    assert pids_naming(str(settings.ray_root)) and pids_naming(client_server)
+    down(settings, log=lambda *_: None)  # returns once what it stopped is gone
+    assert not pids_naming(str(settings.ray_root)) and not pids_naming(client_server)
+    shutil.rmtree(home, ignore_errors=True)
