@@ -560,6 +560,7 @@ def ray_head(ray_token):
         yield {"gcs": f"127.0.0.1:{gcs_port}", "dashboard": dashboard, "root": root, "temp_dir": temp_dir}
     finally:
         stop_processes_naming(root + "/")
+        stop_processes_naming(f"--address=127.0.0.1:{gcs_port} ")  # its Ray client server names the GCS, not root
         shutil.rmtree(root, ignore_errors=True)
 
 
