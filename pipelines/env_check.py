@@ -11,7 +11,7 @@ import dagster as dg
 # What each variable a profile reads is for, and where it comes from on eks (the Dagster user deployment's env and
 # Secrets, rendered by `agentic platform render`). A variable without an entry fails the unit test that reads this.
 ENV_PURPOSE = {
-    "AGENTIC_DOCUMENT_BUCKET": "the S3 bucket of incoming documents (incoming/) and pipeline state (state/); "
+    "AGENTIC_DOCUMENT_BUCKET": "the S3 bucket of incoming documents (AGENTIC_DOCUMENT_PREFIX, incoming/) and pipeline state (state/); "
     "the platform's Terraform/`agentic platform apply --target eks` creates it, the Dagster deployment's env names it",
     "AGENTIC_RAY_ADDRESS": "the KubeRay data cluster's address (ray://agentic-data-head-svc.<namespace>:10001)",
     "AGENTIC_RAY_JOBS_ADDRESS": "the KubeRay data cluster's Jobs API (http://agentic-data-head-svc.<namespace>:8265)",

@@ -44,13 +44,17 @@ def pids_naming(marker: str) -> set[int]:
     """Processes whose command line names ``marker`` (a private directory, such as a Ray head's temp dir), and all
     their descendants; never this process."""
     table = _proc_table()
-    ours = {pid for pid, (_, cmd) in table.items() if marker in cmd}
-    grew = True
+    ours = _with_descendants(table, {pid for pid, (_, cmd) in table.items() if marker in cmd})
+    ours.discard(os.getpid())
+    return ours
+
+
+def _with_descendants(table: dict[int, tuple[int, str]], roots: set[int]) -> set[int]:
+    ours, grew = set(roots), True
     while grew:
         children = {pid for pid, (ppid, _) in table.items() if ppid in ours} - ours
         ours |= children
         grew = bool(children)
-    ours.discard(os.getpid())
     return ours
 
 
@@ -129,13 +133,7 @@ def listening_sockets(pids: set[int]) -> list[dict]:
 
 def descendants(root: int) -> set[int]:
     """``root`` and every process below it (a daemon that left its parent is not one: name it another way)."""
-    table = _proc_table()
-    ours, grew = {root}, True
-    while grew:
-        children = {pid for pid, (ppid, _) in table.items() if ppid in ours} - ours
-        ours |= children
-        grew = bool(children)
-    return ours
+    return _with_descendants(_proc_table(), {root})
 
 
 def is_loopback(address: str) -> bool:
