@@ -23,6 +23,7 @@ def main() -> int:
         "bench_vector_stores.py",
         "bench_access.py",
         "bench_ocr.py",
+        "bench_llama_server.py",
         "bench_scale_sweep.py",
     ):
         print(f"== {script}", flush=True)

@@ -8,6 +8,8 @@
 #   phoenix     .venv-phoenix: Arize Phoenix, the local trace store
 #   tesseract   Tesseract 5 (OCR of scans), Debian packages unpacked into the cache
 #   prometheus  Prometheus and promtool, Debian's package unpacked into the cache
+#   llama-native  llama-server built from source for this CPU (~4 min on 2 cores, once): decodes ~40% faster than
+#               the prebuilt one; the llm parts fall back to the prebuilt one where it is absent or fails its probe
 #   llm:0.5b    the 0.5B model (tests), assembled from its part wheels, and a llama-server that runs on this CPU
 #   llm:1.5b    the 1.5B model (`make run`), likewise
 #   chromium    headless Chromium + ChromeDriver (Debian packages; needs root) for the browser tests
@@ -15,7 +17,7 @@
 #   kube        the local Kubernetes control plane (Go build into the cache; ~10-15 min cold on 2 cores)
 #
 # Groups: core = venv data gateway phoenix tesseract prometheus (the main job and `agentic up`);
-#         all  = core chromium opensearch kube (the whole test suite).
+#         all  = core llama-native chromium opensearch kube (the whole test suite).
 # No argument: all llm:0.5b llm:1.5b (`make setup`). `make run`: core llm:1.5b. `make test`: all llm:0.5b.
 # `make opensearch`: opensearch; `make cluster`: kube (`agentic opensearch run` and `agentic cluster up` build those
 # two on demand too). The old form `setup.sh 0.5b|1.5b` still means everything with that model.
@@ -34,8 +36,8 @@ UV=("$PY" -m uv)
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 CORE=(data gateway phoenix tesseract prometheus)
-ALL=("${CORE[@]}" chromium opensearch kube)
-ORDER=(data gateway phoenix tesseract prometheus llm:0.5b llm:1.5b chromium opensearch kube)
+ALL=("${CORE[@]}" llama-native chromium opensearch kube)
+ORDER=(data gateway phoenix tesseract prometheus llama-native llm:0.5b llm:1.5b chromium opensearch kube)
 WANT=" "
 want() { local p; for p in "$@"; do [[ $WANT == *" $p "* ]] || WANT="$WANT$p "; done; }
 [ $# -gt 0 ] || set -- all llm:0.5b llm:1.5b
@@ -44,7 +46,8 @@ for arg in "$@"; do
     core) want "${CORE[@]}" ;;
     all) want "${ALL[@]}" ;;
     venv) ;;
-    data | gateway | phoenix | tesseract | prometheus | chromium | opensearch | kube | llm:0.5b | llm:1.5b) want "$arg" ;;
+    data | gateway | phoenix | tesseract | prometheus | llama-native | chromium | opensearch | kube | llm:0.5b | llm:1.5b)
+      want "$arg" ;;
     0.5b | 1.5b) want "${ALL[@]}" "llm:$arg" ;;
     -h | --help) usage; exit 0 ;;
     *) echo "setup: unknown part '$arg'" >&2; usage >&2; exit 2 ;;
@@ -178,6 +181,14 @@ part_llm() {
   .venv/bin/python -m infra.local.llama_server --cache "$CACHE" --llm "$llm" --pip-python "$PY"
 }
 
+# llama-server compiled for this CPU from the llama-cpp-python sdist (PyPI); a machine without a compiler keeps the
+# prebuilt one (the part says so and goes on).
+part_llama_native() {
+  .venv/bin/python -m infra.local.llama_server --cache "$CACHE" --has-native && return 0
+  begin
+  .venv/bin/python -m infra.local.llama_server --cache "$CACHE" --build-native --pip-python "$PY"
+}
+
 # Tesseract 5 (OCR for scans and images) from Debian packages, unpacked into the cache without root: the engine, its
 # two libraries, the English model, and any of its shared-library dependencies this host lacks.
 TESS_VERSION=5.3.0-2  # resources/ocr.py: TESSERACT_DEBIAN_VERSION
@@ -268,7 +279,7 @@ for p in "${ORDER[@]}"; do
   [[ $WANT == *" $p "* ]] || continue
   case $p in
     llm:*) run_part "$p" part_llm "${p#llm:}" ;;
-    *) run_part "$p" "part_$p" ;;
+    *) run_part "$p" "part_${p//-/_}" ;;
   esac
 done
 

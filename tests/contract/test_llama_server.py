@@ -42,6 +42,21 @@ def test_the_native_build_lives_in_a_folder_named_for_this_cpu(tmp_path):
     assert ls._cpu_fingerprint() in ls.source_origin()
 
 
+@pytest.mark.unit
+def test_the_native_build_names_the_cpus_instruction_sets_and_leaves_out_amx(tmp_path):
+    """ggml's AMX matmul crashed (SIGSEGV in ggml_backend_amx_mul_mat) in a VM whose CPU lists AMX, in a -march=native
+    build; a build folder made before this rule (which may hold such a build) is never looked in."""
+    spr = {"avx", "avx2", "fma", "f16c", "bmi2", "avx_vnni", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"}
+    flags = ls.target_flags("native", spr)
+    assert "-DGGML_NATIVE=OFF" in flags and "-DGGML_AVX512_VNNI=ON" in flags and "-DGGML_AVX_VNNI=ON" in flags
+    assert "-DGGML_AVX512_BF16=OFF" in flags and not any("AMX" in f for f in flags)
+    zen3 = ls.target_flags("native", {"avx", "avx2", "fma", "f16c", "bmi2"})
+    assert "-DGGML_AVX2=ON" in zen3 and "-DGGML_AVX512=OFF" in zen3 and "-DGGML_AVX_VNNI=OFF" in zen3
+    assert ls.target_flags("native", {"asimd", "sve"}) == ["-DGGML_NATIVE=ON"]  # Graviton: the compiler decides
+    assert ls.target_flags("x86-64-v3", spr) == ls.TARGET_FLAGS["x86-64-v3"]
+    assert ls.source_binary(tmp_path).parts[-4].endswith("-r3")
+
+
 def _served_tokens(server: ls.LlamaServer) -> int:
     body = {"prompt": "def fibonacci(n):", "n_predict": 8, "temperature": 0, "cache_prompt": False}
     return httpx.post(f"{server.url}/completion", json=body, timeout=120).json()["tokens_predicted"]
