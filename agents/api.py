@@ -94,6 +94,9 @@ class Metrics:
         self.llm_calls.inc(answer.llm_calls)
 
 
+RETRY_AFTER_S = 5  # a llama-server restart took 2-4 s here
+
+
 def _err(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
 
@@ -286,11 +289,17 @@ def create_app(
     def _upstream_error(exc: Exception) -> JSONResponse:
         import openai
 
-        if isinstance(exc, openai.APIStatusError):
+        if isinstance(exc, openai.APIStatusError) and exc.status_code == 503:
+            # the model server is restarting (its replica says so): unavailable for now, not a broken gateway
+            unavailable = _err(503, "model server restarting; retry shortly", "upstream_unavailable")
+        elif isinstance(exc, openai.APIStatusError):
             return _err(502, f"model gateway returned {exc.status_code}; retry shortly", "upstream_error")
-        if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
-            return _err(503, "model gateway unreachable; retry shortly", "upstream_unavailable")
-        raise exc
+        elif isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
+            unavailable = _err(503, "model gateway unreachable; retry shortly", "upstream_unavailable")
+        else:
+            raise exc
+        unavailable.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return unavailable
 
     def _record(answer, request: Request) -> None:
         metrics.answered(answer)

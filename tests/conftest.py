@@ -523,64 +523,9 @@ def ray_head(ray_token):
     """A second Ray head, ``ray start --head`` with the dashboard (the Jobs API, as eks uses it), every port a free
     loopback one, its temp dir private; also plays 'another home's head'. Stopped by killing exactly the processes
     of that temp dir (never ``ray stop``). A dashboard that does not answer in time fails the test, never skips it."""
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
-
-    from infra.local.processes import stop_processes_naming
+    from tests.helpers import ray_head_process
 
     for k, v in MOTO_CREDENTIALS.items():  # Ray jobs read S3 (the moto server) with what the head's environment has
         os.environ.setdefault(k, v)
-    venv_bin = Path(sys.executable).parent
-    root = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's unix socket paths live under it
-    temp_dir = f"{root}/ray"
-    gcs_port, dash_port = free_port(), free_port()
-    ports = ("ray-client-server", "dashboard-agent-listen", "dashboard-agent-grpc", "runtime-env-agent")
-    ports += ("node-manager", "object-manager", "metrics-export")
-    cmd = [str(venv_bin / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs_port}"]
-    cmd += ["--num-cpus=2", "--object-store-memory=200000000", "--include-dashboard=true"]
-    cmd += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}", f"--temp-dir={temp_dir}"]
-    cmd += ["--disable-usage-stats", *(f"--{p}-port={free_port()}" for p in ports)]
-    # The job entrypoint runs `python` from the head's PATH: this venv's.
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AGENTIC_RAY_ADDRESS")}
-    env.update(PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0")
-    try:
-        for _ in range(2):  # a raylet that misses its startup deadline on a loaded machine gets one more try
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-            if proc.returncode == 0:
-                break
-            stop_processes_naming(root + "/")
-        if proc.returncode != 0:
-            pytest.fail(f"ray start failed twice:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-        dashboard = f"http://127.0.0.1:{dash_port}"
-        error = _wait_for_dashboard(dashboard, temp_dir, ray_token.read_text().strip())
-        if error:
-            pytest.fail(error)
-        yield {"gcs": f"127.0.0.1:{gcs_port}", "dashboard": dashboard, "root": root, "temp_dir": temp_dir}
-    finally:
-        stop_processes_naming(root + "/")
-        stop_processes_naming(f"--address=127.0.0.1:{gcs_port} ")  # its Ray client server names the GCS, not root
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_for_dashboard(url: str, temp_dir: str, token: str, timeout_s: float = 120) -> str:
-    """ "" once the Jobs API answers, else why not (with the dashboard's log tail)."""
-    import time
-
-    import httpx
-
-    deadline = time.time() + timeout_s
-    last = ""
-    while time.time() < deadline:
-        try:
-            r = httpx.get(f"{url}/api/jobs/", headers={"Authorization": f"Bearer {token}"}, timeout=2)
-            if r.status_code == 200:
-                return ""
-            last = f"HTTP {r.status_code}"
-        except httpx.HTTPError as exc:
-            last = repr(exc)
-        time.sleep(0.5)
-    logs = sorted(Path(temp_dir).glob("session_*/logs/dashboard.*"))
-    tail = logs[-1].read_text(errors="replace")[-1500:] if logs else "(no dashboard log)"
-    return f"the Ray dashboard did not answer on {url} in {timeout_s:.0f} s ({last}); its log tail:\n{tail}"
+    with ray_head_process(ray_token.read_text().strip()) as head:
+        yield head
