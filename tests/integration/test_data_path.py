@@ -129,6 +129,7 @@ def test_shards_embedded_together_each_get_their_own_vectors(tmp_path, embedder_
         assert quarantined.column("chunk_id").to_pylist() == [c for c, t in by_id.items() if not t.strip()]
 
 
+EMBED_START = 'Started execution of step "chunk_embeddings"'
 KILLED_RUN = textwrap.dedent("""
     import json
     import sys
@@ -194,3 +195,64 @@ def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(indexed_cop
     gen = meta["vector_index"]["generation"]
     ids = res["vector_store"].scan(gen, ["chunk_id"]).column("chunk_id").to_pylist()
     assert len(ids) == len(set(ids)) == meta["document_chunks"]["chunks"]  # exact, no duplicate ids
+
+
+def test_the_ray_head_killed_mid_embedding_the_retry_resumes_and_the_index_is_exact(
+    indexed_copy, pubmed_sample, ray_token, tmp_path
+):
+    """The run embeds on a Ray head of its own, which is killed (SIGKILL: GCS, raylet, agents; the workers die with
+    their raylet) a few seconds into the embedding: nothing is committed, the run ends with an error within seconds
+    instead of hanging, and the retry, on another cluster (as KubeRay starts a new head), embeds what the dead run had
+    not written and ends with an exact index."""
+    from infra.local.processes import pids_naming
+    from tests.helpers import ray_head_process
+
+    settings, res = indexed_copy.settings, indexed_copy.resources
+    seed(res, {document_key(p): d for p, d in pubmed_sample[150:300]})  # none of them in the indexed home
+    state = res["pipeline_state"]
+    vtable = vectors_table(res["embedder"].model_id)
+    committed, chunks_before = state.manifest(vtable), state.table_rows(CHUNKS_TABLE)
+    rules = json.dumps([[prefix, list(groups)] for prefix, groups in settings.access_rules])
+    log_path = tmp_path / "run.log"
+    with ray_head_process(ray_token.read_text().strip(), dashboard=False) as head, open(log_path, "wb") as log:
+        head_pids = pids_naming(head["root"] + "/")
+        assert head_pids
+        # the driver gives up on a lost GCS after 10 s, not Ray's default minute
+        env = {**os.environ, "RAY_gcs_rpc_server_reconnect_timeout_s": "10"}
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_RUN, str(settings.home), str(settings.cache), head["gcs"], rules],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline and proc.poll() is None and EMBED_START not in log_path.read_text():
+                time.sleep(0.05)
+            assert proc.poll() is None and EMBED_START in log_path.read_text(), log_path.read_text()[-3000:]
+            time.sleep(3)  # into the embedding (it takes ~10 s here), past the Ray Data pipeline's start
+            assert "execution finished" not in log_path.read_text(), "the embedding ended before the head was killed"
+            for pid in head_pids:
+                os.kill(pid, signal.SIGKILL)
+            t0 = time.time()
+            ended = proc.wait(120)  # bounded: a driver that hung on the dead head fails here
+            assert ended != 0, log_path.read_text()[-5000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    print(f"the run whose head was killed ended {time.time() - t0:.1f} s after the kill, exit {ended}")
+    assert state.manifest(vtable) == committed  # nothing was committed by the run whose head died
+
+    meta, checks, _ = materialize(settings)  # the retry, on the session's Ray cluster
+    assert checks and all(checks.values()), checks
+    emb = meta["chunk_embeddings"]
+    new_chunks = meta["document_chunks"]["chunks"] - chunks_before
+    assert 0 < emb["embedded_this_run"] <= new_chunks and meta["document_chunks"]["chunks"] == emb["live_chunks"]
+    gen = meta["vector_index"]["generation"]
+    ids = res["vector_store"].scan(gen, ["chunk_id"]).column("chunk_id").to_pylist()
+    assert len(ids) == len(set(ids)) == meta["document_chunks"]["chunks"]  # exact, no duplicate ids
+    # measured: the killed run had written no shard (small shards share one length-sorted call, written when it
+    # ends), so the retry embedded all 327 new chunks; shards written before a kill are resumed (the test above)
+    print(f"retry: {emb['embedded_this_run']} chunks embedded, {emb['resumed_shards']} shards resumed")
