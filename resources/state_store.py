@@ -30,6 +30,10 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$")
 DEFAULT_SHARDS = 32
 
 
+class StateStoreWriteError(OSError):
+    """A write the store's disk refused (full, or over a size limit): nothing was replaced."""
+
+
 def shard_of(key: str, shards: int) -> int:
     """The shard of a document key: stable across runs, processes and machines."""
     return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big") % shards
@@ -212,8 +216,16 @@ class LocalStateStore(PipelineStateStore):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)  # a partial file is never left to fill the disk further, nor read
+            raise StateStoreWriteError(
+                f"the state store at {self.root} could not write {key} ({exc.strerror or exc}): its disk is full or "
+                "over a size limit. Nothing was replaced; readers keep the previous version. Free space and run "
+                "again: what earlier steps committed is kept."
+            ) from exc
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         root = Path(self.root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
 
@@ -81,3 +82,43 @@ def test_a_shard_written_before_a_column_was_added_reads_with_it_as_nulls(store)
     got = store.read_shard("docs", 1, newer)
     assert got.schema == newer and got.column("pages").null_count == 3 and got.column("key").to_pylist()[0] == "doc/0"
     assert store.read_shard("docs", 1, newer, columns=["key", "pages"]).column_names == ["key", "pages"]
+
+
+FULL_DISK_WRITER = """
+import os, resource, signal, sys
+import pyarrow as pa
+from resources.state_store import LocalStateStore, StateStoreWriteError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+store = LocalStateStore(root=sys.argv[1], shards=8)
+try:
+    store.write("big", pa.table({"key": [os.urandom(16).hex() for _ in range(20000)]}))  # ~650 KB, incompressible
+except StateStoreWriteError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.contract
+def test_a_full_disk_is_a_clear_error_and_nothing_half_written_is_read(tmp_path):
+    """The OS refuses the write midway: a real EFBIG from a file size limit (RLIMIT_FSIZE) in a process of its own,
+    standing in for ENOSPC, which needs a small filesystem mounted as root. The error names the key and the cause,
+    no partial file is left, readers keep the previous version, and once there is room the same write succeeds."""
+    import subprocess
+    import sys
+
+    from tests.integration.test_knowledge_pipeline import REPO_ROOT
+
+    store = LocalStateStore(root=str(tmp_path / "state"), shards=8)
+    store.write("big", table(3, "before"))
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_WRITER, store.root], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "could not write tables/big.parquet" in proc.stdout and "File too large" in proc.stdout, proc.stdout
+    assert "disk is full" in proc.stdout and "Nothing was replaced" in proc.stdout
+    assert not [p for p in (tmp_path / "state").rglob("*") if p.name.endswith(".tmp")]  # no partial file left
+    assert store.read("big").equals(table(3, "before"))  # the previous version, whole
+    bigger = pa.table({"key": [os.urandom(16).hex() for _ in range(20000)]})
+    store.write("big", bigger)
+    assert store.read("big").equals(bigger)
