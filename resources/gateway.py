@@ -130,6 +130,9 @@ class LLMGatewayResource(dg.ConfigurableResource):
         cfg, _, _ = self._paths()
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+        from infra.platform.gateway import AUTH_MODULE
+
+        (cfg.parent / AUTH_MODULE.name).write_text(AUTH_MODULE.read_text())  # the key check, loaded from beside it
         return cfg
 
     def _port(self) -> int:

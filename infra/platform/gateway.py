@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+# LiteLLM loads the key check from beside its config file: the module travels with the config (a file locally, a
+# second key of the same ConfigMap on eks)
+AUTH_MODULE = Path(__file__).resolve().parents[1] / "gateway" / "agentic_auth.py"
+CUSTOM_AUTH = f"{AUTH_MODULE.stem}.user_api_key_auth"
+
 
 def render_litellm_config(
     llm_name: str,
@@ -100,5 +107,5 @@ def render_litellm_config(
             "callbacks": list(callbacks),
         },
         "router_settings": {"num_retries": retries, "retry_after": 1, "timeout": timeout_s},
-        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY", "custom_auth": CUSTOM_AUTH},
     }

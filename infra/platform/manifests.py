@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from infra.platform.config import MANAGED_BY, NodePoolConfig, PlatformConfig
-from infra.platform.gateway import render_litellm_config
+from infra.platform.gateway import AUTH_MODULE, render_litellm_config
 from infra.platform.observability import (
     PROMETHEUS_RELEASE,
     exporter_services,
@@ -718,7 +718,11 @@ def render_gateway_and_observability(cfg: PlatformConfig, litellm_config: dict) 
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _meta(cfg, "litellm-config", "gateway", ns),
-            "data": {"config.yaml": yaml.safe_dump(litellm_config, sort_keys=False)},
+            # the proxy loads its key check (general_settings.custom_auth) from beside config.yaml
+            "data": {
+                "config.yaml": yaml.safe_dump(litellm_config, sort_keys=False),
+                AUTH_MODULE.name: AUTH_MODULE.read_text(),
+            },
         },
     ]
     secret_env = lambda name, secret, key: {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}  # noqa: E731

@@ -457,3 +457,25 @@ def test_every_ray_cluster_runs_with_a_token_from_a_secret_and_the_steps_carry_i
         assert [e for e in env if e["name"].startswith("RAY_AUTH")] == want
     everything = json.dumps([groups, values])
     assert '"RAY_AUTH_TOKEN", "value"' not in everything and 'auth_token": "' not in everything
+
+
+@pytest.mark.unit
+def test_the_gateway_configmap_carries_its_key_check_beside_the_config(cfg):
+    """On eks LiteLLM loads general_settings.custom_auth from beside /etc/litellm/config.yaml: the module is a second
+    key of the same ConfigMap, mounted whole (a wrong key then gets 401, not LiteLLM's 400 "No connected db")."""
+    from infra.platform.manifests import litellm_config
+
+    groups = render_all(cfg, litellm_config(cfg), "auto")
+    cm = next(m for m in groups["gateway_and_observability"] if m["metadata"]["name"] == "litellm-config")
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    module, _, fn = config["general_settings"]["custom_auth"].partition(".")
+    assert fn == "user_api_key_auth" and f"async def {fn}(" in cm["data"][f"{module}.py"]
+    litellm = next(
+        m
+        for m in groups["gateway_and_observability"]
+        if m["kind"] == "Deployment" and "litellm" in m["metadata"]["name"]
+    )
+    pod = litellm["spec"]["template"]["spec"]
+    mount = pod["containers"][0]["volumeMounts"][0]
+    assert mount["mountPath"] == "/etc/litellm" and "subPath" not in mount
+    assert pod["volumes"][0]["configMap"]["name"] == "litellm-config"

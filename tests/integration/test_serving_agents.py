@@ -126,6 +126,7 @@ def test_serving_assets_materialize_with_passing_checks(serving_stack):
     assert meta["model_deployments"]["mode"] == "ray-serve-local"
     assert set(meta["model_deployments"]["apps"]) >= {"llm", "embedder"}
     assert checks["gateway_routes_models"].metadata["no_key_status"].value == 401
+    assert checks["gateway_routes_models"].metadata["wrong_key_status"].value == 401  # was LiteLLM's 400 "no db"
     # the generated gateway config references the key, never contains it
     config = (serving_stack.settings.serving_root / "gateway" / "litellm.yaml").read_text()
     assert "os.environ/LITELLM_MASTER_KEY" in config and serving_stack.gateway.master_key not in config

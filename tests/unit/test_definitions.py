@@ -133,6 +133,9 @@ def test_eks_profile_renders_valid_model_deployments_and_gateway_config(tmp_path
     assert vision_args["model_loading_config"]["model_source"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     gateway = yaml.safe_load((tmp_path / "serving" / "gateway" / "litellm.yaml").read_text())
     assert gateway["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
+    # the key check LiteLLM loads from beside its config (a wrong key: 401, not 400), there on disk too
+    assert gateway["general_settings"]["custom_auth"] == "agentic_auth.user_api_key_auth"
+    assert (tmp_path / "serving" / "gateway" / "agentic_auth.py").read_text().count("compare_digest") == 1
     assert {m["model_name"] for m in gateway["model_list"]} >= {"chat", "judge", "vision"}
     vision_route = next(m for m in gateway["model_list"] if m["model_name"] == "vision")
     assert vision_route["litellm_params"]["api_base"] == "http://agentic-vision-serve-svc.agentic:8000/vision/v1"
