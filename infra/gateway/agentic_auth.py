@@ -6,6 +6,7 @@ for virtual keys there), and clients and checks cannot tell a bad key from a bad
 environment (``.venv-gateway`` locally, the LiteLLM image on eks, mounted from its ConfigMap), never in the project's.
 """
 
+import hashlib
 import os
 import secrets
 
@@ -17,5 +18,8 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     expected = os.environ.get("LITELLM_MASTER_KEY", "")
     given = (api_key or "").removeprefix("Bearer ").strip()
     if expected and secrets.compare_digest(given.encode(), expected.encode()):
-        return UserAPIKeyAuth(api_key=given, user_role=LitellmUserRoles.PROXY_ADMIN)
+        # LiteLLM copies api_key into request metadata and so into trace spans: hand it the hash, as it does for
+        # its own keys, never the key itself
+        token = hashlib.sha256(given.encode()).hexdigest()
+        return UserAPIKeyAuth(api_key=token, user_role=LitellmUserRoles.PROXY_ADMIN)
     raise HTTPException(status_code=401, detail="invalid or missing gateway key")
