@@ -399,9 +399,14 @@ def ensure(
         binary, _, origin = resolve_binary(cache, model_path, threads)
         return binary, origin
     except LlamaServerError as exc:
-        log(f"llama-server: {exc}")
         if source_binary(cache).is_file():
+            log(f"llama-server: {exc}")
             raise  # the native build is there and failed its probe: building it again would not help
+    # the user is about to wait minutes: say why in one line (the full verdict is kept with the probes)
+    log(
+        f"llama-server: the prebuilt binary does not serve {Path(model_path).name} on this CPU; building one for this"
+        f" CPU from source (once, ~4-10 min on 2 cores; probe verdicts in {Path(cache) / 'llama.cpp' / 'probes'})"
+    )
     build_from_source(cache, python=pip_python, log=log)
     binary, _, origin = resolve_binary(cache, model_path, threads)  # the new build is probed too
     return binary, origin
