@@ -48,7 +48,7 @@ BUILD_FLAGS = [
     "-DBUILD_SHARED_LIBS=OFF",
 ]
 TARGET_FLAGS = {
-    "native": ["-DGGML_NATIVE=ON"],  # -march=native: AVX-512/VNNI where the CPU has them
+    "native": ["-DGGML_NATIVE=ON"],  # -march=native, for CPUs without AVX2 (Graviton); x86: target_flags
     "x86-64-v3": ["-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON", "-DGGML_BMI2=ON"],
 }
 # ggml's x86 options and the /proc/cpuinfo flag that allows each; AMX is left out on purpose

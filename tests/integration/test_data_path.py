@@ -129,6 +129,13 @@ def test_shards_embedded_together_each_get_their_own_vectors(tmp_path, embedder_
         assert quarantined.column("chunk_id").to_pylist() == [c for c, t in by_id.items() if not t.strip()]
 
 
+def _assert_exact_index(res, meta) -> None:
+    """The run's index generation holds each live chunk once: no duplicate, none missing."""
+    gen = meta["vector_index"]["generation"]
+    ids = res["vector_store"].scan(gen, ["chunk_id"]).column("chunk_id").to_pylist()
+    assert len(ids) == len(set(ids)) == meta["document_chunks"]["chunks"]
+
+
 EMBED_START = 'Started execution of step "chunk_embeddings"'
 KILLED_RUN = textwrap.dedent("""
     import json
@@ -192,9 +199,7 @@ def test_a_run_killed_while_embedding_resumes_and_the_index_is_exact(indexed_cop
     new_chunks = meta["document_chunks"]["chunks"] - chunks_before
     assert 0 < emb["embedded_this_run"] < new_chunks and meta["document_chunks"]["chunks"] == emb["live_chunks"]
     assert meta["parsed_documents"]["parsed_this_run"] == 0 and meta["document_chunks"]["rechunked_documents"] == 0
-    gen = meta["vector_index"]["generation"]
-    ids = res["vector_store"].scan(gen, ["chunk_id"]).column("chunk_id").to_pylist()
-    assert len(ids) == len(set(ids)) == meta["document_chunks"]["chunks"]  # exact, no duplicate ids
+    _assert_exact_index(res, meta)
 
 
 def test_the_ray_head_killed_mid_embedding_the_retry_resumes_and_the_index_is_exact(
@@ -250,9 +255,7 @@ def test_the_ray_head_killed_mid_embedding_the_retry_resumes_and_the_index_is_ex
     emb = meta["chunk_embeddings"]
     new_chunks = meta["document_chunks"]["chunks"] - chunks_before
     assert 0 < emb["embedded_this_run"] <= new_chunks and meta["document_chunks"]["chunks"] == emb["live_chunks"]
-    gen = meta["vector_index"]["generation"]
-    ids = res["vector_store"].scan(gen, ["chunk_id"]).column("chunk_id").to_pylist()
-    assert len(ids) == len(set(ids)) == meta["document_chunks"]["chunks"]  # exact, no duplicate ids
+    _assert_exact_index(res, meta)
     # measured: the killed run had written no shard (small shards share one length-sorted call, written when it
     # ends), so the retry embedded all 327 new chunks; shards written before a kill are resumed (the test above)
     print(f"retry: {emb['embedded_this_run']} chunks embedded, {emb['resumed_shards']} shards resumed")
