@@ -626,20 +626,21 @@ BURST = [
 ]
 
 
-def _burst(api_server) -> list[httpx.Response]:
+def _burst(api_server, questions: list[str] = BURST) -> list[httpx.Response]:
     h = {"Authorization": f"Bearer {api_server.key}"}
-    with ThreadPoolExecutor(len(BURST)) as pool:
+    with ThreadPoolExecutor(len(questions)) as pool:
         return list(
             pool.map(
-                lambda q: httpx.post(f"{api_server.url}/query", json={"question": q}, headers=h, timeout=600), BURST
+                lambda q: httpx.post(f"{api_server.url}/query", json={"question": q}, headers=h, timeout=600),
+                questions,
             )
         )
 
 
 def test_api_twenty_concurrent_questions_survive_an_llm_kill_then_no_5xx(api_server, serving_stack):
     """The llama-server is killed (SIGKILL, by its pid) during a burst of 20 questions: every one ends, as an answer
-    or a clean 503 (JSON error, Retry-After), never a 502 or a hang, and the server was really replaced. Then 20 at
-    once all succeed."""
+    or a clean 503 (JSON error, Retry-After), never a 502 or a hang, and the server was really replaced. Then a
+    question for each of the new server's slots, all at once, all succeed (no 5xx after the recovery)."""
     base = serving_stack.serving.base_url
     pid = httpx.get(f"{base}/llm/health", timeout=10).json()["server_pid"]
     kill = threading.Timer(4.0, os.kill, (pid, signal.SIGKILL))  # the questions are at the model by then
@@ -661,8 +662,10 @@ def test_api_twenty_concurrent_questions_survive_an_llm_kill_then_no_5xx(api_ser
     # measured: all 20 answered (the agent's client retried through the restart); a 503 is allowed, a 502 is not
     print(f"burst with a kill: {codes.count(200)} answered, {codes.count(503)} clean 503s in {took:.0f} s")
 
-    after = _burst(api_server)
-    assert [r.status_code for r in after] == [200] * 20, [r.text[:200] for r in after if r.status_code != 200]
+    # one per slot fills the new server (20 here cost ~150 s on a 2-core AVX2 CPU and proved no more)
+    slots = serving_stack.serving.parallel
+    after = _burst(api_server, BURST[-slots:])
+    assert [r.status_code for r in after] == [200] * slots, [r.text[:200] for r in after if r.status_code != 200]
     assert all(r.json()["answer"] for r in after)
 
 
