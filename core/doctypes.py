@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from core.documents import ParsedDocument
+from core.parsed_document import ParsedDocument
 
 DOC_TYPES = ("article", "clinical_note", "form", "table_report")
 

@@ -43,16 +43,8 @@ import pyarrow as pa
 from pydantic import PrivateAttr
 
 from core.access import by_index_groups
-from resources.vector_store import (
-    ACCESS_FILTER,
-    FILTER_FIELDS,
-    HIT_FIELDS,
-    LIST_FIELDS,
-    SearchHit,
-    VectorStoreResource,
-    chunk_schema,
-    complete_rows,
-)
+from core.index_schema import FILTER_FIELDS, HIT_FIELDS, LIST_FIELDS, chunk_schema, index_body
+from resources.vector_store import ACCESS_FILTER, SearchHit, VectorStoreResource, complete_rows
 
 # v2: sections (keyword list) and specialty; v3: groups; v4: doc_type and pages
 OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v4"
@@ -87,51 +79,6 @@ def shard_count(
 
 class BulkRejected(RuntimeError):
     """Bulk writes still rejected with 429 after every retry."""
-
-
-def index_body(
-    dimension: int, engine: str = "lucene", m: int = 16, ef_construction: int = 128, shards: int = 1, replicas: int = 0
-) -> dict:
-    if engine not in ("lucene", "faiss"):
-        raise ValueError("engine must be lucene or faiss (nmslib is deprecated)")
-    return {
-        "settings": {
-            "index": {"knn": True, "number_of_shards": shards, "number_of_replicas": replicas, "refresh_interval": "1s"}
-        },
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "chunk_id": {"type": "keyword"},
-                "doc_key": {"type": "keyword"},
-                "doc_id": {"type": "keyword"},
-                "seq": {"type": "integer"},
-                "title": {"type": "text"},
-                "text": {"type": "text", "analyzer": "english"},
-                "section": {"type": "keyword"},
-                "year": {"type": "integer"},
-                "journal": {"type": "keyword"},
-                "mesh_terms": {"type": "keyword"},
-                "sections": {"type": "keyword"},
-                "specialty": {"type": "keyword"},
-                "groups": {"type": "keyword"},
-                "source_format": {"type": "keyword"},
-                "n_tokens": {"type": "integer"},
-                "doc_type": {"type": "keyword"},
-                "page": {"type": "integer"},
-                "page_end": {"type": "integer"},
-                "vector": {
-                    "type": "knn_vector",
-                    "dimension": dimension,
-                    "method": {
-                        "name": "hnsw",
-                        "engine": engine,
-                        "space_type": "cosinesimil",
-                        "parameters": {"m": m, "ef_construction": ef_construction},
-                    },
-                },
-            },
-        },
-    }
 
 
 def build_filter(filters: dict[str, Any] | None) -> list[dict]:

@@ -24,51 +24,13 @@ import pyarrow as pa
 from pydantic import PrivateAttr
 
 from core.access import NOBODY, by_index_groups
+from core.index_schema import FILTER_FIELDS, HIT_FIELDS, LIST_FIELDS, chunk_schema  # the fields, declared once
 
 # v2: sections (list) and specialty columns; v3: groups (who may read); v4: doc_type and pages (page, page_end)
 MAPPING_VERSION = "lancedb-chunks-v4"
-FILTER_FIELDS = {
-    "doc_key": "string",
-    "doc_id": "string",
-    "journal": "string",
-    "section": "list",
-    "source_format": "string",
-    "year": "int",
-    "specialty": "string",
-    "doc_type": "string",
-    "page": "int",
-}
-# list-valued fields: filter value(s) match when any of the row's values is among them
-LIST_FIELDS = {"section": "sections", "mesh": "mesh_terms"}
 # The read scope's filter: set only by the retriever (RetrieverResource), never taken from a caller's filters. A row
 # matches when one of its ``groups`` is among the value's; an empty value matches nothing.
 ACCESS_FILTER = "__read_groups__"
-
-
-def chunk_schema(dimension: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("chunk_id", pa.string()),
-            ("doc_key", pa.string()),
-            ("doc_id", pa.string()),
-            ("seq", pa.int32()),
-            ("title", pa.string()),
-            ("text", pa.string()),
-            ("section", pa.string()),
-            ("year", pa.int32()),
-            ("journal", pa.string()),
-            ("mesh_terms", pa.list_(pa.string())),
-            ("sections", pa.list_(pa.string())),
-            ("specialty", pa.string()),
-            ("groups", pa.list_(pa.string())),
-            ("source_format", pa.string()),
-            ("n_tokens", pa.int32()),
-            ("doc_type", pa.string()),
-            ("page", pa.int32()),
-            ("page_end", pa.int32()),
-            ("vector", pa.list_(pa.float32(), dimension)),
-        ]
-    )
 
 
 def complete_rows(rows: pa.Table) -> pa.Table:
@@ -135,25 +97,6 @@ class SearchHit:
             page_end=r.get("page_end"),
             doc_type=r.get("doc_type") or "",
         )
-
-
-# the stored fields a search reads back into a SearchHit (LanceDB's select, OpenSearch's _source)
-HIT_FIELDS = [
-    "chunk_id",
-    "doc_key",
-    "doc_id",
-    "seq",
-    "title",
-    "text",
-    "section",
-    "year",
-    "journal",
-    "specialty",
-    "groups",
-    "page",
-    "page_end",
-    "doc_type",
-]
 
 
 def _sql_literal(value: Any, kind: str) -> str:

@@ -829,9 +829,9 @@ def apply_opensearch(client, action: Action, request: dict) -> dict:
 
 
 def index_template(prefix: str, dimension: int, engine: str, shards: int = 2, replicas: int = 1) -> dict:
-    """The composable index template every generation's index gets (``<prefix>__*``), from the vector-store resource's
-    own mapping, so the domain and the resource cannot disagree."""
-    from resources.opensearch_store import index_body
+    """The composable index template every generation's index gets (``<prefix>__*``), from the index schema the
+    vector-store resource maps too (core/index_schema.py), so the domain and the resource cannot disagree."""
+    from core.index_schema import index_body
 
     body = index_body(dimension, engine=engine, shards=shards, replicas=replicas)
     return {
