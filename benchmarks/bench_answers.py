@@ -86,17 +86,28 @@ def ask(service, question: str, history: list | None = None):
     return plan, answer, time.perf_counter() - t0
 
 
-def bare_seconds(client, model: str, plan, temperature: float) -> float:
-    """One plain chat call of the same model on the same question and sources: the latency baseline."""
-    from agents.service import ANSWER_TASK, SYSTEM, user_prompt
+def bare_call(client, model: str, plan, temperature: float) -> dict:
+    """One plain chat call of the same model on the same question and sources: the latency baseline (seconds, its
+    tokens, and the prompt tokens the engine served from its cache). It runs right after the system's own calls on
+    the same sources, so it asks the engine not to use its prompt cache (llama-server's ``cache_prompt``): the
+    baseline pays its own prefill, as a user's first call would."""
+    from agents.prompts import ANSWER_TASK, SYSTEM, user_prompt
 
     messages = [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": user_prompt(plan.standalone, plan.sources, ANSWER_TASK)},
     ]
     t = time.perf_counter()
-    client.chat.completions.create(model=model, messages=messages, max_tokens=200, temperature=temperature)
-    return time.perf_counter() - t
+    r = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=200, temperature=temperature, extra_body={"cache_prompt": False}
+    )
+    seconds = time.perf_counter() - t
+    details = getattr(r.usage, "prompt_tokens_details", None)
+    return {
+        "bare_s": round(seconds, 2),
+        "bare_tokens": {"prompt": r.usage.prompt_tokens, "completion": r.usage.completion_tokens},
+        "bare_cached_tokens": getattr(details, "cached_tokens", None),
+    }
 
 
 def covered_row(item: dict, plan, answer, secs: float) -> dict:
@@ -118,6 +129,8 @@ def covered_row(item: dict, plan, answer, secs: float) -> dict:
         "route": answer.route,
         "llm_calls": answer.llm_calls,
         "seconds": round(secs, 2),
+        "timings_ms": answer.timings_ms,  # where an answer's time goes: rewrite, retrieve, judge, generate
+        "tokens": answer.tokens,
         "answer": answer.answer,
     }
 
@@ -129,8 +142,8 @@ def run(service, client, model: str, covered: list, uncovered: list, convs: list
         plan, answer, secs = ask(service, item["question"])
         rows.append(covered_row(item, plan, answer, secs))
         if bare_every and n % bare_every == 0 and plan.sources:
-            b = bare_seconds(client, model, plan, service.config.temperature)
-            bare.append({"id": item["id"], "bare_s": round(b, 2), "answer_s": round(secs, 2)})
+            b = bare_call(client, model, plan, service.config.temperature)
+            bare.append({"id": item["id"], "answer_s": round(secs, 2), **b, "answer_tokens": answer.tokens})
         r = rows[-1]
         print(
             f"covered {n}/{len(covered)} {secs:5.1f}s {r['label']:>12} -> {r['verdict']:<14} {r['route']}", flush=True
@@ -243,7 +256,9 @@ def main() -> int:
 
     import dagster as dg
 
-    from agents.service import AgentConfig, AnswerService, WebSearch
+    from agents.answers import AgentConfig
+    from agents.service import AnswerService
+    from agents.web_search import WebSearch
     from assets.serving import serving_assets, serving_checks
     from core.answerability import Fit
     from infra.local.processes import free_port

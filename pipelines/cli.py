@@ -661,7 +661,7 @@ def cmd_ask(args, settings: Settings) -> int:
     if answer.standalone_question and answer.standalone_question != answer.question:
         _print(f"   (standalone: {answer.standalone_question})")
     _print(f"A: {answer.answer}")
-    from agents.service import cite_label
+    from agents.sources import cite_label
 
     for c in answer.citations:
         _print(f"   [{c['n']}] {cite_label(c)}  {c['title'][:90]}")

@@ -21,8 +21,10 @@ from pipelines.settings import Settings
 
 
 def build_answer_service(settings: Settings):
-    from agents.service import AgentConfig, AnswerService, WebSearch
+    from agents.answers import AgentConfig
+    from agents.service import AnswerService
     from agents.tracing import setup_tracing
+    from agents.web_search import WebSearch
     from pipelines.profiles import build_resources
 
     endpoint, header_text = settings.otlp_endpoint, settings.otlp_headers

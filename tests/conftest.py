@@ -452,7 +452,7 @@ def serving_stack(indexed_home, trace_store, web_search_mcp):
 
 
 def small_agent_config(**kw):
-    from agents.service import AgentConfig
+    from agents.answers import AgentConfig
 
     # small bounds keep the 0.5B model's JSON answers short on 2 cores: one quote, two sentences
     base = dict(k=3, max_passage_chars=500, answer_max_tokens=220, max_quotes=1, max_sentences=2, web_search="http")
@@ -462,7 +462,8 @@ def small_agent_config(**kw):
 
 @pytest.fixture(scope="session")
 def answer_service(serving_stack):
-    from agents.service import AnswerService, WebSearch
+    from agents.service import AnswerService
+    from agents.web_search import WebSearch
 
     cfg = small_agent_config(web_search_url=serving_stack.settings.web_search_url)
     service = AnswerService(

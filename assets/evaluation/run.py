@@ -143,7 +143,9 @@ def rag_eval_run(
             "retrieval only with answers=0 (`agentic eval --answers 0`)"
         )
     if n_answers:
-        from agents.service import AgentConfig, AnswerService, WebSearch
+        from agents.answers import AgentConfig
+        from agents.service import AnswerService
+        from agents.web_search import WebSearch
 
         agent = AnswerService(
             retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), WebSearch("off")

@@ -216,7 +216,7 @@ def test_limits_answer_429_413_411_and_a_revoked_key_stops_working(guarded):
 def test_poisoned_documents_change_no_route_leak_no_secret_break_no_citation(guarded):
     """Instructions inside documents: the route is decided by retrieval evidence, citations are checked against the
     numbered sources, the model never holds a secret, and web search never receives one."""
-    from agents.service import SYSTEM
+    from agents.prompts import SYSTEM
 
     g = guarded
     before = len(g.tavily.requests)

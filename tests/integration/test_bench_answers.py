@@ -21,6 +21,11 @@ def test_bench_answers_runs_on_two_dev_items(answer_service, serving_stack):
     summary = out["summary"]
     assert summary["covered"] == summary["uncovered"] == 1 and summary["latency_pairs"] == 1
     assert out["bare"][0]["bare_s"] > 0 and summary["latency_ratio_paired_median"] > 0
+    # the baseline pays its own prefill (none of it from the cache the system's calls on the same sources left), and
+    # both sides' tokens and the system's phases are kept, to say where the difference goes
+    bare = out["bare"][0]
+    assert bare["bare_cached_tokens"] == 0 and bare["bare_tokens"]["prompt"] > 0 and bare["answer_tokens"], bare
+    assert row["timings_ms"]["judge"] > 0 and row["timings_ms"]["generate"] > 0 and row["tokens"]["completion"] > 0
     for key in ("covered_refused", "uncovered_answered_with_kb_claims", "verdict_agreement_system", "opposite_model"):
         assert summary[key]["n"] == 1 and len(summary[key]["ci95"]) == 2, key
     # the judge's features, the fit's input: one row per source retrieved

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from agents.actions import FINAL, action_schema, parse_action, render_history
-from agents.service import AnswerService, Source, WebSearch, cited
+from agents.service import AnswerService
+from agents.sources import Source, cited
+from agents.web_search import WebSearch
 from core.access import FULL_SCOPE
 from core.answerability import Fit
 from core.gguf import ModelArtifactError, assemble, get_model

@@ -57,7 +57,8 @@ def test_the_judges_probability_of_yes_is_read_at_each_verdict_token():
 
 
 def test_the_judge_reads_the_answers_prompt_up_to_the_question_so_the_prefix_cache_is_shared():
-    from agents.service import Source, answer_messages
+    from agents.prompts import answer_messages
+    from agents.sources import Source
 
     sources = [Source(1, "PMID:1", "Metformin in type 2 diabetes", "Conclusion: metformin lowered HbA1c.", "kb")]
     answer = answer_messages("Does metformin lower HbA1c?", sources, True, 1)

@@ -454,7 +454,7 @@ def test_a_long_conclusion_chunk_keeps_its_conclusions_and_the_check_reads_them(
     assert fitted.startswith("RESULTS: A total of 222 women were enrolled") and " ... CONCLUSIONS: In this" in fitted
     assert answering.negative_claims(question, "Conclusion: " + fitted)
     # the passage the model and the checks read is built with it
-    from agents.service import passage_text
+    from agents.prompts import passage_text
 
     assert answering.negative_claims(question, passage_text(chunk, chunk, 700))
     assert answering.fit_conclusion(chunk, 2000) == chunk
@@ -465,7 +465,7 @@ def test_a_long_conclusion_chunk_keeps_its_conclusions_and_the_check_reads_them(
 def test_an_open_question_reads_its_top_document_whole():
     # bench_answers: "How large was that study?" got "not in the sources" over the right abstract, whose "n = 7,439"
     # is in METHODS, which neither the conclusions nor the best-matching chunk showed the model
-    from agents.service import passage_text
+    from agents.prompts import passage_text
 
     methods = "METHODS: We followed a national sample of older adults (n = 7,439) annually from 2011 to 2016."
     conclusion = "CONCLUSIONS: Frailty is associated with lower levels and steeper declines in cognitive function."
