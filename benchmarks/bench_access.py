@@ -27,8 +27,10 @@ from core.access import ReadScope, index_groups  # noqa: E402
 from core.chunking import Chunker  # noqa: E402
 from core.corpus import ARTICLE_TABLE, load_sample  # noqa: E402
 from core.documents import parse_document  # noqa: E402
+from core.index_schema import chunk_schema  # noqa: E402
 from resources.embedder import EmbedderResource  # noqa: E402
-from resources.vector_store import ACCESS_FILTER, LanceDBVectorStore, chunk_schema  # noqa: E402
+from resources.lancedb_store import LanceDBVectorStore  # noqa: E402
+from resources.vector_store import ACCESS_FILTER  # noqa: E402
 
 SCOPES = {
     "admin (no filter)": ReadScope.of({"*"}),

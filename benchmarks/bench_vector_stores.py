@@ -21,9 +21,10 @@ import pyarrow.compute as pc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import bench_settings, percentile, resources_for, save  # noqa: E402
+from core.index_schema import chunk_schema  # noqa: E402
 from infra.local.opensearch_node import OpenSearchNode  # noqa: E402
+from resources.lancedb_store import LanceDBVectorStore  # noqa: E402
 from resources.opensearch_store import OpenSearchVectorStore  # noqa: E402
-from resources.vector_store import LanceDBVectorStore, chunk_schema  # noqa: E402
 
 
 def load_rows(home: Path) -> pa.Table:

@@ -15,6 +15,7 @@ from resources.access import DocumentAccessResource, KeyStoreResource, LocalKeyS
 from resources.document_store import LocalDocumentStore, S3DocumentStore
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
+from resources.lancedb_store import LanceDBVectorStore
 from resources.model_serving import KubeRayServing, LocalRayServe
 from resources.ocr import CachedTesseractOcr, SystemTesseractOcr, cached_tesseract_root
 from resources.opensearch_store import OpenSearchVectorStore
@@ -23,7 +24,6 @@ from resources.ray_jobs import LocalRayJobRunner, RayJobsApiRunner
 from resources.retrieval import RetrieverResource
 from resources.state_store import LocalStateStore, S3StateStore
 from resources.traces import LangfuseTraceStore, PhoenixTraceStore
-from resources.vector_store import LanceDBVectorStore
 from resources.vision import GatewayVision, NoVision
 
 # Production embedding model: snowflake-arctic-embed-s (384-d, BERT vocabulary) wants this query prefix.

@@ -1,4 +1,4 @@
-"""The OpenSearch vector store: the production twin of ``LanceDBVectorStore``, same interface.
+"""The OpenSearch vector store: the production twin of ``resources.lancedb_store.LanceDBVectorStore``, same interface.
 
 One index per generation (``<prefix>__<generation>``) with a ``knn_vector`` field (HNSW on the
 lucene or faiss engine, never nmslib), a BM25 ``text`` field and keyword/integer filter fields.

@@ -20,8 +20,9 @@ import pytest
 from core.access import FULL_SCOPE
 from core.chunking import Chunker, reassemble, split_sentences
 from core.documents import parse_document
+from core.index_schema import chunk_schema
+from resources.lancedb_store import LanceDBVectorStore
 from resources.retrieval import RetrieverResource
-from resources.vector_store import LanceDBVectorStore, chunk_schema
 from tests.helpers import free_port
 
 DIM = 384

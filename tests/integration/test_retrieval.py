@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.access import FULL_SCOPE
-from resources.vector_store import build_where
+from resources.lancedb_store import build_where
 
 
 @pytest.fixture(scope="module")
