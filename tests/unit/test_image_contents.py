@@ -13,7 +13,7 @@ RUNTIME = ("pipelines", "assets", "resources", "core", "agents", "infra/platform
 # files whose Path(__file__) names something that exists only on a developer's machine, never read on eks
 LOCAL_ONLY = {
     "resources/gateway.py": "the local LiteLLM venv (.venv-gateway); on eks LiteLLM is its own Deployment",
-    "pipelines/cli.py": "`agentic ui` runs `dagster dev` on a checkout",
+    "pipelines/cli/serving.py": "`agentic ui` runs `dagster dev` on a checkout",
 }
 
 
