@@ -18,12 +18,12 @@ from infra.platform import aws as awsplan
 from infra.platform.config import PlatformConfig
 from infra.platform.manifests import (
     HELM_CHARTS,
-    grafana_dashboards,
     render_cluster_addons,
     render_dagster_values,
     render_everything,
     render_node_pools,
 )
+from infra.platform.observability import grafana_dashboards
 from infra.validate import validate_manifest
 from resources.platform import PlatformResource
 
