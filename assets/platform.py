@@ -267,3 +267,11 @@ def opensearch_domain_secure(platform: PlatformResource) -> dg.AssetCheckResult:
 
 platform_assets = [platform_preflight, eks_cluster, node_pools, cluster_addons, platform_workloads, opensearch_domain]
 platform_checks = [iam_least_privilege, opensearch_domain_secure]
+
+platform_job = dg.define_asset_job(
+    "platform_job",
+    selection=dg.AssetSelection.groups("platform"),
+    description="Plan the platform (EKS Auto Mode, IAM, VPC, node pools, add-ons, workloads, OpenSearch). local: render and "
+    "validate only. eks: plan against the account and cluster; apply only with `apply: true` in each asset's config.",
+)
+platform_defs = dg.Definitions(assets=platform_assets, asset_checks=platform_checks, jobs=[platform_job])

@@ -200,3 +200,10 @@ def gateway_routes_models(
 
 serving_assets = [model_artifacts, model_deployments, model_gateway]
 serving_checks = [endpoints_answer, gateway_routes_models]
+
+serving_job = dg.define_asset_job(
+    "serving_job",
+    selection=dg.AssetSelection.groups("serving"),
+    description="Model artifacts -> Ray Serve deployments (LLM + embedder) -> LiteLLM gateway, with endpoint checks.",
+)
+serving_defs = dg.Definitions(assets=serving_assets, asset_checks=serving_checks, jobs=[serving_job])

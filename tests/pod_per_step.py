@@ -36,9 +36,8 @@ def pod_definitions() -> dg.Definitions:
     Swapped, because they cannot run here: the embedding model (the image's snowflake-arctic-embed-s is not on this
     machine: the local profile's MiniLM, so the index can equal the local one), Tesseract (the cached one, not the
     image's system package) and the gateway's vision route (no gateway in this test; the corpus has no images)."""
-    from assets.evaluation import evaluation_assets, evaluation_checks
-    from assets.knowledge import knowledge_assets, knowledge_checks
-    from pipelines.jobs import evaluation_job, knowledge_job
+    from assets.evaluation import evaluation_assets, evaluation_checks, evaluation_job
+    from assets.knowledge import knowledge_assets, knowledge_checks, knowledge_job
     from pipelines.profiles import build_resources
     from pipelines.settings import load_settings
     from resources.embedder import EmbedderResource

@@ -7,11 +7,15 @@ feedback_candidates (user feedback -> candidate golden items for review, daily f
 One module per step; ``state`` owns the tables and records.
 """
 
+import dagster as dg
+
 from assets.evaluation.feedback import feedback_candidates
 from assets.evaluation.golden import GoldenSetConfig, eval_questions
 from assets.evaluation.golden_hard import eval_questions_hard
 from assets.evaluation.history import GateConfig, decide, eval_history, index_promotion_gate, serving_index
+from assets.evaluation.jobs import evaluation_job, weekly_evaluation_schedule
 from assets.evaluation.run import EvalConfig, eval_quality_floors, rag_eval_run
+from assets.evaluation.sensors import evaluate_after_reembedding
 
 evaluation_assets = [
     eval_questions,
@@ -22,6 +26,13 @@ evaluation_assets = [
     feedback_candidates,
 ]
 evaluation_checks = [eval_quality_floors, index_promotion_gate]
+evaluation_defs = dg.Definitions(
+    assets=evaluation_assets,
+    asset_checks=evaluation_checks,
+    jobs=[evaluation_job],
+    schedules=[weekly_evaluation_schedule],
+    sensors=[evaluate_after_reembedding],
+)
 
 __all__ = [
     "EvalConfig",
@@ -31,6 +42,9 @@ __all__ = [
     "eval_history",
     "eval_questions",
     "eval_questions_hard",
+    "evaluate_after_reembedding",
+    "evaluation_defs",
+    "evaluation_job",
     "evaluation_assets",
     "evaluation_checks",
     "feedback_candidates",

@@ -63,9 +63,9 @@ def run_job(
     otherwise."""
     import uuid
 
+    from assets.knowledge import MAIN_JOB
     from core.progress import RunBar
     from pipelines.definitions import build_definitions
-    from pipelines.jobs import MAIN_JOB
 
     defs = build_definitions(settings)
     job = defs.resolve_job_def(job_name or MAIN_JOB)

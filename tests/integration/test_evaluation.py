@@ -12,12 +12,11 @@ import pyarrow as pa
 import pytest
 
 from assets.evaluation import evaluation_assets, evaluation_checks
-from assets.knowledge import knowledge_assets, knowledge_checks
+from assets.knowledge import knowledge_assets, knowledge_checks, rebuild_index_job
 from assets.knowledge.state import read_candidate, save_candidate
 from core.corpus import document_key
 from core.evaluation import build_golden_set, id_metrics, promotion_gate, summarize, title_as_question
 from core.generations import Candidate
-from pipelines.jobs import rebuild_index_job
 
 # ------------------------------------------------------------------ pure logic
 
@@ -185,7 +184,7 @@ def test_degraded_generation_fails_the_gate_and_a_good_rebuild_is_promoted(index
 
 
 def test_evaluation_sensor_requests_a_run_only_after_a_reembedding(indexed_copy, pubmed_sample):
-    from pipelines.sensors import evaluate_after_reembedding
+    from assets.evaluation import evaluate_after_reembedding
 
     res = indexed_copy.resources
     for pmid, data in pubmed_sample[202:205]:  # new to the indexed home: this run embeds them

@@ -11,11 +11,10 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 
-from assets.knowledge import knowledge_assets, knowledge_checks
+from assets.knowledge import knowledge_assets, knowledge_checks, new_documents_sensor
 from core.corpus import ARTICLE_TABLE, document_key, load_sample
 from core.sensing import ChangeBatch, ChangeCursor, changes_from_s3_events, detect_changes
 from pipelines.profiles import build_resources
-from pipelines.sensors import new_documents_sensor
 from resources.document_store import S3DocumentStore
 
 

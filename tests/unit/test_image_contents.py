@@ -53,7 +53,7 @@ def test_every_path_read_at_run_time_is_copied_into_the_image():
 def test_no_module_reads_its_tree_without_being_listed():
     """A new Path(__file__) in the run-time packages fails here until its path joins _runtime_paths or LOCAL_ONLY."""
     known = {
-        "assets/cost.py",
+        "assets/cost/state.py",
         "assets/evaluation/golden_hard.py",
         "core/answerability.py",
         "core/cost.py",

@@ -1,0 +1,27 @@
+"""The cost stage's jobs and schedule."""
+
+import dagster as dg
+
+cost_job = dg.define_asset_job(
+    "cost_job",
+    # answer_costs reads the trace store, which runs only with the services (`agentic up`): materialized on its own
+    selection=dg.AssetSelection.groups("cost") - dg.AssetSelection.assets("simulated_month", "answer_costs"),
+    description="Bill of materials -> priced monthly report (reference table reproduced, omitted components, this platform), "
+    "unit economics from measured throughput, and on eks the actual spend from Cost Explorer.",
+)
+
+simulation_job = dg.define_asset_job(
+    "simulation_job",
+    selection=dg.AssetSelection.assets("simulated_month"),
+    description="A simulated month on the local control plane (`agentic cluster up`, AGENTIC_PLATFORM_TARGET=cluster): "
+    "traffic drives replicas, Karpenter provisions and consolidates NodeClaims, the node-hours they had are priced.",
+)
+
+monthly_cost_schedule = dg.ScheduleDefinition(
+    name="monthly_cost_report",
+    job=cost_job,
+    cron_schedule="0 6 2 * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Monthly, on the 2nd (Cost Explorer has the last month by then): the cost report and actual spend.",
+)
