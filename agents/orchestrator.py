@@ -17,167 +17,201 @@ from agents.tracing import trace_id_of, tracer
 from core import answerability, answering, conversation
 from core.access import ReadScope, web_query_from
 
+AGENT_STEPS = (
+    " Cite sources with their numbers in square brackets, like [1]. Work in steps: search_knowledge_base, then "
+    "assess_relevance, then answer from the sources it says address the question; use web_search only if none does. "
+    "Finish with the final answer citing [n]."
+)
+
 
 def agent_answer(
     service, question: str, filters: dict | None = None, history: list | None = None, *, scope: ReadScope
 ) -> Answer:
-    """``service``'s answer (an ``agents.service.AnswerService``) by the orchestrator: a Strands agent over the tools, kept to the routing rule (``agents.routing``) by its
-    action filter and a hook; a free-text answer that fails the support check gets one structured correction."""
-    from opentelemetry import trace
-    from strands import Agent, tool
-    from strands.hooks import BeforeToolCallEvent
+    """``service``'s answer (an ``agents.service.AnswerService``) by the orchestrator."""
+    return _Orchestration(service, question, filters, history, scope).answer()
 
-    from agents.model import ActionModel
 
-    cfg = service.config
-    state = {"sources": [], "relevance": None}
-    route_state = RouteState()
-    tokens = {"prompt": 0, "completion": 0}
-    llm_calls = [0]
-    models: list[str] = []
-    turns = turns_of(history)
+def _numbered(sources: list[Source]) -> str:
+    return format_sources(sources) if sources else "(no results)"
 
-    def numbered(sources: list[Source]) -> str:
-        return format_sources(sources) if sources else "(no results)"
 
-    @tool
-    def search_knowledge_base(query: str) -> str:
-        """Search the biomedical knowledge base (PubMed abstracts). Returns numbered sources."""
-        found, evidence = service.retrieve(query, filters, scope=scope)
-        offset = len(state["sources"])
+class _Orchestration:
+    """One orchestrated answer: the sources the tools found, the routing state, and the tokens and calls spent."""
+
+    def __init__(self, service, question: str, filters: dict | None, history: list | None, scope: ReadScope):
+        self.service, self.question, self.filters, self.scope = service, question, filters, scope
+        self.cfg = service.config
+        self.turns = turns_of(history)
+        self.sources: list[Source] = []
+        self.kb_last: list[Source] = []
+        self.kb_evidence: dict = {}
+        self.relevance: float | None = None
+        self.asked = question  # the standalone question, once rewritten
+        self.route = RouteState()
+        self.tokens = {"prompt": 0, "completion": 0}
+        self.llm_calls = 0
+        self.models: list[str] = []
+
+    # ---------------------------------------------------------------- the tools
+
+    def search_knowledge_base(self, query: str) -> str:
+        found, evidence = self.service.retrieve(query, self.filters, scope=self.scope)
         for s in found:
-            s.n += offset
-        state["sources"].extend(found)
-        state["kb_last"] = found
-        state["kb_evidence"] = evidence
-        route_state.kb_searched, route_state.kb_last, route_state.judged = True, [s.n for s in found], False
-        return numbered(found)
+            s.n += len(self.sources)
+        self.sources.extend(found)
+        self.kb_last, self.kb_evidence = found, evidence
+        self.route.kb_searched, self.route.kb_last, self.route.judged = True, [s.n for s in found], False
+        return _numbered(found)
 
-    @tool
-    def assess_relevance(question: str) -> str:
-        """Which knowledge-base sources address the question (the answerability judge)."""
-        last = state.get("kb_last") or []
-        if last:
-            asked = state.get("asked", question)
-            judged, _ = service.judge(asked, last, answering.is_yes_no(asked), tokens, models)
-            llm_calls[0] += 1
-            route_state.covered += judged.covered
-            state["relevance"] = judged.score
+    def assess_relevance(self, question: str) -> str:
+        if self.kb_last:
+            judged, _ = self.service.judge(
+                self.asked, self.kb_last, answering.is_yes_no(self.asked), self.tokens, self.models
+            )
+            self.llm_calls += 1
+            self.route.covered += judged.covered
+            self.relevance = judged.score
         else:
-            state["relevance"] = 0.0
-        route_state.judged = True
-        covered = route_state.covered_now()
-        return json.dumps({"score": round(state["relevance"], 3), "covered": covered, "use_only": covered})
+            self.relevance = 0.0
+        self.route.judged = True
+        covered = self.route.covered_now()
+        return json.dumps({"score": round(self.relevance, 3), "covered": covered, "use_only": covered})
 
-    @tool
-    def web_search(query: str) -> str:
-        """Search the web. Allowed only when the knowledge base was searched and found too little."""
+    def web_search(self, query: str) -> str:
         # the model proposes the query after reading documents: only the question's own words may leave
-        found, result = service.web_sources(
-            web_query_from(state.get("asked", question), query), start=len(state["sources"]) + 1
-        )
-        route_state.web_calls += 1
-        state["sources"].extend(found)
+        found, result = self.service.web_sources(web_query_from(self.asked, query), start=len(self.sources) + 1)
+        self.route.web_calls += 1
+        self.sources.extend(found)
         if not result.get("available"):
             return f"Web search unavailable: {result.get('error')}. Answer from the knowledge base and say so."
-        return numbered(found)
+        return _numbered(found)
 
-    def routing_rule(event: BeforeToolCallEvent) -> None:
-        why = refusal(route_state, event.tool_use["name"], cfg.max_agent_tool_calls)
-        route_state.tool_calls += 1
+    def _tools(self) -> list:
+        from strands import tool
+
+        @tool
+        def search_knowledge_base(query: str) -> str:
+            """Search the biomedical knowledge base (PubMed abstracts). Returns numbered sources."""
+            return self.search_knowledge_base(query)
+
+        @tool
+        def assess_relevance(question: str) -> str:
+            """Which knowledge-base sources address the question (the answerability judge)."""
+            return self.assess_relevance(question)
+
+        @tool
+        def web_search(query: str) -> str:
+            """Search the web. Allowed only when the knowledge base was searched and found too little."""
+            return self.web_search(query)
+
+        return [search_knowledge_base, assess_relevance, web_search]
+
+    # ---------------------------------------------------------------- the agent
+
+    def _routing_rule(self, event) -> None:
+        why = refusal(self.route, event.tool_use["name"], self.cfg.max_agent_tool_calls)
+        self.route.tool_calls += 1
         if why:
             event.cancel_tool = why
 
-    model = ActionModel(
-        tool_mode=cfg.tool_mode,
-        tool_first=True,  # the routing rule: the knowledge base before any answer
-        action_filter=lambda: next_actions(route_state, cfg.max_agent_tool_calls),
-        client_args={"base_url": f"{service.gateway.url}/v1", "api_key": service.gateway.master_key, "max_retries": 0},
-        model_id=service.gateway.chat_model,
-        params={"max_tokens": 200, "temperature": cfg.temperature},
-    )
-    # The orchestrator keeps the conversation: earlier turns are the agent's own message history.
-    prior = [{"role": t.role, "content": [{"text": t.content}]} for t in conversation.history_window(turns)]
-    agent = Agent(
-        model=model,
-        messages=prior,
-        tools=[search_knowledge_base, assess_relevance, web_search],
-        system_prompt=(
-            SYSTEM + " Cite sources with their numbers in square brackets, like [1]. Work in steps: "
-            "search_knowledge_base, then assess_relevance, then answer from the sources it says address the "
-            "question; use web_search only if none does. Finish with the final answer citing [n]."
-        ),
-        callback_handler=None,
-        trace_attributes={"agentic.mode": "agent"},
-    )
-    agent.add_hook(routing_rule, BeforeToolCallEvent)
-    span = tracer().start_span("agentic.answer", attributes={"agentic.mode": "agent"})
-    token = trace.context_api.attach(trace.set_span_in_context(span))
-    t0 = time.perf_counter()
-    notes: list[str] = []
-    usable: list[int] = []
-    try:
-        standalone, rewrites = service.standalone(question, turns, tokens, models)
-        state["asked"] = standalone
-        llm_calls[0] += rewrites
-        result = agent(standalone)
-        text = str(result).strip()
-        usage = result.metrics.accumulated_usage
-        tokens["prompt"] += usage.get("inputTokens", 0)
-        tokens["completion"] += usage.get("outputTokens", 0)
-        cycles = result.metrics.cycle_count
-        sources = state["sources"]
-        route = (
-            "web_search" if route_state.web_calls else ("knowledge_base" if route_state.kb_searched else "model_only")
+    def _agent(self):
+        from strands import Agent
+        from strands.hooks import BeforeToolCallEvent
+
+        from agents.model import ActionModel
+
+        gateway = self.service.gateway
+        model = ActionModel(
+            tool_mode=self.cfg.tool_mode,
+            tool_first=True,  # the routing rule: the knowledge base before any answer
+            action_filter=lambda: next_actions(self.route, self.cfg.max_agent_tool_calls),
+            client_args={"base_url": f"{gateway.url}/v1", "api_key": gateway.master_key, "max_retries": 0},
+            model_id=gateway.chat_model,
+            params={"max_tokens": 200, "temperature": self.cfg.temperature},
         )
-        verdict, evidence = "", []
-        relevance = state["relevance"]
-        # only web results and the knowledge-base sources judged to address the question may carry a claim
-        usable = [s.n for s in sources if s.origin == "web" or s.n in route_state.covered]
+        # The orchestrator keeps the conversation: earlier turns are the agent's own message history.
+        prior = [{"role": t.role, "content": [{"text": t.content}]} for t in conversation.history_window(self.turns)]
+        agent = Agent(
+            model=model,
+            messages=prior,
+            tools=self._tools(),
+            system_prompt=SYSTEM + AGENT_STEPS,
+            callback_handler=None,
+            trace_attributes={"agentic.mode": "agent"},
+        )
+        agent.add_hook(self._routing_rule, BeforeToolCallEvent)
+        return agent
+
+    # ---------------------------------------------------------------- the answer
+
+    def answer(self) -> Answer:
+        from opentelemetry import trace
+
+        span = tracer().start_span("agentic.answer", attributes={"agentic.mode": "agent"})
+        token = trace.context_api.attach(trace.set_span_in_context(span))
+        t0 = time.perf_counter()
+        try:
+            standalone, rewrites = self.service.standalone(self.question, self.turns, self.tokens, self.models)
+            self.asked = standalone
+            self.llm_calls += rewrites
+            result = self._agent()(standalone)
+            usage = result.metrics.accumulated_usage
+            self.tokens["prompt"] += usage.get("inputTokens", 0)
+            self.tokens["completion"] += usage.get("outputTokens", 0)
+            self.llm_calls += result.metrics.cycle_count
+            answer = self._checked(str(result).strip(), span)
+        finally:
+            trace.context_api.detach(token)
+        answer.timings_ms = {"total": round((time.perf_counter() - t0) * 1000, 1)}
+        span.set_attribute("agentic.route", answer.route)
+        span.set_attribute("agentic.answer_id", answer.answer_id)
+        trace_lineage(span, answer)
+        span.end()
+        return answer
+
+    def _checked(self, text: str, span) -> Answer:
+        """The agent's text, held to the sources judged to address the question (and web results): none usable, the
+        uncovered answer; a text that fails the support check, one structured correction over the usable sources."""
+        route = "web_search" if self.route.web_calls else ("knowledge_base" if self.route.kb_searched else "model_only")
+        verdict, evidence, notes = "", [], []
+        usable = [s.n for s in self.sources if s.origin == "web" or s.n in self.route.covered]
         if not usable:
-            nearest = [(s.id, s.title) for s in sources[:3]]
+            nearest = [(s.id, s.title) for s in self.sources[:3]]
             text = answerability.render_uncovered("not_covered", nearest)
             route, verdict = "not_in_knowledge_base", "not_in_sources"
-        else:
-            # The post-answer support check: a free-text answer with uncited or unsupported sentences (or one
-            # citing a source that does not address the question) gets one structured correction over the
-            # usable sources (the correction loop).
-            problems = answering.check_text_answer(text, {s.n: s.text for s in sources if s.n in usable})
-            if problems:
-                yes_no = answering.is_yes_no(standalone)
-                plan = Plan(question, sources, relevance, route, [], "", span, 0, tokens)
-                plan.yes_no, plan.models, plan.allowed = yes_no, models, usable
-                plan.messages = answer_messages(standalone, sources, yes_no, service.config.max_quotes, usable)
-                text, _numbers, checked = service.structured_answer(plan)
-                llm_calls[0] += plan.llm_calls
-                verdict = checked.verdict
-                by_n = {s.n: s for s in sources}
-                evidence = [{"n": q["source"], "id": by_n[q["source"]].id, "quote": q["quote"]} for q in checked.quotes]
-                notes.append("The agent's answer failed the support check (" + "; ".join(problems[:2]) + ").")
-                notes += plan.notes
-    finally:
-        trace.context_api.detach(token)
-    span.set_attribute("agentic.route", route)
-    allowed_sources = [s for s in sources if s.n in usable]
-    citations = citations_for(text, allowed_sources, notes) if route != "not_in_knowledge_base" else []
-    answer = Answer(
-        question,
-        text,
-        citations,
-        relevance,
-        route,
-        trace_id_of(span),
-        llm_calls[0] + cycles,
-        tokens,
-        {"total": round((time.perf_counter() - t0) * 1000, 1)},
-        notes,
-        verdict=verdict,
-        evidence=evidence,
-        standalone_question=standalone,
-        relevance_evidence=state.get("kb_evidence") or {},
-        lineage=service.lineage(",".join(models)),
-    )
-    span.set_attribute("agentic.answer_id", answer.answer_id)
-    trace_lineage(span, answer)
-    span.end()
-    return answer
+        elif problems := answering.check_text_answer(text, {s.n: s.text for s in self.sources if s.n in usable}):
+            text, verdict, evidence = self._corrected(route, usable, span, notes)
+            notes.insert(0, "The agent's answer failed the support check (" + "; ".join(problems[:2]) + ").")
+        allowed_sources = [s for s in self.sources if s.n in usable]
+        citations = citations_for(text, allowed_sources, notes) if route != "not_in_knowledge_base" else []
+        return Answer(
+            self.question,
+            text,
+            citations,
+            self.relevance,
+            route,
+            trace_id_of(span),
+            self.llm_calls,
+            self.tokens,
+            {},
+            notes,
+            verdict=verdict,
+            evidence=evidence,
+            standalone_question=self.asked,
+            relevance_evidence=self.kb_evidence,
+            lineage=self.service.lineage(",".join(self.models)),
+        )
+
+    def _corrected(self, route: str, usable: list[int], span, notes: list[str]) -> tuple[str, str, list[dict]]:
+        """The structured answer over the usable sources (the fast path's, with its checks): (text, verdict,
+        evidence)."""
+        yes_no = answering.is_yes_no(self.asked)
+        plan = Plan(self.question, self.sources, self.relevance, route, [], "", span, 0, self.tokens)
+        plan.yes_no, plan.models, plan.allowed = yes_no, self.models, usable
+        plan.messages = answer_messages(self.asked, self.sources, yes_no, self.cfg.max_quotes, usable)
+        text, _numbers, checked = self.service.structured_answer(plan)
+        self.llm_calls += plan.llm_calls
+        by_n = {s.n: s for s in self.sources}
+        evidence = [{"n": q["source"], "id": by_n[q["source"]].id, "quote": q["quote"]} for q in checked.quotes]
+        notes += plan.notes
+        return text, checked.verdict, evidence
