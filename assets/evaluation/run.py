@@ -105,20 +105,10 @@ def rag_eval_run(
     if not golden:
         raise dg.Failure("no golden set: materialize eval_questions first")
     items = golden[: config.limit] if config.limit > 0 else golden
-    serving = vector_store.serving_generation()
-    candidate = read_candidate(pipeline_state)
-    pending = (
-        candidate.generation
-        if candidate and candidate.status == "pending" and vector_store.has_generation(candidate.generation)
-        else None
-    )
-    generation = pending or serving
-    if not generation:
-        raise dg.Failure("no index generation to evaluate")
+    generation, pending, serving = _target(pipeline_state, vector_store)
     context.log.info(
         f"evaluating generation {generation} ({'candidate' if pending else 'serving'}) on {len(items)} questions"
     )
-
     scope = ReadScope.of(config.groups, config.principal)
     baseline = bool(pending and serving)
     retrieval = Progress("retrieval", total=len(items) * (2 if baseline else 1), unit="questions")
@@ -132,59 +122,126 @@ def rag_eval_run(
         if baseline
         else None
     )
-
     n_answers = len(items) if config.answers < 0 else min(config.answers, len(items))
     answering = Progress("answering", total=n_answers, unit="questions")
-    answered: list[dict] = []
     t1 = time.perf_counter()
-    if n_answers and not gateway.alive():
+    answered = _answers(context, retriever, gateway, items[:n_answers], config, generation, scope, answering)
+    t_answers = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    judging = _judge(context, gateway, answered, config) if answered and config.judge else None
+    t_judge = time.perf_counter() - t2
+
+    results = _result_rows(items, rows, answered, generation)
+    summary = {
+        **_retrieval_summary(rows),
+        **summarize(answered, [*TEXT_METRICS, *JUDGE_METRICS]),
+        "answered": len(answered),
+        "questions": len(items),
+    }
+    baseline_summary = _retrieval_summary(baseline_rows) if baseline_rows is not None else None
+    run = {
+        "generation": generation,
+        "serving_generation": serving or "",
+        "is_candidate": bool(pending),
+        "summary": summary,
+        "baseline_retrieval": baseline_summary,
+        "golden_version": items[0]["version"],
+        "run_id": context.run_id,
+        "config": config.model_dump(),
+        "models": {
+            "embedder": embedder.model_id,
+            "chat": gateway.chat_model,
+            "judge": gateway.judge_backend or f"{gateway.judge_model} (deployed LLM)",
+        },
+        "seconds": {
+            "retrieval": round(t_retrieval, 1),
+            "answers": round(t_answers, 1),
+            "judge": round(t_judge, 1),
+            "total": round(time.perf_counter() - t0, 1),
+        },
+    }
+    pipeline_state.write(RESULTS_TABLE, pa.Table.from_pylist(results))
+    pipeline_state.write_json(LAST_RUN_RECORD, run)
+    progress = {
+        **retrieval.metadata("retrieval_"),
+        **(answering.metadata("answering_") if n_answers else {}),
+        **(judging.metadata("judging_") if judging is not None else {}),
+    }
+    return dg.MaterializeResult(metadata=_run_metadata(run, results, progress, t0))
+
+
+def _target(pipeline_state: PipelineStateStore, vector_store: VectorStoreResource) -> tuple[str, str | None, str]:
+    """(the generation to evaluate, the pending candidate's or None, the serving one): a pending candidate is
+    evaluated before it may be promoted; else the serving generation."""
+    serving = vector_store.serving_generation()
+    candidate = read_candidate(pipeline_state)
+    pending = (
+        candidate.generation
+        if candidate and candidate.status == "pending" and vector_store.has_generation(candidate.generation)
+        else None
+    )
+    generation = pending or serving
+    if not generation:
+        raise dg.Failure("no index generation to evaluate")
+    return generation, pending, serving
+
+
+def _answers(context, retriever, gateway, items, config, generation: str, scope, answering: Progress) -> list[dict]:
+    """Each item answered by the agent's fast path over ``generation``, with the contexts it was given."""
+    if not items:
+        return []
+    if not gateway.alive():
         raise dg.Failure(
             f"the LLM gateway at {gateway.url} is not answering: start the services (`agentic up`), or evaluate "
             "retrieval only with answers=0 (`agentic eval --answers 0`)"
         )
-    if n_answers:
-        from agents.answers import AgentConfig
-        from agents.service import AnswerService
-        from agents.web_search import WebSearch
+    from agents.answers import AgentConfig
+    from agents.service import AnswerService
+    from agents.web_search import WebSearch
 
-        agent = AnswerService(
-            retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), WebSearch("off")
-        )
-        try:
-            log_answer = _logger(context, answering)
-            for it in items[:n_answers]:
-                a0 = time.perf_counter()
-                plan = agent.plan(it["question"], scope=scope)
-                contexts = [s.text for s in plan.sources if s.origin == "knowledge_base"]
-                ans = agent.complete(plan)
-                answered.append(
-                    {
-                        "id": it["id"],
-                        "question": it["question"],
-                        "reference": it["reference"],
-                        "response": ans.answer,
-                        "contexts": contexts,
-                        "route": ans.route,
-                        "answer_seconds": round(time.perf_counter() - a0, 2),
-                        "rouge_l": rouge_l(ans.answer, it["reference"]),
-                    }
-                )
-                log_answer(answering.advance())
-        finally:
-            agent.close()
-    t_answers = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    if answered and config.judge:
-        from resources.judge import JudgeSettings, RagasJudge
+    agent = AnswerService(
+        retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), WebSearch("off")
+    )
+    answered: list[dict] = []
+    try:
+        log_answer = _logger(context, answering)
+        for it in items:
+            a0 = time.perf_counter()
+            plan = agent.plan(it["question"], scope=scope)
+            contexts = [s.text for s in plan.sources if s.origin == "knowledge_base"]
+            ans = agent.complete(plan)
+            answered.append(
+                {
+                    "id": it["id"],
+                    "question": it["question"],
+                    "reference": it["reference"],
+                    "response": ans.answer,
+                    "contexts": contexts,
+                    "route": ans.route,
+                    "answer_seconds": round(time.perf_counter() - a0, 2),
+                    "rouge_l": rouge_l(ans.answer, it["reference"]),
+                }
+            )
+            log_answer(answering.advance())
+    finally:
+        agent.close()
+    return answered
 
-        judge = RagasJudge(gateway, JudgeSettings(timeout_s=config.judge_timeout_s, attempts=config.judge_attempts))
-        judging = Progress("judging", total=len(answered), unit="questions")
-        log_judged = _logger(context, judging)
-        scores = judge.score_all(answered, progress=lambda d, n: log_judged(judging.update(d)))
-        for a, s in zip(answered, scores):
-            a.update(s)
-    t_judge = time.perf_counter() - t2
 
+def _judge(context, gateway, answered: list[dict], config) -> Progress:
+    """The RAGAS judge's scores (or recorded failures) added to each answered item."""
+    from resources.judge import JudgeSettings, RagasJudge
+
+    judge = RagasJudge(gateway, JudgeSettings(timeout_s=config.judge_timeout_s, attempts=config.judge_attempts))
+    judging = Progress("judging", total=len(answered), unit="questions")
+    log_judged = _logger(context, judging)
+    scores = judge.score_all(answered, progress=lambda d, n: log_judged(judging.update(d)))
+    for a, s in zip(answered, scores):
+        a.update(s)
+    return judging
+
+
+def _result_rows(items: list[dict], rows: list[dict], answered: list[dict], generation: str) -> list[dict]:
     by_id = {a["id"]: a for a in answered}
     results = []
     for it, r in zip(items, rows):
@@ -203,58 +260,29 @@ def rag_eval_run(
                 **{f"{m}_error": a.get(f"{m}_error", "") for m in JUDGE_METRICS},
             }
         )
-    summary = {
-        **_retrieval_summary(rows),
-        **summarize(answered, [*TEXT_METRICS, *JUDGE_METRICS]),
-        "answered": len(answered),
-    }
-    summary["questions"] = len(items)
-    baseline = _retrieval_summary(baseline_rows) if baseline_rows is not None else None
-    run = {
-        "generation": generation,
-        "serving_generation": serving or "",
-        "is_candidate": bool(pending),
-        "summary": summary,
-        "baseline_retrieval": baseline,
-        "golden_version": items[0]["version"],
-        "run_id": context.run_id,
-        "config": config.model_dump(),
-        "models": {
-            "embedder": embedder.model_id,
-            "chat": gateway.chat_model,
-            "judge": gateway.judge_backend or f"{gateway.judge_model} (deployed LLM)",
-        },
-        "seconds": {
-            "retrieval": round(t_retrieval, 1),
-            "answers": round(t_answers, 1),
-            "judge": round(t_judge, 1),
-            "total": round(time.perf_counter() - t0, 1),
-        },
-    }
-    pipeline_state.write(RESULTS_TABLE, pa.Table.from_pylist(results))
-    pipeline_state.write_json(LAST_RUN_RECORD, run)
+    return results
+
+
+def _run_metadata(run: dict, results: list[dict], progress: dict, t0: float) -> dict:
+    summary = run["summary"]
     failures = {m: summary.get(f"{m}_failures", 0) for m in JUDGE_METRICS if summary.get(f"{m}_failures")}
     meta = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not k.endswith(("_n", "_failures"))}
-    return dg.MaterializeResult(
-        metadata={
-            **{k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else v for k, v in meta.items()},
-            "generation": generation,
-            "evaluated": "candidate" if pending else "serving",
-            "golden_version": run["golden_version"],
-            "judge_failures": dg.MetadataValue.json(failures),
-            "seconds": dg.MetadataValue.json(run["seconds"]),
-            # totals, wall time and rate of each part: retrieval_questions_per_second, answering_..., judging_...
-            **retrieval.metadata("retrieval_"),
-            **(answering.metadata("answering_") if n_answers else {}),
-            **(judging.metadata("judging_") if answered and config.judge else {}),
-            "wall_seconds": round(time.perf_counter() - t0, 3),
-            "baseline_retrieval": dg.MetadataValue.json(baseline or {}),
-            "results": md_table(
-                [dict(r, **{m: r.get(m) for m in JUDGE_METRICS}) for r in results if r["response"]] or results,
-                ["question", "hybrid_hit_at_k", "dense_hit_at_k", "rouge_l", *JUDGE_METRICS],
-            ),
-        }
-    )
+    return {
+        **{k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else v for k, v in meta.items()},
+        "generation": run["generation"],
+        "evaluated": "candidate" if run["is_candidate"] else "serving",
+        "golden_version": run["golden_version"],
+        "judge_failures": dg.MetadataValue.json(failures),
+        "seconds": dg.MetadataValue.json(run["seconds"]),
+        # totals, wall time and rate of each part: retrieval_questions_per_second, answering_..., judging_...
+        **progress,
+        "wall_seconds": round(time.perf_counter() - t0, 3),
+        "baseline_retrieval": dg.MetadataValue.json(run["baseline_retrieval"] or {}),
+        "results": md_table(
+            [dict(r, **{m: r.get(m) for m in JUDGE_METRICS}) for r in results if r["response"]] or results,
+            ["question", "hybrid_hit_at_k", "dense_hit_at_k", "rouge_l", *JUDGE_METRICS],
+        ),
+    }
 
 
 FLOORS = {"hybrid_hit_at_k": 0.8, "dense_hit_at_k": 0.7, "faithfulness": 0.5, "context_recall": 0.5}
