@@ -61,6 +61,38 @@ def _labelled_total(store: PipelineStateStore) -> int:
     return sum(int(e.get("stats", {}).get("labelled", 0)) for e in store.manifest(DOCUMENTS_TABLE).values())
 
 
+def _training_sample(
+    pipeline_state: PipelineStateStore, embedder: EmbedderResource, config: ClassifierConfig
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """(document vectors, their keys, their MeSH-derived labels) of up to ``max_train_documents`` labelled documents,
+    read shard by shard."""
+    vec_m = pipeline_state.manifest(vectors_table(embedder.model_id))
+    # The sample fills one preallocated array: memory is the sample plus one shard, whatever the corpus.
+    x = np.zeros((config.max_train_documents, embedder.dimension), np.float32)
+    keys, labels = [], []
+    for shard, docs in pipeline_state.iter_shards(DOCUMENTS_TABLE, DOCUMENTS, columns=["key", "mesh_terms"]):
+        lab = {
+            k: y
+            for k, m in zip(docs.column("key").to_pylist(), docs.column("mesh_terms").to_pylist())
+            if (y := label_document(m or [])[0])
+        }
+        del docs
+        if not lab:
+            continue
+        entry = vec_m.get(pipeline_state.shard_name(shard))
+        k, v = _shard_doc_vectors(
+            pipeline_state, vectors_table(embedder.model_id), shard, entry, embedder.dimension, set(lab)
+        )
+        take = min(len(k), config.max_train_documents - len(keys))
+        x[len(keys) : len(keys) + take] = v[:take]
+        keys += k[:take]
+        labels += [lab[d] for d in k[:take]]
+        if len(keys) >= config.max_train_documents:
+            break
+    x = x[: len(keys)]
+    return x, keys, labels
+
+
 @dg.asset(
     group_name=GROUP,
     op_tags=k8s_step("1", "2Gi", "3Gi"),  # a bounded training sample, whatever the corpus
@@ -96,30 +128,7 @@ def specialty_classifier(
                 "seconds": round(time.perf_counter() - t0, 3),
             }
         )
-    vec_m = pipeline_state.manifest(vectors_table(embedder.model_id))
-    # The sample fills one preallocated array: memory is the sample plus one shard, whatever the corpus.
-    x = np.zeros((config.max_train_documents, embedder.dimension), np.float32)
-    keys, labels = [], []
-    for shard, docs in pipeline_state.iter_shards(DOCUMENTS_TABLE, DOCUMENTS, columns=["key", "mesh_terms"]):
-        lab = {
-            k: y
-            for k, m in zip(docs.column("key").to_pylist(), docs.column("mesh_terms").to_pylist())
-            if (y := label_document(m or [])[0])
-        }
-        del docs
-        if not lab:
-            continue
-        entry = vec_m.get(pipeline_state.shard_name(shard))
-        k, v = _shard_doc_vectors(
-            pipeline_state, vectors_table(embedder.model_id), shard, entry, embedder.dimension, set(lab)
-        )
-        take = min(len(k), config.max_train_documents - len(keys))
-        x[len(keys) : len(keys) + take] = v[:take]
-        keys += k[:take]
-        labels += [lab[d] for d in k[:take]]
-        if len(keys) >= config.max_train_documents:
-            break
-    x = x[: len(keys)]
+    x, keys, labels = _training_sample(pipeline_state, embedder, config)
     train = [i for i, k in enumerate(keys) if not holdout(k, config.holdout_fraction)]
     test = [i for i, k in enumerate(keys) if holdout(k, config.holdout_fraction)]
     counts = Counter(labels)
