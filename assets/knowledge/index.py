@@ -115,39 +115,16 @@ def live_rows(
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"lancedb", "opensearch"},
-    owners=OWNERS,
-    retry_policy=RETRY,
-    deps=[chunk_embeddings, document_classes, document_access],
-    description="The searchable index: vectors + text (BM25) + filter fields (specialty and section labels among them) in one "
-    "generation per model/mapping. Applies only the delta of the dirty shards (new chunks in, deleted chunks out, re-labelled and re-permissioned "
-    "documents in place); a new generation is bulk-loaded beside the serving one and, for a rebuild of the same lineage, "
-    "becomes a promotion candidate that the evaluation gate switches to atomically (the first generation, or a new model's, "
-    "serves at once). Generations beyond keep_generations are dropped.",
-)
-def vector_index(
-    context: dg.AssetExecutionContext,
-    config: IndexConfig,
-    embedder: EmbedderResource,
-    vector_store: VectorStoreResource,
+def _apply_deltas(
     pipeline_state: PipelineStateStore,
-) -> dg.MaterializeResult:
-    t0 = time.perf_counter()
-    base = lineage(embedder, vector_store)
-    candidate, serving = read_candidate(pipeline_state), vector_store.serving_generation()
-    generation = (
-        rebuild_name(base)
-        if config.rebuild
-        else target_generation(base, serving, candidate, vector_store.has_generation)
-    )
+    vector_store: VectorStoreResource,
+    embedder: EmbedderResource,
+    generation: str,
+    created: bool,
+) -> tuple[list[dict], dict[str, int]]:
+    """Each dirty shard's difference between its live chunks and what ``generation`` holds, applied to the store and
+    recorded (committed every ``COMMIT_EVERY`` shards); a new generation is bulk-loaded. (dirty shards, totals)"""
     vtable, itable = vectors_table(embedder.model_id), indexed_table(generation)
-    created = not vector_store.has_generation(generation)
-    if created:
-        pipeline_state.drop_table(itable)  # whatever an earlier generation of this name held is gone with it
-        vector_store.create_generation(generation, embedder.dimension, expected_rows=pipeline_state.table_rows(vtable))
-        context.log.info(f"created index generation {generation}")
     reads = (CHUNKS_TABLE, vtable, CLASSES_TABLE, ACCESS_TABLE)
     items = plan(pipeline_state, itable, reads, "index-v2", prev=(itable,))
     totals = {"added": 0, "deleted": 0, "reclassified": 0, "permissions_changed": 0}
@@ -182,9 +159,12 @@ def vector_index(
                 pipeline_state.commit(itable, pending)
                 pending = {}
     pipeline_state.commit(itable, pending)
-    changed = created or any(totals.values())
-    index_info = vector_store.refresh_indexes(generation) if changed else {"ann": "unchanged"}
+    return items, totals
 
+
+def _settle(context, config, vector_store, pipeline_state, generation: str, base: str, serving, candidate):
+    """After a build: promote now or record a candidate (the evaluation gate promotes it), then prune old generations
+    (never the one built, never a pending candidate). (the decision, the generations dropped)"""
     decision = on_build(generation, base, serving, candidate)
     if decision.promote_now:
         vector_store.promote(generation)
@@ -202,6 +182,47 @@ def vector_index(
     dropped = vector_store.prune_generations(config.keep_generations, protect)
     for old in dropped:
         pipeline_state.drop_table(indexed_table(old))
+    return decision, dropped
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"lancedb", "opensearch"},
+    owners=OWNERS,
+    retry_policy=RETRY,
+    deps=[chunk_embeddings, document_classes, document_access],
+    description="The searchable index: vectors + text (BM25) + filter fields (specialty and section labels among them) in one "
+    "generation per model/mapping. Applies only the delta of the dirty shards (new chunks in, deleted chunks out, re-labelled and re-permissioned "
+    "documents in place); a new generation is bulk-loaded beside the serving one and, for a rebuild of the same lineage, "
+    "becomes a promotion candidate that the evaluation gate switches to atomically (the first generation, or a new model's, "
+    "serves at once). Generations beyond keep_generations are dropped.",
+)
+def vector_index(
+    context: dg.AssetExecutionContext,
+    config: IndexConfig,
+    embedder: EmbedderResource,
+    vector_store: VectorStoreResource,
+    pipeline_state: PipelineStateStore,
+) -> dg.MaterializeResult:
+    t0 = time.perf_counter()
+    base = lineage(embedder, vector_store)
+    candidate, serving = read_candidate(pipeline_state), vector_store.serving_generation()
+    generation = (
+        rebuild_name(base)
+        if config.rebuild
+        else target_generation(base, serving, candidate, vector_store.has_generation)
+    )
+    vtable, itable = vectors_table(embedder.model_id), indexed_table(generation)
+    created = not vector_store.has_generation(generation)
+    if created:
+        pipeline_state.drop_table(itable)  # whatever an earlier generation of this name held is gone with it
+        vector_store.create_generation(generation, embedder.dimension, expected_rows=pipeline_state.table_rows(vtable))
+        context.log.info(f"created index generation {generation}")
+    items, totals = _apply_deltas(pipeline_state, vector_store, embedder, generation, created)
+    changed = created or any(totals.values())
+    index_info = vector_store.refresh_indexes(generation) if changed else {"ann": "unchanged"}
+
+    decision, dropped = _settle(context, config, vector_store, pipeline_state, generation, base, serving, candidate)
     is_candidate = bool(serving) and vector_store.serving_generation() != generation
     built_from = save_generation_lineage(pipeline_state, generation, embedder.model_id)
     return dg.MaterializeResult(
