@@ -38,6 +38,11 @@ class Candidate:
         return asdict(self)
 
 
+def is_pending(candidate: Candidate | None) -> bool:
+    """A candidate waiting for the evaluation gate (a rebuild not yet promoted or rejected)."""
+    return candidate is not None and candidate.status == "pending"
+
+
 def of_lineage(generation: str | None, base: str) -> bool:
     return bool(generation) and (generation == base or generation.startswith(f"{base}_r"))
 
@@ -49,12 +54,7 @@ def rebuild_name(base: str, now: float | None = None) -> str:
 def target_generation(base: str, serving: str | None, candidate: Candidate | None, exists) -> str:
     """The generation incremental runs maintain: a pending candidate of this lineage (the one about to serve), else
     the serving one when it is of this lineage (it may be a rebuild), else the lineage's base."""
-    if (
-        candidate
-        and candidate.status == "pending"
-        and of_lineage(candidate.generation, base)
-        and exists(candidate.generation)
-    ):
+    if is_pending(candidate) and of_lineage(candidate.generation, base) and exists(candidate.generation):
         return candidate.generation
     return serving if serving and of_lineage(serving, base) else base
 
@@ -80,13 +80,13 @@ def on_build(
     now = time.time() if now is None else now
     if serving is None or (serving != generation and not of_lineage(serving, base)):
         superseded = None
-        if candidate and candidate.status == "pending" and candidate.generation != generation:
+        if is_pending(candidate) and candidate.generation != generation:
             superseded = transition(candidate, "superseded", f"a new model/mapping generation {generation} serves", now)
         return BuildDecision(
             True, superseded, "first generation" if serving is None else f"new lineage replaces {serving}"
         )
     if serving != generation:
-        if candidate and candidate.generation == generation and candidate.status == "pending":
+        if is_pending(candidate) and candidate.generation == generation:
             return BuildDecision(False, None, "pending candidate maintained")
         return BuildDecision(
             False, Candidate(generation, "pending", f"built beside serving generation {serving}", now), "new candidate"

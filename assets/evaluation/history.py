@@ -21,7 +21,7 @@ from assets.evaluation.state import (
 from assets.knowledge.state import read_candidate, save_candidate
 from assets.metadata import md_table
 from core.evaluation import JUDGE_METRICS, promotion_gate
-from core.generations import transition
+from core.generations import is_pending, transition
 from core.plots import png_bytes
 from resources.state_store import PipelineStateStore
 from resources.vector_store import VectorStoreResource
@@ -119,7 +119,7 @@ def eval_history(
     pipeline_state.write(HISTORY_TABLE, pa.Table.from_pylist(history, schema=HISTORY))
     if run["is_candidate"] and not gate["passed"]:
         candidate = read_candidate(pipeline_state)
-        if candidate and candidate.generation == run["generation"] and candidate.status == "pending":
+        if is_pending(candidate) and candidate.generation == run["generation"]:
             save_candidate(pipeline_state, transition(candidate, "rejected", "; ".join(gate["reasons"])))
         context.log.warning(f"candidate {run['generation']} rejected: {gate['reasons']}")
     png = _trend_png(history)
@@ -201,7 +201,7 @@ def serving_index(
     before = vector_store.serving_generation()
     history = read_history(pipeline_state)
     last = history[-1] if history else None
-    if candidate and candidate.status == "pending":
+    if is_pending(candidate):
         if not last or last["generation"] != candidate.generation or not json.loads(last["gate"])["passed"]:
             raise dg.Failure(f"candidate {candidate.generation} has no passing evaluation; run rag_eval_run first")
         vector_store.promote(candidate.generation)

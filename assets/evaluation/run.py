@@ -24,6 +24,7 @@ from assets.knowledge.state import read_candidate
 from assets.metadata import md_table
 from core.access import ReadScope
 from core.evaluation import ID_METRICS, JUDGE_METRICS, TEXT_METRICS, id_metrics, rouge_l, summarize
+from core.generations import is_pending
 from core.progress import Progress
 from infra.platform.config import k8s_step
 from resources.embedder import EmbedderResource
@@ -176,9 +177,7 @@ def _target(pipeline_state: PipelineStateStore, vector_store: VectorStoreResourc
     serving = vector_store.serving_generation()
     candidate = read_candidate(pipeline_state)
     pending = (
-        candidate.generation
-        if candidate and candidate.status == "pending" and vector_store.has_generation(candidate.generation)
-        else None
+        candidate.generation if is_pending(candidate) and vector_store.has_generation(candidate.generation) else None
     )
     generation = pending or serving
     if not generation:

@@ -38,7 +38,7 @@ from assets.knowledge.state import (
 )
 from core.access import NOBODY
 from core.embedding import vectors_to_numpy
-from core.generations import on_build, rebuild_name, target_generation
+from core.generations import is_pending, on_build, rebuild_name, target_generation
 from core.ids import generation_id
 from core.knowledge import index_delta
 from resources.embedder import EmbedderResource
@@ -171,14 +171,12 @@ def _settle(context, config, vector_store, pipeline_state, generation: str, base
         context.log.info(f"serving generation switched {serving} -> {generation} ({decision.reason})")
     if decision.candidate:
         save_candidate(pipeline_state, decision.candidate)
-        if decision.candidate.status == "pending":
+        if is_pending(decision.candidate):
             context.log.info(
                 f"generation {generation} is a promotion candidate; {serving} keeps serving until the evaluation gate passes"
             )
     pending_candidate = read_candidate(pipeline_state)
-    protect = {generation} | (
-        {pending_candidate.generation} if pending_candidate and pending_candidate.status == "pending" else set()
-    )
+    protect = {generation} | ({pending_candidate.generation} if is_pending(pending_candidate) else set())
     dropped = vector_store.prune_generations(config.keep_generations, protect)
     for old in dropped:
         pipeline_state.drop_table(indexed_table(old))
