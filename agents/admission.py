@@ -64,7 +64,8 @@ class Admission:
             too_big = self._body_refusal(request)
             if too_big is not None:
                 self.inflight.release(slot)
-            return too_big, None if too_big is not None else slot
+                return too_big, None
+            return None, slot
         return self._body_refusal(request), None
 
     def _body_refusal(self, request: Request) -> JSONResponse | None:

@@ -36,8 +36,10 @@ STUDY = (
 )
 
 
-def _complete(url: str, i: int, n_predict: int) -> dict:
-    prompt = f"[{i}] " + STUDY * 24 + "\nSummarize the study:"  # a distinct prefix: no slot reuses another's cache
+def complete(url: str, i: int, n_predict: int, repeats: int = 24) -> dict:
+    """One /completion, greedy, the prompt cache off; llama-server's timings. ``repeats`` of STUDY make the prompt
+    (24: ~590 tokens, 48: ~1,160)."""
+    prompt = f"[{i}] " + STUDY * repeats + "\nSummarize the study:"  # a distinct prefix: no slot reuses another's cache
     body = {"prompt": prompt, "n_predict": n_predict, "temperature": 0, "cache_prompt": False, "ignore_eos": True}
     req = urllib.request.Request(f"{url}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=600) as r:
@@ -48,15 +50,15 @@ def measure(binary: Path, env: dict[str, str], model: Path, n_predict: int = 200
     server = LlamaServer(binary, env, model, "bench")
     server.start()
     try:
-        _complete(server.url, 0, 8)  # warm-up
-        one = _complete(server.url, 1, n_predict)
+        complete(server.url, 0, 8)  # warm-up
+        one = complete(server.url, 1, n_predict)
         t0 = time.perf_counter()
         for i in range(2, 5):
-            _complete(server.url, i, n_predict)
+            complete(server.url, i, n_predict)
         sequential = time.perf_counter() - t0
         t0 = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
-            batch = list(pool.map(lambda i: _complete(server.url, i, n_predict), range(5, 9)))
+            batch = list(pool.map(lambda i: complete(server.url, i, n_predict), range(5, 9)))
         parallel = time.perf_counter() - t0
     finally:
         server.stop()

@@ -20,23 +20,20 @@ import multiprocessing as mp
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_llama_server import complete  # noqa: E402
 from benchmarks.common import save  # noqa: E402
 from core.gguf import get_model  # noqa: E402
 from core.gguf_tensors import read_tensors, token_cost  # noqa: E402
 from infra.local.llama_server import LlamaServer, resolve_binary  # noqa: E402
 
 MIB = 1 << 20
-STUDY = (
-    "The randomized trial enrolled adults with chronic heart failure and measured exercise capacity, quality of life "
-    "and hospital admissions over twelve months. "
-)
+PROMPT_REPEATS = 48  # ~1,160 prompt tokens: the 1,200-token prefill
 
 
 def _stream(n_bytes: int, reps: int, barrier, out) -> None:
@@ -84,21 +81,13 @@ def gemm_gflops(m: int, k: int, n: int, reps: int = 5) -> float:
     return round(2 * m * k * n / best / 1e9, 1)
 
 
-def _complete(url: str, i: int, n_predict: int) -> dict:
-    prompt = f"[{i}] " + STUDY * 48 + "\nSummarize the study:"  # ~1,160 tokens; a distinct prefix per request
-    body = {"prompt": prompt, "n_predict": n_predict, "temperature": 0, "cache_prompt": False, "ignore_eos": True}
-    req = urllib.request.Request(f"{url}/completion", json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        return json.loads(r.read())["timings"]
-
-
 def served_rates(model: Path, cache: Path, reps: int = 2, threads: int = 0) -> dict:
     binary, env, origin = resolve_binary(cache, model)
     server = LlamaServer(binary, env, model, "bench", threads=threads)
     server.start()
     try:
-        _complete(server.url, 0, 8)  # warm-up
-        runs = [_complete(server.url, i, 128) for i in range(1, reps + 1)]
+        complete(server.url, 0, 8, PROMPT_REPEATS)  # warm-up
+        runs = [complete(server.url, i, 128, PROMPT_REPEATS) for i in range(1, reps + 1)]
     finally:
         server.stop()
     return {

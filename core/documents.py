@@ -8,7 +8,7 @@ yields no text is quarantined, so it can never become a random vector downstream
 from __future__ import annotations
 
 from core.doctypes import classify_document
-from core.paged_sources import IMAGE_FORMATS, OcrOptions, markdown_cells, parse_image, parse_pdf, table_markdown
+from core.paged_sources import IMAGE_FORMATS, OcrOptions, markdown_cells, parse_image, parse_pdf
 from core.parsed_document import (
     DEFAULT_MAX_BYTES,
     MIN_TEXT_CHARS,
@@ -17,7 +17,6 @@ from core.parsed_document import (
     Quarantine,
     Section,
     decode_text,
-    normalize_text,
 )
 from core.text_formats import (
     parse_csv,
@@ -40,10 +39,8 @@ __all__ = [
     "Section",
     "detect_format",
     "markdown_cells",
-    "normalize_text",
     "parse_document",
     "parse_pubmed_xml",
-    "table_markdown",
 ]
 
 
