@@ -7,7 +7,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from agents.sources import Source
-from core import answerability
+from core import answerability, verdict
 from core.conversation import Turn
 
 
@@ -91,6 +91,7 @@ class Plan:
     nearest: list[tuple[str, str]] = field(default_factory=list)  # (id, title) named when nothing covers the question
     verdict_steps: dict = field(default_factory=lambda: {"model": None, "checks": []})
     allowed: list[int] | None = None  # the only sources the answer may quote or cite (None: all of them)
+    decision: verdict.Decision | None = None  # the calibrated verdict read from a conclusion before the answer
 
 
 def turns_of(history: list[dict] | list[Turn] | None) -> list[Turn]:

@@ -9,7 +9,9 @@ Fast path (one LLM call when all goes well):
 3. answerability (``core.answerability``): one constrained call judges which sources address the question; routing
    is code: the knowledge base when one does, and the answer may use only those; otherwise web search (MCP) when it
    is configured, else "the indexed sources do not cover this" with the nearest studies named, nothing cited;
-4. one JSON-schema-constrained call writes evidence quotes, a verdict and cited sentences (``core.answering``);
+4. a yes/no question's verdict is read from the conclusion of the source likeliest to address it: one short call,
+   calibrated on dev (``core.verdict``);
+5. one JSON-schema-constrained call writes evidence quotes, that verdict and cited sentences (``core.answering``);
    code checks every quote and sentence against the sources, and the verdict against the quotes. A failed check
    gets one correction call with the problems; if that fails too, the answer is the verified quotes themselves.
 
@@ -28,7 +30,7 @@ from agents.prompts import answer_messages, passage_text
 from agents.sources import Source, page_label, source_id
 from agents.tracing import trace_id_of, tracer
 from agents.web_search import WebSearch
-from core import answerability, answering, conversation
+from core import answerability, answering, conversation, verdict
 from core.access import ReadScope
 from core.conversation import Turn
 from core.relevance import RELEVANCE_VERSION
@@ -55,6 +57,7 @@ class AnswerService:
         self.client = gateway.openai_client()
         self.state = state
         self._fit = fit
+        self._verdict_fit: verdict.Fit | None = None
         self._lineage_cache: tuple[float, dict] | None = None
 
     @property
@@ -63,6 +66,13 @@ class AnswerService:
         if self._fit is None:
             self._fit = answerability.load_fit(self.lineage()["llm"])
         return self._fit
+
+    @property
+    def verdict_fit(self) -> verdict.Fit:
+        """The verdict calibration of the model that answers (``core.verdict``)."""
+        if self._verdict_fit is None:
+            self._verdict_fit = verdict.load_fit(self.lineage()["llm"])
+        return self._verdict_fit
 
     # -- lineage --------------------------------------------------------------------------------
     def lineage(self, llm: str = "") -> dict:
@@ -91,7 +101,7 @@ class AnswerService:
             "llm": cached["llm"] if not llm or llm == self.gateway.chat_model else llm,
             "prompt_version": (
                 f"{answering.PROMPT_VERSION}+{answerability.ANSWERABILITY_VERSION}+{RELEVANCE_VERSION}"
-                f"+{conversation.REWRITE_VERSION}"
+                f"+{verdict.VERDICT_VERSION}+{conversation.REWRITE_VERSION}"
             ),
         }
 
@@ -221,6 +231,30 @@ class AnswerService:
             span.set_attribute("agentic.answerability.covered", len(decided.covered))
         return decided, features
 
+    def decide_verdict(self, question: str, source: Source, tokens: dict, models: list[str]) -> verdict.Decision:
+        """One short call: the model's yes / no / uncertain over ``source``'s conclusion, calibrated
+        (``core.verdict``). The answer is then written under that verdict."""
+        conclusion = answering.conclusion_part(source.text) or source.text
+        with tracer().start_as_current_span("decide_verdict") as span:
+            span.set_attribute("gen_ai.request.model", self.gateway.chat_model)
+            r = self.client.chat.completions.create(
+                model=self.gateway.chat_model,
+                messages=verdict.messages(question, conclusion),
+                max_tokens=1,
+                temperature=0.0,
+                logprobs=True,
+                top_logprobs=20,
+            )
+            count_usage(r, tokens, span, models)
+            choice = r.choices[0]
+            first = (choice.logprobs.content or []) if choice.logprobs else []
+            alts = [{"token": a.token, "logprob": a.logprob} for a in first[0].top_logprobs] if first else []
+            decided = verdict.decide(verdict.choice_probabilities(alts, choice.message.content or ""), self.verdict_fit)
+            span.set_attribute("agentic.verdict.said", decided.said)
+            span.set_attribute("agentic.verdict.calibrated", decided.verdict)
+            span.set_attribute("agentic.verdict.p_supports", decided.p_supports)
+        return decided
+
     def standalone(self, question: str, history: list[Turn], tokens: dict, models: list[str]) -> tuple[str, int]:
         """The question made standalone from the conversation: (question, LLM calls made: 0 or 1)."""
         if not conversation.needs_rewrite(question, history):
@@ -297,8 +331,19 @@ class AnswerService:
             if relevance is not None:
                 span.set_attribute("agentic.relevance", relevance)
             allowed = judged.covered if route == "knowledge_base" and judged is not None else None
+            decision = None
+            if yes_no and allowed:
+                # the verdict from the conclusion of the source judged likeliest to address the question
+                top = max((s for s in sources if s.n in allowed), key=lambda s: judged.scores.get(s.n, 0.0))
+                t = time.perf_counter()
+                decision = self.decide_verdict(standalone, top, tokens, models)
+                timings["verdict"] = (time.perf_counter() - t) * 1000
+                calls += 1
             messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes, allowed)
             plan = Plan(question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings)
+            plan.decision = decision
+            if decision is not None:
+                plan.verdict_steps.update(model=decision.said, calibrated=decision.verdict, decision=decision.as_dict())
             plan.notes, plan.standalone, plan.yes_no = notes, standalone, yes_no
             plan.relevance_evidence, plan.models = evidence, models
             plan.answerability, plan.nearest, plan.allowed = judged, nearest, allowed
@@ -337,20 +382,28 @@ class AnswerService:
         Only the sources judged to address the question may be quoted or cited (schema and checks alike)."""
         allowed = plan.allowed
         by_n = {s.n: s.text for s in plan.sources if allowed is None or s.n in allowed}
-        schema = answering.answer_schema(
+        full = answering.answer_schema(
             len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences, allowed
+        )
+        # the first answer is written under the verdict decided from the conclusion; a correction may change it
+        decided = [plan.decision.verdict, "not_in_sources"] if plan.decision else None
+        first = answering.answer_schema(
+            len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences, allowed, decided
         )
         messages = list(plan.messages)
         checked = None
         steps = plan.verdict_steps
         for attempt in range(1 + self.config.max_corrections):
             name = "generate_answer" if attempt == 0 else "correct_answer"
+            schema = first if attempt == 0 else full
             raw = self._chat(plan.tokens, name, messages, self.config.answer_max_tokens, schema, plan.models)
             plan.llm_calls += 1
             parsed = answering.parse_answer(raw)
             said = parsed.get("verdict")
             if attempt == 0:
-                steps["model"] = said
+                steps["answer_call"] = said
+                if plan.decision is None:
+                    steps["model"] = said
             else:
                 steps["checks"].append(f"correction call: the model said {said}")
             with tracer().start_as_current_span("check_answer") as span:

@@ -7,8 +7,9 @@ Builds a home with the ``--docs`` sample that ``agentic run`` indexes (plus any 
 deploys the serving assets (Ray Serve + LiteLLM) with the chosen LLM and web search off, then on the split's items
 (``benchmarks/eval_sets.py``; rules, prompts and weights are fit on dev, test is read only here):
 
-- covered questions: the fast path's answer; refused or not; the model's own verdict (before any check), what the
-  checks changed and the final verdict, each against the hand label; opposite answers; the source cited;
+- covered questions: the fast path's answer; refused or not; the model's own verdict (its word before any
+  calibration or check), the calibrated verdict (``core.verdict``), what the answer's checks changed and the final
+  verdict, each against the hand label; opposite answers; the source cited;
 - uncovered questions: whether the answer made claims cited to the knowledge base;
 - the answerability score's AUROC, covered vs uncovered;
 - conversations: the follow-up's answer cites the first turn's article and contains an expected detail;
@@ -113,16 +114,21 @@ def bare_call(client, model: str, plan, temperature: float) -> dict:
 def covered_row(item: dict, plan, answer, secs: float) -> dict:
     label, final = item["label"], answer.verdict
     model = answer.verdict_steps.get("model")
+    calibrated = answer.verdict_steps.get("calibrated", model)
     return {
         "id": item["id"],
         "label": label,
         "model_verdict": model,
+        "calibrated_verdict": calibrated,
+        "answer_call_verdict": answer.verdict_steps.get("answer_call"),
         "checks": answer.verdict_steps.get("checks", []),
         "verdict": final,
         "refused": answer.route != "knowledge_base",
         "agrees_model": model == label,
+        "agrees_calibrated": calibrated == label,
         "agrees": final == label,
         "opposite_model": model in OPPOSITE[label],
+        "opposite_calibrated": calibrated in OPPOSITE[label],
         "opposite": final in OPPOSITE[label],
         "gold_cited": f"PMID:{item['pmid']}" in {c["id"] for c in answer.citations},
         "score": answer.relevance,
@@ -198,8 +204,10 @@ def summarize(rows: list[dict], unc: list[dict], convs: list[dict], bare: list[d
         if rows and unc
         else None,
         "verdict_agreement_model": rate(rows, "agrees_model"),
+        "verdict_agreement_calibrated": rate(rows, "agrees_calibrated"),
         "verdict_agreement_system": rate(rows, "agrees"),
         "opposite_model": rate(rows, "opposite_model"),
+        "opposite_calibrated": rate(rows, "opposite_calibrated"),
         "opposite_system": rate(rows, "opposite"),
         "verdict_agreement_system_when_answered": rate(answered, "agrees"),
         "checks_changed_verdict": sum(1 for r in rows if r["model_verdict"] != r["verdict"]),

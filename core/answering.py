@@ -90,10 +90,16 @@ def content_words(text: str) -> list[str]:
 
 
 def answer_schema(
-    n_sources: int, yes_no: bool, max_quotes: int = 1, max_sentences: int = 3, allowed: list[int] | None = None
+    n_sources: int,
+    yes_no: bool,
+    max_quotes: int = 1,
+    max_sentences: int = 3,
+    allowed: list[int] | None = None,
+    verdicts: list[str] | None = None,
 ) -> dict[str, Any]:
     """The object the model must write, properties in the order it writes them (evidence before verdict).
-    ``allowed``: the only source numbers it may quote or cite (those judged to address the question)."""
+    ``allowed``: the only source numbers it may quote or cite (those judged to address the question); ``verdicts``:
+    the only verdicts it may write (the one decided before the answer, and "not_in_sources")."""
     n = max(n_sources, 1)
     source = {"type": "integer", "enum": list(allowed)} if allowed else {"type": "integer", "minimum": 1, "maximum": n}
     return {
@@ -109,7 +115,7 @@ def answer_schema(
                 "minItems": 1,
                 "maxItems": max_quotes,
             },
-            "verdict": {"type": "string", "enum": list(YES_NO_VERDICTS if yes_no else OPEN_VERDICTS)},
+            "verdict": {"type": "string", "enum": list(verdicts or (YES_NO_VERDICTS if yes_no else OPEN_VERDICTS))},
             "answer": {
                 "type": "array",
                 "items": {

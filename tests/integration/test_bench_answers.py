@@ -26,7 +26,20 @@ def test_bench_answers_runs_on_two_dev_items(answer_service, serving_stack):
     bare = out["bare"][0]
     assert bare["bare_cached_tokens"] == 0 and bare["bare_tokens"]["prompt"] > 0 and bare["answer_tokens"], bare
     assert row["timings_ms"]["judge"] > 0 and row["timings_ms"]["generate"] > 0 and row["tokens"]["completion"] > 0
-    for key in ("covered_refused", "uncovered_answered_with_kb_claims", "verdict_agreement_system", "opposite_model"):
+    # a yes/no question about its own indexed article: the verdict is read from a conclusion (one more short call),
+    # calibrated, and the answer is written under it (the answer call's schema allows that verdict or "not in the
+    # sources", nothing else)
+    assert row["route"] == "knowledge_base" and row["timings_ms"]["verdict"] > 0 and row["llm_calls"] >= 3, row
+    assert row["model_verdict"] in ("supports", "refutes", "insufficient")
+    assert row["calibrated_verdict"] in ("supports", "refutes", "insufficient")
+    assert row["answer_call_verdict"] in (row["calibrated_verdict"], "not_in_sources"), row
+    for key in (
+        "covered_refused",
+        "uncovered_answered_with_kb_claims",
+        "verdict_agreement_system",
+        "verdict_agreement_calibrated",
+        "opposite_model",
+    ):
         assert summary[key]["n"] == 1 and len(summary[key]["ci95"]) == 2, key
     # the judge's features, the fit's input: one row per source retrieved
     features = bench_answers.features(answer_service, covered, True)

@@ -34,10 +34,19 @@ def _runtime_paths() -> list[Path]:
     from assets.evaluation.golden_hard import HARD_SET_FILE
     from core.answerability import FIT_PATH
     from core.cost import PRICE_FILE
+    from core.verdict import FIT_PATH as VERDICT_FIT
     from infra.platform.config import DEFAULT_FILE
     from infra.platform.gateway import AUTH_MODULE
 
-    return [*(RESULTS / f for f in MEASURED_FILES), HARD_SET_FILE, FIT_PATH, PRICE_FILE, DEFAULT_FILE, AUTH_MODULE]
+    return [
+        *(RESULTS / f for f in MEASURED_FILES),
+        HARD_SET_FILE,
+        FIT_PATH,
+        VERDICT_FIT,
+        PRICE_FILE,
+        DEFAULT_FILE,
+        AUTH_MODULE,
+    ]
 
 
 @pytest.mark.unit
@@ -57,6 +66,7 @@ def test_no_module_reads_its_tree_without_being_listed():
         "assets/evaluation/golden_hard.py",
         "core/answerability.py",
         "core/cost.py",
+        "core/verdict.py",
         "infra/platform/config.py",
         "infra/platform/gateway.py",
         *LOCAL_ONLY,
