@@ -25,6 +25,7 @@ import json
 import time
 from typing import Iterator
 
+from agents import judgements
 from agents.answers import AgentConfig, Answer, Plan, count_usage, trace_lineage, turns_of
 from agents.prompts import answer_messages, passage_text
 from agents.sources import Source, page_label, source_id
@@ -194,66 +195,15 @@ class AnswerService:
     def judge(
         self, question: str, sources: list[Source], yes_no: bool, tokens: dict, models: list[str]
     ) -> tuple[answerability.Answerability, list[answerability.Features]]:
-        """One constrained call: does each source address the question? Then the fitted per-source score and the
-        route (``core.answerability``). Its prompt is the answer's up to the question, so the answer call that
-        follows pays only its own instructions and output."""
-        messages = answerability.judge_messages(
-            answer_messages(question, sources, yes_no, self.config.max_quotes),
-            question,
-            [(s.n, s.title) for s in sources],
+        """Which sources address the question (``agents.judgements.judge_sources``)."""
+        messages = answer_messages(question, sources, yes_no, self.config.max_quotes)
+        return judgements.judge_sources(
+            self.client, self.gateway, self.fit, messages, question, sources, tokens, models
         )
-        with tracer().start_as_current_span("judge_answerability") as span:
-            span.set_attribute("gen_ai.request.model", self.gateway.chat_model)
-            r = self.client.chat.completions.create(
-                model=self.gateway.chat_model,
-                messages=messages,
-                max_tokens=4 * len(sources) + 8,
-                temperature=0.0,
-                logprobs=True,
-                top_logprobs=5,
-                **self.gateway.structured("judge_answerability", answerability.judge_schema(len(sources))),
-            )
-            count_usage(r, tokens, span, models)
-            choice = r.choices[0]
-            entries = [
-                {"token": c.token, "top_logprobs": [{"token": a.token, "logprob": a.logprob} for a in c.top_logprobs]}
-                for c in ((choice.logprobs.content or []) if choice.logprobs else [])
-            ]
-            probs = answerability.yes_probabilities(choice.message.content or "", entries, len(sources))
-            lead = answerability.leads([s.dense for s in sources])
-            features = [
-                answerability.Features(p, answerability.subject_overlap(question, f"{s.title}\n{s.text}"), s.dense, g)
-                for p, s, g in zip(probs, sources, lead)
-            ]
-            decided = answerability.decide([s.n for s in sources], features, self.fit)
-            span.set_attribute("agentic.answerability.route", decided.route)
-            span.set_attribute("agentic.answerability.score", decided.score)
-            span.set_attribute("agentic.answerability.covered", len(decided.covered))
-        return decided, features
 
     def decide_verdict(self, question: str, source: Source, tokens: dict, models: list[str]) -> verdict.Decision:
-        """One short call: the model's yes / no / uncertain over ``source``'s conclusion, calibrated
-        (``core.verdict``). The answer is then written under that verdict."""
-        conclusion = answering.conclusion_part(source.text) or source.text
-        with tracer().start_as_current_span("decide_verdict") as span:
-            span.set_attribute("gen_ai.request.model", self.gateway.chat_model)
-            r = self.client.chat.completions.create(
-                model=self.gateway.chat_model,
-                messages=verdict.messages(question, conclusion),
-                max_tokens=1,
-                temperature=0.0,
-                logprobs=True,
-                top_logprobs=20,
-            )
-            count_usage(r, tokens, span, models)
-            choice = r.choices[0]
-            first = (choice.logprobs.content or []) if choice.logprobs else []
-            alts = [{"token": a.token, "logprob": a.logprob} for a in first[0].top_logprobs] if first else []
-            decided = verdict.decide(verdict.choice_probabilities(alts, choice.message.content or ""), self.verdict_fit)
-            span.set_attribute("agentic.verdict.said", decided.said)
-            span.set_attribute("agentic.verdict.calibrated", decided.verdict)
-            span.set_attribute("agentic.verdict.p_supports", decided.p_supports)
-        return decided
+        """The calibrated verdict from ``source``'s conclusion (``agents.judgements.read_verdict``)."""
+        return judgements.read_verdict(self.client, self.gateway, self.verdict_fit, question, source, tokens, models)
 
     def standalone(self, question: str, history: list[Turn], tokens: dict, models: list[str]) -> tuple[str, int]:
         """The question made standalone from the conversation: (question, LLM calls made: 0 or 1)."""
