@@ -14,7 +14,7 @@ from agents.prompts import SYSTEM, answer_messages, format_sources
 from agents.routing import RouteState, next_actions, refusal
 from agents.sources import Source, citations_for
 from agents.tracing import trace_id_of, tracer
-from core import answerability, answering, conversation
+from core import answer_text, answerability, answering, conversation
 from core.access import ReadScope, web_query_from
 
 AGENT_STEPS = (
@@ -179,7 +179,7 @@ class _Orchestration:
             nearest = [(s.id, s.title) for s in self.sources[:3]]
             text = answerability.render_uncovered("not_covered", nearest)
             route, verdict = "not_in_knowledge_base", "not_in_sources"
-        elif problems := answering.check_text_answer(text, {s.n: s.text for s in self.sources if s.n in usable}):
+        elif problems := answer_text.check_text_answer(text, {s.n: s.text for s in self.sources if s.n in usable}):
             text, verdict, evidence = self._corrected(route, usable, span, notes)
             notes.insert(0, "The agent's answer failed the support check (" + "; ".join(problems[:2]) + ").")
         allowed_sources = [s for s in self.sources if s.n in usable]

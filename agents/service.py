@@ -31,7 +31,7 @@ from agents.prompts import answer_messages, passage_text
 from agents.sources import Source, page_label, source_id
 from agents.tracing import trace_id_of, tracer
 from agents.web_search import WebSearch
-from core import answerability, answering, conversation, verdict
+from core import answer_text, answerability, answering, conversation, verdict
 from core.access import ReadScope
 from core.conversation import Turn
 from core.relevance import RELEVANCE_VERSION
@@ -374,7 +374,7 @@ class AnswerService:
                 if checked.repaired:
                     plan.notes.append(f"Corrected in code: {checked.repaired}.")
                     steps["checks"].append(checked.repaired)
-                text, numbers = answering.render(checked)
+                text, numbers = answer_text.render(checked)
                 return text, numbers, checked
             repaired = answering.repair(checked)
             if repaired is not None:
@@ -382,7 +382,7 @@ class AnswerService:
                 plan.notes.append(f"Corrected in code: {repaired.repaired}.")
                 plan.span.set_attribute("agentic.check.repaired", repaired.repaired)
                 steps["checks"].append(repaired.repaired)
-                text, numbers = answering.render(repaired)
+                text, numbers = answer_text.render(repaired)
                 return text, numbers, repaired
             messages = [*plan.messages, {"role": "assistant", "content": raw}]
             messages.append({"role": "user", "content": answering.correction_message(checked)})
@@ -391,8 +391,8 @@ class AnswerService:
             + "; ".join(checked.problems[:3])
             + "): the verified quotes from the sources are given instead of its sentences."
         )
-        text, numbers = answering.render_quotes(checked)
-        checked.verdict = answering.fallback_verdict(checked)
+        text, numbers = answer_text.render_quotes(checked)
+        checked.verdict = answer_text.fallback_verdict(checked)
         steps["checks"].append(f"failed the checks after correction: {checked.verdict}")
         return text, numbers, checked
 
@@ -419,7 +419,7 @@ class AnswerService:
                     # a source was judged to address the question: say which one it looked in, not "not covered"
                     covered = plan.answerability.covered if plan.answerability else []
                     top = next((s for s in plan.sources if s.n in covered), plan.sources[0])
-                    text, numbers = answering.render_closest(top.n, top.title)
+                    text, numbers = answer_text.render_closest(top.n, top.title)
             plan.timings_ms["generate"] = (time.perf_counter() - t) * 1000
             chosen = set(numbers)
             citations = [s.citation() for s in plan.sources if s.n in chosen]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.answering import LEADS, NOT_FOUND, NOT_IN_SOURCES, content_words
+from core.answer_text import LEADS, NOT_FOUND, NOT_IN_SOURCES
+from core.answering import content_words
 
 REWRITE_VERSION = "rewrite-v3-first-question"
 _ANAPHORA = re.compile(

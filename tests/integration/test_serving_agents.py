@@ -325,7 +325,8 @@ def test_off_topic_question_gets_a_not_covered_answer_after_the_judge_alone(serv
 def test_failed_support_check_gets_one_correction_then_the_verified_quotes(serving_stack):
     # A support bar no sentence can reach: the check fails, one correction is tried, then the fallback answers with
     # the verified quotes alone (never with unsupported text).
-    from core.answering import NOT_FOUND, quote_support
+    from core.answer_text import NOT_FOUND
+    from core.answering import quote_support
 
     cfg = small_agent_config(web_search="off", min_sentence_support=1.01)
     service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("off"))

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core import answering, conversation, hard_set
+from core import answer_text, answering, conversation, hard_set
 from core.conversation import Turn
 from core.relevance import auroc, relevance_evidence
 
@@ -40,7 +40,7 @@ def test_a_yes_over_a_negative_conclusion_is_caught_and_rendered_honestly():
     fixed = dict(obj, verdict="refutes", answer=[{"sentence": "Adenoma detection was not improved.", "sources": [1]}])
     checked = answering.check_answer(fixed, SRC, yes_no=True)
     assert checked.ok, checked.problems
-    text, cited = answering.render(checked)
+    text, cited = answer_text.render(checked)
     assert text.startswith("No: the cited sources do not support this [1].") and cited == [1]
     assert text.endswith("Adenoma detection was not improved [1].")
 
@@ -65,16 +65,16 @@ def test_unsupported_and_uncited_sentences_are_dropped_and_invented_quotes_rejec
         "Metformin lowered HbA1c compared with placebo in type 2 diabetes."
     ]
     assert any("Paris" in p for p in checked.problems)  # named, so the correction call can fix it
-    text, cited = answering.render(checked)
+    text, cited = answer_text.render(checked)
     assert all(s.rstrip(".").endswith("]") for s in answering.text_sentences(text)) and cited == [2]
-    assert answering.supported_share(text, SRC) == 1.0
+    assert answer_text.supported_share(text, SRC) == 1.0
 
 
 def test_not_in_sources_renders_no_citations_and_the_quote_fallback_is_verbatim():
     checked = answering.check_answer({"evidence": [], "verdict": "not_in_sources", "answer": []}, SRC, yes_no=False)
-    assert checked.ok and answering.render(checked) == (answering.NOT_IN_SOURCES, [])
+    assert checked.ok and answer_text.render(checked) == (answer_text.NOT_IN_SOURCES, [])
     # on the knowledge-base route the service says where it looked instead
-    text, cited = answering.render_closest(3, "Ramadan  fasting and gliclazide.\n")
+    text, cited = answer_text.render_closest(3, "Ramadan  fasting and gliclazide.\n")
     assert text == 'The sources found do not state this. The closest source is "Ramadan fasting and gliclazide" [3].'
     assert cited == [3]
     bad = answering.check_answer(
@@ -83,7 +83,7 @@ def test_not_in_sources_renders_no_citations_and_the_quote_fallback_is_verbatim(
         yes_no=False,
     )
     assert not bad.ok
-    text, cited = answering.render_quotes(bad)
+    text, cited = answer_text.render_quotes(bad)
     assert text == 'Source [2] states: "Metformin reduced HbA1c by 1.1%." [2]' and cited == [2]
 
 
@@ -106,7 +106,7 @@ def test_answer_schema_orders_evidence_before_verdict_and_bounds_sources():
 
 def test_free_text_check_finds_uncited_and_unsupported_sentences():
     text = "Metformin reduced HbA1c compared with placebo [2]. Paris is the capital of France [1]. It works well."
-    problems = answering.check_text_answer(text, SRC)
+    problems = answer_text.check_text_answer(text, SRC)
     assert len(problems) == 2 and "Paris" in problems[0] and "without a citation" in problems[1]
 
 
@@ -218,7 +218,7 @@ def test_not_in_sources_over_an_on_topic_quote_is_a_contradiction():
     checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
     assert not checked.ok and "source [2] is" in checked.problems[0]
     off = answering.check_answer(obj, SRC, yes_no=True, question="Is yoga good for back pain in runners?")
-    assert off.ok and answering.render(off) == (answering.NOT_IN_SOURCES, [])
+    assert off.ok and answer_text.render(off) == (answer_text.NOT_IN_SOURCES, [])
 
 
 def test_supports_over_a_negative_conclusion_of_a_relied_on_source_is_caught():
@@ -254,7 +254,7 @@ def test_a_supports_verdict_against_the_sources_conclusion_is_repaired_without_a
     assert not checked.ok and checked.conflict["source"] == 1
     fixed = answering.repair(checked)
     assert fixed.ok and fixed.verdict == "refutes" and "supports -> refutes" in fixed.repaired
-    text, cited = answering.render(fixed)
+    text, cited = answer_text.render(fixed)
     # the model's sentence (written under the wrong verdict) is gone; the source's own conclusion is quoted
     assert text.startswith("No: the cited sources do not support this [1].") and cited == [1]
     assert "did not improve the adenoma detection rate" in text and "improves adenoma detection" not in text
@@ -282,7 +282,7 @@ def test_refutes_over_a_conclusion_that_cannot_decide_becomes_insufficient():
     }
     checked = answering.check_answer(obj, src, yes_no=True, question=question)
     assert checked.ok and checked.verdict == "insufficient" and checked.repaired
-    assert answering.render(checked)[0].startswith("The cited sources do not give enough evidence")
+    assert answer_text.render(checked)[0].startswith("The cited sources do not give enough evidence")
     # a plain "did not reduce" stays refutes ("further trials are needed" alone does not make it undecided)
     obj2 = {
         "evidence": [{"source": 2, "quote": "Ivermectin did not reduce mortality in hospitalised COVID-19 patients"}],
@@ -304,12 +304,12 @@ def test_the_fallback_never_shows_a_verdict():
     }
     checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
     assert not checked.ok
-    text, cited = answering.render_quotes(checked)
-    assert answering.fallback_verdict(checked) == "quotes_only" and cited == [2]
+    text, cited = answer_text.render_quotes(checked)
+    assert answer_text.fallback_verdict(checked) == "quotes_only" and cited == [2]
     assert text.startswith("Source [2] states:") and "Yes" not in text and "neuropathy" not in text
     empty = dict(obj, evidence=[{"source": 2, "quote": "metformin cured diabetes in every single patient"}])
     assert (
-        answering.fallback_verdict(answering.check_answer(empty, SRC, yes_no=True, question=question)) == "unanswered"
+        answer_text.fallback_verdict(answering.check_answer(empty, SRC, yes_no=True, question=question)) == "unanswered"
     )
 
 
@@ -353,7 +353,7 @@ def test_a_quoteless_not_in_sources_on_the_knowledge_base_route_is_questioned_on
     assert answering.check_answer(obj, SRC, yes_no=False, question=question).ok  # e.g. on the web route
     checked = answering.check_answer(obj, SRC, yes_no=False, question=question, on_topic=True)
     assert not checked.ok and "the search found sources about it" in checked.problems[0]
-    assert answering.fallback_verdict(checked) == "unanswered"  # insisting twice: "do not clearly answer"
+    assert answer_text.fallback_verdict(checked) == "unanswered"  # insisting twice: "do not clearly answer"
 
 
 def test_the_answers_own_framing_is_not_a_conversation_subject():
@@ -497,7 +497,7 @@ def test_no_significant_relationship_is_a_negative_conclusion():
     checked = answering.check_answer(obj, {1: source}, yes_no=True, question=question)
     assert not checked.ok and checked.conflict and checked.conflict["source"] == 1
     fixed = answering.repair(checked)
-    assert fixed.verdict == "refutes" and "no significant relationship" in answering.render(fixed)[0]
+    assert fixed.verdict == "refutes" and "no significant relationship" in answer_text.render(fixed)[0]
     for cue in ("no correlation", "no significant link", "no clear relationship"):
         assert answering.has_negative_finding(f"There was {cue} between A and B.")
     # a safety clause is not a negative finding about the question
