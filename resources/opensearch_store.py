@@ -23,19 +23,15 @@ At production size:
   ``bulk_max_bytes``) on ``thread_count`` threads; a request answered 429 (rejected execution: the write
   queue is full) is resent, and items answered 429 inside a bulk response are resent alone, with
   exponential backoff (``initial_backoff_s`` doubling to ``max_backoff_s``, jittered) up to ``max_retries``
-  times; any other item error raises with the first error. ``last_bulk_stats()`` counts the retries.
+  times; any other item error raises with the first error (``resources.opensearch_bulk``). ``last_bulk_stats()``
+  counts the retries.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import random
-import threading
-import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -44,41 +40,14 @@ from pydantic import PrivateAttr
 
 from core.access import by_index_groups
 from core.index_schema import FILTER_FIELDS, HIT_FIELDS, LIST_FIELDS, chunk_schema, index_body
+from core.opensearch_sizing import shard_count
+from resources.opensearch_bulk import BulkLimits, send_bulk
 from resources.vector_store import ACCESS_FILTER, SearchHit, VectorStoreResource, complete_rows
 
 # v2: sections (keyword list) and specialty; v3: groups; v4: doc_type and pages
 OPENSEARCH_MAPPING_VERSION = "opensearch-chunks-v4"
 _SOURCE = HIT_FIELDS
 log = logging.getLogger(__name__)
-
-GB = 1024**3
-TEXT_BYTES_PER_ROW = 3_000  # a ~200-word-piece chunk (~1 KB) with its title, inverted-index postings and filter fields
-SOURCE_BYTES_PER_FLOAT = 10  # a float in _source JSON (~18 characters) after the stored fields' LZ4 compression
-
-
-def estimate_row_bytes(dimension: int, text_bytes: int = TEXT_BYTES_PER_ROW, m: int = 16) -> int:
-    """On-disk bytes of one chunk row: knn_vector doc values (4 B/float) + HNSW links (~2*m 4-byte ids on the base
-    layer) + the vector in ``_source`` + text and filter fields."""
-    return dimension * (4 + SOURCE_BYTES_PER_FLOAT) + 2 * m * 4 + text_bytes
-
-
-def shard_count(
-    expected_rows: int,
-    dimension: int,
-    target_shard_gb: float = 20.0,
-    max_shards: int = 32,
-    text_bytes: int = TEXT_BYTES_PER_ROW,
-    m: int = 16,
-) -> int:
-    """Primary shards for ``expected_rows``: estimated size / ``target_shard_gb`` rounded up, in [1, max_shards]."""
-    if expected_rows <= 0:
-        return 1
-    size = expected_rows * estimate_row_bytes(dimension, text_bytes, m)
-    return max(1, min(max(1, max_shards), math.ceil(size / (target_shard_gb * GB))))
-
-
-class BulkRejected(RuntimeError):
-    """Bulk writes still rejected with 429 after every retry."""
 
 
 def build_filter(filters: dict[str, Any] | None) -> list[dict]:
@@ -287,116 +256,17 @@ class OpenSearchVectorStore(VectorStoreResource):
     def _bulk(
         self, name: str, actions: Iterable[tuple[dict, dict | None]], ok_status: tuple[int, ...] = ()
     ) -> dict[str, int]:
-        """Send (action, source) pairs as bulk requests on ``thread_count`` threads, at most 2 x thread_count requests
-        in flight (memory stays bounded); 429s are retried with backoff; another item error raises (the first one)."""
-        from opensearchpy.exceptions import TransportError
-
-        client = self.client()
-        dumps = client.transport.serializer.dumps
-        stats = {"requests": 0, "ok": 0, "retried_requests": 0, "retried_items": 0, "retries": 0, "max_attempt": 0}
-        lock = threading.Lock()
-
-        def send(items: list[tuple[str, str | None]]) -> None:
-            attempt = 0
-            while items:
-                if attempt:
-                    delay = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1)) * random.uniform(
-                        0.5, 1.0
-                    )
-                    time.sleep(delay)
-                body = "".join(a + "\n" + (f"{d}\n" if d is not None else "") for a, d in items)
-                with lock:
-                    stats["requests"] += 1
-                    stats["max_attempt"] = max(stats["max_attempt"], attempt)
-                try:
-                    resp = client.bulk(body=body, request_timeout=self.timeout_s)
-                except TransportError as e:
-                    if e.status_code != 429:
-                        raise
-                    if attempt >= self.max_retries:
-                        raise BulkRejected(f"bulk request to {name} rejected (429) after {attempt} retries: {e}") from e
-                    log.warning(
-                        "bulk request to %s rejected (429), retry %d of %d", name, attempt + 1, self.max_retries
-                    )
-                    with lock:
-                        stats["retried_requests"] += 1
-                        stats["retries"] += 1
-                    attempt += 1
-                    continue
-                retry: list[tuple[str, str | None]] = []
-                ok = 0
-                for item, result in zip(items, resp["items"]):
-                    ((op, info),) = result.items()
-                    status = int(info.get("status", 500))
-                    if 200 <= status < 300 or status in ok_status:
-                        ok += 1
-                    elif status == 429:
-                        retry.append(item)
-                    else:
-                        raise RuntimeError(
-                            f"bulk {op} into {name} failed for _id {info.get('_id')!r} (status {status}): {info.get('error')}"
-                        )
-                with lock:
-                    stats["ok"] += ok
-                if retry:
-                    if attempt >= self.max_retries:
-                        raise BulkRejected(
-                            f"{len(retry)} bulk items into {name} still rejected (429) after {attempt} retries"
-                        )
-                    log.warning(
-                        "%d bulk items into %s rejected (429), retry %d of %d",
-                        len(retry),
-                        name,
-                        attempt + 1,
-                        self.max_retries,
-                    )
-                    with lock:
-                        stats["retried_items"] += len(retry)
-                        stats["retries"] += 1
-                    attempt += 1
-                items = retry
-
-        def chunks() -> Iterator[list[tuple[str, str | None]]]:
-            part: list[tuple[str, str | None]] = []
-            size = 0
-            for action, source in actions:
-                item = (dumps(action), dumps(source) if source is not None else None)
-                n = len(item[0]) + (len(item[1]) if item[1] is not None else 0) + 2
-                if part and (len(part) >= self.bulk_chunk_size or size + n > self.bulk_max_bytes):
-                    yield part
-                    part, size = [], 0
-                part.append(item)
-                size += n
-            if part:
-                yield part
-
-        self._bulk_stats = stats
-        pending: set[Future] = set()
-        with ThreadPoolExecutor(max_workers=max(1, self.thread_count), thread_name_prefix="os-bulk") as pool:
-            try:
-                for part in chunks():
-                    pending.add(pool.submit(send, part))
-                    if len(pending) >= 2 * max(1, self.thread_count):
-                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for f in done:
-                            f.result()
-                done, pending = wait(pending)
-                for f in done:
-                    f.result()
-            except BaseException:
-                for f in pending:
-                    f.cancel()
-                raise
-        if stats["retries"]:
-            log.info(
-                "bulk into %s: %d requests, %d retries (%d whole requests, %d items answered 429)",
-                name,
-                stats["requests"],
-                stats["retries"],
-                stats["retried_requests"],
-                stats["retried_items"],
-            )
-        return stats
+        limits = BulkLimits(
+            self.thread_count,
+            self.bulk_chunk_size,
+            self.bulk_max_bytes,
+            self.timeout_s,
+            self.max_retries,
+            self.initial_backoff_s,
+            self.max_backoff_s,
+        )
+        self._bulk_stats = {}
+        return send_bulk(self.client(), name, actions, limits, ok_status, self._bulk_stats)
 
     def _refresh_unless_bulk(self, name: str) -> None:
         if not self._bulk_depth.get(name):

@@ -300,7 +300,7 @@ def test_bulk_load_restores_settings_even_after_a_failure(store, rows):
 
 
 def test_shard_count_from_expected_rows():
-    from resources.opensearch_store import GB, estimate_row_bytes, shard_count
+    from core.opensearch_sizing import GB, estimate_row_bytes, shard_count
 
     row = estimate_row_bytes(DIM)
     assert row > DIM * 4 * 2 + 1000  # the vector (doc values + _source) and the text
@@ -315,7 +315,7 @@ def test_shard_count_from_expected_rows():
 
 
 def test_expected_rows_sizes_the_generation(store, rows):
-    from resources.opensearch_store import shard_count
+    from core.opensearch_sizing import shard_count
 
     store.create_generation("big", DIM, expected_rows=10_000_000)
     store.create_generation("small", DIM)
@@ -468,7 +468,8 @@ def _many(rows: pa.Table, n: int) -> pa.Table:
 
 
 def test_bulk_retries_429_from_a_real_node(opensearch_url, rows):
-    from resources.opensearch_store import BulkRejected, OpenSearchVectorStore
+    from resources.opensearch_bulk import BulkRejected
+    from resources.opensearch_store import OpenSearchVectorStore
 
     proxy = RejectingProxy(opensearch_url)
     prefix = f"t{uuid.uuid4().hex[:8]}"
