@@ -16,6 +16,7 @@ import yaml
 
 from infra.platform import aws as awsplan
 from infra.platform.config import PlatformConfig
+from infra.platform.dashboards import grafana_dashboards
 from infra.platform.manifests import (
     HELM_CHARTS,
     render_cluster_addons,
@@ -23,7 +24,6 @@ from infra.platform.manifests import (
     render_everything,
     render_node_pools,
 )
-from infra.platform.observability import grafana_dashboards
 from infra.validate import validate_manifest
 from resources.platform import PlatformResource
 

@@ -10,13 +10,10 @@ from typing import Any
 import yaml
 
 from infra.platform.config import PlatformConfig
+from infra.platform.dashboards import grafana_dashboards
 from infra.platform.gateway import AUTH_MODULE
 from infra.platform.objects import LITELLM_IMAGE, meta, probe
-from infra.platform.observability import (
-    exporter_services,
-    grafana_dashboards,
-    prometheus_rule,
-)
+from infra.platform.observability import exporter_services, prometheus_rule
 from infra.platform.ray_services import ray_token_env
 from infra.platform.security import (
     CONTAINER_SECURITY,

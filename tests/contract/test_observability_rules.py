@@ -15,15 +15,14 @@ import pytest
 import yaml
 
 from infra.platform.config import load_platform_config
+from infra.platform.dashboards import dashboard_panels, grafana_dashboards
 from infra.platform.manifests import HELM_CHARTS, PRUNE_KINDS, render_everything
 from infra.platform.observability import (
     ANSWER_P95_SECONDS,
     METRICS_SERVICES,
     alert_rules,
-    dashboard_panels,
     exporter_services,
     gpu_exporters,
-    grafana_dashboards,
     local_scrape_config,
     prometheus_rule,
     service_monitors,

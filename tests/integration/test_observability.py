@@ -147,7 +147,8 @@ def test_every_dashboard_panel_returns_data_from_a_real_prometheus(api_server, s
     service list and evaluates its alert rules; after a bounded loopback load every panel of the shipped dashboards
     that the local stack can serve returns series (the GPU ones are checked on exporter-shaped series by promtool)."""
     from infra.local.prometheus import PrometheusServer
-    from infra.platform.observability import alert_rules, dashboard_panels, local_scrape_config
+    from infra.platform.dashboards import dashboard_panels
+    from infra.platform.observability import alert_rules, local_scrape_config
 
     key_files = {}
     for name, key in (("agentic-api", api_server.key), ("litellm", serving_stack.keys["AGENTIC_GATEWAY_KEY"])):
