@@ -22,7 +22,10 @@ def pytest_collection_modifyitems(config, items):
     start = items.index(here[0])
     ordered = [i for i in here if i.module.__name__ in uses] + [i for i in here if i.module.__name__ not in uses]
     items[start : start + len(here)] = ordered
-    _LAST_USER[:] = [[i for i in ordered if "kube_cluster" in i.fixturenames][-1].nodeid]
+    # the last test of the last module that uses it, not the last test that names it: a module fixture built on the
+    # cluster (test_cluster_security's ``secured``) is torn down after its module's last test, and needs it then
+    last_module = [i for i in ordered if "kube_cluster" in i.fixturenames][-1].module.__name__
+    _LAST_USER[:] = [[i for i in ordered if i.module.__name__ == last_module][-1].nodeid]
 
 
 @pytest.hookimpl(trylast=True)
