@@ -19,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core import fits
 from core.answering import content_words
 
 ANSWERABILITY_VERSION = "answerability-v1-llm-yes-no+lexical+dense"
@@ -136,12 +137,7 @@ class Fit:
 def load_fit(model: str = "", path: Path = FIT_PATH) -> Fit:
     """The fit for ``model`` (the judge's probabilities are the model's own, so each model is calibrated on its own);
     a model without one gets the default model's, and says so in ``fitted_on``."""
-    data = json.loads(path.read_text())
-    fits = data["fits"]
-    chosen = fits.get(model) or fits[data["default"]]
-    fitted_on = dict(chosen.get("fitted_on", {}), model=model if model in fits else data["default"])
-    if model and model not in fits:
-        fitted_on["note"] = f"no fit for {model}: the default model's is used; fit it on dev before relying on it"
+    chosen, fitted_on = fits.choose(path, model)
     return Fit(chosen["weights"], chosen["threshold"], chosen["related"], chosen.get("version", ""), fitted_on)
 
 

@@ -11,11 +11,12 @@ change are reported separately. Pure functions; the call is in ``agents.service`
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from core import fits
 
 VERDICT_VERSION = "verdict-v1-fewshot-calibrated"
 FIT_PATH = Path(__file__).with_name("verdict_fit.json")
@@ -115,12 +116,7 @@ class Fit:
 def load_fit(model: str = "", path: Path = FIT_PATH) -> Fit:
     """The fit for ``model`` (each model's probabilities are calibrated on their own); a model without one gets the
     default model's, and says so in ``fitted_on``."""
-    data = json.loads(path.read_text())
-    fits = data["fits"]
-    chosen = fits.get(model) or fits[data["default"]]
-    fitted_on = dict(chosen.get("fitted_on", {}), model=model if model in fits else data["default"])
-    if model and model not in fits:
-        fitted_on["note"] = f"no fit for {model}: the default model's is used; fit it on dev before relying on it"
+    chosen, fitted_on = fits.choose(path, model)
     return Fit(chosen["weights"], chosen.get("version", ""), fitted_on)
 
 
