@@ -391,9 +391,12 @@ class AnswerService:
             + "; ".join(checked.problems[:3])
             + "): the verified quotes from the sources are given instead of its sentences."
         )
-        text, numbers = answer_text.render_quotes(checked)
-        checked.verdict = answer_text.fallback_verdict(checked)
-        steps["checks"].append(f"failed the checks after correction: {checked.verdict}")
+        # the verdict read from a conclusion before the answer stands when its source is quoted; the model's does not
+        decided = (plan.decision.verdict, plan.decision.source) if plan.decision else None
+        checked.verdict = answer_text.fallback_verdict(checked, decided)
+        text, numbers = answer_text.render_quotes(checked, checked.verdict)
+        kept = f"the verified quotes under the calibrated verdict {checked.verdict}"
+        steps["checks"].append(f"failed the checks after correction: {kept if decided else checked.verdict}")
         return text, numbers, checked
 
     def complete(self, plan: Plan) -> Answer:

@@ -120,6 +120,9 @@ def covered_row(item: dict, plan, answer, secs: float) -> dict:
         "label": label,
         "model_verdict": model,
         "calibrated_verdict": calibrated,
+        # the source whose conclusion the verdict was read from (0: none read)
+        "verdict_source": (answer.verdict_steps.get("decision") or {}).get("source", 0),
+        "covered_sources": (answer.answerability or {}).get("covered", []),
         "answer_call_verdict": answer.verdict_steps.get("answer_call"),
         "checks": answer.verdict_steps.get("checks", []),
         "verdict": final,

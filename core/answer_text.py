@@ -51,19 +51,28 @@ def render_closest(n: int, title: str) -> tuple[str, list[int]]:
     return f'{NOT_FOUND} The closest source is "{title}" [{n}].', [n]
 
 
-def render_quotes(checked: Checked) -> tuple[str, list[int]]:
+def render_quotes(checked: Checked, verdict: str = "") -> tuple[str, list[int]]:
     """The fallback when the model's answer does not hold up after its correction: what the sources say, verbatim,
-    and no verdict. Keeping a verdict that no check disputed was tried: after two failed attempts it is not
-    trustworthy ("Is patient education beneficial?" got "Yes" over a source whose evidence was insufficient)."""
+    led by ``verdict`` only when it is one read from a quoted source's conclusion (``fallback_verdict``). The failed
+    answer's own verdict is never shown: after two failed attempts it is not trustworthy ("Is patient education
+    beneficial?" got "Yes" over a source whose evidence was insufficient)."""
     if not checked.quotes:
         return "The sources I found do not clearly answer this question.", []
-    parts = [f'Source [{q["source"]}] states: "{q["quote"].rstrip(". ")}." [{q["source"]}]' for q in checked.quotes]
-    return " ".join(parts), list(dict.fromkeys(q["source"] for q in checked.quotes))
+    cited = list(dict.fromkeys(q["source"] for q in checked.quotes))
+    parts = [f"{LEADS[verdict]} {_cites(cited)}."] if verdict in LEADS else []
+    parts += [f'Source [{q["source"]}] states: "{q["quote"].rstrip(". ")}." [{q["source"]}]' for q in checked.quotes]
+    return " ".join(parts), cited
 
 
-def fallback_verdict(checked: Checked) -> str:
-    """The verdict of a fallback answer: "quotes_only" (verified quotes) or "unanswered" (nothing verified)."""
-    return "quotes_only" if checked.quotes else "unanswered"
+def fallback_verdict(checked: Checked, decided: tuple[str, int] | None = None) -> str:
+    """The verdict of a fallback answer: "quotes_only" (verified quotes) or "unanswered" (nothing verified).
+    ``decided``: (verdict, source) read from that source's conclusion before the answer (``core.verdict``); it is
+    kept when a verified quote comes from that source, since no failed answer wrote it."""
+    if not checked.quotes:
+        return "unanswered"
+    if decided and decided[0] in LEADS and any(q["source"] == decided[1] for q in checked.quotes):
+        return decided[0]
+    return "quotes_only"
 
 
 def check_text_answer(text: str, sources: dict[int, str], min_sentence_support: float = 0.5) -> list[str]:

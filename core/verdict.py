@@ -126,9 +126,11 @@ class Decision:
     verdict: str  # the calibrated verdict
     p_supports: float
     probabilities: dict[str, float]
+    source: int = 0  # the number of the source whose conclusion was read
 
     def as_dict(self) -> dict:
         return {
+            "source": self.source,
             "said": self.said,
             "calibrated": self.verdict,
             "p_supports": round(self.p_supports, 4),

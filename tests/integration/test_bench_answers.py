@@ -33,6 +33,8 @@ def test_bench_answers_runs_on_two_dev_items(answer_service, serving_stack):
     assert row["model_verdict"] in ("supports", "refutes", "insufficient")
     assert row["calibrated_verdict"] in ("supports", "refutes", "insufficient")
     assert row["answer_call_verdict"] in (row["calibrated_verdict"], "not_in_sources"), row
+    # read from a source judged to address the question (the one a failed answer's fallback keeps it for)
+    assert row["verdict_source"] in row["covered_sources"], row
     for key in (
         "covered_refused",
         "uncovered_answered_with_kb_claims",
