@@ -16,7 +16,7 @@ test:
 	@bash scripts/setup.sh all llm:0.5b llm:1.5b
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 2 --lanes  # two lanes, "stack" and "side" (tests/conftest.py)
 
 # the inner loop: lint and the unit tier (pure logic, no process started; a few minutes). Other tiers by marker or
 # folder: `.venv/bin/python -m pytest -m contract` or `tests/integration`, ... (README: Tests)

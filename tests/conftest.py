@@ -51,7 +51,67 @@ def tier_of(item) -> str:
     return folder
 
 
+# `make test` runs two lanes (`pytest -n 2 --lanes`, one pytest-xdist worker each). The stack lane holds every module
+# that reads the indexed home, the serving stack, Phoenix or the embedder: they exist once, there. The side lane holds
+# the unit tier and the modules below, which start their own things and wait on processes much of the time (the
+# control plane's modules: 9% CPU over 260 s), so they run beside the stack's LLM-bound tests.
+SIDE_MODULES = {
+    "tests/contract/test_kube_cluster.py",
+    "tests/contract/test_cluster_security.py",
+    "tests/contract/test_platform.py",
+    "tests/contract/test_llama_server.py",
+    "tests/contract/test_observability_rules.py",
+    "tests/contract/test_state_store.py",
+    "tests/contract/test_vision.py",
+    "tests/integration/test_s3_intake.py",
+    "tests/integration/test_ray_jobs.py",
+    "tests/e2e/test_cli.py",
+    "tests/e2e/test_ui.py",
+    "tests/e2e/test_pod_per_step.py",
+}
+STACK_FIXTURES = {"indexed_home", "serving_stack", "trace_store", "embedder_resource"}
+
+
+def lane_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return "side" if path.startswith("tests/unit/") or path in SIDE_MODULES else "stack"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--lanes", action="store_true", help="with -n 2: the stack and side lanes (tests/conftest.py)")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if not config.getoption("lanes"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LaneScheduling(LoadScopeScheduling):
+        """Each lane is one unit of work, so one worker runs it whole, in collection order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return lane_of(nodeid)
+
+    return LaneScheduling(config, log)
+
+
+def _check_lanes(items) -> None:
+    """A side module that comes to use a stack fixture would build that thing a second time in the other worker; a
+    misspelt one would silently run in the stack lane."""
+    missing = sorted(p for p in SIDE_MODULES if not (TESTS.parent / p).is_file())
+    if missing:
+        raise pytest.UsageError(f"SIDE_MODULES names modules that do not exist: {missing} (tests/conftest.py)")
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path in SIDE_MODULES and set(item.fixturenames) & STACK_FIXTURES:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses {set(item.fixturenames) & STACK_FIXTURES}: move "
+                f"{path} out of SIDE_MODULES (tests/conftest.py)"
+            )
+
+
 def pytest_collection_modifyitems(config, items):
+    _check_lanes(items)
     for item in items:
         tier = tier_of(item)
         if not item.get_closest_marker(tier):
@@ -454,8 +514,18 @@ def serving_stack(indexed_home, trace_store, web_search_mcp):
 def small_agent_config(**kw):
     from agents.answers import AgentConfig
 
-    # small bounds keep the 0.5B model's JSON answers short on 2 cores: one quote, two sentences
-    base = dict(k=3, max_passage_chars=500, answer_max_tokens=220, max_quotes=1, max_sentences=2, web_search="http")
+    # small bounds keep the 0.5B model's prompts and JSON answers short on 2 cores: three sources of 500 characters,
+    # an open question's top document up to 1,200 (the product reads 2,400: ~270 prompt tokens, ~2.5 s of prefill,
+    # more per question), one quote, two sentences
+    base = dict(
+        k=3,
+        max_passage_chars=500,
+        max_document_chars=1200,
+        answer_max_tokens=220,
+        max_quotes=1,
+        max_sentences=2,
+        web_search="http",
+    )
     base.update(kw)
     return AgentConfig(**base)
 
