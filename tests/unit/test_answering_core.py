@@ -293,36 +293,35 @@ def test_refutes_over_a_conclusion_that_cannot_decide_becomes_insufficient():
     assert checked.ok and checked.verdict == "refutes" and not checked.repaired
 
 
+METFORMIN_Q = "Does metformin reduce HbA1c compared with placebo?"
+
+
+def _failed_answer(verdict: str, quote: str = "Metformin reduced HbA1c by 1.1% compared with placebo"):
+    """An answer whose quote is (or is not) in source 2 and whose sentence no source supports: it fails the checks."""
+    obj = {
+        "evidence": [{"source": 2, "quote": quote}],
+        "verdict": verdict,
+        "answer": [{"sentence": "It also cured neuropathy in most elderly people.", "sources": [2]}],
+    }
+    return answering.check_answer(obj, SRC, yes_no=True, question=METFORMIN_Q)
+
+
 def test_the_fallback_never_shows_the_failed_answers_verdict():
     # bench_answers: keeping a verdict no check disputed after two failed attempts answered "Yes" on an
     # insufficient-evidence item; without a verdict read from a conclusion, the fallback is the verified quotes alone
-    question = "Does metformin reduce HbA1c compared with placebo?"
-    obj = {
-        "evidence": [{"source": 2, "quote": "Metformin reduced HbA1c by 1.1% compared with placebo"}],
-        "verdict": "supports",
-        "answer": [{"sentence": "It also cured neuropathy in most elderly people.", "sources": [2]}],
-    }
-    checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
+    checked = _failed_answer("supports")
     assert not checked.ok
     text, cited = answer_text.render_quotes(checked)
     assert answer_text.fallback_verdict(checked) == "quotes_only" and cited == [2]
     assert text.startswith("Source [2] states:") and "Yes" not in text and "neuropathy" not in text
-    empty = dict(obj, evidence=[{"source": 2, "quote": "metformin cured diabetes in every single patient"}])
-    assert (
-        answer_text.fallback_verdict(answering.check_answer(empty, SRC, yes_no=True, question=question)) == "unanswered"
-    )
+    unverified = _failed_answer("supports", "metformin cured diabetes in every single patient")
+    assert answer_text.fallback_verdict(unverified) == "unanswered"
 
 
 def test_the_fallback_keeps_the_verdict_read_from_the_quoted_sources_conclusion():
     # bench_answers on dev: two answers written under the calibrated "refutes" failed the support check twice and
     # fell back to the quotes with no verdict, although the verdict came from the quoted source's conclusion
-    question = "Does metformin reduce HbA1c compared with placebo?"
-    obj = {
-        "evidence": [{"source": 2, "quote": "Metformin reduced HbA1c by 1.1% compared with placebo"}],
-        "verdict": "refutes",
-        "answer": [{"sentence": "It also cured neuropathy in most elderly people.", "sources": [2]}],
-    }
-    checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
+    checked = _failed_answer("refutes")
     assert not checked.ok
     verdict = answer_text.fallback_verdict(checked, ("supports", 2))
     text, cited = answer_text.render_quotes(checked, verdict)
@@ -332,9 +331,8 @@ def test_the_fallback_keeps_the_verdict_read_from_the_quoted_sources_conclusion(
     assert answer_text.fallback_verdict(checked, ("supports", 1)) == "quotes_only"
     assert answer_text.fallback_verdict(checked, ("not_in_sources", 2)) == "quotes_only"
     assert answer_text.render_quotes(checked, "quotes_only")[0].startswith("Source [2] states:")
-    unverified = dict(obj, evidence=[{"source": 2, "quote": "metformin cured diabetes in every single patient"}])
-    nothing = answering.check_answer(unverified, SRC, yes_no=True, question=question)
-    assert answer_text.fallback_verdict(nothing, ("supports", 2)) == "unanswered"
+    unverified = _failed_answer("refutes", "metformin cured diabetes in every single patient")
+    assert answer_text.fallback_verdict(unverified, ("supports", 2)) == "unanswered"
 
 
 def test_refutes_over_a_conclusion_that_reports_the_effect_is_caught():
