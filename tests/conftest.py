@@ -517,15 +517,8 @@ def small_agent_config(**kw):
     # small bounds keep the 0.5B model's prompts and JSON answers short on 2 cores: three sources of 500 characters,
     # an open question's top document up to 1,200 (the product reads 2,400: ~270 prompt tokens, ~2.5 s of prefill,
     # more per question), one quote, two sentences
-    base = dict(
-        k=3,
-        max_passage_chars=500,
-        max_document_chars=1200,
-        answer_max_tokens=220,
-        max_quotes=1,
-        max_sentences=2,
-        web_search="http",
-    )
+    base = dict(k=3, max_passage_chars=500, max_document_chars=1200, answer_max_tokens=220)
+    base.update(max_quotes=1, max_sentences=2, web_search="http")
     base.update(kw)
     return AgentConfig(**base)
 
