@@ -78,8 +78,7 @@ def read_verdict(
         choice = r.choices[0]
         first = _top_logprobs(choice)[:1]
         alts = first[0]["top_logprobs"] if first else []
-        decided = verdict.decide(verdict.choice_probabilities(alts, choice.message.content or ""), fit)
-        decided.source = source.n
+        decided = verdict.decide(verdict.choice_probabilities(alts, choice.message.content or ""), fit, source.n)
         span.set_attribute("agentic.verdict.said", decided.said)
         span.set_attribute("agentic.verdict.calibrated", decided.verdict)
         span.set_attribute("agentic.verdict.p_supports", decided.p_supports)

@@ -395,8 +395,7 @@ class AnswerService:
         decided = (plan.decision.verdict, plan.decision.source) if plan.decision else None
         checked.verdict = answer_text.fallback_verdict(checked, decided)
         text, numbers = answer_text.render_quotes(checked, checked.verdict)
-        kept = f"the verified quotes under the calibrated verdict {checked.verdict}"
-        steps["checks"].append(f"failed the checks after correction: {kept if decided else checked.verdict}")
+        steps["checks"].append(answer_text.fallback_step(checked.verdict))
         return text, numbers, checked
 
     def complete(self, plan: Plan) -> Answer:

@@ -75,6 +75,12 @@ def fallback_verdict(checked: Checked, decided: tuple[str, int] | None = None) -
     return "quotes_only"
 
 
+def fallback_step(verdict: str) -> str:
+    """What ``verdict_steps`` records for a fallback answer."""
+    kept = f"the verified quotes under the calibrated verdict {verdict}" if verdict in LEADS else verdict
+    return f"failed the checks after correction: {kept}"
+
+
 def check_text_answer(text: str, sources: dict[int, str], min_sentence_support: float = 0.5) -> list[str]:
     """Problems of a free-text answer (the orchestrator's): sentences without a citation or without support."""
     problems = []

@@ -138,13 +138,13 @@ class Decision:
         }
 
 
-def decide(p: dict[str, float], fit: Fit) -> Decision:
+def decide(p: dict[str, float], fit: Fit, source: int = 0) -> Decision:
     """Supports when the calibrated probability is at least one half; otherwise "no" or "uncertain", whichever the
-    model found likelier."""
+    model found likelier. ``source``: the number of the source whose conclusion the model read."""
     said = TO_VERDICT[max(CHOICES, key=lambda c: p.get(c, 0.0))]
     ps = fit.p_supports(p)
     if ps >= 0.5:
         verdict = "supports"
     else:
         verdict = "insufficient" if p.get("uncertain", 0.0) > p.get("no", 0.0) else "refutes"
-    return Decision(said, verdict, ps, p)
+    return Decision(said, verdict, ps, p, source)

@@ -87,7 +87,9 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class LaneScheduling(LoadScopeScheduling):
-        """Each lane is one unit of work, so one worker runs it whole, in collection order."""
+        """Each lane is one unit of work, so one worker runs it whole, in collection order. (xdist's own
+        ``--dist loadgroup`` marks groups by renaming ``item._nodeid``, which pytest 9.2 no longer reads: with it,
+        every test was scheduled alone.)"""
 
         def _split_scope(self, nodeid: str) -> str:
             return lane_of(nodeid)

@@ -7,7 +7,7 @@ import pytest
 from pipelines.settings import load_settings
 
 _UP: list = []  # the control plane while it runs
-_LAST_USER: list = []  # the last test that uses it (the item: xdist renames node ids after collection)
+_LAST_USER: list[str] = []  # the node id of the last test that uses it
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,12 +25,12 @@ def pytest_collection_modifyitems(config, items):
     # the last test of the last module that uses it, not the last test that names it: a module fixture built on the
     # cluster (test_cluster_security's ``secured``) is torn down after its module's last test, and needs it then
     last_module = [i for i in ordered if "kube_cluster" in i.fixturenames][-1].module.__name__
-    _LAST_USER[:] = [[i for i in ordered if i.module.__name__ == last_module][-1]]
+    _LAST_USER[:] = [[i for i in ordered if i.module.__name__ == last_module][-1].nodeid]
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item, nextitem):
-    if _LAST_USER and item is _LAST_USER[0]:  # after the module fixtures that used it are torn down
+    if _LAST_USER and item.nodeid == _LAST_USER[0]:  # after the module fixtures that used it are torn down
         _stop()
 
 

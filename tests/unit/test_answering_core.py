@@ -329,6 +329,9 @@ def test_the_fallback_keeps_the_verdict_read_from_the_quoted_sources_conclusion(
     assert text.startswith("Yes: the cited sources support this [2]. Source [2] states:") and "neuropathy" not in text
     # read from another source's conclusion, or not a verdict the lead sentences know: the quotes alone
     assert answer_text.fallback_verdict(checked, ("supports", 1)) == "quotes_only"
+    # and the steps say which: a verdict was kept only when it was (not "under the calibrated verdict quotes_only")
+    assert answer_text.fallback_step("supports").endswith("the verified quotes under the calibrated verdict supports")
+    assert answer_text.fallback_step("quotes_only") == "failed the checks after correction: quotes_only"
     assert answer_text.fallback_verdict(checked, ("not_in_sources", 2)) == "quotes_only"
     assert answer_text.render_quotes(checked, "quotes_only")[0].startswith("Source [2] states:")
     unverified = _failed_answer("refutes", "metformin cured diabetes in every single patient")

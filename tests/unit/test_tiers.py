@@ -34,3 +34,24 @@ def test_make_tests_two_lanes_split_by_module_and_guard_a_side_module_that_takes
     with pytest.raises(pytest.UsageError, match="move tests/e2e/test_cli.py out of SIDE_MODULES"):
         _check_lanes([side])
     _check_lanes([SimpleNamespace(nodeid="tests/integration/test_retrieval.py::t", fixturenames=["indexed_home"])])
+
+
+@pytest.mark.contract
+def test_with_lanes_each_lane_runs_whole_on_one_worker():
+    """`make test`'s scheduler, for real: two workers over pure tests from two stack and two side modules. Without it
+    xdist spreads both lanes over both workers (and the heavy fixtures would be built twice)."""
+    import re
+    import sys
+
+    from tests.conftest import REPO, lane_of
+
+    modules = ["tests/integration/test_evaluation.py", "tests/integration/test_progress.py"]  # stack
+    modules += ["tests/integration/test_s3_intake.py", "tests/integration/test_ray_jobs.py"]  # side
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}  # not the outer run's junit file
+    args = [sys.executable, "-m", "pytest", "-n", "2", "--lanes", "-m", "unit", "-v", "-p", "no:cacheprovider"]
+    out = subprocess.run(args + modules, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    ran = re.findall(r"\[(gw\d)\] .*?PASSED (tests/\S+)", out.stdout)
+    workers = {lane: {w for w, t in ran if lane_of(t) == lane} for lane in ("stack", "side")}
+    assert len(ran) >= 8 and {len(w) for w in workers.values()} == {1}, ran
+    assert workers["stack"] != workers["side"], ran

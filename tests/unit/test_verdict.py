@@ -37,7 +37,8 @@ def test_a_calibrated_threshold_turns_a_yes_leaning_word_into_no():
     assert d.said == "supports" and d.verdict == "refutes" and d.p_supports < 0.5
     # no and uncertain: whichever the model found likelier
     assert verdict.decide({"yes": 0.5, "no": 0.1, "uncertain": 0.4}, fit).verdict == "insufficient"
-    strong = verdict.decide({"yes": 0.97, "no": 0.02, "uncertain": 0.01}, fit)
+    strong = verdict.decide({"yes": 0.97, "no": 0.02, "uncertain": 0.01}, fit, source=3)
+    assert strong.as_dict()["source"] == 3
     assert strong.verdict == "supports" and strong.as_dict()["said"] == "supports"
 
 
