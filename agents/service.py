@@ -30,7 +30,7 @@ from agents.answers import AgentConfig, Answer, Plan, count_usage, trace_lineage
 from agents.prompts import answer_messages, passage_text
 from agents.sources import Source, page_label, source_id
 from agents.tracing import trace_id_of, tracer
-from agents.web_search import WebSearch
+from agents.web_search import WebSearch, web_search_for
 from core import answer_text, answerability, answering, conversation, verdict
 from core.access import ReadScope
 from core.conversation import Turn
@@ -54,7 +54,7 @@ class AnswerService:
     ):
         self.retriever, self.gateway = retriever, gateway
         self.config = config or AgentConfig()
-        self.web = web_search or WebSearch(self.config.web_search, self.config.web_search_url)
+        self.web = web_search or web_search_for(self.config.web_search, self.config.web_search_url)
         self.client = gateway.openai_client()
         self.state = state
         self._fit = fit

@@ -100,7 +100,6 @@ def endpoints_answer(
 )
 def model_gateway(
     context: dg.AssetExecutionContext,
-    model_serving: ModelServingResource,
     gateway: LLMGatewayResource,
     pipeline_state: PipelineStateStore,
 ) -> dg.MaterializeResult:
@@ -132,29 +131,18 @@ def model_gateway(
     vision = dg.MetadataValue.json(
         [m["model_name"] for m in config["model_list"] if m["model_info"].get("supports_vision")]
     )
-    if not model_serving.runs_gateway_here():  # eks: LiteLLM is a Deployment the platform group applies
-        path = gateway.write_config(config)
-        return dg.MaterializeResult(
-            metadata={
-                "mode": "rendered",
-                "config": dg.MetadataValue.path(str(path)),
-                "routes": routes,
-                "vision_routes": vision,
-            }
-        )
-    info = gateway.start(config)
-    models = gateway.models()
-    context.log.info(f"LiteLLM proxy up in {info['startup_seconds']:.1f} s at {gateway.url}: {models}")
-    return dg.MaterializeResult(
-        metadata={
-            "url": dg.MetadataValue.url(gateway.url),
-            "models": dg.MetadataValue.json(models),
-            "startup_seconds": round(info["startup_seconds"], 1),
-            "config": dg.MetadataValue.path(info["config"]),
-            "routes": routes,
-            "vision_routes": vision,
-        }
-    )
+    deployed = gateway.deploy(config)  # local: the proxy starts here; eks: the config is written for the record
+    context.log.info(deployed["summary"])
+    return dg.MaterializeResult(metadata={**_gateway_metadata(deployed), "routes": routes, "vision_routes": vision})
+
+
+def _gateway_metadata(deployed: dict) -> dict:
+    out = {"mode": deployed["mode"], "config": dg.MetadataValue.path(deployed["config"])}
+    if "url" in deployed:
+        out["url"] = dg.MetadataValue.url(deployed["url"])
+        out["models"] = dg.MetadataValue.json(deployed["models"])
+        out["startup_seconds"] = round(deployed["startup_seconds"], 1)
+    return out
 
 
 def _status(url: str, body: dict, headers: dict) -> int | None:

@@ -269,7 +269,7 @@ def main() -> int:
 
     from agents.answers import AgentConfig
     from agents.service import AnswerService
-    from agents.web_search import WebSearch
+    from agents.web_search import NoWebSearch
     from assets.serving import serving_assets, serving_checks
     from core.answerability import Fit
     from infra.local.processes import free_port
@@ -288,7 +288,7 @@ def main() -> int:
     # the features are what the fit is made from, so they are collected before any fit: a neutral one routes nothing
     fit = Fit([0.0, 1.0, 0.0, 0.0, 0.0], 0.5, 0.25) if args.features else None
     service = AnswerService(
-        res["retriever"], gateway, AgentConfig(web_search="off"), WebSearch("off"), res["pipeline_state"], fit=fit
+        res["retriever"], gateway, AgentConfig(web_search="off"), NoWebSearch(), res["pipeline_state"], fit=fit
     )
     service.answer("Does metformin lower HbA1c in type 2 diabetes?", scope=FULL_SCOPE)  # warm-up
     take = (lambda xs: xs[: args.items]) if args.items else (lambda xs: xs)

@@ -24,7 +24,9 @@ def ensure_local_secrets(settings: Settings, environ: dict | None = None) -> dic
     """Fill missing local secrets from (or into) the secret files; returns the files used."""
     env = os.environ if environ is None else environ
     used: dict[str, Path] = {}
-    if settings.profile != "local":
+    from pipelines.profiles import deployment
+
+    if not deployment(settings).secrets_in_home:  # eks: the environment only (a Kubernetes Secret), never files
         return used
     for var, name in LOCAL_SECRETS.items():
         if env.get(var):

@@ -24,8 +24,8 @@ def build_answer_service(settings: Settings):
     from agents.answers import AgentConfig
     from agents.service import AnswerService
     from agents.tracing import setup_tracing
-    from agents.web_search import WebSearch
-    from pipelines.profiles import build_resources
+    from agents.web_search import web_search_for
+    from pipelines.profiles import build_resources, deployment
 
     endpoint, header_text = settings.otlp_endpoint, settings.otlp_headers
     phoenix = phoenix_server(settings)
@@ -40,10 +40,12 @@ def build_answer_service(settings: Settings):
     config = AgentConfig(
         web_search=settings.web_search,
         web_search_url=settings.web_search_url,
-        tool_mode="json_action" if settings.profile == "local" else "native",
+        tool_mode=deployment(settings).tool_mode,
     )
     state = resolve_env(res["pipeline_state"])
-    return AnswerService(retriever, gateway, config, WebSearch(config.web_search, config.web_search_url), state=state)
+    return AnswerService(
+        retriever, gateway, config, web_search_for(config.web_search, config.web_search_url), state=state
+    )
 
 
 def resolve_env(resource):

@@ -43,7 +43,8 @@ def traced_http_client(asynchronous: bool = False, **kw):
 
 
 class LLMGatewayResource(dg.ConfigurableResource):
-    """Where the gateway is and the key to reach it; locally it also runs the proxy."""
+    """Where the gateway is and the key to reach it, and ``deploy(config)``: ``LocalGateway`` runs the proxy here,
+    ``ClusterGateway`` writes the config for the LiteLLM Deployment that the platform group applies."""
 
     url: str = "http://127.0.0.1:4000"
     master_key: str  # dg.EnvVar("AGENTIC_GATEWAY_KEY")
@@ -121,7 +122,6 @@ class LLMGatewayResource(dg.ConfigurableResource):
             pass
         return alias
 
-    # -- local process -----------------------------------------------------------------------
     def _paths(self) -> tuple[Path, Path, Path]:
         d = Path(self.state_dir) / "gateway"
         return d / "litellm.yaml", d / "litellm.pid", d / "litellm.log"
@@ -134,6 +134,28 @@ class LLMGatewayResource(dg.ConfigurableResource):
 
         (cfg.parent / AUTH_MODULE.name).write_text(AUTH_MODULE.read_text())  # the key check, loaded from beside it
         return cfg
+
+    def deploy(self, config: dict) -> dict:
+        """Put ``config`` in force; returns what the model_gateway asset reports."""
+        raise NotImplementedError
+
+
+class ClusterGateway(LLMGatewayResource):
+    """eks: LiteLLM is a Deployment the platform group applies; here the config is only written, for the record."""
+
+    def deploy(self, config: dict) -> dict:
+        path = self.write_config(config)
+        return {"mode": "rendered", "config": str(path), "summary": f"LiteLLM config written to {path}"}
+
+
+class LocalGateway(LLMGatewayResource):
+    """local: the proxy runs on this machine, from its own venv, on loopback; its config, pid file and log live in
+    ``state_dir``."""
+
+    def deploy(self, config: dict) -> dict:
+        info, models = self.start(config), self.models()
+        summary = f"LiteLLM proxy up in {info['startup_seconds']:.1f} s at {self.url}: {models}"
+        return {"mode": "running", "url": self.url, "models": models, "summary": summary, **info}
 
     def _port(self) -> int:
         return int(self.url.rsplit(":", 1)[1].split("/")[0])

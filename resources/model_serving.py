@@ -49,10 +49,6 @@ class ModelServingResource(dg.ConfigurableResource):
         e_ok, emb = embed_ok(record["endpoints"]["embedder"], record["embedder"], embedder.dimension)
         return c_ok and e_ok, {"chat": dg.MetadataValue.json(chat), "embeddings": dg.MetadataValue.json(emb)}
 
-    def runs_gateway_here(self) -> bool:
-        """Whether the gateway proxy runs next to these endpoints (local) or as a cluster workload (eks)."""
-        return False
-
 
 class KubeRayServing(ModelServingResource):
     """eks: the RayServices (vLLM on the GPU pool, the embedder on Graviton) rendered from the platform config."""
@@ -131,9 +127,6 @@ class LocalRayServe(ModelServingResource):
 
     def endpoints(self) -> dict[str, str]:
         return {"llm": f"{self.base_url}/llm/v1", "embedder": f"{self.base_url}/embed/v1"}
-
-    def runs_gateway_here(self) -> bool:
-        return True
 
     def prepare(self, llm_key: str, embedder, log) -> tuple[dict, dict, str | None]:
         from core.gguf import assemble, get_model, sha256_file

@@ -528,14 +528,14 @@ def small_agent_config(**kw):
 @pytest.fixture(scope="session")
 def answer_service(serving_stack):
     from agents.service import AnswerService
-    from agents.web_search import WebSearch
+    from agents.web_search import HttpWebSearch
 
     cfg = small_agent_config(web_search_url=serving_stack.settings.web_search_url)
     service = AnswerService(
         serving_stack.retriever,
         serving_stack.gateway,
         cfg,
-        WebSearch("http", cfg.web_search_url),
+        HttpWebSearch(cfg.web_search_url),
         state=serving_stack.resources["pipeline_state"],
     )
     yield service

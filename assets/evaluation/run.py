@@ -196,10 +196,10 @@ def _answers(context, retriever, gateway, items, config, generation: str, scope,
         )
     from agents.answers import AgentConfig
     from agents.service import AnswerService
-    from agents.web_search import WebSearch
+    from agents.web_search import NoWebSearch
 
     agent = AnswerService(
-        retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), WebSearch("off")
+        retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), NoWebSearch()
     )
     answered: list[dict] = []
     try:

@@ -75,7 +75,9 @@ def seed(settings: Settings, limit: int | None = None, prune: bool = False) -> d
 
 
 def cmd_run(args, settings: Settings) -> int:
-    if settings.profile == "local" and settings.vector_store == "opensearch":
+    from pipelines.profiles import deployment
+
+    if deployment(settings).services_here and settings.vector_store == "opensearch":
         from pipelines.cli.platform import ensure_opensearch
 
         ensure_opensearch(settings)
@@ -131,7 +133,7 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_status(args, settings: Settings) -> int:
-    from pipelines.profiles import build_resources
+    from pipelines.profiles import build_resources, deployment
 
     res = build_resources(settings)
     store = res["vector_store"]
@@ -139,7 +141,7 @@ def cmd_status(args, settings: Settings) -> int:
     info = {
         "profile": settings.profile,
         "home": str(settings.home),
-        "documents": len(res["document_store"].list_objects()) if settings.profile == "local" else None,
+        "documents": len(res["document_store"].list_objects()) if deployment(settings).services_here else None,
         "serving_generation": serving,
         "generations": {g: store.count(g) for g in store.generations()},
     }

@@ -20,15 +20,16 @@ def cmd_platform(args, settings: Settings) -> int:
     from dataclasses import replace
 
     from assets.platform import platform_assets
-    from pipelines.profiles import build_resources
+    from pipelines.profiles import build_resources, deployment
 
+    home_target = deployment(settings).apply_target  # local: this home's control plane (kwok nodes); eks: EKS
     target = "render" if args.action == "render" else (args.target or settings.platform_target)
     if args.action != "render" and target == "render":
-        target = "cluster" if settings.profile == "local" else "eks"
+        target = home_target
     changes = {"platform_target": target}
     if args.compute_mode:
         changes["compute_mode"] = args.compute_mode
-    elif target == "cluster" and settings.profile == "local" and settings.platform_target != "cluster":
+    elif target == "cluster" == home_target and settings.platform_target != "cluster":
         changes["compute_mode"] = "kwok"
     if target == "cluster" and not settings.kubeconfig:
         changes["kubeconfig"] = str(settings.home / "kube" / "kubeconfig")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.platform.gateway import render_litellm_config
-from resources.gateway import LLMGatewayResource
+from resources.gateway import LocalGateway
 from resources.probes import vision_ok
 from resources.vision import GatewayVision, NoVision, VisionError, VisionUnavailable, solid_png
 from tests.fixtures_http import OpenAIVisionFixture
@@ -88,7 +88,7 @@ def test_the_gateway_routes_vision_to_the_vision_deployment(vision_peer, tmp_pat
         vision_name="qwen2.5-vl-7b",
         vision_api_base=f"{vision_peer.url}/vision/v1",
     )
-    gateway = LLMGatewayResource(url=f"http://127.0.0.1:{free_port()}", master_key=KEY, state_dir=str(tmp_path))
+    gateway = LocalGateway(url=f"http://127.0.0.1:{free_port()}", master_key=KEY, state_dir=str(tmp_path))
     gateway.start(config)
     try:
         assert {"vision", "qwen2.5-vl-7b"} <= set(gateway.models())

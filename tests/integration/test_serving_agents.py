@@ -20,7 +20,7 @@ import pytest
 from agents.actions import FINAL, action_schema, parse_action, render_history
 from agents.service import AnswerService
 from agents.sources import Source, cited
-from agents.web_search import WebSearch
+from agents.web_search import HttpWebSearch, NoWebSearch, StdioWebSearch
 from core.access import FULL_SCOPE
 from core.answerability import Fit
 from core.gguf import ModelArtifactError, assemble, get_model
@@ -140,7 +140,7 @@ def test_the_eks_checks_send_real_requests_and_fail_when_nothing_answers(serving
     Services), and both checks fail, saying what was unreachable, when nothing answers."""
     from assets.serving import gateway_routes_models
     from infra.local.processes import free_port
-    from resources.gateway import LLMGatewayResource
+    from resources.gateway import LocalGateway
     from resources.model_serving import KubeRayServing
 
     state = serving_stack.resources["pipeline_state"]
@@ -152,7 +152,7 @@ def test_the_eks_checks_send_real_requests_and_fail_when_nothing_answers(serving
     gone = {**record, "endpoints": {"llm": f"{dead}/llm/v1", "embedder": f"{dead}/embed/v1"}}
     ok, meta = eks.probe(gone, embedder_resource)
     assert not ok and meta["chat"].value["unreachable"] == f"{dead}/llm/v1", meta
-    gateway = LLMGatewayResource(url=dead, master_key="k", state_dir=str(serving_stack.settings.serving_root))
+    gateway = LocalGateway(url=dead, master_key="k", state_dir=str(serving_stack.settings.serving_root))
     result = gateway_routes_models(gateway=gateway, embedder=embedder_resource, pipeline_state=state)
     assert not result.passed and result.metadata["no_key_status"].value is None
     assert result.metadata["chat"].value["unreachable"] == f"{dead}/v1"
@@ -306,7 +306,7 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
 
 def test_off_topic_question_gets_a_not_covered_answer_after_the_judge_alone(serving_stack):
     cfg = small_agent_config(web_search="off")
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("off"))
+    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, NoWebSearch())
     try:
         off = [
             service.answer(q, scope=FULL_SCOPE)
@@ -332,7 +332,7 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
     from core.answering import quote_support
 
     cfg = small_agent_config(web_search="off", min_sentence_support=1.01)
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("off"))
+    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, NoWebSearch())
     corrected = []
     try:
         for i in range(4):
@@ -366,7 +366,7 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
 def test_routing_low_relevance_goes_to_web_search(serving_stack, web_search_mcp, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
     service = AnswerService(  # no source can pass: code routes to the web
-        serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp), fit=NOTHING_COVERED
+        serving_stack.retriever, serving_stack.gateway, cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED
     )
     try:
         n = len(tavily.requests)
@@ -390,7 +390,7 @@ def test_without_tavily_key_an_uncovered_question_says_so_without_citations(serv
     env = {k: v for k, v in os.environ.items() if k not in ("TAVILY_API_KEY", "TAVILY_BASE_URL")}
     cfg = small_agent_config(web_search="stdio")
     service = AnswerService(  # MCP over stdio
-        serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("stdio", env=env), fit=NOTHING_COVERED
+        serving_stack.retriever, serving_stack.gateway, cfg, StdioWebSearch(env), fit=NOTHING_COVERED
     )
     try:
         answer = service.answer("What are the effects of treatment in patients with heart failure?", scope=FULL_SCOPE)
@@ -423,7 +423,7 @@ def test_follow_up_is_rewritten_from_the_conversation(answer_service, serving_st
 
 
 def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
-    ws = WebSearch("http", web_search_mcp)
+    ws = HttpWebSearch(web_search_mcp)
     try:
         result = ws.search("statins and stroke", max_results=2)
     finally:
@@ -437,12 +437,12 @@ def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
 
 def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_mcp, trace_store, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, WebSearch("http", web_search_mcp))
+    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, HttpWebSearch(web_search_mcp))
     low = AnswerService(
         serving_stack.retriever,
         serving_stack.gateway,
         small_agent_config(web_search_url=web_search_mcp),
-        WebSearch("http", web_search_mcp),
+        HttpWebSearch(web_search_mcp),
         fit=NOTHING_COVERED,
     )
     try:
