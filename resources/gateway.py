@@ -147,6 +147,9 @@ class ClusterGateway(LLMGatewayResource):
         path = self.write_config(config)
         return {"mode": "rendered", "config": str(path), "summary": f"LiteLLM config written to {path}"}
 
+    def stop(self) -> None:
+        """Nothing runs here: the Deployment is the platform's."""
+
 
 class LocalGateway(LLMGatewayResource):
     """local: the proxy runs on this machine, from its own venv, on loopback; its config, pid file and log live in

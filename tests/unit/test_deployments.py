@@ -58,3 +58,4 @@ def test_the_cluster_gateway_writes_its_config_and_starts_nothing(tmp_path):
     assert deployed["config"] == str(tmp_path / "gateway" / "litellm.yaml") and yaml.safe_load(written) == config
     assert "sk-not-in-the-file" not in written
     assert not (tmp_path / "gateway" / "litellm.pid").exists()
+    gateway.stop()  # `agentic down` on any deployment: nothing of its runs here
