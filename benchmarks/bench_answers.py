@@ -267,8 +267,6 @@ def main() -> int:
 
     import dagster as dg
 
-    from agents.answers import AgentConfig
-    from agents.service import AnswerService
     from agents.web_search import NoWebSearch
     from assets.serving import serving_assets, serving_checks
     from core.answerability import Fit
@@ -287,9 +285,7 @@ def main() -> int:
     gateway = resolve_env(res["gateway"])
     # the features are what the fit is made from, so they are collected before any fit: a neutral one routes nothing
     fit = Fit([0.0, 1.0, 0.0, 0.0, 0.0], 0.5, 0.25) if args.features else None
-    service = AnswerService(
-        res["retriever"], gateway, AgentConfig(web_search="off"), NoWebSearch(), res["pipeline_state"], fit=fit
-    )
+    service = resolve_env(res["answer_service"]).build(web_search=NoWebSearch(), fit=fit)
     service.answer("Does metformin lower HbA1c in type 2 diabetes?", scope=FULL_SCOPE)  # warm-up
     take = (lambda xs: xs[: args.items]) if args.items else (lambda xs: xs)
     covered, uncovered = take(eval_sets.covered(args.split)), take(eval_sets.uncovered(args.split))

@@ -46,6 +46,14 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         token_file=str(settings.ray_token_file),
     )
     state_store = LocalStateStore(root=str(settings.state_root), shards=settings.state_shards)
+    gateway = LocalGateway(
+        url=f"http://127.0.0.1:{settings.gateway_port}",
+        master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
+        embedding_model=embedder.model_id,
+        state_dir=str(settings.serving_root),
+        structured_output="grammar",  # the local LLM is llama-server
+        otlp_endpoint=settings.otlp_endpoint,
+    )
     return {
         "document_store": LocalDocumentStore(root=str(settings.document_root)),
         "ray_cluster": ray,
@@ -57,14 +65,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
             llm=settings.llm,
             http_port=settings.serve_port,
         ),
-        "gateway": LocalGateway(
-            url=f"http://127.0.0.1:{settings.gateway_port}",
-            master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
-            embedding_model=embedder.model_id,
-            state_dir=str(settings.serving_root),
-            structured_output="grammar",  # the local LLM is llama-server
-            otlp_endpoint=settings.otlp_endpoint,
-        ),
+        "gateway": gateway,
         # no vision-language model can be had offline here: image descriptions are unavailable on local
         "vision": NoVision(),
         # this home's Phoenix, the one `agentic up` starts (its port is read when traces are)
@@ -72,7 +73,8 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         # OCR of scans: Tesseract unpacked into the user cache by setup
         "ocr": CachedTesseractOcr(root=str(cached_tesseract_root(settings.cache))),
         "api_keys": local_key_store(settings),
-        **_shared(settings, state_store, embedder, vector_store, platform_region=settings.platform_region),
+        # llama-server has no tool-call parser for the orchestrator's model: it answers with a JSON action
+        **_shared(settings, state_store, embedder, vector_store, gateway, "json_action", settings.platform_region),
     }
 
 
@@ -94,6 +96,15 @@ def eks_resources(settings: Settings) -> dict[str, Any]:
         index_prefix=settings.opensearch_index,
     )
     gateway_url = "http://litellm.agentic:4000"
+    gateway = ClusterGateway(
+        url=gateway_url,
+        master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
+        embedding_model=embedder.model_id,
+        state_dir=str(settings.serving_root),
+        judge_backend=settings.judge_backend,
+        aws_region=settings.aws_region,
+        otlp_endpoint=settings.otlp_endpoint,
+    )
     # every step runs in its own pod with an empty disk: state goes to the document bucket's state/ prefix, which the
     # platform's IAM scopes the pipeline's roles to
     state_store = S3StateStore(
@@ -116,15 +127,7 @@ def eks_resources(settings: Settings) -> dict[str, Any]:
         "ray_jobs": RayJobsApiRunner(address=dg.EnvVar("AGENTIC_RAY_JOBS_ADDRESS")),
         # KubeRay runs the apps (rendered here, applied by the platform assets); LiteLLM runs as a Deployment.
         "model_serving": KubeRayServing(config_path=settings.platform_config),
-        "gateway": ClusterGateway(
-            url=gateway_url,
-            master_key=dg.EnvVar("AGENTIC_GATEWAY_KEY"),
-            embedding_model=embedder.model_id,
-            state_dir=str(settings.serving_root),
-            judge_backend=settings.judge_backend,
-            aws_region=settings.aws_region,
-            otlp_endpoint=settings.otlp_endpoint,
-        ),
+        "gateway": gateway,
         # the gateway's `vision` route: Qwen2.5-VL-7B on vLLM (the agentic-vision RayService)
         "vision": GatewayVision(url=gateway_url, api_key=dg.EnvVar("AGENTIC_GATEWAY_KEY")),
         # where the services' OTLP spans land (the platform's observability.langfuse_host), read back by key pair
@@ -135,22 +138,29 @@ def eks_resources(settings: Settings) -> dict[str, Any]:
         ),
         "ocr": SystemTesseractOcr(),  # the image's package
         "api_keys": eks_key_store(settings),
+        # vLLM parses the model's tool calls
         **_shared(
             settings,
             state_store,
             embedder,
             vector_store,
-            platform_region=settings.platform_region or settings.aws_region,
+            gateway,
+            "native",
+            settings.platform_region or settings.aws_region,
         ),
     }
 
 
-def _shared(settings: Settings, state_store, embedder, vector_store, platform_region: str) -> dict[str, Any]:
-    """The resources both deployments build the same way, around their own state store, embedder and index."""
+def _shared(
+    settings: Settings, state_store, embedder, vector_store, gateway, tool_mode: str, platform_region: str
+) -> dict[str, Any]:
+    """The resources both deployments build the same way, around their own state store, embedder, index and gateway."""
+    from agents.resource import AnswerServiceResource
     from resources.aws import AWSResource
     from resources.pricing import PriceBookResource
 
     aws = AWSResource(region=settings.aws_region)
+    retriever = RetrieverResource(vector_store=vector_store, embedder=embedder)
     return {
         "access_policy": DocumentAccessResource(
             rules={prefix: list(groups) for prefix, groups in settings.access_rules},
@@ -163,7 +173,16 @@ def _shared(settings: Settings, state_store, embedder, vector_store, platform_re
         "pipeline_state": state_store,
         "embedder": embedder,
         "vector_store": vector_store,
-        "retriever": RetrieverResource(vector_store=vector_store, embedder=embedder),
+        "retriever": retriever,
+        # the API, `agentic ask`, the evaluation assets and the benchmark build their answer service here
+        "answer_service": AnswerServiceResource(
+            retriever=retriever,
+            gateway=gateway,
+            pipeline_state=state_store,
+            web_search=settings.web_search,
+            web_search_url=settings.web_search_url,
+            tool_mode=tool_mode,
+        ),
     }
 
 
@@ -243,12 +262,11 @@ def eks_executor(settings: Settings):
 @dataclass(frozen=True)
 class Deployment:
     """What differs between the deployments, as data: the resource map, the key store and the executor, and the few
-    choices the CLI and the answer service make by deployment. Nothing else reads the profile's name."""
+    choices the CLI makes by deployment. Nothing else reads the profile's name."""
 
     resources: Callable[[Settings], dict[str, Any]]
     key_store: Callable[[Settings], KeyStoreResource]
     executor: Callable[[Settings], Any]
-    tool_mode: str  # how the orchestrator's model calls tools: a JSON action (llama-server) or native calls (vLLM)
     secrets_in_home: bool  # AGENTIC_API_KEY / AGENTIC_GATEWAY_KEY: files made in the home, or the environment only
     apply_target: str  # where `agentic platform plan|apply` goes unless told: this home's control plane, or EKS
     services_here: (
@@ -257,8 +275,8 @@ class Deployment:
 
 
 DEPLOYMENTS: dict[str, Deployment] = {
-    "local": Deployment(local_resources, local_key_store, local_executor, "json_action", True, "cluster", True),
-    "eks": Deployment(eks_resources, eks_key_store, eks_executor, "native", False, "eks", False),
+    "local": Deployment(local_resources, local_key_store, local_executor, True, "cluster", True),
+    "eks": Deployment(eks_resources, eks_key_store, eks_executor, False, "eks", False),
 }
 
 

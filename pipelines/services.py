@@ -21,11 +21,10 @@ from pipelines.settings import Settings
 
 
 def build_answer_service(settings: Settings):
-    from agents.answers import AgentConfig
-    from agents.service import AnswerService
+    """The deployment's answer service (``agents.resource.AnswerServiceResource``), tracing to this home's trace
+    store when `agentic up` runs one."""
     from agents.tracing import setup_tracing
-    from agents.web_search import web_search_for
-    from pipelines.profiles import build_resources, deployment
+    from pipelines.profiles import build_resources
 
     endpoint, header_text = settings.otlp_endpoint, settings.otlp_headers
     phoenix = phoenix_server(settings)
@@ -34,18 +33,7 @@ def build_answer_service(settings: Settings):
         endpoint, header_text = env["OTEL_EXPORTER_OTLP_ENDPOINT"], env["OTEL_EXPORTER_OTLP_HEADERS"]
     headers = dict(kv.split("=", 1) for kv in header_text.split(",") if "=" in kv)
     setup_tracing(endpoint or None, headers)
-    res = build_resources(settings)
-    gateway = resolve_env(res["gateway"])
-    retriever = resolve_env(res["retriever"])
-    config = AgentConfig(
-        web_search=settings.web_search,
-        web_search_url=settings.web_search_url,
-        tool_mode=deployment(settings).tool_mode,
-    )
-    state = resolve_env(res["pipeline_state"])
-    return AnswerService(
-        retriever, gateway, config, web_search_for(config.web_search, config.web_search_url), state=state
-    )
+    return resolve_env(build_resources(settings)["answer_service"]).build()
 
 
 def resolve_env(resource):

@@ -491,6 +491,7 @@ def serving_stack(indexed_home, trace_store, web_search_mcp):
         result=serving,
         gateway=gateway,
         retriever=res["retriever"],
+        answers=resolve_env(res["answer_service"]),  # build(config, web_search, fit): an answer service of a test's own
         keys=keys,
         instance=instance,
         serving=res["model_serving"],
@@ -527,17 +528,9 @@ def small_agent_config(**kw):
 
 @pytest.fixture(scope="session")
 def answer_service(serving_stack):
-    from agents.service import AnswerService
-    from agents.web_search import HttpWebSearch
-
-    cfg = small_agent_config(web_search_url=serving_stack.settings.web_search_url)
-    service = AnswerService(
-        serving_stack.retriever,
-        serving_stack.gateway,
-        cfg,
-        HttpWebSearch(cfg.web_search_url),
-        state=serving_stack.resources["pipeline_state"],
-    )
+    """The session's answer service, built as the API and the CLI build theirs (the deployment's resource), with the
+    suite's small bounds; web search is the session's MCP server over HTTP."""
+    service = serving_stack.answers.build(small_agent_config(web_search_url=serving_stack.settings.web_search_url))
     yield service
     service.close()
 

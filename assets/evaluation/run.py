@@ -10,6 +10,7 @@ import time
 import dagster as dg
 import pyarrow as pa
 
+from agents.resource import AnswerServiceResource
 from assets.evaluation.golden import eval_questions
 from assets.evaluation.state import (
     GROUP,
@@ -100,6 +101,7 @@ def rag_eval_run(
     vector_store: VectorStoreResource,
     gateway: LLMGatewayResource,
     embedder: EmbedderResource,
+    answer_service: AnswerServiceResource,
 ) -> dg.MaterializeResult:
     t0 = time.perf_counter()
     golden = read_golden(pipeline_state)
@@ -126,7 +128,7 @@ def rag_eval_run(
     n_answers = len(items) if config.answers < 0 else min(config.answers, len(items))
     answering = Progress("answering", total=n_answers, unit="questions")
     t1 = time.perf_counter()
-    answered = _answers(context, retriever, gateway, items[:n_answers], config, generation, scope, answering)
+    answered = _answers(context, answer_service, gateway, items[:n_answers], config, generation, scope, answering)
     t_answers = time.perf_counter() - t1
     t2 = time.perf_counter()
     judging = _judge(context, gateway, answered, config) if answered and config.judge else None
@@ -185,7 +187,9 @@ def _target(pipeline_state: PipelineStateStore, vector_store: VectorStoreResourc
     return generation, pending, serving
 
 
-def _answers(context, retriever, gateway, items, config, generation: str, scope, answering: Progress) -> list[dict]:
+def _answers(
+    context, answer_service, gateway, items, config, generation: str, scope, answering: Progress
+) -> list[dict]:
     """Each item answered by the agent's fast path over ``generation``, with the contexts it was given."""
     if not items:
         return []
@@ -194,12 +198,11 @@ def _answers(context, retriever, gateway, items, config, generation: str, scope,
             f"the LLM gateway at {gateway.url} is not answering: start the services (`agentic up`), or evaluate "
             "retrieval only with answers=0 (`agentic eval --answers 0`)"
         )
-    from agents.answers import AgentConfig
-    from agents.service import AnswerService
     from agents.web_search import NoWebSearch
 
-    agent = AnswerService(
-        retriever, gateway, AgentConfig(k=config.k, web_search="off", generation=generation), NoWebSearch()
+    # the candidate generation, answered from the index alone: a web result would not measure it
+    agent = answer_service.build(
+        answer_service.config(k=config.k, web_search="off", generation=generation), NoWebSearch()
     )
     answered: list[dict] = []
     try:

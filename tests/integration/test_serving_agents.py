@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from agents.actions import FINAL, action_schema, parse_action, render_history
-from agents.service import AnswerService
 from agents.sources import Source, cited
 from agents.web_search import HttpWebSearch, NoWebSearch, StdioWebSearch
 from core.access import FULL_SCOPE
@@ -306,7 +305,7 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
 
 def test_off_topic_question_gets_a_not_covered_answer_after_the_judge_alone(serving_stack):
     cfg = small_agent_config(web_search="off")
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, NoWebSearch())
+    service = serving_stack.answers.build(cfg, NoWebSearch())
     try:
         off = [
             service.answer(q, scope=FULL_SCOPE)
@@ -332,7 +331,7 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
     from core.answering import quote_support
 
     cfg = small_agent_config(web_search="off", min_sentence_support=1.01)
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, NoWebSearch())
+    service = serving_stack.answers.build(cfg, NoWebSearch())
     corrected = []
     try:
         for i in range(4):
@@ -365,9 +364,7 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
 
 def test_routing_low_relevance_goes_to_web_search(serving_stack, web_search_mcp, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
-    service = AnswerService(  # no source can pass: code routes to the web
-        serving_stack.retriever, serving_stack.gateway, cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED
-    )
+    service = serving_stack.answers.build(cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED)  # no source passes
     try:
         n = len(tavily.requests)
         answer = service.answer("What is the incidence of sepsis in intensive care units?", scope=FULL_SCOPE)
@@ -389,9 +386,7 @@ def test_empty_knowledge_base_result_searches_the_web(answer_service):
 def test_without_tavily_key_an_uncovered_question_says_so_without_citations(serving_stack):
     env = {k: v for k, v in os.environ.items() if k not in ("TAVILY_API_KEY", "TAVILY_BASE_URL")}
     cfg = small_agent_config(web_search="stdio")
-    service = AnswerService(  # MCP over stdio
-        serving_stack.retriever, serving_stack.gateway, cfg, StdioWebSearch(env), fit=NOTHING_COVERED
-    )
+    service = serving_stack.answers.build(cfg, StdioWebSearch(env), fit=NOTHING_COVERED)  # MCP over stdio
     try:
         answer = service.answer("What are the effects of treatment in patients with heart failure?", scope=FULL_SCOPE)
     finally:
@@ -437,14 +432,8 @@ def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
 
 def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_mcp, trace_store, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
-    service = AnswerService(serving_stack.retriever, serving_stack.gateway, cfg, HttpWebSearch(web_search_mcp))
-    low = AnswerService(
-        serving_stack.retriever,
-        serving_stack.gateway,
-        small_agent_config(web_search_url=web_search_mcp),
-        HttpWebSearch(web_search_mcp),
-        fit=NOTHING_COVERED,
-    )
+    service = serving_stack.answers.build(cfg, HttpWebSearch(web_search_mcp))
+    low = serving_stack.answers.build(cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED)
     try:
         kb = service.answer(
             "What are the effects of treatment in patients with heart failure?", mode="agent", scope=FULL_SCOPE

@@ -59,3 +59,19 @@ def test_the_cluster_gateway_writes_its_config_and_starts_nothing(tmp_path):
     assert "sk-not-in-the-file" not in written
     assert not (tmp_path / "gateway" / "litellm.pid").exists()
     gateway.stop()  # `agentic down` on any deployment: nothing of its runs here
+
+
+def test_the_answer_service_is_one_resource_of_the_deployments_own(tmp_path):
+    local, eks = _resources("local", tmp_path), _resources("eks", tmp_path)
+    for res in (local, eks):
+        answers = res["answer_service"]
+        assert answers.retriever == res["retriever"] and answers.gateway == res["gateway"]
+        assert answers.pipeline_state == res["pipeline_state"]
+    # llama-server answers the orchestrator with a JSON action; vLLM parses tool calls
+    assert local["answer_service"].config().tool_mode == "json_action"
+    assert eks["answer_service"].config(k=8).tool_mode == "native" and eks["answer_service"].config(k=8).k == 8
+    service = local["answer_service"].build(local["answer_service"].config(web_search="off"))
+    try:
+        assert isinstance(service.web, NoWebSearch) and service.state == local["pipeline_state"]
+    finally:
+        service.close()
