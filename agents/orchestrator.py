@@ -46,11 +46,13 @@ class _Orchestration:
         self.kb_last: list[Source] = []
         self.kb_evidence: dict = {}
         self.relevance: float | None = None
+        self.scores: dict[int, float] = {}  # the judge's per-source score, for each source it read
         self.asked = question  # the standalone question, once rewritten
         self.route = RouteState()
         self.tokens = {"prompt": 0, "completion": 0}
         self.llm_calls = 0
         self.models: list[str] = []
+        self.verdict_steps: dict = {}  # what the model said, what the checks changed, the final verdict
 
     # ---------------------------------------------------------------- the tools
 
@@ -70,6 +72,7 @@ class _Orchestration:
             )
             self.llm_calls += 1
             self.route.covered += judged.covered
+            self.scores.update(judged.scores)
             self.relevance = judged.score
         else:
             self.relevance = 0.0
@@ -179,6 +182,11 @@ class _Orchestration:
             nearest = [(s.id, s.title) for s in self.sources[:3]]
             text = answerability.render_uncovered("not_covered", nearest)
             route, verdict = "not_in_knowledge_base", "not_in_sources"
+        elif decision := self._verdict(route, usable):
+            # a yes/no question answered from the index: its verdict is the calibrated one, read from the conclusion
+            # of the source judged likeliest to address it, as on the fast path; the agent's own text is not kept
+            text, verdict, evidence = self._corrected(route, usable, span, notes, decision)
+            notes.insert(0, f"A yes/no question: answered under the verdict read from source [{decision.source}].")
         elif problems := answer_text.check_text_answer(text, {s.n: s.text for s in self.sources if s.n in usable}):
             text, verdict, evidence = self._corrected(route, usable, span, notes)
             notes.insert(0, "The agent's answer failed the support check (" + "; ".join(problems[:2]) + ").")
@@ -199,19 +207,36 @@ class _Orchestration:
             evidence=evidence,
             standalone_question=self.asked,
             relevance_evidence=self.kb_evidence,
+            verdict_steps=self.verdict_steps,
             lineage=self.service.lineage(",".join(self.models)),
         )
 
-    def _corrected(self, route: str, usable: list[int], span, notes: list[str]) -> tuple[str, str, list[dict]]:
-        """The structured answer over the usable sources (the fast path's, with its checks): (text, verdict,
-        evidence)."""
+    def _verdict(self, route: str, usable: list[int]):
+        """For a yes/no question answered from the knowledge base: the calibrated verdict (``core.verdict``) from the
+        conclusion of the covered source the judge scored highest; else None."""
+        covered = [s for s in self.sources if s.n in usable and s.origin == "knowledge_base"]
+        if route != "knowledge_base" or not covered or not answering.is_yes_no(self.asked):
+            return None
+        top = max(covered, key=lambda s: self.scores.get(s.n, 0.0))
+        self.llm_calls += 1
+        return self.service.decide_verdict(self.asked, top, self.tokens, self.models)
+
+    def _corrected(
+        self, route: str, usable: list[int], span, notes: list[str], decision=None
+    ) -> tuple[str, str, list[dict]]:
+        """The structured answer over the usable sources (the fast path's, with its checks), written under
+        ``decision`` when a verdict was read: (text, verdict, evidence)."""
         yes_no = answering.is_yes_no(self.asked)
         plan = Plan(self.question, self.sources, self.relevance, route, [], "", span, 0, self.tokens)
         plan.yes_no, plan.models, plan.allowed = yes_no, self.models, usable
+        plan.decision = decision
+        if decision is not None:
+            plan.verdict_steps.update(model=decision.said, calibrated=decision.verdict, decision=decision.as_dict())
         plan.messages = answer_messages(self.asked, self.sources, yes_no, self.cfg.max_quotes, usable)
         text, _numbers, checked = self.service.structured_answer(plan)
         self.llm_calls += plan.llm_calls
         by_n = {s.n: s for s in self.sources}
         evidence = [{"n": q["source"], "id": by_n[q["source"]].id, "quote": q["quote"]} for q in checked.quotes]
         notes += plan.notes
+        self.verdict_steps = {**plan.verdict_steps, "final": checked.verdict}
         return text, checked.verdict, evidence

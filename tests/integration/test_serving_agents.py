@@ -434,10 +434,10 @@ def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_m
     cfg = small_agent_config(web_search_url=web_search_mcp)
     service = serving_stack.answers.build(cfg, HttpWebSearch(web_search_mcp))
     low = serving_stack.answers.build(cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED)
+    title, _ = indexed_title(serving_stack, 0)
     try:
-        kb = service.answer(
-            "What are the effects of treatment in patients with heart failure?", mode="agent", scope=FULL_SCOPE
-        )
+        # a yes/no question about an indexed study: answered from the index, under the calibrated verdict
+        kb = service.answer(f"Did the study {title!r} find a benefit?", mode="agent", scope=FULL_SCOPE)
         before = len(tavily.requests)
         web = low.answer(
             "What are the effects of treatment in patients with heart failure?", mode="agent", scope=FULL_SCOPE
@@ -449,6 +449,12 @@ def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_m
     assert kb.route in ("knowledge_base", "web_search", "not_in_knowledge_base")
     if kb.relevance >= service.fit.threshold:  # the judge found a source that addresses it: no web search
         assert kb.route == "knowledge_base"
+        # the verdict was read from the conclusion of a covered source, and the answer was written under it
+        steps = kb.verdict_steps
+        assert steps["model"] == steps["decision"]["said"] and steps["calibrated"] == steps["decision"]["calibrated"]
+        assert steps["answer_call"] in (steps["calibrated"], "not_in_sources") and steps["final"] == kb.verdict
+        if kb.verdict != "not_in_sources":
+            assert kb.citations and all(c["origin"] == "knowledge_base" for c in kb.citations), kb.answer
     # when no source addresses the question the rule forces the web search (which sources the model then cites is
     # its own choice), and no knowledge-base source is cited
     assert all(c["origin"] == "web" for c in web.citations)
