@@ -1,0 +1,171 @@
+"""The sweep's one Ray head (127.0.0.1, token auth) and the sampler of its workers' memory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.scale_sweep.common import mb, rss_kb
+from infra.local.processes import free_port
+
+# ------------------------------------------------------------------ the Ray head and its workers
+
+
+def _ppid_map() -> dict[int, int]:
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                out[int(d)] = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class RayHead:
+    """A Ray head owned by the sweep process, with its own temp dir; its processes are stopped by pid (never ``ray stop``)."""
+
+    def __init__(self, root: Path, cpus: int, object_store_mb: int):
+        self.temp_dir = str(root / "ray")
+        self.cpus, self.object_store_mb = cpus, object_store_mb
+        self.address = ""
+        self.raylet_pid = 0
+
+    def start(self) -> str:
+        """A Ray head owned by this process (``ray.init(address="local")``, node IP 127.0.0.1, its own temp dir), that the
+        step processes join through its GCS address. Not ``ray start``: that also starts a Ray Client server on the
+        machine's address, which cannot be turned off. (Ray's GCS and raylet listen on every interface either way;
+        Ray has no setting to bind them to loopback only.)"""
+        from resources.ray_cluster import apply_ray_env_defaults
+
+        apply_ray_env_defaults()
+        import ray
+
+        ray.init(
+            address="local",
+            num_cpus=self.cpus,
+            object_store_memory=self.object_store_mb * 1024 * 1024,
+            include_dashboard=False,
+            dashboard_host="127.0.0.1",
+            dashboard_port=free_port(),
+            _node_ip_address="127.0.0.1",
+            _temp_dir=self.temp_dir,
+            namespace="agentic-scale-sweep",
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        self.address = ray.get_runtime_context().gcs_address
+        for pid in self.own_pids():
+            if "/raylet" in _cmdline(pid).split(" ")[0]:
+                self.raylet_pid = pid
+        return self.address
+
+    def own_pids(self) -> set[int]:
+        """The head's processes (their command lines name its temp dir) and everything below them (the workers,
+        whose titles Ray rewrites to ``ray::...``)."""
+        ppids = _ppid_map()
+        ours = {pid for pid in ppids if self.temp_dir in _cmdline(pid)}
+        ours.discard(os.getpid())
+        grew = True
+        while grew:
+            kids = {p for p, pp in ppids.items() if pp in ours and p not in ours}
+            ours |= kids
+            grew = bool(kids)
+        return ours
+
+    def worker_pids(self) -> list[int]:
+        if not self.raylet_pid:
+            return []
+        ppids = _ppid_map()
+        return [p for p, pp in ppids.items() if pp == self.raylet_pid and _cmdline(p).startswith("ray::")]
+
+    def stop(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        pids = self.own_pids()
+        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + grace
+            while pids and time.time() < deadline:
+                pids = {p for p in pids if Path(f"/proc/{p}").exists() and "zombie" not in _status(p)}
+                time.sleep(0.2)
+            if not pids:
+                return
+
+
+def _status(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"
+
+
+class WorkerSampler(threading.Thread):
+    """Samples the Ray workers' RSS while one step runs (not Ray's own agents): the largest worker and the largest sum,
+    over all workers and over the step's workers (those seen running a task or actor of the step; not idle ones, nor
+    Ray Data's long-lived helper actors that were already there when the step started)."""
+
+    AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+    def __init__(self, head: RayHead, interval_s: float = 0.25):
+        super().__init__(daemon=True)
+        self.head, self.interval_s = head, interval_s
+        self.stop_event = threading.Event()
+        self.before: dict[int, str] | None = None
+        self.active: set[int] = set()
+        self.max_worker_kb = self.max_sum_kb = self.max_step_worker_kb = self.max_step_sum_kb = 0
+        self.titles: set[str] = set()
+        self.samples = 0
+
+    def run(self) -> None:
+        pids: list[int] = []
+        n = 0
+        while not self.stop_event.is_set():
+            if n % 4 == 0:  # the worker list once a second; titles and RSS every sample
+                pids = [p for p in self.head.worker_pids() if not _cmdline(p).startswith(self.AGENTS)]
+            titles = {p: _cmdline(p).split(" ")[0][:48] for p in pids}
+            if self.before is None:
+                self.before = {p: t for p, t in titles.items() if t != "ray::IDLE"}
+            for p, t in titles.items():
+                if t and t != "ray::IDLE" and self.before.get(p) != t:
+                    self.active.add(p)
+                    self.titles.add(t)
+            rss = [(p, rss_kb(p)) for p in pids]
+            rss = [(p, r) for p, r in rss if r]
+            step = [r for p, r in rss if p in self.active]
+            if rss:
+                self.max_worker_kb = max(self.max_worker_kb, max(r for _, r in rss))
+                self.max_sum_kb = max(self.max_sum_kb, sum(r for _, r in rss))
+            if step:
+                self.max_step_worker_kb = max(self.max_step_worker_kb, max(step))
+                self.max_step_sum_kb = max(self.max_step_sum_kb, sum(step))
+            self.samples += 1
+            n += 1
+            self.stop_event.wait(self.interval_s)
+
+    def result(self) -> dict:
+        return {
+            "step_workers_max_rss_mb": mb(self.max_step_worker_kb),
+            "step_workers_max_sum_rss_mb": mb(self.max_step_sum_kb),
+            "step_workers": len(self.active),
+            "all_workers_max_rss_mb": mb(self.max_worker_kb),
+            "all_workers_max_sum_rss_mb": mb(self.max_sum_kb),
+            "samples": self.samples,
+            "titles": sorted(self.titles),
+        }
