@@ -1,6 +1,7 @@
 """The platform on EKS as assets: plan by default, apply only when asked, validate always.
 
-eks_cluster -> node_pools -> cluster_addons -> platform_workloads (model deployments + gateway/observability)
+eks_cluster -> node_pools -> cluster_addons -> platform_workloads (model deployments + gateway, and the dashboards and
+alerts of the observability stage's monitoring_config)
 opensearch_domain (beside the cluster)
 
 Every manifest is validated against its schema and IAM against the least-privilege rules, and the renders are saved
@@ -177,7 +178,7 @@ def cluster_addons(
     group_name=GROUP,
     kinds={"ray", "litellm", "kubernetes"},
     owners=OWNERS,
-    deps=[cluster_addons, dg.AssetKey("model_gateway")],
+    deps=[cluster_addons, dg.AssetKey("model_gateway"), dg.AssetKey("monitoring_config")],
     description="The workloads: RayServices (embedder on Graviton, vLLM Qwen3-14B tensor-parallel on the GPU pool, a Neuron "
     "variant), the Ray Data cluster, LiteLLM with the gateway config, the API with its Ingress, Grafana dashboards (agent "
     "latency, tokens, routes, ingestion throughput), default-deny NetworkPolicies with the graph's allows. Secrets only by "
@@ -189,9 +190,7 @@ def platform_workloads(
     cfg = platform.load()
     manifests = render_everything(cfg, platform.compute_mode)["platform_workloads"]
     meta = _kube_step(context, "platform_workloads", manifests, platform, config)
-    for name, dash in grafana_dashboards().items():
-        platform.save(f"dashboards/{name}.json", dash)
-    meta["dashboards"] = dg.MetadataValue.json(sorted(grafana_dashboards()))
+    meta["dashboards"] = dg.MetadataValue.json(sorted(grafana_dashboards()))  # saved by monitoring_config
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -270,7 +269,7 @@ platform_checks = [iam_least_privilege, opensearch_domain_secure]
 
 platform_job = dg.define_asset_job(
     "platform_job",
-    selection=dg.AssetSelection.groups("platform"),
+    selection=dg.AssetSelection.groups("platform", "observability"),
     description="Plan the platform (EKS Auto Mode, IAM, VPC, node pools, add-ons, workloads, OpenSearch). local: render and "
     "validate only. eks: plan against the account and cluster; apply only with `apply: true` in each asset's config.",
 )

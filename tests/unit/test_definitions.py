@@ -188,6 +188,9 @@ def test_every_group_is_documented_and_wired(tmp_path):
         checks
     )
     assert groups["governance"] == {"audit_trail", "api_keys_inventory"}
+    assert groups["observability"] == {"monitoring_config"} and "alerts_have_runbooks" in checks
+    platform = {n.name for n in defs.resolve_job_def("platform_job").nodes_in_topological_order}
+    assert {"monitoring_config", "platform_workloads"} <= platform  # `agentic platform render` ships the dashboards
     assert defs.resolve_schedule_def("daily_governance").job_name == "governance_job"
     assert defs.resolve_schedule_def("weekly_evaluation").job_name == "evaluation_job"
     assert defs.resolve_schedule_def("monthly_cost_report").job_name == "cost_job"
