@@ -16,7 +16,8 @@ from infra.platform.dashboards import dashboard_panels, grafana_dashboards
 from infra.platform.observability import RUNBOOK, alert_rules
 from resources.platform import PlatformResource
 
-REPO_FILES = Path(__file__).resolve().parents[2]  # the code location's files (the image has infra/ too)
+# the runbooks the alerts link to (the image copies infra/ whole)
+RUNBOOK_FILE = Path(__file__).resolve().parents[2] / RUNBOOK.split("#")[0]
 
 
 @dg.asset(
@@ -61,7 +62,7 @@ def monitoring_config(platform: PlatformResource) -> dg.MaterializeResult:
 )
 def alerts_have_runbooks(platform: PlatformResource) -> dg.AssetCheckResult:
     alerts = read_alert_rules(platform.store)  # what the asset saved, read back from the state store
-    runbook = (REPO_FILES / RUNBOOK.split("#")[0]).read_text()
+    runbook = RUNBOOK_FILE.read_text()
     problems = alert_problems(alerts, runbook) if alerts else ["no alert rules saved"]
     return dg.AssetCheckResult(
         passed=not problems,

@@ -32,6 +32,7 @@ def _in_image(rel: str, copied: list[str]) -> bool:
 def _runtime_paths() -> list[Path]:
     from assets.cost import MEASURED_FILES, RESULTS
     from assets.evaluation.golden_hard import HARD_SET_FILE
+    from assets.observability.monitoring import RUNBOOK_FILE
     from core.answerability import FIT_PATH
     from core.cost import PRICE_FILE
     from core.verdict import FIT_PATH as VERDICT_FIT
@@ -46,6 +47,7 @@ def _runtime_paths() -> list[Path]:
         PRICE_FILE,
         DEFAULT_FILE,
         AUTH_MODULE,
+        RUNBOOK_FILE,
     ]
 
 
@@ -64,6 +66,7 @@ def test_no_module_reads_its_tree_without_being_listed():
     known = {
         "assets/cost/state.py",
         "assets/evaluation/golden_hard.py",
+        "assets/observability/monitoring.py",
         "core/answerability.py",
         "core/cost.py",
         "core/verdict.py",

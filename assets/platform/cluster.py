@@ -1,22 +1,11 @@
-"""The platform on EKS as assets: plan by default, apply only when asked, validate always.
-
-eks_cluster -> node_pools -> cluster_addons -> platform_workloads (model deployments + gateway, and the dashboards and
-alerts of the observability stage's monitoring_config)
-opensearch_domain (beside the cluster)
-
-Every manifest is validated against its schema and IAM against the least-privilege rules, and the renders are saved
-in the state store under ``platform/``. What happens next is the ``platform`` resource's target (see
-``resources/platform.py``): rendered only (local default), a live Kubernetes cluster (the local control plane of
-``agentic cluster up``), or EKS with AWS. The assets never branch on it.
-"""
-
-import json
+"""The cluster side: preflight (region and quotas), EKS with IAM, VPC and KMS, the node pools, the add-ons and the
+workloads (model deployments, the gateway, the API, the observability stage's dashboards and alerts)."""
 
 import dagster as dg
 import yaml
 
+from assets.platform.state import GROUP, OWNERS, ApplyConfig, kube_step
 from infra.platform import aws as awsplan
-from infra.platform.config import PlatformConfig
 from infra.platform.dashboards import grafana_dashboards
 from infra.platform.manifests import (
     HELM_CHARTS,
@@ -25,36 +14,7 @@ from infra.platform.manifests import (
     render_everything,
     render_node_pools,
 )
-from infra.validate import validate_manifest
 from resources.platform import PlatformResource
-
-GROUP = "platform"
-OWNERS = ["team:platform"]
-
-
-class ApplyConfig(dg.Config):
-    apply: bool = False  # plan only unless asked
-    prune: bool = True
-    wait: bool = True
-
-
-def _validated(manifests: list[dict]) -> list[str]:
-    return [f"{m['kind']}/{m['metadata']['name']}: {e}" for m in manifests for e in validate_manifest(m)]
-
-
-def _kube_step(context, name: str, manifests: list[dict], platform: PlatformResource, config: ApplyConfig) -> dict:
-    errors = _validated(manifests)
-    if errors:
-        raise dg.Failure(f"{name}: {len(errors)} schema error(s):\n" + "\n".join(errors[:20]))
-    meta = {
-        "manifests": len(manifests),
-        "artifact": platform.write(name, manifests),
-        "validated": True,
-        "compute_mode": platform.compute_mode,
-        "objects": dg.MetadataValue.json([f"{m['kind']}/{m['metadata']['name']}" for m in manifests]),
-    }
-    meta.update(platform.kubernetes(name, manifests, config.apply, config.prune, config.wait, context.log.info))
-    return meta
 
 
 @dg.asset(
@@ -144,7 +104,7 @@ def node_pools(
     context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
 ) -> dg.MaterializeResult:
     cfg = platform.load()
-    meta = _kube_step(context, "node_pools", render_node_pools(cfg, platform.compute_mode), platform, config)
+    meta = kube_step(context, "node_pools", render_node_pools(cfg, platform.compute_mode), platform, config)
     meta["pools"] = dg.MetadataValue.md(
         "\n".join(f"- `{p.name}`: {p.arch} {'/'.join(p.instance_families)} — {p.purpose}" for p in cfg.node_pools)
     )
@@ -165,7 +125,7 @@ def cluster_addons(
     context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
 ) -> dg.MaterializeResult:
     cfg = platform.load()
-    meta = _kube_step(context, "cluster_addons", render_cluster_addons(cfg, platform.compute_mode), platform, config)
+    meta = kube_step(context, "cluster_addons", render_cluster_addons(cfg, platform.compute_mode), platform, config)
     platform.save("helm-charts.yaml", yaml.safe_dump(HELM_CHARTS, sort_keys=False))
     platform.save("dagster-values.yaml", yaml.safe_dump(render_dagster_values(cfg), sort_keys=False))
     meta["helm_charts"] = dg.MetadataValue.md(
@@ -189,88 +149,6 @@ def platform_workloads(
 ) -> dg.MaterializeResult:
     cfg = platform.load()
     manifests = render_everything(cfg, platform.compute_mode)["platform_workloads"]
-    meta = _kube_step(context, "platform_workloads", manifests, platform, config)
+    meta = kube_step(context, "platform_workloads", manifests, platform, config)
     meta["dashboards"] = dg.MetadataValue.json(sorted(grafana_dashboards()))  # saved by monitoring_config
     return dg.MaterializeResult(metadata=meta)
-
-
-def _domain_request(cfg: PlatformConfig, account: str) -> tuple[dict, dict]:
-    """The domain request and index template, from the config alone: the asset sends them, the check re-checks the
-    same (built again in the check's own step, never read from another step's disk)."""
-    principals = [
-        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-dagster",
-        f"arn:aws:iam::{account}:role/{cfg.cluster_name}-api",
-    ]
-    return awsplan.domain_request(cfg, account, principals), awsplan.index_template(
-        "chunks", 384, cfg.opensearch.knn_engine
-    )
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"opensearch", "iam"},
-    owners=OWNERS,
-    description="Amazon OpenSearch through boto3: a current engine, HNSW on lucene or faiss (never nmslib), encryption at rest "
-    "and node to node, HTTPS only (TLS 1.2+), fine-grained access with an IAM master, an access policy naming the platform's "
-    "roles only; plus the index template from the vector-store resource's own mapping.",
-)
-def opensearch_domain(
-    context: dg.AssetExecutionContext, config: ApplyConfig, platform: PlatformResource
-) -> dg.MaterializeResult:
-    cfg = platform.load()
-    request, template = _domain_request(cfg, platform.account_id())
-    platform.save("opensearch_domain_request.json", request)
-    platform.save("opensearch_index_template.json", template)
-    meta = {
-        "domain": cfg.opensearch.domain_name,
-        "engine_version": cfg.opensearch.engine_version,
-        "knn_engine": cfg.opensearch.knn_engine,
-        "instances": f"{cfg.opensearch.instance_count} x {cfg.opensearch.instance_type}",
-    }
-    return dg.MaterializeResult(metadata={**meta, **platform.opensearch(request, config.apply)})
-
-
-@dg.asset_check(
-    asset=opensearch_domain,
-    blocking=True,
-    description="The domain request is secure: HTTPS enforced, TLS 1.2+, encryption "
-    "at rest and node to node, fine-grained access on, no '*' principal, HNSW engine lucene/faiss.",
-)
-def opensearch_domain_secure(platform: PlatformResource) -> dg.AssetCheckResult:
-    req, template = _domain_request(platform.load(), platform.account_id())
-    policy = json.loads(req["AccessPolicies"])
-    principals = [
-        p
-        for st in policy["Statement"]
-        for p in (st["Principal"]["AWS"] if isinstance(st["Principal"], dict) else [st["Principal"]])
-    ]
-    engine = template["template"]["mappings"]["properties"]["vector"]["method"]["engine"]
-    problems = [
-        why
-        for ok, why in (
-            (req["DomainEndpointOptions"]["EnforceHTTPS"], "HTTPS not enforced"),
-            (req["DomainEndpointOptions"]["TLSSecurityPolicy"].startswith("Policy-Min-TLS-1-2"), "TLS below 1.2"),
-            (req["EncryptionAtRestOptions"]["Enabled"], "no encryption at rest"),
-            (req["NodeToNodeEncryptionOptions"]["Enabled"], "no node-to-node encryption"),
-            (req["AdvancedSecurityOptions"]["Enabled"], "fine-grained access off"),
-            ("*" not in principals and principals, "access policy open to '*'"),
-            (engine in ("lucene", "faiss"), f"HNSW engine {engine}"),
-        )
-        if not ok
-    ]
-    return dg.AssetCheckResult(
-        passed=not problems,
-        metadata={"problems": dg.MetadataValue.json(problems), "principals": dg.MetadataValue.json(principals)},
-    )
-
-
-platform_assets = [platform_preflight, eks_cluster, node_pools, cluster_addons, platform_workloads, opensearch_domain]
-platform_checks = [iam_least_privilege, opensearch_domain_secure]
-
-platform_job = dg.define_asset_job(
-    "platform_job",
-    selection=dg.AssetSelection.groups("platform", "observability"),
-    description="Plan the platform (EKS Auto Mode, IAM, VPC, node pools, add-ons, workloads, OpenSearch). local: render and "
-    "validate only. eks: plan against the account and cluster; apply only with `apply: true` in each asset's config.",
-)
-platform_defs = dg.Definitions(assets=platform_assets, asset_checks=platform_checks, jobs=[platform_job])

