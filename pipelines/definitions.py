@@ -10,6 +10,7 @@ from assets.cost import cost_defs
 from assets.evaluation import evaluation_defs
 from assets.governance import governance_defs
 from assets.knowledge import knowledge_defs
+from assets.observability import observability_defs
 from assets.platform import platform_defs
 from assets.serving import serving_defs
 from pipelines.profiles import build_executor, build_resources
@@ -25,6 +26,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         serving_defs,
         evaluation_defs,
         platform_defs,
+        observability_defs,
         cost_defs,
         governance_defs(settings.audit_retention_days),
         dg.Definitions(resources=build_resources(settings), executor=build_executor(settings)),

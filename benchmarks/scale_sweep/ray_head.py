@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
-import time
 from pathlib import Path
 
 from benchmarks.scale_sweep.common import mb, rss_kb
-from infra.local.processes import free_port
+from infra.local.processes import free_port, stop_pids
 
 # ------------------------------------------------------------------ the Ray head and its workers
 
@@ -94,26 +92,7 @@ class RayHead:
 
         if ray.is_initialized():
             ray.shutdown()
-        pids = self.own_pids()
-        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.time() + grace
-            while pids and time.time() < deadline:
-                pids = {p for p in pids if Path(f"/proc/{p}").exists() and "zombie" not in _status(p)}
-                time.sleep(0.2)
-            if not pids:
-                return
-
-
-def _status(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return "zombie"
+        stop_pids(set(self.own_pids()), grace_s=5.0)
 
 
 class WorkerSampler(threading.Thread):

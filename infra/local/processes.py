@@ -65,10 +65,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def stop_processes_naming(marker: str, grace_s: float = 3.0) -> int:
-    """SIGTERM, ``grace_s`` seconds, then SIGKILL: only the processes of ``marker`` (see ``pids_naming``)."""
-    pids = pids_naming(marker)
-    count = len(pids)
+def stop_pids(pids: set[int], grace_s: float = 3.0) -> None:
+    """SIGTERM, up to ``grace_s`` seconds for them to go, then SIGKILL: exactly these processes, none other."""
     for sig, grace in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         for pid in pids:
             try:
@@ -80,8 +78,14 @@ def stop_processes_naming(marker: str, grace_s: float = 3.0) -> int:
             pids = {pid for pid in pids if _alive(pid)}
             time.sleep(0.1)
         if not pids:
-            break
-    return count
+            return
+
+
+def stop_processes_naming(marker: str, grace_s: float = 3.0) -> int:
+    """``stop_pids`` of the processes of ``marker`` (see ``pids_naming``); how many there were."""
+    pids = pids_naming(marker)
+    stop_pids(set(pids), grace_s)
+    return len(pids)
 
 
 def _socket_inodes(pid: int) -> set[str]:
