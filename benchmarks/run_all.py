@@ -24,6 +24,7 @@ def main() -> int:
         "bench_access.py",
         "bench_ocr.py",
         "bench_llama_server.py",
+        "bench_llama_contention.py",
         "bench_physical_bound.py",
         "bench_scale_sweep.py",
     ):

@@ -293,6 +293,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def server_env(env: dict[str, str]) -> dict[str, str]:
+    """llama-server's environment: ``env``, with OpenMP's threads sleeping when they wait (``OMP_WAIT_POLICY=PASSIVE``)
+    unless ``env`` says otherwise. Spinning threads burn the CPU of everything else on a small shared machine (Ray,
+    Dagster, the API): beside one busy process on 2 cores the same six answers took 129 CPU seconds spinning and 85
+    passive, and 98 s against 80 s; alone, passive decodes 14% slower and the six took 6% longer
+    (benchmarks/bench_llama_contention.py, results/llama_contention_0.5b.json). ``OMP_WAIT_POLICY`` in the
+    environment wins."""
+    return {"OMP_WAIT_POLICY": "PASSIVE", **env}
+
+
 class LlamaServer:
     """One llama-server process serving one GGUF model on 127.0.0.1."""
 
@@ -350,7 +360,7 @@ class LlamaServer:
             return
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            self.command(), env=server_env(self.env), stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
         )
         deadline = time.time() + timeout_s
         while time.time() < deadline:

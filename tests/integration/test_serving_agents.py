@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -211,6 +212,8 @@ def test_llm_server_killed_mid_request_gives_clean_error_and_recovers(serving_st
     base = serving_stack.serving.base_url
     health = httpx.get(f"{base}/llm/health", timeout=10).json()
     pid, restarts = health["server_pid"], health["restarts"]
+    # the served llama-server waits passively (infra.local.llama_server.server_env): no spinning on a shared machine
+    assert b"OMP_WAIT_POLICY=PASSIVE" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     box = {}
 
     def long_request():

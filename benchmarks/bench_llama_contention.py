@@ -1,0 +1,108 @@
+"""llama-server's OpenMP wait policy on a small shared machine: the same six answers (a ~750-token prompt, 64 tokens
+out, one at a time) alone and beside one busy process (a Python loop, as a Dagster step or a Ray worker would be), with
+OpenMP's threads spinning while they wait (ACTIVE, the runtime's default) and sleeping (PASSIVE, what
+``infra.local.llama_server.server_env`` sets). Per run: llama-server's CPU seconds (from /proc), wall seconds, and its
+own prefill and decode tokens/s. On 127.0.0.1; the busy process and the server are this script's own, stopped by id.
+
+    python benchmarks/bench_llama_contention.py [--model 0.5b|1.5b]
+
+Result: benchmarks/results/llama_contention_<model>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import save  # noqa: E402
+from core.gguf import get_model  # noqa: E402
+from infra.local.llama_server import LlamaServer, resolve_binary  # noqa: E402
+from pipelines.settings import load_settings  # noqa: E402
+
+BUSY = "import time\nt = time.time()\nwhile time.time() - t < 900:\n    pass\n"
+TEXT = (Path(__file__).resolve().parents[1] / "docs" / "knowledge.md").read_text()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def body(i: int) -> dict:
+    return {
+        "messages": [{"role": "user", "content": f"{i} {TEXT[i * 300 : i * 300 + 3000]}\nSummarize."}],
+        "max_tokens": 64,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+
+
+def one_run(binary, env, model, policy: str, busy: bool, answers: int) -> dict:
+    server = LlamaServer(binary, {**env, "OMP_WAIT_POLICY": policy}, model, "m", ctx_size=16384, parallel=4, threads=2)
+    server.start()
+    hog = None
+    try:
+        httpx.post(f"{server.url}/v1/chat/completions", json=body(99), timeout=300)  # warm
+        hog = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
+        c0, t0, prefill, decode = cpu_seconds(server.proc.pid), time.time(), [], []
+        for i in range(answers):
+            timings = httpx.post(f"{server.url}/v1/chat/completions", json=body(i), timeout=300).json()["timings"]
+            prefill.append(timings["prompt_per_second"])
+            decode.append(timings["predicted_per_second"])
+        return {
+            "policy": policy,
+            "beside": "one busy process" if busy else "nothing",
+            "answers": answers,
+            "llama_cpu_s": round(cpu_seconds(server.proc.pid) - c0, 1),
+            "wall_s": round(time.time() - t0, 1),
+            "prefill_tok_s": round(sum(prefill) / answers, 1),
+            "decode_tok_s": round(sum(decode) / answers, 1),
+        }
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
+        server.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
+    ap.add_argument("--answers", type=int, default=6)
+    args = ap.parse_args()
+    settings = load_settings({})
+    model = settings.cache / "models" / "llm" / get_model(args.model).file_name
+    binary, env, origin = resolve_binary(settings.cache, model, threads=2)
+    runs = []
+    for busy in (False, True):
+        for policy in ("ACTIVE", "PASSIVE"):
+            runs.append(one_run(binary, env, model, policy, busy, args.answers))
+            print(runs[-1], flush=True)
+    by = {(r["policy"], r["beside"]): r for r in runs}
+    contended = by[("PASSIVE", "one busy process")], by[("ACTIVE", "one busy process")]
+    alone = by[("PASSIVE", "nothing")], by[("ACTIVE", "nothing")]
+    ratios = {
+        "cpu_passive_over_active_beside_a_busy_process": round(
+            contended[0]["llama_cpu_s"] / contended[1]["llama_cpu_s"], 3
+        ),
+        "wall_passive_over_active_beside_a_busy_process": round(contended[0]["wall_s"] / contended[1]["wall_s"], 3),
+        "decode_passive_over_active_alone": round(alone[0]["decode_tok_s"] / alone[1]["decode_tok_s"], 3),
+    }
+    print(ratios)
+    path = save(
+        f"llama_contention_{args.model}", {"model": args.model, "binary": origin, "runs": runs, "ratios": ratios}
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
