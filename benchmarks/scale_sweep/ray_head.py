@@ -41,12 +41,16 @@ class RayHead:
 
     def start(self) -> str:
         """A Ray head owned by this process (``ray.init(address="local")``, node IP 127.0.0.1, its own temp dir), that the
-        step processes join through its GCS address. Not ``ray start``: that also starts a Ray Client server on the
-        machine's address, which cannot be turned off. (Ray's GCS and raylet listen on every interface either way;
-        Ray has no setting to bind them to loopback only.)"""
-        from resources.ray_cluster import apply_ray_env_defaults
+        step processes join through its GCS address, on loopback only and with a token of the sweep's own (in the
+        environment the step processes inherit), as every Ray head of the project. Not ``ray start``: that also starts a
+        Ray Client server."""
+        from resources.ray_cluster import apply_ray_env_defaults, ray_on_loopback, use_ray_token
 
         apply_ray_env_defaults()
+        ray_on_loopback()
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        use_ray_token(Path(self.temp_dir).parent / "ray.token")
         import ray
 
         ray.init(
