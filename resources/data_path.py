@@ -380,6 +380,14 @@ class EmbedShards:
 # 2,000-document run on 2 cores); a large one starts with this many and grows while its queue stays full.
 MIN_WARM_ACTORS = 2
 CALL_CHUNKS = 2048  # chunks an actor embeds in one call (several small shards together; one large shard alone)
+CALLS_PER_ACTOR = 2  # at least: a run killed mid-embedding keeps the shards of the calls that finished
+
+
+def shards_per_call(rows: list[int], actors: int) -> int:
+    """How many shards one embedding call takes: about ``CALL_CHUNKS`` chunks, and at least ``CALLS_PER_ACTOR`` calls
+    per actor, so a small incremental run is not one call that a kill loses whole."""
+    per_shard = max(1, sum(rows) // max(1, len(rows)))
+    return max(1, min(CALL_CHUNKS // per_shard, -(-len(rows) // (actors * CALLS_PER_ACTOR))))
 
 
 def embed_stage(payload: dict) -> dict:
@@ -397,8 +405,7 @@ def embed_stage(payload: dict) -> dict:
     threads = max(1, min(int(payload.get("threads_per_actor") or 1), cpus))
     actors = max(1, min(payload.get("actors") or cpus // threads, len(items)))
     spec = {**payload["embedder"], "threads": threads}
-    rows = [int((it["reads"].get("chunks") or {}).get("rows", 0)) for it in items]
-    per_call = max(1, min(CALL_CHUNKS // max(1, sum(rows) // len(items)), -(-len(items) // actors)))
+    per_call = shards_per_call([int((it["reads"].get("chunks") or {}).get("rows", 0)) for it in items], actors)
     ds = ray.data.from_items([{"item": json.dumps(it)} for it in items], override_num_blocks=len(items))
     ds = ds.map_batches(
         EmbedShards,
