@@ -1,6 +1,7 @@
-"""The answer service as a resource: the one construction of ``AnswerService`` from a deployment's retriever, gateway
-and state store, used by the API and `agentic ask` (``pipelines.services``), the evaluation assets, the answers
-benchmark and the tests."""
+"""The answer service as a resource: the deployment's agent settings and the one construction of ``AnswerService``,
+used by the API and `agentic ask` (``pipelines.services``), the evaluation asset, the answers benchmark and the tests.
+It holds no retriever or gateway of its own: the caller passes the ones it was given, so a deployment that swaps
+its retriever cannot leave the answer service on the old one."""
 
 from __future__ import annotations
 
@@ -12,15 +13,11 @@ from agents.web_search import WebSearch, web_search_for
 from core import answerability
 from resources.gateway import LLMGatewayResource
 from resources.retrieval import RetrieverResource
-from resources.state_store import PipelineStateStore
 
 
 class AnswerServiceResource(dg.ConfigurableResource):
-    """The fast path and the orchestrator over this deployment's index and models."""
+    """How this deployment's agents answer: web search and the orchestrator's tool calls."""
 
-    retriever: RetrieverResource
-    gateway: LLMGatewayResource
-    pipeline_state: PipelineStateStore
     web_search: str = "stdio"  # stdio | http | off (``agents.web_search.web_search_for``)
     web_search_url: str = ""
     tool_mode: str = "json_action"  # how the orchestrator's model calls tools: "native" where vLLM parses them
@@ -32,12 +29,15 @@ class AnswerServiceResource(dg.ConfigurableResource):
 
     def build(
         self,
+        retriever: RetrieverResource,
+        gateway: LLMGatewayResource,
+        state=None,  # a PipelineStateStore: the index generation's lineage record
         config: AgentConfig | None = None,
         web_search: WebSearch | None = None,
         fit: answerability.Fit | None = None,
     ) -> AnswerService:
-        """An answer service (close it when done). ``config`` defaults to ``self.config()``; ``web_search`` to the
-        implementation the config names; ``fit`` to the committed answerability fit."""
+        """An answer service over ``retriever`` and ``gateway`` (close it when done). ``config`` defaults to
+        ``self.config()``; ``web_search`` to the implementation the config names; ``fit`` to the committed one."""
         config = config or self.config()
         web = web_search or web_search_for(config.web_search, config.web_search_url)
-        return AnswerService(self.retriever, self.gateway, config, web, state=self.pipeline_state, fit=fit)
+        return AnswerService(retriever, gateway, config, web, state=state, fit=fit)

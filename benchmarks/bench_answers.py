@@ -285,7 +285,9 @@ def main() -> int:
     gateway = resolve_env(res["gateway"])
     # the features are what the fit is made from, so they are collected before any fit: a neutral one routes nothing
     fit = Fit([0.0, 1.0, 0.0, 0.0, 0.0], 0.5, 0.25) if args.features else None
-    service = resolve_env(res["answer_service"]).build(web_search=NoWebSearch(), fit=fit)
+    service = res["answer_service"].build(
+        res["retriever"], gateway, res["pipeline_state"], web_search=NoWebSearch(), fit=fit
+    )
     service.answer("Does metformin lower HbA1c in type 2 diabetes?", scope=FULL_SCOPE)  # warm-up
     take = (lambda xs: xs[: args.items]) if args.items else (lambda xs: xs)
     covered, uncovered = take(eval_sets.covered(args.split)), take(eval_sets.uncovered(args.split))

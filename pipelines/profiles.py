@@ -74,7 +74,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         "ocr": CachedTesseractOcr(root=str(cached_tesseract_root(settings.cache))),
         "api_keys": local_key_store(settings),
         # llama-server has no tool-call parser for the orchestrator's model: it answers with a JSON action
-        **_shared(settings, state_store, embedder, vector_store, gateway, "json_action", settings.platform_region),
+        **_shared(settings, state_store, embedder, vector_store, "json_action", settings.platform_region),
     }
 
 
@@ -144,7 +144,6 @@ def eks_resources(settings: Settings) -> dict[str, Any]:
             state_store,
             embedder,
             vector_store,
-            gateway,
             "native",
             settings.platform_region or settings.aws_region,
         ),
@@ -152,9 +151,9 @@ def eks_resources(settings: Settings) -> dict[str, Any]:
 
 
 def _shared(
-    settings: Settings, state_store, embedder, vector_store, gateway, tool_mode: str, platform_region: str
+    settings: Settings, state_store, embedder, vector_store, tool_mode: str, platform_region: str
 ) -> dict[str, Any]:
-    """The resources both deployments build the same way, around their own state store, embedder, index and gateway."""
+    """The resources both deployments build the same way, around their own state store, embedder and index."""
     from agents.resource import AnswerServiceResource
     from resources.aws import AWSResource
     from resources.pricing import PriceBookResource
@@ -176,9 +175,6 @@ def _shared(
         "retriever": retriever,
         # the API, `agentic ask`, the evaluation assets and the benchmark build their answer service here
         "answer_service": AnswerServiceResource(
-            retriever=retriever,
-            gateway=gateway,
-            pipeline_state=state_store,
             web_search=settings.web_search,
             web_search_url=settings.web_search_url,
             tool_mode=tool_mode,

@@ -33,7 +33,10 @@ def build_answer_service(settings: Settings):
         endpoint, header_text = env["OTEL_EXPORTER_OTLP_ENDPOINT"], env["OTEL_EXPORTER_OTLP_HEADERS"]
     headers = dict(kv.split("=", 1) for kv in header_text.split(",") if "=" in kv)
     setup_tracing(endpoint or None, headers)
-    return resolve_env(build_resources(settings)["answer_service"]).build()
+    res = build_resources(settings)
+    return res["answer_service"].build(
+        resolve_env(res["retriever"]), resolve_env(res["gateway"]), resolve_env(res["pipeline_state"])
+    )
 
 
 def resolve_env(resource):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import sys
 import threading
@@ -491,7 +492,8 @@ def serving_stack(indexed_home, trace_store, web_search_mcp):
         result=serving,
         gateway=gateway,
         retriever=res["retriever"],
-        answers=resolve_env(res["answer_service"]),  # build(config, web_search, fit): an answer service of a test's own
+        # answers(config, web_search, fit): an answer service of a test's own, built as the deployment builds one
+        answers=functools.partial(res["answer_service"].build, res["retriever"], gateway, res["pipeline_state"]),
         keys=keys,
         instance=instance,
         serving=res["model_serving"],
@@ -530,7 +532,7 @@ def small_agent_config(**kw):
 def answer_service(serving_stack):
     """The session's answer service, built as the API and the CLI build theirs (the deployment's resource), with the
     suite's small bounds; web search is the session's MCP server over HTTP."""
-    service = serving_stack.answers.build(small_agent_config(web_search_url=serving_stack.settings.web_search_url))
+    service = serving_stack.answers(small_agent_config(web_search_url=serving_stack.settings.web_search_url))
     yield service
     service.close()
 

@@ -53,8 +53,6 @@ def pod_definitions() -> dg.Definitions:
     local = load_settings({"AGENTIC_HOME": str(home), "AGENTIC_CACHE": env["AGENTIC_CACHE"]})
     res["embedder"] = EmbedderResource(tokenizer_path=str(local.model_dir / "tokenizer.json"))
     res["retriever"] = RetrieverResource(vector_store=res["vector_store"], embedder=res["embedder"])
-    # the answer service holds its retriever (a nested resource): swapped with it, as a deployment would build it
-    res["answer_service"] = res["answer_service"].model_copy(update={"retriever": res["retriever"]})
     res["ocr"] = CachedTesseractOcr(root=str(cached_tesseract_root(local.cache)))
     res["vision"] = NoVision()
     return dg.Definitions(

@@ -128,7 +128,9 @@ def rag_eval_run(
     n_answers = len(items) if config.answers < 0 else min(config.answers, len(items))
     answering = Progress("answering", total=n_answers, unit="questions")
     t1 = time.perf_counter()
-    answered = _answers(context, answer_service, gateway, items[:n_answers], config, generation, scope, answering)
+    answered = _answers(
+        context, answer_service, retriever, gateway, items[:n_answers], config, generation, scope, answering
+    )
     t_answers = time.perf_counter() - t1
     t2 = time.perf_counter()
     judging = _judge(context, gateway, answered, config) if answered and config.judge else None
@@ -188,7 +190,7 @@ def _target(pipeline_state: PipelineStateStore, vector_store: VectorStoreResourc
 
 
 def _answers(
-    context, answer_service, gateway, items, config, generation: str, scope, answering: Progress
+    context, answer_service, retriever, gateway, items, config, generation: str, scope, answering: Progress
 ) -> list[dict]:
     """Each item answered by the agent's fast path over ``generation``, with the contexts it was given."""
     if not items:
@@ -202,7 +204,10 @@ def _answers(
 
     # the candidate generation, answered from the index alone: a web result would not measure it
     agent = answer_service.build(
-        answer_service.config(k=config.k, web_search="off", generation=generation), NoWebSearch()
+        retriever,
+        gateway,
+        config=answer_service.config(k=config.k, web_search="off", generation=generation),
+        web_search=NoWebSearch(),
     )
     answered: list[dict] = []
     try:

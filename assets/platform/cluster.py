@@ -6,7 +6,6 @@ import yaml
 
 from assets.platform.state import GROUP, OWNERS, ApplyConfig, kube_step
 from infra.platform import aws as awsplan
-from infra.platform.dashboards import grafana_dashboards
 from infra.platform.manifests import (
     HELM_CHARTS,
     render_cluster_addons,
@@ -150,5 +149,4 @@ def platform_workloads(
     cfg = platform.load()
     manifests = render_everything(cfg, platform.compute_mode)["platform_workloads"]
     meta = kube_step(context, "platform_workloads", manifests, platform, config)
-    meta["dashboards"] = dg.MetadataValue.json(sorted(grafana_dashboards()))  # saved by monitoring_config
     return dg.MaterializeResult(metadata=meta)

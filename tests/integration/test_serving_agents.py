@@ -308,7 +308,7 @@ def test_fast_path_answers_with_verified_evidence_in_one_llm_call(answer_service
 
 def test_off_topic_question_gets_a_not_covered_answer_after_the_judge_alone(serving_stack):
     cfg = small_agent_config(web_search="off")
-    service = serving_stack.answers.build(cfg, NoWebSearch())
+    service = serving_stack.answers(cfg, NoWebSearch())
     try:
         off = [
             service.answer(q, scope=FULL_SCOPE)
@@ -334,7 +334,7 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
     from core.answering import quote_support
 
     cfg = small_agent_config(web_search="off", min_sentence_support=1.01)
-    service = serving_stack.answers.build(cfg, NoWebSearch())
+    service = serving_stack.answers(cfg, NoWebSearch())
     corrected = []
     try:
         for i in range(4):
@@ -367,7 +367,7 @@ def test_failed_support_check_gets_one_correction_then_the_verified_quotes(servi
 
 def test_routing_low_relevance_goes_to_web_search(serving_stack, web_search_mcp, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
-    service = serving_stack.answers.build(cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED)  # no source passes
+    service = serving_stack.answers(cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED)  # no source passes
     try:
         n = len(tavily.requests)
         answer = service.answer("What is the incidence of sepsis in intensive care units?", scope=FULL_SCOPE)
@@ -389,7 +389,7 @@ def test_empty_knowledge_base_result_searches_the_web(answer_service):
 def test_without_tavily_key_an_uncovered_question_says_so_without_citations(serving_stack):
     env = {k: v for k, v in os.environ.items() if k not in ("TAVILY_API_KEY", "TAVILY_BASE_URL")}
     cfg = small_agent_config(web_search="stdio")
-    service = serving_stack.answers.build(cfg, StdioWebSearch(env), fit=NOTHING_COVERED)  # MCP over stdio
+    service = serving_stack.answers(cfg, StdioWebSearch(env), fit=NOTHING_COVERED)  # MCP over stdio
     try:
         answer = service.answer("What are the effects of treatment in patients with heart failure?", scope=FULL_SCOPE)
     finally:
@@ -435,8 +435,8 @@ def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
 
 def test_orchestrator_agent_follows_the_routing_rule(serving_stack, web_search_mcp, trace_store, tavily):
     cfg = small_agent_config(web_search_url=web_search_mcp)
-    service = serving_stack.answers.build(cfg, HttpWebSearch(web_search_mcp))
-    low = serving_stack.answers.build(cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED)
+    service = serving_stack.answers(cfg, HttpWebSearch(web_search_mcp))
+    low = serving_stack.answers(cfg, HttpWebSearch(web_search_mcp), fit=NOTHING_COVERED)
     title, _ = indexed_title(serving_stack, 0)
     try:
         # a yes/no question about an indexed study: answered from the index, under the calibrated verdict

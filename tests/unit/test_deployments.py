@@ -14,6 +14,7 @@ from agents.web_search import HttpWebSearch, NoWebSearch, StdioWebSearch, web_se
 from pipelines.profiles import DEPLOYMENTS, build_resources, deployment
 from pipelines.settings import PROFILES, load_settings
 from resources.gateway import ClusterGateway, LocalGateway
+from resources.retrieval import RetrieverResource
 
 
 def _resources(profile: str, home) -> dict:
@@ -61,17 +62,17 @@ def test_the_cluster_gateway_writes_its_config_and_starts_nothing(tmp_path):
     gateway.stop()  # `agentic down` on any deployment: nothing of its runs here
 
 
-def test_the_answer_service_is_one_resource_of_the_deployments_own(tmp_path):
+def test_the_answer_service_is_built_over_the_retriever_and_gateway_it_is_given(tmp_path):
     local, eks = _resources("local", tmp_path), _resources("eks", tmp_path)
-    for res in (local, eks):
-        answers = res["answer_service"]
-        assert answers.retriever == res["retriever"] and answers.gateway == res["gateway"]
-        assert answers.pipeline_state == res["pipeline_state"]
     # llama-server answers the orchestrator with a JSON action; vLLM parses tool calls
     assert local["answer_service"].config().tool_mode == "json_action"
     assert eks["answer_service"].config(k=8).tool_mode == "native" and eks["answer_service"].config(k=8).k == 8
-    service = local["answer_service"].build(local["answer_service"].config(web_search="off"))
+    # a deployment that swaps its retriever (as the pod-per-step test does) gets answers over the swapped one
+    swapped = RetrieverResource(vector_store=local["vector_store"], embedder=local["embedder"])
+    answers = local["answer_service"]
+    service = answers.build(swapped, local["gateway"], local["pipeline_state"], answers.config(web_search="off"))
     try:
+        assert service.retriever is swapped and service.gateway is local["gateway"]
         assert isinstance(service.web, NoWebSearch) and service.state == local["pipeline_state"]
     finally:
         service.close()
