@@ -63,7 +63,7 @@ def read_verdict(
 ) -> verdict.Decision:
     """One short call: the model's yes / no / uncertain over ``source``'s conclusion, calibrated. The answer is then
     written under that verdict."""
-    conclusion = answering.conclusion_part(source.text) or source.text
+    conclusion = source.reading or verdict.reading(answering.conclusion_part(source.text), source.text)
     with tracer().start_as_current_span("decide_verdict") as span:
         span.set_attribute("gen_ai.request.model", gateway.chat_model)
         r = client.chat.completions.create(

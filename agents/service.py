@@ -143,6 +143,7 @@ class AnswerService:
                 doc_key=p.hit.doc_key or "",
                 page=page_label(p.hit),
                 dense=float(p.dense),
+                reading=p.reading,
             )
             for i, p in enumerate(found.passages)
         ]

@@ -21,6 +21,7 @@ class Source:
     doc_key: str = ""
     page: str = ""  # "3" or "3-4": where in a paged source (PDF, scan) the passage is; "" otherwise
     dense: float = 0.0  # the document's best dense cosine similarity to the question
+    reading: str = ""  # what a yes/no verdict reads of it (``core.verdict.reading``); "" for web results
 
     def citation(self) -> dict:
         c = {"n": self.n, "id": self.id, "title": self.title, "origin": self.origin, "url": self.url}

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_answers.py --split test [--llm 1.5b] [--docs 2000] [--items 0] [--bare-every 3]
     python benchmarks/bench_answers.py --split dev --features     # then: python benchmarks/fit_answerability.py
+    python benchmarks/bench_answers.py --split test --verdicts    # the verdict classifier alone, every covered item
 
 Builds a home with the ``--docs`` sample that ``agentic run`` indexes (plus any article an evaluation item is about),
 deploys the serving assets (Ray Serve + LiteLLM) with the chosen LLM and web search off, then on the split's items
@@ -229,6 +230,33 @@ def summarize(rows: list[dict], unc: list[dict], convs: list[dict], bare: list[d
     }
 
 
+def verdicts_only(llm: str, split: str) -> dict:
+    """The verdict classifier alone (``core.verdict``, its committed fit) on every covered question of ``split``, over
+    what it reads of the question's own abstract: no retrieval, no answer. The model's word and the calibrated
+    verdict against the hand labels, with opposite answers."""
+    from benchmarks.fit_verdict import classify
+    from core import verdict
+
+    t0 = time.perf_counter()
+    model, rows = classify(llm, split)
+    fit = verdict.load_fit(model)
+    summary = score_verdicts(rows, fit)
+    summary.update(llm=model, split=split, fit=fit.fitted_on, version=fit.version, seconds=time.perf_counter() - t0)
+    return {"summary": summary, "rows": rows}
+
+
+def score_verdicts(rows: list[dict], fit) -> dict:
+    """Each row ({label, p}) gets the model's word and the calibrated verdict, each against its label; the rates."""
+    from core import verdict
+
+    for r in rows:
+        d = verdict.decide(r["p"], fit)
+        r.update(model_verdict=d.said, calibrated_verdict=d.verdict, p_supports=round(d.p_supports, 4))
+        r.update(agrees_model=d.said == r["label"], agrees_calibrated=d.verdict == r["label"])
+        r.update(opposite_model=d.said in OPPOSITE[r["label"]], opposite_calibrated=d.verdict in OPPOSITE[r["label"]])
+    return {k: rate(rows, k) for k in ("agrees_model", "agrees_calibrated", "opposite_model", "opposite_calibrated")}
+
+
 def build_home(args, settings) -> dict:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -261,7 +289,13 @@ def main() -> int:
     ap.add_argument("--bare-every", type=int, default=3)
     ap.add_argument("--home", default="", help="reuse this home (its index is updated incrementally)")
     ap.add_argument("--features", action="store_true", help="only the judge's features, for the fit (dev only)")
+    ap.add_argument("--verdicts", action="store_true", help="only the verdict classifier on the covered questions")
     args = ap.parse_args()
+    if args.verdicts:
+        out = verdicts_only(args.llm, args.split)
+        print(out["summary"])
+        save(f"verdicts_{args.llm}_{args.split}", {**out, "method": verdicts_only.__doc__.split("\n\n")[0]})
+        return 0
     if args.features and args.split != "dev":
         ap.error("--features is for fitting, on dev only")
 

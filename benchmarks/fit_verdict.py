@@ -34,23 +34,24 @@ from core.text_formats import parse_pubmed_article  # noqa: E402
 from infra.local.llama_server import LlamaServer, resolve_binary  # noqa: E402
 
 
-def dev_items(cache: Path) -> list[dict]:
-    """The covered dev questions, each with the conclusions of its abstract (the last section when none is labelled)."""
+def covered_items(cache: Path, split: str = "dev") -> list[dict]:
+    """The split's covered questions, each with what the classifier reads of its abstract (``core.verdict.reading``:
+    its conclusions, or the end of its last section when none is labelled). Only ``bench_answers.py`` asks for test."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from core.corpus import ARTICLE_TABLE
 
-    items = eval_sets.covered("dev")
+    items = eval_sets.covered(split)
     table = pq.read_table(cache / "pubmed" / ARTICLE_TABLE)
     wanted = pa.array([r["pmid"] for r in items], pa.string())
     xml = {r["pmid"]: r["xml"] for r in table.filter(pc.is_in(table.column("pmid"), value_set=wanted)).to_pylist()}
     out = []
     for r in items:
         doc = parse_pubmed_article(ET.fromstring(xml[r["pmid"]]), r["pmid"])
-        conclusion = conclusions_of([(s.label, s.text) for s in doc.sections]) or doc.sections[-1].text
-        out.append({**r, "conclusion": conclusion})
+        labelled = conclusions_of([(s.label, s.text) for s in doc.sections])
+        out.append({**r, "conclusion": verdict.reading(labelled, doc.sections[-1].text)})
     return out
 
 
@@ -111,25 +112,34 @@ def fit_rows(rows: list[dict], model: str, leave_one_out: bool = True) -> dict:
     }
 
 
+def classify(llm: str, split: str = "dev") -> tuple[str, list[dict]]:
+    """The served model's name, and its probabilities on each of the split's covered questions (a llama-server of
+    its own, stopped after)."""
+    cache = Path(os.environ.get("AGENTIC_CACHE", Path.home() / ".cache" / "agentic"))
+    spec = get_model(llm)
+    path = cache / "models" / "llm" / spec.file_name
+    binary, env, _ = resolve_binary(cache, path)
+    server = LlamaServer(binary, env, path, spec.served_name, ctx_size=4096, parallel=1)
+    server.start()
+    rows = []
+    try:
+        for item in covered_items(cache, split):
+            p = probabilities(server.url, item["question"], item["conclusion"])
+            rows.append({"id": item["id"], "label": item["label"], "p": p})
+    finally:
+        server.stop()
+    return spec.served_name, rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--llm", default="1.5b")
     ap.add_argument("--default", action="store_true", help="the fit used for models that have none")
     args = ap.parse_args()
-    cache = Path(os.environ.get("AGENTIC_CACHE", Path.home() / ".cache" / "agentic"))
+    t0 = time.perf_counter()
+    model, rows = classify(args.llm)
     spec = get_model(args.llm)
-    path = cache / "models" / "llm" / spec.file_name
-    binary, env, _ = resolve_binary(cache, path)
-    server = LlamaServer(binary, env, path, spec.served_name, ctx_size=4096, parallel=1)
-    server.start()
-    rows, t0 = [], time.perf_counter()
-    try:
-        for item in dev_items(cache):
-            p = probabilities(server.url, item["question"], item["conclusion"])
-            rows.append({"id": item["id"], "label": item["label"], "p": p})
-    finally:
-        server.stop()
-    out = fit_rows(rows, spec.served_name)
+    out = fit_rows(rows, model)
     out["fitted_on"]["seconds"] = round(time.perf_counter() - t0, 1)
     fits = json.loads(verdict.FIT_PATH.read_text()) if verdict.FIT_PATH.exists() else None
     fits = fits or {"default": spec.served_name, "fits": {}}

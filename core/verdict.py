@@ -2,7 +2,8 @@
 
 A 1.5B model asked for a verdict inside its answer said "supports" to 11 of 12 negative dev conclusions. Asked
 alone, over one conclusion and the question, with six worked examples written for this prompt (none from the
-evaluation sets), its words still lean to "yes", but its probabilities separate the two (dev AUROC 0.94). So the
+evaluation sets), its words still lean to "yes", but its probabilities separate the two (dev AUROC 0.97 over what
+``reading`` gives it: the conclusions, or an unlabelled abstract's end; 0.94 over whole unlabelled abstracts). So the
 model writes one constrained word (yes / no / uncertain), its log-odds of "yes" are calibrated by a logistic
 function fitted on the dev split per model (``benchmarks/fit_verdict.py`` writes ``core/verdict_fit.json``), and
 the answer is then written under that verdict. The raw word, the calibrated verdict and what the answer's checks
@@ -17,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import fits
+from core.chunking import split_sentences
+from core.evaluation import CONCLUSION_LABELS
 
-VERDICT_VERSION = "verdict-v1-fewshot-calibrated"
+VERDICT_VERSION = "verdict-v2-conclusion-tail"
 FIT_PATH = Path(__file__).with_name("verdict_fit.json")
 CHOICES = ("yes", "no", "uncertain")
 TO_VERDICT = {"yes": "supports", "no": "refutes", "uncertain": "insufficient"}
@@ -61,6 +64,35 @@ SHOTS = (
     ),
 )
 SCHEMA = {"type": "string", "enum": list(CHOICES)}
+
+
+# an unstructured abstract's last ~800 characters hold the end of its results and its conclusion
+TAIL_CHARS = 800
+_INLINE_LABEL = re.compile(rf"\b(?:{CONCLUSION_LABELS})\s*:", re.I)
+
+
+def reading(conclusion: str, text: str = "", limit: int = TAIL_CHARS) -> str:
+    """What the classifier reads of a source: its labelled conclusions, whole (from their label, when the chunk that
+    holds them begins with the end of RESULTS). A source without them (an unstructured abstract, an excerpt) read
+    whole made the model say "yes" to questions its last sentences answer "no" (its methods and background come
+    first). So then: ``text`` from its last inline conclusions label ("... Conclusion: ..."), else its last sentences
+    within ``limit`` characters (at least one)."""
+    if (conclusion or "").strip():
+        return _from_label(conclusion.strip())
+    text = _from_label((text or "").strip())
+    if len(text) <= limit:
+        return text
+    kept: list[str] = []
+    for sentence in reversed(split_sentences(text)):
+        if kept and sum(len(k) + 1 for k in kept) + len(sentence) > limit:
+            break
+        kept.insert(0, sentence)
+    return " ".join(kept)
+
+
+def _from_label(text: str) -> str:
+    found = list(_INLINE_LABEL.finditer(text))
+    return text[found[-1].start() :] if found else text
 
 
 def messages(question: str, conclusion: str) -> list[dict]:

@@ -11,6 +11,7 @@ from typing import Literal
 
 import dagster as dg
 
+from core import verdict
 from core.access import ReadScope
 from core.chunking import reassemble
 from core.evaluation import is_conclusion_label
@@ -32,6 +33,8 @@ class Passage:
     chunk_ids: list[str] = field(default_factory=list)
     document: str = ""  # the whole document, reassembled from its chunks (only for the first ``whole`` passages)
     dense: float = 0.0  # the document's best dense cosine similarity to the query (0 when only BM25 found it)
+    # what a yes/no verdict reads: its conclusions, else the end of the document (``core.verdict.reading``)
+    reading: str = ""
 
 
 @dataclass
@@ -152,9 +155,10 @@ class RetrieverResource(dg.ConfigurableResource):
         # Conclusions are the evidence a clinician reads first: fetch each chosen document's conclusion chunk.
         scoped = dict(filters or {}, doc_key=list(best))
         wanted = set(list(best)[:whole])
-        pieces: dict[str, list[tuple[int, str, str]]] = {key: [] for key in wanted}
+        # every chosen document's chunks (at most 100): the first ``whole`` come whole, the rest give their ending
+        pieces: dict[str, list[tuple[int, str, str]]] = {key: [] for key in best}
         for h in store.search_dense(vector, min(10 * len(best), 100), scoped, generation):
-            if h.doc_key in wanted:
+            if h.doc_key in pieces:
                 seq = h.seq if h.seq is not None else len(pieces[h.doc_key])
                 pieces[h.doc_key].append((seq, h.section or "", h.text or ""))
             p = passages.get(h.doc_key)
@@ -163,7 +167,9 @@ class RetrieverResource(dg.ConfigurableResource):
             p.conclusion = h.text or ""
             p.chunk_ids.append(h.chunk_id)
         for key, chunks in pieces.items():
-            passages[key].document = reassemble(chunks)
+            p, text = passages[key], reassemble(chunks)
+            p.document = text if key in wanted else ""
+            p.reading = verdict.reading(p.conclusion, text or p.hit.text or "")
         texts = [f"{p.hit.title} {p.hit.text}" for p in list(passages.values())[:3]]
         evidence = relevance_evidence(query, dense_docs, bm25_docs, texts)
         return Retrieval(list(passages.values()), evidence)

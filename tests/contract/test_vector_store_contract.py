@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from core import verdict
 from core.access import FULL_SCOPE
 from core.chunking import Chunker, reassemble, split_sentences
 from core.documents import parse_document
@@ -181,6 +182,10 @@ def test_hybrid_through_the_retriever(served, rows, embedder_resource):
     for r in doc_rows:
         assert all(sentence in found.passages[0].document for sentence in split_sentences(r["text"])[1:])
     assert all(p.document == "" for p in found.passages[1:])
+    # what a yes/no verdict reads of each document: its conclusions, else its end (core.verdict.reading)
+    for p in found.passages:
+        chunks = [(r["seq"], r["section"], r["text"]) for r in rows.to_pylist() if r["doc_key"] == p.hit.doc_key]
+        assert p.reading == verdict.reading(p.conclusion, reassemble(chunks)) and p.reading
 
 
 def test_fetch_by_chunk_id(served, rows):

@@ -73,3 +73,36 @@ def test_the_committed_fit_is_the_fitting_codes_output_on_dev_and_a_model_withou
     assert again["weights"] == fit.weights
     other = verdict.load_fit("some-other-model")
     assert other.weights == verdict.load_fit("").weights and "no fit for some-other-model" in other.fitted_on["note"]
+
+
+def test_the_classifier_reads_the_conclusions_or_the_end_of_an_unlabelled_source():
+    # labelled conclusions are read whole, from their label when their chunk begins with the end of RESULTS
+    chunk = "RESULTS: 40 of 80 improved. CONCLUSIONS: The drug reduced pain. " + "More was seen. " * 60
+    assert verdict.reading(chunk, "ignored").startswith("CONCLUSIONS: The drug reduced pain.")
+    assert len(verdict.reading(chunk, "ignored")) > verdict.TAIL_CHARS
+    # an unstructured abstract: from its inline label, else its last sentences within the limit
+    inline = "Objective: To compare A and B. Results: A and B were similar. Conclusion: A is not better than B."
+    assert verdict.reading("", inline) == "Conclusion: A is not better than B."
+    background = "We studied many people in many places over many years. " * 20
+    abstract = background + "Drug A did not lower mortality compared with placebo."
+    read = verdict.reading("", abstract)
+    assert read.endswith("Drug A did not lower mortality compared with placebo.")
+    assert len(read) <= verdict.TAIL_CHARS and read.startswith("We studied")
+    assert verdict.reading("", "x" * 900) == "x" * 900  # one sentence longer than the limit is kept whole
+
+
+def test_the_verdict_benchmark_scores_the_models_word_and_the_calibrated_verdict_apart():
+    from benchmarks.bench_answers import score_verdicts
+
+    fit = verdict.Fit([-2.0, 1.0])  # supports only above log-odds 2 (p(yes) > 0.88)
+    rows = [
+        {"label": "supports", "p": {"yes": 0.95, "no": 0.03, "uncertain": 0.02}},  # both right
+        {"label": "refutes", "p": {"yes": 0.7, "no": 0.2, "uncertain": 0.1}},  # the word is opposite, calibrated right
+        {"label": "supports", "p": {"yes": 0.6, "no": 0.3, "uncertain": 0.1}},  # calibrated opposite
+        {"label": "insufficient", "p": {"yes": 0.2, "no": 0.3, "uncertain": 0.5}},  # both right
+    ]
+    summary = score_verdicts(rows, fit)
+    assert [r["calibrated_verdict"] for r in rows] == ["supports", "refutes", "refutes", "insufficient"]
+    assert summary["agrees_model"]["rate"] == 0.75 and summary["agrees_calibrated"]["rate"] == 0.75
+    assert summary["opposite_model"]["rate"] == 0.25 and summary["opposite_calibrated"]["rate"] == 0.25
+    assert summary["opposite_calibrated"]["n"] == 4 and len(summary["opposite_calibrated"]["ci95"]) == 2
