@@ -8,11 +8,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from assets.cost.measured import measured_throughputs
-from assets.cost.state import (
-    ANSWER_COSTS_RECORD,
-    GROUP,
-    OWNERS,
-)
+from assets.cost.state import ANSWER_COSTS_RECORD, asset
 from core.plots import cost_per_answer_png
 from core.trace_cost import ROOT_SPAN, Pricer, aggregate, iter_answers
 from core.trace_cost import markdown as cost_markdown
@@ -36,10 +32,8 @@ class AnswerCostConfig(dg.Config):
     }
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python", "opentelemetry"},
-    owners=OWNERS,
     deps=[dg.AssetKey("price_book")],
     description="Cost per answer by route and model, from the answers' own traces (Phoenix on local, Langfuse on eks): "
     "each `agentic.answer` of the last N days, its LLM calls' tokens (counted once, from the agent's spans, not the "

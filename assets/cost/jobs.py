@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from assets.stage import stopped_schedule
+
 cost_job = dg.define_asset_job(
     "cost_job",
     # answer_costs reads the trace store, which runs only with the services (`agentic up`): materialized on its own
@@ -17,11 +19,9 @@ simulation_job = dg.define_asset_job(
     "traffic drives replicas, Karpenter provisions and consolidates NodeClaims, the node-hours they had are priced.",
 )
 
-monthly_cost_schedule = dg.ScheduleDefinition(
-    name="monthly_cost_report",
-    job=cost_job,
-    cron_schedule="0 6 2 * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Monthly, on the 2nd (Cost Explorer has the last month by then): the cost report and actual spend.",
+monthly_cost_schedule = stopped_schedule(
+    "monthly_cost_report",
+    cost_job,
+    "0 6 2 * *",
+    "Monthly, on the 2nd (Cost Explorer has the last month by then): the cost report and actual spend.",
 )

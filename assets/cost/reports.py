@@ -7,13 +7,7 @@ import dagster as dg
 
 from assets.cost.measured import measured_throughputs
 from assets.cost.render import lines_markdown, stacked_png
-from assets.cost.state import (
-    BILL_RECORD,
-    COST_REPORT_RECORD,
-    GROUP,
-    OWNERS,
-    UNIT_ECONOMICS_RECORD,
-)
+from assets.cost.state import BILL_RECORD, COST_REPORT_RECORD, UNIT_ECONOMICS_RECORD, asset
 from core.cost import (
     HOURS_PER_MONTH,
     UnknownRegion,
@@ -36,10 +30,8 @@ class PriceBookConfig(dg.Config):
     refresh: bool = False  # fetch instance prices from the AWS Price List API (needs credentials)
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"aws", "json"},
-    owners=OWNERS,
     description="The dated, sourced price table for the platform's region (us-east-1 and us-west-2 ship with the project; "
     "another region is a clear error). Refreshed from the AWS Price List API through boto3 when asked and credentials exist.",
 )
@@ -84,10 +76,8 @@ def _usage(cfg: UsageConfig) -> UsageAssumptions:
     return UsageAssumptions(**{k: v for k, v in cfg.model_dump().items() if k in UsageAssumptions.__dataclass_fields__})
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
     deps=[dg.AssetKey("node_pools"), dg.AssetKey("opensearch_domain")],
     description="The bill of materials derived from the platform configuration: node pools at their expected instance types, "
     "counts and hours; NAT gateways; load balancers; OpenSearch; managed Prometheus/Grafana; EBS; KMS; CloudWatch; ECR; the "
@@ -122,10 +112,8 @@ class ReportConfig(UsageConfig):
     answers_per_day: int = 20000  # traffic for the scenario comparison
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
     deps=[bill_of_materials, price_book],
     description="Monthly cost: the reference design's table (us-east-1, Nov 2025, $447.47) reproduced line by line, then the "
     "components it omits as separate lines, then this platform's own bill of materials; markdown and a stacked-bar PNG; a "
@@ -205,10 +193,8 @@ def monthly_cost_report(
     )
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
     deps=[price_book],
     description="Cost per 1M tokens and per answered question for each serving option, from measured throughput (the serving "
     "benchmarks' results; each figure says where it was measured), and the break-even traffic where the GPU beats the CPU.",
@@ -247,10 +233,8 @@ def unit_economics(
     )
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"aws"},
-    owners=OWNERS,
     deps=[monthly_cost_report],
     description="eks: last month's actual spend per service from AWS Cost Explorer, next to the estimate. local: skipped.",
 )

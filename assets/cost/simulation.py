@@ -6,12 +6,7 @@ import base64
 import dagster as dg
 
 from assets.cost.render import simulation_png
-from assets.cost.state import (
-    BILL_RECORD,
-    GROUP,
-    OWNERS,
-    SIMULATION_RECORD,
-)
+from assets.cost.state import BILL_RECORD, SIMULATION_RECORD, asset
 from core.cost import (
     Item,
     price_items,
@@ -32,10 +27,8 @@ class SimulationConfig(dg.Config):
     embed_answers_per_replica_hour: float = 20000.0
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"kubernetes", "karpenter"},
-    owners=OWNERS,
     deps=[dg.AssetKey("node_pools"), dg.AssetKey("bill_of_materials")],
     description="A simulated month on the local control plane: a day of traffic (answers per hour) sets the model "
     "workers' replicas hour by hour on a compressed clock, Karpenter provisions and consolidates real NodeClaims for them "

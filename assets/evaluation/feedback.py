@@ -18,8 +18,7 @@ from assets.evaluation.state import (
     FEEDBACK_DAILY,
     FEEDBACK_DAILY_TABLE,
     FEEDBACK_RATE_PNG,
-    GROUP,
-    OWNERS,
+    asset,
     read_feedback_candidates,
 )
 from assets.metadata import md_table
@@ -57,10 +56,8 @@ def _rate_png(days: list[dict]) -> bytes:
     return png_bytes(fig)
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
     description="User feedback on the API's answers (POST /v1/feedback): every negative one (thumbs down or score <= 2) "
     "joined with its answer, question, citations and lineage becomes a candidate golden item for review "
     "(eval_feedback_candidates, keyed by answer: a reviewer's accepted/rejected status is kept across runs), and a "

@@ -3,7 +3,7 @@
 import dagster as dg
 import pyarrow as pa
 
-from assets.evaluation.state import GOLDEN, GOLDEN_TABLE, GROUP, OWNERS
+from assets.evaluation.state import GOLDEN, GOLDEN_TABLE, asset
 from assets.knowledge import vector_index
 from assets.knowledge.state import iter_live_documents
 from assets.metadata import md_table
@@ -15,10 +15,8 @@ class GoldenSetConfig(dg.Config):
     size: int = 300  # questions in the set
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
     deps=[vector_index],
     description="The golden set, built deterministically from the indexed corpus: abstracts with a CONCLUSIONS section; the "
     "title phrased as a question, the conclusions as the reference answer, the document as the gold source (and title -> "

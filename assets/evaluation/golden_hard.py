@@ -7,7 +7,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.evaluation.state import GOLDEN_HARD, GOLDEN_HARD_TABLE, GROUP, OWNERS
+from assets.evaluation.state import GOLDEN_HARD, GOLDEN_HARD_TABLE, asset
 from assets.knowledge import vector_index
 from assets.knowledge.state import iter_live_documents
 from assets.metadata import md_table
@@ -28,10 +28,8 @@ def load_hard_set(path: Path = HARD_SET_FILE) -> tuple[dict, list[HardItem]]:
     return header, items
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
     deps=[vector_index],
     description="The harder golden set: yes/no questions that paraphrase an abstract's conclusion without its title's "
     "words, each with the conclusion's polarity (supports / refutes / insufficient; a third or more are negative). "

@@ -9,11 +9,10 @@ import pyarrow as pa
 
 from assets.evaluation.run import RETRIEVAL_MODES, rag_eval_run
 from assets.evaluation.state import (
-    GROUP,
     HISTORY,
     HISTORY_TABLE,
-    OWNERS,
     TREND_PNG,
+    asset,
     latest_feedback_rate,
     read_history,
     read_last_run,
@@ -86,10 +85,8 @@ def _trend_png(history: list[dict]) -> bytes:
     return png_bytes(fig)
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
     deps=[rag_eval_run],
     description="Every evaluation run appended with its index generation, models, config, summary and gate verdict; a trend "
     "plot (PNG) of the main metrics. A candidate that fails the gate is marked rejected here (kept for inspection).",
@@ -186,10 +183,8 @@ def index_promotion_gate(pipeline_state: PipelineStateStore) -> dg.AssetCheckRes
     )
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"lancedb", "opensearch"},
-    owners=OWNERS,
     deps=[eval_history],
     description="Switches the serving pointer to the candidate generation once the promotion gate passed (atomic); the previous "
     "generation is kept for rollback. Nothing to do when no candidate is pending.",

@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from assets.stage import stopped_schedule
+
 evaluation_job = dg.define_asset_job(
     "evaluation_job",
     selection=dg.AssetSelection.groups("evaluation"),
@@ -10,11 +12,9 @@ evaluation_job = dg.define_asset_job(
     "feedback rate.",
 )
 
-weekly_evaluation_schedule = dg.ScheduleDefinition(
-    name="weekly_evaluation",
-    job=evaluation_job,
-    cron_schedule="0 4 * * 1",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Weekly: the RAG evaluation on the golden set (judged sample included), appended to the trend.",
+weekly_evaluation_schedule = stopped_schedule(
+    "weekly_evaluation",
+    evaluation_job,
+    "0 4 * * 1",
+    "Weekly: the RAG evaluation on the golden set (judged sample included), appended to the trend.",
 )

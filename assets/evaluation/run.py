@@ -12,15 +12,7 @@ import pyarrow as pa
 
 from agents.resource import AnswerServiceResource
 from assets.evaluation.golden import eval_questions
-from assets.evaluation.state import (
-    GROUP,
-    LAST_RUN_RECORD,
-    OWNERS,
-    RESULTS_TABLE,
-    RETRIEVAL_MODES,
-    read_golden,
-    read_last_run,
-)
+from assets.evaluation.state import LAST_RUN_RECORD, RESULTS_TABLE, RETRIEVAL_MODES, asset, read_golden, read_last_run
 from assets.knowledge.state import read_candidate
 from assets.metadata import md_table
 from core.access import ReadScope
@@ -82,11 +74,9 @@ def _retrieval_summary(rows: list[dict]) -> dict:
     return summarize(rows, [f"{m}_{n}" for m in RETRIEVAL_MODES for n in ID_METRICS])
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     op_tags=k8s_step("1", "4Gi", "6Gi"),
     kinds={"ragas", "python"},
-    owners=OWNERS,
     deps=[eval_questions],
     description="Evaluates the candidate index generation (or the serving one when none is pending): ID-based context "
     "precision/recall, hit@k and MRR for dense and hybrid retrieval over the golden set; for a sample, the RAG agent's answers "

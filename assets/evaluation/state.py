@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from assets.stage import stage_asset
 from core.feedback import REVIEW_STATUSES
 from resources.state_store import PipelineStateStore
 
 GROUP = "evaluation"
 OWNERS = ["team:ml-platform"]
+asset = stage_asset(GROUP, OWNERS)
 RETRIEVAL_MODES = ("dense", "hybrid")
 
 GOLDEN = pa.schema(

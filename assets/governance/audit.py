@@ -14,11 +14,13 @@ import dagster as dg
 
 from agents.audit import AuditTrail
 from assets.metadata import md_table
+from assets.stage import stage_asset
 from resources.access import KeyStoreResource
 from resources.state_store import PipelineStateStore
 
 GROUP = "governance"
 OWNERS = ["team:ml-platform"]
+asset = stage_asset(GROUP, OWNERS)
 
 
 class AuditConfig(dg.Config):
@@ -26,10 +28,8 @@ class AuditConfig(dg.Config):
     summary_days: int = 7
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python", "s3"},
-    owners=OWNERS,
     description="The API's audit trail (one record per request: principal, time, question hash, documents returned, "
     "route, status), kept for retention_days: older days are dropped whole. Summarizes the last days: requests, "
     "denials and the most returned documents, by principal.",
@@ -81,10 +81,8 @@ def audit_trail(config: AuditConfig, pipeline_state: PipelineStateStore) -> dg.M
     )
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
     description="The API keys in force (never their tokens): per principal, active and revoked keys, groups, and the "
     "age of the oldest active key.",
 )

@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from assets.stage import stopped_schedule
+
 
 def governance_job_for(retention_days: int):
     return dg.define_asset_job(
@@ -13,11 +15,9 @@ def governance_job_for(retention_days: int):
 
 
 def daily_governance_schedule(job) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
-        name="daily_governance",
-        job=job,
-        cron_schedule="30 0 * * *",
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Daily: audit retention (whole days dropped) and the keys in force, after the UTC day closes.",
+    return stopped_schedule(
+        "daily_governance",
+        job,
+        "30 0 * * *",
+        "Daily: audit retention (whole days dropped) and the keys in force, after the UTC day closes.",
     )

@@ -11,7 +11,7 @@ import time
 import dagster as dg
 import pyarrow.compute as pc
 
-from assets.knowledge.common import GROUP, OWNERS, RETRY
+from assets.knowledge.common import asset
 from assets.knowledge.inventory import document_inventory
 from assets.knowledge.state import ACCESS, ACCESS_TABLE, INVENTORY, INVENTORY_TABLE, plan
 from core.knowledge import resolve_access
@@ -20,11 +20,8 @@ from resources.document_store import DocumentStoreResource
 from resources.state_store import PipelineStateStore
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python", "s3"},
-    owners=OWNERS,
-    retry_policy=RETRY,
     deps=[document_inventory],
     description="Who may read each document: its declared groups (sidecar / S3 metadata), else the access policy's "
     "path rule, else its default. Reads a declaration only when the object's access stamp moved; a malformed one leaves "

@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from assets.knowledge.common import GROUP, OWNERS, RETRY, run_stage
+from assets.knowledge.common import asset, run_stage
 from assets.knowledge.parsing import parsed_documents
 from assets.knowledge.state import CHUNKS, CHUNKS_TABLE, DOCUMENTS_TABLE, plan, sum_stats
 from assets.metadata import md_table
@@ -19,11 +19,8 @@ class ChunkingConfig(dg.Config):
     overlap_tokens: int = 40
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"ray", "python"},
-    owners=OWNERS,
-    retry_policy=RETRY,
     deps=[parsed_documents],
     description="Token-aware, section-aware chunks with overlap, counted in the embedding model's word pieces, as Ray tasks over "
     "the dirty shards. Chunk ids are hash(document key, content hash, chunker version, position), so unchanged documents keep "

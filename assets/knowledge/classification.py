@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from assets.knowledge.common import GROUP, OWNERS, RETRY
+from assets.knowledge.common import asset
 from assets.knowledge.embeddings import chunk_embeddings
 from assets.knowledge.parsing import parsed_documents
 from assets.knowledge.state import (
@@ -93,12 +93,9 @@ def _training_sample(
     return x, keys, labels
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     op_tags=k8s_step("1", "2Gi", "3Gi"),  # a bounded training sample, whatever the corpus
     kinds={"python", "numpy"},
-    owners=OWNERS,
-    retry_policy=RETRY,
     deps=[chunk_embeddings, parsed_documents],
     description="Medical specialty classifier (neoplasms, digestive, nervous system, cardiovascular, general pathological "
     "conditions = MeSH branches C04/C06/C10/C14/C23). Labels from the documents' MeSH descriptors (core/specialty.py says how), "
@@ -214,11 +211,8 @@ def specialty_macro_f1(pipeline_state: PipelineStateStore) -> dg.AssetCheckResul
     )
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python"},
-    owners=OWNERS,
-    retry_policy=RETRY,
     deps=[specialty_classifier],
     description="The specialty of every document: the classifier's prediction and confidence (its MeSH-derived label beside "
     "it where there is one), shard by shard: only shards whose documents or vectors changed, or all after a retrain. "

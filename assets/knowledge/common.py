@@ -6,6 +6,7 @@ import time
 
 import dagster as dg
 
+from assets.stage import stage_asset
 from core.progress import Progress
 from resources.ray_jobs import RayJobRunner
 from resources.state_store import PipelineStateStore, digest_of
@@ -15,6 +16,7 @@ OWNERS = ["team:ml-platform"]
 # A batch (shard) is the unit of work and of retry: a failed step is retried, and the retry skips every shard whose
 # output an earlier attempt already wrote.
 RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL)
+asset = stage_asset(GROUP, OWNERS, retry_policy=RETRY)
 
 
 def run_stage(

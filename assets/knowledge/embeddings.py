@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from assets.knowledge.chunking import document_chunks
-from assets.knowledge.common import GROUP, OWNERS, RETRY, run_stage
+from assets.knowledge.common import asset, run_stage
 from assets.knowledge.state import (
     CHUNK_QUARANTINE,
     CHUNKS_TABLE,
@@ -26,12 +26,9 @@ class EmbeddingConfig(dg.Config):
     threads_per_actor: int = 2  # ONNX intra-op threads (and Ray CPUs) per actor
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     op_tags=k8s_step("500m", "1Gi", "2Gi"),  # eks: the step pod only submits the Ray job and commits metadata
     kinds={"ray", "onnx"},
-    owners=OWNERS,
-    retry_policy=RETRY,
     deps=[document_chunks],
     description="Vectors for every live chunk: a Ray Data job (map_batches over an autoscaling actor pool that holds the "
     "embedding model) over the dirty shards, reading chunks from the state store and writing vectors back to it. Chunks "

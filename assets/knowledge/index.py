@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from assets.knowledge.access import document_access
 from assets.knowledge.classification import document_classes
-from assets.knowledge.common import GROUP, OWNERS, RETRY
+from assets.knowledge.common import asset
 from assets.knowledge.embeddings import chunk_embeddings
 from assets.knowledge.state import (
     ACCESS,
@@ -183,11 +183,8 @@ def _settle(context, config, vector_store, pipeline_state, generation: str, base
     return decision, dropped
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"lancedb", "opensearch"},
-    owners=OWNERS,
-    retry_policy=RETRY,
     deps=[chunk_embeddings, document_classes, document_access],
     description="The searchable index: vectors + text (BM25) + filter fields (specialty and section labels among them) in one "
     "generation per model/mapping. Applies only the delta of the dirty shards (new chunks in, deleted chunks out, re-labelled and re-permissioned "

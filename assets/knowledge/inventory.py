@@ -14,7 +14,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets.knowledge.common import GROUP, OWNERS, RETRY
+from assets.knowledge.common import asset
 from assets.knowledge.state import INVENTORY, INVENTORY_TABLE
 from resources.document_store import DocumentStoreResource
 from resources.state_store import PipelineStateStore, shard_of
@@ -29,11 +29,8 @@ def _listing_digest(table: pa.Table) -> str:
     return h.hexdigest()[:24]
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python", "s3"},
-    owners=OWNERS,
-    retry_policy=RETRY,
     description="Every object in the document store (key, size, ETag, access stamp), sharded by a hash of the key. Streams the listing; "
     "a shard whose listing is unchanged keeps its object, so nothing downstream of it runs.",
 )

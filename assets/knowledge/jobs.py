@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from assets.stage import stopped_schedule
+
 knowledge_job = dg.define_asset_job(
     "knowledge_job",
     selection=dg.AssetSelection.groups("knowledge"),
@@ -19,12 +21,10 @@ rebuild_index_job = dg.define_asset_job(
     "(retrieval metrics over the whole golden set, candidate vs serving): promoted atomically only if not worse.",
 )
 
-nightly_reembedding_schedule = dg.ScheduleDefinition(
-    name="nightly_reembedding",
-    job=knowledge_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Nightly: picks up embedding-model or chunker changes (new ids re-embed, a new model builds a new "
+nightly_reembedding_schedule = stopped_schedule(
+    "nightly_reembedding",
+    knowledge_job,
+    "0 2 * * *",
+    "Nightly: picks up embedding-model or chunker changes (new ids re-embed, a new model builds a new "
     "generation); cheap when nothing changed, since every step diffs against the last run.",
 )

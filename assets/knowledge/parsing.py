@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from assets.knowledge.common import GROUP, OWNERS, RETRY, run_stage
+from assets.knowledge.common import asset, run_stage
 from assets.knowledge.inventory import document_inventory
 from assets.knowledge.state import (
     DOCUMENTS,
@@ -47,11 +47,8 @@ def quarantine_rows(store: PipelineStateStore, limit: int = 100) -> list[dict]:
     return rows
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"ray", "python"},
-    owners=OWNERS,
-    retry_policy=RETRY,
     deps=[document_inventory],
     description="Text and metadata of every document, one parser per format (PubMed XML, JATS, text, Markdown, HTML, PDF, "
     "JSON, CSV, PNG/JPEG/TIFF) chosen from the content, as Ray tasks over the dirty shards. PDF pages keep their page "

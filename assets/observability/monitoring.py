@@ -10,7 +10,7 @@ import dagster as dg
 import yaml
 
 from assets.metadata import md_table
-from assets.observability.state import ALERT_RULES, DASHBOARD_PREFIX, GROUP, OWNERS, read_alert_rules
+from assets.observability.state import ALERT_RULES, DASHBOARD_PREFIX, asset, read_alert_rules
 from core.alerts import alert_problems
 from infra.platform.dashboards import dashboard_panels, grafana_dashboards
 from infra.platform.observability import RUNBOOK, alert_rules
@@ -20,10 +20,8 @@ from resources.platform import PlatformResource
 RUNBOOK_FILE = Path(__file__).resolve().parents[2] / RUNBOOK.split("#")[0]
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"prometheus", "grafana"},
-    owners=OWNERS,
     description="The dashboards (agents, gateway, Ray Serve, GPUs) as Grafana JSON and the SLI recording rules and SLO "
     "alerts as a Prometheus rule file, saved under platform/ for platform_workloads to ship (a PrometheusRule and "
     "dashboard ConfigMaps); `agentic up` evaluates the same rules locally.",

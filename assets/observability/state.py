@@ -7,8 +7,11 @@ import json
 
 import yaml
 
+from assets.stage import stage_asset
+
 GROUP = "observability"
 OWNERS = ["team:platform"]
+asset = stage_asset(GROUP, OWNERS)
 DASHBOARD_PREFIX = "dashboards/"  # + <name>.json
 ALERT_RULES = "observability/alert_rules.yaml"
 

@@ -4,7 +4,7 @@ workloads (model deployments, the gateway, the API, the observability stage's da
 import dagster as dg
 import yaml
 
-from assets.platform.state import GROUP, OWNERS, ApplyConfig, kube_step
+from assets.platform.state import ApplyConfig, asset, kube_step
 from infra.platform import aws as awsplan
 from infra.platform.manifests import (
     HELM_CHARTS,
@@ -16,10 +16,8 @@ from infra.platform.manifests import (
 from resources.platform import PlatformResource
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"aws", "eks"},
-    owners=OWNERS,
     description="Before anything is applied: the region is one EKS serves and the account has enabled, and the account's "
     "service quotas (EC2 vCPU per instance class for the node pools' limits, Elastic IPs, NAT gateways per AZ, VPCs) cover "
     "the declared platform. A plan that exceeds a quota fails here, naming the quota, its code, the need and the limit.",
@@ -58,10 +56,8 @@ def platform_preflight(config: ApplyConfig, platform: PlatformResource) -> dg.Ma
     )
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"eks", "iam", "vpc"},
-    owners=OWNERS,
     deps=[platform_preflight],
     description="EKS with Auto Mode (managed compute, block storage, load balancing) through boto3: describe, then create "
     "or update what differs; the IAM roles it and the workloads need (least privilege, Pod Identity); the VPC (existing "
@@ -90,10 +86,8 @@ def iam_least_privilege(platform: PlatformResource) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"karpenter", "kubernetes"},
-    owners=OWNERS,
     deps=[eks_cluster],
     description="Karpenter NodePools (Graviton CPU inference arm64 c/m/r >= gen 7, NVIDIA GPU g5/g6 tainted nvidia.com/gpu, x86 "
     "general, Inferentia inf2) with limits, disruption budgets and expiry from the config; standard labels only. With "
@@ -110,10 +104,8 @@ def node_pools(
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"helm", "kubernetes"},
-    owners=OWNERS,
     deps=[node_pools],
     description="Cluster add-ons: the platform's namespaces (Pod Security `restricted` enforced), the access roles' RBAC "
     "bindings, KubeRay operator and the Prometheus agent (AMP remote write) as pinned Helm charts, the NVIDIA and Neuron "
@@ -133,10 +125,8 @@ def cluster_addons(
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"ray", "litellm", "kubernetes"},
-    owners=OWNERS,
     deps=[cluster_addons, dg.AssetKey("model_gateway"), dg.AssetKey("monitoring_config")],
     description="The workloads: RayServices (embedder on Graviton, vLLM Qwen3-14B tensor-parallel on the GPU pool, a Neuron "
     "variant), the Ray Data cluster, LiteLLM with the gateway config, the API with its Ingress, Grafana dashboards (agent "

@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from assets.platform.state import GROUP, OWNERS, ApplyConfig
+from assets.platform.state import ApplyConfig, asset
 from infra.platform import aws as awsplan
 from infra.platform.config import PlatformConfig
 from resources.platform import PlatformResource
@@ -22,10 +22,8 @@ def _domain_request(cfg: PlatformConfig, account: str) -> tuple[dict, dict]:
     )
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"opensearch", "iam"},
-    owners=OWNERS,
     description="Amazon OpenSearch through boto3: a current engine, HNSW on lucene or faiss (never nmslib), encryption at rest "
     "and node to node, HTTPS only (TLS 1.2+), fine-grained access with an IAM master, an access policy naming the platform's "
     "roles only; plus the index template from the vector-store resource's own mapping.",

@@ -4,11 +4,13 @@ Renders are read back from the state store (``agentic platform render`` copies t
 
 import dagster as dg
 
+from assets.stage import stage_asset
 from infra.validate import validate_manifest
 from resources.platform import PlatformResource
 
 GROUP = "platform"
 OWNERS = ["team:platform"]
+asset = stage_asset(GROUP, OWNERS)
 
 
 class ApplyConfig(dg.Config):

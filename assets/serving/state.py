@@ -4,13 +4,15 @@ where; on eks every step is its own pod, so the next asset reads it from here) a
 
 import dagster as dg
 
+from assets.stage import stage_asset
 from resources.model_serving import MANIFEST_KEY
 from resources.state_store import PipelineStateStore
 
 GROUP = "serving"
 OWNERS = ["team:ml-platform"]
+asset = stage_asset(GROUP, OWNERS)
 
-__all__ = ["GROUP", "MANIFEST_KEY", "OWNERS", "read_record", "write_record"]
+__all__ = ["GROUP", "MANIFEST_KEY", "OWNERS", "asset", "read_record", "write_record"]
 
 
 def read_record(state: PipelineStateStore, name: str) -> dict:
