@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import bench_settings, machine, percentile, save  # noqa: E402
 from core.access import ReadScope, index_groups  # noqa: E402
 from core.chunking import Chunker  # noqa: E402
-from core.corpus import ARTICLE_TABLE, load_sample  # noqa: E402
+from core.corpus import ARTICLE_TABLE, chunk_row, load_sample  # noqa: E402
 from core.documents import parse_document  # noqa: E402
 from core.index_schema import chunk_schema  # noqa: E402
 from resources.embedder import EmbedderResource  # noqa: E402
@@ -50,20 +50,7 @@ def build_rows(settings, docs: int, copies: int, seed: int = 5) -> tuple[pa.Tabl
         doc = parse_document(f"pubmed/{pmid}.xml", data)
         groups = [f"g{rng.randrange(50):02d}"] + (["public"] if rng.random() < 0.2 else [])
         for c in chunker.chunk(doc.sections):
-            out.append(
-                {
-                    "chunk_id": f"{pmid}-{c.seq}",
-                    "doc_key": f"pubmed/{pmid}.xml",
-                    "doc_id": pmid,
-                    "seq": c.seq,
-                    "title": doc.title,
-                    "text": c.text,
-                    "section": c.section,
-                    "year": doc.year,
-                    "journal": doc.journal,
-                    "groups": index_groups(groups),
-                }
-            )
+            out.append({**chunk_row(pmid, doc, c), "groups": index_groups(groups)})
     vecs = runtime.embed([r["text"] for r in out])
     nrng = np.random.default_rng(seed)
     rows = []

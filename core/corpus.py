@@ -13,9 +13,14 @@ import hashlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from core.chunking import Chunk
+    from core.parsed_document import ParsedDocument
 
 ARTICLE_TABLE = "pubmed_articles.parquet"
 XML_HEADER = b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -78,3 +83,19 @@ def document_bytes(article_xml: bytes) -> bytes:
 
 def document_key(pmid: str) -> str:
     return f"pubmed/{pmid}.xml"
+
+
+def chunk_row(pmid: str, doc: ParsedDocument, chunk: Chunk) -> dict:
+    """A chunk of a parsed article as an index row, less its vector, with the fixed id ``<pmid>-<seq>`` that tests and
+    benchmarks use (the pipeline's ids are content hashes)."""
+    return {
+        "chunk_id": f"{pmid}-{chunk.seq}",
+        "doc_key": document_key(pmid),
+        "doc_id": pmid,
+        "seq": chunk.seq,
+        "title": doc.title,
+        "text": chunk.text,
+        "section": chunk.section,
+        "year": doc.year,
+        "journal": doc.journal,
+    }

@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
-from core.access import by_index_groups
 from core.index_schema import FILTER_FIELDS, HIT_FIELDS, LIST_FIELDS, chunk_schema  # the fields, declared once
 from resources.vector_store import ACCESS_FILTER, SearchHit, VectorStoreResource, complete_rows
 
@@ -222,25 +221,10 @@ class LanceDBVectorStore(VectorStoreResource):
         delete_chunk_ids(self._open(generation), chunk_ids)
         return len(chunk_ids)
 
-    def _set_field(self, generation: str, field: str, doc_keys_by_value: dict, batch: int = 500) -> int:
-        """Set ``field`` to a value on every row of the documents listed under it, in place (an UPDATE per batch)."""
-        tbl = self._open(generation)
-        n = 0
-        for value, keys in doc_keys_by_value.items():
-            for i in range(0, len(keys), batch):
-                part = keys[i : i + batch]
-                tbl.update(
-                    where=f"doc_key IN ({', '.join(_sql_literal(k, 'string') for k in part)})",
-                    values={field: list(value) if isinstance(value, tuple) else value},
-                )
-                n += len(part)
-        return n
-
-    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]]) -> int:
-        return self._set_field(generation, "specialty", doc_keys_by_class)
-
-    def set_groups(self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]]) -> int:
-        return self._set_field(generation, "groups", by_index_groups(doc_keys_by_groups))
+    def _update_documents(self, generation: str, name: str, value: Any, doc_keys: list[str]) -> None:
+        self._open(generation).update(
+            where=f"doc_key IN ({', '.join(_sql_literal(k, 'string') for k in doc_keys)})", values={name: value}
+        )
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
         """Bring the BM25 (FTS) index and, from ``ann_min_rows`` on, the ANN index up to date.
@@ -340,15 +324,10 @@ class LanceDBVectorStore(VectorStoreResource):
 
     _COLUMNS = HIT_FIELDS
 
-    def search_dense(
-        self,
-        vector: np.ndarray,
-        k: int = 10,
-        filters: dict | None = None,
-        generation: str | None = None,
-        exact: bool = False,
+    def _search_dense(
+        self, generation: str, vector: np.ndarray, k: int, filters: dict | None, exact: bool
     ) -> list[SearchHit]:
-        tbl = self._open(self._resolve(generation))
+        tbl = self._open(generation)
         q = (
             tbl.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
             .metric("cosine")
@@ -366,10 +345,8 @@ class LanceDBVectorStore(VectorStoreResource):
                 q = q.refine_factor(self.refine_factor)
         return self._hits(q.to_list(), lambda r: 1.0 - r["_distance"])
 
-    def search_bm25(
-        self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None
-    ) -> list[SearchHit]:
-        tbl = self._open(self._resolve(generation))
+    def _search_bm25(self, generation: str, text: str, k: int, filters: dict | None) -> list[SearchHit]:
+        tbl = self._open(generation)
         q = tbl.search(text, query_type="fts", fts_columns="text").select([*self._COLUMNS, "_score"]).limit(k)
         where = build_where(filters)
         if where:

@@ -38,7 +38,6 @@ import numpy as np
 import pyarrow as pa
 from pydantic import PrivateAttr
 
-from core.access import by_index_groups
 from core.index_schema import FILTER_FIELDS, HIT_FIELDS, LIST_FIELDS, chunk_schema, index_body
 from core.opensearch_sizing import shard_count
 from resources.opensearch_bulk import BulkLimits, send_bulk
@@ -290,34 +289,16 @@ class OpenSearchVectorStore(VectorStoreResource):
         self._refresh_unless_bulk(name)
         return stats["ok"]
 
-    def _set_field(self, generation: str, field: str, doc_keys_by_value: dict, batch: int = 500) -> int:
-        """Set ``field`` on every row of the documents listed under each value, in place (update_by_query)."""
-        name = self.table_name(generation)
-        n = 0
-        for value, keys in doc_keys_by_value.items():
-            for i in range(0, len(keys), batch):
-                part = keys[i : i + batch]
-                self.client().update_by_query(
-                    index=name,
-                    refresh=True,
-                    conflicts="proceed",
-                    body={
-                        "query": {"terms": {"doc_key": part}},
-                        "script": {
-                            "source": f"ctx._source.{field} = params.v",
-                            "lang": "painless",
-                            "params": {"v": list(value) if isinstance(value, tuple) else value},
-                        },
-                    },
-                )
-                n += len(part)
-        return n
-
-    def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]]) -> int:
-        return self._set_field(generation, "specialty", doc_keys_by_class)
-
-    def set_groups(self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]]) -> int:
-        return self._set_field(generation, "groups", by_index_groups(doc_keys_by_groups))
+    def _update_documents(self, generation: str, name: str, value: Any, doc_keys: list[str]) -> None:
+        self.client().update_by_query(
+            index=self.table_name(generation),
+            refresh=True,
+            conflicts="proceed",
+            body={
+                "query": {"terms": {"doc_key": doc_keys}},
+                "script": {"source": f"ctx._source.{name} = params.v", "lang": "painless", "params": {"v": value}},
+            },
+        )
 
     def delete(self, generation: str, chunk_ids: list[str]) -> int:
         """Bulk delete by id (parallel, 429 retries like ``upsert``); an id not there (404) is not an error."""
@@ -420,15 +401,10 @@ class OpenSearchVectorStore(VectorStoreResource):
     def _hits(raw: list[dict], score_of) -> list[SearchHit]:
         return [SearchHit.from_row(h["_source"], float(score_of(h)), i + 1) for i, h in enumerate(raw)]
 
-    def search_dense(
-        self,
-        vector: np.ndarray,
-        k: int = 10,
-        filters: dict | None = None,
-        generation: str | None = None,
-        exact: bool = False,
+    def _search_dense(
+        self, generation: str, vector: np.ndarray, k: int, filters: dict | None, exact: bool
     ) -> list[SearchHit]:
-        index = self.table_name(self._resolve(generation))
+        index = self.table_name(generation)
         vec = [float(x) for x in np.asarray(vector, dtype=np.float32)]
         flt = build_filter(filters)
         if exact:
@@ -458,10 +434,8 @@ class OpenSearchVectorStore(VectorStoreResource):
         raw = self.client().search(index=index, body=body, params=params)["hits"]["hits"]
         return self._hits(raw, lambda h: 2.0 * h["_score"] - 1.0)  # lucene cosinesimil score = (1 + cos) / 2
 
-    def search_bm25(
-        self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None
-    ) -> list[SearchHit]:
-        index = self.table_name(self._resolve(generation))
+    def _search_bm25(self, generation: str, text: str, k: int, filters: dict | None) -> list[SearchHit]:
+        index = self.table_name(generation)
         body = {
             "size": k,
             "_source": _SOURCE,

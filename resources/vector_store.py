@@ -18,7 +18,7 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from core.access import NOBODY
+from core.access import NOBODY, by_index_groups
 
 # The read scope's filter: set only by the retriever (RetrieverResource), never taken from a caller's filters. A row
 # matches when one of its ``groups`` is among the value's; an empty value matches nothing.
@@ -183,10 +183,25 @@ class VectorStoreResource(dg.ConfigurableResource):
 
     def set_specialty(self, generation: str, doc_keys_by_class: dict[str, list[str]]) -> int:
         """Set the ``specialty`` of every row of the given documents (in place: vectors and ids unchanged)."""
-        raise NotImplementedError
+        return self._set_field(generation, "specialty", doc_keys_by_class)
 
     def set_groups(self, generation: str, doc_keys_by_groups: dict[tuple[str, ...], list[str]]) -> int:
         """Set the ``groups`` of every row of the given documents (in place: vectors and ids unchanged)."""
+        return self._set_field(generation, "groups", by_index_groups(doc_keys_by_groups))
+
+    def _set_field(self, generation: str, name: str, doc_keys_by_value: dict, batch: int = 500) -> int:
+        """Set field ``name`` to each value on every row of the documents listed under it, ``batch`` documents per
+        update; returns the number of documents."""
+        n = 0
+        for value, keys in doc_keys_by_value.items():
+            for i in range(0, len(keys), batch):
+                part = keys[i : i + batch]
+                self._update_documents(generation, name, list(value) if isinstance(value, tuple) else value, part)
+                n += len(part)
+        return n
+
+    def _update_documents(self, generation: str, name: str, value: Any, doc_keys: list[str]) -> None:
+        """Set field ``name`` to ``value`` on every row of these documents, in place (one update)."""
         raise NotImplementedError
 
     def refresh_indexes(self, generation: str) -> dict[str, Any]:
@@ -221,9 +236,20 @@ class VectorStoreResource(dg.ConfigurableResource):
         generation: str | None = None,
         exact: bool = False,
     ) -> list[SearchHit]:
-        raise NotImplementedError
+        """The ``k`` nearest rows by cosine (approximate, or ``exact``) that match ``filters``, in ``generation`` or
+        the serving one."""
+        return self._search_dense(self._resolve(generation), vector, k, filters, exact)
 
     def search_bm25(
         self, text: str, k: int = 10, filters: dict | None = None, generation: str | None = None
     ) -> list[SearchHit]:
+        """The ``k`` best BM25 matches of ``text`` that match ``filters``, in ``generation`` or the serving one."""
+        return self._search_bm25(self._resolve(generation), text, k, filters)
+
+    def _search_dense(
+        self, generation: str, vector: np.ndarray, k: int, filters: dict | None, exact: bool
+    ) -> list[SearchHit]:
+        raise NotImplementedError
+
+    def _search_bm25(self, generation: str, text: str, k: int, filters: dict | None) -> list[SearchHit]:
         raise NotImplementedError

@@ -20,6 +20,7 @@ import pytest
 from core import verdict
 from core.access import FULL_SCOPE
 from core.chunking import Chunker, reassemble, split_sentences
+from core.corpus import chunk_row
 from core.documents import parse_document
 from core.index_schema import chunk_schema
 from resources.lancedb_store import LanceDBVectorStore
@@ -36,22 +37,8 @@ def rows(pubmed_sample, embedder_resource) -> pa.Table:
     for pmid, data in pubmed_sample[200:230]:
         doc = parse_document(f"pubmed/{pmid}.xml", data)
         for c in chunker.chunk(doc.sections):
-            out.append(
-                {
-                    "chunk_id": f"{pmid}-{c.seq}",
-                    "doc_key": f"pubmed/{pmid}.xml",
-                    "doc_id": pmid,
-                    "seq": c.seq,
-                    "title": doc.title,
-                    "text": c.text,
-                    "section": c.section,
-                    "year": doc.year,
-                    "journal": doc.journal,
-                    "mesh_terms": doc.mesh_terms,
-                    "source_format": doc.source_format,
-                    "n_tokens": c.n_tokens,
-                }
-            )
+            extra = {"mesh_terms": doc.mesh_terms, "source_format": doc.source_format, "n_tokens": c.n_tokens}
+            out.append({**chunk_row(pmid, doc, c), **extra})
     vecs = embedder_resource.runtime().embed([r["text"] for r in out])
     for r, v in zip(out, vecs):
         r["vector"] = v.tolist()
