@@ -13,6 +13,7 @@ from infra.platform.observability import (
 from infra.platform.security import (
     NODE_AGENT_SECURITY,
     NODE_NAMESPACE,
+    on_pool_nodes,
     render_namespaces,
     render_rbac,
 )
@@ -33,24 +34,7 @@ def _daemonset(
                 "spec": {
                     "priorityClassName": "system-node-critical",
                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "tolerations": [{"key": toleration, "operator": "Exists", "effect": "NoSchedule"}],
-                    "affinity": {
-                        "nodeAffinity": {
-                            "requiredDuringSchedulingIgnoredDuringExecution": {
-                                "nodeSelectorTerms": [
-                                    {
-                                        "matchExpressions": [
-                                            {
-                                                "key": "karpenter.sh/nodepool",
-                                                "operator": "In",
-                                                "values": ["gpu" if resource_key == "nvidia.com/gpu" else "inferentia"],
-                                            }
-                                        ]
-                                    }
-                                ]
-                            }
-                        }
-                    },
+                    **on_pool_nodes("gpu" if resource_key == "nvidia.com/gpu" else "inferentia", toleration),
                     "containers": [
                         {
                             "name": name,

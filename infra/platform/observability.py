@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from infra.platform.config import MANAGED_BY, PlatformConfig
 from infra.platform.dashboards import API_ERROR_RATIO_EXPR, GATEWAY_FAILURE_RATIO_EXPR, latency_quantile
-from infra.platform.security import NODE_NAMESPACE
+from infra.platform.security import NODE_NAMESPACE, on_pool_nodes
 
 API_KEY_SECRET = "agentic-api-key"  # the Secret the API reads its key from (key ``key``); the scrape reuses it
 PROMETHEUS_RELEASE = "prometheus-agent"  # the kube-prometheus-stack Helm release (manifests.HELM_CHARTS)
@@ -269,16 +269,7 @@ def _node_agent(cfg: PlatformConfig, name: str, pool: str, taint: str, container
         "priorityClassName": "system-node-critical",
         "automountServiceAccountToken": False,  # neither reads the Kubernetes API
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"}],
-        "affinity": {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {"matchExpressions": [{"key": "karpenter.sh/nodepool", "operator": "In", "values": [pool]}]}
-                    ]
-                }
-            }
-        },
+        **on_pool_nodes(pool, taint),
         "containers": [container],
     }
     if volumes:

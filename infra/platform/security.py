@@ -54,6 +54,22 @@ NODE_AGENT_SECURITY: dict[str, Any] = {
 }
 
 
+def on_pool_nodes(pool: str, taint: str) -> dict[str, Any]:
+    """A node agent's placement: it tolerates the pool's taint and runs only on that Karpenter pool's nodes."""
+    return {
+        "tolerations": [{"key": taint, "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "karpenter.sh/nodepool", "operator": "In", "values": [pool]}]}
+                    ]
+                }
+            }
+        },
+    }
+
+
 def restricted(pod_spec: dict) -> dict:
     """``pod_spec`` with the pod and container security contexts PSS ``restricted`` requires (in place, returned)."""
     pod_spec["securityContext"] = {**copy.deepcopy(POD_SECURITY), **pod_spec.get("securityContext", {})}

@@ -22,6 +22,20 @@ def two_turns(question: str, answer: str) -> list[Turn]:
     return [Turn("user", question), Turn("assistant", answer)]
 
 
+# the service's rendered lead of a "yes" answer, and a follow-up that refers back to its subject
+RENDERED_YES = 'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].'
+WHICH_PATIENTS = "Which patients were studied in it?"
+
+
+def quoted_answer(source: int, quote: str, verdict: str, sentence: str) -> dict:
+    """A model answer with one quote from ``source`` and one sentence citing it."""
+    return {
+        "evidence": [{"source": source, "quote": quote}],
+        "verdict": verdict,
+        "answer": [{"sentence": sentence, "sources": [source]}],
+    }
+
+
 def test_quotes_are_checked_against_the_source_text():
     assert answering.quote_support("did not improve the adenoma detection rate", SRC[1]) == 1.0
     # case and punctuation do not matter; invented words do
@@ -30,11 +44,9 @@ def test_quotes_are_checked_against_the_source_text():
 
 
 def test_a_yes_over_a_negative_conclusion_is_caught_and_rendered_honestly():
-    obj = {
-        "evidence": [{"source": 1, "quote": "did not improve the adenoma detection rate"}],
-        "verdict": "supports",
-        "answer": [{"sentence": "Yes, simethicone improves adenoma detection.", "sources": [1]}],
-    }
+    obj = quoted_answer(
+        1, "did not improve the adenoma detection rate", "supports", "Yes, simethicone improves adenoma detection."
+    )
     checked = answering.check_answer(obj, SRC, yes_no=True)
     assert not checked.ok and any("contradicts the quoted evidence" in p for p in checked.problems)
     fixed = dict(obj, verdict="refutes", answer=[{"sentence": "Adenoma detection was not improved.", "sources": [1]}])
@@ -209,11 +221,9 @@ def test_committed_hard_set_is_versioned_and_meets_its_composition():
 
 
 def test_not_in_sources_over_an_on_topic_quote_is_a_contradiction():
-    obj = {
-        "evidence": [{"source": 2, "quote": "Metformin reduced HbA1c by 1.1% compared with placebo"}],
-        "verdict": "not_in_sources",
-        "answer": [{"sentence": "No source answers this.", "sources": [2]}],
-    }
+    obj = quoted_answer(
+        2, "Metformin reduced HbA1c by 1.1% compared with placebo", "not_in_sources", "No source answers this."
+    )
     question = "Does metformin reduce HbA1c compared with placebo?"
     checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
     assert not checked.ok and "source [2] is" in checked.problems[0]
@@ -227,13 +237,12 @@ def test_supports_over_a_negative_conclusion_of_a_relied_on_source_is_caught():
         1: "Conclusion: SARS-CoV-2/HBV coinfection did not change the severity and outcome of COVID-19. However, "
         "the patients with coinfection should be closely monitored for liver complications.\nExcerpt: 105 patients."
     }
-    obj = {
-        "evidence": [
-            {"source": 1, "quote": "patients with coinfection should be closely monitored for liver complications"}
-        ],
-        "verdict": "supports",
-        "answer": [{"sentence": "Coinfection patients should be monitored for liver complications.", "sources": [1]}],
-    }
+    obj = quoted_answer(
+        1,
+        "patients with coinfection should be closely monitored for liver complications",
+        "supports",
+        "Coinfection patients should be monitored for liver complications.",
+    )
     question = "Does SARS-CoV-2/HBV coinfection increase the severity of COVID-19?"
     checked = answering.check_answer(obj, src, yes_no=True, question=question)
     assert not checked.ok and "did not change the severity" in checked.problems[0]
@@ -244,11 +253,12 @@ def test_supports_over_a_negative_conclusion_of_a_relied_on_source_is_caught():
 
 
 def test_a_supports_verdict_against_the_sources_conclusion_is_repaired_without_another_call():
-    obj = {
-        "evidence": [{"source": 1, "quote": "Simethicone added to bowel preparation improved bowel cleanliness"}],
-        "verdict": "supports",
-        "answer": [{"sentence": "Simethicone improves adenoma detection and bowel cleanliness.", "sources": [1]}],
-    }
+    obj = quoted_answer(
+        1,
+        "Simethicone added to bowel preparation improved bowel cleanliness",
+        "supports",
+        "Simethicone improves adenoma detection and bowel cleanliness.",
+    )
     question = "Does simethicone improve the adenoma detection rate?"
     checked = answering.check_answer(obj, SRC, yes_no=True, question=question)
     assert not checked.ok and checked.conflict["source"] == 1
@@ -273,22 +283,22 @@ def test_refutes_over_a_conclusion_that_cannot_decide_becomes_insufficient():
         2: "Conclusion: Ivermectin did not reduce mortality in hospitalised COVID-19 patients; further trials are needed.",
     }
     question = "Does ivermectin with doxycycline work against COVID-19?"
-    obj = {
-        "evidence": [{"source": 1, "quote": "The evidence is insufficient to recommend ivermectin with doxycycline"}],
-        "verdict": "refutes",
-        "answer": [
-            {"sentence": "The evidence is insufficient to recommend ivermectin with doxycycline.", "sources": [1]}
-        ],
-    }
+    obj = quoted_answer(
+        1,
+        "The evidence is insufficient to recommend ivermectin with doxycycline",
+        "refutes",
+        "The evidence is insufficient to recommend ivermectin with doxycycline.",
+    )
     checked = answering.check_answer(obj, src, yes_no=True, question=question)
     assert checked.ok and checked.verdict == "insufficient" and checked.repaired
     assert answer_text.render(checked)[0].startswith("The cited sources do not give enough evidence")
     # a plain "did not reduce" stays refutes ("further trials are needed" alone does not make it undecided)
-    obj2 = {
-        "evidence": [{"source": 2, "quote": "Ivermectin did not reduce mortality in hospitalised COVID-19 patients"}],
-        "verdict": "refutes",
-        "answer": [{"sentence": "Ivermectin did not reduce mortality in hospitalised patients.", "sources": [2]}],
-    }
+    obj2 = quoted_answer(
+        2,
+        "Ivermectin did not reduce mortality in hospitalised COVID-19 patients",
+        "refutes",
+        "Ivermectin did not reduce mortality in hospitalised patients.",
+    )
     checked = answering.check_answer(obj2, src, yes_no=True, question="Does ivermectin reduce COVID-19 mortality?")
     assert checked.ok and checked.verdict == "refutes" and not checked.repaired
 
@@ -298,11 +308,7 @@ METFORMIN_Q = "Does metformin reduce HbA1c compared with placebo?"
 
 def _failed_answer(verdict: str, quote: str = "Metformin reduced HbA1c by 1.1% compared with placebo"):
     """An answer whose quote is (or is not) in source 2 and whose sentence no source supports: it fails the checks."""
-    obj = {
-        "evidence": [{"source": 2, "quote": quote}],
-        "verdict": verdict,
-        "answer": [{"sentence": "It also cured neuropathy in most elderly people.", "sources": [2]}],
-    }
+    obj = quoted_answer(2, quote, verdict, "It also cured neuropathy in most elderly people.")
     return answering.check_answer(obj, SRC, yes_no=True, question=METFORMIN_Q)
 
 
@@ -346,11 +352,12 @@ def test_refutes_over_a_conclusion_that_reports_the_effect_is_caught():
         "compared to NSAIDs, reaching statistical significance with tanezumab 5 mg at 16 weeks."
     }
     question = "Does tanezumab improve pain and physical function compared to NSAIDs?"
-    obj = {
-        "evidence": [{"source": 1, "quote": "tanezumab resulted in more joint safety events than continued NSAIDs"}],
-        "verdict": "refutes",
-        "answer": [{"sentence": "Tanezumab resulted in more joint safety events than NSAIDs.", "sources": [1]}],
-    }
+    obj = quoted_answer(
+        1,
+        "tanezumab resulted in more joint safety events than continued NSAIDs",
+        "refutes",
+        "Tanezumab resulted in more joint safety events than NSAIDs.",
+    )
     checked = answering.check_answer(obj, src, yes_no=True, question=question)
     assert not checked.ok and "which the verdict 'refutes' contradicts" in checked.problems[0]
     assert answering.repair(checked) is None  # positive cues are weaker: the model is asked again, no code fix
@@ -383,31 +390,25 @@ def test_a_quoteless_not_in_sources_on_the_knowledge_base_route_is_questioned_on
 
 def test_the_answers_own_framing_is_not_a_conversation_subject():
     history = two_turns(
-        "Are maternal and fetal factors associated with non-cephalic malpresentation at term?",
-        'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].',
+        "Are maternal and fetal factors associated with non-cephalic malpresentation at term?", RENDERED_YES
     )
-    follow = "Which patients were studied in it?"
     # "it" became "the cited sources", words of the answer's lead sentence, not of the subject
-    out = conversation.accept_rewrite(follow, "Which patients were studied in the cited sources?", history)
-    assert out.startswith(follow + " (about: Are maternal and fetal factors")
+    out = conversation.accept_rewrite(WHICH_PATIENTS, "Which patients were studied in the cited sources?", history)
+    assert out.startswith(WHICH_PATIENTS + " (about: Are maternal and fetal factors")
 
 
 def test_a_rewrite_that_appends_an_invented_answer_keeps_only_its_question():
     # bench_answers: the 1.5B model answered its own rewrite, and "hypertension" pulled in hypertension papers
-    history = two_turns(
-        "Is it true that patient-centered activities lead to improved health outcomes?",
-        'Yes: the cited sources support this [1]. Source [1] concludes: "..." [1].',
-    )
-    follow = "Which patients were studied in it?"
+    history = two_turns("Is it true that patient-centered activities lead to improved health outcomes?", RENDERED_YES)
     rewritten = (
         "Which patients were studied in the cited sources? The study involved patients with a specific disease, "
         "such as hypertension, and found that patient-centered activities led to improved health outcomes."
     )
-    out = conversation.accept_rewrite(follow, rewritten, history)
+    out = conversation.accept_rewrite(WHICH_PATIENTS, rewritten, history)
     assert "hypertension" not in out
-    assert out.startswith(follow + " (about: Is it true that patient-centered")
+    assert out.startswith(WHICH_PATIENTS + " (about: Is it true that patient-centered")
     named = "Which patients were studied in the trial of patient-centered activities? Patients with diabetes."
-    assert conversation.accept_rewrite(follow, named, history) == named.split("? ")[0] + "?"
+    assert conversation.accept_rewrite(WHICH_PATIENTS, named, history) == named.split("? ")[0] + "?"
 
 
 def test_a_quoted_negative_side_finding_does_not_refute_the_question():
@@ -418,11 +419,7 @@ def test_a_quoted_negative_side_finding_does_not_refute_the_question():
         "statistically significant."
     )
     side = "corresponding differences between the tanezumab 2.5 mg and NSAID groups were not statistically significant"
-    obj = {
-        "evidence": [{"source": 1, "quote": side}],
-        "verdict": "supports",
-        "answer": [{"sentence": "Tanezumab 5 mg significantly improved pain and physical function.", "sources": [1]}],
-    }
+    obj = quoted_answer(1, side, "supports", "Tanezumab 5 mg significantly improved pain and physical function.")
     question = "Does tanezumab improve pain and physical function compared to NSAIDs?"
     checked = answering.check_answer(obj, {1: "Conclusion: " + conclusion}, yes_no=True, question=question)
     assert checked.ok and checked.verdict == "supports", checked.problems
@@ -514,11 +511,12 @@ def test_no_significant_relationship_is_a_negative_conclusion():
         "quality, no significant relationship was found between sleep quality during pregnancy and preterm birth."
     )
     question = "Does the evidence suggest that poor sleep quality during pregnancy is associated with preterm birth?"
-    obj = {
-        "evidence": [{"source": 1, "quote": "preterm birth increased by 42% and 28%, respectively"}],
-        "verdict": "supports",
-        "answer": [{"sentence": "Poor sleep quality during pregnancy increased preterm birth.", "sources": [1]}],
-    }
+    obj = quoted_answer(
+        1,
+        "preterm birth increased by 42% and 28%, respectively",
+        "supports",
+        "Poor sleep quality during pregnancy increased preterm birth.",
+    )
     checked = answering.check_answer(obj, {1: source}, yes_no=True, question=question)
     assert not checked.ok and checked.conflict and checked.conflict["source"] == 1
     fixed = answering.repair(checked)

@@ -24,6 +24,20 @@ def _trust(service: str, tag_session: bool = True) -> dict:
     }
 
 
+def _allow(sid: str, actions: list[str], resources: list[str]) -> dict:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+def _pod_role(namespace: str, service_account: str, *statements: dict) -> dict:
+    """A role a pod assumes through EKS Pod Identity, with its inline policy."""
+    return {
+        "trust": _trust("pods.eks.amazonaws.com"),
+        "managed": [],
+        "service_account": (namespace, service_account),
+        "inline": {"Version": "2012-10-17", "Statement": list(statements)},
+    }
+
+
 def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict[str, dict]:
     """Every role the platform needs: trust policy, AWS managed policies (never *FullAccess), inline least-privilege
     policy scoped to the bucket, the OpenSearch domain, the Bedrock model ids and the AMP workspace."""
@@ -35,14 +49,9 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
         partition, "sqs", region, account, f"{n}-documents"
     )  # S3 event notifications of the document bucket
     amp = resource_arn(partition, "aps", region, account, f"workspace/{n}-*")
-    pods = "pods.eks.amazonaws.com"
     # principals' API keys (resources/access.py SecretsManagerKeyStore): one secret per key under this name prefix
     api_keys = resource_arn(partition, "secretsmanager", region, account, "secret:agentic/api-keys/*")
     es_rw = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"]
-
-    def policy(*statements: dict) -> dict:
-        return {"Version": "2012-10-17", "Statement": list(statements)}
-
     return {
         f"{n}-cluster": {"trust": _trust("eks.amazonaws.com"), "managed": CLUSTER_MANAGED_POLICIES, "inline": None},
         f"{n}-node": {
@@ -50,118 +59,53 @@ def iam_roles(cfg: PlatformConfig, account: str, partition: str = "aws") -> dict
             "managed": NODE_MANAGED_POLICIES,
             "inline": None,
         },
-        f"{n}-dagster": {
-            "trust": _trust(pods),
-            "managed": [],
-            "service_account": ("dagster", "dagster"),
-            "inline": policy(
-                {"Sid": "Documents", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
-                {
-                    "Sid": "DocumentObjects",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:PutObject"],
-                    "Resource": [f"{bucket}/*"],
-                },
-                # pipeline state (state/): a step replaces a shard object and deletes the one it superseded
-                {
-                    "Sid": "PipelineState",
-                    "Effect": "Allow",
-                    "Action": ["s3:DeleteObject"],
-                    "Resource": [f"{bucket}/state/*"],
-                },
-                {
-                    "Sid": "DocumentEvents",
-                    "Effect": "Allow",
-                    "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                    "Resource": [queue],
-                },
-                {"Sid": "Index", "Effect": "Allow", "Action": es_rw, "Resource": [f"{domain}/*"]},
-                {"Sid": "Domain", "Effect": "Allow", "Action": ["es:DescribeDomain"], "Resource": [domain]},
-                # api_keys_inventory reads the keys' hashed records (never a token: none is stored)
-                {
-                    "Sid": "ApiKeys",
-                    "Effect": "Allow",
-                    "Action": ["secretsmanager:GetSecretValue"],
-                    "Resource": [api_keys],
-                },
-                {"Sid": "ListApiKeys", "Effect": "Allow", "Action": ["secretsmanager:ListSecrets"], "Resource": ["*"]},
+        f"{n}-dagster": _pod_role(
+            "dagster",
+            "dagster",
+            _allow("Documents", ["s3:ListBucket"], [bucket]),
+            _allow("DocumentObjects", ["s3:GetObject", "s3:PutObject"], [f"{bucket}/*"]),
+            # pipeline state (state/): a step replaces a shard object and deletes the one it superseded
+            _allow("PipelineState", ["s3:DeleteObject"], [f"{bucket}/state/*"]),
+            _allow("DocumentEvents", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], [queue]),
+            _allow("Index", es_rw, [f"{domain}/*"]),
+            _allow("Domain", ["es:DescribeDomain"], [domain]),
+            # api_keys_inventory reads the keys' hashed records (never a token: none is stored)
+            _allow("ApiKeys", ["secretsmanager:GetSecretValue"], [api_keys]),
+            _allow("ListApiKeys", ["secretsmanager:ListSecrets"], ["*"]),
+        ),
+        f"{n}-ray": _pod_role(
+            cfg.namespace,
+            "ray",
+            _allow("ReadDocuments", ["s3:GetObject"], [f"{bucket}/*"]),
+            # the knowledge data path runs here: it reads and writes pipeline state shards
+            _allow("PipelineState", ["s3:PutObject", "s3:DeleteObject"], [f"{bucket}/state/*"]),
+            _allow("ListState", ["s3:ListBucket"], [bucket]),
+        ),
+        f"{n}-litellm": _pod_role(
+            cfg.namespace,
+            "litellm",
+            _allow("JudgeModels", ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"], models),
+        ),
+        f"{n}-api": _pod_role(
+            cfg.namespace,
+            "agentic-api",
+            _allow("Search", ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpHead"], [f"{domain}/*"]),
+            # authenticating a principal: one GetSecretValue by key id (cached a few seconds)
+            _allow("ApiKeys", ["secretsmanager:GetSecretValue"], [api_keys]),
+            # answers, feedback, conversations and the audit trail go to the state store; lineage is read
+            _allow(
+                "AnswerRecords",
+                ["s3:GetObject", "s3:PutObject"],
+                [
+                    f"{bucket}/state/answers/*",
+                    f"{bucket}/state/feedback/*",
+                    f"{bucket}/state/conversations/*",
+                    f"{bucket}/state/audit/*",
+                ],
             ),
-        },
-        f"{n}-ray": {
-            "trust": _trust(pods),
-            "managed": [],
-            "service_account": (cfg.namespace, "ray"),
-            "inline": policy(
-                {"Sid": "ReadDocuments", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{bucket}/*"]},
-                # the knowledge data path runs here: it reads and writes pipeline state shards
-                {
-                    "Sid": "PipelineState",
-                    "Effect": "Allow",
-                    "Action": ["s3:PutObject", "s3:DeleteObject"],
-                    "Resource": [f"{bucket}/state/*"],
-                },
-                {"Sid": "ListState", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket]},
-            ),
-        },
-        f"{n}-litellm": {
-            "trust": _trust(pods),
-            "managed": [],
-            "service_account": (cfg.namespace, "litellm"),
-            "inline": policy(
-                {
-                    "Sid": "JudgeModels",
-                    "Effect": "Allow",
-                    "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                    "Resource": models,
-                },
-            ),
-        },
-        f"{n}-api": {
-            "trust": _trust(pods),
-            "managed": [],
-            "service_account": (cfg.namespace, "agentic-api"),
-            "inline": policy(
-                {
-                    "Sid": "Search",
-                    "Effect": "Allow",
-                    "Action": ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpHead"],
-                    "Resource": [f"{domain}/*"],
-                },
-                # authenticating a principal: one GetSecretValue by key id (cached a few seconds)
-                {
-                    "Sid": "ApiKeys",
-                    "Effect": "Allow",
-                    "Action": ["secretsmanager:GetSecretValue"],
-                    "Resource": [api_keys],
-                },
-                # answers, feedback, conversations and the audit trail go to the state store; lineage is read
-                {
-                    "Sid": "AnswerRecords",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:PutObject"],
-                    "Resource": [
-                        f"{bucket}/state/answers/*",
-                        f"{bucket}/state/feedback/*",
-                        f"{bucket}/state/conversations/*",
-                        f"{bucket}/state/audit/*",
-                    ],
-                },
-                {
-                    "Sid": "Lineage",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject"],
-                    "Resource": [f"{bucket}/state/index/*"],
-                },
-            ),
-        },
-        f"{n}-prometheus": {
-            "trust": _trust(pods),
-            "managed": [],
-            "service_account": ("monitoring", "prometheus-amp"),
-            "inline": policy(
-                {"Sid": "RemoteWrite", "Effect": "Allow", "Action": ["aps:RemoteWrite"], "Resource": [amp]},
-            ),
-        },
+            _allow("Lineage", ["s3:GetObject"], [f"{bucket}/state/index/*"]),
+        ),
+        f"{n}-prometheus": _pod_role("monitoring", "prometheus-amp", _allow("RemoteWrite", ["aps:RemoteWrite"], [amp])),
     }
 
 
