@@ -7,7 +7,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from agents.sources import Source
-from core import answerability, verdict
+from core import answerability, answering, verdict
 from core.conversation import Turn
 
 
@@ -92,6 +92,14 @@ class Plan:
     verdict_steps: dict = field(default_factory=lambda: {"model": None, "checks": []})
     allowed: list[int] | None = None  # the only sources the answer may quote or cite (None: all of them)
     decision: verdict.Decision | None = None  # the calibrated verdict read from a conclusion before the answer
+
+    def answer_schema(self, max_quotes: int, max_sentences: int) -> dict:
+        """The JSON schema of the answer call and of its corrections: only the sources judged to address the
+        question, and when a verdict was decided before the answer, only it or "not_in_sources". A correction fixes
+        quotes and sentences; it does not decide again (on dev the calibrated verdict agreed with the hand labels
+        0.90, the model's own word 0.65)."""
+        decided = [self.decision.verdict, "not_in_sources"] if self.decision else None
+        return answering.answer_schema(len(self.sources), self.yes_no, max_quotes, max_sentences, self.allowed, decided)
 
 
 def turns_of(history: list[dict] | list[Turn] | None) -> list[Turn]:

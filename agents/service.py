@@ -333,20 +333,13 @@ class AnswerService:
         Only the sources judged to address the question may be quoted or cited (schema and checks alike)."""
         allowed = plan.allowed
         by_n = {s.n: s.text for s in plan.sources if allowed is None or s.n in allowed}
-        full = answering.answer_schema(
-            len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences, allowed
-        )
-        # the first answer is written under the verdict decided from the conclusion; a correction may change it
-        decided = [plan.decision.verdict, "not_in_sources"] if plan.decision else None
-        first = answering.answer_schema(
-            len(plan.sources), plan.yes_no, self.config.max_quotes, self.config.max_sentences, allowed, decided
-        )
+        # written under the verdict decided from the conclusion, corrections too
+        schema = plan.answer_schema(self.config.max_quotes, self.config.max_sentences)
         messages = list(plan.messages)
         checked = None
         steps = plan.verdict_steps
         for attempt in range(1 + self.config.max_corrections):
             name = "generate_answer" if attempt == 0 else "correct_answer"
-            schema = first if attempt == 0 else full
             raw = self._chat(plan.tokens, name, messages, self.config.answer_max_tokens, schema, plan.models)
             plan.llm_calls += 1
             parsed = answering.parse_answer(raw)

@@ -106,3 +106,18 @@ def test_the_verdict_benchmark_scores_the_models_word_and_the_calibrated_verdict
     assert summary["agrees_model"]["rate"] == 0.75 and summary["agrees_calibrated"]["rate"] == 0.75
     assert summary["opposite_model"]["rate"] == 0.25 and summary["opposite_calibrated"]["rate"] == 0.25
     assert summary["opposite_calibrated"]["n"] == 4 and len(summary["opposite_calibrated"]["ci95"]) == 2
+
+
+def test_the_answer_and_its_corrections_are_written_under_the_decided_verdict():
+    from agents.answers import Plan
+    from agents.sources import Source
+
+    sources = [Source(n, f"PMID:{n}", "t", "x", "knowledge_base") for n in (1, 2, 3)]
+    plan = Plan("Does X help?", sources, 0.9, "knowledge_base", [], "", None, yes_no=True, allowed=[2])
+    p = {"yes": 0.3, "no": 0.6, "uncertain": 0.1}
+    plan.decision = verdict.decide(p, verdict.Fit([0.0, 1.0]), source=2)
+    schema = plan.answer_schema(1, 3)
+    assert schema["properties"]["verdict"]["enum"] == ["refutes", "not_in_sources"]
+    assert schema["properties"]["evidence"]["items"]["properties"]["source"]["enum"] == [2]
+    plan.decision = None  # no verdict decided before (an open question, a web answer): any verdict of its kind
+    assert "supports" in plan.answer_schema(1, 3)["properties"]["verdict"]["enum"]
