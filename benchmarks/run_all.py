@@ -26,6 +26,7 @@ def main() -> int:
         "bench_llama_server.py",
         "bench_llama_contention.py",
         "bench_physical_bound.py",
+        "bench_capacity.py",  # AIPerf (setup part aiperf) on a llama-server it starts, the agent's prompts
         "bench_scale_sweep.py",
     ):
         print(f"== {script}", flush=True)

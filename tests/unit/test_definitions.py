@@ -74,13 +74,14 @@ def test_serving_group_is_documented_and_has_its_job(tmp_path):
     defs = build_definitions(load_settings({"AGENTIC_HOME": str(tmp_path)}))
     graph = defs.resolve_asset_graph()
     serving = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == "serving"}
-    assert serving == {"model_artifacts", "model_deployments", "model_gateway"}
+    assert serving == {"model_artifacts", "model_deployments", "model_gateway", "serving_capacity"}
     for key in serving:
         node = graph.get(dg.AssetKey(key))
         assert node.description and node.kinds and node.owners
     job = defs.resolve_job_def("serving_job")
     order = [n.name for n in job.nodes_in_topological_order if n.name in serving]
-    assert order == ["model_artifacts", "model_deployments", "model_gateway"]
+    assert order == ["model_artifacts", "model_deployments", "model_gateway"]  # `agentic up` never runs a load test
+    assert [n.name for n in defs.resolve_job_def("capacity_job").nodes_in_topological_order] == ["serving_capacity"]
 
 
 @pytest.mark.usefixtures("crds")

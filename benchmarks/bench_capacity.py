@@ -1,0 +1,183 @@
+"""Serving capacity with AIPerf and the agent's prompts: the code of the ``serving_capacity`` asset
+(``assets/serving/capacity.py``), run here.
+
+Default: a llama-server started here on 127.0.0.1 (the binary setup chose, ``--slots`` slots, ``--threads`` threads)
+is the model server; the prompts are built from an indexed home (``--home``; the project's ``.agentic`` by default,
+which ``make run`` indexes; without an index there, or with ``--build-home``, a new home with the 2,000-abstract
+sample, as bench_answers builds it). ``--live``: the running stack of ``--home`` instead (``agentic up``: model server, gateway and API),
+through the asset itself. Every level is bounded in requests and time. Result:
+``benchmarks/results/capacity_<llm>.json``, the curves beside it as PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import RESULTS, save  # noqa: E402
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def engine_run(args, settings, cfg) -> dict:
+    """A llama-server started here, the model server target only."""
+    from assets.serving.capacity import agent_prompts, eval_items, hardware, measure
+    from core import capacity
+    from core.gguf import get_model
+    from infra.local.llama_server import LlamaServer, resolve_binary
+    from pipelines.profiles import build_resources
+    from pipelines.services import resolve_env
+
+    res = build_resources(settings)
+    load_test = res["load_test"].model_copy(update={"work_dir": str(Path(args.work_dir)), "niceness": args.nice})
+    model = get_model(args.llm)
+    path = settings.cache / "models" / "llm" / model.file_name
+    slo = capacity.Slo(cfg.ttft_p95_ms, cfg.e2e_p95_ms)
+    levels = capacity.sweep_plan(cfg.concurrency, cfg.poisson_rates, cfg.requests_per_level, cfg.max_requests)
+    load_test.check()
+    tokenizer = load_test.tokenizer(path)
+    server, url = None, args.engine_url
+    if url:  # a server someone else started: what it says of itself
+        import httpx
+
+        props = httpx.get(f"{url}/props", timeout=10).json()
+        origin, args.slots, args.threads = "given (--engine-url)", props.get("total_slots"), None
+        args.ctx = (props.get("default_generation_settings") or {}).get("n_ctx", args.ctx)
+    else:  # started before the index is opened: no fork after LanceDB's runtime is up
+        binary, env, origin = resolve_binary(settings.cache, probe_model=path, threads=args.threads)
+        log = Path(args.work_dir) / "llama-server.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        server = LlamaServer(
+            binary, env, path, model.served_name, ctx_size=args.ctx * args.slots, parallel=args.slots,
+            threads=args.threads, log_path=log,
+        )  # fmt: skip
+        server.start()
+        url = server.url
+    try:
+        t0 = time.perf_counter()
+        gateway = resolve_env(res["gateway"]) if os.environ.get("AGENTIC_GATEWAY_KEY") else res["gateway"]
+        service = res["answer_service"].build(
+            res["retriever"], gateway, config=res["answer_service"].config(web_search="off")
+        )
+        try:
+            covered, conversations = eval_items(cfg.questions, cfg.conversations)
+            prompts = agent_prompts(service, covered, conversations, cfg.max_tokens)
+        finally:
+            service.close()
+        prompt_s = time.perf_counter() - t0
+        target = capacity.Target("model_server", url, model.served_name, url)
+        t1 = time.perf_counter()
+        rows, found = measure(load_test, [target], prompts, levels, tokenizer, {}, slo, cfg, print)
+        load_s = time.perf_counter() - t1
+    finally:
+        if server is not None:
+            server.stop()
+    machine = hardware(cfg.hardware)
+    png = capacity.curves_png(rows, slo, f"{model.served_name} on {machine}")
+    (RESULTS / f"capacity_{args.llm}.png").write_bytes(png)
+    return {
+        "mode": "engine",
+        "model": model.served_name,
+        "hardware": machine,
+        "server": {"binary": origin, "slots": args.slots, "ctx_per_slot": args.ctx, "threads": args.threads},
+        "slo": slo.as_dict(),
+        "tool": f"aiperf {load_test.version()}",
+        "prompts": {"conversations": len(prompts["engine"]), "questions": len(covered), "two_turn": len(conversations)},
+        "capacity": found,
+        "rows": rows,
+        "prompt_seconds": round(prompt_s, 1),
+        "load_seconds": round(load_s, 1),
+    }
+
+
+def live_run(args, settings, cfg) -> dict:
+    """The running stack of the home, through the asset (its record is read back from the state store)."""
+    import dagster as dg
+
+    from assets.serving import serving_capacity
+    from pipelines.profiles import build_resources
+
+    res = build_resources(settings)
+    run_config = {"ops": {"serving_capacity": {"config": cfg.model_dump()}}}
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([serving_capacity], resources=res, run_config=run_config, instance=instance)
+    key = result.asset_materializations_for_node("serving_capacity")[0].metadata["record"].value
+    (RESULTS / f"capacity_{args.llm}.png").write_bytes(res["pipeline_state"].get_bytes(f"{key}.png"))
+    return {"mode": "live", **res["pipeline_state"].read_json(key)}
+
+
+def main() -> int:
+    from assets.serving.capacity import CapacityConfig
+    from pipelines.settings import load_settings
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--llm", default="1.5b", choices=("0.5b", "1.5b"))
+    ap.add_argument("--home", default=os.environ.get("AGENTIC_HOME", ".agentic"), help="an indexed home (the prompts)")
+    ap.add_argument("--build-home", action="store_true", help="index the 2,000-abstract sample into a new home")
+    ap.add_argument(
+        "--live", action="store_true", help="the home's running stack (agentic up) instead of a server here"
+    )
+    ap.add_argument("--targets", default="model_server,gateway,api", help="--live: which targets")
+    ap.add_argument("--engine-url", default="", help="a llama-server already running on loopback (else one is started)")
+    ap.add_argument("--slots", type=int, default=4, help="llama-server slots (the stack's default: 4)")
+    ap.add_argument("--ctx", type=int, default=4096, help="context per slot")
+    ap.add_argument("--threads", type=int, default=0, help="llama-server threads (0: all cores)")
+    ap.add_argument("--concurrency", default="1,2,4")
+    ap.add_argument("--rates", default="0.02,0.05", help="Poisson arrival rates, requests/s")
+    ap.add_argument("--requests", type=int, default=8, help="requests per level")
+    ap.add_argument("--max-requests", type=int, default=200)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--questions", type=int, default=12)
+    ap.add_argument("--conversations", type=int, default=6)
+    ap.add_argument("--ttft-p95-ms", type=float, default=15000)
+    ap.add_argument("--e2e-p95-ms", type=float, default=40000)
+    ap.add_argument("--level-time-limit", type=float, default=600)
+    ap.add_argument("--nice", type=int, default=0, help="the load tool's niceness")
+    ap.add_argument("--work-dir", default="", help="the tool's artifacts (default: a temporary folder)")
+    args = ap.parse_args()
+    args.work_dir = args.work_dir or tempfile.mkdtemp(prefix="bench-capacity-")
+    cfg = CapacityConfig(
+        targets=args.targets.split(",") if args.live else ["model_server"],
+        concurrency=[int(c) for c in floats(args.concurrency)],
+        poisson_rates=floats(args.rates),
+        requests_per_level=args.requests,
+        max_requests=args.max_requests,
+        level_time_limit_s=args.level_time_limit,
+        max_tokens=args.max_tokens,
+        ttft_p95_ms=args.ttft_p95_ms,
+        e2e_p95_ms=args.e2e_p95_ms,
+        questions=args.questions,
+        conversations=args.conversations,
+    )
+    home = Path(args.home).resolve()
+    settings = dataclasses.replace(load_settings({**os.environ, "AGENTIC_HOME": str(home)}), llm=args.llm)
+    unindexed = settings.vector_store == "lancedb" and not (settings.index_root / "_serving.json").is_file()
+    if args.live and unindexed:
+        ap.error(f"{home} has no index: --live measures the stack `make run` / `agentic up` made")
+    if args.build_home or (not args.live and unindexed):
+        from benchmarks import bench_answers
+        from benchmarks.common import bench_settings
+
+        home = Path(tempfile.mkdtemp(prefix="bench-capacity-home-"))
+        print(f"indexing the 2,000-abstract sample into {home} (the prompts' passages)", flush=True)
+        settings = dataclasses.replace(bench_settings(home), llm=args.llm)
+        bench_answers.build_home(argparse.Namespace(docs=2000), settings)
+    out = live_run(args, settings, cfg) if args.live else engine_run(args, settings, cfg)
+    out["load_1m"], out["niceness"] = os.getloadavg()[0], os.nice(0)
+    path = save(f"capacity_{args.llm}", out)
+    print(json.dumps(out["capacity"], indent=1), f"\n-> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
