@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
 import os
+import shutil
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from resources.ray_cluster import apply_ray_env_defaults, ray_on_loopback  # noqa: E402
+from resources.ray_cluster import apply_ray_env_defaults, ray_on_loopback, use_ray_token  # noqa: E402
 
 apply_ray_env_defaults()
 ray_on_loopback()  # every Ray node here is a single node on 127.0.0.1
+# The session's Ray token, set before any test module imports Ray: Ray reads its auth mode once, when first imported,
+# and a process that imported it without one cannot start the token-protected head ("InvalidAuthToken ... mode is
+# 'disabled'"; a unit test importing Serve's app did that). Every process the suite starts inherits it.
+os.environ.pop("RAY_AUTH_TOKEN", None)
+os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+RAY_TOKEN = Path(tempfile.mkdtemp(prefix="agentic-ray-auth-")) / "ray.token"
+use_ray_token(RAY_TOKEN)
+atexit.register(shutil.rmtree, RAY_TOKEN.parent, True)
 
 from core.corpus import ARTICLE_TABLE, load_sample  # noqa: E402
 from pipelines.settings import Settings, load_settings  # noqa: E402
@@ -205,16 +216,10 @@ def moto_server():
 
 
 @pytest.fixture(scope="session")
-def ray_token(tmp_path_factory) -> Path:
-    """The session's Ray token (a file, 0600): every Ray head the suite starts requires it, and every process the
-    suite starts (CLI runs, step processes, Ray workers) inherits it through RAY_AUTH_TOKEN_PATH."""
-    from resources.ray_cluster import use_ray_token
-
-    path = tmp_path_factory.mktemp("ray-auth") / "ray.token"
-    os.environ.pop("RAY_AUTH_TOKEN", None)
-    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-    use_ray_token(path)
-    return path
+def ray_token() -> Path:
+    """The session's Ray token (a file, 0600, made at import above): every Ray head the suite starts requires it, and
+    every process the suite starts (CLI runs, step processes, Ray workers) inherits it through RAY_AUTH_TOKEN_PATH."""
+    return RAY_TOKEN
 
 
 @pytest.fixture(scope="session")

@@ -28,3 +28,15 @@ def test_token_mode_with_the_homes_token_unless_the_environment_names_one(tmp_pa
     monkeypatch.setenv("RAY_AUTH_TOKEN", "from-a-secret")  # eks: the Secret's token, no file written
     use_ray_token(tmp_path / "third" / "ray.token")
     assert "RAY_AUTH_TOKEN_PATH" not in os.environ and not (tmp_path / "third").exists()
+
+
+def test_the_suite_sets_its_token_before_any_test_module_imports_ray():
+    # Ray reads its auth mode once, when first imported: set later, the session could not start its token-protected
+    # head (a unit test importing Serve's app made every Ray test of its worker fail with InvalidAuthToken)
+    import sys
+
+    assert "tests.conftest" in sys.modules  # pytest's own import: the one below executes nothing again
+    from tests.conftest import RAY_TOKEN
+
+    assert os.environ["RAY_AUTH_MODE"] == "token" and os.environ["RAY_AUTH_TOKEN_PATH"] == str(RAY_TOKEN)
+    assert len(RAY_TOKEN.read_text()) == 64 and oct(RAY_TOKEN.stat().st_mode & 0o777) == "0o600"
