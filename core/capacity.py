@@ -242,6 +242,21 @@ def engine_gauges(metrics: dict[str, float]) -> dict[str, float | None]:
     }
 
 
+def slot_counts(slots: list[dict]) -> list[dict]:
+    """Each slot's id, context, whether it is busy, and the tokens it holds; nothing of its text."""
+    return [
+        {
+            "id": s.get("id"),
+            "n_ctx": int(s.get("n_ctx", 0)),
+            "is_processing": bool(s.get("is_processing")),
+            "n_prompt_tokens": int(s.get("n_prompt_tokens", 0)),
+            "next_token": [{"n_decoded": int(t.get("n_decoded", 0))} for t in s.get("next_token") or []],
+        }
+        for s in slots
+        if isinstance(s, dict)
+    ]
+
+
 def slots_kv(slots: list[dict]) -> dict[str, float]:
     """KV-cache use from llama-server's ``/slots``: the tokens the busy slots hold (prompt + generated) over the
     context of all slots. Idle slots' cached prompts are not counted (the server does not report them)."""

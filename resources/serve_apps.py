@@ -27,25 +27,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
 
+from core.capacity import slot_counts
+
 log = logging.getLogger("agentic.serve")
 
 llm_api = FastAPI(title="agentic llm")
 embed_api = FastAPI(title="agentic embedder")
-
-
-def slot_counts(slots: list[dict]) -> list[dict]:
-    """Each slot's id, context, whether it is busy, and the tokens it holds; nothing of its text."""
-    return [
-        {
-            "id": s.get("id"),
-            "n_ctx": int(s.get("n_ctx", 0)),
-            "is_processing": bool(s.get("is_processing")),
-            "n_prompt_tokens": int(s.get("n_prompt_tokens", 0)),
-            "next_token": [{"n_decoded": int(t.get("n_decoded", 0))} for t in s.get("next_token") or []],
-        }
-        for s in slots
-        if isinstance(s, dict)
-    ]
 
 
 def _error(status: int, message: str, kind: str = "server_error") -> JSONResponse:

@@ -255,10 +255,8 @@ def test_the_curves_names_and_labels():
 
 
 def test_the_serve_apps_slots_relay_gives_counts_and_no_callers_text():
-    from resources.serve_apps import slot_counts
-
     slots = json.loads((DATA / "llama_server_slots.json").read_text())
-    relayed = slot_counts(slots)
+    relayed = capacity.slot_counts(slots)
     assert capacity.slots_kv(relayed) == capacity.slots_kv(slots) and capacity.slots_kv(relayed)["kv_tokens"] > 0
     text = json.dumps(relayed)
     assert '"params"' in json.dumps(slots) and '"params"' not in text  # sampling params, the prompt's stop words

@@ -14,6 +14,7 @@ RUNTIME = ("pipelines", "assets", "resources", "core", "agents", "infra/platform
 LOCAL_ONLY = {
     "resources/gateway.py": "the local LiteLLM venv (.venv-gateway); on eks LiteLLM is its own Deployment",
     "pipelines/cli/serving.py": "`agentic ui` runs `dagster dev` on a checkout",
+    "resources/load_test.py": "the local AIPerf venv (.venv-aiperf); the eks profile names no tool path",
 }
 
 
@@ -33,6 +34,7 @@ def _runtime_paths() -> list[Path]:
     from assets.cost import MEASURED_FILES, RESULTS
     from assets.evaluation.golden_hard import HARD_SET_FILE
     from assets.observability.monitoring import RUNBOOK_FILE
+    from assets.serving.capacity import EVAL_DATA
     from core.answerability import FIT_PATH
     from core.cost import PRICE_FILE
     from core.verdict import FIT_PATH as VERDICT_FIT
@@ -48,6 +50,7 @@ def _runtime_paths() -> list[Path]:
         DEFAULT_FILE,
         AUTH_MODULE,
         RUNBOOK_FILE,
+        *(EVAL_DATA / name for name in ("covered.jsonl", "conversations.jsonl")),
     ]
 
 
@@ -67,6 +70,7 @@ def test_no_module_reads_its_tree_without_being_listed():
         "assets/cost/state.py",
         "assets/evaluation/golden_hard.py",
         "assets/observability/monitoring.py",
+        "assets/serving/capacity.py",
         "core/answerability.py",
         "core/cost.py",
         "core/verdict.py",
