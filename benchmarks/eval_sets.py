@@ -12,16 +12,16 @@ the item id (uncovered). Rules, prompts, weights and thresholds are fit on ``dev
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from core.evaluation import eval_split
 
 DATA = Path(__file__).resolve().parent / "data" / "answerability"
 SPLITS = ("dev", "test")
 
 
-def split_of(key: str) -> str:
-    return "dev" if hashlib.sha256(f"agentic-eval-split:{key}".encode()).digest()[0] < 128 else "test"
+split_of = eval_split
 
 
 def _read(name: str) -> list[dict]:

@@ -54,6 +54,12 @@ def title_as_question(title: str) -> str:
     return f'What did the study "{t}" find?'
 
 
+def eval_split(key: str) -> str:
+    """The hand-written evaluation sets' fixed split of an article or item id: "dev" or "test" (a hash, so it never
+    moves; ``benchmarks/eval_sets.py`` reads the sets by it, the capacity asset takes its prompts from dev)."""
+    return "dev" if hashlib.sha256(f"agentic-eval-split:{key}".encode()).digest()[0] < 128 else "test"
+
+
 def is_conclusion_label(label: str) -> bool:
     return bool(label) and bool(_CONCLUSION_LABEL.match(label))
 

@@ -3,7 +3,6 @@ highest load that meets the latency SLO, per model and hardware. Not in ``servin
 run that): ``capacity_job`` runs it, and ``benchmarks/bench_capacity.py`` calls the same code."""
 
 import base64
-import hashlib
 import json
 import os
 import time
@@ -18,6 +17,7 @@ from assets.serving.models import model_deployments
 from assets.serving.state import asset, read_record, write_capacity
 from core import answering, capacity
 from core.access import FULL_SCOPE
+from core.evaluation import eval_split
 from resources.gateway import LLMGatewayResource
 from resources.load_test import LoadTestError, LoadTestResource
 from resources.retrieval import RetrieverResource
@@ -44,17 +44,12 @@ class CapacityConfig(dg.Config):
     hardware: str = ""  # the label of the machine the capacity holds for; "" = this machine's CPU and cores
 
 
-def dev_split(key: str) -> bool:
-    """``benchmarks.eval_sets.split_of(key) == "dev"`` (that package is not in the image; a unit test keeps them equal)."""
-    return hashlib.sha256(f"agentic-eval-split:{key}".encode()).digest()[0] < 128
-
-
 def eval_items(questions: int, conversations: int, data: Path = EVAL_DATA) -> tuple[list[dict], list[dict]]:
     """The first ``questions`` covered questions and ``conversations`` conversations of the dev split."""
 
     def read(name: str) -> list[dict]:
         lines = (data / name).read_text().splitlines()
-        return [r for r in (json.loads(line) for line in lines if line.strip()) if dev_split(r["pmid"])]
+        return [r for r in (json.loads(line) for line in lines if line.strip()) if eval_split(r["pmid"]) == "dev"]
 
     return read("covered.jsonl")[:questions], read("conversations.jsonl")[:conversations]
 
