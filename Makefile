@@ -5,9 +5,11 @@ export RAY_USAGE_STATS_ENABLED ?= 0
 setup:
 	@bash scripts/setup.sh
 
+# The model and its llama-server (on a CPU the prebuilt binary does not serve: a ~4.5 min build) are set up while the
+# main job runs, which needs neither; `agentic up` waits for both.
 run:
-	@bash scripts/setup.sh core llm:1.5b
-	.venv/bin/agentic run
+	@bash scripts/setup.sh core
+	@bash scripts/setup.sh llm:1.5b & llm=$$!; .venv/bin/agentic run; job=$$?; wait $$llm && exit $$job
 	.venv/bin/agentic up
 	.venv/bin/agentic ask "Does a ketogenic diet reduce fat mass in physically active people?"
 	.venv/bin/agentic ask "How is hypertension treated in older adults?"

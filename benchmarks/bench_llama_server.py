@@ -75,15 +75,19 @@ def measure(binary: Path, env: dict[str, str], model: Path, n_predict: int = 200
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
+    ap.add_argument("--binary", action="append", default=[], metavar="NAME=PATH", help="another build to time too")
+    ap.add_argument("--only-extra", action="store_true", help="time only the --binary builds")
     a = ap.parse_args()
     cache = Path(os.environ.get("AGENTIC_CACHE", Path.home() / ".cache" / "agentic"))
     model = cache / "models" / "llm" / get_model(a.model).file_name
     rows = {}
-    pre = prebuilt_binary()
+    pre = None if a.only_extra else prebuilt_binary()
     if pre is not None:
         rows[PREBUILT_ORIGIN] = measure(pre[0], pre[1], model)
-    if source_binary(cache).is_file():
+    if not a.only_extra and source_binary(cache).is_file():
         rows[source_origin()] = measure(source_binary(cache), dict(os.environ), model)
+    for name, path in (b.split("=", 1) for b in a.binary):
+        rows[name] = measure(Path(path), dict(os.environ), model)
     load = os.getloadavg()[0]
     out = save(f"llama_server_{a.model}", {"model": model.name, "load_1m": load, "rows": rows})
     print(json.dumps(rows, indent=1), f"\n-> {out}")
