@@ -92,6 +92,7 @@ class Plan:
     verdict_steps: dict = field(default_factory=lambda: {"model": None, "checks": []})
     allowed: list[int] | None = None  # the only sources the answer may quote or cite (None: all of them)
     decision: verdict.Decision | None = None  # the calibrated verdict read from a conclusion before the answer
+    follow_up_retry: bool | None = None  # asked again with the conversation's subject: covered then? (None: not asked)
 
     def answer_schema(self, max_quotes: int, max_sentences: int) -> dict:
         """The JSON schema of the answer call and of its corrections: only the sources judged to address the

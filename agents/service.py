@@ -6,8 +6,9 @@ Fast path (one LLM call when all goes well):
    the conversation: ``core.conversation``);
 2. hybrid retrieval of ``k`` distinct documents, each with its conclusions section (with the retrieval evidence of
    ``core.relevance`` recorded for the trace);
-3. answerability (``core.answerability``): one constrained call judges which sources address the question; routing
-   is code: the knowledge base when one does, and the answer may use only those; otherwise web search (MCP) when it
+3. answerability (``core.answerability``): one constrained call judges which sources address the question (a
+   follow-up that refers back and is judged uncovered is retrieved and judged once more with the conversation's
+   subject attached, ``core.conversation.retry_with_subject``); routing is code: the knowledge base when one does, and the answer may use only those; otherwise web search (MCP) when it
    is configured, else "the indexed sources do not cover this" with the nearest studies named, nothing cited;
 4. a yes/no question's verdict is read from the conclusion of the source likeliest to address it: one short call,
    calibrated on dev (``core.verdict``);
@@ -37,6 +38,10 @@ from core.conversation import Turn
 from core.relevance import RELEVANCE_VERSION
 from resources.gateway import LLMGatewayResource
 from resources.retrieval import RetrieverResource
+
+
+def _covered(judged) -> bool:
+    return judged is not None and judged.route == "covered"
 
 
 class AnswerService:
@@ -225,6 +230,35 @@ class AnswerService:
             rewritten = ""
         return conversation.accept_rewrite(question, rewritten, window), 1
 
+    def _judged_sources(self, question, filters, yes_no, tokens, models, timings, scope):
+        """Retrieval, then the answerability judgement of what it found: (sources, evidence, judgement or None)."""
+        t = time.perf_counter()
+        # a yes/no question is decided by the conclusions; an open one reads its top document whole
+        sources, evidence = self.retrieve(question, filters, whole=0 if yes_no else 1, scope=scope)
+        timings["retrieve"] = timings.get("retrieve", 0.0) + (time.perf_counter() - t) * 1000
+        if not sources:
+            return sources, evidence, None
+        t = time.perf_counter()
+        judged, _features = self.judge(question, sources, yes_no, tokens, models)
+        timings["judge"] = timings.get("judge", 0.0) + (time.perf_counter() - t) * 1000
+        return sources, evidence, judged
+
+    def _assess(self, question, standalone, history, filters, yes_no, usage, scope):
+        """Sources judged for ``standalone``; a follow-up that presupposes the conversation's subject and found none
+        that address it is asked once more with the subject attached.
+        (asked, sources, evidence, judgement, calls, retried: None when not asked again, else whether it was covered)."""
+        found = self._judged_sources(standalone, filters, yes_no, *usage, scope)
+        calls = int(found[2] is not None)
+        retry = None if _covered(found[2]) else conversation.retry_with_subject(question, standalone, turns_of(history))
+        if not retry:
+            return standalone, *found, calls, None
+        again = self._judged_sources(retry, filters, yes_no, *usage, scope)
+        calls += again[2] is not None
+        from opentelemetry import trace
+
+        trace.get_current_span().set_attribute("agentic.follow_up_retry", _covered(again[2]))
+        return (retry, *again, calls, True) if _covered(again[2]) else (standalone, *found, calls, False)
+
     # -- fast path ------------------------------------------------------------------------------
     def plan(
         self, question: str, filters: dict | None = None, history: list | None = None, *, scope: ReadScope
@@ -247,23 +281,19 @@ class AnswerService:
                 timings["rewrite"] = (time.perf_counter() - t) * 1000
                 span.set_attribute("agentic.standalone_question", standalone[:300])
             yes_no = answering.is_yes_no(standalone)
-            t = time.perf_counter()
-            # a yes/no question is decided by the conclusions; an open one reads its top document whole
-            sources, evidence = self.retrieve(standalone, filters, whole=0 if yes_no else 1, scope=scope)
-            timings["retrieve"] = (time.perf_counter() - t) * 1000
+            standalone, sources, evidence, judged, judge_calls, retried = self._assess(
+                question, standalone, history, filters, yes_no, (tokens, models, timings), scope
+            )
+            calls += judge_calls
             with tracer().start_as_current_span("assess_relevance") as rspan:
                 for name, value in evidence.items():
                     rspan.set_attribute(f"agentic.relevance.{name}", value)
-            judged, nearest = None, []
-            if sources:
-                t = time.perf_counter()
-                judged, _features = self.judge(standalone, sources, yes_no, tokens, models)
-                timings["judge"] = (time.perf_counter() - t) * 1000
-                calls += 1
+            nearest = []
+            if judged is not None:
                 order = sorted(sources, key=lambda s: -judged.scores.get(s.n, 0.0))
                 nearest = [(s.id, s.title) for s in order[:3]]
             relevance: float | None = judged.score if judged else None
-            if judged is not None and judged.route == "covered":
+            if _covered(judged):
                 route = "knowledge_base"
             else:
                 t = time.perf_counter()
@@ -298,6 +328,7 @@ class AnswerService:
             plan.notes, plan.standalone, plan.yes_no = notes, standalone, yes_no
             plan.relevance_evidence, plan.models = evidence, models
             plan.answerability, plan.nearest, plan.allowed = judged, nearest, allowed
+            plan.follow_up_retry = retried
             return plan
         except Exception as exc:
             span.record_exception(exc)

@@ -185,6 +185,8 @@ def run(service, client, model: str, covered: list, uncovered: list, convs: list
                 "right_study": right_study,
                 "has_detail": any(e.lower() in text for e in item["expected"]),
                 "content_from_right_study": right_study and any(e.lower() in text for e in item["expected"]),
+                # asked again with the conversation's subject (None: not asked again; True: answered from that)
+                "follow_up_retry": plan.follow_up_retry,
                 "answer": answer.answer,
                 "seconds": round(secs, 2),
             }
@@ -219,6 +221,11 @@ def summarize(rows: list[dict], unc: list[dict], convs: list[dict], bare: list[d
         "gold_cited_when_answered": rate(answered, "gold_cited"),
         "follow_up_content_from_right_study": rate(convs, "content_from_right_study"),
         "follow_up_right_study": rate(convs, "right_study"),
+        # without the retry, a follow-up answered from it would have been refused (its first judgement: not covered)
+        "follow_up_content_from_right_study_without_retry": rate(
+            [{"x": c["content_from_right_study"] and c.get("follow_up_retry") is not True} for c in convs], "x"
+        ),
+        "follow_up_retries": sum(c.get("follow_up_retry") is not None for c in convs),
         "answer_p50_s": round(statistics.median(r["seconds"] for r in rows), 2) if rows else None,
         "answer_p90_s": round(percentile([r["seconds"] for r in rows], 90), 2) if rows else None,
         "latency_ratio_paired_median": round(statistics.median(b["answer_s"] / b["bare_s"] for b in bare), 3)
@@ -286,6 +293,7 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=2000)
     ap.add_argument("--items", type=int, default=0, help="at most this many covered and uncovered items (0 = all)")
     ap.add_argument("--conversations", type=int, default=0, help="at most this many conversations (0 = all)")
+    ap.add_argument("--conversations-only", action="store_true", help="only the two-turn conversations")
     ap.add_argument("--bare-every", type=int, default=3)
     ap.add_argument("--home", default="", help="reuse this home (its index is updated incrementally)")
     ap.add_argument("--features", action="store_true", help="only the judge's features, for the fit (dev only)")
@@ -325,6 +333,8 @@ def main() -> int:
     service.answer("Does metformin lower HbA1c in type 2 diabetes?", scope=FULL_SCOPE)  # warm-up
     take = (lambda xs: xs[: args.items]) if args.items else (lambda xs: xs)
     covered, uncovered = take(eval_sets.covered(args.split)), take(eval_sets.uncovered(args.split))
+    if args.conversations_only:
+        covered, uncovered = [], []
     try:
         if args.features:
             rows = features(service, covered, True) + features(service, uncovered, False)
@@ -347,7 +357,8 @@ def main() -> int:
         llm=args.llm, split=args.split, documents_indexed=args.docs, fit=service.fit.fitted_on, items_cap=args.items
     )
     print(out["summary"])
-    save(f"answers_{args.llm}_{args.split}", {**out, "method": __doc__.strip().splitlines()[0]})
+    name = f"answers_{args.llm}_{args.split}" + ("_conversations" if args.conversations_only else "")
+    save(name, {**out, "method": __doc__.strip().splitlines()[0]})
     return 0
 
 

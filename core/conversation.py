@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from core.answer_text import LEADS, NOT_FOUND, NOT_IN_SOURCES
 from core.answering import content_words
 
-REWRITE_VERSION = "rewrite-v3-first-question"
+REWRITE_VERSION = "rewrite-v4-retry-with-subject"
 _ANAPHORA = re.compile(
     r"\b(it|its|they|them|their|theirs|this|that|these|those|he|she|him|her|such|there|the same|above|"
     r"the (?:study|trial|paper|article|review|analysis|drug|treatment|intervention|disease|condition|patients|"
@@ -105,11 +105,33 @@ def first_question(text: str) -> str:
     return m.group(1).strip() if m else text.strip()
 
 
+SUBJECT_MARK = "(about: "
+
+
+def with_subject(question: str, history: list[Turn]) -> str | None:
+    """The question with the conversation's last user question attached, which retrieval can use; None without one."""
+    last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
+    return f"{question.strip()} {SUBJECT_MARK}{last_user.strip()[:200]})" if last_user.strip() else None
+
+
 def accept_rewrite(original: str, rewritten: str, history: list[Turn]) -> str:
     """The rewrite's first question when it names the conversation's subject; otherwise the follow-up with the last
-    user question attached, which retrieval can use (small models often keep "the study" unresolved)."""
+    user question attached (small models often keep "the study" unresolved)."""
     rewritten = first_question(rewritten or "")
     if len(rewritten) <= 400 and names_subject(original, rewritten, history):
         return rewritten
-    last_user = next((t.content for t in reversed(history) if t.role == "user"), "")
-    return f"{original.strip()} (about: {last_user.strip()[:200]})" if last_user else (rewritten or original)
+    return with_subject(original, history) or rewritten or original
+
+
+_DEFINITE = re.compile(r"\bthe\s+[a-z]", re.I)
+
+
+def retry_with_subject(question: str, asked: str, history: list[Turn]) -> str | None:
+    """What to ask again when ``asked`` (the follow-up as made standalone) found no source that addresses it: the
+    follow-up with the conversation's subject attached, where it presupposes something named earlier (a pronoun or a
+    definite description: "What did the control group get?", "How was the trial designed?"); else None. A new
+    question with its own subject and no definite reference ("How is hypertension treated in older adults?") is not
+    tied to the old one."""
+    if SUBJECT_MARK in asked or not (_ANAPHORA.search(question) or _DEFINITE.search(question)):
+        return None
+    return with_subject(question, history)

@@ -170,6 +170,23 @@ def test_a_rewrite_that_leaves_the_subject_unresolved_gets_the_last_question_att
     assert not conversation.names_subject(follow, "How long was the follow-up of the patients?", history)
 
 
+def test_a_follow_up_that_refers_back_and_found_nothing_is_asked_again_with_the_subject():
+    """A follow-up with a definite description but words of its own ("the control group") is not rewritten, and
+    alone it retrieves other studies; asked again with the conversation's question attached it can find its own."""
+    first = "Does a brief skin-cleaning intervention reduce emergency department visits among people who inject drugs?"
+    history = [Turn("user", first), Turn("assistant", "No: the cited sources do not support this [1].")]
+    follow = "What did the control group get?"
+    assert not conversation.needs_rewrite(follow, history)
+    again = conversation.retry_with_subject(follow, follow, history)
+    assert again == f"{follow} (about: {first})"
+    assert conversation.retry_with_subject("How was the trial designed?", "How was X designed?", history)
+    assert conversation.retry_with_subject("Were they older?", "Were they older?", history)
+    # a new question with its own subject stays its own; asked once already with the subject: not again
+    assert conversation.retry_with_subject("How is hypertension treated in older adults?", "-", history) is None
+    assert conversation.retry_with_subject(follow, again, history) is None
+    assert conversation.retry_with_subject(follow, follow, []) is None  # no conversation
+
+
 def test_hard_set_polarity_rules_and_question_filters():
     assert hard_set.polarity_of("RIPC did not prevent rheologic alterations in erythrocytes.") == "refutes"
     assert hard_set.polarity_of("There were no significant differences in mortality between groups.") == "refutes"
