@@ -8,8 +8,9 @@ Fast path (one LLM call when all goes well):
    ``core.relevance`` recorded for the trace);
 3. answerability (``core.answerability``): one constrained call judges which sources address the question (a
    follow-up that refers back and is judged uncovered is retrieved and judged once more with the conversation's
-   subject attached, ``core.conversation.retry_with_subject``); routing is code: the knowledge base when one does, and the answer may use only those; otherwise web search (MCP) when it
-   is configured, else "the indexed sources do not cover this" with the nearest studies named, nothing cited;
+   subject attached, ``core.conversation.retry_with_subject``); routing is code: the knowledge base when one does,
+   and the answer may use only those; otherwise web search (MCP) when it is configured, else "the indexed sources do
+   not cover this" with the nearest studies named, nothing cited;
 4. a yes/no question's verdict is read from the conclusion of the source likeliest to address it: one short call,
    calibrated on dev (``core.verdict``);
 5. one JSON-schema-constrained call writes evidence quotes, that verdict and cited sentences (``core.answering``);
@@ -243,13 +244,13 @@ class AnswerService:
         timings["judge"] = timings.get("judge", 0.0) + (time.perf_counter() - t) * 1000
         return sources, evidence, judged
 
-    def _assess(self, question, standalone, history, filters, yes_no, usage, scope):
+    def _assess(self, question, standalone, turns, filters, yes_no, usage, scope):
         """Sources judged for ``standalone``; a follow-up that presupposes the conversation's subject and found none
-        that address it is asked once more with the subject attached.
-        (asked, sources, evidence, judgement, calls, retried: None when not asked again, else whether it was covered)."""
+        that address it is asked once more with the subject attached. Returns (asked, sources, evidence, judgement,
+        calls, retried: None when not asked again, else whether the second judgement found it covered)."""
         found = self._judged_sources(standalone, filters, yes_no, *usage, scope)
         calls = int(found[2] is not None)
-        retry = None if _covered(found[2]) else conversation.retry_with_subject(question, standalone, turns_of(history))
+        retry = None if _covered(found[2]) else conversation.retry_with_subject(question, standalone, turns)
         if not retry:
             return standalone, *found, calls, None
         again = self._judged_sources(retry, filters, yes_no, *usage, scope)
@@ -276,13 +277,14 @@ class AnswerService:
         models: list[str] = []
         try:
             t = time.perf_counter()
-            standalone, calls = self.standalone(question, turns_of(history), tokens, models)
+            turns = turns_of(history)
+            standalone, calls = self.standalone(question, turns, tokens, models)
             if calls:
                 timings["rewrite"] = (time.perf_counter() - t) * 1000
                 span.set_attribute("agentic.standalone_question", standalone[:300])
             yes_no = answering.is_yes_no(standalone)
             standalone, sources, evidence, judged, judge_calls, retried = self._assess(
-                question, standalone, history, filters, yes_no, (tokens, models, timings), scope
+                question, standalone, turns, filters, yes_no, (tokens, models, timings), scope
             )
             calls += judge_calls
             with tracer().start_as_current_span("assess_relevance") as rspan:
