@@ -5,8 +5,10 @@ import base64
 
 import dagster as dg
 
+from assets.cost.measured import load_result
 from assets.cost.render import simulation_png
-from assets.cost.state import BILL_RECORD, SIMULATION_RECORD, asset
+from assets.cost.state import BILL_RECORD, EMBED_MEASURED, SIMULATION_RECORD, asset
+from assets.serving.state import CAPACITY_PLAN_RECORD
 from core.cost import (
     Item,
     price_items,
@@ -22,16 +24,36 @@ class SimulationConfig(dg.Config):
     answers_per_hour: list[float] = list(DEFAULT_PROFILE)
     step_seconds: float = 20.0  # wall seconds per simulated hour (Karpenter needs ~10 s to provision or consolidate)
     poll_seconds: float = 1.0
-    # vLLM Qwen3-14B TP4 on one g6.12xlarge: ~1,000 answers/h at ~2,000 tokens each (an assumption: no GPU measured here)
-    llm_answers_per_replica_hour: float = 1000.0
-    embed_answers_per_replica_hour: float = 20000.0
+
+
+def llm_policy(plan: dict | None, max_replicas: int) -> tuple[ReplicaPolicy, str]:
+    """The LLM workers' policy from the capacity plan: the configured variant's answers per replica-hour at the SLO,
+    at the plan's headroom."""
+    if plan is None:
+        raise dg.Failure(f"{CAPACITY_PLAN_RECORD} is not in the state store: materialize capacity_plan first")
+    row = next((r for r in plan["variants"] if r["variant"] == plan.get("configured")), None)
+    if row is None or row.get("answers_per_replica_hour") is None:
+        why = "the platform's GPU pool matches no variant" if row is None else row.get("reason", "")
+        raise dg.Failure(f"the capacity plan has no capacity for the deployed LLM variant: {why}")
+    policy = ReplicaPolicy(row["answers_per_replica_hour"], 0, max_replicas, plan["headroom"])
+    return policy, f"{row['variant']}: {row['answers_per_replica_hour']:,.0f} answers/h per replica ({row['basis']})"
+
+
+def embed_policy(max_replicas: int) -> tuple[ReplicaPolicy, str]:
+    """The embedder's replicas from its measured served rate (one text per request, 16 clients; the same model the
+    pipeline indexes with, on this machine's 2 vCPUs; an answer embeds one query)."""
+    measured = load_result(EMBED_MEASURED)
+    if measured is None:
+        raise dg.Failure(f"benchmarks/results/{EMBED_MEASURED} is missing: the embedder's capacity is measured there")
+    per_hour = measured["served_one_text_per_request_16_clients_cps"] * 3600
+    return ReplicaPolicy(per_hour, 1, max_replicas), f"{EMBED_MEASURED}: {per_hour:,.0f} queries/h per replica"
 
 
 @asset(
     kinds={"kubernetes", "karpenter"},
-    deps=[dg.AssetKey("node_pools"), dg.AssetKey("bill_of_materials")],
+    deps=[dg.AssetKey("node_pools"), dg.AssetKey("bill_of_materials"), dg.AssetKey("capacity_plan")],
     description="A simulated month on the local control plane: a day of traffic (answers per hour) sets the model "
-    "workers' replicas hour by hour on a compressed clock, Karpenter provisions and consolidates real NodeClaims for them "
+    "workers' replicas hour by hour on a compressed clock (the LLM's capacity from the capacity plan, the embedder's as measured), Karpenter provisions and consolidates real NodeClaims for them "
     "(the platform's own pod specs and NodePools, consolidateAfter compressed alike), and the node-hours the NodeClaims "
     "really had are priced and scaled to a month, next to the static bill of materials. Needs `agentic cluster up` "
     "(AGENTIC_PLATFORM_TARGET=cluster); never runs on EKS.",
@@ -45,8 +67,8 @@ def simulated_month(
 ) -> dg.MaterializeResult:
     cfg = platform.load()
     book = prices.load(cfg.region)
-    llm = ReplicaPolicy(config.llm_answers_per_replica_hour, 0, cfg.models.llm_max_replicas)
-    embed = ReplicaPolicy(config.embed_answers_per_replica_hour, 1, cfg.models.embedder_max_replicas)
+    llm, llm_basis = llm_policy(pipeline_state.read_json(CAPACITY_PLAN_RECORD), cfg.models.llm_max_replicas)
+    embed, embed_basis = embed_policy(cfg.models.embedder_max_replicas)
     schedule = [
         {"hour": h, "answers": a, "gpu-llm": llm.replicas(a), "cpu-embed": embed.replicas(a)}
         for h, a in enumerate(config.answers_per_hour)
@@ -68,6 +90,7 @@ def simulated_month(
     ]
     record = {
         "schedule": schedule,
+        "capacity": {"gpu-llm": llm_basis, "cpu-embed": embed_basis},
         "step_seconds": config.step_seconds,
         "node_claims": [vars(s) for s in timeline.spans.values()],
         "nodes": timeline.nodes,
@@ -93,6 +116,7 @@ def simulated_month(
             "static_monthly_usd": record["static_monthly_usd"],
             "node_claims": len(timeline.spans),
             "peak_llm_replicas": max(r["gpu-llm"] for r in schedule),
+            "capacity": dg.MetadataValue.json(record["capacity"]),
             "table": dg.MetadataValue.md("\n".join(md)),
             "static": dg.MetadataValue.json(static),
             "plot": dg.MetadataValue.md(f"![simulated day](data:image/png;base64,{base64.b64encode(png).decode()})"),

@@ -7,7 +7,8 @@ import dagster as dg
 from assets.serving.capacity import serving_capacity
 from assets.serving.gateway import gateway_routes_models, model_gateway
 from assets.serving.models import endpoints_answer, model_artifacts, model_deployments
-from assets.serving.state import MANIFEST_KEY
+from assets.serving.plan import capacity_plan
+from assets.serving.state import CAPACITY_PLAN_RECORD, MANIFEST_KEY
 
 serving_assets = [model_artifacts, model_deployments, model_gateway]
 serving_checks = [endpoints_answer, gateway_routes_models]
@@ -23,11 +24,15 @@ capacity_job = dg.define_asset_job(
     description="Load test of the running stack (AIPerf, the agent's prompts): the highest load meeting the latency SLO.",
 )
 serving_defs = dg.Definitions(
-    assets=[*serving_assets, serving_capacity], asset_checks=serving_checks, jobs=[serving_job, capacity_job]
+    assets=[*serving_assets, serving_capacity, capacity_plan],
+    asset_checks=serving_checks,
+    jobs=[serving_job, capacity_job],
 )
 
 __all__ = [
+    "CAPACITY_PLAN_RECORD",
     "MANIFEST_KEY",
+    "capacity_plan",
     "capacity_job",
     "endpoints_answer",
     "gateway_routes_models",

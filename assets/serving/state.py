@@ -11,8 +11,19 @@ from resources.state_store import PipelineStateStore
 GROUP = "serving"
 OWNERS = ["team:ml-platform"]
 asset = stage_asset(GROUP, OWNERS)
+# the capacity plan (its own asset); the cost stage's simulated month sizes its LLM workers from it
+CAPACITY_PLAN_RECORD = "serving/capacity_plan"
 
-__all__ = ["GROUP", "MANIFEST_KEY", "OWNERS", "asset", "read_record", "write_capacity", "write_record"]
+__all__ = [
+    "CAPACITY_PLAN_RECORD",
+    "GROUP",
+    "MANIFEST_KEY",
+    "OWNERS",
+    "asset",
+    "read_record",
+    "write_capacity",
+    "write_record",
+]
 
 
 def read_record(state: PipelineStateStore, name: str) -> dict:

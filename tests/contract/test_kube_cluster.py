@@ -107,6 +107,7 @@ def test_simulated_month_prices_the_nodeclaims_karpenter_really_had(kube_cluster
     import dagster as dg
 
     from assets.cost import SIMULATION_RECORD, bill_of_materials, simulated_month
+    from assets.serving import CAPACITY_PLAN_RECORD, capacity_plan
     from core.cost import load_price_book
     from pipelines.profiles import build_resources
     from pipelines.settings import load_settings
@@ -119,22 +120,33 @@ def test_simulated_month_prices_the_nodeclaims_karpenter_really_had(kube_cluster
         }
     )
     res = build_resources(settings)
+    resources = {k: res[k] for k in ("platform", "prices", "pipeline_state")}
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize([capacity_plan], resources=resources, instance=instance).success
+    plan = res["pipeline_state"].read_json(CAPACITY_PLAN_RECORD)
+    row = next(r for r in plan["variants"] if r["variant"] == plan["configured"])
+    per = row["answers_per_replica_hour"] * plan["headroom"]  # what one replica takes at the plan's headroom
     step = 20.0  # Karpenter provisions in ~5-10 s and consolidates ~10 s after the compressed 30 min
     result = dg.materialize(
         [bill_of_materials, simulated_month],
-        resources={k: res[k] for k in ("platform", "prices", "pipeline_state")},
-        instance=dg.DagsterInstance.ephemeral(),
+        resources=resources,
+        instance=instance,
         run_config={
             "ops": {
                 "simulated_month": {
-                    "config": {"answers_per_hour": [50, 1400, 300, 0, 0, 0], "step_seconds": step, "poll_seconds": 1.0}
+                    "config": {
+                        "answers_per_hour": [0.05 * per, 1.4 * per, 0.3 * per, 0, 0, 0],
+                        "step_seconds": step,
+                        "poll_seconds": 1.0,
+                    }
                 }
             }
         },
     )
     assert result.success
     record = res["pipeline_state"].read_json(SIMULATION_RECORD)
-    assert [r["gpu-llm"] for r in record["schedule"]] == [1, 2, 1, 0, 0, 0]
+    assert [r["gpu-llm"] for r in record["schedule"]] == [1, 2, 1, 0, 0, 0]  # sized by the plan's capacity
+    assert record["capacity"]["gpu-llm"].startswith(f"{plan['configured']}: ")
     gpu = [n.get("gpu", 0) for n in record["nodes"]]
     assert max(gpu) == 2 and gpu[-1] == 0, record["nodes"]  # provisioned for the peak, consolidated at night
     assert all(c["instance_type"] == "g6.12xlarge" for c in record["node_claims"] if c["pool"] == "gpu")

@@ -74,7 +74,7 @@ def test_serving_group_is_documented_and_has_its_job(tmp_path):
     defs = build_definitions(load_settings({"AGENTIC_HOME": str(tmp_path)}))
     graph = defs.resolve_asset_graph()
     serving = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == "serving"}
-    assert serving == {"model_artifacts", "model_deployments", "model_gateway", "serving_capacity"}
+    assert serving == {"model_artifacts", "model_deployments", "model_gateway", "serving_capacity", "capacity_plan"}
     for key in serving:
         node = graph.get(dg.AssetKey(key))
         assert node.description and node.kinds and node.owners
@@ -182,8 +182,12 @@ def test_every_group_is_documented_and_wired(tmp_path):
     }
     # the simulation needs a live cluster, answer_costs the services' trace store: never in the monthly cost_job
     cost_nodes = {n.name for n in defs.resolve_job_def("cost_job").nodes_in_topological_order}
-    assert {"simulated_month", "answer_costs"}.isdisjoint(cost_nodes) and "monthly_cost_report" in cost_nodes
-    assert {n.name for n in defs.resolve_job_def("simulation_job").nodes_in_topological_order} == {"simulated_month"}
+    assert {"simulated_month", "answer_costs"}.isdisjoint(cost_nodes) and {
+        "monthly_cost_report",
+        "capacity_plan",
+    } <= cost_nodes
+    simulation = [n.name for n in defs.resolve_job_def("simulation_job").nodes_in_topological_order]
+    assert simulation == ["capacity_plan", "simulated_month"]  # the month's LLM workers are sized by the plan
     checks = {k.name: k for k in graph.asset_check_keys}
     assert {"index_promotion_gate", "eval_quality_floors", "iam_least_privilege", "opensearch_domain_secure"} <= set(
         checks

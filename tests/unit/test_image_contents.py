@@ -35,6 +35,7 @@ def _runtime_paths() -> list[Path]:
     from assets.evaluation.golden_hard import HARD_SET_FILE
     from assets.observability.monitoring import RUNBOOK_FILE
     from assets.serving.capacity import EVAL_DATA
+    from assets.serving.plan import SOURCES
     from core.answerability import FIT_PATH
     from core.cost import PRICE_FILE
     from core.verdict import FIT_PATH as VERDICT_FIT
@@ -50,6 +51,7 @@ def _runtime_paths() -> list[Path]:
         DEFAULT_FILE,
         AUTH_MODULE,
         RUNBOOK_FILE,
+        SOURCES,
         *(EVAL_DATA / name for name in ("covered.jsonl", "conversations.jsonl")),
     ]
 
@@ -71,6 +73,7 @@ def test_no_module_reads_its_tree_without_being_listed():
         "assets/evaluation/golden_hard.py",
         "assets/observability/monitoring.py",
         "assets/serving/capacity.py",
+        "assets/serving/plan.py",
         "core/answerability.py",
         "core/cost.py",
         "core/verdict.py",

@@ -1,0 +1,116 @@
+"""The capacity plan: each hardware variant's answers per hour at the SLO (from a measurement or a named published
+benchmark, ``infra/capacity/sources.json``), and the cheapest variant and replica schedule for a day of traffic.
+The simulated month sizes its model workers from this record; nothing in the cost path assumes a capacity."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from assets.cost.state import RESULTS
+from assets.serving.state import CAPACITY_PLAN_RECORD, asset
+from core import capacity_plan as cp
+from core.simulation import DEFAULT_PROFILE
+from resources.platform import PlatformResource
+from resources.pricing import PriceBookResource
+from resources.state_store import PipelineStateStore
+
+SOURCES = Path(__file__).resolve().parents[2] / "infra" / "capacity" / "sources.json"
+GPU_MEASURED = "gpu_decode_h100.json"  # our own H100 run: the prefill rate
+ANSWERS_MEASURED = "answer_latency_1.5b.json"  # the fast path's tokens per answer, as measured
+
+
+class CapacityPlanConfig(dg.Config):
+    # answers per hour over one representative day (default: the simulated month's clinical day)
+    answers_per_hour: list[float] = list(DEFAULT_PROFILE)
+    ttft_p95_ms: float = 3000.0  # SLO of an answer, the production model
+    e2e_p95_ms: float = 15000.0
+    headroom: float = 0.8  # each replica runs at most this share of its capacity at the SLO (a policy, not a capacity)
+
+
+def workload() -> cp.Workload:
+    doc = json.loads((RESULTS / ANSWERS_MEASURED).read_text())
+    rows = [(r["answer_tokens"]["prompt"], r["answer_tokens"]["completion"]) for r in doc["rows"]]
+    src = f"{ANSWERS_MEASURED}: {len(rows)} fast-path answers measured {doc['measured_at'][:10]} (every LLM call's tokens)"
+    return cp.Workload.from_rows(rows, src)
+
+
+def configured_variant(platform_cfg, variants: list[cp.Variant]) -> str | None:
+    """The variant the platform deploys: its GPU pool's expected instance at the LLM's GPUs per replica."""
+    gpu = next((p for p in platform_cfg.node_pools if p.name == "gpu"), None)
+    want = (gpu.expected_instance if gpu else "", platform_cfg.models.llm_gpus_per_replica)
+    return next((v.name for v in variants if (v.instance, v.gpus_per_replica) == want), None)
+
+
+def plan_markdown(record: dict) -> str:
+    lines = [
+        "| variant | instance | basis | answers/h per replica at the SLO | batch | $/month | $ per 1,000 answers "
+        "| $ per 1M output tokens at capacity | not planned because |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
+    for r in record["variants"]:
+        cap = r.get("capacity") or {}
+        mark = " (chosen)" if r["variant"] == record["chosen"] else ""
+        mark += " (configured)" if r["variant"] == record["configured"] else ""
+        lines.append(
+            f"| {r['variant']}{mark} | {r['instance']} | {r['basis']} | {fmt(r.get('answers_per_replica_hour'), ',.0f')} "
+            f"| {fmt(cap.get('concurrency'), 'd')} | {fmt(r.get('monthly_usd'), ',.0f')} "
+            f"| {fmt(r.get('usd_per_1000_answers'), '.3f')} | {fmt(r.get('usd_per_million_output_tokens_at_capacity'), '.3f')} "
+            f"| {r.get('reason', '')} |"
+        )
+    b = record["bedrock"]
+    lines.append(
+        f"| Bedrock {b['model']} | managed | price book | | | | {b['usd_per_1000_answers']:.3f} "
+        f"| {b['usd_per_million_output_tokens']:.3f} | (per token, input included) |"
+    )
+    return "\n".join(lines)
+
+
+@asset(
+    kinds={"python"},
+    deps=[dg.AssetKey("price_book")],
+    description="The capacity plan: each hardware variant's answers per hour within the SLO (a published benchmark "
+    "with its source and settings, or scaled from it by datasheet bandwidth and FLOPS, each labelled; variants with "
+    "no source listed with the reason), the replicas and nodes each hour of a day of traffic needs, and the cheapest "
+    "variant; cost per 1,000 answers and per 1M output tokens beside Bedrock's per-token price. The simulated month "
+    "sizes its LLM workers from it.",
+)
+def capacity_plan(
+    config: CapacityPlanConfig,
+    platform: PlatformResource,
+    prices: PriceBookResource,
+    pipeline_state: PipelineStateStore,
+) -> dg.MaterializeResult:
+    cfg = platform.load()
+    book = prices.load(cfg.region)
+    w = workload()
+    sources = json.loads(SOURCES.read_text())
+    variants = cp.variants_from_sources(sources, json.loads((RESULTS / GPU_MEASURED).read_text()), w)
+    priced = {v.instance: book.prices[f"ec2_{v.instance}_hour"]["usd"] for v in variants if f"ec2_{v.instance}_hour" in book.prices}  # fmt: skip
+    slo = cp.Slo(config.ttft_p95_ms, config.e2e_p95_ms)
+    record = cp.plan(variants, w, slo, config.answers_per_hour, priced, config.headroom)
+    bedrock = "claude-3-5-haiku"
+    record["bedrock"] = {
+        "model": bedrock,
+        **cp.bedrock_costs(
+            w, book.price(f"bedrock_{bedrock}_input_mtok"), book.price(f"bedrock_{bedrock}_output_mtok")
+        ),
+    }
+    record.update({"answers_per_hour": config.answers_per_hour, "region": cfg.region, "price_book": book.as_of})
+    record["configured"] = configured_variant(cfg, variants)
+    pipeline_state.write_json(CAPACITY_PLAN_RECORD, record)
+    by = {r["variant"]: r for r in record["variants"]}
+    chosen, configured = by.get(record["chosen"] or ""), by.get(record["configured"] or "")
+    return dg.MaterializeResult(
+        metadata={
+            "chosen": record["chosen"] or "none",
+            "chosen_monthly_usd": chosen["monthly_usd"] if chosen else None,
+            "configured": record["configured"] or "none",
+            "configured_monthly_usd": configured.get("monthly_usd") if configured else None,
+            "variants_planned": sum(r["planned"] for r in record["variants"]),
+            "workload": dg.MetadataValue.json(record["workload"]),
+            "table": dg.MetadataValue.md(plan_markdown(record)),
+            "record": f"{pipeline_state.describe()}/{CAPACITY_PLAN_RECORD}.json",
+        }
+    )
