@@ -2,44 +2,23 @@
 benchmark, ``infra/capacity/sources.json``), and the cheapest variant and replica schedule for a day of traffic.
 The simulated month sizes its model workers from this record; nothing in the cost path assumes a capacity."""
 
-import json
-from pathlib import Path
-
 import dagster as dg
 
-from assets.cost.state import RESULTS
 from assets.serving.state import CAPACITY_PLAN_RECORD, asset
 from core import capacity_plan as cp
 from core.simulation import DEFAULT_PROFILE
+from infra.capacity import DEFAULT_SLO, configured_variant, variants, workload
 from resources.platform import PlatformResource
 from resources.pricing import PriceBookResource
 from resources.state_store import PipelineStateStore
-
-SOURCES = Path(__file__).resolve().parents[2] / "infra" / "capacity" / "sources.json"
-GPU_MEASURED = "gpu_decode_h100.json"  # our own H100 run: the prefill rate
-ANSWERS_MEASURED = "answer_latency_1.5b.json"  # the fast path's tokens per answer, as measured
 
 
 class CapacityPlanConfig(dg.Config):
     # answers per hour over one representative day (default: the simulated month's clinical day)
     answers_per_hour: list[float] = list(DEFAULT_PROFILE)
-    ttft_p95_ms: float = 3000.0  # SLO of an answer, the production model
-    e2e_p95_ms: float = 15000.0
+    ttft_p95_ms: float = DEFAULT_SLO.ttft_p95_ms  # SLO of an answer, the production model
+    e2e_p95_ms: float = DEFAULT_SLO.e2e_p95_ms
     headroom: float = 0.8  # each replica runs at most this share of its capacity at the SLO (a policy, not a capacity)
-
-
-def workload() -> cp.Workload:
-    doc = json.loads((RESULTS / ANSWERS_MEASURED).read_text())
-    rows = [(r["answer_tokens"]["prompt"], r["answer_tokens"]["completion"]) for r in doc["rows"]]
-    src = f"{ANSWERS_MEASURED}: {len(rows)} fast-path answers measured {doc['measured_at'][:10]} (every LLM call's tokens)"
-    return cp.Workload.from_rows(rows, src)
-
-
-def configured_variant(platform_cfg, variants: list[cp.Variant]) -> str | None:
-    """The variant the platform deploys: its GPU pool's expected instance at the LLM's GPUs per replica."""
-    gpu = next((p for p in platform_cfg.node_pools if p.name == "gpu"), None)
-    want = (gpu.expected_instance if gpu else "", platform_cfg.models.llm_gpus_per_replica)
-    return next((v.name for v in variants if (v.instance, v.gpus_per_replica) == want), None)
 
 
 def plan_markdown(record: dict) -> str:
@@ -85,11 +64,10 @@ def capacity_plan(
     cfg = platform.load()
     book = prices.load(cfg.region)
     w = workload()
-    sources = json.loads(SOURCES.read_text())
-    variants = cp.variants_from_sources(sources, json.loads((RESULTS / GPU_MEASURED).read_text()), w)
-    priced = {v.instance: book.prices[f"ec2_{v.instance}_hour"]["usd"] for v in variants if f"ec2_{v.instance}_hour" in book.prices}  # fmt: skip
+    options = variants(w)
+    priced = {v.instance: book.prices[f"ec2_{v.instance}_hour"]["usd"] for v in options if f"ec2_{v.instance}_hour" in book.prices}  # fmt: skip
     slo = cp.Slo(config.ttft_p95_ms, config.e2e_p95_ms)
-    record = cp.plan(variants, w, slo, config.answers_per_hour, priced, config.headroom)
+    record = cp.plan(options, w, slo, config.answers_per_hour, priced, config.headroom)
     bedrock = "claude-3-5-haiku"
     record["bedrock"] = {
         "model": bedrock,
@@ -98,7 +76,8 @@ def capacity_plan(
         ),
     }
     record.update({"answers_per_hour": config.answers_per_hour, "region": cfg.region, "price_book": book.as_of})
-    record["configured"] = configured_variant(cfg, variants)
+    deployed = configured_variant(cfg, options)
+    record["configured"] = deployed.name if deployed else None
     pipeline_state.write_json(CAPACITY_PLAN_RECORD, record)
     by = {r["variant"]: r for r in record["variants"]}
     chosen, configured = by.get(record["chosen"] or ""), by.get(record["configured"] or "")

@@ -56,6 +56,9 @@ class ModelDeploymentConfig:
     llm_tensor_parallel: int = 4  # Qwen3-14B bf16 (~28 GB weights) over 4 x L4 (24 GB each) on g6.12xlarge
     llm_gpus_per_replica: int = 4
     llm_max_replicas: int = 2
+    # Ray Serve's target_ongoing_requests per LLM replica; 0: the capacity plan's concurrency at the SLO for the
+    # deployed variant (infra/capacity), never a guess
+    llm_target_ongoing_requests: int = 0
     llm_max_model_len: int = 16384
     hf_token_secret: str = "hf-token"  # K8s Secret (synced from Secrets Manager); never a literal token
     embedder_model_id: str = "snowflake-arctic-embed-s-onnx"

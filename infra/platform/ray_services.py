@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from infra.capacity import slo_concurrency
 from infra.platform.config import PlatformConfig
 from infra.platform.objects import RAY_VERSION, VLLM_IMAGE_TAG, meta
 from infra.platform.security import (
@@ -177,7 +178,7 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
                         "autoscaling_config": {
                             "min_replicas": 1,
                             "max_replicas": m.llm_max_replicas,
-                            "target_ongoing_requests": 32,
+                            "target_ongoing_requests": m.llm_target_ongoing_requests or slo_concurrency(cfg),
                         },
                         "health_check_period_s": 10,
                         "health_check_timeout_s": 30,
@@ -281,6 +282,9 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
             "tool_call_parser": "hermes",
         }
         cfg_llm.pop("accelerator_type")
+        # no capacity source for Qwen3 on Inferentia2 (infra/capacity/sources.json): its engine's batch limit bounds it
+        auto = cfg_llm["deployment_config"]["autoscaling_config"]
+        auto["target_ongoing_requests"] = cfg_llm["engine_kwargs"]["max_num_seqs"]
         neuron = {"cpu": "3", "memory": "12Gi", "aws.amazon.com/neuron": "1"}
         out.append(
             _rayservice(

@@ -131,3 +131,35 @@ def test_capacity_plan_asset_plans_the_shipped_sources_and_the_month_reads_it(tm
     assert basis.startswith("gpu-l4-tp4: ")
     with pytest.raises(dg.Failure, match="materialize capacity_plan first"):
         llm_policy(None, 2)
+
+
+def _autoscaling(manifests: list[dict], name: str) -> dict:
+    import yaml
+
+    rs = next(m for m in manifests if m["metadata"]["name"] == name)
+    app = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"][0]
+    return app["args"]["llm_configs"][0]["deployment_config"]["autoscaling_config"]
+
+
+def test_the_llm_rayservice_scales_at_the_plans_concurrency_not_a_constant():
+    from infra.capacity import DEFAULT_SLO, configured_variant, slo_concurrency, variants, workload
+    from infra.platform.config import load_platform_config
+    from infra.platform.ray_services import render_model_deployments
+
+    cfg = load_platform_config()
+    target = _autoscaling(render_model_deployments(cfg), "agentic-llm")["target_ongoing_requests"]
+    w = workload()
+    v = configured_variant(cfg, variants(w))
+    assert target == slo_concurrency(cfg) == cp.capacity_at_slo(v.engine, w, DEFAULT_SLO)["concurrency"]
+    above = cp.operating_point(v.engine, w, target + 1)  # one more request in flight would miss the SLO
+    assert above["e2e_p95_ms"] > DEFAULT_SLO.e2e_p95_ms or above["ttft_p95_ms"] > DEFAULT_SLO.ttft_p95_ms
+    # a stricter SLO gives a lower target; an explicit setting wins; a variant the plan cannot size is refused
+    assert slo_concurrency(cfg, cp.Slo(3000, 11000)) < target
+    pinned = load_platform_config(overrides={"models": {**vars(cfg.models), "llm_target_ongoing_requests": 5}})
+    assert _autoscaling(render_model_deployments(pinned), "agentic-llm")["target_ongoing_requests"] == 5
+    pools = [{**vars(p), "expected_instance": "g6.xlarge"} if p.name == "gpu" else vars(p) for p in cfg.node_pools]
+    one_l4 = load_platform_config(
+        overrides={"node_pools": pools, "models": {**vars(cfg.models), "llm_gpus_per_replica": 1}}
+    )
+    with pytest.raises(ValueError, match="do not fit"):
+        render_model_deployments(one_l4)

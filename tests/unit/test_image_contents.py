@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RUNTIME = ("pipelines", "assets", "resources", "core", "agents", "infra/platform")
+RUNTIME = ("pipelines", "assets", "resources", "core", "agents", "infra/platform", "infra/capacity")
 # files whose Path(__file__) names something that exists only on a developer's machine, never read on eks
 LOCAL_ONLY = {
     "resources/gateway.py": "the local LiteLLM venv (.venv-gateway); on eks LiteLLM is its own Deployment",
@@ -35,10 +35,10 @@ def _runtime_paths() -> list[Path]:
     from assets.evaluation.golden_hard import HARD_SET_FILE
     from assets.observability.monitoring import RUNBOOK_FILE
     from assets.serving.capacity import EVAL_DATA
-    from assets.serving.plan import SOURCES
     from core.answerability import FIT_PATH
     from core.cost import PRICE_FILE
     from core.verdict import FIT_PATH as VERDICT_FIT
+    from infra.capacity import SOURCES
     from infra.platform.config import DEFAULT_FILE
     from infra.platform.gateway import AUTH_MODULE
 
@@ -73,7 +73,7 @@ def test_no_module_reads_its_tree_without_being_listed():
         "assets/evaluation/golden_hard.py",
         "assets/observability/monitoring.py",
         "assets/serving/capacity.py",
-        "assets/serving/plan.py",
+        "infra/capacity/__init__.py",
         "core/answerability.py",
         "core/cost.py",
         "core/verdict.py",
