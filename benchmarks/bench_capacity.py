@@ -29,6 +29,54 @@ def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
 
 
+def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
+    """The planner's model (``core.capacity_plan``) of this server, from ``bench_physical_bound``'s measurement of one
+    request on this machine, for each concurrency level's own requests: written before the load runs them."""
+    from tokenizers import Tokenizer
+
+    from core import capacity
+    from core import capacity_plan as cp
+
+    tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
+    count = lambda text: len(tok.encode(text, add_special_tokens=False).ids)  # noqa: E731
+    bound = json.loads((RESULTS / "physical_bound.json").read_text())
+    read = max(b["read_gb_s"] for b in bound["bandwidth"])  # every core reading
+    source = f"physical_bound.json ({bound['measured_at']}): one request, {bound['models'][args.llm]['prompt_tokens']} tokens in"
+    engine = cp.cpu_engine(bound["models"][args.llm], read, args.slots, source)
+    rows = []
+    for level, chosen in zip(levels, capacity.level_datasets(records, levels)):
+        if level.mode != capacity.CONCURRENCY:
+            continue
+        prompts = [n for r in chosen for n in cp.uncached_prompts(r, count, cfg.max_tokens)][: level.requests]
+        p = cp.predict_level(engine, prompts, cfg.max_tokens, int(level.value))
+        rows.append({"level": level.name, **{k: round(v, 3) for k, v in p.items()}})
+    slo = cp.Slo(cfg.ttft_p95_ms, cfg.e2e_p95_ms)
+    meeting = [r for r in rows if r["ttft_p95_ms"] <= slo.ttft_p95_ms and r["e2e_p95_ms"] <= slo.e2e_p95_ms]
+    return {
+        "engine": dataclasses.asdict(engine),
+        "output_tokens": cfg.max_tokens,
+        "levels": rows,
+        "capacity": meeting[-1]["level"] if meeting else None,
+        "predicted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def compare(prediction: dict, rows: list[dict]) -> list[dict]:
+    """Predicted against measured, per concurrency level: measured / predicted."""
+    measured = {f"c{r['value']:g}": r for r in rows if r["mode"] == "concurrency"}
+    out = []
+    for p in prediction["levels"]:
+        m = measured.get(p["level"])
+        if m is None:
+            continue
+        row = {"level": p["level"]}
+        for key in ("requests_per_s", "ttft_p95_ms", "e2e_p95_ms"):
+            row[key] = {"predicted": p[key], "measured": m.get(key)}
+            row[key]["ratio"] = round(m[key] / p[key], 3) if m.get(key) else None
+        out.append(row)
+    return out
+
+
 def engine_run(args, settings, cfg) -> dict:
     """A llama-server started here, the model server target only."""
     from assets.serving.capacity import agent_prompts, eval_items, hardware, measure
@@ -75,6 +123,9 @@ def engine_run(args, settings, cfg) -> dict:
         finally:
             service.close()
         prompt_s = time.perf_counter() - t0
+        prediction = predict(args, cfg, levels, prompts["engine"], tokenizer) if args.predict else None
+        if prediction:
+            print("predicted before the load:", json.dumps(prediction["levels"], indent=1), flush=True)
         target = capacity.Target("model_server", url, model.served_name, url)
         t1 = time.perf_counter()
         rows, found = measure(load_test, [target], prompts, levels, tokenizer, {}, slo, cfg, print)
@@ -84,7 +135,7 @@ def engine_run(args, settings, cfg) -> dict:
             server.stop()
     machine = hardware(cfg.hardware)
     png = capacity.curves_png(rows, slo, f"{model.served_name} on {machine}")
-    (RESULTS / f"capacity_{args.llm}.png").write_bytes(png)
+    (RESULTS / f"{args.out or f'capacity_{args.llm}'}.png").write_bytes(png)
     return {
         "mode": "engine",
         "model": model.served_name,
@@ -97,6 +148,7 @@ def engine_run(args, settings, cfg) -> dict:
         "rows": rows,
         "prompt_seconds": round(prompt_s, 1),
         "load_seconds": round(load_s, 1),
+        **({"prediction": prediction, "predicted_vs_measured": compare(prediction, rows)} if prediction else {}),
     }
 
 
@@ -144,6 +196,10 @@ def main() -> int:
     ap.add_argument("--level-time-limit", type=float, default=600)
     ap.add_argument("--nice", type=int, default=0, help="the load tool's niceness")
     ap.add_argument("--work-dir", default="", help="the tool's artifacts (default: a temporary folder)")
+    ap.add_argument(
+        "--predict", action="store_true", help="the planner's prediction of each concurrency level, before the load"
+    )
+    ap.add_argument("--out", default="", help="result name (default capacity_<llm>)")
     args = ap.parse_args()
     args.work_dir = args.work_dir or tempfile.mkdtemp(prefix="bench-capacity-")
     cfg = CapacityConfig(
@@ -174,7 +230,9 @@ def main() -> int:
         bench_answers.build_home(argparse.Namespace(docs=2000), settings)
     out = live_run(args, settings, cfg) if args.live else engine_run(args, settings, cfg)
     out["load_1m"], out["niceness"] = os.getloadavg()[0], os.nice(0)
-    path = save(f"capacity_{args.llm}", out)
+    path = save(args.out or f"capacity_{args.llm}", out)
+    if out.get("predicted_vs_measured"):
+        print(json.dumps(out["predicted_vs_measured"], indent=1))
     print(json.dumps(out["capacity"], indent=1), f"\n-> {path}")
     return 0
 

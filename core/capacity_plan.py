@@ -307,3 +307,27 @@ def variants_from_sources(sources: dict, gpu_measured: dict, w: Workload) -> lis
             engine, basis = scaled_engine(refs[ref_gpu], gpus[ref_gpu], gpu, base.gpus_per_replica, batch), "scaled"
         out.append(Variant(**{**asdict(base), "engine": engine, "basis": basis}))
     return out
+
+
+# -- the planner checked against a load test ------------------------------------------------------------------------
+
+TEMPLATE_TOKENS = 5  # a ChatML message's framing: <|im_start|>, the role, a newline, <|im_end|>, a newline
+
+
+def uncached_prompts(record: dict, count, reply_tokens: int) -> list[int]:
+    """The prompt tokens each request of an AIPerf ``multi_turn`` conversation makes the server process, with its
+    prefix cache: the system text is the slot's cached prefix; a first turn pays its own text (sources, question,
+    the run's marker); a later turn pays the reply before it and its own text, the rest being the slot's last prompt.
+    ``count``: text -> tokens."""
+    out = []
+    for turn in (t for t in record["turns"] if t.get("role") != "system"):
+        own = count(turn["text"]) + TEMPLATE_TOKENS + 3  # and the assistant header the prompt ends with
+        out.append(own if not out else own + reply_tokens + TEMPLATE_TOKENS)
+    return out
+
+
+def predict_level(engine: Engine, prompts: list[int], output: int, concurrency: int) -> dict:
+    """What the model says a closed-loop level of these requests will measure."""
+    w = Workload.from_rows([(p, output) for p in prompts], "the level's own requests")
+    point = operating_point(engine, w, min(concurrency, engine.max_batch))
+    return {**point, "requests_per_s": point["answers_per_s"], "prompt_mean": w.prompt, "prompt_p95": w.prompt_p95}
