@@ -168,9 +168,30 @@ def live_run(args, settings, cfg) -> dict:
     return {"mode": "live", **res["pipeline_state"].read_json(key)}
 
 
+def indexed_settings(home: str, llm: str, build: bool, need_index: bool = False):
+    """Settings over an indexed home (the prompts' passages): ``home`` when it has an index, else (or with ``build``)
+    the 2,000-abstract sample indexed as bench_answers does, into ``home`` when it is empty or absent, else a new one."""
+    from pipelines.settings import load_settings
+
+    path = Path(home).resolve()
+    settings = dataclasses.replace(load_settings({**os.environ, "AGENTIC_HOME": str(path)}), llm=llm)
+    unindexed = settings.vector_store == "lancedb" and not (settings.index_root / "_serving.json").is_file()
+    if need_index and unindexed:
+        raise SystemExit(f"{path} has no index: --live measures the stack `make run` / `agentic up` made")
+    if build or unindexed:
+        from benchmarks import bench_answers
+        from benchmarks.common import bench_settings
+
+        if build or (path.exists() and any(path.iterdir())):  # never index into a home that holds something else
+            path = Path(tempfile.mkdtemp(prefix="bench-capacity-home-"))
+        print(f"indexing the 2,000-abstract sample into {path} (the prompts' passages)", flush=True)
+        settings = dataclasses.replace(bench_settings(path), llm=llm)
+        bench_answers.build_home(argparse.Namespace(docs=2000), settings)
+    return settings
+
+
 def main() -> int:
     from assets.serving.capacity import CapacityConfig
-    from pipelines.settings import load_settings
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--llm", default="1.5b", choices=("0.5b", "1.5b"))
@@ -215,19 +236,7 @@ def main() -> int:
         questions=args.questions,
         conversations=args.conversations,
     )
-    home = Path(args.home).resolve()
-    settings = dataclasses.replace(load_settings({**os.environ, "AGENTIC_HOME": str(home)}), llm=args.llm)
-    unindexed = settings.vector_store == "lancedb" and not (settings.index_root / "_serving.json").is_file()
-    if args.live and unindexed:
-        ap.error(f"{home} has no index: --live measures the stack `make run` / `agentic up` made")
-    if args.build_home or (not args.live and unindexed):
-        from benchmarks import bench_answers
-        from benchmarks.common import bench_settings
-
-        home = Path(tempfile.mkdtemp(prefix="bench-capacity-home-"))
-        print(f"indexing the 2,000-abstract sample into {home} (the prompts' passages)", flush=True)
-        settings = dataclasses.replace(bench_settings(home), llm=args.llm)
-        bench_answers.build_home(argparse.Namespace(docs=2000), settings)
+    settings = indexed_settings(args.home, args.llm, args.build_home, need_index=args.live)
     out = live_run(args, settings, cfg) if args.live else engine_run(args, settings, cfg)
     out["load_1m"], out["niceness"] = os.getloadavg()[0], os.nice(0)
     path = save(args.out or f"capacity_{args.llm}", out)

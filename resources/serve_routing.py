@@ -1,0 +1,127 @@
+"""The local LLM behind Ray Serve's request router: an ingress hands each chat request to one of several llama-server
+replicas through a DeploymentHandle, so the router Serve is configured with picks the replica: Ray's
+``PrefixCacheAffinityRouter`` (requests whose messages share a prefix go where that prefix was sent, while the
+replicas' queues differ by less than ``imbalanced_threshold``; past it, the less loaded of two) or Serve's default
+power-of-two-choices router. What ``benchmarks/bench_routing.py`` compares; on eks Ray Serve LLM renders the same
+router for vLLM (``infra/platform/ray_services.py``).
+
+Each replica writes its llama-server's loopback URL to ``<run_dir>/replica-<id>.url`` so a benchmark can read that
+server's own counters (prompt tokens processed) without going through the router.
+
+(No ``from __future__ import annotations``: FastAPI inside a Serve ingress class must see the real ``Request``.)
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from ray import serve
+from ray.serve.config import RequestRouterConfig
+from ray.serve.handle import DeploymentHandle
+
+# Ray Serve LLM's router; imported from its module, since ``ray.serve.llm`` itself insists on vLLM being installed
+PREFIX_ROUTER = "ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router.PrefixCacheAffinityRouter"
+ROUTERS = ("default", "prefix")
+
+routed_api = FastAPI(title="agentic routed llm")
+
+
+@dataclass
+class ChatRequest:
+    """What the ingress passes on: ``messages`` is what the prefix router matches (it reads that attribute)."""
+
+    messages: list[dict]
+    body: dict
+
+
+def router_config(router: str, imbalanced_threshold: float) -> RequestRouterConfig | None:
+    if router not in ROUTERS:
+        raise ValueError(f"unknown router {router!r}; choose from {ROUTERS}")
+    if router == "default":
+        return None
+    return RequestRouterConfig(
+        request_router_class=PREFIX_ROUTER,
+        request_router_kwargs={"imbalanced_threshold": imbalanced_threshold},
+    )
+
+
+@serve.deployment(name="llama", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16)
+class LlamaReplica:
+    """One llama-server, started by this replica and stopped with it."""
+
+    def __init__(self, binary: str, env: dict, model_path: str, alias: str, ctx_size: int, parallel: int,
+                 threads: int, run_dir: str):  # fmt: skip
+        from infra.local.llama_server import LlamaServer
+
+        rid = serve.get_replica_context().replica_id.unique_id
+        run = Path(run_dir)
+        run.mkdir(parents=True, exist_ok=True)
+        self.server = LlamaServer(Path(binary), env, Path(model_path), alias, ctx_size=ctx_size, parallel=parallel,
+                                  threads=threads, log_path=run / f"llama-server-{rid}.log")  # fmt: skip
+        self.server.start()
+        self.url_file = run / f"replica-{rid}.url"
+        self.url_file.write_text(self.server.url)
+        self.client = httpx.AsyncClient(base_url=self.server.url, timeout=httpx.Timeout(600, connect=5))
+
+    def __del__(self):
+        self.server.stop()
+        self.url_file.unlink(missing_ok=True)
+
+    def check_health(self) -> None:
+        if not self.server.healthy():
+            raise RuntimeError("llama-server is not healthy")
+
+    async def chat(self, req: ChatRequest):
+        """The upstream status first, then the response body as it comes (server-sent events when streaming)."""
+        async with self.client.stream("POST", "/v1/chat/completions", json=req.body) as upstream:
+            yield upstream.status_code
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+
+
+@serve.deployment(name="llm-ingress", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+@serve.ingress(routed_api)
+class RoutedLLM:
+    def __init__(self, replicas: DeploymentHandle, alias: str):
+        self.replicas = replicas.options(stream=True)
+        self.alias = alias
+
+    @routed_api.get("/health")
+    async def health(self):
+        return {"status": "ok", "model": self.alias}
+
+    @routed_api.get("/v1/models")
+    async def models(self):
+        return {"object": "list", "data": [{"id": self.alias, "object": "model", "owned_by": "llama.cpp"}]}
+
+    @routed_api.post("/v1/chat/completions")
+    async def chat(self, request: Request):
+        try:
+            payload = await request.json()
+        except ValueError:
+            return JSONResponse(status_code=400, content={"error": {"message": "request body must be JSON"}})
+        chunks = self.replicas.chat.remote(ChatRequest(payload.get("messages") or [], payload))
+        status = await chunks.__anext__()
+        if payload.get("stream") and status == 200:
+
+            async def relay():
+                async for chunk in chunks:
+                    yield chunk
+
+            return StreamingResponse(relay(), media_type="text/event-stream")
+        body = b"".join([c async for c in chunks])
+        return Response(content=body, status_code=status, media_type="application/json")
+
+
+def routed_app(spec: dict, router: str, replicas: int, imbalanced_threshold: float = 2.0):
+    """The ingress and ``replicas`` llama-server replicas behind ``router``. ``spec``: LlamaReplica's arguments."""
+    llama = LlamaReplica.options(
+        num_replicas=replicas, request_router_config=router_config(router, imbalanced_threshold)
+    )
+    return RoutedLLM.bind(llama.bind(**spec), spec["alias"])
+
+
+def replica_urls(run_dir: str | Path) -> list[str]:
+    return sorted(p.read_text().strip() for p in Path(run_dir).glob("replica-*.url"))
