@@ -70,7 +70,6 @@ def main() -> int:
     args = ap.parse_args()
 
     import httpx
-    from ray import serve
 
     from assets.serving.capacity import agent_prompts, eval_items
     from benchmarks.bench_capacity import indexed_settings
@@ -79,7 +78,6 @@ def main() -> int:
     from infra.local.llama_server import resolve_binary
     from infra.local.processes import free_port
     from pipelines.profiles import build_resources
-    from resources.serve_routing import replica_urls, routed_app
 
     settings = indexed_settings(args.home, args.llm, False)
     res = build_resources(settings)
@@ -100,7 +98,11 @@ def main() -> int:
         "two_turn": [r for r in records if capacity.requests_of(r) == 2],
         "single_turn": [r for r in records if capacity.requests_of(r) == 1],
     }
-    res["ray_cluster"].ensure()
+    res["ray_cluster"].ensure()  # Ray is imported after this: it reads its token settings at import
+    from ray import serve
+
+    from resources.serve_routing import replica_urls, routed_app
+
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     out: dict = {"model": model.served_name, "binary": origin, "replicas": 2, "threads_per_replica": 1, "runs": []}

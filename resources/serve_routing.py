@@ -115,12 +115,16 @@ class RoutedLLM:
         return Response(content=body, status_code=status, media_type="application/json")
 
 
-def routed_app(spec: dict, router: str, replicas: int, imbalanced_threshold: float = 2.0):
-    """The ingress and ``replicas`` llama-server replicas behind ``router``. ``spec``: LlamaReplica's arguments."""
-    llama = LlamaReplica.options(
-        num_replicas=replicas, request_router_config=router_config(router, imbalanced_threshold)
-    )
-    return RoutedLLM.bind(llama.bind(**spec), spec["alias"])
+def routed_app(
+    spec: dict, router: str, replicas: int, imbalanced_threshold: float = 2.0, autoscaling: dict | None = None
+):
+    """The ingress and ``replicas`` llama-server replicas behind ``router`` (or as many as Serve's ``autoscaling``
+    config decides from the requests in flight per replica). ``spec``: LlamaReplica's arguments."""
+    options: dict = {"autoscaling_config": autoscaling} if autoscaling else {"num_replicas": replicas}
+    chosen = router_config(router, imbalanced_threshold)
+    if chosen is not None:  # else Serve's default router
+        options["request_router_config"] = chosen
+    return RoutedLLM.bind(LlamaReplica.options(**options).bind(**spec), spec["alias"])
 
 
 def replica_urls(run_dir: str | Path) -> list[str]:
