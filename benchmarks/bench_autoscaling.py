@@ -80,7 +80,7 @@ def main() -> int:
     settings = indexed_settings(args.home, args.llm, False)
     res = build_resources(settings)
     work = Path(tempfile.mkdtemp(prefix="bench-autoscaling-"))
-    load_test = res["load_test"].model_copy(update={"work_dir": str(work / "aiperf")})
+    load_test = res["load_test"].model_copy(update={"work_dir": str(work / "aiperf"), "niceness": 19})
     load_test.check()
     model = get_model(args.llm)
     path = settings.cache / "models" / "llm" / model.file_name

@@ -24,8 +24,8 @@ class CapacityPlanConfig(dg.Config):
 def plan_markdown(record: dict) -> str:
     lines = [
         "| variant | instance | basis | answers/h per replica at the SLO | batch | $/month | $ per 1,000 answers "
-        "| $ per 1M output tokens at capacity | not planned because |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| $ per 1M output tokens at capacity | answers/h above which one node beats Bedrock | not planned because |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
     for r in record["variants"]:
@@ -36,12 +36,12 @@ def plan_markdown(record: dict) -> str:
             f"| {r['variant']}{mark} | {r['instance']} | {r['basis']} | {fmt(r.get('answers_per_replica_hour'), ',.0f')} "
             f"| {fmt(cap.get('concurrency'), 'd')} | {fmt(r.get('monthly_usd'), ',.0f')} "
             f"| {fmt(r.get('usd_per_1000_answers'), '.3f')} | {fmt(r.get('usd_per_million_output_tokens_at_capacity'), '.3f')} "
-            f"| {r.get('reason', '')} |"
+            f"| {fmt(r.get('break_even_answers_per_hour_vs_bedrock'), ',d')} | {r.get('reason', '')} |"
         )
     b = record["bedrock"]
     lines.append(
         f"| Bedrock {b['model']} | managed | price book | | | | {b['usd_per_1000_answers']:.3f} "
-        f"| {b['usd_per_million_output_tokens']:.3f} | (per token, input included) |"
+        f"| {b['usd_per_million_output_tokens']:.3f} | | (per token, input included) |"
     )
     return "\n".join(lines)
 
@@ -75,6 +75,10 @@ def capacity_plan(
             w, book.price(f"bedrock_{bedrock}_input_mtok"), book.price(f"bedrock_{bedrock}_output_mtok")
         ),
     }
+    per_answer = record["bedrock"]["usd_per_1000_answers"] / 1000
+    for row in record["variants"]:  # the steady traffic above which an always-on node costs less than Bedrock
+        if row["planned"]:
+            row["break_even_answers_per_hour_vs_bedrock"] = round(row["usd_per_hour_node"] / per_answer)
     record.update({"answers_per_hour": config.answers_per_hour, "region": cfg.region, "price_book": book.as_of})
     deployed = configured_variant(cfg, options)
     record["configured"] = deployed.name if deployed else None

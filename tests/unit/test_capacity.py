@@ -82,6 +82,7 @@ def test_the_tools_arguments_bound_each_run_and_carry_no_key(tmp_path):
     assert value("--request-timeout-seconds") == "120" and value("--ui") == "none"
     assert "--streaming" in args and "--concurrency" not in args and "--use-server-token-count" in args
     assert value("--cache-bust") == "first-turn-prefix"  # no run reads another run's prompts from the server's cache
+    assert value("--connection-reuse-strategy") == "never"  # a reused connection the server had closed failed
     api = Target("api", "http://127.0.0.1:8000", "agentic-rag", ENGINE.engine_url, True, False, agent_side=True)
     args = capacity.aiperf_args(api, Level(CONCURRENCY, 2, 4), tmp_path / "p.jsonl", tmp_path / "tok", tmp_path, 60)
     assert args[args.index("--concurrency") + 1] == "2" and "--use-server-token-count" not in args

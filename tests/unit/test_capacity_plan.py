@@ -122,6 +122,9 @@ def test_capacity_plan_asset_plans_the_shipped_sources_and_the_month_reads_it(tm
     for r in rows.values():  # every planned number traces to a source; the rest say why not
         assert (r["planned"] and r["source"]) or r["reason"]
     assert plan["bedrock"]["usd_per_1000_answers"] > 0
+    l4 = rows["gpu-l4-tp4"]  # one g6.12xlarge-hour buys this many Bedrock answers
+    want = l4["usd_per_hour_node"] / (plan["bedrock"]["usd_per_1000_answers"] / 1000)
+    assert l4["break_even_answers_per_hour_vs_bedrock"] == pytest.approx(want, abs=1)
     meta = result.asset_materializations_for_node("capacity_plan")[0].metadata
     assert "Bedrock" in meta["table"].value and meta["chosen"].value == plan["chosen"]
     # the simulated month sizes the deployed variant from the plan, at the plan's headroom
