@@ -40,9 +40,14 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
     tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
     count = lambda text: len(tok.encode(text, add_special_tokens=False).ids)  # noqa: E731
     bound = json.loads((RESULTS / "physical_bound.json").read_text())
-    read = max(b["read_gb_s"] for b in bound["bandwidth"])  # every core reading
-    source = f"physical_bound.json ({bound['measured_at']}): one request, {bound['models'][args.llm]['prompt_tokens']} tokens in"
-    engine = cp.cpu_engine(bound["models"][args.llm], read, args.slots, source)
+    model = bound["models"][args.llm]
+    if args.threads == 1:  # the server on one core (the load tool on the other): the one-thread measurement
+        model, procs = {**model, **model["one_thread"]}, 1
+    else:
+        procs = max(b["processes"] for b in bound["bandwidth"])
+    read = next(b["read_gb_s"] for b in bound["bandwidth"] if b["processes"] == procs)
+    source = f"physical_bound.json ({bound['measured_at']}): one request, {model['prompt_tokens']} tokens in, {procs} thread(s)"
+    engine = cp.cpu_engine(model, read, args.slots, source)
     rows = []
     for level, chosen in zip(levels, capacity.level_datasets(records, levels)):
         if level.mode != capacity.CONCURRENCY:

@@ -14,23 +14,28 @@ def main() -> int:
     # bench_vector_stores reuses the chunks and vectors bench_scale leaves in its home, so it runs after it.
     # bench_scale_sweep (its own scratch home and Ray head) runs its default sizes, 2k/10k/33k; the full sweep is
     # `bench_scale_sweep.py --sizes 2000,10000,33272,100000,300000`.
-    for script in (
-        "bench_embedder_runtime.py",
-        "bench_pipeline.py",
-        "bench_embed_served.py",
-        "bench_answers.py",
-        "bench_scale.py",
-        "bench_vector_stores.py",
-        "bench_access.py",
-        "bench_ocr.py",
-        "bench_llama_server.py",
-        "bench_llama_contention.py",
-        "bench_physical_bound.py",
-        "bench_capacity.py",  # AIPerf (setup part aiperf) on a llama-server it starts, the agent's prompts
-        "bench_scale_sweep.py",
+    check = ["--llm", "0.5b", "--predict", "--threads", "1", "--slots", "2", "--concurrency", "1,2", "--rates", "",
+             "--requests", "10", "--max-tokens", "64", "--nice", "19", "--out", "capacity_check_0.5b"]  # fmt: skip
+    for script, args in (
+        ("bench_embedder_runtime.py", []),
+        ("bench_pipeline.py", []),
+        ("bench_embed_served.py", []),
+        ("bench_answers.py", ["--split", "test"]),  # the benchmark is the one reader of the test split
+        ("bench_scale.py", []),
+        ("bench_vector_stores.py", []),
+        ("bench_access.py", []),
+        ("bench_ocr.py", []),
+        ("bench_llama_server.py", []),
+        ("bench_llama_contention.py", []),
+        ("bench_physical_bound.py", []),
+        ("bench_capacity.py", []),  # AIPerf (setup part aiperf) on a llama-server it starts, the agent's prompts
+        ("bench_capacity.py", check),  # the planner's prediction of the server, then the load (docs/serving.md)
+        ("bench_routing.py", []),  # prefix affinity against Serve's default router, two llama-server replicas
+        ("bench_autoscaling.py", []),  # a load step on Serve autoscaling, min 1, max 2
+        ("bench_scale_sweep.py", []),
     ):
-        print(f"== {script}", flush=True)
-        rc = subprocess.call([sys.executable, str(HERE / script)])
+        print(f"== {script} {' '.join(args)}", flush=True)
+        rc = subprocess.call([sys.executable, str(HERE / script), *args])
         if rc:
             return rc
     for path in sorted((HERE / "results").glob("*.json")):

@@ -59,6 +59,7 @@ class ModelDeploymentConfig:
     # Ray Serve's target_ongoing_requests per LLM replica; 0: the capacity plan's concurrency at the SLO for the
     # deployed variant (infra/capacity), never a guess
     llm_target_ongoing_requests: int = 0
+    llm_router_imbalanced_threshold: float = 2.0  # prefix-affinity routing while replica queues differ by less
     llm_max_model_len: int = 16384
     hf_token_secret: str = "hf-token"  # K8s Secret (synced from Secrets Manager); never a literal token
     embedder_model_id: str = "snowflake-arctic-embed-s-onnx"

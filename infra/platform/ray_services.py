@@ -154,6 +154,9 @@ def _vision_service(cfg: PlatformConfig, image: str, hf_env: list[dict]) -> list
     return [_rayservice(cfg, "agentic-vision", {"applications": [app]}, [worker], image)]
 
 
+LLM_ROUTER = "ray.serve.llm.request_router.PrefixCacheAffinityRouter"  # Ray Serve LLM's, as the local benchmark's
+
+
 def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
     m = cfg.models
     hf_env = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": m.hf_token_secret, "key": "token"}}}]
@@ -179,6 +182,12 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
                             "min_replicas": 1,
                             "max_replicas": m.llm_max_replicas,
                             "target_ongoing_requests": m.llm_target_ongoing_requests or slo_concurrency(cfg),
+                        },
+                        # a conversation's turns go to the replica whose vLLM prefix cache holds its earlier turns,
+                        # unless the queues differ by 2 or more (then the less loaded of two); docs/serving.md
+                        "request_router_config": {
+                            "request_router_class": LLM_ROUTER,
+                            "request_router_kwargs": {"imbalanced_threshold": m.llm_router_imbalanced_threshold},
                         },
                         "health_check_period_s": 10,
                         "health_check_timeout_s": 30,

@@ -183,3 +183,24 @@ def test_uncached_prompts_follow_the_slots_prefix_cache():
     one, two = (cp.predict_level(e, [first, follow], 64, c) for c in (1, 2))
     assert two["requests_per_s"] == pytest.approx(one["requests_per_s"])
     assert two["e2e_p95_ms"] > one["e2e_p95_ms"]
+
+
+def test_the_llm_rayservice_routes_by_prefix_as_the_local_benchmark_does():
+    import yaml
+
+    from infra.platform.config import load_platform_config
+    from infra.platform.ray_services import LLM_ROUTER, render_model_deployments
+    from resources.serve_routing import PREFIX_ROUTER, router_config
+
+    cfg = load_platform_config()
+    rs = next(m for m in render_model_deployments(cfg) if m["metadata"]["name"] == "agentic-llm")
+    app = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"][0]
+    routing = app["args"]["llm_configs"][0]["deployment_config"]["request_router_config"]
+    # Ray Serve LLM's public class is the one the local benchmark loads from its module (ray.serve.llm needs vLLM)
+    assert LLM_ROUTER.rsplit(".", 1)[1] == PREFIX_ROUTER.rsplit(".", 1)[1] == "PrefixCacheAffinityRouter"
+    assert routing["request_router_kwargs"] == {"imbalanced_threshold": cfg.models.llm_router_imbalanced_threshold}
+    local = router_config("prefix", cfg.models.llm_router_imbalanced_threshold)  # Serve accepts these kwargs
+    assert local.request_router_kwargs == routing["request_router_kwargs"]
+    assert router_config("default", 2.0) is None
+    with pytest.raises(ValueError, match="unknown router"):
+        router_config("round-robin", 2.0)
