@@ -38,6 +38,7 @@ class Admission:
     def __init__(self, authenticate, limits, metrics, audit=None):
         self.authenticate, self.limits, self.metrics, self.audit = authenticate, limits, metrics, audit
         self.rate, self.inflight = RateLimiter(), ConcurrencyLimiter()
+        metrics.in_flight.set_function(self.inflight.total)
 
     def install(self, app: FastAPI) -> None:
         app.middleware("http")(self.admit_and_measure)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field, field_validator
 
 from agents.admission import Admission, Caller, require_key
@@ -64,6 +64,8 @@ class Metrics:
             "agentic_answer_routes_total", "Answers by route taken", ["route"], registry=self.registry
         )
         self.llm_calls = Counter("agentic_llm_calls_total", "LLM calls made to answer", registry=self.registry)
+        # the queue KEDA scales the API and the gateway on (infra/platform/autoscaling.py); set by the admission
+        self.in_flight = Gauge("agentic_requests_in_flight", "Keyed requests in flight", registry=self.registry)
 
     def answered(self, answer) -> None:
         self.routes.labels(answer.route).inc()

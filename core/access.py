@@ -308,6 +308,11 @@ class ConcurrencyLimiter:
     def inflight(self, key: str) -> int:
         return self._inflight.get(key, 0)
 
+    def total(self) -> int:
+        """Requests in flight over every key: the queue the API's autoscaler reads (``agentic_requests_in_flight``)."""
+        with self._lock:
+            return sum(self._inflight.values())
+
 
 # ------------------------------------------------------------------ audit
 

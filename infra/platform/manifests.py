@@ -20,6 +20,7 @@ Labels are the standard ones (``kubernetes.io/arch``, ``karpenter.sh/nodepool``)
 from __future__ import annotations
 
 from infra.platform.addons import render_cluster_addons
+from infra.platform.autoscaling import render_scaled_objects
 from infra.platform.config import PlatformConfig
 from infra.platform.gateway import render_litellm_config
 from infra.platform.node_pools import COMPUTE_MODES, PRUNE_KINDS, render_node_pools
@@ -90,5 +91,6 @@ def render_everything(cfg: PlatformConfig, compute_mode: str = "auto") -> dict[s
             *render_network_policies(cfg),  # before the pods they isolate
             *render_gateway_and_observability(cfg, litellm),
             *render_model_deployments(cfg),
+            *render_scaled_objects(cfg),  # after the Deployments they scale
         ],
     }

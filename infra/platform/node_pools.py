@@ -36,6 +36,7 @@ PRUNE_KINDS: dict[str, set[tuple[str, str]]] = {
         ("ray.io/v1", "RayService"),
         ("ray.io/v1", "RayCluster"),
         ("monitoring.coreos.com/v1", "PrometheusRule"),
+        ("keda.sh/v1alpha1", "ScaledObject"),
     },
 }
 # Where instance labels live and which node class a pool references, per compute target: EKS Auto Mode, self-managed

@@ -55,6 +55,16 @@ HELM_CHARTS = [
         },
     },
     {
+        # the ScaledObjects' controller (infra/platform/autoscaling.py); the chart version is KEDA's own, whose CRD
+        # infra/crds vendors
+        "name": "keda",
+        "repo": "https://kedacore.github.io/charts",
+        "chart": "keda",
+        "version": "2.18.0",
+        "namespace": "keda",
+        "values": {},
+    },
+    {
         "name": "dagster",
         "repo": "https://dagster-io.github.io/helm",
         "chart": "dagster",

@@ -61,8 +61,9 @@ def _deployment(
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": meta(cfg, name, "gateway", cfg.namespace, sel),
+            # no replica count: KEDA's HPA owns it (min 2, infra/platform/autoscaling.py); an applied count would
+            # reset what it scaled to on every apply
             "spec": {
-                "replicas": 2,
                 "selector": {"matchLabels": sel},
                 "template": {"metadata": {"labels": sel}, "spec": pod},
             },
