@@ -255,6 +255,32 @@ def plan(
     return {"slo": asdict(slo), "workload": asdict(w), "headroom": headroom, "variants": rows, "chosen": chosen}
 
 
+def markdown(record: dict) -> str:
+    """The plan as a table: each variant, the chosen and the deployed one marked, Bedrock's row last."""
+    lines = [
+        "| variant | instance | basis | answers/h per replica at the SLO | batch | $/month | $ per 1,000 answers "
+        "| $ per 1M output tokens at capacity | answers/h above which one node beats Bedrock | not planned because |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
+    for r in record["variants"]:
+        cap = r.get("capacity") or {}
+        mark = " (chosen)" if r["variant"] == record["chosen"] else ""
+        mark += " (configured)" if r["variant"] == record["configured"] else ""
+        lines.append(
+            f"| {r['variant']}{mark} | {r['instance']} | {r['basis']} | {fmt(r.get('answers_per_replica_hour'), ',.0f')} "
+            f"| {fmt(cap.get('concurrency'), 'd')} | {fmt(r.get('monthly_usd'), ',.0f')} "
+            f"| {fmt(r.get('usd_per_1000_answers'), '.3f')} | {fmt(r.get('usd_per_million_output_tokens_at_capacity'), '.3f')} "
+            f"| {fmt(r.get('break_even_answers_per_hour_vs_bedrock'), ',d')} | {r.get('reason', '')} |"
+        )
+    b = record["bedrock"]
+    lines.append(
+        f"| Bedrock {b['model']} | managed | price book | | | | {b['usd_per_1000_answers']:.3f} "
+        f"| {b['usd_per_million_output_tokens']:.3f} | | (per token, input included) |"
+    )
+    return "\n".join(lines)
+
+
 def bedrock_costs(w: Workload, input_usd_mtok: float, output_usd_mtok: float) -> dict:
     """A managed model's cost for the same answers: per 1,000 answers (its prompt and output tokens) and per 1M
     output tokens (with the input each output token brings along)."""

@@ -8,6 +8,8 @@ import dagster as dg
 from assets.cost.measured import measured_throughputs
 from assets.cost.render import lines_markdown, stacked_png
 from assets.cost.state import BILL_RECORD, COST_REPORT_RECORD, UNIT_ECONOMICS_RECORD, asset
+from assets.serving.state import CAPACITY_PLAN_RECORD
+from core.capacity_plan import markdown
 from core.cost import (
     HOURS_PER_MONTH,
     UnknownRegion,
@@ -114,7 +116,7 @@ class ReportConfig(UsageConfig):
 
 @asset(
     kinds={"python"},
-    deps=[bill_of_materials, price_book],
+    deps=[bill_of_materials, price_book, dg.AssetKey("capacity_plan")],
     description="Monthly cost: the reference design's table (us-east-1, Nov 2025, $447.47) reproduced line by line, then the "
     "components it omits as separate lines, then this platform's own bill of materials; markdown and a stacked-bar PNG; a "
     "scenario comparison (Graviton CPU vs GPU vs Inferentia) for the same traffic.",
@@ -169,6 +171,16 @@ def monthly_cost_report(
             "options": scenarios,
         },
     }
+    plan = pipeline_state.read_json(CAPACITY_PLAN_RECORD)
+    if plan is not None:  # serving per hardware variant, beside Bedrock's per-token price (the capacity plan)
+        keep = ("variant", "instance", "basis", "planned", "answers_per_replica_hour", "monthly_usd",
+                "usd_per_1000_answers", "usd_per_million_output_tokens_at_capacity", "reason")  # fmt: skip
+        report["capacity_plan"] = {
+            "chosen": plan["chosen"],
+            "configured": plan["configured"],
+            "variants": [{k: r.get(k) for k in keep} for r in plan["variants"]],
+            "bedrock": plan["bedrock"],
+        }
     pipeline_state.write_json(COST_REPORT_RECORD, report)
     png = stacked_png({"reference": ref, "reference + omitted": ref + omitted, "this platform": ours})
     pipeline_state.put_bytes(f"{COST_REPORT_RECORD}.png", png)
@@ -177,6 +189,8 @@ def monthly_cost_report(
             lines_markdown(ref, f"Reference design (us-east-1, price book {ref_book.as_of})"),
             lines_markdown(omitted, "What the reference leaves out"),
             lines_markdown(ours, f"This platform ({cfg.region})"),
+            "### Serving the LLM, per hardware variant (capacity_plan)\n\n"
+            + (markdown(plan) if plan is not None else "capacity_plan is not materialized: no variant table"),
         ]
     )
     pipeline_state.put_bytes(f"{COST_REPORT_RECORD}.md", md.encode())

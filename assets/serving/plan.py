@@ -21,31 +21,6 @@ class CapacityPlanConfig(dg.Config):
     headroom: float = 0.8  # each replica runs at most this share of its capacity at the SLO (a policy, not a capacity)
 
 
-def plan_markdown(record: dict) -> str:
-    lines = [
-        "| variant | instance | basis | answers/h per replica at the SLO | batch | $/month | $ per 1,000 answers "
-        "| $ per 1M output tokens at capacity | answers/h above which one node beats Bedrock | not planned because |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
-    for r in record["variants"]:
-        cap = r.get("capacity") or {}
-        mark = " (chosen)" if r["variant"] == record["chosen"] else ""
-        mark += " (configured)" if r["variant"] == record["configured"] else ""
-        lines.append(
-            f"| {r['variant']}{mark} | {r['instance']} | {r['basis']} | {fmt(r.get('answers_per_replica_hour'), ',.0f')} "
-            f"| {fmt(cap.get('concurrency'), 'd')} | {fmt(r.get('monthly_usd'), ',.0f')} "
-            f"| {fmt(r.get('usd_per_1000_answers'), '.3f')} | {fmt(r.get('usd_per_million_output_tokens_at_capacity'), '.3f')} "
-            f"| {fmt(r.get('break_even_answers_per_hour_vs_bedrock'), ',d')} | {r.get('reason', '')} |"
-        )
-    b = record["bedrock"]
-    lines.append(
-        f"| Bedrock {b['model']} | managed | price book | | | | {b['usd_per_1000_answers']:.3f} "
-        f"| {b['usd_per_million_output_tokens']:.3f} | | (per token, input included) |"
-    )
-    return "\n".join(lines)
-
-
 @asset(
     kinds={"python"},
     deps=[dg.AssetKey("price_book")],
@@ -93,7 +68,7 @@ def capacity_plan(
             "configured_monthly_usd": configured.get("monthly_usd") if configured else None,
             "variants_planned": sum(r["planned"] for r in record["variants"]),
             "workload": dg.MetadataValue.json(record["workload"]),
-            "table": dg.MetadataValue.md(plan_markdown(record)),
+            "table": dg.MetadataValue.md(cp.markdown(record)),
             "record": f"{pipeline_state.describe()}/{CAPACITY_PLAN_RECORD}.json",
         }
     )

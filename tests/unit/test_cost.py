@@ -139,9 +139,12 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
     from pipelines.settings import load_settings
 
     res = build_resources(load_settings({"AGENTIC_HOME": str(tmp_path)}))
+    from assets.serving import capacity_plan
+
     result = dg.materialize(
         [
-            a for a in cost_assets if a.key.to_user_string() not in ("simulated_month", "answer_costs")
+            capacity_plan,
+            *(a for a in cost_assets if a.key.to_user_string() not in ("simulated_month", "answer_costs")),
         ],  # simulated_month needs a cluster (test_kube_cluster), answer_costs a trace store (test_trace_cost)
         resources={k: res[k] for k in ("platform", "aws", "prices", "pipeline_state")},
         instance=dg.DagsterInstance.ephemeral(),
@@ -167,6 +170,13 @@ def test_cost_assets_report_unit_economics_from_measured_results(tmp_path):
     )  # from the measurement
     assert "measured" in cpu["where"] and cpu["usd_per_million_tokens"] > 0
     assert meta["actual_spend"]["mode"].startswith("skipped")
+    # serving per hardware variant beside Bedrock, from the capacity plan materialized in the same run
+    plan = report["capacity_plan"]
+    assert plan["chosen"] and plan["bedrock"]["usd_per_1000_answers"] > 0
+    assert (
+        "Serving the LLM, per hardware variant" in meta["monthly_cost_report"]["report"]
+        and "Bedrock" in meta["monthly_cost_report"]["report"]
+    )
 
 
 def test_price_list_refresh_and_cost_explorer_requests_are_valid_at_the_boundary(tmp_path):
