@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -68,30 +67,14 @@ def main() -> int:
     ap.add_argument("--idle-limit", type=float, default=180, help="how long to wait for the scale-down")
     args = ap.parse_args()
 
-    from assets.serving.capacity import agent_prompts, eval_items
-    from benchmarks.bench_capacity import indexed_settings
+    from benchmarks.bench_routing import served_setup
     from core import capacity
     from core.capacity_plan import percentile
-    from core.gguf import get_model
-    from infra.local.llama_server import resolve_binary
     from infra.local.processes import free_port
-    from pipelines.profiles import build_resources
 
-    settings = indexed_settings(args.home, args.llm, False)
-    res = build_resources(settings)
-    work = Path(tempfile.mkdtemp(prefix="bench-autoscaling-"))
-    load_test = res["load_test"].model_copy(update={"work_dir": str(work / "aiperf"), "niceness": 19})
-    load_test.check()
-    model = get_model(args.llm)
-    path = settings.cache / "models" / "llm" / model.file_name
-    tokenizer = load_test.tokenizer(path)
-    binary, env, origin = resolve_binary(settings.cache, probe_model=path, threads=1)
-    service = res["answer_service"].build(res["retriever"], res["gateway"], config=res["answer_service"].config(web_search="off"))  # fmt: skip
-    try:
-        covered, _ = eval_items(args.questions, 0)
-        records = agent_prompts(service, covered, [], args.max_tokens)["engine"]
-    finally:
-        service.close()
+    res, work, load_test, model, path, tokenizer, (binary, env, origin), records = served_setup(
+        args, "bench-autoscaling-", args.questions, 0
+    )
     res["ray_cluster"].ensure()  # Ray is imported after this: it reads its token settings at import
     from ray import serve
 

@@ -54,6 +54,34 @@ def per_turn(export: Path) -> dict:
     return out
 
 
+def served_setup(args, prefix: str, questions: int, conversations: int):
+    """What the routed-app benchmarks share: an indexed home's resources, a work folder, the load tool at nice 19 (on
+    two cores it would take the server's CPU), the model and its one-thread llama-server binary, and the agent's
+    prompts (``bench_capacity``'s) for ``questions`` covered questions and ``conversations`` conversations."""
+    from assets.serving.capacity import agent_prompts, eval_items
+    from benchmarks.bench_capacity import indexed_settings
+    from core.gguf import get_model
+    from infra.local.llama_server import resolve_binary
+    from pipelines.profiles import build_resources
+
+    settings = indexed_settings(args.home, args.llm, False)
+    res = build_resources(settings)
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    load_test = res["load_test"].model_copy(update={"work_dir": str(work / "aiperf"), "niceness": 19})
+    load_test.check()
+    model = get_model(args.llm)
+    path = settings.cache / "models" / "llm" / model.file_name
+    tokenizer = load_test.tokenizer(path)
+    server = resolve_binary(settings.cache, probe_model=path, threads=1)
+    service = res["answer_service"].build(res["retriever"], res["gateway"], config=res["answer_service"].config(web_search="off"))  # fmt: skip
+    try:
+        covered, convs = eval_items(questions, conversations)
+        records = agent_prompts(service, covered, convs, args.max_tokens)["engine"]
+    finally:
+        service.close()
+    return res, work, load_test, model, path, tokenizer, server, records
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--llm", default="0.5b", choices=("0.5b", "1.5b"))
@@ -71,29 +99,12 @@ def main() -> int:
 
     import httpx
 
-    from assets.serving.capacity import agent_prompts, eval_items
-    from benchmarks.bench_capacity import indexed_settings
     from core import capacity
-    from core.gguf import get_model
-    from infra.local.llama_server import resolve_binary
     from infra.local.processes import free_port
-    from pipelines.profiles import build_resources
 
-    settings = indexed_settings(args.home, args.llm, False)
-    res = build_resources(settings)
-    work = Path(tempfile.mkdtemp(prefix="bench-routing-"))
-    load_test = res["load_test"].model_copy(update={"work_dir": str(work / "aiperf"), "niceness": 19})
-    load_test.check()
-    model = get_model(args.llm)
-    path = settings.cache / "models" / "llm" / model.file_name
-    tokenizer = load_test.tokenizer(path)
-    binary, env, origin = resolve_binary(settings.cache, probe_model=path, threads=1)
-    service = res["answer_service"].build(res["retriever"], res["gateway"], config=res["answer_service"].config(web_search="off"))  # fmt: skip
-    try:
-        covered, conversations = eval_items(args.questions, args.conversations)
-        records = agent_prompts(service, covered, conversations, args.max_tokens)["engine"]
-    finally:
-        service.close()
+    res, work, load_test, model, path, tokenizer, (binary, env, origin), records = served_setup(
+        args, "bench-routing-", args.questions, args.conversations
+    )
     mixes = {
         "two_turn": [r for r in records if capacity.requests_of(r) == 2],
         "single_turn": [r for r in records if capacity.requests_of(r) == 1],

@@ -65,25 +65,8 @@ def render_scaled_objects(cfg: PlatformConfig) -> list[dict]:
     )
     gw_p95 = "histogram_quantile(0.95, sum by (le) (rate(litellm_request_total_latency_metric_bucket[2m])))"
     most = 2 * max(2, cfg.models.llm_max_replicas)
+    queue = _trigger("requests-in-flight", "sum(agentic_requests_in_flight)", per_replica)
     return [
-        _scaled_object(
-            cfg,
-            "agentic-api",
-            2,
-            most,
-            [
-                _trigger("requests-in-flight", "sum(agentic_requests_in_flight)", per_replica),
-                _trigger("p95-guardrail", api_p95, e2e_s, "Value"),
-            ],
-        ),
-        _scaled_object(
-            cfg,
-            "litellm",
-            2,
-            most,
-            [
-                _trigger("requests-in-flight", "sum(agentic_requests_in_flight)", per_replica),
-                _trigger("p95-guardrail", gw_p95, e2e_s, "Value"),
-            ],
-        ),
+        _scaled_object(cfg, target, 2, most, [queue, _trigger("p95-guardrail", p95, e2e_s, "Value")])
+        for target, p95 in (("agentic-api", api_p95), ("litellm", gw_p95))
     ]
