@@ -32,6 +32,7 @@ def main() -> int:
         ("bench_capacity.py", check),  # the planner's prediction of the server, then the load (docs/serving.md)
         ("bench_routing.py", []),  # prefix affinity against Serve's default router, two llama-server replicas
         ("bench_autoscaling.py", []),  # a load step on Serve autoscaling, min 1, max 2
+        ("bench_cold_start.py", []),  # scale from zero: a replica's cold start
         ("bench_scale_sweep.py", []),
     ):
         print(f"== {script} {' '.join(args)}", flush=True)

@@ -54,3 +54,20 @@ def test_the_in_flight_gauge_counts_keyed_requests_in_flight():
     assert "agentic_requests_in_flight 3.0" in generate_latest(metrics.registry).decode()
     admission.inflight.release("key-a")
     assert "agentic_requests_in_flight 2.0" in generate_latest(metrics.registry).decode()
+
+
+def test_the_vision_model_scales_to_zero_when_its_minimum_is_zero():
+    import yaml
+
+    from infra.platform.config import load_platform_config
+    from infra.platform.ray_services import render_model_deployments
+    from infra.validate import validate_manifest
+
+    cfg = load_platform_config()
+    zero = load_platform_config(overrides={"models": {**vars(cfg.models), "vision_min_replicas": 0}})
+    vision = next(m for m in render_model_deployments(zero) if m["metadata"]["name"] == "agentic-vision")
+    assert validate_manifest(vision) == []
+    app = yaml.safe_load(vision["spec"]["serveConfigV2"])["applications"][0]
+    assert app["args"]["llm_configs"][0]["deployment_config"]["autoscaling_config"]["min_replicas"] == 0
+    group = vision["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    assert group["minReplicas"] == 0  # Karpenter can take the GPU node away
