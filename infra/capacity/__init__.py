@@ -35,6 +35,12 @@ def configured_variant(platform_cfg, options: list[cp.Variant]) -> cp.Variant | 
     return next((v for v in options if (v.instance, v.gpus_per_replica) == want), None)
 
 
+def llm_target(platform_cfg) -> int:
+    """Requests in flight per LLM replica the platform scales at: an explicit ``models.llm_target_ongoing_requests``,
+    else the plan's (``slo_concurrency``). The RayService and the KEDA queue triggers read this one number."""
+    return platform_cfg.models.llm_target_ongoing_requests or slo_concurrency(platform_cfg)
+
+
 def slo_concurrency(platform_cfg, slo: cp.Slo = DEFAULT_SLO) -> int:
     """Requests in flight per replica at which the deployed variant still meets the SLO: the LLM's Ray Serve
     ``target_ongoing_requests``. A variant the plan cannot size is an error, not a default."""

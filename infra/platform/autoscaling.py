@@ -14,7 +14,7 @@ the rest of ``platform_workloads``."""
 
 from __future__ import annotations
 
-from infra.capacity import DEFAULT_SLO, slo_concurrency
+from infra.capacity import DEFAULT_SLO, llm_target
 from infra.platform.config import PlatformConfig
 from infra.platform.objects import meta
 from infra.platform.observability import PROMETHEUS_RELEASE
@@ -58,7 +58,7 @@ def _scaled_object(cfg: PlatformConfig, target: str, lo: int, hi: int, triggers:
 
 def render_scaled_objects(cfg: PlatformConfig) -> list[dict]:
     """The API's and the gateway's ScaledObjects (min 2 each: the Deployments' own replica count)."""
-    per_replica = slo_concurrency(cfg)  # requests one LLM replica serves within the SLO
+    per_replica = llm_target(cfg)  # requests one LLM replica serves within the SLO (or the pinned target)
     e2e_s = DEFAULT_SLO.e2e_p95_ms / 1000
     api_p95 = (
         f'histogram_quantile(0.95, sum by (le) (rate(agentic_request_seconds_bucket{{path=~"{ANSWER_PATHS}"}}[2m])))'

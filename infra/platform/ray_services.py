@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from infra.capacity import slo_concurrency
+from infra.capacity import llm_target
 from infra.platform.config import PlatformConfig
 from infra.platform.objects import RAY_VERSION, VLLM_IMAGE_TAG, meta
 from infra.platform.security import (
@@ -181,7 +181,7 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
                         "autoscaling_config": {
                             "min_replicas": 1,
                             "max_replicas": m.llm_max_replicas,
-                            "target_ongoing_requests": m.llm_target_ongoing_requests or slo_concurrency(cfg),
+                            "target_ongoing_requests": llm_target(cfg),
                         },
                         # a conversation's turns go to the replica whose vLLM prefix cache holds its earlier turns,
                         # unless the queues differ by 2 or more (then the less loaded of two); docs/serving.md

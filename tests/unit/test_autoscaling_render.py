@@ -35,6 +35,10 @@ def test_scaled_objects_validate_and_scale_the_rendered_deployments_on_the_plans
         assert float(p95["metadata"]["threshold"]) == DEFAULT_SLO.e2e_p95_ms / 1000
         assert all(t["metadata"]["serverAddress"] == PROMETHEUS_URL for t in triggers.values())
     assert PROMETHEUS_URL == "http://prometheus-agent-kube-prom-prometheus.monitoring.svc:9090"
+    # a pinned LLM target moves the queue threshold with it: the RayService and KEDA scale at the same number
+    pinned = load_platform_config(overrides={"models": {**vars(cfg.models), "llm_target_ongoing_requests": 5}})
+    assert {t["metadata"]["threshold"] for so in render_scaled_objects(pinned) for t in so["spec"]["triggers"]
+            if t["name"] == "requests-in-flight"} == {"5"}  # fmt: skip
     # what the API server would refuse, KEDA's schema refuses here
     bad = {**scaled[0], "spec": {**scaled[0]["spec"], "minReplicaCount": "two"}}
     assert validate_manifest(bad)
