@@ -90,15 +90,18 @@ def aiperf_args(
     tokenizer: Path,
     out_dir: Path,
     request_timeout_s: float,
+    sessions: int,
     seed: int = 0,
 ) -> list[str]:
-    """``aiperf profile`` arguments for one level: streaming chat on loopback, the level's request count, the agent's
-    prompts as ``multi_turn`` JSONL, the tokenizer from the model's GGUF file, no UI, no GPU or server-metrics
+    """``aiperf profile`` arguments for one level: streaming chat on loopback, the agent's prompts as ``multi_turn``
+    JSONL, bounded by ``sessions``, the conversations in the file, each sent once and whole (a request count let the
+    tool start a new conversation while another still had its follow-up to send, then stop at the count: in
+    bench_routing's two-turn runs 16 requests were 9-10 first turns and 6-7 follow-ups); the tokenizer from the model's GGUF file, no UI, no GPU or server-metrics
     collectors (the engine is sampled by the caller). The API gets no cache-bust marker: it would enter the question
     the API retrieves with."""
     args = ["profile", "--model", target.model, "--url", target.url, "--endpoint-type", "chat", "--streaming"]
     args += ["--input-file", str(dataset), "--custom-dataset-type", "multi_turn", "--tokenizer", str(tokenizer)]
-    args += ["--request-count", str(level.requests), "--request-timeout-seconds", f"{request_timeout_s:g}"]
+    args += ["--num-sessions", str(sessions), "--request-timeout-seconds", f"{request_timeout_s:g}"]
     if level.mode == CONCURRENCY:
         args += ["--concurrency", f"{level.value:g}"]
     else:
@@ -145,18 +148,32 @@ def requests_of(record: dict) -> int:
 
 def level_datasets(records: list[dict], levels: list[Level]) -> Iterator[list[dict]]:
     """The conversations each level sends, taken in turn from the pool (a level starts where the last one stopped, so
-    repeated prompts do not meet their own cached prefix), enough for its request count; the pool wraps when used up."""
+    repeated prompts do not meet their own cached prefix), exactly its request count: a conversation that would go
+    over it keeps only its first turns. The pool wraps when used up. Each is sent whole (``aiperf_args``)."""
     if not records:
         raise ValueError("no prompts to send")
     i = 0
     for level in levels:
         chosen, n = [], 0
         while n < level.requests:
-            record = records[i % len(records)]
+            record = _first_turns(records[i % len(records)], level.requests - n)
             chosen.append({**record, "session_id": f"{record['session_id']}-{level.name}-{len(chosen)}"})
             n += requests_of(record)
             i += 1
         yield chosen
+
+
+def _first_turns(record: dict, requests: int) -> dict:
+    if requests_of(record) <= requests:
+        return record
+    turns, kept = [], 0
+    for turn in record["turns"]:
+        if turn.get("role") != "system":
+            if kept == requests:
+                break
+            kept += 1
+        turns.append(turn)
+    return {**record, "turns": turns}
 
 
 def write_jsonl(records: Iterable[dict], path: Path) -> Path:

@@ -105,7 +105,9 @@ class LoadTestResource(dg.ConfigurableResource):
         shutil.rmtree(out, ignore_errors=True)  # an earlier run's export is never read as this one's
         out.mkdir(parents=True)
         dataset = capacity.write_jsonl(records, out / "prompts.jsonl")
-        args = capacity.aiperf_args(target, level, dataset, tokenizer, out / "aiperf", request_timeout_s, seed)
+        args = capacity.aiperf_args(
+            target, level, dataset, tokenizer, out / "aiperf", request_timeout_s, len(records), seed
+        )
         cmd = [self.aiperf_python, "-c", SHIM, *args]
         if self.niceness:
             cmd = ["nice", "-n", str(self.niceness), *cmd]
@@ -139,7 +141,7 @@ class LoadTestResource(dg.ConfigurableResource):
             raise LoadTestError(
                 f"aiperf exited with {proc.returncode} and no export ({target.name} {level.name}):\n{tail}"
             )
-        row = capacity.settle(row, level.requests, timed_out)
+        row = capacity.settle(row, sum(capacity.requests_of(r) for r in records), timed_out)
         return {**row, "wall_s": wall, **capacity.summarize_samples(samples)}
 
     def _sample(self, engine_url: str, samples: list[dict], stop: threading.Event) -> None:

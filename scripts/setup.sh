@@ -18,8 +18,8 @@
 #   kube        the local Kubernetes control plane (Go build into the cache; ~10-15 min cold on 2 cores)
 #
 # Groups: core = venv data gateway phoenix tesseract prometheus (the main job and `agentic up`);
-#         all  = core llama-native chromium opensearch kube (the whole test suite).
-# No argument: all llm:0.5b llm:1.5b aiperf (`make setup`, which `make bench` runs). `make run`: core llm:1.5b.
+#         all  = core aiperf llama-native chromium opensearch kube (the whole test suite: it runs the load test).
+# No argument: all llm:0.5b llm:1.5b (`make setup`, which `make bench` runs). `make run`: core llm:1.5b.
 # `make test`: all llm:0.5b.
 # `make opensearch`: opensearch; `make cluster`: kube (`agentic opensearch run` and `agentic cluster up` build those
 # two on demand too). The old form `setup.sh 0.5b|1.5b` still means everything with that model.
@@ -38,11 +38,11 @@ UV=("$PY" -m uv)
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 CORE=(data gateway phoenix tesseract prometheus)
-ALL=("${CORE[@]}" llama-native chromium opensearch kube)
+ALL=("${CORE[@]}" aiperf llama-native chromium opensearch kube)
 ORDER=(data gateway phoenix aiperf tesseract prometheus llama-native llm:0.5b llm:1.5b chromium opensearch kube)
 WANT=" "
 want() { local p; for p in "$@"; do [[ $WANT == *" $p "* ]] || WANT="$WANT$p "; done; }
-[ $# -gt 0 ] || set -- all llm:0.5b llm:1.5b aiperf
+[ $# -gt 0 ] || set -- all llm:0.5b llm:1.5b
 for arg in "$@"; do
   case $arg in
     core) want "${CORE[@]}" ;;

@@ -67,14 +67,17 @@ def test_the_sweep_is_ordered_and_bounded():
 
 def test_the_tools_arguments_bound_each_run_and_carry_no_key(tmp_path):
     keyed = Target("gateway", "http://127.0.0.1:4000", "chat", ENGINE.engine_url, keyed=True)
-    args = capacity.aiperf_args(keyed, Level(POISSON, 0.05, 6), tmp_path / "p.jsonl", tmp_path / "tok", tmp_path, 120)
+    args = capacity.aiperf_args(
+        keyed, Level(POISSON, 0.05, 6), tmp_path / "p.jsonl", tmp_path / "tok", tmp_path, 120, 4
+    )
 
     def value(flag: str) -> str:
         return args[args.index(flag) + 1]
 
     assert args[0] == "profile" and "--api-key" not in args
     assert (
-        value("--request-count") == "6"
+        value("--num-sessions") == "4"  # the file's conversations, each sent whole: no request count to cut one
+        and "--request-count" not in args
         and value("--request-rate") == "0.05"
         and value("--arrival-pattern") == "poisson"
     )
@@ -84,7 +87,7 @@ def test_the_tools_arguments_bound_each_run_and_carry_no_key(tmp_path):
     assert value("--cache-bust") == "first-turn-prefix"  # no run reads another run's prompts from the server's cache
     assert value("--connection-reuse-strategy") == "never"  # a reused connection the server had closed failed
     api = Target("api", "http://127.0.0.1:8000", "agentic-rag", ENGINE.engine_url, True, False, agent_side=True)
-    args = capacity.aiperf_args(api, Level(CONCURRENCY, 2, 4), tmp_path / "p.jsonl", tmp_path / "tok", tmp_path, 60)
+    args = capacity.aiperf_args(api, Level(CONCURRENCY, 2, 4), tmp_path / "p.jsonl", tmp_path / "tok", tmp_path, 60, 3)
     assert args[args.index("--concurrency") + 1] == "2" and "--use-server-token-count" not in args
     assert "--cache-bust" not in args  # the marker would enter the question the API retrieves with
 
@@ -107,10 +110,13 @@ def test_the_agents_prompts_become_conversations_and_each_level_gets_its_own():
     with pytest.raises(ValueError, match="assistant"):
         capacity.conversation_record("x", [{"role": "assistant", "content": "hi"}], [], 8)
 
-    levels = [Level(CONCURRENCY, 1, 3), Level(CONCURRENCY, 2, 2)]
-    first, second = capacity.level_datasets([one, two, one | {"session_id": "cov-3"}], levels)
+    levels = [Level(CONCURRENCY, 1, 3), Level(CONCURRENCY, 2, 2), Level(POISSON, 0.1, 1)]
+    first, second, third = capacity.level_datasets([one, two, one | {"session_id": "cov-3"}], levels)
     assert [r["session_id"] for r in first] == ["cov-1-c1-0", "conv-2-c1-1"]  # 1 + 2 requests
     assert [r["session_id"] for r in second] == ["cov-3-c2-0", "cov-1-c2-1"]  # goes on where c1 stopped, wraps
+    # exactly the level's count: a conversation that would go over it keeps its first turn (its system prompt too)
+    [trimmed] = third
+    assert trimmed["session_id"] == f"conv-2-{levels[2].name}-0" and trimmed["turns"] == two["turns"][:2]
 
 
 def test_the_agent_prompt_mix_is_built_from_what_the_agent_retrieves():
