@@ -30,11 +30,12 @@ from core.gguf_tokenizer import write_tokenizer
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "AGENTIC_LOADTEST_KEY"
 # python -c: the key from the environment is appended to the tool's own argv, so no process listing shows it (the
-# tool's exports redact it)
+# tool's exports redact it). One "--api-key=KEY" word: as two, a key that begins with "-" (token_urlsafe gives one
+# in 32) was read as an option, and the tool exited ("--api-key requires an argument"; seen in make test)
 SHIM = (
     "import os, sys\n"
     f"key = os.environ.pop({KEY_ENV!r}, '')\n"
-    "sys.argv = ['aiperf', *sys.argv[1:], *(['--api-key', key] if key else [])]\n"
+    "sys.argv = ['aiperf', *sys.argv[1:], *([f'--api-key={key}'] if key else [])]\n"
     "from aiperf.cli import app\n"
     "sys.exit(app())\n"
 )
