@@ -39,14 +39,14 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
 
     tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
     count = lambda text: len(tok.encode(text, add_special_tokens=False).ids)  # noqa: E731
-    bound = json.loads((RESULTS / "physical_bound.json").read_text())
+    bound = json.loads((RESULTS / args.calibration).read_text())
     model = bound["models"][args.llm]
     if args.threads == 1:  # the server on one core (the load tool on the other): the one-thread measurement
         model, procs = {**model, **model["one_thread"]}, 1
     else:
         procs = max(b["processes"] for b in bound["bandwidth"])
     read = next(b["read_gb_s"] for b in bound["bandwidth"] if b["processes"] == procs)
-    source = f"physical_bound.json ({bound['measured_at']}): one request, {model['prompt_tokens']} tokens in, {procs} thread(s)"
+    source = f"{args.calibration} ({bound['measured_at']}): one request, {model['prompt_tokens']} tokens in, {procs} thread(s)"
     engine = cp.cpu_engine(model, read, args.slots, source)
     rows = []
     for level, chosen in zip(levels, capacity.level_datasets(records, levels)):
@@ -221,6 +221,11 @@ def main() -> int:
     ap.add_argument("--e2e-p95-ms", type=float, default=40000)
     ap.add_argument("--level-time-limit", type=float, default=600)
     ap.add_argument("--nice", type=int, default=0, help="the load tool's niceness")
+    ap.add_argument(
+        "--calibration",
+        default="physical_bound.json",
+        help="--predict: bench_physical_bound's result for this CPU, in benchmarks/results (a copy per CPU kind)",
+    )
     ap.add_argument("--work-dir", default="", help="the tool's artifacts (default: a temporary folder)")
     ap.add_argument(
         "--predict", action="store_true", help="the planner's prediction of each concurrency level, before the load"
