@@ -142,6 +142,12 @@ def conversation_record(session: str, messages: list[dict], follow_ups: list[str
     return {"session_id": session, "turns": turns}
 
 
+def shared_system_text(records: list[dict]) -> str:
+    """The system text every conversation starts with ('' when they do not share one): what a warm engine holds."""
+    texts = {r["turns"][0]["text"] if r["turns"] and r["turns"][0].get("role") == "system" else "" for r in records}
+    return texts.pop() if len(texts) == 1 else ""
+
+
 def requests_of(record: dict) -> int:
     return sum(1 for t in record["turns"] if t.get("role") != "system")
 

@@ -117,6 +117,9 @@ def test_the_agents_prompts_become_conversations_and_each_level_gets_its_own():
     # exactly the level's count: a conversation that would go over it keeps its first turn (its system prompt too)
     [trimmed] = third
     assert trimmed["session_id"] == f"conv-2-{levels[2].name}-0" and trimmed["turns"] == two["turns"][:2]
+    # what the engine's slots are warmed with before the levels: the system text all conversations share
+    assert capacity.shared_system_text([one, two]) == one["turns"][0]["text"]
+    assert capacity.shared_system_text([one, api]) == ""  # the API's conversations carry none
 
 
 def test_the_agent_prompt_mix_is_built_from_what_the_agent_retrieves():
