@@ -211,11 +211,11 @@ class LoadTestResource(dg.ConfigurableResource):
         its mode on that target are skipped (they would only take longer). Rows carry target, mode, value, requests."""
         rows = []
         for target in targets:
-            records = prompts(target)
+            pool = prompts(target)
             if not target.agent_side:  # the API builds its own prompts, and its engine is warm from them
-                warmed = self.warm(target.engine_url, capacity.shared_system_text(records))
+                warmed = self.warm(target.engine_url, capacity.shared_system_text(pool))
                 log(f"{target.name}: {warmed} slot(s) warmed with the system text")
-            datasets = capacity.level_datasets(records, levels)
+            datasets = capacity.level_datasets(pool, levels)
             stopped: set[str] = set()
             for level, records in zip(levels, datasets):
                 head = {"target": target.name, "mode": level.mode, "value": level.value, "requests": level.requests}
