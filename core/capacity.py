@@ -94,9 +94,8 @@ def aiperf_args(
     seed: int = 0,
 ) -> list[str]:
     """``aiperf profile`` arguments for one level: streaming chat on loopback, the agent's prompts as ``multi_turn``
-    JSONL, bounded by ``sessions``, the conversations in the file, each sent once and whole (a request count let the
-    tool start a new conversation while another still had its follow-up to send, then stop at the count: in
-    bench_routing's two-turn runs 16 requests were 9-10 first turns and 6-7 follow-ups); the tokenizer from the model's GGUF file, no UI, no GPU or server-metrics
+    JSONL, bounded by ``sessions`` (the conversations in the file, so each is sent whole: a request count let the tool
+    start new ones and cut follow-ups), the tokenizer from the model's GGUF file, no UI, no GPU or server-metrics
     collectors (the engine is sampled by the caller). The API gets no cache-bust marker: it would enter the question
     the API retrieves with."""
     args = ["profile", "--model", target.model, "--url", target.url, "--endpoint-type", "chat", "--streaming"]

@@ -165,10 +165,9 @@ class LoadTestResource(dg.ConfigurableResource):
 
     def warm(self, engine_url: str, system_text: str) -> int:
         """One request per llama-server slot with the prompts' shared system text, before a target's levels, as the
-        slots of a server in use hold it. A slot that never held it pays it on its first request: in the planner's
-        check the run's first request processed 1,054 tokens where the next first turns processed 740-910 with the
-        system text cached (the server's log), and ten requests read that one as their p95. Returns the slots warmed
-        (0: no system text, or no ``/slots``, as on vLLM, whose prefix cache is the engine's, not a slot's)."""
+        slots of a server in use hold it (a cold slot's first request pays it, and a short level reads that one as its
+        p95; docs/serving.md). Returns the slots warmed: 0 without a system text or ``/slots`` (vLLM's prefix cache
+        is the engine's, not a slot's)."""
         self._guard(engine_url)
         if not system_text:
             return 0

@@ -1,13 +1,15 @@
 """The ``serving_capacity`` asset against the session's live stack: AIPerf (``.venv-aiperf``) sends the agent's own
 prompts to the model server and the API on loopback, one small bounded level each (the gateway is a keyed target like
 the API; `make bench` loads all three), while the engine's ``/metrics`` and ``/slots`` are sampled. The capacity record
-lands in the state store with its curves; a conversation's follow-up is sent; no key reaches the tool's command line,
-its logs or its artifacts."""
+lands in the state store with its curves; the engine's slots are warmed first; a conversation's follow-up is sent; a
+key that begins with "-" reaches the tool; no key reaches its command line, its logs or its artifacts."""
 
 from __future__ import annotations
 
 import json
+import secrets
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -19,6 +21,7 @@ def test_serving_capacity_measures_the_live_stack_and_records_it(serving_stack, 
     import dagster as dg
 
     from assets.serving.capacity import serving_capacity
+    from assets.serving.state import read_record
     from core import capacity
     from resources.load_test import LoadTestResource
 
@@ -80,9 +83,25 @@ def test_serving_capacity_measures_the_live_stack_and_records_it(serving_stack, 
         turns = [json.loads(line)["metadata"] for line in export.read_text().splitlines() if line.strip()]
         assert sorted(t["turn_index"] for t in turns) == [0, 0, 1], (name, turns)
 
+    # every slot of the engine held the system text before the levels (the Serve app relays llama-server's /slots)
+    deployments = read_record(state, "model_deployments")
+    engine = deployments["endpoints"]["llm"].removesuffix("/").removesuffix("/v1")
+    slots = len(httpx.get(f"{engine}/slots", timeout=10).json())
+    logs = [e.user_message for e in serving_stack.instance.all_logs(result.run_id)]
+    assert slots >= 2 and f"model_server: {slots} slot(s) warmed with the system text" in logs, logs[-5:]
+
+    # a key that begins with "-" (token_urlsafe gives one in 32) is one word to the real tool: as "--api-key KEY" it
+    # read the key as an option and exited (make test at 3b0b4c6). The Serve app takes a bearer header and ignores it.
+    dashed = "-" + secrets.token_urlsafe(16)
+    target = capacity.Target("model_server", engine, deployments["llm"], engine, keyed=True)
+    prompt = capacity.conversation_record("dashed", [{"role": "user", "content": "Say OK."}], [], 4)
+    tokenizer = load_test.tokenizer(read_record(state, "model_artifacts")["llm"]["path"])
+    row = load_test.run_level(target, capacity.Level(capacity.CONCURRENCY, 1, 1), [prompt], tokenizer, dashed, 120, 120)
+    assert row["completed"] == 1 and row["errors"] == 0, row
+    keys = [serving_stack.gateway.master_key, api_server.key, dashed]
+
     # keys go to the tool by environment: nothing it wrote or logged holds one
-    secrets = [serving_stack.gateway.master_key, api_server.key]
     for path in (tmp_path / "capacity").rglob("*"):
         if path.is_file():
             text = path.read_bytes().decode(errors="replace")
-            assert not any(s in text for s in secrets), path
+            assert not any(s in text for s in keys), path

@@ -216,27 +216,6 @@ def test_the_capacity_is_the_highest_level_below_the_first_miss():
     assert not capacity.meets({**rows[1], "completed": 0}, slo) and not capacity.meets(capacity.parse_export({}), slo)
 
 
-def test_the_key_reaches_the_tool_as_one_word_even_when_it_begins_with_a_dash(monkeypatch):
-    """The shim the tool runs under, with its ``aiperf.cli`` replaced by one that records the argv it was given."""
-    import os
-    import sys
-    import types
-
-    from resources.load_test import KEY_ENV, SHIM
-
-    seen = {}
-    cli = types.ModuleType("aiperf.cli")
-    cli.app = lambda: seen.setdefault("argv", list(sys.argv)) and 0
-    monkeypatch.setitem(sys.modules, "aiperf", types.ModuleType("aiperf"))
-    monkeypatch.setitem(sys.modules, "aiperf.cli", cli)
-    monkeypatch.setattr(sys, "argv", ["-c", "profile", "--url", "http://127.0.0.1:1"])
-    monkeypatch.setenv(KEY_ENV, "-Xk3y")  # AIPerf's parser read "--api-key -Xk3y" as a flag without its value
-    with pytest.raises(SystemExit):
-        exec(SHIM, {"__name__": "__main__"})
-    assert seen["argv"] == ["aiperf", "profile", "--url", "http://127.0.0.1:1", "--api-key=-Xk3y"]
-    assert KEY_ENV not in os.environ  # taken out of the environment before the tool starts
-
-
 def test_a_sweep_stops_a_mode_after_a_level_runs_out_of_time(tmp_path):
     from resources.load_test import LoadTestError, LoadTestResource
 
