@@ -1,7 +1,7 @@
 """llama-server's OpenMP wait policy on a small shared machine: the same six answers (a ~750-token prompt, 64 tokens
 out, one at a time) alone and beside one busy process (a Python loop, as a Dagster step or a Ray worker would be), with
-OpenMP's threads spinning while they wait (ACTIVE, the runtime's default) and sleeping (PASSIVE, what
-``infra.local.llama_server.server_env`` sets). Per run: llama-server's CPU seconds (from /proc), wall seconds, and its
+OpenMP's threads spinning while they wait (ACTIVE), sleeping at once (PASSIVE), and spinning a bounded while before
+they sleep (SPIN: no wait policy, ``GOMP_SPINCOUNT`` 300,000, libgomp's own default when no policy is set). Per run: llama-server's CPU seconds (from /proc), wall seconds, and its
 own prefill and decode tokens/s. On 127.0.0.1; the busy process and the server are this script's own, stopped by id.
 
     python benchmarks/bench_llama_contention.py [--model 0.5b|1.5b]
@@ -45,8 +45,15 @@ def body(i: int) -> dict:
     }
 
 
+POLICIES = {
+    "ACTIVE": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "SPIN": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "300000"},  # an empty policy is libgomp's "not set"
+}
+
+
 def one_run(binary, env, model, policy: str, busy: bool, answers: int) -> dict:
-    server = LlamaServer(binary, {**env, "OMP_WAIT_POLICY": policy}, model, "m", ctx_size=16384, parallel=4, threads=2)
+    server = LlamaServer(binary, {**env, **POLICIES[policy]}, model, "m", ctx_size=16384, parallel=4, threads=2)
     server.start()
     hog = None
     try:
@@ -77,29 +84,29 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
     ap.add_argument("--answers", type=int, default=6)
+    ap.add_argument("--spin-count", type=int, default=300000, help="SPIN's GOMP_SPINCOUNT")
+    ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
+    ap.add_argument("--out", default="", help="the result's name (default llama_contention_<model>)")
     args = ap.parse_args()
+    POLICIES["SPIN"]["GOMP_SPINCOUNT"] = str(args.spin_count)
     settings = load_settings({})
     model = settings.cache / "models" / "llm" / get_model(args.model).file_name
     binary, env, origin = resolve_binary(settings.cache, model, threads=2)
     runs = []
     for busy in (False, True):
-        for policy in ("ACTIVE", "PASSIVE"):
+        for policy in args.policies:
             runs.append(one_run(binary, env, model, policy, busy, args.answers))
             print(runs[-1], flush=True)
     by = {(r["policy"], r["beside"]): r for r in runs}
-    contended = by[("PASSIVE", "one busy process")], by[("ACTIVE", "one busy process")]
-    alone = by[("PASSIVE", "nothing")], by[("ACTIVE", "nothing")]
-    ratios = {
-        "cpu_passive_over_active_beside_a_busy_process": round(
-            contended[0]["llama_cpu_s"] / contended[1]["llama_cpu_s"], 3
-        ),
-        "wall_passive_over_active_beside_a_busy_process": round(contended[0]["wall_s"] / contended[1]["wall_s"], 3),
-        "decode_passive_over_active_alone": round(alone[0]["decode_tok_s"] / alone[1]["decode_tok_s"], 3),
-    }
+    ratios = {}
+    for policy in (p for p in args.policies if p != "PASSIVE" and "PASSIVE" in args.policies):
+        for beside, tag in (("nothing", "alone"), ("one busy process", "beside_a_busy_process")):
+            mine, base = by[(policy, beside)], by[("PASSIVE", beside)]
+            for key, name in (("decode_tok_s", "decode"), ("wall_s", "wall"), ("llama_cpu_s", "cpu")):
+                ratios[f"{name}_{policy.lower()}_over_passive_{tag}"] = round(mine[key] / base[key], 3)
     print(ratios)
-    path = save(
-        f"llama_contention_{args.model}", {"model": args.model, "binary": origin, "runs": runs, "ratios": ratios}
-    )
+    result = {"model": args.model, "binary": origin, "spin_count": args.spin_count, "runs": runs, "ratios": ratios}
+    path = save(args.out or f"llama_contention_{args.model}", result)
     print(f"wrote {path}")
     return 0
 

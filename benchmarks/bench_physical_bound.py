@@ -81,9 +81,10 @@ def gemm_gflops(m: int, k: int, n: int, reps: int = 5) -> float:
     return round(2 * m * k * n / best / 1e9, 1)
 
 
-def served_rates(model: Path, cache: Path, reps: int = 2, threads: int = 0) -> dict:
+def served_rates(model: Path, cache: Path, reps: int = 2, threads: int = 0, policy: str = "") -> dict:
+    """``policy``: OpenMP's wait policy, if not the product's (``server_env``: threads sleep when they wait)."""
     binary, env, origin = resolve_binary(cache, model)
-    server = LlamaServer(binary, env, model, "bench", threads=threads)
+    server = LlamaServer(binary, {**env, "OMP_WAIT_POLICY": policy} if policy else env, model, "bench", threads=threads)
     server.start()
     try:
         complete(server.url, 0, 8, PROMPT_REPEATS)  # warm-up
@@ -115,6 +116,8 @@ def model_row(key: str, cache: Path, read_gb_s: float, gemm: float) -> dict:
     # one thread against all: decode scaling like the bandwidth (1 -> all processes) says memory bound; like the
     # core count, compute bound (the quantized weights' unpacking)
     one = served_rates(path, cache, reps=1, threads=1)
+    # the product's threads sleep at every wait (for the processes beside it); spinning shows what that costs
+    spinning = served_rates(path, cache, reps=1, policy="ACTIVE")
     context = rates["prompt_tokens"] + 64  # mid-way through the 128 generated tokens
     per_token = cost.decode_bytes + kv_bytes_per_position(meta) * context
     decode_bound = read_gb_s * 1e9 / per_token
@@ -133,6 +136,10 @@ def model_row(key: str, cache: Path, read_gb_s: float, gemm: float) -> dict:
         "prefill_fp32_gemm_bound_tokens_per_s": round(prefill_bound, 1),
         "prefill_share_of_fp32_gemm": round(prefill / prefill_bound, 3),
         "one_thread": {k: one[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s")},
+        "threads_spinning": {
+            **{k: spinning[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s")},
+            "decode_share_of_bound": round(spinning["decode_tokens_per_s"][0] / decode_bound, 3),
+        },
         "decode_scaling_all_threads_vs_one": round(decode / one["decode_tokens_per_s"][0], 2),
         "prefill_scaling_all_threads_vs_one": round(prefill / one["prefill_tokens_per_s"][0], 2),
     }
@@ -141,6 +148,7 @@ def model_row(key: str, cache: Path, read_gb_s: float, gemm: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["0.5b", "1.5b"], choices=("0.5b", "1.5b"))
+    ap.add_argument("--out", default="physical_bound", help="the result's name (a copy per CPU kind)")
     a = ap.parse_args()
     cache = Path(os.environ.get("AGENTIC_CACHE", Path.home() / ".cache" / "agentic"))
     cores = os.cpu_count() or 1
@@ -164,7 +172,7 @@ def main() -> None:
         "method": "decode bound = all-core read bandwidth / (weights read per token + f16 KV of the context); "
         "prefill bound = best fp32 GEMM rate / (2 x multiply-accumulates per prompt token)",
     }
-    out = save("physical_bound", result)
+    out = save(a.out, result)
     print(json.dumps(result, indent=1), f"\n-> {out}")
 
 
