@@ -216,14 +216,19 @@ class LoadTestResource(dg.ConfigurableResource):
                 log(f"{target.name}: {warmed} slot(s) warmed with the system text")
             datasets = capacity.level_datasets(pool, levels)
             stopped: set[str] = set()
+            service_ms = None  # the last concurrency level's median end-to-end: how far apart the next one starts
             for level, records in zip(levels, datasets):
-                head = {"target": target.name, "mode": level.mode, "value": level.value, "requests": level.requests}
+                level = capacity.staggered(level, service_ms)
+                head = {"target": target.name, "mode": level.mode, "value": level.value, "requests": level.requests,
+                        "ramp_s": level.ramp_s}  # fmt: skip
                 if level.mode in stopped:
                     rows.append({**head, **capacity.settle(_empty_row(), level.requests, False), "skipped": True})
                     continue
                 row = {**head, **self.run_level(target, level, records, tokenizer, keys.get(target.name, ""),
                                                 request_timeout_s, time_limit_s)}  # fmt: skip
                 rows.append(row)
+                if level.mode == capacity.CONCURRENCY and row.get("e2e_p50_ms"):
+                    service_ms = row["e2e_p50_ms"]
                 if row["timed_out"]:
                     stopped.add(level.mode)
                 log(_describe(row))

@@ -247,6 +247,30 @@ def test_a_sweep_stops_a_mode_after_a_level_runs_out_of_time(tmp_path):
         LoadTestResource(aiperf_python="", work_dir="w", cache_dir="c").check()
 
 
+def test_a_concurrency_level_after_a_lower_one_starts_its_sessions_staggered(tmp_path):
+    from resources.load_test import LoadTestResource
+
+    class Recorded(LoadTestResource):
+        def run_level(self, target, level, records, tokenizer, key, request_timeout_s, time_limit_s, seed=0):
+            ran.append(level)
+            row = capacity.settle(capacity.parse_export({}), level.requests, False)
+            return {**row, "e2e_p50_ms": {"c1": 8000.0, "c2": 12000.0}.get(level.name), "wall_s": 1.0}
+
+    ran: list = []
+    levels = capacity.sweep_plan([1, 2, 4], [0.1], 4, 100)
+    lt = Recorded(work_dir=str(tmp_path), cache_dir=str(tmp_path))
+    rows = lt.sweep([ENGINE], levels, lambda t: [{"session_id": "s", "turns": [{"text": "q"}]}], tmp_path, {}, 60, 60,
+                    log=lambda m: None)  # fmt: skip
+    # c2 opens its second slot half a c1 answer in; c4 opens one every quarter of a c2 answer; rates are open loops
+    assert [(lv.name, lv.ramp_s) for lv in ran] == [("c1", 0.0), ("c2", 4.0), ("c4", 9.0), ("r0.1", 0.0)]
+    assert [r["ramp_s"] for r in rows] == [0.0, 4.0, 9.0, 0.0]
+    args = capacity.aiperf_args(ENGINE, ran[1], tmp_path / "p.jsonl", tmp_path / "tok", tmp_path, 60, 3)
+    assert args[args.index("--concurrency-ramp-duration") + 1] == "4"
+    args = capacity.aiperf_args(ENGINE, ran[0], tmp_path / "p.jsonl", tmp_path / "tok", tmp_path, 60, 3)
+    assert "--concurrency-ramp-duration" not in args
+    assert capacity.staggered(Level(CONCURRENCY, 2, 4), None).ramp_s == 0.0  # nothing measured below it yet
+
+
 def test_the_curves_names_and_labels():
     rows = [
         _row("model_server", CONCURRENCY, c, 300 * c, 2000 * c) | {"queue_depth_mean": c, "kv_use_max": 0.1}
