@@ -2,7 +2,10 @@
 
 The routed LLM app (``resources/serve_routing.py``: an ingress, llama-server replicas of one thread each) with Serve's
 autoscaling on requests in flight per replica (min 1, max 2) on 127.0.0.1 with token auth. AIPerf sends the agent's
-prompts at a low concurrency, then steps up, then the load stops. Every second: the replicas Serve reports running.
+prompts at a low concurrency, then steps up, then the load stops. The step is what the replica bound can absorb:
+``max_replicas`` times the low concurrency, so that once scaled each replica carries the low phase's load again. The
+SLO, unless given, is relative to this machine: ``--slo-factor`` times the low phase's p95 end-to-end latency (one
+replica, unsaturated). Every second: the replicas Serve reports running.
 From AIPerf's per-request records (start and end times): p95 end-to-end latency of the requests that started in each
 window. Reported: when the second replica was ready, when requests starting after it met the SLO's p95 again, and when
 Serve went back to one replica after the idle window. Result: ``benchmarks/results/autoscaling_<llm>.json``.
@@ -53,13 +56,15 @@ def main() -> int:
     ap.add_argument("--llm", default="0.5b", choices=("0.5b", "1.5b"))
     ap.add_argument("--home", default="/tmp/bench-home", help="an indexed home (the prompts); indexed here if empty")
     ap.add_argument("--low", type=int, default=1, help="concurrency before the step")
-    ap.add_argument("--low-requests", type=int, default=3)
-    ap.add_argument("--high", type=int, default=4, help="concurrency of the step")
+    ap.add_argument("--low-requests", type=int, default=4)
+    ap.add_argument("--high", type=int, default=0, help="concurrency of the step (0: max replicas x --low)")
     ap.add_argument("--high-requests", type=int, default=24)
     ap.add_argument("--target-ongoing", type=float, default=1.0, help="Serve's target requests in flight per replica")
     ap.add_argument("--upscale-delay", type=float, default=5.0)
     ap.add_argument("--downscale-delay", type=float, default=30.0)
-    ap.add_argument("--e2e-p95-ms", type=float, default=40000, help="the SLO the p95 must come back under")
+    ap.add_argument("--e2e-p95-ms", type=float, default=0, help="the SLO the p95 must come back under (0: relative)")
+    ap.add_argument("--slo-factor", type=float, default=1.5, help="relative SLO: this x the low phase's p95")
+    ap.add_argument("--router", default="default", choices=("default", "prefix"), help="Serve's request router")
     ap.add_argument("--slots", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--max-tokens", type=int, default=48)
@@ -76,6 +81,7 @@ def main() -> int:
         args, "bench-autoscaling-", args.questions, 0
     )
     res["ray_cluster"].ensure()  # Ray is imported after this: it reads its token settings at import
+    import httpx
     from ray import serve
 
     from resources.serve_routing import replica_urls, routed_app
@@ -85,28 +91,39 @@ def main() -> int:
     run_dir = work / "replicas"
     spec = {"binary": str(binary), "env": env, "model_path": str(path), "alias": model.served_name,
             "ctx_size": args.ctx * args.slots, "parallel": args.slots, "threads": 1, "run_dir": str(run_dir)}  # fmt: skip
+    high = args.high or 2 * args.low  # what two replicas carry at the low phase's load each
     autoscaling = {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": args.target_ongoing,
                    "upscale_delay_s": args.upscale_delay, "downscale_delay_s": args.downscale_delay}  # fmt: skip
     timeline: list[dict] = []
     stop = threading.Event()
     t0 = time.time()
 
+    def processing(url: str) -> float | None:
+        try:
+            return capacity.engine_gauges(capacity.parse_prometheus(httpx.get(f"{url}/metrics", timeout=2).text))[
+                "processing"
+            ]
+        except httpx.HTTPError:
+            return None
+
     def sample() -> None:
+        # requests each llama-server has in flight: where the router put them
         while not stop.is_set():
-            timeline.append({"t": round(time.time() - t0, 1), "replicas": running_replicas(serve, "routed", "llama")})
+            timeline.append({"t": round(time.time() - t0, 1), "replicas": running_replicas(serve, "routed", "llama"),
+                             "processing": [processing(u) for u in replica_urls(run_dir)]})  # fmt: skip
             stop.wait(1.0)
 
     out: dict = {
         "model": model.served_name,
         "binary": origin,
         "autoscaling": autoscaling,
-        "slo_e2e_p95_ms": args.e2e_p95_ms,
+        "router": args.router,
+        "slo_e2e_p95_ms": args.e2e_p95_ms or None,
     }
     sampler = threading.Thread(target=sample, daemon=True)
     try:
-        serve.run(routed_app(spec, "default", 1, autoscaling=autoscaling), name="routed", route_prefix="/routed")
+        serve.run(routed_app(spec, args.router, 1, autoscaling=autoscaling), name="routed", route_prefix="/routed")
         base = f"http://127.0.0.1:{port}/routed"
-        import httpx
 
         while httpx.get(f"{base}/health", timeout=10).status_code != 200 or not replica_urls(run_dir):
             time.sleep(1)
@@ -115,7 +132,7 @@ def main() -> int:
         reqs, phases = [], []
         pool = iter(capacity.level_datasets(records, [capacity.Level(capacity.CONCURRENCY, 1, args.low_requests),
                                                       capacity.Level(capacity.CONCURRENCY, 1, args.high_requests)]))  # fmt: skip
-        for name, c, n in (("low", args.low, args.low_requests), ("step", args.high, args.high_requests)):
+        for name, c, n in (("low", args.low, args.low_requests), ("step", high, args.high_requests)):
             level = capacity.Level(capacity.CONCURRENCY, float(c), n)
             target = capacity.Target(name, base, model.served_name, replica_urls(run_dir)[0])
             phases.append({"phase": name, "concurrency": c, "start": round(time.time() - t0, 1)})
@@ -123,6 +140,9 @@ def main() -> int:
             phases[-1].update(end=round(time.time() - t0, 1), completed=row["completed"], e2e_p95_ms=row["e2e_p95_ms"])
             reqs += [{**r, "phase": name} for r in requests_of(work / "aiperf" / name / level.name / "aiperf" / "profile_export.jsonl")]  # fmt: skip
             print(json.dumps(phases[-1]), flush=True)
+            if name == "low" and not out["slo_e2e_p95_ms"]:
+                out["slo_e2e_p95_ms"] = round(args.slo_factor * row["e2e_p95_ms"], 1)
+                out["slo_source"] = f"{args.slo_factor} x the low phase's p95 end-to-end"
         idle_from = time.time() - t0
         deadline = time.time() + args.idle_limit
         while time.time() < deadline and running_replicas(serve, "routed", "llama") > 1:
@@ -141,7 +161,7 @@ def main() -> int:
     recovered = None
     for r in sorted(after, key=lambda r: r["start"]):
         later = [x["e2e_ms"] for x in after if x["start"] >= r["start"]]
-        if len(later) >= 3 and percentile(later, 95) <= args.e2e_p95_ms:
+        if len(later) >= 3 and percentile(later, 95) <= out["slo_e2e_p95_ms"]:
             recovered = r["start"]
             break
     step = [r["e2e_ms"] for r in reqs if r["phase"] == "step"]
@@ -153,6 +173,7 @@ def main() -> int:
         second_replica_ready_s=two,
         p95_e2e_before_second_replica_ms=percentile(before, 95) if before else None,
         p95_e2e_step_ms=percentile(step, 95) if step else None,
+        p95_e2e_after_second_replica_ms=percentile([r["e2e_ms"] for r in after], 95) if after else None,
         p95_back_under_slo_s=recovered,
         p95_back_under_slo_after_ready_s=None if recovered is None or two is None else round(recovered - two, 1),
         idle_from_s=round(idle_from, 1),
@@ -160,8 +181,8 @@ def main() -> int:
         back_to_one_after_idle_s=None if back is None else round(back - idle_from, 1),
         load_1m=os.getloadavg()[0],
     )
-    keys = ("second_replica_ready_s", "p95_e2e_before_second_replica_ms", "p95_back_under_slo_after_ready_s",
-            "back_to_one_after_idle_s")  # fmt: skip
+    keys = ("slo_e2e_p95_ms", "second_replica_ready_s", "p95_e2e_before_second_replica_ms",
+            "p95_e2e_after_second_replica_ms", "p95_back_under_slo_after_ready_s", "back_to_one_after_idle_s")  # fmt: skip
     print(json.dumps({k: out[k] for k in keys}, indent=1), f"\n-> {save(f'autoscaling_{args.llm}', out)}")
     return 0
 

@@ -64,6 +64,9 @@ def served_setup(args, prefix: str, questions: int, conversations: int):
     from infra.local.llama_server import resolve_binary
     from pipelines.profiles import build_resources
 
+    # Ray starts its workers at nice 15, and a replica's llama-server inherits it: the tool's timing process, busy at
+    # nice 19, then took 40-93% of a core from two replicas (top, 6 Dec). At 0 the tool yields to the servers.
+    os.environ["RAY_worker_niceness"] = "0"
     settings = indexed_settings(args.home, args.llm, False)
     res = build_resources(settings)
     work = Path(tempfile.mkdtemp(prefix=prefix))

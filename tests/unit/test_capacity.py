@@ -8,6 +8,7 @@ and the engine's ``/metrics`` and ``/slots`` (recorded from real runs), and the 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,25 @@ def test_a_concurrency_level_after_a_lower_one_starts_its_sessions_staggered(tmp
     args = capacity.aiperf_args(ENGINE, ran[0], tmp_path / "p.jsonl", tmp_path / "tok", tmp_path, 60, 3)
     assert "--concurrency-ramp-duration" not in args
     assert capacity.staggered(Level(CONCURRENCY, 2, 4), None).ramp_s == 0.0  # nothing measured below it yet
+
+
+@pytest.mark.contract  # it starts processes (sleep), so not the unit tier
+def test_the_tools_whole_session_runs_at_its_niceness(tmp_path):
+    from resources.load_test import spawn_tool
+
+    if not Path("/proc/self/autogroup").exists():
+        pytest.skip("this kernel does not schedule sessions as groups (no autogroup)")
+    procs = []
+    try:
+        with open(tmp_path / "log", "wb") as log:
+            procs = [spawn_tool(["sleep", "30"], log, dict(os.environ), tmp_path, n) for n in (19, 0)]
+        nices = [Path(f"/proc/{p.pid}/autogroup").read_text().split()[-1] for p in procs]
+        assert nices == ["19", "0"]  # its group yields to the servers' group, not only inside its own session
+        assert all(os.getsid(p.pid) == p.pid for p in procs)  # a session of its own: stopped as a group
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def test_the_curves_names_and_labels():
