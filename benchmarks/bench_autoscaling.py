@@ -8,7 +8,9 @@ SLO, unless given, is relative to this machine: ``--slo-factor`` times the low p
 replica, unsaturated). Every second: the replicas Serve reports running.
 From AIPerf's per-request records (start and end times): p95 end-to-end latency of the requests that started in each
 window. Reported: when the second replica was ready, when requests starting after it met the SLO's p95 again, and when
-Serve went back to one replica after the idle window. Result: ``benchmarks/results/autoscaling_<llm>.json``.
+Serve went back to one replica after the idle window. A replica takes one request at a time (``--max-ongoing``):
+with 16, Serve's default router put both of a pair on one replica in a quarter of the step's seconds.
+Result: ``benchmarks/results/autoscaling_<llm>.json``.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def main() -> int:
     ap.add_argument("--e2e-p95-ms", type=float, default=0, help="the SLO the p95 must come back under (0: relative)")
     ap.add_argument("--slo-factor", type=float, default=1.5, help="relative SLO: this x the low phase's p95")
     ap.add_argument("--router", default="default", choices=("default", "prefix"), help="Serve's request router")
+    # a replica's capacity at the SLO: one request (one replica at c2 missed it); the rest wait in Serve for a free one
+    ap.add_argument("--max-ongoing", type=int, default=1, help="requests a replica takes at once (0: the app's 16)")
     ap.add_argument("--slots", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--max-tokens", type=int, default=48)
@@ -118,11 +122,16 @@ def main() -> int:
         "binary": origin,
         "autoscaling": autoscaling,
         "router": args.router,
+        "max_ongoing_requests": args.max_ongoing or 16,
         "slo_e2e_p95_ms": args.e2e_p95_ms or None,
     }
     sampler = threading.Thread(target=sample, daemon=True)
     try:
-        serve.run(routed_app(spec, args.router, 1, autoscaling=autoscaling), name="routed", route_prefix="/routed")
+        serve.run(
+            routed_app(spec, args.router, 1, autoscaling=autoscaling, max_ongoing=args.max_ongoing),
+            name="routed",
+            route_prefix="/routed",
+        )
         base = f"http://127.0.0.1:{port}/routed"
 
         while httpx.get(f"{base}/health", timeout=10).status_code != 200 or not replica_urls(run_dir):

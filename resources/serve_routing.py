@@ -116,11 +116,19 @@ class RoutedLLM:
 
 
 def routed_app(
-    spec: dict, router: str, replicas: int, imbalanced_threshold: float = 2.0, autoscaling: dict | None = None
+    spec: dict,
+    router: str,
+    replicas: int,
+    imbalanced_threshold: float = 2.0,
+    autoscaling: dict | None = None,
+    max_ongoing: int = 0,
 ):
     """The ingress and ``replicas`` llama-server replicas behind ``router`` (or as many as Serve's ``autoscaling``
-    config decides from the requests in flight per replica). ``spec``: LlamaReplica's arguments."""
+    config decides from the requests in flight per replica). ``spec``: LlamaReplica's arguments. ``max_ongoing``: the
+    requests a replica takes at once (0: the deployment's 16); more wait in Serve for a free replica."""
     options: dict = {"autoscaling_config": autoscaling} if autoscaling else {"num_replicas": replicas}
+    if max_ongoing:
+        options["max_ongoing_requests"] = max_ongoing
     chosen = router_config(router, imbalanced_threshold)
     if chosen is not None:  # else Serve's default router
         options["request_router_config"] = chosen
