@@ -183,6 +183,9 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
                             "max_replicas": m.llm_max_replicas,
                             "target_ongoing_requests": llm_target(cfg),
                         },
+                        # a replica takes no more than it serves within the SLO; Serve holds the rest for a free one
+                        # (locally, with 16 allowed the router put pairs on one replica: docs/serving.md, autoscaling)
+                        "max_ongoing_requests": llm_target(cfg),
                         # a conversation's turns go to the replica whose vLLM prefix cache holds its earlier turns,
                         # unless the queues differ by 2 or more (then the less loaded of two); docs/serving.md
                         "request_router_config": {
@@ -294,6 +297,7 @@ def render_model_deployments(cfg: PlatformConfig) -> list[dict]:
         # no capacity source for Qwen3 on Inferentia2 (infra/capacity/sources.json): its engine's batch limit bounds it
         auto = cfg_llm["deployment_config"]["autoscaling_config"]
         auto["target_ongoing_requests"] = cfg_llm["engine_kwargs"]["max_num_seqs"]
+        cfg_llm["deployment_config"]["max_ongoing_requests"] = cfg_llm["engine_kwargs"]["max_num_seqs"]
         neuron = {"cpu": "3", "memory": "12Gi", "aws.amazon.com/neuron": "1"}
         out.append(
             _rayservice(

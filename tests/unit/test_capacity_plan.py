@@ -141,7 +141,10 @@ def _autoscaling(manifests: list[dict], name: str) -> dict:
 
     rs = next(m for m in manifests if m["metadata"]["name"] == name)
     app = yaml.safe_load(rs["spec"]["serveConfigV2"])["applications"][0]
-    return app["args"]["llm_configs"][0]["deployment_config"]["autoscaling_config"]
+    deployment = app["args"]["llm_configs"][0]["deployment_config"]
+    # a replica takes no more requests than it scales at: the rest wait in Serve for a free replica
+    assert deployment["max_ongoing_requests"] == deployment["autoscaling_config"]["target_ongoing_requests"]
+    return deployment["autoscaling_config"]
 
 
 def test_the_llm_rayservice_scales_at_the_plans_concurrency_not_a_constant():
@@ -160,6 +163,7 @@ def test_the_llm_rayservice_scales_at_the_plans_concurrency_not_a_constant():
     assert slo_concurrency(cfg, cp.Slo(3000, 11000)) < target
     pinned = load_platform_config(overrides={"models": {**vars(cfg.models), "llm_target_ongoing_requests": 5}})
     assert _autoscaling(render_model_deployments(pinned), "agentic-llm")["target_ongoing_requests"] == 5
+    assert _autoscaling(render_model_deployments(cfg), "agentic-llm-neuron")["target_ongoing_requests"] == 8
     pools = [{**vars(p), "expected_instance": "g6.xlarge"} if p.name == "gpu" else vars(p) for p in cfg.node_pools]
     one_l4 = load_platform_config(
         overrides={"node_pools": pools, "models": {**vars(cfg.models), "llm_gpus_per_replica": 1}}
