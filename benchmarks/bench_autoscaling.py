@@ -122,7 +122,7 @@ def main() -> int:
         "binary": origin,
         "autoscaling": autoscaling,
         "router": args.router,
-        "max_ongoing_requests": args.max_ongoing or 16,
+        "max_ongoing_requests": args.max_ongoing or None,  # None: the deployment's own
         "slo_e2e_p95_ms": args.e2e_p95_ms or None,
     }
     sampler = threading.Thread(target=sample, daemon=True)

@@ -1,8 +1,8 @@
 """llama-server's OpenMP wait policy on a small shared machine: the same six answers (a ~750-token prompt, 64 tokens
 out, one at a time) alone and beside one busy process (a Python loop, as a Dagster step or a Ray worker would be), with
 OpenMP's threads spinning while they wait (ACTIVE), sleeping at once (PASSIVE), and spinning a bounded while before
-they sleep (SPIN: no wait policy, ``GOMP_SPINCOUNT`` 300,000, libgomp's own default when no policy is set). Per run: llama-server's CPU seconds (from /proc), wall seconds, and its
-own prefill and decode tokens/s. On 127.0.0.1; the busy process and the server are this script's own, stopped by id.
+they sleep (SPIN: no wait policy, ``GOMP_SPINCOUNT`` 300,000, libgomp's own default when no policy is set). Per run:
+llama-server's CPU seconds (from /proc), wall seconds, and its own prefill and decode tokens/s. On 127.0.0.1; the busy process and the server are this script's own, stopped by id.
 
     python benchmarks/bench_llama_contention.py [--model 0.5b|1.5b]
 
@@ -45,15 +45,18 @@ def body(i: int) -> dict:
     }
 
 
-POLICIES = {
-    "ACTIVE": {"OMP_WAIT_POLICY": "ACTIVE"},
-    "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "SPIN": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "300000"},  # an empty policy is libgomp's "not set"
-}
+POLICIES = ("ACTIVE", "PASSIVE", "SPIN")
 
 
-def one_run(binary, env, model, policy: str, busy: bool, answers: int) -> dict:
-    server = LlamaServer(binary, {**env, **POLICIES[policy]}, model, "m", ctx_size=16384, parallel=4, threads=2)
+def policy_env(policy: str, spin_count: int) -> dict[str, str]:
+    if policy == "SPIN":  # an empty policy is libgomp's "not set"
+        return {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": str(spin_count)}
+    return {"OMP_WAIT_POLICY": policy}
+
+
+def one_run(binary, env, model, policy: str, spin_count: int, busy: bool, answers: int) -> dict:
+    server = LlamaServer(binary, {**env, **policy_env(policy, spin_count)}, model, "m", ctx_size=16384, parallel=4,
+                         threads=2)  # fmt: skip
     server.start()
     hog = None
     try:
@@ -85,17 +88,16 @@ def main() -> int:
     ap.add_argument("--model", default="0.5b", choices=("0.5b", "1.5b"))
     ap.add_argument("--answers", type=int, default=6)
     ap.add_argument("--spin-count", type=int, default=300000, help="SPIN's GOMP_SPINCOUNT")
-    ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
+    ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     ap.add_argument("--out", default="", help="the result's name (default llama_contention_<model>)")
     args = ap.parse_args()
-    POLICIES["SPIN"]["GOMP_SPINCOUNT"] = str(args.spin_count)
     settings = load_settings({})
     model = settings.cache / "models" / "llm" / get_model(args.model).file_name
     binary, env, origin = resolve_binary(settings.cache, model, threads=2)
     runs = []
     for busy in (False, True):
         for policy in args.policies:
-            runs.append(one_run(binary, env, model, policy, busy, args.answers))
+            runs.append(one_run(binary, env, model, policy, args.spin_count, busy, args.answers))
             print(runs[-1], flush=True)
     by = {(r["policy"], r["beside"]): r for r in runs}
     ratios = {}

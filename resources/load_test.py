@@ -110,8 +110,6 @@ class LoadTestResource(dg.ConfigurableResource):
             target, level, dataset, tokenizer, out / "aiperf", request_timeout_s, len(records), seed
         )
         cmd = [self.aiperf_python, "-c", SHIM, *args]
-        if self.niceness:
-            cmd = ["nice", "-n", str(self.niceness), *cmd]
         env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
         if key:
             env[KEY_ENV] = key
@@ -236,10 +234,12 @@ class LoadTestResource(dg.ConfigurableResource):
 
 
 def spawn_tool(cmd: list[str], log, env: dict[str, str], cwd: Path, niceness: int) -> subprocess.Popen:
-    """The tool in a session of its own (stopped as a group). Where the kernel schedules each session as one group
-    (autogroup), a nice value ranks a process only inside its session: the tool's busy timing process, at nice 19,
-    still took a core's share beside two llama-servers (94% against 43% each, 6 Dec). So the session's group gets
-    the niceness too."""
+    """The tool in a session of its own (stopped as a group), at ``niceness``. Where the kernel schedules each session
+    as one group (autogroup), a nice value ranks a process only inside its session: the tool's busy timing process,
+    at nice 19, still took a core's share beside two llama-servers (94% against 43% each, 6 Dec). So the session's
+    group gets the niceness too."""
+    if niceness > 0:
+        cmd = ["nice", "-n", str(niceness), *cmd]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
     if niceness > 0:
         group = Path(f"/proc/{proc.pid}/autogroup")
