@@ -30,15 +30,48 @@ def floats(text: str) -> list[float]:
 
 
 def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
-    """The planner's model (``core.capacity_plan``) of this server, from ``bench_physical_bound``'s measurement of one
-    request on this machine, for each concurrency level's own requests: written before the load runs them."""
+    """The planner's model of this server, from ``bench_physical_bound``'s measurement of one request on this machine,
+    for each concurrency level's own conversations: written before the load runs them. ``levels``: llama-server's
+    scheduler simulated with the planner's engine (``core.capacity_sim``), the levels' ramps as the sweep sets them;
+    ``closed_form``: ``core.capacity_plan``'s formula for requests out of phase, which the GPU variants use."""
     from tokenizers import Tokenizer
 
-    from core import capacity
+    from core import capacity, capacity_sim
     from core import capacity_plan as cp
 
     tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
     count = lambda text: len(tok.encode(text, add_special_tokens=False).ids)  # noqa: E731
+    engine = calibrated_engine(args)
+    rows, closed, service_ms = [], [], None
+    for level, chosen in zip(levels, capacity.level_datasets(records, levels)):
+        if level.mode != capacity.CONCURRENCY:
+            continue
+        level = capacity.staggered(level, service_ms)  # as LoadTestResource.sweep opens it
+        conversations = [cp.uncached_prompts(r, count) for r in chosen]
+        flat = [n for c in conversations for n in c]
+        done = capacity_sim.simulate(engine, conversations, cfg.max_tokens, int(level.value), level.ramp_s)
+        sim = capacity_sim.measured_like(done, cfg.max_tokens)
+        service_ms = sim["e2e_p50_ms"]
+        rows.append({"level": level.name, "ramp_s": level.ramp_s, **{k: round(v, 3) for k, v in sim.items()}})
+        point = cp.predict_level(engine, flat, cfg.max_tokens, int(level.value))
+        closed.append({"level": level.name, **{k: round(v, 3) for k, v in point.items()}})
+    slo = cp.Slo(cfg.ttft_p95_ms, cfg.e2e_p95_ms)
+    meeting = [r for r in rows if r["ttft_p95_ms"] <= slo.ttft_p95_ms and r["e2e_p95_ms"] <= slo.e2e_p95_ms]
+    return {
+        "engine": dataclasses.asdict(engine),
+        "output_tokens": cfg.max_tokens,
+        "model": "core.capacity_sim (llama-server's scheduler, the planner's engine)",
+        "levels": rows,
+        "closed_form": closed,
+        "capacity": meeting[-1]["level"] if meeting else None,
+        "predicted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def calibrated_engine(args):
+    """The planner's engine for this server: ``--calibration``'s measurement of one request, one thread or all."""
+    from core import capacity_plan as cp
+
     bound = json.loads((RESULTS / args.calibration).read_text())
     model = bound["models"][args.llm]
     if args.threads == 1:  # the server on one core (the load tool on the other): the one-thread measurement
@@ -47,39 +80,59 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
         procs = max(b["processes"] for b in bound["bandwidth"])
     read = next(b["read_gb_s"] for b in bound["bandwidth"] if b["processes"] == procs)
     source = f"{args.calibration} ({bound['measured_at']}): one request, {model['prompt_tokens']} tokens in, {procs} thread(s)"
-    engine = cp.cpu_engine(model, read, args.slots, source)
-    rows = []
-    for level, chosen in zip(levels, capacity.level_datasets(records, levels)):
-        if level.mode != capacity.CONCURRENCY:
-            continue
-        prompts = [n for r in chosen for n in cp.uncached_prompts(r, count, cfg.max_tokens)][: level.requests]
-        p = cp.predict_level(engine, prompts, cfg.max_tokens, int(level.value))
-        rows.append({"level": level.name, **{k: round(v, 3) for k, v in p.items()}})
-    slo = cp.Slo(cfg.ttft_p95_ms, cfg.e2e_p95_ms)
-    meeting = [r for r in rows if r["ttft_p95_ms"] <= slo.ttft_p95_ms and r["e2e_p95_ms"] <= slo.e2e_p95_ms]
-    return {
-        "engine": dataclasses.asdict(engine),
-        "output_tokens": cfg.max_tokens,
-        "levels": rows,
-        "capacity": meeting[-1]["level"] if meeting else None,
-        "predicted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    return cp.cpu_engine(model, read, args.slots, source)
 
 
-def compare(prediction: dict, rows: list[dict]) -> list[dict]:
-    """Predicted against measured, per concurrency level: measured / predicted."""
+def compare(prediction: dict, rows: list[dict]) -> dict:
+    """Predicted against measured, per concurrency level (measured / predicted): the simulation's ``levels`` and the
+    closed form's."""
     measured = {f"c{r['value']:g}": r for r in rows if r["mode"] == "concurrency"}
-    out = []
-    for p in prediction["levels"]:
-        m = measured.get(p["level"])
-        if m is None:
-            continue
-        row = {"level": p["level"]}
-        for key in ("requests_per_s", "ttft_p95_ms", "e2e_p95_ms"):
-            row[key] = {"predicted": p[key], "measured": m.get(key)}
-            row[key]["ratio"] = round(m[key] / p[key], 3) if m.get(key) else None
-        out.append(row)
+
+    def ratios(levels: list[dict]) -> list[dict]:
+        out = []
+        for p in levels:
+            m = measured.get(p["level"])
+            if m is None:
+                continue
+            row = {"level": p["level"]}
+            for key in ("requests_per_s", "ttft_p95_ms", "e2e_p95_ms"):
+                row[key] = {"predicted": p[key], "measured": m.get(key)}
+                row[key]["ratio"] = round(m[key] / p[key], 3) if m.get(key) else None
+            out.append(row)
+        return out
+
+    return {"simulated": ratios(prediction["levels"]), "closed_form": ratios(prediction.get("closed_form", []))}
+
+
+def timelines(target_dir: Path) -> dict[str, list[dict]]:
+    """Each level's requests as AIPerf recorded them, in send order: session, turn, send and end (s from the level's
+    first send), TTFT, the prompt tokens the server processed (prompt - read from its cache) and the tokens out. What
+    a p95 is made of: the check's explanations read these beside the server's log."""
+    out = {}
+    for path in sorted(target_dir.glob("*/aiperf/profile_export.jsonl")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows.sort(key=lambda r: r["metadata"]["request_start_ns"])
+        t0 = rows[0]["metadata"]["request_start_ns"] if rows else 0
+        out[path.parent.parent.name] = [_timeline_row(r, t0) for r in rows]
     return out
+
+
+def _timeline_row(r: dict, t0: int) -> dict:
+    m, x = r["metadata"], r["metrics"]
+
+    def value(key: str):
+        return (x.get(key) or {}).get("value")
+
+    ttft, end = value("time_to_first_token"), m.get("request_end_ns")
+    return {
+        "session": m.get("conversation_id"),
+        "turn": m.get("turn_index"),
+        "sent_s": round((m["request_start_ns"] - t0) / 1e9, 3),
+        "end_s": round((end - t0) / 1e9, 3) if end else None,
+        "ttft_s": round(ttft / 1000, 3) if ttft else None,
+        "uncached": (value("input_sequence_length") or 0) - (value("usage_prompt_cache_read_tokens") or 0),
+        "out": value("output_sequence_length"),
+    }
 
 
 def engine_run(args, settings, cfg) -> dict:
@@ -151,6 +204,7 @@ def engine_run(args, settings, cfg) -> dict:
         "prompts": {"conversations": len(prompts["engine"]), "questions": len(covered), "two_turn": len(conversations)},
         "capacity": found,
         "rows": rows,
+        "requests": timelines(Path(args.work_dir) / target.name),
         "prompt_seconds": round(prompt_s, 1),
         "load_seconds": round(load_s, 1),
         **({"prediction": prediction, "predicted_vs_measured": compare(prediction, rows)} if prediction else {}),

@@ -338,17 +338,19 @@ def variants_from_sources(sources: dict, gpu_measured: dict, w: Workload) -> lis
 # -- the planner checked against a load test ------------------------------------------------------------------------
 
 TEMPLATE_TOKENS = 5  # a ChatML message's framing: <|im_start|>, the role, a newline, <|im_end|>, a newline
+REPLY_END_TOKENS = 2  # a reply cut at max_tokens was never closed in the slot: its <|im_end|> and newline are new
 
 
-def uncached_prompts(record: dict, count, reply_tokens: int) -> list[int]:
+def uncached_prompts(record: dict, count) -> list[int]:
     """The prompt tokens each request of an AIPerf ``multi_turn`` conversation makes the server process, with its
     prefix cache: the system text is the slot's cached prefix; a first turn pays its own text (sources, question,
-    the run's marker); a later turn pays the reply before it and its own text, the rest being the slot's last prompt.
-    ``count``: text -> tokens."""
+    the run's marker); a later turn pays its own text and the close of the reply before it, whose tokens the slot
+    generated and holds (llama-server's counters: 18-21 uncached tokens for a follow-up, 6 Dec). ``count``: text ->
+    tokens."""
     out = []
     for turn in (t for t in record["turns"] if t.get("role") != "system"):
         own = count(turn["text"]) + TEMPLATE_TOKENS + 3  # and the assistant header the prompt ends with
-        out.append(own if not out else own + reply_tokens + TEMPLATE_TOKENS)
+        out.append(own if not out else own + REPLY_END_TOKENS)
     return out
 
 

@@ -179,9 +179,9 @@ def test_uncached_prompts_follow_the_slots_prefix_cache():
         "s", [{"role": "system", "content": "sys " * 50}, {"role": "user", "content": "q " * 100}], ["why? " * 4], 64
     )
     count = lambda text: len(text.split())  # noqa: E731
-    first, follow = cp.uncached_prompts(record, count, reply_tokens=64)
+    first, follow = cp.uncached_prompts(record, count)
     assert first == 100 + cp.TEMPLATE_TOKENS + 3  # the system text is the cached prefix
-    assert follow == 4 + cp.TEMPLATE_TOKENS + 3 + 64 + cp.TEMPLATE_TOKENS  # the reply before it, then its own text
+    assert follow == 4 + cp.TEMPLATE_TOKENS + 3 + cp.REPLY_END_TOKENS  # the reply is in the slot already
     # a CPU server whose decode is compute-bound gains no throughput from a second request in flight
     e = cp.Engine(base_ms=14, per_seq_ms=0, prefill_tokens_per_s=127, max_batch=2, compute_per_seq_ms=32)
     one, two = (cp.predict_level(e, [first, follow], 64, c) for c in (1, 2))

@@ -1,0 +1,146 @@
+"""A closed-loop load against one llama-server, simulated batch by batch: the planner's ``Engine`` (decode step,
+prefill rate, slots) run through llama-server's scheduler. Pure logic; ``bench_capacity --predict`` uses it for the
+planner's check.
+
+Why not the closed form of ``core.capacity_plan``: it assumes the requests in flight are out of phase. llama-server
+computes one batch at a time, so a prompt being prefilled stalls every other slot's decoding; the stalled request and
+the new one then decode in lockstep, finish in the same step, and their sessions' next prompts arrive together and are
+prefilled as one batch. At concurrency 2 every pair after the first ran so (capacity_check_0.5b.json, run 6). The
+scheduler, as modelled here (llama.cpp ``server.cpp``'s update loop):
+
+- each iteration is one batch: one token for every slot that is generating, then prompt tokens of the slots still
+  reading their prompt, in arrival order, up to ``batch_tokens`` (``--batch-size``, 2048) in all;
+- between batches the server launches the requests in its queue into free slots; a request that arrives during a
+  batch waits for its end, and a slot's first token comes from the batch that ends its prompt;
+- a batch with prompt tokens costs all its tokens at the prefill rate, a decode-only batch the engine's step for its
+  size; a request waits for a free slot when every slot is busy;
+- order of events: a request sent as a batch ends reaches the queue after the next batch has started
+  (``TURNAROUND_S``), and a launch pass lasts until a request sent as the batch before it ended has arrived
+  (``LAUNCH_S``). So when two replies end one batch apart, the next two prompts are launched, and prefilled,
+  together. The server's log of the check's runs shows it at each such point (6 Dec: launches 9 and 21 ms apart, both
+  prompts in one batch); only the order matters here, not the size, so the constants are small.
+
+Sessions follow AIPerf's ``multi_turn`` closed loop: each takes the next conversation in order, sends a turn when the
+reply before it is done, and session ``k`` opens ``ramp_s * k / (c - 1)`` after the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.capacity_plan import Engine, mean, percentile
+
+BATCH_TOKENS = 2048  # llama-server's default --batch-size: prompt and decode tokens of one iteration
+TURNAROUND_S = 0.001  # from a send to the server's queue: after a batch that starts at once has begun
+LAUNCH_S = 0.002  # a launch pass: longer than the turnaround
+
+
+@dataclass
+class _Request:
+    session: int
+    prompt: int  # uncached prompt tokens the server processes
+    arrival: float  # sent by the client
+    queued: float = 0.0  # in the server's queue
+    left: int = 0  # prompt tokens not processed yet
+    tokens: int = 0  # output tokens made so far
+    first: float | None = None
+    end: float | None = None
+
+    def __post_init__(self):
+        self.left = self.prompt
+
+
+def _cost_s(engine: Engine, prompt_tokens: int, decoding: int) -> float:
+    if prompt_tokens:
+        return (prompt_tokens + decoding) / engine.prefill_tokens_per_s
+    return engine.step_ms(decoding) / 1000
+
+
+def simulate(
+    engine: Engine,
+    conversations: list[list[int]],
+    output: int,
+    concurrency: int,
+    ramp_s: float = 0.0,
+    batch_tokens: int = BATCH_TOKENS,
+    turnaround_s: float = TURNAROUND_S,
+    launch_s: float = LAUNCH_S,
+) -> list[_Request]:
+    """Every request of ``conversations`` (each a list of its turns' uncached prompt tokens), sent by ``concurrency``
+    sessions, each reply ``output`` tokens long; the requests with their send, first-token and end times (s).
+    ``turnaround_s``: from a send to the server's queue; ``launch_s``: the server's work to put queued requests into
+    slots, during which later arrivals are launched with them."""
+    pending = list(reversed(conversations))
+    turns: dict[int, list[int]] = {}  # a session's turns still to send (bounded by the concurrency)
+    waiting: list[_Request] = []  # sent, not yet in a slot
+    active: list[_Request] = []  # in a slot
+    done: list[_Request] = []
+
+    def send(session: int, at: float) -> None:
+        if not turns.get(session):
+            if not pending:
+                return
+            turns[session] = list(pending.pop())
+        r = _Request(session, turns[session].pop(0), at)
+        r.queued = at + turnaround_s
+        waiting.append(r)
+
+    for k in range(concurrency):
+        send(k, ramp_s * k / (concurrency - 1) if concurrency > 1 else 0.0)
+    t = 0.0
+    while waiting or active:
+        t = _launch(waiting, active, engine.max_batch, t, launch_s)
+        if not active:
+            t = min(r.queued for r in waiting)
+            continue
+        decoding = [r for r in active if r.first is not None]
+        budget, reading = batch_tokens - len(decoding), []
+        for r in (r for r in active if r.first is None):
+            take = min(r.left, budget)
+            if take > 0:
+                reading.append((r, take))
+                budget -= take
+        t += _cost_s(engine, sum(n for _, n in reading), len(decoding))
+        for r, n in reading:
+            r.left -= n
+            if r.left == 0:
+                r.first, r.tokens = t, 1
+        for r in decoding:
+            r.tokens += 1
+        for r in [r for r in active if r.tokens >= output]:
+            r.end = t
+            active.remove(r)
+            done.append(r)
+            send(r.session, t)
+    return done
+
+
+def _launch(waiting: list[_Request], active: list[_Request], slots: int, t: float, launch_s: float) -> float:
+    """Between batches the server empties its queue into free slots. A pass that launches anything lasts
+    ``launch_s``, and a request that arrives meanwhile is launched in the same pass. Returns when the batch starts."""
+    end = t
+    while len(active) < slots:
+        ready = [r for r in waiting if r.queued <= end]
+        if not ready:
+            break
+        r = min(ready, key=lambda r: r.queued)
+        waiting.remove(r)
+        active.append(r)
+        end = t + launch_s
+    return end
+
+
+def measured_like(requests: list[_Request], output: int) -> dict:
+    """What a load tool reports of these requests (ms; per-second rates over the first send to the last reply)."""
+    ttft = [1000 * (r.first - r.arrival) for r in requests]
+    e2e = [1000 * (r.end - r.arrival) for r in requests]
+    span = max(r.end for r in requests) - min(r.arrival for r in requests)
+    return {
+        "requests_per_s": len(requests) / span,
+        "output_tokens_per_s": len(requests) * output / span,
+        "ttft_p50_ms": percentile(ttft, 50),
+        "ttft_p95_ms": percentile(ttft, 95),
+        "e2e_mean_ms": mean(e2e),
+        "e2e_p50_ms": percentile(e2e, 50),
+        "e2e_p95_ms": percentile(e2e, 95),
+    }

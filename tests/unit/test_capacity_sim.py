@@ -1,0 +1,81 @@
+"""core.capacity_sim: llama-server's scheduler driven by the planner's engine, on cases whose timings follow by hand."""
+
+import pytest
+
+from core.capacity_plan import Engine
+from core.capacity_sim import LAUNCH_S, measured_like, simulate
+
+# 100 prompt tokens/s, a decode step of 40 ms per sequence in it (compute-bound, as on this CPU), two slots
+ENGINE = Engine(base_ms=10, per_seq_ms=0, prefill_tokens_per_s=100, max_batch=2, compute_per_seq_ms=40)
+EXACT = {"turnaround_s": 0.0, "launch_s": 0.0}  # no client or launch time: timings by hand
+
+
+def test_a_lone_request_prefills_then_decodes_one_token_per_step():
+    (r,) = simulate(ENGINE, [[500]], output=11, concurrency=1, **EXACT)
+    assert r.first - r.arrival == pytest.approx(5.0)  # 500 tokens at 100/s; the first token comes from that batch
+    assert r.end - r.first == pytest.approx(10 * 0.040)
+
+
+def test_prompts_that_arrive_together_are_prefilled_as_one_batch():
+    a, b = simulate(ENGINE, [[300], [500]], output=2, concurrency=2, **EXACT)
+    assert a.first == b.first == pytest.approx(8.0)  # both wait for the whole batch of 800 tokens
+    assert a.end == b.end == pytest.approx(8.0 + 0.080)  # then decode together, 2 x 40 ms a step
+
+
+def test_a_prompt_stalls_the_slot_that_is_decoding_and_they_finish_in_lockstep():
+    # the second session opens 2 s in, during the first's prefill; its 400-token prompt (with the first's one decode
+    # token) takes 4.01 s, which stalls the first; then they decode side by side and end one step apart
+    a, b = simulate(ENGINE, [[500], [400]], output=51, concurrency=2, ramp_s=2.0, **EXACT)
+    assert (a.first, b.arrival) == (pytest.approx(5.0), 2.0)
+    assert b.first == pytest.approx(5.0 + 4.01)
+    assert a.end == pytest.approx(b.first + 49 * 0.080)
+    assert b.end - a.end == pytest.approx(0.040)  # not the 2 s they started apart
+
+
+def test_replies_that_end_one_batch_apart_send_prompts_that_are_prefilled_together():
+    # as above, the first session is one token ahead, so its reply ends one decode step before the second's: its next
+    # prompt reaches the server during that step, and the second's arrives while the server launches the first's
+    a, b, a2, b2 = sorted(simulate(ENGINE, [[500, 50], [400, 300]], 51, 2, ramp_s=2.0), key=lambda r: r.arrival)
+    assert b.end - a.end == pytest.approx(0.040)
+    assert a2.first == b2.first == pytest.approx(b.end + LAUNCH_S + 350 / 100)
+    # with no time between a send and the queue, the first prompt goes with the other's last decode step instead
+    a, b, a2, b2 = sorted(
+        simulate(ENGINE, [[500, 50], [400, 300]], 51, 2, ramp_s=2.0, **EXACT), key=lambda r: r.arrival
+    )
+    assert a2.first == pytest.approx(b.end)
+    assert b2.first > a2.first + 1
+
+
+def test_sessions_send_conversations_in_order_and_a_follow_up_after_its_reply():
+    done = simulate(ENGINE, [[200, 20], [300], [100, 10, 10]], output=3, concurrency=2, **EXACT)
+    assert len(done) == 6
+    by_session = {}
+    for r in sorted(done, key=lambda r: r.arrival):
+        by_session.setdefault(r.session, []).append(r)
+    for reqs in by_session.values():
+        for before, after in zip(reqs, reqs[1:]):
+            assert after.arrival == pytest.approx(before.end)  # a closed loop: the next turn when the reply is done
+    # never more than the concurrency in flight
+    events = sorted([(r.arrival, 1) for r in done] + [(r.end, -1) for r in done], key=lambda e: (e[0], e[1]))
+    live = peak = 0
+    for _, d in events:
+        live += d
+        peak = max(peak, live)
+    assert peak <= 2
+
+
+def test_more_sessions_than_slots_wait_for_a_free_slot():
+    one_slot = Engine(base_ms=10, per_seq_ms=0, prefill_tokens_per_s=100, max_batch=1, compute_per_seq_ms=40)
+    a, b = simulate(one_slot, [[100], [100]], output=2, concurrency=2, **EXACT)
+    assert a.end == pytest.approx(1.04)
+    assert b.first == pytest.approx(a.end + 1.0)  # its prompt starts when the first slot frees
+
+
+def test_what_the_load_tool_reports():
+    done = simulate(ENGINE, [[100]] * 4, output=5, concurrency=1, **EXACT)
+    m = measured_like(done, 5)
+    e2e = 1.0 + 4 * 0.040
+    assert m["requests_per_s"] == pytest.approx(4 / (4 * e2e))
+    assert m["ttft_p95_ms"] == pytest.approx(1000.0)
+    assert m["e2e_p95_ms"] == pytest.approx(1000 * e2e)
+    assert m["output_tokens_per_s"] == pytest.approx(5 * m["requests_per_s"])
