@@ -1,24 +1,18 @@
 """A closed-loop load against one llama-server, simulated batch by batch: the planner's ``Engine`` (decode step,
 prefill rate, slots) run through llama-server's scheduler. Pure logic; ``bench_capacity --predict`` uses it for the
-planner's check.
+planner's check. Why the closed form of ``core.capacity_plan`` does not fit this server, and the logs behind each rule:
+docs/serving.md ("The planner checked against this machine").
 
-Why not the closed form of ``core.capacity_plan``: it assumes the requests in flight are out of phase. llama-server
-computes one batch at a time, so a prompt being prefilled stalls every other slot's decoding; the stalled request and
-the new one then decode in lockstep, finish in the same step, and their sessions' next prompts arrive together and are
-prefilled as one batch. At concurrency 2 every pair after the first ran so (capacity_check_0.5b.json, run 6). The
-scheduler, as modelled here (llama.cpp ``server.cpp``'s update loop):
+The scheduler as modelled (llama.cpp's ``server-context.cpp`` update loop):
 
 - each iteration is one batch: one token for every slot that is generating, then prompt tokens of the slots still
   reading their prompt, in arrival order, up to ``batch_tokens`` (``--batch-size``, 2048) in all;
 - between batches the server launches the requests in its queue into free slots; a request that arrives during a
-  batch waits for its end, and a slot's first token comes from the batch that ends its prompt;
+  batch waits for its end; a slot's first token comes from the batch that ends its prompt;
 - a batch with prompt tokens costs all its tokens at the prefill rate, a decode-only batch the engine's step for its
   size; a request waits for a free slot when every slot is busy;
-- order of events: a request sent as a batch ends reaches the queue after the next batch has started
-  (``TURNAROUND_S``), and a launch pass lasts until a request sent as the batch before it ended has arrived
-  (``LAUNCH_S``). So when two replies end one batch apart, the next two prompts are launched, and prefilled,
-  together. The server's log of the check's runs shows it at each such point (6 Dec: launches 9 and 21 ms apart, both
-  prompts in one batch); only the order matters here, not the size, so the constants are small.
+- a request sent as a batch ends reaches the queue after the next batch has started (``TURNAROUND_S``), and a launch
+  pass lasts until a request sent as the batch before it ended has arrived (``LAUNCH_S``): only the order matters.
 
 Sessions follow AIPerf's ``multi_turn`` closed loop: each takes the next conversation in order, sends a turn when the
 reply before it is done, and session ``k`` opens ``ramp_s * k / (c - 1)`` after the first.
