@@ -161,3 +161,28 @@ def test_a_native_build_that_crashes_is_not_used(tmp_path):
         assert _serves(binary, env, model) > 0
     verdicts = [p.read_text() for p in (cache / "llama.cpp" / "probes").glob("*.json")]
     assert any('"ok": false' in v and str(crashing) in v for v in verdicts), verdicts
+
+
+@pytest.mark.contract
+def test_the_load_tests_warm_up_leaves_the_system_text_in_every_slot(tmp_path):
+    """``LoadTestResource.warm`` before a sweep: each slot of a real llama-server holds the system text after it. A
+    slot that already holds it answers a repeat in one token's time, so unpinned requests sent at once could all land
+    on that slot (run 7 of the planner's check: one slot warmed of two, a level's p95 paid the cold one)."""
+    from resources.load_test import LoadTestResource
+
+    model = CACHE / "models" / "llm" / get_model("0.5b").file_name
+    binary, env, _ = ls.resolve_binary(CACHE, model, threads=1)
+    server = ls.LlamaServer(binary, env, model, "llm", ctx_size=4096, parallel=2, threads=1)
+    system = "You answer clinical questions from the sources given, and cite them. " * 12
+    server.start(timeout_s=60)
+    try:
+        chat = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "Hi"}], "max_tokens": 1}
+        first = httpx.post(f"{server.url}/v1/chat/completions", json=chat, timeout=120)  # one slot holds the text now
+        held = first.json()["usage"]["prompt_tokens"]
+        load_test = LoadTestResource(work_dir=str(tmp_path), cache_dir=str(tmp_path))
+        assert load_test.warm(server.url, system) == 2
+        slots = httpx.get(f"{server.url}/slots", timeout=10).json()
+        # each slot's last prompt: the system text and a short user turn (a never-used slot has none)
+        assert [s.get("n_prompt_tokens", 0) >= held - 4 for s in slots] == [True, True], slots
+    finally:
+        server.stop()
