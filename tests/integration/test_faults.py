@@ -5,7 +5,6 @@ test_data_path, the LLM server killed during a burst of questions in test_servin
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import dagster as dg
@@ -32,6 +31,21 @@ def _materialize(resources, run_config=None) -> dg.ExecuteInProcessResult:
     )
 
 
+class _HeldStore(OpenSearchVectorStore):
+    """The real store, whose first batch written while ``HOLD`` is set waits for ``RESUME``: the test stops the node
+    in that wait, so the stop lands mid-index every time. Stopped as soon as the new generation appeared, a graceful
+    shutdown once outlasted the whole load and the rebuild succeeded (`make test`, 6 Dec, with the other lane busy)."""
+
+    def upsert(self, generation: str, rows, batch: int = 500) -> int:
+        if HOLD.is_set() and not RESUME.is_set():
+            HELD.set()
+            RESUME.wait(120)
+        return super().upsert(generation, rows, batch)
+
+
+HOLD, HELD, RESUME = threading.Event(), threading.Event(), threading.Event()
+
+
 def test_opensearch_stopped_mid_index_fails_clearly_serves_the_old_generation_and_the_next_run_completes(
     indexed_copy, tmp_path
 ):
@@ -41,7 +55,7 @@ def test_opensearch_stopped_mid_index_fails_clearly_serves_the_old_generation_an
     with an index that holds exactly the live chunks."""
     node = OpenSearchNode(tmp_path / "os", free_port(), heap="512m").start(timeout_s=90)
     try:
-        store = OpenSearchVectorStore(hosts=node.url, index_prefix=f"f{uuid.uuid4().hex[:8]}")
+        store = _HeldStore(hosts=node.url, index_prefix=f"f{uuid.uuid4().hex[:8]}")
         res = build_resources(indexed_copy.settings)
         res["vector_store"] = store
         res["retriever"] = RetrieverResource(vector_store=store, embedder=res["embedder"])
@@ -53,12 +67,12 @@ def test_opensearch_stopped_mid_index_fails_clearly_serves_the_old_generation_an
 
         box = {}
         run = threading.Thread(target=lambda: box.setdefault("r", _materialize(res, REBUILD)))
+        HOLD.set()
         run.start()
-        deadline = time.time() + 120
-        while time.time() < deadline and run.is_alive() and len(store.generations()) < 2:
-            time.sleep(0.02)
-        assert run.is_alive() and len(store.generations()) == 2, "the rebuild never started (or ended first)"
-        node.stop()  # mid-index: the new generation exists, its rows are being loaded
+        assert HELD.wait(120) and run.is_alive(), "the rebuild never reached its first batch"
+        assert len(store.generations()) == 2  # the new generation exists; its rows are about to be loaded
+        node.stop()
+        RESUME.set()
         run.join(180)
         assert not run.is_alive() and not box["r"].success
         failure = next(e for e in box["r"].all_events if e.event_type_value == "STEP_FAILURE")

@@ -79,3 +79,9 @@ def test_what_the_load_tool_reports():
     assert m["ttft_p95_ms"] == pytest.approx(1000.0)
     assert m["e2e_p95_ms"] == pytest.approx(1000 * e2e)
     assert m["output_tokens_per_s"] == pytest.approx(5 * m["requests_per_s"])
+
+
+def test_a_prompt_wholly_in_the_cache_still_gets_its_first_token():
+    # llama-server evaluates at least the last prompt token; without that, a zero-token prompt never got one
+    (r,) = simulate(ENGINE, [[0]], output=3, concurrency=1, **EXACT)
+    assert r.first == pytest.approx(1 / 100) and r.end == pytest.approx(0.01 + 2 * 0.040)
