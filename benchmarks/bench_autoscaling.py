@@ -37,20 +37,13 @@ def running_replicas(serve, app: str, deployment: str) -> int:
 
 def requests_of(export: Path) -> list[dict]:
     """Start, end (s since the epoch), end-to-end and TTFT (ms) of each finished request."""
-    out = []
-    for line in export.read_text().splitlines():
-        rec = json.loads(line)
-        m, meta = rec.get("metrics") or {}, rec.get("metadata") or {}
-        if "request_latency" in m:
-            out.append(
-                {
-                    "start": meta["request_start_ns"] / 1e9,
-                    "end": meta["request_end_ns"] / 1e9,
-                    "e2e_ms": float(m["request_latency"]["value"]),
-                    "ttft_ms": float((m.get("time_to_first_token") or {}).get("value") or 0),
-                }
-            )
-    return out
+    from core.capacity import request_records
+
+    return [
+        {"start": r["start_ns"] / 1e9, "end": r["end_ns"] / 1e9, "e2e_ms": r["e2e_ms"], "ttft_ms": r["ttft_ms"] or 0.0}
+        for r in request_records(export.read_text())
+        if r["e2e_ms"] is not None
+    ]
 
 
 def main() -> int:

@@ -108,31 +108,24 @@ def timelines(target_dir: Path) -> dict[str, list[dict]]:
     """Each level's requests as AIPerf recorded them, in send order: session, turn, send and end (s from the level's
     first send), TTFT, the prompt tokens the server processed (prompt - read from its cache) and the tokens out. What
     a p95 is made of: the check's explanations read these beside the server's log."""
+    from core.capacity import request_records
+
+    def row(r: dict, t0: int) -> dict:
+        return {
+            "session": r["session"],
+            "turn": r["turn"],
+            "sent_s": round((r["start_ns"] - t0) / 1e9, 3),
+            "end_s": round((r["end_ns"] - t0) / 1e9, 3) if r["end_ns"] else None,
+            "ttft_s": round(r["ttft_ms"] / 1000, 3) if r["ttft_ms"] else None,
+            "uncached": int(r["prompt"] - r["cached"]),
+            "out": r["out"],
+        }
+
     out = {}
     for path in sorted(target_dir.glob("*/aiperf/profile_export.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        rows.sort(key=lambda r: r["metadata"]["request_start_ns"])
-        t0 = rows[0]["metadata"]["request_start_ns"] if rows else 0
-        out[path.parent.parent.name] = [_timeline_row(r, t0) for r in rows]
+        records = request_records(path.read_text())
+        out[path.parent.parent.name] = [row(r, records[0]["start_ns"]) for r in records]
     return out
-
-
-def _timeline_row(r: dict, t0: int) -> dict:
-    m, x = r["metadata"], r["metrics"]
-
-    def value(key: str):
-        return (x.get(key) or {}).get("value")
-
-    ttft, end = value("time_to_first_token"), m.get("request_end_ns")
-    return {
-        "session": m.get("conversation_id"),
-        "turn": m.get("turn_index"),
-        "sent_s": round((m["request_start_ns"] - t0) / 1e9, 3),
-        "end_s": round((end - t0) / 1e9, 3) if end else None,
-        "ttft_s": round(ttft / 1000, 3) if ttft else None,
-        "uncached": (value("input_sequence_length") or 0) - (value("usage_prompt_cache_read_tokens") or 0),
-        "out": value("output_sequence_length"),
-    }
 
 
 def engine_run(args, settings, cfg) -> dict:

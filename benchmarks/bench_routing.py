@@ -38,17 +38,15 @@ def prompt_tokens_processed(urls: list[str]) -> float:
 def per_turn(export: Path) -> dict:
     """TTFT by turn (0: a conversation's first request, 1: its follow-up) and the prompt tokens the requests carried,
     from AIPerf's per-request records."""
+    from core.capacity import request_records
     from core.capacity_plan import percentile
 
+    records = request_records(export.read_text())
     ttft: dict[int, list[float]] = {}
-    prompt = 0.0
-    for line in export.read_text().splitlines():
-        rec = json.loads(line)
-        m, meta = rec.get("metrics") or {}, rec.get("metadata") or {}
-        if "time_to_first_token" in m:
-            ttft.setdefault(int(meta.get("turn_index") or 0), []).append(float(m["time_to_first_token"]["value"]))
-        prompt += float((m.get("input_sequence_length") or {}).get("value") or 0)
-    out: dict = {"prompt_tokens": prompt}
+    for rec in records:
+        if rec["ttft_ms"] is not None:
+            ttft.setdefault(rec["turn"], []).append(rec["ttft_ms"])
+    out: dict = {"prompt_tokens": sum(rec["prompt"] for rec in records)}
     for turn, xs in sorted(ttft.items()):
         out[f"turn{turn}"] = {"n": len(xs), "ttft_p50_ms": percentile(xs, 50), "ttft_p95_ms": percentile(xs, 95)}
     return out

@@ -239,6 +239,30 @@ def parse_export(doc: dict) -> dict:
     return row
 
 
+def request_records(text: str) -> list[dict]:
+    """AIPerf's per-request records (``profile_export.jsonl``), in send order: session, turn, start and end (ns), TTFT
+    and end-to-end (ms; None where the tool has none), prompt tokens, those read from the server's cache, tokens out."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        m, meta = rec.get("metrics") or {}, rec.get("metadata") or {}
+
+        def value(key: str, m=m) -> float | None:
+            v = (m.get(key) or {}).get("value")
+            return None if v is None else float(v)
+
+        out.append({
+            "session": meta.get("conversation_id"), "turn": int(meta.get("turn_index") or 0),
+            "start_ns": meta.get("request_start_ns"), "end_ns": meta.get("request_end_ns"),
+            "ttft_ms": value("time_to_first_token"), "e2e_ms": value("request_latency"),
+            "prompt": value("input_sequence_length") or 0.0, "cached": value("usage_prompt_cache_read_tokens") or 0.0,
+            "out": value("output_sequence_length"),
+        })  # fmt: skip
+    return sorted(out, key=lambda r: r["start_ns"] or 0)
+
+
 def settle(row: dict, requested: int, timed_out: bool) -> dict:
     """A run's row with the requests it never finished (stopped at its time limit) counted as failed: a level's p95
     comes from the requests that finished, so a level that did not finish them all cannot meet an SLO."""

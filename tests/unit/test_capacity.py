@@ -321,3 +321,21 @@ def test_the_serve_apps_slots_relay_gives_counts_and_no_callers_text():
     text = json.dumps(relayed)
     assert '"params"' in json.dumps(slots) and '"params"' not in text  # sampling params, the prompt's stop words
     assert all(not isinstance(v, str) for s in relayed for v in s.values())
+
+
+def test_aiperfs_per_request_records_are_read_in_send_order():
+    from core.capacity import request_records
+
+    def line(start, turn, **metrics):
+        meta = {"conversation_id": "c", "turn_index": turn, "request_start_ns": start, "request_end_ns": start + 9}
+        return json.dumps({"metadata": meta, "metrics": {k: {"value": v} for k, v in metrics.items()}})
+
+    text = "\n".join([
+        line(20, 1, time_to_first_token=5.0, request_latency=8.0, input_sequence_length=120,
+             usage_prompt_cache_read_tokens=100, output_sequence_length=3),
+        "",
+        line(10, 0, input_sequence_length=90),  # unfinished: no latencies
+    ])  # fmt: skip
+    first, second = request_records(text)
+    assert (first["start_ns"], first["turn"], first["ttft_ms"], first["e2e_ms"]) == (10, 0, None, None)
+    assert (second["prompt"] - second["cached"], second["out"], second["e2e_ms"]) == (20.0, 3.0, 8.0)
