@@ -42,6 +42,7 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
     tok = Tokenizer.from_file(str(tokenizer / "tokenizer.json"))
     count = lambda text: len(tok.encode(text, add_special_tokens=False).ids)  # noqa: E731
     engine = calibrated_engine(args)
+    lengths = reply_lengths(args.replies, cfg.max_tokens)
     rows, closed, service_ms = [], [], None
     for level, chosen in zip(levels, capacity.level_datasets(records, levels)):
         if level.mode != capacity.CONCURRENCY:
@@ -50,9 +51,12 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
         conversations = [cp.uncached_prompts(r, count) for r in chosen]
         flat = [n for c in conversations for n in c]
         done = capacity_sim.simulate(engine, conversations, cfg.max_tokens, int(level.value), level.ramp_s)
-        sim = capacity_sim.measured_like(done, cfg.max_tokens)
+        sim = capacity_sim.measured_like(done)
         service_ms = sim["e2e_p50_ms"]
         rows.append({"level": level.name, "ramp_s": level.ramp_s, **{k: round(v, 3) for k, v in sim.items()}})
+        if lengths:
+            draws = capacity_sim.sampled(engine, conversations, lengths, int(level.value), level.ramp_s, args.draws)
+            rows[-1]["sampled"] = {k: capacity_sim.spread(draws, k) for k in SAMPLED}
         point = cp.predict_level(engine, flat, cfg.max_tokens, int(level.value))
         closed.append({"level": level.name, **{k: round(v, 3) for k, v in point.items()}})
     slo = cp.Slo(cfg.ttft_p95_ms, cfg.e2e_p95_ms)
@@ -63,9 +67,23 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
         "model": "core.capacity_sim (llama-server's scheduler, the planner's engine)",
         "levels": rows,
         "closed_form": closed,
+        "sampled_from": {"replies": args.replies, "reply_lengths": len(lengths), "draws": args.draws},
         "capacity": meeting[-1]["level"] if meeting else None,
         "predicted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+SAMPLED = ("requests_per_s", "ttft_p95_ms", "e2e_p95_ms")
+
+
+def reply_lengths(files: str, max_tokens: int) -> list[int]:
+    """The reply lengths (output tokens) of every request in earlier runs' records (``requests``), kept where the
+    runs had this token limit: what the model emits on these prompts, which may end before the limit."""
+    out = []
+    for name in (f for f in files.split(",") if f.strip()):
+        for rows in json.loads((RESULTS / name.strip()).read_text())["requests"].values():
+            out += [r["out"] for r in rows if r.get("out") and r["out"] <= max_tokens]
+    return out
 
 
 def calibrated_engine(args):
@@ -95,13 +113,27 @@ def compare(prediction: dict, rows: list[dict]) -> dict:
             if m is None:
                 continue
             row = {"level": p["level"]}
-            for key in ("requests_per_s", "ttft_p95_ms", "e2e_p95_ms"):
+            for key in SAMPLED:
                 row[key] = {"predicted": p[key], "measured": m.get(key)}
                 row[key]["ratio"] = round(m[key] / p[key], 3) if m.get(key) else None
             out.append(row)
         return out
 
-    return {"simulated": ratios(prediction["levels"]), "closed_form": ratios(prediction.get("closed_form", []))}
+    sampled = []
+    for p in prediction["levels"]:
+        m = measured.get(p["level"])
+        if m is None or "sampled" not in p:
+            continue
+        row = {"level": p["level"]}
+        for key, d in p["sampled"].items():
+            ratio = round(m[key] / d["median"], 3) if m.get(key) else None
+            row[key] = {**d, "measured": m.get(key), "ratio": ratio, "inside": d["p5"] <= (m.get(key) or 0) <= d["p95"]}
+        sampled.append(row)
+    return {
+        "simulated": ratios(prediction["levels"]),
+        "closed_form": ratios(prediction.get("closed_form", [])),
+        "sampled": sampled,
+    }
 
 
 def timelines(target_dir: Path) -> dict[str, list[dict]]:
@@ -277,6 +309,13 @@ def main() -> int:
     ap.add_argument(
         "--predict", action="store_true", help="the planner's prediction of each concurrency level, before the load"
     )
+    ap.add_argument(
+        "--replies",
+        default="",
+        help="--predict: earlier runs' results (comma-separated, in benchmarks/results) whose replies' lengths the "
+        "prediction draws from, with the launch race, over --draws simulated loads",
+    )
+    ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--out", default="", help="result name (default capacity_<llm>)")
     args = ap.parse_args()
     args.work_dir = args.work_dir or tempfile.mkdtemp(prefix="bench-capacity-")

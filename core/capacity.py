@@ -41,7 +41,7 @@ def staggered(level: Level, service_ms: float | None) -> Level:
     """A concurrency level whose sessions start ``service_ms / c`` apart (``service_ms``: a lower level's median
     end-to-end latency), as a closed loop's sessions run once out of step. Started at once, c first turns are
     prefilled in one batch and all wait for the whole of it: at c2 the first pair's TTFT was 18.1 s where the rest
-    took 6.8-8.8 s, and it made a 10-request level's p95 (capacity_check_0.5b.json)."""
+    took 6.8-8.8 s, and it made a 10-request level's p95 (capacity_check_0.5b_run8.json)."""
     if level.mode != CONCURRENCY or level.value <= 1 or not service_ms:
         return level
     return replace(level, ramp_s=round((level.value - 1) / level.value * service_ms / 1000, 1))

@@ -21,6 +21,8 @@ reply before it is done, and session ``k`` opens ``ramp_s * k / (c - 1)`` after 
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from core.capacity_plan import Engine, mean, percentile
@@ -40,6 +42,7 @@ class _Request:
     tokens: int = 0  # output tokens made so far
     first: float | None = None
     end: float | None = None
+    output: int = 1  # the reply's length in tokens
 
     def __post_init__(self):
         self.left = max(1, self.prompt)  # a prompt wholly in the slot's cache still evaluates its last token
@@ -54,17 +57,20 @@ def _cost_s(engine: Engine, prompt_tokens: int, decoding: int) -> float:
 def simulate(
     engine: Engine,
     conversations: list[list[int]],
-    output: int,
+    output: int | Callable[[], int],
     concurrency: int,
     ramp_s: float = 0.0,
     batch_tokens: int = BATCH_TOKENS,
     turnaround_s: float = TURNAROUND_S,
-    launch_s: float = LAUNCH_S,
+    launch_s: float | Callable[[], float] = LAUNCH_S,
 ) -> list[_Request]:
     """Every request of ``conversations`` (each a list of its turns' uncached prompt tokens), sent by ``concurrency``
-    sessions, each reply ``output`` tokens long; the requests with their send, first-token and end times (s).
-    ``turnaround_s``: from a send to the server's queue; ``launch_s``: the server's work to put queued requests into
-    slots, during which later arrivals are launched with them."""
+    sessions, each reply ``output`` tokens long (or as long as ``output()`` draws for it); the requests with their
+    send, first-token and end times (s). ``turnaround_s``: from a send to the server's queue; ``launch_s``: the
+    server's work to put queued requests into slots, during which later arrivals are launched with them (or what
+    ``launch_s()`` draws for each pass)."""
+    reply = output if callable(output) else (lambda: output)
+    launch = launch_s if callable(launch_s) else (lambda: launch_s)
     pending = list(reversed(conversations))
     turns: dict[int, list[int]] = {}  # a session's turns still to send (bounded by the concurrency)
     waiting: list[_Request] = []  # sent, not yet in a slot
@@ -76,7 +82,7 @@ def simulate(
             if not pending:
                 return
             turns[session] = list(pending.pop())
-        r = _Request(session, turns[session].pop(0), at)
+        r = _Request(session, turns[session].pop(0), at, output=max(1, reply()))
         r.queued = at + turnaround_s
         waiting.append(r)
 
@@ -84,7 +90,7 @@ def simulate(
         send(k, ramp_s * k / (concurrency - 1) if concurrency > 1 else 0.0)
     t = 0.0
     while waiting or active:
-        t = _launch(waiting, active, engine.max_batch, t, launch_s)
+        t = _launch(waiting, active, engine.max_batch, t, launch())
         if not active:
             t = min(r.queued for r in waiting)
             continue
@@ -102,7 +108,7 @@ def simulate(
                 r.first, r.tokens = t, 1
         for r in decoding:
             r.tokens += 1
-        for r in [r for r in active if r.tokens >= output]:
+        for r in [r for r in active if r.tokens >= r.output]:
             r.end = t
             active.remove(r)
             done.append(r)
@@ -125,17 +131,52 @@ def _launch(waiting: list[_Request], active: list[_Request], slots: int, t: floa
     return end
 
 
-def measured_like(requests: list[_Request], output: int) -> dict:
+def measured_like(requests: list[_Request]) -> dict:
     """What a load tool reports of these requests (ms; per-second rates over the first send to the last reply)."""
     ttft = [1000 * (r.first - r.arrival) for r in requests]
     e2e = [1000 * (r.end - r.arrival) for r in requests]
     span = max(r.end for r in requests) - min(r.arrival for r in requests)
     return {
         "requests_per_s": len(requests) / span,
-        "output_tokens_per_s": len(requests) * output / span,
+        "output_tokens_per_s": sum(r.tokens for r in requests) / span,
         "ttft_p50_ms": percentile(ttft, 50),
         "ttft_p95_ms": percentile(ttft, 95),
         "e2e_mean_ms": mean(e2e),
         "e2e_p50_ms": percentile(e2e, 50),
         "e2e_p95_ms": percentile(e2e, 95),
     }
+
+
+def sampled(
+    engine: Engine,
+    conversations: list[list[int]],
+    reply_lengths: list[int],
+    concurrency: int,
+    ramp_s: float = 0.0,
+    draws: int = 200,
+    race: float = 0.5,
+    seed: int = 0,
+) -> list[dict]:
+    """What the load tool would report, ``draws`` times: each reply's length drawn from ``reply_lengths`` (replies
+    measured before, which may stop before the token limit), and each launch pass, with probability ``race``, long
+    enough to take a request sent as the batch before it ended (in the server a race of a few milliseconds, which
+    went one way in run 6 of the check and the other in run 8; a coin, not a fit)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(draws):
+        done = simulate(
+            engine,
+            conversations,
+            lambda: rng.choice(reply_lengths),
+            concurrency,
+            ramp_s,
+            launch_s=lambda: LAUNCH_S if rng.random() < race else 0.0,
+        )
+        out.append(measured_like(done))
+    return out
+
+
+def spread(samples: list[dict], key: str) -> dict:
+    """The median and the 5th-95th percentile interval of ``key`` over the samples."""
+    values = [s[key] for s in samples]
+    return {"median": percentile(values, 50), "p5": percentile(values, 5), "p95": percentile(values, 95)}

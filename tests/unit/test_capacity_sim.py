@@ -3,7 +3,7 @@
 import pytest
 
 from core.capacity_plan import Engine
-from core.capacity_sim import LAUNCH_S, measured_like, simulate
+from core.capacity_sim import LAUNCH_S, measured_like, sampled, simulate, spread
 
 # 100 prompt tokens/s, a decode step of 40 ms per sequence in it (compute-bound, as on this CPU), two slots
 ENGINE = Engine(base_ms=10, per_seq_ms=0, prefill_tokens_per_s=100, max_batch=2, compute_per_seq_ms=40)
@@ -73,7 +73,7 @@ def test_more_sessions_than_slots_wait_for_a_free_slot():
 
 def test_what_the_load_tool_reports():
     done = simulate(ENGINE, [[100]] * 4, output=5, concurrency=1, **EXACT)
-    m = measured_like(done, 5)
+    m = measured_like(done)
     e2e = 1.0 + 4 * 0.040
     assert m["requests_per_s"] == pytest.approx(4 / (4 * e2e))
     assert m["ttft_p95_ms"] == pytest.approx(1000.0)
@@ -85,3 +85,26 @@ def test_a_prompt_wholly_in_the_cache_still_gets_its_first_token():
     # llama-server evaluates at least the last prompt token; without that, a zero-token prompt never got one
     (r,) = simulate(ENGINE, [[0]], output=3, concurrency=1, **EXACT)
     assert r.first == pytest.approx(1 / 100) and r.end == pytest.approx(0.01 + 2 * 0.040)
+
+
+def test_each_reply_is_as_long_as_its_draw():
+    lengths = iter([3, 11])
+    a, b = simulate(ENGINE, [[100, 100]], output=lambda: next(lengths), concurrency=1, **EXACT)
+    assert (a.tokens, b.tokens) == (3, 11)
+    assert a.end - a.first == pytest.approx(2 * 0.040) and b.end - b.first == pytest.approx(10 * 0.040)
+    assert measured_like([a, b])["output_tokens_per_s"] == pytest.approx(14 / (b.end - a.arrival))
+
+
+def test_sampled_loads_draw_reply_lengths_and_the_launch_race():
+    convs = [[500, 50], [400, 300]]
+    # one length and the race always won: every draw is the deterministic simulation
+    fixed = sampled(ENGINE, convs, [51], 2, ramp_s=2.0, draws=5, race=1.0)
+    assert all(s == measured_like(simulate(ENGINE, convs, 51, 2, ramp_s=2.0)) for s in fixed)
+    # the race lost: the late prompt waits for the next batch, so the first one gets its first token sooner
+    lost = sampled(ENGINE, convs, [51], 2, ramp_s=2.0, draws=1, race=0.0)[0]
+    assert lost["ttft_p50_ms"] < fixed[0]["ttft_p50_ms"]
+    # lengths drawn from a mix: the outcomes spread, and the same seed gives the same draws
+    mixed = sampled(ENGINE, convs, [5, 51], 2, ramp_s=2.0, draws=40, seed=3)
+    e2e = spread(mixed, "e2e_p95_ms")
+    assert e2e["p5"] < e2e["median"] <= e2e["p95"] and e2e["p5"] < e2e["p95"]
+    assert mixed == sampled(ENGINE, convs, [5, 51], 2, ramp_s=2.0, draws=40, seed=3)
