@@ -15,7 +15,9 @@ def main() -> int:
     # bench_scale_sweep (its own scratch home and Ray head) runs its default sizes, 2k/10k/33k; the full sweep is
     # `bench_scale_sweep.py --sizes 2000,10000,33272,100000,300000`.
     check = ["--llm", "0.5b", "--predict", "--threads", "1", "--slots", "2", "--concurrency", "1,2", "--rates", "",
-             "--requests", "10", "--max-tokens", "64", "--nice", "19", "--out", "capacity_check_0.5b"]  # fmt: skip
+             "--requests", "30", "--max-tokens", "64", "--nice", "19", "--out", "capacity_check_0.5b",
+             "--replies", "capacity_check_0.5b_run6_requests.json,capacity_check_0.5b_run7.json,"
+             "capacity_check_0.5b_run8.json"]  # fmt: skip
     for script, args in (
         ("bench_embedder_runtime.py", []),
         ("bench_pipeline.py", []),
