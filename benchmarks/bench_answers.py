@@ -295,6 +295,9 @@ def main() -> int:
     ap.add_argument("--conversations", type=int, default=0, help="at most this many conversations (0 = all)")
     ap.add_argument("--conversations-only", action="store_true", help="only the two-turn conversations")
     ap.add_argument("--bare-every", type=int, default=3)
+    ap.add_argument(
+        "--speculative", default="ngram", choices=("ngram", "none"), help="llama-server's speculative decoding"
+    )
     ap.add_argument("--home", default="", help="reuse this home (its index is updated incrementally)")
     ap.add_argument("--features", action="store_true", help="only the judge's features, for the fit (dev only)")
     ap.add_argument("--verdicts", action="store_true", help="only the verdict classifier on the covered questions")
@@ -319,8 +322,9 @@ def main() -> int:
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="bench-answers-"))
     home.mkdir(parents=True, exist_ok=True)
     settings = dataclasses.replace(
-        bench_settings(home), llm=args.llm, serve_port=free_port(), gateway_port=free_port(), web_search="off"
-    )
+        bench_settings(home), llm=args.llm, serve_port=free_port(), gateway_port=free_port(), web_search="off",
+        llm_speculative="" if args.speculative == "none" else args.speculative,
+    )  # fmt: skip
     res = build_home(args, settings)
     result = dg.materialize([*serving_assets, *serving_checks], resources=res, instance=dg.DagsterInstance.ephemeral())
     assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
@@ -354,8 +358,9 @@ def main() -> int:
         service.close()
         gateway.stop()
     out["summary"].update(
-        llm=args.llm, split=args.split, documents_indexed=args.docs, fit=service.fit.fitted_on, items_cap=args.items
-    )
+        llm=args.llm, split=args.split, documents_indexed=args.docs, fit=service.fit.fitted_on, items_cap=args.items,
+        speculative=args.speculative,
+    )  # fmt: skip
     print(out["summary"])
     name = f"answers_{args.llm}_{args.split}" + ("_conversations" if args.conversations_only else "")
     save(name, {**out, "method": __doc__.strip().splitlines()[0]})

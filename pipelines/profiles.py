@@ -65,6 +65,7 @@ def local_resources(settings: Settings) -> dict[str, Any]:
             state_dir=str(settings.serving_root),
             llm=settings.llm,
             http_port=settings.serve_port,
+            speculative=settings.llm_speculative,
         ),
         "gateway": gateway,
         # no vision-language model can be had offline here: image descriptions are unavailable on local

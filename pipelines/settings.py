@@ -62,6 +62,7 @@ class Settings:
     opensearch_port: int = 9200
     opensearch_index: str = "chunks"  # AGENTIC_OPENSEARCH_INDEX: the alias (and index prefix), for one domain shared
     llm: str = "1.5b"  # local LLM (core.gguf.LLM_CATALOG): 1.5b for make run, 0.5b in tests
+    llm_speculative: str = "ngram"  # llama-server's speculative decoding: "ngram" or "" (none)
     serve_port: int = 8001  # Ray Serve HTTP proxy (model deployments)
     gateway_port: int = 4000  # LiteLLM proxy
     otlp_endpoint: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT: traces go there when set
@@ -185,6 +186,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     llm = env.get("AGENTIC_LLM", "1.5b").strip() or "1.5b"
     if llm not in LLMS:
         raise ValueError(f"AGENTIC_LLM must be one of {LLMS}, got {llm!r}")
+    speculative = env.get("AGENTIC_LLM_SPECULATIVE", "ngram").strip()
+    if speculative not in ("ngram", "", "none"):
+        raise ValueError(f"AGENTIC_LLM_SPECULATIVE must be ngram or none, got {speculative!r}")
     target = env.get("AGENTIC_PLATFORM_TARGET", "").strip() or ("eks" if profile == "eks" else "render")
     if target not in PLATFORM_TARGETS:
         raise ValueError(f"AGENTIC_PLATFORM_TARGET must be one of {PLATFORM_TARGETS}, got {target!r}")
@@ -212,6 +216,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         api_concurrency=_nonnegative(env, "AGENTIC_API_CONCURRENCY", 4),
         audit_retention_days=_positive(env, "AGENTIC_AUDIT_RETENTION_DAYS", 90),
         llm=llm,
+        llm_speculative="" if speculative == "none" else speculative,
         serve_port=_port(env, "AGENTIC_SERVE_PORT", 8001),
         gateway_port=_port(env, "AGENTIC_GATEWAY_PORT", 4000),
         otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""),

@@ -120,6 +120,7 @@ class LocalRayServe(ModelServingResource):
     ctx_size: int = 16384
     parallel: int = 4  # llama-server slots (concurrent requests)
     threads: int = 0  # 0 = all cores
+    speculative: str = "ngram"  # llama-server's n-gram speculative decoding ("" = none): infra.local.llama_server
 
     @property
     def base_url(self) -> str:
@@ -214,6 +215,7 @@ class LocalRayServe(ModelServingResource):
             self.parallel,
             self.threads,
             str(logs / "llama-server.log"),
+            self.speculative,
         )
         serve.run(llm_app, name="llm", route_prefix="/llm", blocking=False)
         embed_app = EmbeddingDeployment.bind(embedder_spec, embed_model_id)

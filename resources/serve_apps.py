@@ -65,6 +65,7 @@ class LlamaServerDeployment:
         parallel: int,
         threads: int,
         log_path: str = "",
+        speculative: str = "",
     ):
         from infra.local.llama_server import LlamaServer
 
@@ -77,6 +78,7 @@ class LlamaServerDeployment:
             parallel=parallel,
             threads=threads,
             log_path=Path(log_path) if log_path else None,
+            speculative=speculative,
         )
         self.server.start()
         self.alias = alias

@@ -322,6 +322,21 @@ def server_env(env: dict[str, str]) -> dict[str, str]:
     return {"OMP_WAIT_POLICY": "PASSIVE", **env}
 
 
+# Speculative decoding by n-gram lookup in the context: an answer quotes its sources (the evidence quote, often the
+# sentence too), so a 3-token match drafts up to 16 tokens from the prompt, checked in one batch; exact, no draft
+# model. Chosen on 6 dev questions (benchmarks/bench_speculative.py; docs/serving.md, "Speculative decoding").
+SPECULATIVE = {
+    "": [],
+    "ngram": ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "3", "--spec-ngram-simple-size-m", "16"],
+}
+
+
+def speculative_args(kind: str) -> list[str]:
+    if kind not in SPECULATIVE:
+        raise ValueError(f"speculative decoding must be one of {sorted(SPECULATIVE)}, got {kind!r}")
+    return list(SPECULATIVE[kind])
+
+
 class LlamaServer:
     """One llama-server process serving one GGUF model on 127.0.0.1."""
 
@@ -336,8 +351,10 @@ class LlamaServer:
         parallel: int = 4,
         threads: int = 0,
         log_path: Path | None = None,
+        speculative: str = "",
     ):
         self.binary, self.env, self.model_path, self.alias = Path(binary), env, Path(model_path), alias
+        self.speculative = speculative_args(speculative)
         self.port = port or free_port()
         self.ctx_size, self.parallel = ctx_size, parallel
         self.threads = threads or max(1, os.cpu_count() or 1)
@@ -372,6 +389,7 @@ class LlamaServer:
             str(self.threads),
             "--no-webui",
             "--metrics",
+            *self.speculative,
         ]
 
     def start(self, timeout_s: float = 120) -> None:

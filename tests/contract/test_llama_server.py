@@ -186,3 +186,34 @@ def test_the_load_tests_warm_up_leaves_the_system_text_in_every_slot(tmp_path):
         assert [s.get("n_prompt_tokens", 0) >= held - 4 for s in slots] == [True, True], slots
     finally:
         server.stop()
+
+
+@pytest.mark.unit
+def test_speculative_decoding_is_ngram_lookup_or_none():
+    assert ls.speculative_args("") == []
+    assert ls.speculative_args("ngram")[:2] == ["--spec-type", "ngram-simple"]
+    with pytest.raises(ValueError, match="speculative"):
+        ls.speculative_args("draft")
+    server = ls.LlamaServer(Path("llama-server"), {}, Path("m.gguf"), "llm", speculative="ngram")
+    assert server.command()[-len(ls.SPECULATIVE["ngram"]) :] == ls.SPECULATIVE["ngram"]
+    assert "--spec-type" not in ls.LlamaServer(Path("llama-server"), {}, Path("m.gguf"), "llm").command()
+
+
+@pytest.mark.contract
+def test_the_stacks_llama_server_drafts_a_quote_from_the_prompt():
+    """With the stack's speculative decoding, text copied from the prompt (an answer's evidence quote) is drafted from
+    the prompt's n-grams and accepted in batches: llama-server reports the drafts it made and those it kept."""
+    model = CACHE / "models" / "llm" / get_model("0.5b").file_name
+    binary, env, _ = ls.resolve_binary(CACHE, model, threads=1)
+    server = ls.LlamaServer(binary, env, model, "llm", ctx_size=2048, parallel=1, threads=1, speculative="ngram")
+    quote = "Teachers reported similar numbers of ADHD symptoms for immigrant and nonimmigrant children in the cohort."
+    server.start(timeout_s=60)
+    try:
+        ask = f'Source [1]: "{quote}"\nCopy the sentence of source [1] exactly, with nothing else.'
+        body = {"messages": [{"role": "user", "content": ask}], "max_tokens": 40, "temperature": 0}
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=120).json()
+        timings = reply["timings"]
+        assert quote[:40] in reply["choices"][0]["message"]["content"]
+        assert timings.get("draft_n", 0) > 0 and timings.get("draft_n_accepted", 0) >= 8, timings
+    finally:
+        server.stop()

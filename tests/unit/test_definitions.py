@@ -11,6 +11,7 @@ import dagster as dg
 import pytest
 
 from pipelines.definitions import build_definitions
+from pipelines.profiles import build_resources
 from pipelines.settings import load_settings
 from tests.conftest import REPO
 
@@ -54,6 +55,11 @@ def test_settings_validation():
         load_settings({"AGENTIC_CORPUS_LIMIT": "lots"})
     s = load_settings({})
     assert s.profile == "local" and s.corpus_limit == 2000 and s.home == Path(".agentic").resolve()
+    with pytest.raises(ValueError, match="AGENTIC_LLM_SPECULATIVE"):
+        load_settings({"AGENTIC_LLM_SPECULATIVE": "eagle"})
+    assert s.llm_speculative == "ngram" and load_settings({"AGENTIC_LLM_SPECULATIVE": "none"}).llm_speculative == ""
+    serving = build_resources(load_settings({"AGENTIC_LLM_SPECULATIVE": "none"}))["model_serving"]
+    assert serving.speculative == "" and build_resources(s)["model_serving"].speculative == "ngram"
 
 
 @pytest.mark.e2e
