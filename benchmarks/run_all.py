@@ -30,6 +30,7 @@ def main() -> int:
         ("bench_llama_server.py", []),
         ("bench_llama_contention.py", []),
         ("bench_physical_bound.py", []),
+        ("bench_speculative.py", []),  # n-gram speculative decoding on the answer call, dev questions
         ("bench_capacity.py", []),  # AIPerf (setup part aiperf) on a llama-server it starts, the agent's prompts
         ("bench_capacity.py", check),  # the planner's prediction of the server, then the load (docs/serving.md)
         ("bench_routing.py", []),  # prefix affinity against Serve's default router, two llama-server replicas
