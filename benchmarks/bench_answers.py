@@ -296,7 +296,7 @@ def main() -> int:
     ap.add_argument("--conversations-only", action="store_true", help="only the two-turn conversations")
     ap.add_argument("--bare-every", type=int, default=3)
     ap.add_argument(
-        "--speculative", default="ngram", choices=("ngram", "none"), help="llama-server's speculative decoding"
+        "--speculative", default="none", choices=("ngram", "none"), help="llama-server's speculative decoding"
     )
     ap.add_argument("--home", default="", help="reuse this home (its index is updated incrementally)")
     ap.add_argument("--features", action="store_true", help="only the judge's features, for the fit (dev only)")

@@ -71,7 +71,9 @@ def requests(n: int, table_path: Path) -> list[dict]:
     return out
 
 
-def run_variant(name: str, extra: list[str], bodies: list[dict], model: Path, cache: Path, logs: Path) -> list[dict]:
+def run_variant(
+    name: str, extra: list[str], bodies: list[dict], model: Path, cache: Path, logs: Path, slots: int = 1
+) -> list[dict]:
     from infra.local.llama_server import LlamaServer, resolve_binary
 
     binary, env, _origin = resolve_binary(cache, probe_model=model, threads=2)
@@ -80,7 +82,9 @@ def run_variant(name: str, extra: list[str], bodies: list[dict], model: Path, ca
         def command(self) -> list[str]:
             return super().command() + extra
 
-    server = Server(binary, env, model, "m", ctx_size=8192, parallel=1, threads=2, log_path=logs / f"{name}.log")
+    server = Server(
+        binary, env, model, "m", ctx_size=4096 * slots, parallel=slots, threads=2, log_path=logs / f"{name}.log"
+    )
     server.start(timeout_s=180)
     try:
         out = []
@@ -118,6 +122,7 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=6)
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"of {','.join(VARIANTS)}; the first is the base")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "agentic"))
+    ap.add_argument("--slots", type=int, default=1, help="llama-server slots, 4096 tokens each (the stack runs 4)")
     ap.add_argument("--out", default="speculative_1.5b")
     args = ap.parse_args()
     cache = Path(args.cache)
@@ -126,9 +131,9 @@ def main() -> int:
     logs = Path(tempfile.mkdtemp(prefix="bench-speculative-"))
     results = {}
     for name in args.variants.split(","):
-        results[name] = run_variant(name, VARIANTS[name], bodies, model, cache, logs)
+        results[name] = run_variant(name, VARIANTS[name], bodies, model, cache, logs, args.slots)
         print(name, summary({name: results[name]})[name], flush=True)
-    out = {"items": args.items, "split": "dev", "variants": {k: VARIANTS[k] for k in results}}
+    out = {"items": args.items, "split": "dev", "slots": args.slots, "variants": {k: VARIANTS[k] for k in results}}
     out["summary"], out["answers"] = summary(results), results
     print(json.dumps(out["summary"], indent=1), "\n->", save(args.out, out))
     return 0

@@ -62,7 +62,7 @@ class Settings:
     opensearch_port: int = 9200
     opensearch_index: str = "chunks"  # AGENTIC_OPENSEARCH_INDEX: the alias (and index prefix), for one domain shared
     llm: str = "1.5b"  # local LLM (core.gguf.LLM_CATALOG): 1.5b for make run, 0.5b in tests
-    llm_speculative: str = "ngram"  # llama-server's speculative decoding: "ngram" or "" (none)
+    llm_speculative: str = ""  # llama-server's speculative decoding: "ngram" or "" (none, the default)
     serve_port: int = 8001  # Ray Serve HTTP proxy (model deployments)
     gateway_port: int = 4000  # LiteLLM proxy
     otlp_endpoint: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT: traces go there when set
@@ -186,7 +186,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     llm = env.get("AGENTIC_LLM", "1.5b").strip() or "1.5b"
     if llm not in LLMS:
         raise ValueError(f"AGENTIC_LLM must be one of {LLMS}, got {llm!r}")
-    speculative = env.get("AGENTIC_LLM_SPECULATIVE", "ngram").strip()
+    speculative = env.get("AGENTIC_LLM_SPECULATIVE", "none").strip()
     if speculative not in ("ngram", "", "none"):
         raise ValueError(f"AGENTIC_LLM_SPECULATIVE must be ngram or none, got {speculative!r}")
     target = env.get("AGENTIC_PLATFORM_TARGET", "").strip() or ("eks" if profile == "eks" else "render")

@@ -120,7 +120,7 @@ class LocalRayServe(ModelServingResource):
     ctx_size: int = 16384
     parallel: int = 4  # llama-server slots (concurrent requests)
     threads: int = 0  # 0 = all cores
-    speculative: str = "ngram"  # llama-server's n-gram speculative decoding ("" = none): infra.local.llama_server
+    speculative: str = ""  # "ngram": llama-server's n-gram speculative decoding (infra.local.llama_server)
 
     @property
     def base_url(self) -> str:

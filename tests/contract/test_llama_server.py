@@ -200,8 +200,8 @@ def test_speculative_decoding_is_ngram_lookup_or_none():
 
 
 @pytest.mark.contract
-def test_the_stacks_llama_server_drafts_a_quote_from_the_prompt():
-    """With the stack's speculative decoding, text copied from the prompt (an answer's evidence quote) is drafted from
+def test_llama_server_with_ngram_speculation_drafts_a_quote_from_the_prompt():
+    """With n-gram speculative decoding (``AGENTIC_LLM_SPECULATIVE=ngram``), text copied from the prompt (an answer's evidence quote) is drafted from
     the prompt's n-grams and accepted in batches: llama-server reports the drafts it made and those it kept."""
     model = CACHE / "models" / "llm" / get_model("0.5b").file_name
     binary, env, _ = ls.resolve_binary(CACHE, model, threads=1)

@@ -57,9 +57,9 @@ def test_settings_validation():
     assert s.profile == "local" and s.corpus_limit == 2000 and s.home == Path(".agentic").resolve()
     with pytest.raises(ValueError, match="AGENTIC_LLM_SPECULATIVE"):
         load_settings({"AGENTIC_LLM_SPECULATIVE": "eagle"})
-    assert s.llm_speculative == "ngram" and load_settings({"AGENTIC_LLM_SPECULATIVE": "none"}).llm_speculative == ""
-    serving = build_resources(load_settings({"AGENTIC_LLM_SPECULATIVE": "none"}))["model_serving"]
-    assert serving.speculative == "" and build_resources(s)["model_serving"].speculative == "ngram"
+    assert s.llm_speculative == "" and load_settings({"AGENTIC_LLM_SPECULATIVE": "ngram"}).llm_speculative == "ngram"
+    serving = build_resources(load_settings({"AGENTIC_LLM_SPECULATIVE": "ngram"}))["model_serving"]
+    assert serving.speculative == "ngram" and build_resources(s)["model_serving"].speculative == ""
 
 
 @pytest.mark.e2e
