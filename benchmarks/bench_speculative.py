@@ -24,12 +24,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from agents.answers import AgentConfig  # noqa: E402
 from benchmarks import eval_sets  # noqa: E402
 from benchmarks.common import save  # noqa: E402
+from infra.local.llama_server import SPECULATIVE  # noqa: E402
 
 VARIANTS = {
     "none": [],
-    "simple_n3m16": ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "3", "--spec-ngram-simple-size-m", "16"],
+    "simple_n3m16": SPECULATIVE["ngram"],  # the one chosen: 3-token lookups drafting up to 16
     "mapk_n3m16": ["--spec-type", "ngram-map-k", "--spec-ngram-map-k-size-n", "3", "--spec-ngram-map-k-size-m", "16"],
     "simple_n2m8": ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "2", "--spec-ngram-simple-size-m", "8"],
     "simple_n4m8": ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "4", "--spec-ngram-simple-size-m", "8"],
@@ -60,13 +62,14 @@ def requests(n: int, table_path: Path) -> list[dict]:
         doc = parse_pubmed_article(ET.fromstring(rows[pmid]), pmid)
         return Source(k, f"PMID:{pmid}", doc.title, " ".join(s.text for s in doc.sections)[:2000], "knowledge_base")
 
-    out = []
+    cfg, out = AgentConfig(), []
+    # a yes/no question whose first source is judged to address it: the answer call the service then makes
+    grammar = schema_to_gbnf(answering.answer_schema(3, True, cfg.max_quotes, cfg.max_sentences, [1], None))
     for k, item in enumerate(items):
         sources = [source(j, p) for j, p in enumerate([item["pmid"], others[2 * k], others[2 * k + 1]], 1)]
-        schema = answering.answer_schema(3, True, 1, 3, [1], None)
         out.append({
-            "messages": answer_messages(item["question"], sources, True, 1, [1]),
-            "max_tokens": 360, "temperature": 0.1, "grammar": schema_to_gbnf(schema),
+            "messages": answer_messages(item["question"], sources, True, cfg.max_quotes, [1]),
+            "max_tokens": cfg.answer_max_tokens, "temperature": cfg.temperature, "grammar": grammar,
         })  # fmt: skip
     return out
 
@@ -121,13 +124,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--items", type=int, default=6)
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"of {','.join(VARIANTS)}; the first is the base")
-    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "agentic"))
     ap.add_argument("--slots", type=int, default=1, help="llama-server slots, 4096 tokens each (the stack runs 4)")
     ap.add_argument("--out", default="speculative_1.5b")
     args = ap.parse_args()
-    cache = Path(args.cache)
-    model = cache / "models" / "llm" / "qwen2.5-coder-1.5b-instruct.gguf"
-    bodies = requests(args.items, cache / "pubmed" / "pubmed_articles.parquet")
+    from core.corpus import ARTICLE_TABLE
+    from core.gguf import get_model
+    from pipelines.settings import load_settings
+
+    settings = load_settings()  # the user cache setup filled (AGENTIC_CACHE): the model and the article table
+    cache = settings.cache
+    model = cache / "models" / "llm" / get_model("1.5b").file_name
+    bodies = requests(args.items, settings.pubmed_dir / ARTICLE_TABLE)
     logs = Path(tempfile.mkdtemp(prefix="bench-speculative-"))
     results = {}
     for name in args.variants.split(","):
