@@ -103,13 +103,31 @@ class Plan:
         return answering.answer_schema(len(self.sources), self.yes_no, max_quotes, max_sentences, self.allowed, decided)
 
 
+def cited_ids(citations) -> tuple[str, ...]:
+    """The knowledge-base ids of an answer's ``citations`` (as the API returns them), bounded: what a follow-up that
+    refers back is about (``core.conversation.conversation_studies``). Web results are not the index's to fetch."""
+    if not isinstance(citations, list):
+        return ()
+    ids = [
+        str(c["id"])[:200]
+        for c in citations
+        if isinstance(c, dict) and c.get("id") and c.get("origin", "knowledge_base") == "knowledge_base"
+    ]
+    return tuple(dict.fromkeys(ids))[:MAX_CITED]
+
+
+MAX_CITED = 5
+
+
 def turns_of(history: list[dict] | list[Turn] | None) -> list[Turn]:
+    """Conversation turns from the API's messages; an assistant message may carry its answer's ``citations``."""
     out = []
     for t in history or []:
         if isinstance(t, Turn):
             out.append(t)
         elif isinstance(t, dict) and t.get("role") in ("user", "assistant") and str(t.get("content") or "").strip():
-            out.append(Turn(t["role"], str(t["content"])))
+            cited = cited_ids(t.get("citations")) if t["role"] == "assistant" else ()
+            out.append(Turn(t["role"], str(t["content"]), cited))
     return out
 
 

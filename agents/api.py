@@ -227,7 +227,7 @@ def _register_query(app: FastAPI, service, conversations, answered) -> None:
         except Exception as exc:  # upstream failures become clean 5xx with a reason, not a traceback
             return upstream_error(exc)
         if cid is not None:
-            conversations.append(cid, req.question, answer.answer, answer.answer_id, owner=owner(principal))
+            conversations.record(cid, answer, owner=owner(principal))
         answered(answer, request)
         return answer.to_dict()
 

@@ -23,6 +23,9 @@ MODEL_NAME = "agentic-rag"
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[dict[str, Any]] | None = None
+    # an assistant message may carry back its answer's ``agentic.citations``: a follow-up that refers back ("What
+    # did the control group get?") is then answered from the study it cited (OpenAI clients send none: ignored)
+    citations: list[dict[str, Any]] | None = Field(default=None, max_length=50)
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -128,7 +131,9 @@ def register_chat_routes(app: FastAPI, service, answered: Callable, upstream_err
         request.state.audit["question"] = question
         # the conversation so far: every user and assistant turn before the question (system prompts are ours)
         history = [
-            {"role": m.role, "content": m.text()} for m in req.messages[:last] if m.role in ("user", "assistant")
+            {"role": m.role, "content": m.text(), "citations": m.citations}
+            for m in req.messages[:last]
+            if m.role in ("user", "assistant")
         ]
         meta = req.metadata or {}
         mode, filters = meta.get("mode", "auto"), meta.get("filters")

@@ -37,11 +37,26 @@ class ConversationStore:
         record = self.state.read_json(PREFIX + conversation_id) or {}
         if owner is not None and record.get("owner", owner) != owner:
             raise LookupError(f"no conversation {conversation_id}")
-        return [Turn(t["role"], t["content"]) for t in record.get("turns", [])]
+        return [Turn(t["role"], t["content"], tuple(t.get("cited", ()))) for t in record.get("turns", [])]
+
+    def record(self, conversation_id: str, answer, owner: str | None = None) -> None:
+        """An ``agents.answers.Answer`` as the conversation's next turn pair, with what it cited."""
+        from agents.answers import cited_ids
+
+        cited = cited_ids(answer.citations)
+        self.append(conversation_id, answer.question, answer.answer, answer.answer_id, owner, cited)
 
     def append(
-        self, conversation_id: str, question: str, answer: str, answer_id: str = "", owner: str | None = None
+        self,
+        conversation_id: str,
+        question: str,
+        answer: str,
+        answer_id: str = "",
+        owner: str | None = None,
+        cited: tuple[str, ...] = (),
     ) -> None:
+        """One question and its answer; ``cited``: the answer's knowledge-base citations, what a follow-up that refers
+        back is about."""
         with self._lock:  # one writer per process; replicas write whole objects, last writer wins per turn pair
             record = self.state.read_json(PREFIX + conversation_id) or {"id": conversation_id, "turns": []}
             if owner is not None:
@@ -50,7 +65,12 @@ class ConversationStore:
                 record["owner"] = owner
             record["turns"] += [
                 {"role": "user", "content": question[: self.max_chars]},
-                {"role": "assistant", "content": answer[: self.max_chars], "answer_id": answer_id},
+                {
+                    "role": "assistant",
+                    "content": answer[: self.max_chars],
+                    "answer_id": answer_id,
+                    "cited": list(cited),
+                },
             ]
             record["turns"] = record["turns"][-self.max_turns :]
             record["updated_at"] = time.time()

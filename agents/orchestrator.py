@@ -42,6 +42,9 @@ class _Orchestration:
         self.service, self.question, self.filters, self.scope = service, question, filters, scope
         self.cfg = service.config
         self.turns = turns_of(history)
+        # a follow-up that refers back is about the studies the last answer cited: pinned in the first search
+        self.studies = conversation.conversation_studies(question, self.turns)
+        self.referenced: list[int] = []
         self.sources: list[Source] = []
         self.kb_last: list[Source] = []
         self.kb_evidence: dict = {}
@@ -57,7 +60,10 @@ class _Orchestration:
     # ---------------------------------------------------------------- the tools
 
     def search_knowledge_base(self, query: str) -> str:
-        found, evidence = self.service.retrieve(query, self.filters, scope=self.scope)
+        pinned = self.studies if not self.route.kb_searched else None
+        found, evidence = self.service.retrieve(
+            query, self.filters, whole=int(bool(pinned)), scope=self.scope, pinned=pinned
+        )
         for s in found:
             s.n += len(self.sources)
         self.sources.extend(found)
@@ -71,6 +77,9 @@ class _Orchestration:
                 self.asked, self.kb_last, answering.is_yes_no(self.asked), self.tokens, self.models
             )
             self.llm_calls += 1
+            referenced = [s.n for s in self.kb_last if s.id in self.studies]
+            judged = answerability.with_referenced(judged, referenced)
+            self.referenced += [n for n in referenced if n not in self.referenced]
             self.route.covered += judged.covered
             self.scores.update(judged.scores)
             self.relevance = judged.score
@@ -217,7 +226,9 @@ class _Orchestration:
         covered = [s for s in self.sources if s.n in usable and s.origin == "knowledge_base"]
         if route != "knowledge_base" or not covered or not answering.is_yes_no(self.asked):
             return None
-        top = max(covered, key=lambda s: self.scores.get(s.n, 0.0))
+        top = next((s for s in covered if s.n in self.referenced[:1]), None) or max(
+            covered, key=lambda s: self.scores.get(s.n, 0.0)
+        )
         self.llm_calls += 1
         return self.service.decide_verdict(self.asked, top, self.tokens, self.models)
 

@@ -8,7 +8,9 @@ Fast path (one LLM call when all goes well):
    ``core.relevance`` recorded for the trace);
 3. answerability (``core.answerability``): one constrained call judges which sources address the question (a
    follow-up that refers back and is judged uncovered is retrieved and judged once more with the conversation's
-   subject attached, ``core.conversation.retry_with_subject``); routing is code: the knowledge base when one does,
+   subject attached, ``core.conversation.retry_with_subject``; one that refers back after an answer that cited the
+   knowledge base is about those studies, which come first and are usable whatever the judge says,
+   ``core.conversation.conversation_studies``); routing is code: the knowledge base when one does,
    and the answer may use only those; otherwise web search (MCP) when it is configured, else "the indexed sources do
    not cover this" with the nearest studies named, nothing cited;
 4. a yes/no question's verdict is read from the conclusion of the source likeliest to address it: one short call,
@@ -30,7 +32,7 @@ from typing import Iterator
 from agents import judgements
 from agents.answers import AgentConfig, Answer, Plan, count_usage, trace_lineage, turns_of
 from agents.prompts import answer_messages, passage_text
-from agents.sources import Source, page_label, source_id
+from agents.sources import Source, doc_key_of, page_label, source_id
 from agents.tracing import trace_id_of, tracer
 from agents.web_search import WebSearch, web_search_for
 from core import answer_text, answerability, answering, conversation, verdict
@@ -121,9 +123,11 @@ class AnswerService:
         whole: int = 0,
         *,
         scope: ReadScope,
+        pinned: list[str] | None = None,
     ) -> tuple[list[Source], dict]:
         """``k`` documents the ``scope`` may read, as numbered sources (conclusions first; the first ``whole`` of
-        them entire), and the relevance evidence ({} if none found)."""
+        them entire), and the relevance evidence ({} if none found). ``pinned``: cited ids ("PMID:123") that come
+        first (``RetrieverResource.passages``)."""
         with tracer().start_as_current_span("retrieve") as span:
             found = self.retriever.passages(
                 question,
@@ -132,6 +136,7 @@ class AnswerService:
                 generation=self.config.generation,
                 whole=whole,
                 scope=scope,
+                pinned=[doc_key_of(i) for i in pinned or []],
             )
             span.set_attribute("agentic.principal", scope.principal)
             span.set_attribute("retrieval.mode", "hybrid+conclusions")
@@ -231,11 +236,13 @@ class AnswerService:
             rewritten = ""
         return conversation.accept_rewrite(question, rewritten, window), 1
 
-    def _judged_sources(self, question, filters, yes_no, tokens, models, timings, scope):
+    def _judged_sources(self, question, filters, yes_no, tokens, models, timings, scope, pinned=None):
         """Retrieval, then the answerability judgement of what it found: (sources, evidence, judgement or None)."""
         t = time.perf_counter()
-        # a yes/no question is decided by the conclusions; an open one reads its top document whole
-        sources, evidence = self.retrieve(question, filters, whole=0 if yes_no else 1, scope=scope)
+        # a yes/no question is decided by the conclusions; an open one, or one about a pinned study, reads its first
+        # document whole ("Was that a randomized trial?" is answered in METHODS)
+        whole = 1 if pinned or not yes_no else 0
+        sources, evidence = self.retrieve(question, filters, whole=whole, scope=scope, pinned=pinned)
         timings["retrieve"] = timings.get("retrieve", 0.0) + (time.perf_counter() - t) * 1000
         if not sources:
             return sources, evidence, None
@@ -247,9 +254,17 @@ class AnswerService:
     def _assess(self, question, standalone, turns, filters, yes_no, usage, scope):
         """Sources judged for ``standalone``; a follow-up that presupposes the conversation's subject and found none
         that address it is asked once more with the subject attached. Returns (asked, sources, evidence, judgement,
-        calls, retried: None when not asked again, else whether the second judgement found it covered)."""
-        found = self._judged_sources(standalone, filters, yes_no, *usage, scope)
+        calls, retried: None when not asked again, else whether the second judgement found it covered).
+
+        A follow-up that refers back to studies the last answer cited is about them: they come first, whole, and are
+        usable whatever the judge says of them (``answerability.with_referenced``); it is not asked again."""
+        studies = conversation.conversation_studies(question, turns)
+        found = self._judged_sources(standalone, filters, yes_no, *usage, scope, pinned=studies)
         calls = int(found[2] is not None)
+        if studies and found[2] is not None:
+            referenced = [s.n for s in found[0] if s.id in studies]
+            judged = answerability.with_referenced(found[2], referenced)
+            return standalone, found[0], found[1], judged, calls, None
         retry = None if _covered(found[2]) else conversation.retry_with_subject(question, standalone, turns)
         if not retry:
             return standalone, *found, calls, None
@@ -316,8 +331,11 @@ class AnswerService:
             allowed = judged.covered if route == "knowledge_base" and judged is not None else None
             decision = None
             if yes_no and allowed:
-                # the verdict from the conclusion of the source judged likeliest to address the question
-                top = max((s for s in sources if s.n in allowed), key=lambda s: judged.scores.get(s.n, 0.0))
+                # the verdict from the conclusion of the study the follow-up refers to, else of the source judged
+                # likeliest to address the question
+                top = next((s for s in sources if s.n in judged.referenced[:1]), None) or max(
+                    (s for s in sources if s.n in allowed), key=lambda s: judged.scores.get(s.n, 0.0)
+                )
                 t = time.perf_counter()
                 decision = self.decide_verdict(standalone, top, tokens, models)
                 timings["verdict"] = (time.perf_counter() - t) * 1000

@@ -51,6 +51,11 @@ def source_id(hit) -> str:
     return key or hit.doc_id
 
 
+def doc_key_of(cited_id: str) -> str:
+    """The document key behind a citation's id (the inverse of ``source_id``): "PMID:123" -> "pubmed/123.xml"."""
+    return f"pubmed/{cited_id[5:]}.xml" if cited_id.startswith("PMID:") else cited_id
+
+
 def citations_for(answer: str, sources: list[Source], notes: list[str]) -> list[dict]:
     """The sources the answer cites by ``[n]``; when it cites none, every source it was given (with a note)."""
     found = cited(answer, sources)

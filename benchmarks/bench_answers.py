@@ -174,7 +174,11 @@ def run(service, client, model: str, covered: list, uncovered: list, convs: list
         print(f"uncovered {n}/{len(uncovered)} {secs:5.1f}s {answer.route}", flush=True)
     for item in convs:
         _, first, _ = ask(service, item["turn1"])
-        history = [{"role": "user", "content": item["turn1"]}, {"role": "assistant", "content": first.answer}]
+        # as a client of /query's conversations (or one that sends the citations back) gives it
+        history = [
+            {"role": "user", "content": item["turn1"]},
+            {"role": "assistant", "content": first.answer, "citations": first.citations},
+        ]
         plan, answer, secs = ask(service, item["turn2"], history)
         text = answer.answer.lower()
         right_study = f"PMID:{item['pmid']}" in {c["id"] for c in answer.citations}

@@ -148,9 +148,21 @@ class Answerability:
     related: list[int]  # sources about something near the question: named for the reader, never cited for a claim
     route: str  # one of ROUTES
     score: float  # the question's answerability: its best source's score
+    referenced: list[int] = field(default_factory=list)  # the conversation's studies a follow-up refers back to
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def with_referenced(judged: Answerability, numbers: list[int]) -> Answerability:
+    """``judged`` with the sources a follow-up refers back to ("What did the control group get?" after an answer
+    that cited a trial) made usable: the reference says what the question is about, which the judge, reading the
+    follow-up's words against each source, cannot. The judge's scores stay as they were, for the trace."""
+    if not numbers:
+        return judged
+    covered = list(dict.fromkeys([*numbers, *judged.covered]))
+    related = [n for n in judged.related if n not in covered]
+    return Answerability(dict(judged.scores), covered, related, "covered", judged.score, list(numbers))
 
 
 def decide(numbers: list[int], features: list[Features], fit: Fit) -> Answerability:

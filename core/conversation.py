@@ -3,8 +3,9 @@
 "Which regions were studied in it?" retrieves nannoplankton in a Romanian basin; rewritten with the conversation
 ("Which regions were studied in the study of gliclazide during Ramadan?") it retrieves the right article. The
 rewrite is one short JSON-schema-constrained LLM call, made only when the question leans on the conversation
-(pronouns, "the study", very short); the history it sees is cut to a token budget, newest turns first.
-Pure functions; the call is in ``agents.service``.
+(pronouns, "the study", very short); the history it sees is cut to a token budget, newest turns first. A follow-up
+that refers back after an answer that cited the knowledge base is about the studies it cited
+(``conversation_studies``). Pure functions; the call is in ``agents.service``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _ANAPHORA = re.compile(
 class Turn:
     role: str  # "user" | "assistant"
     content: str
+    cited: tuple[str, ...] = ()  # an assistant turn's knowledge-base citations ("PMID:123" or document keys)
 
 
 def needs_rewrite(question: str, history: list[Turn]) -> bool:
@@ -52,7 +54,7 @@ def history_window(history: list[Turn], budget_tokens: int = 600, per_turn_chars
         cost = approx_tokens(text)
         if out and used + cost > budget_tokens:
             break
-        out.append(Turn(turn.role, text))
+        out.append(Turn(turn.role, text, turn.cited))
         used += cost
     return list(reversed(out))
 
@@ -126,12 +128,26 @@ def accept_rewrite(original: str, rewritten: str, history: list[Turn]) -> str:
 _DEFINITE = re.compile(r"\bthe\s+[a-z]", re.I)
 
 
+def refers_back(question: str) -> bool:
+    """Whether a follow-up presupposes something named earlier: a pronoun or a definite description ("What did the
+    control group get?", "How was that trial designed?"). A new question with its own subject and no definite
+    reference ("How is hypertension treated in older adults?") does not."""
+    return bool(_ANAPHORA.search(question) or _DEFINITE.search(question))
+
+
 def retry_with_subject(question: str, asked: str, history: list[Turn]) -> str | None:
     """What to ask again when ``asked`` (the follow-up as made standalone) found no source that addresses it: the
-    follow-up with the conversation's subject attached, where it presupposes something named earlier (a pronoun or a
-    definite description: "What did the control group get?", "How was the trial designed?"); else None. A new
-    question with its own subject and no definite reference ("How is hypertension treated in older adults?") is not
-    tied to the old one."""
-    if SUBJECT_MARK in asked or not (_ANAPHORA.search(question) or _DEFINITE.search(question)):
+    follow-up with the conversation's subject attached, where it refers back; else None."""
+    if SUBJECT_MARK in asked or not refers_back(question):
         return None
     return with_subject(question, history)
+
+
+def conversation_studies(question: str, history: list[Turn], limit: int = 2) -> list[str]:
+    """The studies a follow-up that refers back is about: what the last answer cited from the knowledge base (its
+    first ``limit``), or [] (a new question, or a last answer that cited nothing). "What did the control group get?"
+    asks about the trial just cited, whatever else retrieval finds for the words "control group"."""
+    if not refers_back(question):
+        return []
+    last = next((t for t in reversed(history) if t.role == "assistant"), None)
+    return list(last.cited[:limit]) if last else []

@@ -109,6 +109,18 @@ class RetrieverResource(dg.ConfigurableResource):
             out.append(hit)
         return out
 
+    def _pinned(self, vector, pinned: list[str] | None, filters: dict, generation: str | None) -> dict[str, SearchHit]:
+        """Each pinned document's best chunk for the query, in the pinned order (those the filters admit)."""
+        if not pinned:
+            return {}
+        keys = list(dict.fromkeys(pinned))
+        found: dict[str, SearchHit] = {}
+        for h in self.vector_store.search_dense(
+            vector, min(20 * len(keys), 100), {**filters, "doc_key": keys}, generation
+        ):
+            found.setdefault(h.doc_key, h)
+        return {key: found[key] for key in keys if key in found}
+
     def passages(
         self,
         query: str,
@@ -118,14 +130,16 @@ class RetrieverResource(dg.ConfigurableResource):
         whole: int = 0,
         *,
         scope: ReadScope,
+        pinned: list[str] | None = None,
     ) -> Retrieval:
         """Hybrid retrieval for answering: ``k`` distinct documents, each with its conclusions section when the index
         has one (one more filtered dense query over those documents), and the evidence that scores relevance.
 
         ``whole``: the first ``whole`` documents also come whole (``Passage.document``), reassembled from the chunks
         that the same filtered query returns: a detail question ("How large was that study?") is answered in
-        METHODS, which neither the conclusions nor the best-matching chunk may hold. Every store query carries the
-        ``scope``'s filter (the conclusions and whole-document queries too)."""
+        METHODS, which neither the conclusions nor the best-matching chunk may hold. ``pinned``: document keys that
+        come first whatever their rank (a follow-up's conversation study), when the scope may read them. Every store
+        query carries the ``scope``'s filter (the conclusions, pinned and whole-document queries too)."""
         filters = scoped_filters(filters, scope)
         query = (query or "").strip()
         if not query:
@@ -138,17 +152,20 @@ class RetrieverResource(dg.ConfigurableResource):
         dense_docs = [(h.doc_key, float(h.score)) for h in dense]
         bm25_docs = [h.doc_key for h in sparse]
         fused = self._fuse(dense, sparse, n)
-        best: dict[str, SearchHit] = {}
+        best = self._pinned(vector, pinned, filters, generation)
         for h in fused:
             if h.doc_key not in best:
                 best[h.doc_key] = h
-            if len(best) == k:
+            if len(best) >= k:
                 break
         if not best:
             return Retrieval([], None)
         cosine: dict[str, float] = {}
         for key, score in dense_docs:
             cosine.setdefault(key, score)  # best first
+        for key in pinned or []:
+            if key in best:
+                cosine.setdefault(key, float(best[key].score))  # a pinned document outside the candidates
         passages = {
             key: Passage(hit, chunk_ids=[hit.chunk_id], dense=cosine.get(key, 0.0)) for key, hit in best.items()
         }

@@ -96,7 +96,7 @@ def cmd_ask(args, settings: Settings) -> int:
                 scope=scope,
             )
             if args.conversation:
-                conversations.append(args.conversation, args.question, answer.answer, answer.answer_id)
+                conversations.record(args.conversation, answer)
             AnswerRecords(service.state).record_answer(answer.to_dict())
         except Exception as exc:
             print(f"error: could not answer ({type(exc).__name__}: {exc}); is `agentic up` running?", file=sys.stderr)

@@ -173,6 +173,14 @@ def test_hybrid_through_the_retriever(served, rows, embedder_resource):
     for p in found.passages:
         chunks = [(r["seq"], r["section"], r["text"]) for r in rows.to_pylist() if r["doc_key"] == p.hit.doc_key]
         assert p.reading == verdict.reading(p.conclusion, reassemble(chunks)) and p.reading
+    # a pinned document (a follow-up's conversation study) comes first and whole, whatever its rank; k still holds
+    ranked = [p.hit.doc_key for p in retriever.passages(title, k=3, scope=FULL_SCOPE).passages]
+    far = next(k for k in reversed(rows.column("doc_key").to_pylist()) if k not in ranked[:3])
+    pinned = retriever.passages(title, k=3, whole=1, scope=FULL_SCOPE, pinned=[far, "no/such.xml"])
+    assert [p.hit.doc_key for p in pinned.passages] == [far, *ranked[:2]]
+    far_rows = sorted((r for r in rows.to_pylist() if r["doc_key"] == far), key=lambda r: r["seq"])
+    assert pinned.passages[0].document == reassemble([(r["seq"], r["section"], r["text"]) for r in far_rows])
+    assert pinned.passages[0].dense > 0 and pinned.passages[1].document == ""
 
 
 def test_fetch_by_chunk_id(served, rows):
@@ -596,6 +604,8 @@ def test_a_read_scope_never_returns_a_document_outside_it(store, rows, embedder_
                 got += retriever.search(q, k=50, mode=mode, scope=scope)
             found = retriever.passages(q, k=5, whole=1, scope=scope)
             got += [p.hit for p in found.passages]
+            # a follow-up cannot pin a document its caller may not read
+            got += [p.hit for p in retriever.passages(q, k=5, scope=scope, pinned=outside[:3]).passages]
             if outside:  # a caller naming restricted documents gets nothing from them
                 got += retriever.search(q, k=10, mode="hybrid", filters={"doc_key": outside}, scope=scope)
             cases += 6

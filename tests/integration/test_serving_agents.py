@@ -13,13 +13,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import pytest
 
 from agents.actions import FINAL, action_schema, parse_action, render_history
-from agents.sources import Source, cited
+from agents.sources import Source, cited, source_id
 from agents.web_search import HttpWebSearch, NoWebSearch, StdioWebSearch
 from core.access import FULL_SCOPE
 from core.answerability import Fit
@@ -420,6 +421,35 @@ def test_follow_up_is_rewritten_from_the_conversation(answer_service, serving_st
     assert standalone.llm_calls == 1 and standalone.standalone == question  # already standalone: the judge only
 
 
+def source_id_of(doc_key: str) -> str:
+    return source_id(SimpleNamespace(doc_key=doc_key, doc_id=doc_key))
+
+
+def test_a_follow_up_that_refers_back_is_answered_from_the_study_the_last_answer_cited(answer_service, serving_stack):
+    """ "What did the control group get?" has words of its own, and retrieval finds other trials' control groups;
+    the conversation says which trial: the one the last answer cited (first, whole, usable whatever the judge says)."""
+    title, key = indexed_title(serving_stack, 2)
+    history = [
+        {"role": "user", "content": f"What did the study {title!r} find?"},
+        {
+            "role": "assistant",
+            "content": "It reported its main findings [1].",
+            "citations": [{"id": source_id_of(key)}],
+        },
+    ]
+    plan = answer_service.plan("What did the control group get?", history=history, scope=FULL_SCOPE)
+    plan.span.end()
+    assert plan.sources[0].doc_key == key
+    assert plan.answerability.referenced == [1] and plan.allowed[0] == 1 and plan.route == "knowledge_base"
+    assert plan.llm_calls == 1 and plan.follow_up_retry is None  # the judge only: not asked again
+    # the orchestrator's tools do the same: its first search pins the study, its judge call may use it
+    from agents.orchestrator import _Orchestration
+
+    agent = _Orchestration(answer_service, "What did the control group get?", None, history, FULL_SCOPE)
+    agent.search_knowledge_base("control group")
+    assert agent.sources[0].doc_key == key and json.loads(agent.assess_relevance("-"))["use_only"][0] == 1
+
+
 def test_mcp_server_speaks_tavily_over_streamable_http(web_search_mcp, tavily):
     ws = HttpWebSearch(web_search_mcp)
     try:
@@ -533,7 +563,7 @@ def test_api_auth_validation_and_metrics(api_server, answers, serving_stack):
 
 def test_api_conversation_feedback_and_lineage(api_server, serving_stack):
     h = {"Authorization": f"Bearer {api_server.key}"}
-    title, _ = indexed_title(serving_stack, 3)
+    title, key = indexed_title(serving_stack, 3)
     cid = httpx.post(f"{api_server.url}/v1/conversations", headers=h).json()["conversation_id"]
     first = httpx.post(
         f"{api_server.url}/query",
@@ -548,8 +578,11 @@ def test_api_conversation_feedback_and_lineage(api_server, serving_stack):
         headers=h,
         timeout=300,
     ).json()
-    # the server kept the history: the follow-up was rewritten with the first turn's subject
+    # the server kept the history: the follow-up was rewritten with the first turn's subject, and it is about the
+    # study the first answer cited, if it cited one
     assert follow["standalone_question"] != "How many people took part in it?"
+    first_cited = [c["id"] for c in first["citations"] if c["origin"] == "knowledge_base"]
+    assert follow["answerability"].get("referenced", []) == ([1] if first_cited else [])
     assert httpx.post(
         f"{api_server.url}/query", json={"question": "x y z", "conversation_id": "../etc"}, headers=h
     ).status_code in (400, 422)
@@ -562,12 +595,14 @@ def test_api_conversation_feedback_and_lineage(api_server, serving_stack):
             "model": "agentic-rag",
             "messages": [
                 {"role": "user", "content": f"What did the study {title!r} find?"},
-                {"role": "assistant", "content": first["answer"]},
+                # the answer's citations sent back (an extension OpenAI clients omit): the study it is about
+                {"role": "assistant", "content": first["answer"], "citations": [{"id": source_id_of(key)}]},
                 {"role": "user", "content": "Were the results of that work significant?"},
             ],
         },
     ).json()
     assert r["agentic"]["standalone_question"] != "Were the results of that work significant?"
+    assert r["agentic"]["answerability"]["referenced"] == [1] and r["agentic"]["route"] == "knowledge_base"
     # feedback on an answer, by answer id and by trace id; the stored record carries the lineage
     fb = httpx.post(
         f"{api_server.url}/v1/feedback",

@@ -4,10 +4,11 @@ The LLM side of the same mechanics runs on the real 0.5B stack in ``test_serving
 """
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from core import answer_text, answering, conversation, hard_set
+from core import answer_text, answerability, answering, conversation, hard_set
 from core.conversation import Turn
 from core.relevance import auroc, relevance_evidence
 
@@ -185,6 +186,49 @@ def test_a_follow_up_that_refers_back_and_found_nothing_is_asked_again_with_the_
     assert conversation.retry_with_subject("How is hypertension treated in older adults?", "-", history) is None
     assert conversation.retry_with_subject(follow, again, history) is None
     assert conversation.retry_with_subject(follow, follow, []) is None  # no conversation
+
+
+def test_a_follow_up_that_refers_back_is_about_the_studies_the_last_answer_cited():
+    first = "Does a brief skin-cleaning intervention reduce emergency department visits among people who inject drugs?"
+    cited = ("PMID:32830383", "PMID:1", "PMID:2")
+    history = [Turn("user", first), Turn("assistant", "No: the cited sources do not support this [1].", cited)]
+    assert conversation.conversation_studies("What did the control group get?", history) == list(cited[:2])
+    assert conversation.conversation_studies("How was that trial designed?", history, limit=1) == ["PMID:32830383"]
+    # a new question with its own subject; a last answer that cited nothing; no conversation
+    assert conversation.conversation_studies("How is hypertension treated in older adults?", history) == []
+    uncited = [*history, Turn("user", "Is it safe?"), Turn("assistant", "The indexed sources do not cover this.")]
+    assert conversation.conversation_studies("What did the control group get?", uncited) == []
+    assert conversation.conversation_studies("What did the control group get?", []) == []
+    # the history window keeps what each turn cited
+    assert conversation.history_window(history)[-1].cited == cited
+
+
+def test_an_answers_citations_come_back_as_what_its_turn_cited():
+    from agents.answers import MAX_CITED, turns_of
+    from agents.sources import doc_key_of, source_id
+
+    kb = [{"n": i, "id": f"PMID:{i}", "origin": "knowledge_base"} for i in range(1, 9)]
+    web = {"n": 9, "id": "https://example.org/a", "origin": "web"}
+    turns = turns_of(
+        [
+            {"role": "user", "content": "Q?", "citations": kb},  # a user turn cites nothing
+            {"role": "assistant", "content": "A [1].", "citations": [web, kb[1], kb[1], {"id": ""}, "x"]},
+            {"role": "assistant", "content": "B [1].", "citations": kb},
+            {"role": "assistant", "content": "C.", "citations": "PMID:1"},
+        ]
+    )
+    assert [t.cited for t in turns] == [(), ("PMID:2",), tuple(f"PMID:{i}" for i in range(1, 1 + MAX_CITED)), ()]
+    hit = SimpleNamespace(doc_key="pubmed/32830383.xml", doc_id="d")
+    assert doc_key_of(source_id(hit)) == hit.doc_key and doc_key_of("scans/a.pdf") == "scans/a.pdf"
+
+
+def test_a_referenced_study_is_usable_whatever_the_judge_said():
+    judged = answerability.Answerability({1: 0.1, 2: 0.3, 3: 0.9}, [3], [2], "covered", 0.9)
+    both = answerability.with_referenced(judged, [2])
+    assert both.covered == [2, 3] and both.related == [] and both.referenced == [2] and both.scores == judged.scores
+    alone = answerability.with_referenced(answerability.Answerability({1: 0.1}, [], [], "not_covered", 0.1), [1])
+    assert alone.route == "covered" and alone.covered == [1] and alone.score == 0.1
+    assert answerability.with_referenced(judged, []) is judged
 
 
 def test_hard_set_polarity_rules_and_question_filters():
