@@ -43,6 +43,7 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
     count = lambda text: len(tok.encode(text, add_special_tokens=False).ids)  # noqa: E731
     engine = calibrated_engine(args)
     lengths = reply_lengths(args.replies, cfg.max_tokens)
+    speeds = machine_speeds(args.replies, engine)
     rows, closed, service_ms = [], [], None
     for level, chosen in zip(levels, capacity.level_datasets(records, levels)):
         if level.mode != capacity.CONCURRENCY:
@@ -55,7 +56,9 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
         service_ms = sim["e2e_p50_ms"]
         rows.append({"level": level.name, "ramp_s": level.ramp_s, **{k: round(v, 3) for k, v in sim.items()}})
         if lengths:
-            draws = capacity_sim.sampled(engine, conversations, lengths, int(level.value), level.ramp_s, args.draws)
+            draws = capacity_sim.sampled(
+                engine, conversations, lengths, int(level.value), level.ramp_s, args.draws, speeds=speeds
+            )
             rows[-1]["sampled"] = {k: capacity_sim.spread(draws, k) for k in SAMPLED}
         point = cp.predict_level(engine, flat, cfg.max_tokens, int(level.value))
         closed.append({"level": level.name, **{k: round(v, 3) for k, v in point.items()}})
@@ -67,7 +70,14 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
         "model": "core.capacity_sim (llama-server's scheduler, the planner's engine)",
         "levels": rows,
         "closed_form": closed,
-        "sampled_from": {"replies": args.replies, "reply_lengths": len(lengths), "draws": args.draws},
+        "sampled_from": {
+            "replies": args.replies,
+            "reply_lengths": len(lengths),
+            "draws": args.draws,
+            "machine_speeds": {"n": len(speeds), **capacity_sim.spread([{"s": x} for x in speeds], "s")}
+            if speeds
+            else None,
+        },
         "capacity": meeting[-1]["level"] if meeting else None,
         "predicted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -83,6 +93,25 @@ def reply_lengths(files: str, max_tokens: int) -> list[int]:
     for name in (f for f in files.split(",") if f.strip()):
         for rows in json.loads((RESULTS / name.strip()).read_text())["requests"].values():
             out += [r["out"] for r in rows if r.get("out") and r["out"] <= max_tokens]
+    return out
+
+
+MIN_WORK_S = 1.0
+
+
+def machine_speeds(files: str, engine) -> list[float]:
+    """How fast the machine ran each request that earlier runs served alone (their c1 levels), relative to the
+    planner's ``engine`` (``core.capacity_sim.speed_of``): its drift from the calibration, request by request. A
+    request of under ``MIN_WORK_S`` of engine time is left out: the HTTP and tokenizer overhead the engine does not
+    model (~0.2 s) would read as a slow machine (a 20-token follow-up with a 2-token reply: "0.46")."""
+    from core import capacity_sim
+
+    out = []
+    for name in (f for f in files.split(",") if f.strip()):
+        for r in json.loads((RESULTS / name.strip()).read_text())["requests"].get("c1", []):
+            work = capacity_sim.engine_s(engine, r["uncached"], r.get("out") or 1)
+            if r.get("out") and r["end_s"] > r["sent_s"] and work >= MIN_WORK_S:
+                out.append(capacity_sim.speed_of(engine, r["uncached"], r["out"], r["end_s"] - r["sent_s"]))
     return out
 
 

@@ -43,6 +43,7 @@ class _Request:
     first: float | None = None
     end: float | None = None
     output: int = 1  # the reply's length in tokens
+    speed: float = 1.0  # the machine's speed while it is served, relative to the engine's calibration
 
     def __post_init__(self):
         self.left = max(1, self.prompt)  # a prompt wholly in the slot's cache still evaluates its last token
@@ -63,12 +64,14 @@ def simulate(
     batch_tokens: int = BATCH_TOKENS,
     turnaround_s: float = TURNAROUND_S,
     launch_s: float | Callable[[], float] = LAUNCH_S,
+    speed: Callable[[], float] | None = None,
 ) -> list[_Request]:
     """Every request of ``conversations`` (each a list of its turns' uncached prompt tokens), sent by ``concurrency``
     sessions, each reply ``output`` tokens long (or as long as ``output()`` draws for it); the requests with their
     send, first-token and end times (s). ``turnaround_s``: from a send to the server's queue; ``launch_s``: the
     server's work to put queued requests into slots, during which later arrivals are launched with them (or what
-    ``launch_s()`` draws for each pass)."""
+    ``launch_s()`` draws for each pass). ``speed()``: each request's machine speed relative to the calibration (a
+    batch runs at the mean of its requests'); 1 without it."""
     reply = output if callable(output) else (lambda: output)
     launch = launch_s if callable(launch_s) else (lambda: launch_s)
     pending = list(reversed(conversations))
@@ -82,7 +85,7 @@ def simulate(
             if not pending:
                 return
             turns[session] = list(pending.pop())
-        r = _Request(session, turns[session].pop(0), at, output=max(1, reply()))
+        r = _Request(session, turns[session].pop(0), at, output=max(1, reply()), speed=speed() if speed else 1.0)
         r.queued = at + turnaround_s
         waiting.append(r)
 
@@ -101,7 +104,7 @@ def simulate(
             if take > 0:
                 reading.append((r, take))
                 budget -= take
-        t += _cost_s(engine, sum(n for _, n in reading), len(decoding))
+        t += _cost_s(engine, sum(n for _, n in reading), len(decoding)) / mean([r.speed for r in active])
         for r, n in reading:
             r.left -= n
             if r.left == 0:
@@ -156,11 +159,13 @@ def sampled(
     draws: int = 200,
     race: float = 0.5,
     seed: int = 0,
+    speeds: list[float] | None = None,
 ) -> list[dict]:
     """What the load tool would report, ``draws`` times: each reply's length drawn from ``reply_lengths`` (replies
     measured before, which may stop before the token limit), and each launch pass, with probability ``race``, long
     enough to take a request sent as the batch before it ended (in the server a race of a few milliseconds, which
-    went one way in run 6 of the check and the other in run 8; a coin, not a fit)."""
+    went one way in run 6 of the check and the other in run 8; a coin, not a fit). ``speeds``: the machine's speed
+    measured request by request in earlier runs (``speed_of``); each request draws one (none: the calibration's)."""
     rng = random.Random(seed)
     out = []
     for _ in range(draws):
@@ -171,9 +176,21 @@ def sampled(
             concurrency,
             ramp_s,
             launch_s=lambda: LAUNCH_S if rng.random() < race else 0.0,
+            speed=(lambda: rng.choice(speeds)) if speeds else None,
         )
         out.append(measured_like(done))
     return out
+
+
+def engine_s(engine: Engine, uncached: int, output: int) -> float:
+    """The engine's time for one request served alone: its prompt, then its reply token by token."""
+    return _cost_s(engine, max(1, uncached), 0) + (output - 1) * engine.step_ms(1) / 1000
+
+
+def speed_of(engine: Engine, uncached: int, output: int, seconds: float) -> float:
+    """How fast the machine ran one request served alone (nothing batched with it), relative to ``engine``: the
+    engine's time for it over the measured time, send to last token."""
+    return engine_s(engine, uncached, output) / seconds
 
 
 def spread(samples: list[dict], key: str) -> dict:

@@ -1,6 +1,7 @@
 """The planner check's sampled prediction against a run: reply lengths from the kept runs, and the comparison."""
 
-from benchmarks.bench_capacity import compare, reply_lengths
+from benchmarks.bench_capacity import compare, machine_speeds, reply_lengths
+from core.capacity_plan import Engine
 
 RUNS = "capacity_check_0.5b_run6_requests.json,capacity_check_0.5b_run7.json,capacity_check_0.5b_run8.json"
 
@@ -10,6 +11,16 @@ def test_reply_lengths_come_from_the_kept_runs_within_the_token_limit():
     assert len(lengths) == 60 and min(lengths) >= 1 and max(lengths) == 64
     assert all(n <= 40 for n in reply_lengths(RUNS, 40)) and len(reply_lengths(RUNS, 40)) < 60
     assert reply_lengths("", 64) == []
+
+
+def test_machine_speeds_come_from_the_requests_the_kept_runs_served_alone():
+    engine = Engine(base_ms=12.2, per_seq_ms=0, prefill_tokens_per_s=123.7, max_batch=2, compute_per_seq_ms=39.4)
+    speeds = machine_speeds(RUNS, engine)
+    assert 20 < len(speeds) <= 30  # the c1 levels' 10 requests a run, less those too short to time the machine
+    assert len(machine_speeds("capacity_check_0.5b_run9.json", engine)) == 27  # run 9: three 2-token replies left out
+    # the machine drifted around its calibration, never by half
+    assert 0.5 < min(speeds) < 1.0 < max(speeds) < 1.5
+    assert machine_speeds("", engine) == []
 
 
 def test_the_sampled_comparison_is_against_the_median_and_says_whether_the_run_fell_inside():

@@ -3,7 +3,7 @@
 import pytest
 
 from core.capacity_plan import Engine
-from core.capacity_sim import LAUNCH_S, measured_like, sampled, simulate, spread
+from core.capacity_sim import LAUNCH_S, measured_like, sampled, simulate, speed_of, spread
 
 # 100 prompt tokens/s, a decode step of 40 ms per sequence in it (compute-bound, as on this CPU), two slots
 ENGINE = Engine(base_ms=10, per_seq_ms=0, prefill_tokens_per_s=100, max_batch=2, compute_per_seq_ms=40)
@@ -108,3 +108,16 @@ def test_sampled_loads_draw_reply_lengths_and_the_launch_race():
     e2e = spread(mixed, "e2e_p95_ms")
     assert e2e["p5"] < e2e["median"] <= e2e["p95"] and e2e["p5"] < e2e["p95"]
     assert mixed == sampled(ENGINE, convs, [5, 51], 2, ramp_s=2.0, draws=40, seed=3)
+
+
+def test_the_machines_speed_is_drawn_request_by_request():
+    # a request served alone at half the speed takes twice as long, and speed_of reads that back
+    for speed in (0.5, 1.0):
+        r = simulate(ENGINE, [[500]], 51, 1, speed=lambda s=speed: s)[0]
+        assert speed_of(ENGINE, 500, 51, r.end - r.arrival) == pytest.approx(speed, rel=0.01)
+    # at c1 with the race fixed nothing else varies: drawn speeds widen an interval that reply lengths alone leave at a point
+    convs = [[500], [500], [500]]
+    still = spread(sampled(ENGINE, convs, [51], 1, draws=30, race=1.0), "ttft_p95_ms")
+    drift = spread(sampled(ENGINE, convs, [51], 1, draws=30, race=1.0, speeds=[0.8, 1.0, 1.0]), "ttft_p95_ms")
+    assert still["p5"] == still["p95"] == drift["p5"]
+    assert drift["p95"] == pytest.approx(still["p95"] / 0.8, rel=0.01)
