@@ -74,9 +74,7 @@ def predict(args, cfg, levels, records: list[dict], tokenizer: Path) -> dict:
             "replies": args.replies,
             "reply_lengths": len(lengths),
             "draws": args.draws,
-            "machine_speeds": {"n": len(speeds), **capacity_sim.spread([{"s": x} for x in speeds], "s")}
-            if speeds
-            else None,
+            "machine_speeds": [{"n": len(run), **capacity_sim.spread([{"s": x} for x in run], "s")} for run in speeds],
         },
         "capacity": meeting[-1]["level"] if meeting else None,
         "predicted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -99,19 +97,23 @@ def reply_lengths(files: str, max_tokens: int) -> list[int]:
 MIN_WORK_S = 1.0
 
 
-def machine_speeds(files: str, engine) -> list[float]:
+def machine_speeds(files: str, engine) -> list[list[float]]:
     """How fast the machine ran each request that earlier runs served alone (their c1 levels), relative to the
-    planner's ``engine`` (``core.capacity_sim.speed_of``): its drift from the calibration, request by request. A
+    planner's ``engine`` (``core.capacity_sim.speed_of``): its drift from the calibration, request by request, one
+    list per run (a run without such requests left out). A
     request of under ``MIN_WORK_S`` of engine time is left out: the HTTP and tokenizer overhead the engine does not
     model (~0.2 s) would read as a slow machine (a 20-token follow-up with a 2-token reply: "0.46")."""
     from core import capacity_sim
 
     out = []
     for name in (f for f in files.split(",") if f.strip()):
+        run = []
         for r in json.loads((RESULTS / name.strip()).read_text())["requests"].get("c1", []):
             work = capacity_sim.engine_s(engine, r["uncached"], r.get("out") or 1)
             if r.get("out") and r["end_s"] > r["sent_s"] and work >= MIN_WORK_S:
-                out.append(capacity_sim.speed_of(engine, r["uncached"], r["out"], r["end_s"] - r["sent_s"]))
+                run.append(capacity_sim.speed_of(engine, r["uncached"], r["out"], r["end_s"] - r["sent_s"]))
+        if run:
+            out.append(run)
     return out
 
 

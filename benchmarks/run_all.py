@@ -17,7 +17,7 @@ def main() -> int:
     check = ["--llm", "0.5b", "--predict", "--threads", "1", "--slots", "2", "--concurrency", "1,2", "--rates", "",
              "--requests", "30", "--max-tokens", "64", "--nice", "19", "--out", "capacity_check_0.5b",
              "--replies", "capacity_check_0.5b_run6_requests.json,capacity_check_0.5b_run7.json,"
-             "capacity_check_0.5b_run8.json,capacity_check_0.5b_run9.json"]  # fmt: skip
+             "capacity_check_0.5b_run8.json,capacity_check_0.5b_run9.json,capacity_check_0.5b_run10.json"]  # fmt: skip
     for script, args in (
         ("bench_embedder_runtime.py", []),
         ("bench_pipeline.py", []),

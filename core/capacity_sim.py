@@ -159,16 +159,20 @@ def sampled(
     draws: int = 200,
     race: float = 0.5,
     seed: int = 0,
-    speeds: list[float] | None = None,
+    speeds: list[list[float]] | None = None,
 ) -> list[dict]:
     """What the load tool would report, ``draws`` times: each reply's length drawn from ``reply_lengths`` (replies
     measured before, which may stop before the token limit), and each launch pass, with probability ``race``, long
     enough to take a request sent as the batch before it ended (in the server a race of a few milliseconds, which
     went one way in run 6 of the check and the other in run 8; a coin, not a fit). ``speeds``: the machine's speed
-    measured request by request in earlier runs (``speed_of``); each request draws one (none: the calibration's)."""
+    measured request by request in earlier runs (``speed_of``), one list per run; each simulated load takes one run's
+    and each of its requests draws from it (none: the calibration's). The machine's speed shifts run by run (run 9
+    of the check ran 10-20% slow for a minute, run 10 at its calibration): speeds pooled across runs and drawn per
+    request average out over a level's requests and left run 10 outside a narrow interval."""
     rng = random.Random(seed)
     out = []
     for _ in range(draws):
+        run = rng.choice(speeds) if speeds else None
         done = simulate(
             engine,
             conversations,
@@ -176,7 +180,7 @@ def sampled(
             concurrency,
             ramp_s,
             launch_s=lambda: LAUNCH_S if rng.random() < race else 0.0,
-            speed=(lambda: rng.choice(speeds)) if speeds else None,
+            speed=(lambda run=run: rng.choice(run)) if run else None,
         )
         out.append(measured_like(done))
     return out

@@ -15,10 +15,13 @@ def test_reply_lengths_come_from_the_kept_runs_within_the_token_limit():
 
 def test_machine_speeds_come_from_the_requests_the_kept_runs_served_alone():
     engine = Engine(base_ms=12.2, per_seq_ms=0, prefill_tokens_per_s=123.7, max_batch=2, compute_per_seq_ms=39.4)
-    speeds = machine_speeds(RUNS, engine)
-    assert 20 < len(speeds) <= 30  # the c1 levels' 10 requests a run, less those too short to time the machine
-    assert len(machine_speeds("capacity_check_0.5b_run9.json", engine)) == 27  # run 9: three 2-token replies left out
+    runs = machine_speeds(RUNS, engine)
+    # one list per run: the c1 level's 10 requests, less those too short to time the machine
+    assert len(runs) == 3 and all(5 < len(run) <= 10 for run in runs)
+    (run9,) = machine_speeds("capacity_check_0.5b_run9.json", engine)
+    assert len(run9) == 27  # run 9's 30, less three 2-token replies
     # the machine drifted around its calibration, never by half
+    speeds = [s for run in runs for s in run]
     assert 0.5 < min(speeds) < 1.0 < max(speeds) < 1.5
     assert machine_speeds("", engine) == []
 

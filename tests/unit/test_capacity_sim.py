@@ -115,9 +115,12 @@ def test_the_machines_speed_is_drawn_request_by_request():
     for speed in (0.5, 1.0):
         r = simulate(ENGINE, [[500]], 51, 1, speed=lambda s=speed: s)[0]
         assert speed_of(ENGINE, 500, 51, r.end - r.arrival) == pytest.approx(speed, rel=0.01)
-    # at c1 with the race fixed nothing else varies: drawn speeds widen an interval that reply lengths alone leave at a point
+    # at c1 with the race fixed nothing else varies: drawn speeds widen an interval reply lengths alone leave a point
     convs = [[500], [500], [500]]
     still = spread(sampled(ENGINE, convs, [51], 1, draws=30, race=1.0), "ttft_p95_ms")
-    drift = spread(sampled(ENGINE, convs, [51], 1, draws=30, race=1.0, speeds=[0.8, 1.0, 1.0]), "ttft_p95_ms")
+    drift = spread(sampled(ENGINE, convs, [51], 1, draws=30, race=1.0, speeds=[[0.8, 1.0, 1.0]]), "ttft_p95_ms")
     assert still["p5"] == still["p95"] == drift["p5"]
     assert drift["p95"] == pytest.approx(still["p95"] / 0.8, rel=0.01)
+    # each simulated load replays one run's speeds: a slow run and a fast one span the interval between them
+    runs = spread(sampled(ENGINE, convs, [51], 1, draws=40, race=1.0, speeds=[[0.5], [1.0]]), "ttft_p95_ms")
+    assert runs["p5"] == pytest.approx(still["p5"]) and runs["p95"] == pytest.approx(still["p95"] / 0.5, rel=0.01)
