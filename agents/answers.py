@@ -103,6 +103,9 @@ class Plan:
         return answering.answer_schema(len(self.sources), self.yes_no, max_quotes, max_sentences, self.allowed, decided)
 
 
+MAX_CITED = 5
+
+
 def cited_ids(citations) -> tuple[str, ...]:
     """The knowledge-base ids of an answer's ``citations`` (as the API returns them), bounded: what a follow-up that
     refers back is about (``core.conversation.conversation_studies``). Web results are not the index's to fetch."""
@@ -114,9 +117,6 @@ def cited_ids(citations) -> tuple[str, ...]:
         if isinstance(c, dict) and c.get("id") and c.get("origin", "knowledge_base") == "knowledge_base"
     ]
     return tuple(dict.fromkeys(ids))[:MAX_CITED]
-
-
-MAX_CITED = 5
 
 
 def turns_of(history: list[dict] | list[Turn] | None) -> list[Turn]:

@@ -261,8 +261,8 @@ class AnswerService:
         studies = conversation.conversation_studies(question, turns)
         found = self._judged_sources(standalone, filters, yes_no, *usage, scope, pinned=studies)
         calls = int(found[2] is not None)
-        if studies and found[2] is not None:
-            referenced = [s.n for s in found[0] if s.id in studies]
+        referenced = [s.n for s in found[0] if s.id in studies] if found[2] is not None else []
+        if referenced:  # a cited study the scope cannot read (or no longer indexed) leaves the retry below
             judged = answerability.with_referenced(found[2], referenced)
             return standalone, found[0], found[1], judged, calls, None
         retry = None if _covered(found[2]) else conversation.retry_with_subject(question, standalone, turns)

@@ -100,9 +100,9 @@ MIN_WORK_S = 1.0
 def machine_speeds(files: str, engine) -> list[list[float]]:
     """How fast the machine ran each request that earlier runs served alone (their c1 levels), relative to the
     planner's ``engine`` (``core.capacity_sim.speed_of``): its drift from the calibration, request by request, one
-    list per run (a run without such requests left out). A
-    request of under ``MIN_WORK_S`` of engine time is left out: the HTTP and tokenizer overhead the engine does not
-    model (~0.2 s) would read as a slow machine (a 20-token follow-up with a 2-token reply: "0.46")."""
+    list per run (a run without such requests left out). A request of under ``MIN_WORK_S`` of engine time is left
+    out: the HTTP and tokenizer overhead the engine does not model (~0.2 s) would read as a slow machine (a 20-token
+    follow-up with a 2-token reply: "0.46")."""
     from core import capacity_sim
 
     out = []
