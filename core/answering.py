@@ -29,6 +29,13 @@ OPEN_VERDICTS = ("answered", "not_in_sources")
 _YES_NO_START = re.compile(
     r"^\s*(is|are|was|were|does|do|did|can|could|should|would|will|has|have|had|may|might|must)\b", re.I
 )
+# "Was it a prospective or a retrospective study?": the subject is the study already named, so "or" offers the
+# answers (an alternative question); "Do A or B reduce X?" names its subject and stays yes/no, and "... or not?" too
+_ALTERNATIVE = re.compile(
+    r"^\s*(?:is|are|was|were|does|do|did|has|have|had)\s+(?:it|that|this|they|these|those|the (?:study|trial|"
+    r"analysis|series|cohort|review|research))\b[^?]*\bor\b(?!\s+not\b)",
+    re.I,
+)
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 CITE_MARKS = re.compile(r"\s*\[\d{1,2}\](?:\s*\[\d{1,2}\])*")
 # Conclusions that do not support a positive claim. Deliberately phrase-level: "not" alone is too common. Not "no
@@ -78,8 +85,11 @@ STOPWORDS = frozenset(
 def is_yes_no(question: str) -> bool:
     """A question a clinician would answer yes / no / not known (decided by code, so the model need not): it opens
     with an auxiliary verb, or with a framing phrase and a comma and then one ("In children on ECMO, is ...?",
-    "Among adults with X, does ...?"; 16 of the 77 covered dev questions are written that way)."""
+    "Among adults with X, does ...?"; 16 of the 77 covered dev questions are written that way), unless it asks which
+    of two things the study it refers to was ("Was it prospective or retrospective?")."""
     q = question.strip()
+    if _ALTERNATIVE.match(q):  # its first sentence offers the answers: "prospective or retrospective?"
+        return False
     head, comma, rest = q.partition(",")
     framed = bool(comma) and len(head) <= 120 and "?" not in head and bool(_YES_NO_START.match(rest))
     return bool(_YES_NO_START.match(q)) or framed

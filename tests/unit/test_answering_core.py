@@ -115,6 +115,13 @@ def test_answer_schema_orders_evidence_before_verdict_and_bounds_sources():
     assert answering.is_yes_no("Among adults hospitalized with pneumonia, is RSV linked to higher mortality?")
     assert not answering.is_yes_no("In adults with asthma, what reduces exacerbations?")
     assert not answering.is_yes_no("How is hypertension treated in older adults, and is salt restriction enough?")
+    # an alternative question about the study already named offers its answers: not yes/no ("or not" still is)
+    assert not answering.is_yes_no("Was it a prospective or a retrospective study? (about: Is X or Y linked to Z?)")
+    assert not answering.is_yes_no("Was that a randomized trial, or some other kind of study?")
+    assert not answering.is_yes_no("Was the trial randomized or observational?")
+    assert answering.is_yes_no("Was it safe or not?")
+    assert answering.is_yes_no("Do surgical or FFP2 face masks reduce maximal exercise performance in athletes?")
+    assert answering.is_yes_no("Is the drug effective? Or is it the placebo effect?")
 
 
 def test_free_text_check_finds_uncited_and_unsupported_sentences():
