@@ -243,8 +243,7 @@ class _Orchestration:
         plan.decision = decision
         if decision is not None:
             plan.verdict_steps.update(model=decision.said, calibrated=decision.verdict, decision=decision.as_dict())
-        detail = not yes_no and route == "knowledge_base" and any(n in usable for n in self.referenced)
-        plan.messages = answer_messages(self.asked, self.sources, yes_no, self.cfg.max_quotes, usable, detail)
+        plan.messages = answer_messages(self.asked, self.sources, yes_no, self.cfg.max_quotes, usable)
         text, _numbers, checked = self.service.structured_answer(plan)
         self.llm_calls += plan.llm_calls
         by_n = {s.n: s for s in self.sources}

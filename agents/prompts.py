@@ -16,13 +16,6 @@ ANSWER_TASK = (
     "in square brackets at the end of the sentence, like this: '... [1].'"
 )
 REPLY = "Reply with the JSON object."
-# a follow-up about a study the last answer cited: that answer gave its conclusion, so the 1.5B model, told to prefer
-# a Conclusion, repeated it, or took "design" for what was compared (4 of the 8 dev misses)
-DETAIL = (
-    "The question asks how the cited study was done or a detail of its results, not its conclusion: quote the "
-    "sentence that states it, such as its design (randomized trial, cohort, retrospective analysis), who took part "
-    "and how many, what each group received, doses, durations or measures."
-)
 
 
 def format_sources(sources: list[Source]) -> str:
@@ -34,22 +27,16 @@ def user_prompt(question: str, sources: list[Source], task: str) -> str:
 
 
 def answer_messages(
-    question: str,
-    sources: list[Source],
-    yes_no: bool,
-    max_quotes: int,
-    allowed: list[int] | None = None,
-    detail: bool = False,
+    question: str, sources: list[Source], yes_no: bool, max_quotes: int, allowed: list[int] | None = None
 ) -> list[dict]:
     """The structured answer's prompt. Its instructions are static, so they go first, in the system message: the
     serving engine's prefix cache (llama-server's slots, vLLM's automatic prefix caching) then skips them on every
     answer (~150 tokens, ~3 s of prompt processing on 2 cores); only the sources and the question are new, and the
     answerability judge has just read those (same prefix). ``allowed``: the sources judged to address the question,
-    the only ones the answer may use (the schema enforces it; the prompt says it). ``detail``: an open follow-up about
-    a study the last answer cited (``DETAIL``); it goes after the question, so the judge's shared prefix holds."""
-    reply = f"{DETAIL} {REPLY}" if detail else REPLY
+    the only ones the answer may use (the schema enforces it; the prompt says it)."""
+    reply = REPLY
     if allowed is not None and len(allowed) < len(sources):
-        reply = f"Use only source{'s' if len(allowed) > 1 else ''} {_cites_of(allowed)}: the others do not address the question. {reply}"
+        reply = f"Use only source{'s' if len(allowed) > 1 else ''} {_cites_of(allowed)}: the others do not address the question. {REPLY}"
     return [
         {"role": "system", "content": f"{SYSTEM}\n\n{answering.task_text(yes_no, max_quotes)}"},
         {"role": "user", "content": f"Sources:\n{format_sources(sources)}\n\nQuestion: {question}\n\n{reply}"},

@@ -340,8 +340,7 @@ class AnswerService:
                 decision = self.decide_verdict(standalone, top, tokens, models)
                 timings["verdict"] = (time.perf_counter() - t) * 1000
                 calls += 1
-            detail = not yes_no and bool(allowed and judged.referenced)
-            messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes, allowed, detail)
+            messages = answer_messages(standalone, sources, yes_no, self.config.max_quotes, allowed)
             plan = Plan(question, sources, relevance, route, messages, trace_id_of(span), span, calls, tokens, timings)
             plan.decision = decision
             if decision is not None:

@@ -75,14 +75,6 @@ def test_the_judge_reads_the_answers_prompt_up_to_the_question_so_the_prefix_cac
         answer_messages("Does metformin lower HbA1c?", two, True, 1)[1]["content"].rsplit("\n\n", 1)[0]
     )
     assert "Use only source [1]" in restricted[1]["content"]
-    # an open follow-up about a cited study asks for a detail of it: said after the question, so the prefix holds
-    from agents.prompts import DETAIL
-
-    detail = answer_messages("How was that trial designed?", two, False, 1, allowed=[1], detail=True)
-    plain = answer_messages("How was that trial designed?", two, False, 1, allowed=[1])
-    assert detail[0] == plain[0] and DETAIL in detail[1]["content"] and DETAIL not in plain[1]["content"]
-    head = plain[1]["content"].rsplit("\n\n", 1)[0]
-    assert detail[1]["content"].rsplit("\n\n", 1)[0] == head and "Use only source [1]" in detail[1]["content"]
     schema = answering.answer_schema(2, True, allowed=[1])
     grammar = schema_to_gbnf(schema)
     assert re.search(r'::= "1"\n', grammar) and '"2"' not in grammar
