@@ -305,6 +305,7 @@ def main() -> int:
     ap.add_argument("--home", default="", help="reuse this home (its index is updated incrementally)")
     ap.add_argument("--features", action="store_true", help="only the judge's features, for the fit (dev only)")
     ap.add_argument("--verdicts", action="store_true", help="only the verdict classifier on the covered questions")
+    ap.add_argument("--k", type=int, default=0, help="sources per question (0 = the agent's default)")
     args = ap.parse_args()
     if args.verdicts:
         out = verdicts_only(args.llm, args.split)
@@ -335,8 +336,9 @@ def main() -> int:
     gateway = resolve_env(res["gateway"])
     # the features are what the fit is made from, so they are collected before any fit: a neutral one routes nothing
     fit = Fit([0.0, 1.0, 0.0, 0.0, 0.0], 0.5, 0.25) if args.features else None
+    config = res["answer_service"].config(**({"k": args.k} if args.k else {}))
     service = res["answer_service"].build(
-        res["retriever"], gateway, res["pipeline_state"], web_search=NoWebSearch(), fit=fit
+        res["retriever"], gateway, res["pipeline_state"], config=config, web_search=NoWebSearch(), fit=fit
     )
     service.answer("Does metformin lower HbA1c in type 2 diabetes?", scope=FULL_SCOPE)  # warm-up
     take = (lambda xs: xs[: args.items]) if args.items else (lambda xs: xs)
@@ -347,7 +349,8 @@ def main() -> int:
         if args.features:
             rows = features(service, covered, True) + features(service, uncovered, False)
             model = service.lineage()["llm"]
-            save(f"answerability_features_{args.split}_{args.llm}", {"model": model, "split": args.split, "rows": rows})
+            name = f"answerability_features_{args.split}_{args.llm}" + (f"_k{args.k}" if args.k else "")
+            save(name, {"model": model, "split": args.split, "k": service.config.k, "rows": rows})
             return 0
         out = run(
             service,
@@ -363,6 +366,7 @@ def main() -> int:
         gateway.stop()
     out["summary"].update(
         llm=args.llm, split=args.split, documents_indexed=args.docs, fit=service.fit.fitted_on, items_cap=args.items,
+        k=service.config.k,
         speculative=args.speculative,
     )  # fmt: skip
     print(out["summary"])
