@@ -11,6 +11,8 @@ server's own counters (prompt tokens processed) without going through the router
 (No ``from __future__ import annotations``: FastAPI inside a Serve ingress class must see the real ``Request``.)
 """
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from ray.serve.handle import DeploymentHandle
 # Ray Serve LLM's router; imported from its module, since ``ray.serve.llm`` itself insists on vLLM being installed
 PREFIX_ROUTER = "ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router.PrefixCacheAffinityRouter"
 ROUTERS = ("default", "prefix")
+logger = logging.getLogger("ray.serve")
 
 routed_api = FastAPI(title="agentic routed llm")
 
@@ -74,11 +77,42 @@ class LlamaReplica:
             raise RuntimeError("llama-server is not healthy")
 
     async def chat(self, req: ChatRequest):
-        """The upstream status first, then the response body as it comes (server-sent events when streaming)."""
-        async with self.client.stream("POST", "/v1/chat/completions", json=req.body) as upstream:
-            yield upstream.status_code
-            async for chunk in upstream.aiter_raw():
-                yield chunk
+        async for part in relay_chat(self.server, self.client, req.body):
+            yield part
+
+
+async def relay_chat(server, client: httpx.AsyncClient, body: dict):
+    """The upstream status first, then the response body as it comes (server-sent events when streaming). A request
+    whose connection drops before any byte came back is sent once more, after restarting the llama-server if it died
+    (what a container restart does on eks), and the cause goes to the replica's log: the suite once saw a 500 here
+    with nothing to say why."""
+    for attempt in (1, 2):
+        sent = False
+        try:
+            async with client.stream("POST", "/v1/chat/completions", json=body) as upstream:
+                sent = True
+                yield upstream.status_code
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            return
+        except httpx.TransportError as exc:
+            if sent or attempt == 2:
+                raise
+            await asyncio.sleep(0.5)  # a server that is going down: let it finish, so it is restarted, not retried
+            died = not server.running()
+            code = server.proc.returncode if died and server.proc is not None else None
+            logger.warning("llama-server %s dropped a request (%r); %s", server.url, exc,
+                           f"it exited with {code}, restarting it; log: {_tail(server.log_path)}" if died
+                           else "it is still running; sending once more")  # fmt: skip
+            if died:
+                await asyncio.to_thread(server.ensure)
+
+
+def _tail(path, chars: int = 600) -> str:
+    try:
+        return Path(path).read_text(errors="replace")[-chars:] if path else "(none)"
+    except OSError:
+        return "(unreadable)"
 
 
 @serve.deployment(name="llm-ingress", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)

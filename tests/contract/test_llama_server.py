@@ -217,3 +217,34 @@ def test_llama_server_with_ngram_speculation_drafts_a_quote_from_the_prompt():
         assert timings.get("draft_n", 0) > 0 and timings.get("draft_n_accepted", 0) >= 8, timings
     finally:
         server.stop()
+
+
+@pytest.mark.contract
+def test_a_routed_replica_restarts_a_llama_server_that_died_and_sends_the_request_once_more(tmp_path):
+    """The suite once saw the routed app answer 500: the replica's llama-server dropped the first request, and
+    nothing said why. A replica now restarts a server that died (as a container restart would) and sends the request
+    once more, since nothing had come back yet; the cause goes to its log."""
+    import asyncio
+    import json
+
+    from resources.serve_routing import relay_chat
+
+    model = CACHE / "models" / "llm" / get_model("0.5b").file_name
+    binary, env, _ = ls.resolve_binary(CACHE, model, threads=1)
+    server = ls.LlamaServer(binary, env, model, "llm", ctx_size=2048, parallel=1, threads=1, log_path=tmp_path / "log")
+    body = {"messages": [{"role": "user", "content": "Say yes."}], "max_tokens": 2}
+
+    async def call() -> list:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+            return [part async for part in relay_chat(server, client, body)]
+
+    server.start(timeout_s=60)
+    try:
+        pid = server.proc.pid
+        server.proc.kill()  # the process this test started, by its handle
+        server.proc.wait()
+        parts = asyncio.run(call())
+        assert parts[0] == 200 and json.loads(b"".join(parts[1:]))["choices"]
+        assert server.restarts == 1 and server.proc.pid != pid
+    finally:
+        server.stop()
