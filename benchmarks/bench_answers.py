@@ -306,6 +306,7 @@ def main() -> int:
     ap.add_argument("--features", action="store_true", help="only the judge's features, for the fit (dev only)")
     ap.add_argument("--verdicts", action="store_true", help="only the verdict classifier on the covered questions")
     ap.add_argument("--k", type=int, default=0, help="sources per question (0 = the agent's default)")
+    ap.add_argument("--fit", default="", help="an answerability fits file to use instead of the committed one")
     args = ap.parse_args()
     if args.verdicts:
         out = verdicts_only(args.llm, args.split)
@@ -319,7 +320,8 @@ def main() -> int:
 
     from agents.web_search import NoWebSearch
     from assets.serving import serving_assets, serving_checks
-    from core.answerability import Fit
+    from core.answerability import Fit, load_fit
+    from core.gguf import get_model
     from infra.local.processes import free_port
     from pipelines.services import resolve_env
 
@@ -336,6 +338,8 @@ def main() -> int:
     gateway = resolve_env(res["gateway"])
     # the features are what the fit is made from, so they are collected before any fit: a neutral one routes nothing
     fit = Fit([0.0, 1.0, 0.0, 0.0, 0.0], 0.5, 0.25) if args.features else None
+    if args.fit and not args.features:
+        fit = load_fit(get_model(args.llm).served_name, Path(args.fit))  # the name the service's lineage gives
     config = res["answer_service"].config(**({"k": args.k} if args.k else {}))
     service = res["answer_service"].build(
         res["retriever"], gateway, res["pipeline_state"], config=config, web_search=NoWebSearch(), fit=fit

@@ -130,14 +130,19 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--llm", default="1.5b")
     ap.add_argument("--default", action="store_true", help="the fit used for models that have none")
+    ap.add_argument("--k", type=int, default=0, help="fit the features collected with --k (bench_answers.py --k)")
+    ap.add_argument("--out", default=str(FIT_PATH), help="the fits file to write (a candidate's, to compare)")
     args = ap.parse_args()
-    data = json.loads((RESULTS / f"answerability_features_dev_{args.llm}.json").read_text())
+    name = f"answerability_features_dev_{args.llm}" + (f"_k{args.k}" if args.k else "")
+    data = json.loads((RESULTS / f"{name}.json").read_text())
     out = fit_rows(data["rows"], data["model"])
-    fits = json.loads(FIT_PATH.read_text()) if FIT_PATH.exists() else {"default": data["model"], "fits": {}}
+    out["fitted_on"]["k"] = data.get("k", 5)
+    path = Path(args.out)
+    fits = json.loads(path.read_text()) if path.exists() else {"default": data["model"], "fits": {}}
     fits["fits"][data["model"]] = out
     if args.default:
         fits["default"] = data["model"]
-    FIT_PATH.write_text(json.dumps(fits, indent=1) + "\n")
+    path.write_text(json.dumps(fits, indent=1) + "\n")
     print(json.dumps(out, indent=1))
     return 0
 
