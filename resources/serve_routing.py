@@ -108,9 +108,14 @@ async def relay_chat(server, client: httpx.AsyncClient, body: dict):
                 await asyncio.to_thread(server.ensure)
 
 
-def _tail(path, chars: int = 600) -> str:
+def _tail(path, size: int = 600) -> str:
+    """The last ``size`` bytes of a log that may have grown long."""
+    if not path:
+        return "(none)"
     try:
-        return Path(path).read_text(errors="replace")[-chars:] if path else "(none)"
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - size))
+            return f.read().decode(errors="replace")
     except OSError:
         return "(unreadable)"
 
