@@ -35,7 +35,7 @@ llm_api = FastAPI(title="agentic llm")
 embed_api = FastAPI(title="agentic embedder")
 
 
-def _error(status: int, message: str, kind: str = "server_error") -> JSONResponse:
+def openai_error(status: int, message: str, kind: str = "server_error") -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "code": status}})
 
 
@@ -131,7 +131,7 @@ class LlamaServerDeployment:
         try:
             r = await self.client.get(path)
         except httpx.HTTPError as exc:
-            return _error(503, f"model server unavailable ({type(exc).__name__})")
+            return openai_error(503, f"model server unavailable ({type(exc).__name__})")
         return Response(content=r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
 
     @llm_api.post("/v1/chat/completions")
@@ -140,7 +140,7 @@ class LlamaServerDeployment:
         try:
             payload = await request.json()
         except Exception:
-            return _error(400, "request body must be JSON", "invalid_request_error")
+            return openai_error(400, "request body must be JSON", "invalid_request_error")
         if not self.server.running():
             await self._recover()
         headers = {"content-type": "application/json"}
@@ -170,7 +170,9 @@ class LlamaServerDeployment:
             return JSONResponse(status_code=r.status_code, content=_json_or_error(r.content, r.status_code))
         except httpx.HTTPError as exc:
             asyncio.create_task(self._recover())
-            return _error(503, f"model server unavailable ({type(exc).__name__}); it is being restarted, retry shortly")
+            return openai_error(
+                503, f"model server unavailable ({type(exc).__name__}); it is being restarted, retry shortly"
+            )
 
 
 @serve.deployment(name="embedder", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
@@ -201,12 +203,12 @@ class EmbeddingDeployment:
         try:
             payload = await request.json()
         except Exception:
-            return _error(400, "request body must be JSON", "invalid_request_error")
+            return openai_error(400, "request body must be JSON", "invalid_request_error")
         inputs = payload.get("input")
         if isinstance(inputs, str):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t.strip() for t in inputs):
-            return _error(
+            return openai_error(
                 400, "input must be a non-empty string or a list of non-empty strings", "invalid_request_error"
             )
         vectors = await asyncio.gather(*(self._embed(t) for t in inputs))

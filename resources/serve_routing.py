@@ -23,6 +23,8 @@ from ray import serve
 from ray.serve.config import RequestRouterConfig
 from ray.serve.handle import DeploymentHandle
 
+from resources.serve_apps import openai_error
+
 # Ray Serve LLM's router; imported from its module, since ``ray.serve.llm`` itself insists on vLLM being installed
 PREFIX_ROUTER = "ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router.PrefixCacheAffinityRouter"
 ROUTERS = ("default", "prefix")
@@ -85,7 +87,7 @@ async def relay_chat(server, client: httpx.AsyncClient, body: dict):
     """The upstream status first, then the response body as it comes (server-sent events when streaming). A request
     whose connection drops before any byte came back is sent once more, after restarting the llama-server if it died
     (what a container restart does on eks), and the cause goes to the replica's log: the suite once saw a 500 here
-    with nothing to say why."""
+    with nothing to say why. If that fails too, the answer is the LLM app's clean 503 with an OpenAI error body."""
     for attempt in (1, 2):
         sent = False
         try:
@@ -96,16 +98,33 @@ async def relay_chat(server, client: httpx.AsyncClient, body: dict):
                     yield chunk
             return
         except httpx.TransportError as exc:
-            if sent or attempt == 2:
+            if sent:
                 raise
-            await asyncio.sleep(0.5)  # a server that is going down: let it finish, so it is restarted, not retried
-            died = not server.running()
-            code = server.proc.returncode if died and server.proc is not None else None
-            logger.warning("llama-server %s dropped a request (%r); %s", server.url, exc,
-                           f"it exited with {code}, restarting it; log: {_tail(server.log_path)}" if died
-                           else "it is still running; sending once more")  # fmt: skip
-            if died:
-                await asyncio.to_thread(server.ensure)
+            failure = f"model server unavailable ({type(exc).__name__})"
+            if attempt == 2 or not await _recovered(server, exc):
+                # the LLM app's answer to a server it cannot reach (``resources.serve_apps``), not a bare 500
+                error = openai_error(503, f"{failure}; retry shortly")
+                yield error.status_code
+                yield error.body
+                return
+
+
+async def _recovered(server, exc: Exception) -> bool:
+    """After a dropped request: restart the llama-server if it died (its exit code and log tail go to the replica's
+    log); False when it cannot be brought back."""
+    await asyncio.sleep(0.5)  # a server that is going down: let it finish, so it is restarted, not retried
+    if server.running():
+        logger.warning("llama-server %s dropped a request (%r) and still runs; sending once more", server.url, exc)
+        return True
+    code = server.proc.returncode if server.proc is not None else None
+    logger.warning("llama-server %s dropped a request (%r): it exited with %s, restarting it; log: %s", server.url,
+                   exc, code, _tail(server.log_path))  # fmt: skip
+    try:
+        await asyncio.to_thread(server.ensure)
+    except Exception as failed:  # noqa: BLE001 - a server that cannot start is answered 503 and left to the health check
+        logger.warning("llama-server %s could not be restarted: %s", server.url, failed)
+        return False
+    return True
 
 
 def _tail(path, size: int = 600) -> str:

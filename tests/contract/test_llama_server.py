@@ -246,5 +246,11 @@ def test_a_routed_replica_restarts_a_llama_server_that_died_and_sends_the_reques
         parts = asyncio.run(call())
         assert parts[0] == 200 and json.loads(b"".join(parts[1:]))["choices"]
         assert server.restarts == 1 and server.proc.pid != pid
+        # a server that cannot be brought back: the LLM app's clean 503 with an OpenAI error body, not a bare 500
+        server.proc.kill()
+        server.proc.wait()
+        server.binary = tmp_path / "missing-llama-server"
+        parts = asyncio.run(call())
+        assert parts[0] == 503 and "model server unavailable" in json.loads(b"".join(parts[1:]))["error"]["message"]
     finally:
         server.stop()
