@@ -250,6 +250,20 @@ def _nodeclaims(cluster) -> list[dict]:
     return _custom(cluster).list_cluster_custom_object("karpenter.sh", "v1", "nodeclaims")["items"]
 
 
+def _is_worker(pod) -> bool:
+    return (pod.metadata.labels or {}).get("ray.io/node-type") == "worker"
+
+
+def _worker_groups(docs: list[dict]) -> set[str]:
+    """The Ray worker groups the manifests run at least one pod of (RayServices and RayClusters)."""
+    out = set()
+    for d in docs:
+        if d["kind"] in ("RayService", "RayCluster"):
+            spec = d["spec"].get("rayClusterConfig", d["spec"])
+            out |= {w["groupName"] for w in spec.get("workerGroupSpecs", []) if w.get("replicas", 0) >= 1}
+    return out
+
+
 def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(kube_cluster, cfg):
     fast = copy.deepcopy(cfg)
     for pool in fast.node_pools:
@@ -260,12 +274,17 @@ def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(k
         k8s.apply(groups[step], wait=step == "platform_workloads")  # Deployments available, RayClusters ready
 
     # the NodePools changed (consolidateAfter), so Karpenter may replace nodes the previous test left: wait until no
-    # pod of any workload is Pending (this fails if a nodeSelector or toleration matches no pool)
+    # pod of any workload is Pending (this fails if a nodeSelector or toleration matches no pool) and every worker
+    # group the manifests ask for has its pod (KubeRay makes a RayService's cluster after the apply returns, and the
+    # Inferentia one came last on a slow machine)
+    expected = _worker_groups(groups["platform_workloads"])
+
     def settled():
         pods = _pods(kube_cluster, cfg.namespace) + _pods(kube_cluster, NODE_NAMESPACE)  # + the device plugins
         pending = [p.metadata.name for p in pods if p.status.phase != "Running" or not p.spec.node_name]
-        workers = [p for p in pods if (p.metadata.labels or {}).get("ray.io/node-type") == "worker"]
-        return pods if pods and not pending and len(workers) >= 3 else pending
+        present = {(p.metadata.labels or {}).get("ray.io/group") for p in pods if _is_worker(p)}
+        missing = sorted(expected - present)
+        return pods if pods and not pending and not missing else pending + [f"no {g} worker" for g in missing]
 
     def placement():
         pods = _wait(
