@@ -51,7 +51,8 @@ def covered_items(cache: Path, split: str = "dev") -> list[dict]:
     for r in items:
         doc = parse_pubmed_article(ET.fromstring(xml[r["pmid"]]), r["pmid"])
         labelled = conclusions_of([(s.label, s.text) for s in doc.sections])
-        out.append({**r, "conclusion": verdict.reading(labelled, doc.sections[-1].text)})
+        reading = verdict.reading(labelled, doc.sections[-1].text)
+        out.append({**r, "conclusion": reading, "labelled": bool(labelled.strip())})
     return out
 
 
