@@ -2,11 +2,11 @@
 
     python benchmarks/explore_verdict.py --llm 1.5b
 
-Each covered dev question's conclusion (``fit_verdict.covered_items``) is read with every prompt in ``VARIANTS``
-(one constrained token each, on a llama-server of its own). Then each combination of readings is scored as the
+Each covered dev question's conclusion (``fit_verdict.covered_items``: what the product reads of its abstract) is
+read with every prompt in ``VARIANTS`` (one constrained token each, on a llama-server of its own). Then each combination of readings is scored as the
 product would use it: a logistic function of the combined log-odds, fitted on dev, with leave-one-out accuracy over
-the three labels and the AUROC of supports against the rest. Writes ``results/verdict_explore_<llm>.json``; changes
-nothing in ``core``. The variants were written before this ran, from how a small model errs (it leans to "yes" on
+the three labels and the AUROC of supports against the rest. Writes ``results/verdict_explore_<llm>.json`` (or ``--out``);
+changes nothing in the product. The variants were written before this ran, from how a small model errs (it leans to "yes" on
 any conclusion about the question's subject, and few-shot prompts lean to the last examples' labels), not from any
 item.
 """
@@ -16,22 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import fit_verdict  # noqa: E402
 from benchmarks.common import save  # noqa: E402
 from benchmarks.fit_answerability import logistic  # noqa: E402
-from benchmarks.fit_verdict import covered_items  # noqa: E402
 from core import verdict  # noqa: E402
 from core.chunking import split_sentences  # noqa: E402
-from core.gguf import get_model  # noqa: E402
 from core.relevance import auroc  # noqa: E402
-from infra.local.llama_server import LlamaServer, resolve_binary  # noqa: E402
 
 # the inverted question: "does it say no?" A model that leans to "yes" leans here to the other side, so the two
 # readings' biases pull apart, and their difference keeps what they agree on
@@ -43,87 +39,31 @@ INVERTED_SYSTEM = (
 _INVERTED = {"yes": "no", "no": "yes", "uncertain": "no"}
 
 
-def _shots(system: str, shots, turn) -> list[dict]:
-    out = [{"role": "system", "content": system}]
-    for q, c, a in shots:
-        out += [
-            {"role": "user", "content": turn(q, c)},
-            {"role": "assistant", "content": a},
-        ]
-    return out
-
-
-def base(question: str, conclusion: str) -> list[dict]:
-    return verdict.messages(question, conclusion)
-
-
-def reversed_shots(question: str, conclusion: str) -> list[dict]:
-    out = _shots(verdict.SYSTEM, tuple(reversed(verdict.SHOTS)), verdict._turn)
-    return out + [{"role": "user", "content": verdict._turn(question, conclusion)}]
-
-
-def inverted(question: str, conclusion: str) -> list[dict]:
-    shots = tuple((q, c, _INVERTED[a]) for q, c, a in verdict.SHOTS)
-    out = _shots(INVERTED_SYSTEM, shots, verdict._turn)
-    return out + [{"role": "user", "content": verdict._turn(question, conclusion)}]
-
-
-def first_sentence(question: str, conclusion: str, labelled: bool = True) -> list[dict]:
+def first_sentence(item: dict) -> str:
     """The labelled conclusions' first sentence alone: it states the main finding, and what follows often hedges it
-    ("However, results varied ..."), which a small model reads as a "no". An unlabelled reading is kept whole."""
-    sentences = split_sentences(conclusion) if labelled else []
-    return verdict.messages(question, sentences[0] if sentences else conclusion)
+    ("However, results varied ..."), which a small model may read as a "no". An unlabelled reading is kept whole."""
+    sentences = split_sentences(item["conclusion"]) if item["labelled"] else []
+    return sentences[0] if sentences else item["conclusion"]
 
 
+# each reading: a covered item -> the classifier's prompt (``core.verdict.messages`` with other parts)
 VARIANTS = {
-    "base": base,
-    "reversed_shots": reversed_shots,
-    "inverted": inverted,
-    "first_sentence": first_sentence,
+    "base": lambda it: verdict.messages(it["question"], it["conclusion"]),
+    "reversed_shots": lambda it: verdict.messages(it["question"], it["conclusion"], shots=verdict.SHOTS[::-1]),
+    "inverted": lambda it: verdict.messages(
+        it["question"], it["conclusion"], INVERTED_SYSTEM, [(q, c, _INVERTED[a]) for q, c, a in verdict.SHOTS]
+    ),
+    "first_sentence": lambda it: verdict.messages(it["question"], first_sentence(it)),
 }
 
 
-def probabilities(url: str, messages: list[dict]) -> dict[str, float]:
-    body = {
-        "model": "x",
-        "messages": messages,
-        "max_tokens": 1,
-        "temperature": 0.0,
-        "logprobs": True,
-    }
-    body["top_logprobs"] = 20
-    req = urllib.request.Request(
-        f"{url}/v1/chat/completions",
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=300) as r:
-        choice = json.load(r)["choices"][0]
-    first = (choice.get("logprobs") or {}).get("content") or [{}]
-    return verdict.choice_probabilities(first[0].get("top_logprobs") or [], choice["message"]["content"])
-
-
-def _messages(name: str, item: dict) -> list[dict]:
-    if name == "first_sentence":
-        return first_sentence(item["question"], item["conclusion"], item["labelled"])
-    return VARIANTS[name](item["question"], item["conclusion"])
-
-
 def collect(llm: str, names: list[str]) -> list[dict]:
-    cache = Path(os.environ.get("AGENTIC_CACHE", Path.home() / ".cache" / "agentic"))
-    spec = get_model(llm)
-    path = cache / "models" / "llm" / spec.file_name
-    binary, env, _ = resolve_binary(cache, path)
-    server = LlamaServer(binary, env, path, spec.served_name, ctx_size=4096, parallel=len(names))
-    server.start()
-    rows = []
-    try:
-        for item in covered_items(cache, "dev"):
-            p = {name: probabilities(server.url, _messages(name, item)) for name in names}
-            rows.append({"id": item["id"], "label": item["label"], "p": p})
-    finally:
-        server.stop()
-    return rows
+    """Each covered dev item's probabilities under each named reading (``fit_verdict.classify``, a slot per reading)."""
+
+    def read(url: str, item: dict) -> dict:
+        return {name: fit_verdict.probabilities(url, VARIANTS[name](item)) for name in names}
+
+    return fit_verdict.classify(llm, "dev", read, parallel=len(names))[1]
 
 
 def feature(p: dict, combo: tuple[str, ...]) -> float:
@@ -133,75 +73,45 @@ def feature(p: dict, combo: tuple[str, ...]) -> float:
 
 
 def _decide(p: dict, w: list[float], x: float, ref: str) -> str:
-    """As ``core.verdict.decide``: supports at one half; else "no" or "uncertain" as the ``ref`` reading found likelier."""
+    """As ``core.verdict.decide``: supports at one half, else "no" or "uncertain", whichever ``ref`` found likelier."""
     z = w[0] + w[1] * x
     if 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0))) >= 0.5:
         return "supports"
     return "insufficient" if p[ref].get("uncertain", 0.0) > p[ref].get("no", 0.0) else "refutes"
 
 
-def score(rows: list[dict], combo: tuple[str, ...]) -> dict:
+def score(rows: list[dict], combo: tuple[str, ...], leave_one_out: bool = True) -> dict:
+    """AUROC, in-sample and (``leave_one_out``) leave-one-out accuracy of one combination fitted on ``rows``."""
     xs = [[feature(r["p"], combo)] for r in rows]
     ys = [int(r["label"] == "supports") for r in rows]
     full = logistic(xs, ys)
     ref = combo[0] if combo[0] != "inverted" else "base"
-    loo = 0
-    for i, r in enumerate(rows):
+    loo = 0 if leave_one_out else None
+    for i, r in enumerate(rows if leave_one_out else []):
         w = logistic(xs[:i] + xs[i + 1 :], ys[:i] + ys[i + 1 :], steps=1500)
         loo += _decide(r["p"], w, xs[i][0], ref) == r["label"]
     ins = sum(_decide(r["p"], full, x[0], ref) == r["label"] for r, x in zip(rows, xs))
     pos = [x[0] for x, y in zip(xs, ys) if y]
     neg = [x[0] for x, y in zip(xs, ys) if not y]
-    return {
-        "auroc": round(auroc(pos, neg), 3),
-        "in_sample": ins,
-        "leave_one_out": loo,
-        "n": len(rows),
-    }
+    return {"auroc": round(auroc(pos, neg), 3), "in_sample": ins, "leave_one_out": loo, "n": len(rows)}
 
 
-COMBOS = (
-    ("base",),
-    ("reversed_shots",),
-    ("inverted",),
-    ("base", "reversed_shots"),
-    ("base", "inverted"),
-)
-COMBOS += (
-    ("base", "reversed_shots", "inverted"),
-    ("first_sentence",),
-    ("base", "first_sentence"),
-)
+COMBOS = (("base",), ("reversed_shots",), ("inverted",), ("base", "reversed_shots"), ("base", "inverted"))
+COMBOS += (("base", "reversed_shots", "inverted"), ("first_sentence",), ("base", "first_sentence"))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--llm", default="1.5b")
-    ap.add_argument(
-        "--variants",
-        default=",".join(VARIANTS),
-        help=f"which readings, of {', '.join(VARIANTS)}",
-    )
-    ap.add_argument(
-        "--out",
-        default="",
-        help="the results file's name (default verdict_explore_<llm>)",
-    )
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"which readings, of {', '.join(VARIANTS)}")
+    ap.add_argument("--out", default="", help="the results file's name (default verdict_explore_<llm>)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     names = args.variants.split(",")
     rows = collect(args.llm, names)
     scores = {"+".join(c): score(rows, c) for c in COMBOS if set(c) <= set(names)}
-    out = {
-        "split": "dev",
-        "llm": args.llm,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "scores": scores,
-    }
-    save(
-        args.out or f"verdict_explore_{args.llm}",
-        {**out, "variants": names, "rows": rows},
-    )
+    out = {"split": "dev", "llm": args.llm, "seconds": round(time.perf_counter() - t0, 1), "scores": scores}
+    save(args.out or f"verdict_explore_{args.llm}", {**out, "variants": names, "rows": rows})
     print(json.dumps(out, indent=1))
     return 0
 

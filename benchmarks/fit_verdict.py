@@ -56,10 +56,11 @@ def covered_items(cache: Path, split: str = "dev") -> list[dict]:
     return out
 
 
-def probabilities(url: str, question: str, conclusion: str) -> dict[str, float]:
+def probabilities(url: str, messages: list[dict]) -> dict[str, float]:
+    """P(yes), P(no), P(uncertain) at the first token the model writes after ``messages``."""
     body = {
         "model": "fit",
-        "messages": verdict.messages(question, conclusion),
+        "messages": messages,
         "max_tokens": 1,
         "temperature": 0.0,
         "logprobs": True,
@@ -113,20 +114,23 @@ def fit_rows(rows: list[dict], model: str, leave_one_out: bool = True) -> dict:
     }
 
 
-def classify(llm: str, split: str = "dev") -> tuple[str, list[dict]]:
+def _read(url: str, item: dict) -> dict[str, float]:
+    return probabilities(url, verdict.messages(item["question"], item["conclusion"]))
+
+
+def classify(llm: str, split: str = "dev", read=_read, parallel: int = 1) -> tuple[str, list[dict]]:
     """The served model's name, and its probabilities on each of the split's covered questions (a llama-server of
-    its own, stopped after)."""
+    its own, stopped after). ``read(url, item)``: what is kept as a row's ``p`` (the prompt in use by default)."""
     cache = Path(os.environ.get("AGENTIC_CACHE", Path.home() / ".cache" / "agentic"))
     spec = get_model(llm)
     path = cache / "models" / "llm" / spec.file_name
     binary, env, _ = resolve_binary(cache, path)
-    server = LlamaServer(binary, env, path, spec.served_name, ctx_size=4096, parallel=1)
+    server = LlamaServer(binary, env, path, spec.served_name, ctx_size=4096, parallel=parallel)
     server.start()
     rows = []
     try:
         for item in covered_items(cache, split):
-            p = probabilities(server.url, item["question"], item["conclusion"])
-            rows.append({"id": item["id"], "label": item["label"], "p": p})
+            rows.append({"id": item["id"], "label": item["label"], "p": read(server.url, item)})
     finally:
         server.stop()
     return spec.served_name, rows

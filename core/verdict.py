@@ -95,11 +95,12 @@ def _from_label(text: str) -> str:
     return text[found[-1].start() :] if found else text
 
 
-def messages(question: str, conclusion: str) -> list[dict]:
+def messages(question: str, conclusion: str, system: str = SYSTEM, shots=SHOTS) -> list[dict]:
     """The classifier's prompt: the examples first (a constant prefix the serving engine's cache keeps), then the
-    conclusion and the question."""
-    out = [{"role": "system", "content": SYSTEM}]
-    for q, c, a in SHOTS:
+    conclusion and the question. ``system``, ``shots``: other instructions and examples, for trying them on dev
+    (``benchmarks/explore_verdict.py``)."""
+    out = [{"role": "system", "content": system}]
+    for q, c, a in shots:
         out += [{"role": "user", "content": _turn(q, c)}, {"role": "assistant", "content": a}]
     return out + [{"role": "user", "content": _turn(question, conclusion)}]
 

@@ -305,7 +305,7 @@ def test_karpenter_provisions_the_pools_the_workloads_ask_for_and_consolidates(k
 
         workers = {}
         for p in pods:
-            if (p.metadata.labels or {}).get("ray.io/node-type") == "worker":
+            if _is_worker(p):
                 workers.setdefault(p.metadata.labels["ray.io/group"], set()).add(where(p))
         return pods, where, workers
 

@@ -121,3 +121,40 @@ def test_the_answer_and_its_corrections_are_written_under_the_decided_verdict():
     assert schema["properties"]["evidence"]["items"]["properties"]["source"]["enum"] == [2]
     plan.decision = None  # no verdict decided before (an open question, a web answer): any verdict of its kind
     assert "supports" in plan.answer_schema(1, 3)["properties"]["verdict"]["enum"]
+
+
+def test_the_dev_explorations_scores_come_from_their_rows_and_each_reading_changes_one_part_of_the_prompt():
+    """``benchmarks/explore_verdict.py``: the scores its committed results report (docs/benchmarks.md) are what its
+    scoring gives on their saved rows (in sample and AUROC; leave-one-out takes 77 refits per combination), and each
+    reading differs from the product's prompt only where it says."""
+    import json
+    from pathlib import Path
+
+    from benchmarks import explore_verdict
+
+    files = sorted((Path(fit_verdict.__file__).parent / "results").glob("verdict_explore_*.json"))
+    assert len(files) >= 2
+    for path in files:
+        data = json.loads(path.read_text())
+        assert data["split"] == "dev" and {r["id"] for r in data["rows"]} == {r["id"] for r in eval_sets.covered("dev")}
+        for combo, reported in data["scores"].items():
+            again = explore_verdict.score(data["rows"], tuple(combo.split("+")), leave_one_out=False)
+            assert (again["auroc"], again["in_sample"]) == (reported["auroc"], reported["in_sample"]), (path, combo)
+
+    item = {
+        "question": "Does X reduce Y?",
+        "conclusion": "CONCLUSIONS: X reduced Y. However, results varied.",
+        "labelled": True,
+    }
+    product = verdict.messages(item["question"], item["conclusion"])
+    readings = {name: make(item) for name, make in explore_verdict.VARIANTS.items()}
+    assert readings["base"] == product
+    assert readings["reversed_shots"][0] == product[0] and readings["reversed_shots"][-1] == product[-1]
+    assert readings["reversed_shots"][1]["content"] == product[-3]["content"]  # the last example comes first
+    assert readings["inverted"][0]["content"] == explore_verdict.INVERTED_SYSTEM
+    assert [m["content"] for m in readings["inverted"][2:-1:2]] == ["no", "yes", "yes", "no", "no", "yes"]
+    assert (
+        readings["first_sentence"][-1]["content"]
+        == "Study conclusion: CONCLUSIONS: X reduced Y.\nQuestion: Does X reduce Y?"
+    )
+    assert explore_verdict.first_sentence({**item, "labelled": False}) == item["conclusion"]
