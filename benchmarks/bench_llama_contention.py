@@ -1,10 +1,12 @@
 """llama-server's OpenMP wait policy on a small shared machine: the same six answers (a ~750-token prompt, 64 tokens
 out, one at a time) alone and beside one busy process (a Python loop, as a Dagster step or a Ray worker would be), with
 OpenMP's threads spinning while they wait (ACTIVE), sleeping at once (PASSIVE), and spinning a bounded while before
-they sleep (SPIN: no wait policy, ``GOMP_SPINCOUNT`` 300,000, libgomp's own default when no policy is set). Per run:
+they sleep (SPIN: no wait policy, ``GOMP_SPINCOUNT`` 300,000, libgomp's own default when no policy is set), and at
+each thread count asked (``--threads``, default 2: does a server with fewer threads than cores lose less beside the
+busy process?). Per run:
 llama-server's CPU seconds (from /proc), wall seconds, and its own prefill and decode tokens/s. On 127.0.0.1; the busy process and the server are this script's own, stopped by id.
 
-    python benchmarks/bench_llama_contention.py [--model 0.5b|1.5b]
+    python benchmarks/bench_llama_contention.py [--model 0.5b|1.5b] [--threads 2 1] [--policies PASSIVE]
 
 Result: benchmarks/results/llama_contention_<model>.json.
 """
@@ -54,9 +56,9 @@ def policy_env(policy: str, spin_count: int) -> dict[str, str]:
     return {"OMP_WAIT_POLICY": policy}
 
 
-def one_run(binary, env, model, policy: str, spin_count: int, busy: bool, answers: int) -> dict:
+def one_run(binary, env, model, policy: str, spin_count: int, busy: bool, answers: int, threads: int = 2) -> dict:
     server = LlamaServer(binary, {**env, **policy_env(policy, spin_count)}, model, "m", ctx_size=16384, parallel=4,
-                         threads=2)  # fmt: skip
+                         threads=threads)  # fmt: skip
     server.start()
     hog = None
     try:
@@ -69,6 +71,7 @@ def one_run(binary, env, model, policy: str, spin_count: int, busy: bool, answer
             decode.append(timings["predicted_per_second"])
         return {
             "policy": policy,
+            "threads": threads,
             "beside": "one busy process" if busy else "nothing",
             "answers": answers,
             "llama_cpu_s": round(cpu_seconds(server.proc.pid) - c0, 1),
@@ -89,6 +92,7 @@ def main() -> int:
     ap.add_argument("--answers", type=int, default=6)
     ap.add_argument("--spin-count", type=int, default=300000, help="SPIN's GOMP_SPINCOUNT")
     ap.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
+    ap.add_argument("--threads", nargs="+", type=int, default=[2], help="llama-server's thread counts to run")
     ap.add_argument("--out", default="", help="the result's name (default llama_contention_<model>)")
     args = ap.parse_args()
     settings = load_settings({})
@@ -96,16 +100,23 @@ def main() -> int:
     binary, env, origin = resolve_binary(settings.cache, model, threads=2)
     runs = []
     for busy in (False, True):
-        for policy in args.policies:
-            runs.append(one_run(binary, env, model, policy, args.spin_count, busy, args.answers))
-            print(runs[-1], flush=True)
-    by = {(r["policy"], r["beside"]): r for r in runs}
+        for threads in args.threads:
+            for policy in args.policies:
+                runs.append(one_run(binary, env, model, policy, args.spin_count, busy, args.answers, threads))
+                print(runs[-1], flush=True)
+    by = {(r["policy"], r["beside"]): r for r in runs if r["threads"] == args.threads[0]}
     ratios = {}
     for policy in (p for p in args.policies if p != "PASSIVE" and "PASSIVE" in args.policies):
         for beside, tag in (("nothing", "alone"), ("one busy process", "beside_a_busy_process")):
             mine, base = by[(policy, beside)], by[("PASSIVE", beside)]
             for key, name in (("decode_tok_s", "decode"), ("wall_s", "wall"), ("llama_cpu_s", "cpu")):
                 ratios[f"{name}_{policy.lower()}_over_passive_{tag}"] = round(mine[key] / base[key], 3)
+    for threads in args.threads[1:]:  # each other thread count against the first, per policy and neighbour
+        for r in (r for r in runs if r["threads"] == threads):
+            base, tag = by[(r["policy"], r["beside"])], "alone" if r["beside"] == "nothing" else "beside_a_busy_process"
+            ratios[f"wall_{threads}_threads_over_{args.threads[0]}_{r['policy'].lower()}_{tag}"] = round(
+                r["wall_s"] / base["wall_s"], 3
+            )
     print(ratios)
     result = {"model": args.model, "binary": origin, "spin_count": args.spin_count, "runs": runs, "ratios": ratios}
     path = save(args.out or f"llama_contention_{args.model}", result)
