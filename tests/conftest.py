@@ -31,6 +31,7 @@ atexit.register(shutil.rmtree, RAY_TOKEN.parent, True)
 
 from core.corpus import ARTICLE_TABLE, load_sample  # noqa: E402
 from pipelines.settings import Settings, load_settings  # noqa: E402
+from tests import llm_usage  # noqa: E402
 from tests.helpers import REPO, free_port, start_moto_server  # noqa: E402, F401  (REPO: tests import it from here)
 
 TESTS = Path(__file__).resolve().parent
@@ -87,6 +88,11 @@ STACK_FIXTURES = {"indexed_home", "serving_stack", "trace_store", "embedder_reso
 def lane_of(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
     return "side" if path.startswith("tests/unit/") or path in SIDE_MODULES else "stack"
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.is_registered(llm_usage):
+        config.pluginmanager.register(llm_usage, "llm_usage")  # the served LLM's tokens per test, summed at the end
 
 
 def pytest_addoption(parser):
@@ -504,9 +510,11 @@ def serving_stack(indexed_home, trace_store, web_search_mcp):
         serving=res["model_serving"],
         scanned=indexed_home.scanned,
     )
+    llm_usage.watch(f"{stack.serving.base_url}/llm/metrics")
     try:
         yield stack
     finally:
+        llm_usage.watch(None)
         gateway.stop()
         try:
             from ray import serve

@@ -55,3 +55,23 @@ def test_with_lanes_each_lane_runs_whole_on_one_worker():
     workers = {lane: {w for w, t in ran if lane_of(t) == lane} for lane in ("stack", "side")}
     assert len(ran) >= 8 and {len(w) for w in workers.values()} == {1}, ran
     assert workers["stack"] != workers["side"], ran
+
+
+def test_the_llm_usage_report_reads_llama_servers_counters_and_survives_a_replaced_server():
+    from tests.llm_usage import GENERATED, PROMPT, delta, parse, summary
+
+    text = (
+        "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n"
+        "# TYPE llamacpp:prompt_tokens_total counter\n"
+        "llamacpp:prompt_tokens_total 1864\n"
+        "llamacpp:prompt_seconds_total 13.9\n"
+        "llamacpp:tokens_predicted_total 2.4e+02\n"
+        "llamacpp:requests_processing 1\n"
+    )
+    assert parse(text) == {PROMPT: 1864, GENERATED: 240}
+    assert delta({PROMPT: 1000, GENERATED: 100}, {PROMPT: 1864, GENERATED: 240}) == {PROMPT: 864, GENERATED: 140}
+    # the server was killed and replaced during the test: what the new one counted, never a negative number
+    assert delta({PROMPT: 5000, GENERATED: 900}, {PROMPT: 700, GENERATED: 60}) == {PROMPT: 700, GENERATED: 60}
+    lines = summary({"a::t1": {PROMPT: 10, GENERATED: 2}, "b::t2": {PROMPT: 900, GENERATED: 50}}, top=1)
+    assert lines[0].startswith("the served LLM's tokens: 910 prompt") and "b::t2" in lines[1] and len(lines) == 2
+    assert summary({}) == []
