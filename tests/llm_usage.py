@@ -5,8 +5,6 @@ mostly the 0.5B model's prefill (docs/tests.md): this says which tests ask for i
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 PROMPT, GENERATED = "llm_prompt_tokens", "llm_generated_tokens"
@@ -21,13 +19,11 @@ def watch(metrics_url: str | None) -> None:
 
 
 def parse(text: str) -> dict[str, int]:
-    """The two token counters from llama-server's Prometheus text."""
-    found = {}
-    for line in text.splitlines():
-        m = re.match(r"^(llamacpp:\w+)(?:\{[^}]*\})?\s+([0-9.eE+]+)$", line.strip())
-        if m and m.group(1) in _COUNTERS:
-            found[_COUNTERS[m.group(1)]] = int(float(m.group(2)))
-    return found
+    """The two token counters from llama-server's Prometheus text (the capacity record's parser)."""
+    from core.capacity import parse_prometheus
+
+    metrics = parse_prometheus(text)
+    return {name: int(metrics[counter]) for counter, name in _COUNTERS.items() if counter in metrics}
 
 
 def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
